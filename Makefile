@@ -1,0 +1,153 @@
+# maxsim - late-interaction (ColBERT / ColPali) scoring on OpenCL devices.
+#
+# One non-recursive Makefile. `make` builds ./maxsim; `make test` runs every
+# test (Criterion unit tests, CLI tests, fuzz corpus replay, man page lint,
+# kernel syntax check); `make help` lists the targets.
+
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+MAN1DIR ?= $(PREFIX)/share/man/man1
+PYTHON  ?= /usr/bin/python3
+CLANG   ?= clang
+
+BUILD   ?= build
+CC      ?= cc
+OPT     ?= -O2 -g
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
+           -Wformat=2 -Wcast-qual -Wwrite-strings -Wundef -Wno-unused-parameter
+HDF5_CFLAGS := $(shell pkg-config --cflags hdf5 2>/dev/null || echo -I/usr/include/hdf5/serial)
+HDF5_LIBS   := $(shell pkg-config --libs hdf5 2>/dev/null || echo -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5)
+ALL_CFLAGS   = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(HDF5_CFLAGS) -Isrc -I$(BUILD)/gen \
+               -MMD -MP -pthread $(SANFLAGS) $(MOREFLAGS) $(CFLAGS)
+ALL_LDFLAGS  = -pthread $(SANFLAGS) $(LDFLAGS)
+LIBS         = -lOpenCL $(HDF5_LIBS) -lzstd -ljansson -lm $(LDLIBS)
+
+KERNELS   := $(sort $(wildcard kernels/*.cl))
+SRCS      := $(sort $(wildcard src/*.c))
+LIB_SRCS  := $(filter-out src/main.c,$(SRCS))
+LIB_OBJS  := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/kernels.o
+TEST_SRCS := $(sort $(wildcard tests/test_*.c))
+TESTS     := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_REPLAY := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%-replay)
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+## all: build ./maxsim (the default)
+all: maxsim
+
+maxsim: $(BUILD)/obj/main.o $(BUILD)/libmaxsim.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/libmaxsim.a: $(LIB_OBJS)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/obj/%.o: src/%.c | $(BUILD)/gen/kernels.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# Kernels are embedded as NUL-terminated char arrays; the .cl files stay the
+# editable, standalone source (MAXSIM_KERNEL_DIR loads them from disk).
+$(BUILD)/gen/kernels.c: $(KERNELS) scripts/embed-cl.sh
+	@mkdir -p $(dir $@)
+	@echo "  EMBED   $@"
+	$(Q)sh scripts/embed-cl.sh $(KERNELS) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/kernels.o: $(BUILD)/gen/kernels.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libmaxsim.a
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(BUILD)/libmaxsim.a $(ALL_LDFLAGS) -lcriterion $(LIBS)
+
+# Fuzz targets linked with a plain main() that replays their corpus (zstd's
+# regression driver): they run in `make test` with any compiler.
+$(BUILD)/fuzz/%-replay: tests/fuzz/%.c tests/fuzz/replay.c $(BUILD)/libmaxsim.a
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< tests/fuzz/replay.c $(BUILD)/libmaxsim.a $(ALL_LDFLAGS) $(LIBS)
+
+# Fixtures written by numpy and h5py themselves, so the readers are tested on
+# the bytes those libraries really produce.
+$(BUILD)/fixtures/.stamp: tests/gen_fixtures.py
+	@mkdir -p $(dir $@)
+	@echo "  GEN     $(BUILD)/fixtures"
+	$(Q)$(PYTHON) tests/gen_fixtures.py $(BUILD)/fixtures && touch $@
+
+## test: run every test (unit, CLI, fuzz corpus replay, man page, kernels)
+test: MOREFLAGS += -Werror
+test: maxsim $(TESTS) $(FUZZ_REPLAY) $(BUILD)/fixtures/.stamp
+	$(Q)MAXSIM_FIXTURES=$(BUILD)/fixtures sh tests/run-unit.sh $(TESTS)
+	$(Q)for f in $(FUZZ_REPLAY); do n=$$(basename $$f -replay); \
+	    $$f tests/fuzz/corpus/$${n#fuzz_} || exit 1; done
+	$(Q)MAXSIM=$(CURDIR)/maxsim FIXTURES=$(CURDIR)/$(BUILD)/fixtures bash tests/cli/run.sh tests/cli/*.t
+	$(Q)$(MAKE) --no-print-directory check-man check-kernels
+	@echo "all tests passed"
+
+## asan: run the tests under AddressSanitizer and UBSan (PoCL), in build-asan/
+asan:
+	$(MAKE) test BUILD=build-asan OPT="-O1 -g" \
+	    SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+	    ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp
+
+## fuzz: build libFuzzer targets (clang) into build-fuzz/
+fuzz:
+	@mkdir -p build-fuzz
+	$(Q)for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
+	    $(CLANG) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined $(HDF5_CFLAGS) \
+	      -Isrc -o build-fuzz/$$n $$f $(LIB_SRCS) $(BUILD)/gen/kernels.c $(LIBS) || exit 1; \
+	    echo "  built build-fuzz/$$n (run: build-fuzz/$$n tests/fuzz/corpus/$${n#fuzz_})"; done
+
+## check-kernels: clang syntax check of kernels/*.cl as OpenCL C 1.2
+check-kernels:
+	$(Q)for k in $(KERNELS); do \
+	    $(CLANG) -x cl -cl-std=CL1.2 -Xclang -finclude-default-header -fsyntax-only -Werror $$k || exit 1; \
+	    $(CLANG) -x cl -cl-std=CL1.2 -Xclang -finclude-default-header -fsyntax-only -Werror -DMS_NVIDIA=1 $$k || exit 1; done
+	@echo "  kernels ok"
+
+## check-man: lint man/maxsim.1 with mandoc and check it names every command and option of --help
+check-man: maxsim
+	$(Q)mandoc -Tlint -W style man/maxsim.1
+	$(Q)sh tests/check-man.sh ./maxsim man/maxsim.1
+	@echo "  man page ok"
+
+## format: clang-format the C sources in place
+format:
+	clang-format -i src/*.c src/*.h tests/*.c tests/*.h tests/fuzz/*.c
+
+## install: install the binary and man page under $(DESTDIR)$(PREFIX)
+install: maxsim
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MAN1DIR)
+	install -m 755 maxsim $(DESTDIR)$(BINDIR)/maxsim
+	install -m 644 man/maxsim.1 $(DESTDIR)$(MAN1DIR)/maxsim.1
+
+## uninstall: remove what install put there
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/maxsim $(DESTDIR)$(MAN1DIR)/maxsim.1
+
+## clean: remove build outputs
+clean:
+	rm -rf build build-asan build-fuzz maxsim
+
+## help: list the targets
+help:
+	@sed -n 's/^## //p' Makefile
+
+## show: print the effective flags
+show:
+	@echo "CC=$(CC)"; echo "CFLAGS=$(ALL_CFLAGS)"; echo "LDFLAGS=$(ALL_LDFLAGS)"; echo "LIBS=$(LIBS)"
+
+.PHONY: all test asan fuzz check-kernels check-man format install uninstall clean help show
+.DELETE_ON_ERROR:
+
+-include $(wildcard $(BUILD)/obj/*.d $(BUILD)/tests/*.d)

@@ -1,0 +1,80 @@
+/*
+ * cl_dev.h - OpenCL devices: listing, choosing one from --device, and the
+ * context, queue and compiled programs the kernels run in.
+ *
+ * Device specs (CONTRACT.md): "auto" (the first GPU, else the first CPU),
+ * "cpu", "gpu", or an index as `maxsim devices` prints it. MAXSIM_DEVICE
+ * gives the default. Programs come from kernels/ embedded at build time, or
+ * from $MAXSIM_KERNEL_DIR when set (development), and are cached on disk as
+ * device binaries (cl_prog.c).
+ */
+#ifndef MS_CL_DEV_H
+#define MS_CL_DEV_H
+
+#define CL_TARGET_OPENCL_VERSION 120
+#define CL_USE_DEPRECATED_OPENCL_1_2_APIS
+#include <CL/cl.h>
+#include <stdint.h>
+
+#include "err.h"
+
+/* One device as `maxsim devices` shows it. */
+struct ms_cl_devinfo {
+    int index;                  /* global index over all platforms */
+    cl_platform_id platform;
+    cl_device_id device;
+    char platform_name[128];
+    char platform_version[128];
+    char name[256];
+    char vendor[128];
+    char version[128];          /* CL_DEVICE_VERSION */
+    char driver_version[128];
+    char c_version[128];        /* CL_DEVICE_OPENCL_C_VERSION */
+    cl_device_type type;
+    cl_uint compute_units;
+    cl_ulong global_mem;
+    cl_ulong local_mem;
+    cl_ulong max_alloc;
+    size_t max_work_group;
+    int is_nvidia;
+    int nv_cc_major, nv_cc_minor; /* cl_nv_device_attribute_query, 0 if absent */
+};
+
+/* List every device of every platform. *n == 0 with MS_OK when there is no
+ * platform at all; the caller decides what that means. *list is owned. */
+int ms_cl_list(struct ms_cl_devinfo **list, int *n, struct ms_err *err);
+/* Index (into list) of the device a spec picks; -1 with an MS_ERR_INPUT error
+ * when the spec is malformed or matches nothing. */
+int ms_cl_pick(const struct ms_cl_devinfo *list, int n, const char *spec, struct ms_err *err);
+/* "GPU", "CPU", "ACCELERATOR", ... */
+const char *ms_cl_type_name(cl_device_type type);
+/* "CL_OUT_OF_RESOURCES (-5)" */
+const char *ms_cl_strerror(cl_int code);
+
+/* An open device: context and in-order queue with profiling. */
+struct ms_cl {
+    struct ms_cl_devinfo info;
+    cl_context ctx;
+    cl_command_queue queue;
+    int verbose;                /* print cache HIT/MISS and build logs */
+};
+
+int ms_cl_open(struct ms_cl *cl, const char *spec, struct ms_err *err);
+void ms_cl_close(struct ms_cl *cl);
+
+/* Build (or load from the on-disk cache) the program of kernels/<file> with
+ * the given options. On a build failure the error message holds the file,
+ * device, options and the build log (several lines: the one exception). */
+int ms_cl_program(struct ms_cl *cl, const char *file, const char *options, cl_program *out,
+                  struct ms_err *err);
+
+/* Embedded kernel sources (generated build/gen/kernels.c). */
+struct ms_kernel_src {
+    const char *name;   /* "maxsim.cl" */
+    const char *text;
+    size_t len;
+};
+extern const struct ms_kernel_src ms_kernel_sources[];
+extern const int ms_kernel_sources_n;
+
+#endif

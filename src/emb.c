@@ -1,0 +1,236 @@
+/*
+ * emb.c - the internal representation (struct ms_emb), float16 conversion,
+ * and row ids (struct ms_ids), including ids read from a text file.
+ */
+#include "emb.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+size_t ms_dtype_size(enum ms_dtype dtype)
+{
+    return dtype == MS_DTYPE_F16 ? 2 : 4;
+}
+
+const char *ms_dtype_name(enum ms_dtype dtype)
+{
+    return dtype == MS_DTYPE_F16 ? "float16" : "float32";
+}
+
+float ms_half_to_float(uint16_t h)
+{
+    const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    const uint32_t exp = (h >> 10) & 0x1f;
+    const uint32_t man = h & 0x3ff;
+    uint32_t bits;
+    float f;
+
+    if (exp == 0) {
+        /* zero or subnormal: man * 2^-24, exact in float */
+        f = (float)man * 0x1p-24f;
+        return sign ? -f : f;
+    }
+    if (exp == 31)
+        bits = sign | 0x7f800000u | (man << 13);
+    else
+        bits = sign | ((exp + 112) << 23) | (man << 13);
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+uint16_t ms_float_to_half(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    const uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+    const uint32_t ax = x & 0x7fffffffu;
+
+    if (ax >= 0x7f800000u) /* inf or NaN (keep NaN quiet and non-zero) */
+        return sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 | ((ax >> 13) & 0x3ff) : 0);
+    if (ax >= 0x477ff000u) /* rounds to >= 65520: overflow to inf */
+        return sign | 0x7c00;
+    if (ax < 0x38800000u) {
+        /* result is subnormal or zero: round ax * 2^24 to an integer, ties to even */
+        float a;
+        memcpy(&a, &ax, sizeof a);
+        return sign | (uint16_t)lrintf(a * 0x1p24f);
+    }
+    /* normal: drop 13 mantissa bits with round to nearest even */
+    uint32_t r = ax - 0x38000000u; /* rebias exponent 127 -> 15 */
+    r += 0xfff + ((r >> 13) & 1);
+    return sign | (uint16_t)(r >> 13);
+}
+
+void ms_emb_init(struct ms_emb *emb)
+{
+    memset(emb, 0, sizeof *emb);
+}
+
+void ms_emb_release(struct ms_emb *emb)
+{
+    free(emb->offsets);
+    free(emb->tokens);
+    ms_emb_init(emb);
+}
+
+int ms_emb_reserve(struct ms_emb *emb, enum ms_dtype dtype, uint32_t dim, uint64_t n_rows,
+                   uint64_t n_tokens, struct ms_err *err)
+{
+    unsigned long long bytes, elems;
+
+    if (!emb->offsets || n_rows + 1 > emb->rows_cap) {
+        uint64_t *o = ms_realloc(emb->offsets, (n_rows + 1) * sizeof *o, err);
+        if (!o)
+            return err->status;
+        emb->offsets = o;
+        emb->rows_cap = n_rows + 1;
+    }
+    if (ms_mul_u64(n_tokens, dim, &elems) || ms_mul_u64(elems, ms_dtype_size(dtype), &bytes) ||
+        bytes > SIZE_MAX)
+        return ms_err_set(err, MS_ERR_RUNTIME, "block of %llu tokens of dim %u is too large",
+                          (unsigned long long)n_tokens, dim);
+    if (emb->dtype != dtype || emb->dim != dim || n_tokens > emb->tokens_cap || !emb->tokens) {
+        size_t old = (size_t)emb->tokens_cap * emb->dim * ms_dtype_size(emb->dtype);
+        if (!emb->tokens || bytes > old) {
+            void *t = ms_realloc(emb->tokens, (size_t)bytes, err);
+            if (!t)
+                return err->status;
+            emb->tokens = t;
+            old = (size_t)bytes;
+        }
+        emb->tokens_cap = old / ((size_t)(dim ? dim : 1) * ms_dtype_size(dtype));
+    }
+    emb->dtype = dtype;
+    emb->dim = dim;
+    emb->n_rows = n_rows;
+    emb->offsets[0] = 0;
+    return MS_OK;
+}
+
+int ms_emb_find_nonfinite(const struct ms_emb *emb, uint64_t *row, uint64_t *token)
+{
+    const uint64_t n = ms_emb_n_tokens(emb) * emb->dim;
+    uint64_t bad = UINT64_MAX;
+
+    if (emb->dtype == MS_DTYPE_F16) {
+        const uint16_t *h = emb->tokens;
+        for (uint64_t i = 0; i < n; i++)
+            if ((h[i] & 0x7c00) == 0x7c00) {
+                bad = i;
+                break;
+            }
+    } else {
+        const uint32_t *w = emb->tokens;
+        for (uint64_t i = 0; i < n; i++)
+            if ((w[i] & 0x7f800000u) == 0x7f800000u) {
+                bad = i;
+                break;
+            }
+    }
+    if (bad == UINT64_MAX)
+        return 0;
+    const uint64_t t = bad / emb->dim;
+    uint64_t lo = 0, hi = emb->n_rows; /* find r with offsets[r] <= t < offsets[r+1] */
+    while (hi - lo > 1) {
+        const uint64_t mid = lo + (hi - lo) / 2;
+        if (emb->offsets[mid] <= t)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    while (lo + 1 < emb->n_rows && emb->offsets[lo + 1] <= t) /* skip empty rows */
+        lo++;
+    *row = lo;
+    *token = t - emb->offsets[lo];
+    return 1;
+}
+
+void ms_ids_init(struct ms_ids *ids)
+{
+    memset(ids, 0, sizeof *ids);
+}
+
+void ms_ids_release(struct ms_ids *ids)
+{
+    free(ids->pool);
+    free(ids->offs);
+    ms_ids_init(ids);
+}
+
+int ms_ids_push(struct ms_ids *ids, const char *s, size_t len, struct ms_err *err)
+{
+    if ((ids->n & (ids->n - 1)) == 0) { /* grow offs at powers of two */
+        uint64_t *o = ms_realloc(ids->offs, (ids->n ? ids->n * 2 : 1) * sizeof *o, err);
+        if (!o)
+            return err->status;
+        ids->offs = o;
+    }
+    if (ids->pool_len + len + 1 > ids->pool_cap) {
+        uint64_t cap = ids->pool_cap ? ids->pool_cap : 256;
+        while (cap < ids->pool_len + len + 1)
+            cap *= 2;
+        char *p = ms_realloc(ids->pool, cap, err);
+        if (!p)
+            return err->status;
+        ids->pool = p;
+        ids->pool_cap = cap;
+    }
+    ids->offs[ids->n++] = ids->pool_len;
+    memcpy(ids->pool + ids->pool_len, s, len);
+    ids->pool[ids->pool_len + len] = '\0';
+    ids->pool_len += len + 1;
+    return MS_OK;
+}
+
+const char *ms_ids_get(const struct ms_ids *ids, uint64_t row, char buf[24])
+{
+    if (ids->n == 0) {
+        snprintf(buf, 24, "%llu", (unsigned long long)row);
+        return buf;
+    }
+    return ids->pool + ids->offs[row];
+}
+
+int ms_ids_read_text(struct ms_ids *ids, const char *path, struct ms_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    uint64_t lineno = 0;
+    int rc = MS_OK;
+
+    if (!f)
+        return ms_err_set(err, MS_ERR_INPUT, "cannot open '%s': %s", path, strerror(errno));
+    ms_ids_init(ids);
+    while ((len = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        if (len > 0 && line[len - 1] == '\n')
+            line[--len] = '\0';
+        if (len > 0 && line[len - 1] == '\r')
+            line[--len] = '\0';
+        if (len == 0) {
+            rc = ms_err_set(err, MS_ERR_INPUT, "'%s' line %llu: empty id (expected one id per line)",
+                            path, (unsigned long long)lineno);
+            break;
+        }
+        if (memchr(line, '\0', (size_t)len) || memchr(line, '\t', (size_t)len)) {
+            rc = ms_err_set(err, MS_ERR_INPUT,
+                            "'%s' line %llu: id contains a tab or NUL character", path,
+                            (unsigned long long)lineno);
+            break;
+        }
+        if ((rc = ms_ids_push(ids, line, (size_t)len, err)) != MS_OK)
+            break;
+    }
+    if (rc == MS_OK && ferror(f))
+        rc = ms_err_set(err, MS_ERR_INPUT, "cannot read '%s': %s", path, strerror(errno));
+    free(line);
+    fclose(f);
+    if (rc != MS_OK)
+        ms_ids_release(ids);
+    return rc;
+}

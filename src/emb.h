@@ -1,0 +1,94 @@
+/*
+ * emb.h - the one internal representation of token embeddings.
+ *
+ * Every reader produces it and every kernel consumes it: the valid tokens of
+ * a block of rows (queries or documents) back to back, [n_tokens, dim], plus
+ * row offsets [n_rows + 1]. Row r owns tokens offsets[r] .. offsets[r+1]-1;
+ * an empty row has offsets[r] == offsets[r+1]. Elements keep the type they
+ * had on disk (float32 or IEEE float16 as raw 16-bit words), in host order.
+ *
+ * Ids travel separately (struct ms_ids): one string per row of a source.
+ */
+#ifndef MS_EMB_H
+#define MS_EMB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+enum ms_dtype {
+    MS_DTYPE_F32,
+    MS_DTYPE_F16,
+};
+
+size_t ms_dtype_size(enum ms_dtype dtype);
+const char *ms_dtype_name(enum ms_dtype dtype); /* "float32" / "float16" */
+
+/* IEEE binary16 <-> binary32, exact for every finite half and for inf/NaN;
+ * float -> half rounds to nearest even. */
+float ms_half_to_float(uint16_t h);
+uint16_t ms_float_to_half(float f);
+
+struct ms_emb {
+    enum ms_dtype dtype;
+    uint32_t dim;
+    uint64_t first_row;   /* row number, in its source, of row 0 of this block */
+    uint64_t n_rows;
+    uint64_t *offsets;    /* [n_rows + 1], offsets[0] == 0; owned */
+    void *tokens;         /* [offsets[n_rows] * dim] elements; owned */
+    uint64_t rows_cap;    /* capacity of offsets, in rows */
+    uint64_t tokens_cap;  /* capacity of tokens, in tokens */
+};
+
+void ms_emb_init(struct ms_emb *emb);
+/* Release the buffers and reinitialize (git's _release). */
+void ms_emb_release(struct ms_emb *emb);
+/* Make room for n_rows rows and n_tokens tokens of `dim` elements of `dtype`,
+ * keeping the buffers when they are big enough (blocks are reused while streaming). */
+int ms_emb_reserve(struct ms_emb *emb, enum ms_dtype dtype, uint32_t dim, uint64_t n_rows,
+                   uint64_t n_tokens, struct ms_err *err);
+static inline uint64_t ms_emb_n_tokens(const struct ms_emb *emb)
+{
+    return emb->offsets ? emb->offsets[emb->n_rows] : 0;
+}
+static inline uint64_t ms_emb_row_len(const struct ms_emb *emb, uint64_t r)
+{
+    return emb->offsets[r + 1] - emb->offsets[r];
+}
+/* Value of element k of token t (block-relative), whatever the dtype. */
+static inline float ms_emb_value(const struct ms_emb *emb, uint64_t t, uint32_t k)
+{
+    const uint64_t i = t * emb->dim + k;
+    if (emb->dtype == MS_DTYPE_F16)
+        return ms_half_to_float(((const uint16_t *)emb->tokens)[i]);
+    return ((const float *)emb->tokens)[i];
+}
+
+/* Find the first NaN or Inf among the block's valid tokens. Returns 0 when all
+ * are finite, else 1 with *row (block-relative) and *token (within the row). */
+int ms_emb_find_nonfinite(const struct ms_emb *emb, uint64_t *row, uint64_t *token);
+
+/*
+ * Row ids: one string per row. Integer ids are kept as their decimal text so
+ * that matching (rerank) and printing (run files) need one code path.
+ * n == 0 means the source has no ids: the 0-based row number is the id.
+ */
+struct ms_ids {
+    uint64_t n;
+    char *pool;        /* the ids, each NUL-terminated, back to back; owned */
+    uint64_t *offs;    /* [n] offset of each id in pool; owned */
+    uint64_t pool_len; /* bytes used in pool */
+    uint64_t pool_cap; /* bytes allocated for pool */
+};
+
+void ms_ids_init(struct ms_ids *ids);
+void ms_ids_release(struct ms_ids *ids);
+/* Append one id (len bytes, need not be NUL-terminated). */
+int ms_ids_push(struct ms_ids *ids, const char *s, size_t len, struct ms_err *err);
+/* The id of row `row`: the stored string, or the row number written into buf. */
+const char *ms_ids_get(const struct ms_ids *ids, uint64_t row, char buf[24]);
+/* Read ids from a text file, one per line (LF or CRLF); empty lines are errors. */
+int ms_ids_read_text(struct ms_ids *ids, const char *path, struct ms_err *err);
+
+#endif

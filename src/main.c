@@ -1,0 +1,165 @@
+/*
+ * main.c - global options and the command table.
+ *
+ * `maxsim [--device SPEC] [-v|--verbose] [-q|--quiet] <command> [options]`.
+ * The global options come before the command name (getopt stops there: the
+ * optstring starts with '+'), so `maxsim -q search -q Q.npy ...` means quiet,
+ * then queries. Each command parses the rest itself (cmd_<name>.c).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+
+#ifndef MS_VERSION
+#define MS_VERSION "0.1.0"
+#endif
+
+struct ms_global ms_global = { "auto", 0, 0 };
+
+static const struct ms_cmd commands[] = {
+    { "search", cmd_search, "exact top-k MaxSim of queries against a corpus" },
+    { "score", cmd_score, "the full query x document MaxSim score matrix" },
+    { "info", cmd_info, "describe embedding files" },
+    { "devices", cmd_devices, "list OpenCL platforms and devices" },
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: maxsim [--device <spec>] [-v | --verbose] [-q | --quiet] <command> [<options>]\n"
+               "       maxsim <command> --help\n"
+               "       maxsim --version\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nglobal options:\n"
+               "  --device <spec>  auto (default), cpu, gpu, or an index from 'maxsim devices'\n"
+               "                   (default from MAXSIM_DEVICE)\n"
+               "  -v, --verbose    more detail on stderr (kernel cache, build logs, timings)\n"
+               "  -q, --quiet      no progress line and no warnings\n"
+               "  -h, --help       this help\n"
+               "  --version        print the version\n");
+}
+
+int ms_report(const struct ms_err *err)
+{
+    fprintf(stderr, "maxsim: error: %s\n", err->msg);
+    return err->status ? err->status : MS_ERR_RUNTIME;
+}
+
+int ms_fail(int status, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("maxsim: error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return status;
+}
+
+void ms_warn(const char *fmt, ...)
+{
+    va_list ap;
+    if (ms_global.quiet)
+        return;
+    fputs("maxsim: warning: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int ms_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "maxsim%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'maxsim%s%s --help'.\n", cmd ? " " : "", cmd ? cmd : "");
+    return MS_ERR_INPUT;
+}
+
+int ms_parse_u64(const char *cmd, const char *opt, const char *arg, uint64_t min, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    if (!arg || !*arg || *arg == '-' || *arg == '+')
+        goto bad;
+    errno = 0;
+    v = strtoull(arg, &end, 10);
+    if (errno || *end || v < min)
+        goto bad;
+    *out = v;
+    return 0;
+bad:
+    return ms_usage_error(cmd, "%s takes an integer >= %llu (e.g. %s %llu), got '%s'", opt,
+                          (unsigned long long)min, opt, (unsigned long long)(min ? min : 10),
+                          arg ? arg : "");
+}
+
+int ms_close_stdout(void)
+{
+    if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) {
+        ms_fail(MS_ERR_RUNTIME, "cannot write to standard output: %s", strerror(errno));
+        return MS_ERR_RUNTIME;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "device", required_argument, NULL, 'D' },
+        { "verbose", no_argument, NULL, 'v' },
+        { "quiet", no_argument, NULL, 'q' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *env = getenv("MAXSIM_DEVICE");
+    int c;
+
+    if (env && *env)
+        ms_global.device = env;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "+vqh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'D': ms_global.device = optarg; break;
+        case 'v': ms_global.verbose++; break;
+        case 'q': ms_global.quiet = 1; break;
+        case 'h': usage(stdout); return ms_close_stdout();
+        case 'V': printf("maxsim %s\n", MS_VERSION); return ms_close_stdout();
+        default:
+            if (optopt == 'D' || (optind > 0 && argv[optind - 1] &&
+                                  strncmp(argv[optind - 1], "--device", 8) == 0))
+                return ms_usage_error(NULL, "--device takes a device spec (e.g. --device cpu)");
+            return ms_usage_error(NULL, "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return MS_ERR_INPUT;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[optind], commands[i].name) == 0) {
+            /* Each command scans its own argv with getopt from the start:
+             * glibc needs optind = 0 to reinitialize (getopt(3) NOTES). */
+            char **sub = argv + optind;
+            int subc = argc - optind;
+            optind = 0;
+            opterr = 0;
+            return commands[i].run(subc, sub);
+        }
+    }
+    if (strcmp(argv[optind], "help") == 0) {
+        usage(stdout);
+        return ms_close_stdout();
+    }
+    return ms_usage_error(NULL, "unknown command '%s'", argv[optind]);
+}

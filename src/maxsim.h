@@ -1,0 +1,46 @@
+/*
+ * maxsim.h - MaxSim scoring: the scalar reference and the OpenCL scorer.
+ *
+ * score(q, d) = sum over q's tokens i of max over d's tokens j of <q_i, d_j>,
+ * 0 when either row has no token; with normalize, every token x is first
+ * replaced by x / max(|x|_2, 1e-12). (CONTRACT.md "Scores".)
+ */
+#ifndef MS_MAXSIM_H
+#define MS_MAXSIM_H
+
+#include <stdint.h>
+
+#include "cl_dev.h"
+#include "emb.h"
+#include "err.h"
+
+/* The double-precision reference, for tests: out[i * d->n_rows + j] =
+ * score(query row i, document row j), every product and sum in double. */
+void ms_ref_scores(const struct ms_emb *q, const struct ms_emb *d, int normalize, double *out);
+
+/*
+ * The OpenCL scorer. It holds one batch of queries on the device (prepared
+ * once: converted, normalized), and scores blocks of documents against all of
+ * them: one launch per block, the [Nq, Nd, Lq, Ld] grid never written.
+ */
+struct ms_scorer;
+
+struct ms_scorer_opts {
+    int normalize;
+    uint64_t max_docs;    /* most documents in one block passed to ms_scorer_run */
+    uint64_t max_tokens;  /* most document tokens in one block */
+};
+
+/* Prepare for scoring against `queries` (any number of rows, any length). */
+int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_emb *queries,
+                     const struct ms_scorer_opts *opts, struct ms_err *err);
+/* Score every query against every document of `docs` (dtype and dim as the
+ * queries'; at most max_docs rows and max_tokens tokens): scores[i * ld + j]
+ * for query i and document j, ld >= docs->n_rows. */
+int ms_scorer_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores, uint64_t ld,
+                  struct ms_err *err);
+/* Kernel time of the last ms_scorer_run, in seconds, from OpenCL events. */
+double ms_scorer_last_kernel_s(const struct ms_scorer *s);
+void ms_scorer_free(struct ms_scorer *s);
+
+#endif
