@@ -99,7 +99,7 @@ int ms_parse_u64(const char *cmd, const char *opt, const char *arg, uint64_t min
     return 0;
 bad:
     return ms_usage_error(cmd, "%s takes an integer >= %llu (e.g. %s %llu), got '%s'", opt,
-                          (unsigned long long)min, opt, (unsigned long long)(min ? min : 10),
+                          (unsigned long long)min, opt, (unsigned long long)(min > 10 ? min : 10),
                           arg ? arg : "");
 }
 

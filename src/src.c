@@ -281,6 +281,61 @@ int ms_src_read(struct ms_src *src, uint64_t first, uint64_t n, struct ms_emb *o
     return MS_OK;
 }
 
+int ms_src_read_rows(struct ms_src *src, const uint64_t *rows, uint64_t n, struct ms_emb *out,
+                     struct ms_err *err)
+{
+    const struct ms_backend_ops *ops = src->raw.ops;
+    const size_t tok_bytes = (size_t)src->dim * ms_dtype_size(src->dtype);
+    uint64_t total = 0, row, token;
+    int rc = MS_OK;
+
+    for (uint64_t i = 0; i < n; i++) {
+        if (rows[i] >= src->n_rows || (i > 0 && rows[i] <= rows[i - 1]))
+            return ms_err_set(err, MS_ERR_RUNTIME, "%s: rows must be ascending and below %llu",
+                              src->raw.where, (unsigned long long)src->n_rows);
+        total += ms_src_row_len(src, rows[i]);
+    }
+    if (n && src->sequential_only && rows[0] < src->next_row)
+        return ms_err_set(err, MS_ERR_RUNTIME,
+                          "%s is a stream: row %llu requested after row %llu was read",
+                          src->raw.where, (unsigned long long)rows[0],
+                          (unsigned long long)src->next_row);
+    if ((rc = ms_emb_reserve(out, src->dtype, src->dim, n, total, err)) != MS_OK)
+        return rc;
+    out->first_row = n ? rows[0] : 0;
+    out->n_rows = n;
+    for (uint64_t i = 0; i < n; i++)
+        out->offsets[i + 1] = out->offsets[i] + ms_src_row_len(src, rows[i]);
+    /* one span per run of consecutive rows (flat), or of consecutive full rows (padded) */
+    for (uint64_t i = 0; i < n && rc == MS_OK;) {
+        uint64_t j = i + 1;
+        if (src->layout == MS_LAYOUT_FLAT)
+            while (j < n && rows[j] == rows[j - 1] + 1)
+                j++;
+        else if (ms_src_row_len(src, rows[i]) == src->padded_len)
+            while (j < n && rows[j] == rows[j - 1] + 1 &&
+                   ms_src_row_len(src, rows[j]) == src->padded_len)
+                j++;
+        const uint64_t len = out->offsets[j] - out->offsets[i];
+        const uint64_t first = src->layout == MS_LAYOUT_FLAT ? src->starts[rows[i]]
+                                                             : rows[i] * src->padded_len;
+        if (len)
+            rc = ops->read_span(src->raw.impl, first, len,
+                                (char *)out->tokens + out->offsets[i] * tok_bytes, err);
+        i = j;
+    }
+    if (rc != MS_OK)
+        return rc;
+    if (n)
+        src->next_row = rows[n - 1] + 1;
+    if (ms_emb_find_nonfinite(out, &row, &token))
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "%s: row %llu token %llu holds a NaN or Inf (embeddings must be finite)",
+                          src->raw.where, (unsigned long long)rows[row],
+                          (unsigned long long)token);
+    return MS_OK;
+}
+
 void ms_src_close(struct ms_src *src)
 {
     if (src->raw.ops && src->raw.impl)

@@ -102,6 +102,10 @@ int ms_src_open(struct ms_src *src, const char *spec, const struct ms_src_opts *
  * value is finite (a NaN or Inf is an MS_ERR_INPUT error naming the row). */
 int ms_src_read(struct ms_src *src, uint64_t first, uint64_t n, struct ms_emb *out,
                 struct ms_err *err);
+/* Read the given rows (strictly ascending) into out, back to back in that
+ * order; out->first_row is rows[0]. Checks values as ms_src_read does. */
+int ms_src_read_rows(struct ms_src *src, const uint64_t *rows, uint64_t n, struct ms_emb *out,
+                     struct ms_err *err);
 static inline uint64_t ms_src_row_len(const struct ms_src *src, uint64_t r)
 {
     return src->starts[r + 1] - src->starts[r];

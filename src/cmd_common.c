@@ -1,0 +1,233 @@
+/*
+ * cmd_common.c - shared parts of the scoring commands (cmd_common.h).
+ */
+#include "cmd_common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "maxsim.h"
+#include "stream.h"
+
+int ms_inputs_option(const char *cmd, struct ms_inputs_opts *o, int c, const char *arg)
+{
+    switch (c) {
+    case 'q': o->queries = arg; return 1;
+    case 'd': o->docs = arg; return 1;
+    case OPT_QUERY_LENGTHS: o->qopts.lengths_path = arg; return 1;
+    case OPT_DOC_LENGTHS: o->dopts.lengths_path = arg; return 1;
+    case OPT_QUERY_IDS: o->qopts.ids_path = arg; return 1;
+    case OPT_DOC_IDS: o->dopts.ids_path = arg; return 1;
+    case OPT_NORMALIZE: o->normalize = 1; return 1;
+    case OPT_PROGRESS: o->progress = 1; return 1;
+    case OPT_CHUNK_DOCS:
+        return ms_parse_u64(cmd, "--chunk-docs", arg, 1, &o->chunk_docs) ? 2 : 1;
+    case OPT_QUERY_BATCH:
+        return ms_parse_u64(cmd, "--query-batch", arg, 1, &o->query_batch) ? 2 : 1;
+    default: return 0;
+    }
+}
+
+int ms_inputs_open(const char *cmd, const struct ms_inputs_opts *o, struct ms_src *q,
+                   struct ms_src *d)
+{
+    struct ms_err err;
+    struct ms_src_opts qo = o->qopts, dopt = o->dopts;
+
+    if (!o->queries)
+        return ms_usage_error(cmd, "no queries (-q QUERIES)");
+    if (!o->docs)
+        return ms_usage_error(cmd, "no documents (-d DOCS)");
+    qo.role = "queries";
+    dopt.role = "documents";
+    if (ms_src_open(q, o->queries, &qo, &err) != MS_OK)
+        return ms_report(&err);
+    if (ms_src_open(d, o->docs, &dopt, &err) != MS_OK) {
+        ms_src_close(q);
+        return ms_report(&err);
+    }
+    if (q->dim != d->dim) {
+        ms_fail(MS_ERR_INPUT, "dim mismatch: queries '%s' have dim %u but documents '%s' have dim %u",
+                o->queries, q->dim, o->docs, d->dim);
+        ms_src_close(q);
+        ms_src_close(d);
+        return MS_ERR_INPUT;
+    }
+    return MS_OK;
+}
+
+int ms_device_open(struct ms_cl *cl)
+{
+    struct ms_err err;
+
+    if (ms_cl_open(cl, ms_global.device, &err) != MS_OK)
+        return ms_report(&err);
+    cl->verbose = ms_global.verbose;
+    if (ms_global.verbose)
+        fprintf(stderr, "maxsim: device %d: %s (%s)\n", cl->info.index, cl->info.name,
+                cl->info.platform_name);
+    return MS_OK;
+}
+
+void ms_plan_blocks(const struct ms_cl *cl, const struct ms_inputs_opts *o, const struct ms_src *q,
+                    const struct ms_src *d, uint64_t *query_batch, uint64_t *max_docs,
+                    uint64_t *max_tokens)
+{
+    /* Device memory holds a block twice (as read, and converted to float32
+     * in tiles); host memory holds it twice more (the reader's two slots).
+     * 256 MiB keeps a CPU run's resident memory well under 1 GiB. */
+    uint64_t budget = cl->info.global_mem / 4;
+    if (cl->info.max_alloc && budget > cl->info.max_alloc)
+        budget = cl->info.max_alloc;
+    if (budget > (256ull << 20))
+        budget = 256ull << 20;
+    const uint64_t per_token = (uint64_t)d->dim * (3 * ms_dtype_size(d->dtype) + 5);
+    uint64_t tokens = budget / per_token;
+    if (tokens < 4096)
+        tokens = 4096;
+
+    /* Queries: all at once unless that would take more than a quarter of the budget. */
+    uint64_t nqb = o->query_batch;
+    if (!nqb) {
+        uint64_t longest = 1;
+        for (uint64_t r = 0; r < q->n_rows; r++)
+            longest = ms_src_row_len(q, r) > longest ? ms_src_row_len(q, r) : longest;
+        nqb = (budget / 4) / ((uint64_t)q->dim * 4 * longest + 1);
+        if (nqb < 1)
+            nqb = 1;
+        if (nqb > 8192)
+            nqb = 8192;
+    }
+    if (nqb > q->n_rows)
+        nqb = q->n_rows ? q->n_rows : 1;
+
+    /* Documents a block: the score block [queries, docs] stays under 64 MiB. */
+    uint64_t docs = o->chunk_docs;
+    if (!docs) {
+        docs = (64ull << 20) / (4 * nqb);
+        if (docs > 65536)
+            docs = 65536;
+        if (docs < 16)
+            docs = 16;
+    }
+    /* a block always holds at least one whole document */
+    for (uint64_t r = 0; r < d->n_rows; r++)
+        if (ms_src_row_len(d, r) > tokens)
+            tokens = ms_src_row_len(d, r);
+    *query_batch = nqb;
+    *max_docs = docs;
+    *max_tokens = tokens;
+}
+
+void ms_progress_init(struct ms_progress *p, int force, const char *what, uint64_t total)
+{
+    memset(p, 0, sizeof *p);
+    p->on = !ms_global.quiet && (force || isatty(STDERR_FILENO));
+    p->what = what;
+    p->total = total;
+    p->start = p->last = ms_now();
+}
+
+static void show(struct ms_progress *p, int final)
+{
+    const double el = ms_now() - p->start;
+    const double rate = el > 0 ? (double)p->done / el : 0;
+    const double eta = rate > 0 ? (double)(p->total - p->done) / rate : 0;
+    fprintf(stderr, "\r%s: %llu/%llu documents (%.1f%%), %.0f documents/s, %s %d:%02d   ",
+            p->what, (unsigned long long)p->done, (unsigned long long)p->total,
+            p->total ? 100.0 * (double)p->done / (double)p->total : 100.0, rate,
+            final ? "elapsed" : "ETA", (int)((final ? el : eta) / 60),
+            (int)(final ? el : eta) % 60);
+    if (final)
+        fputc('\n', stderr);
+    fflush(stderr);
+}
+
+void ms_progress_add(struct ms_progress *p, uint64_t n)
+{
+    p->done += n;
+    if (!p->on)
+        return;
+    const double now = ms_now();
+    if (now - p->last >= 0.2) {
+        p->last = now;
+        show(p, 0);
+    }
+}
+
+void ms_progress_end(struct ms_progress *p)
+{
+    if (p->on)
+        show(p, 1);
+}
+
+/* Score rows [q0, q0 + nq) of the queries against the whole corpus. */
+static int score_pass(struct ms_cl *cl, int normalize, struct ms_src *q, struct ms_src *d,
+                      uint64_t q0, uint64_t nq, uint64_t max_docs, uint64_t max_tokens,
+                      ms_block_fn fn, void *ctx, struct ms_progress *prog,
+                      struct ms_run_stats *stats, struct ms_err *err)
+{
+    struct ms_emb queries;
+    struct ms_scorer *scorer = NULL;
+    struct ms_stream *stream = NULL;
+    const struct ms_emb *block;
+    float *scores = NULL;
+    const struct ms_scorer_opts so = { normalize, max_docs, max_tokens };
+    int rc;
+
+    ms_emb_init(&queries);
+    if ((rc = ms_src_read(q, q0, nq, &queries, err)) != MS_OK)
+        goto done;
+    if (!(scores = ms_malloc(nq * max_docs * sizeof *scores, err))) {
+        rc = err->status;
+        goto done;
+    }
+    if ((rc = ms_scorer_create(&scorer, cl, &queries, &so, err)) != MS_OK)
+        goto done;
+    if ((rc = ms_stream_start(&stream, d, 0, d->n_rows, max_docs, max_tokens, err)) != MS_OK)
+        goto done;
+    while ((rc = ms_stream_next(stream, &block, err)) == MS_OK && block) {
+        if ((rc = ms_scorer_run(scorer, block, scores, block->n_rows, err)) != MS_OK)
+            break;
+        stats->kernel_s += ms_scorer_last_kernel_s(scorer);
+        if ((rc = fn(ctx, q0, nq, scores, block->n_rows, block, err)) != MS_OK)
+            break;
+        ms_progress_add(prog, block->n_rows);
+        stats->blocks++;
+    }
+    stats->read_s += ms_stream_read_s(stream);
+    stats->wait_s += ms_stream_wait_s(stream);
+done:
+    ms_stream_stop(stream);
+    ms_scorer_free(scorer);
+    free(scores);
+    ms_emb_release(&queries);
+    return rc;
+}
+
+int ms_score_all(struct ms_cl *cl, const struct ms_inputs_opts *o, struct ms_src *q,
+                 struct ms_src *d, uint64_t query_batch, uint64_t max_docs, uint64_t max_tokens,
+                 ms_block_fn fn, void *ctx, struct ms_progress *prog, struct ms_run_stats *stats,
+                 struct ms_err *err)
+{
+    int rc = MS_OK;
+
+    for (uint64_t q0 = 0; q0 < q->n_rows && rc == MS_OK; q0 += query_batch) {
+        const uint64_t nq = q->n_rows - q0 < query_batch ? q->n_rows - q0 : query_batch;
+        if (q0 > 0 && d->sequential_only) { /* a stream is read again from its start */
+            struct ms_src again;
+            struct ms_src_opts dopt = o->dopts;
+            dopt.role = "documents";
+            if ((rc = ms_src_open(&again, o->docs, &dopt, err)) != MS_OK)
+                break;
+            ms_src_close(d);
+            *d = again;
+        }
+        rc = score_pass(cl, o->normalize, q, d, q0, nq, max_docs, max_tokens, fn, ctx, prog,
+                        stats, err);
+    }
+    return rc;
+}

@@ -1,0 +1,87 @@
+/*
+ * cmd_common.h - what search, score and rerank share: the query/document
+ * input options, opening both inputs with their checks, the device, block
+ * sizing, and the progress line.
+ */
+#ifndef MS_CMD_COMMON_H
+#define MS_CMD_COMMON_H
+
+#include <getopt.h>
+#include <stdint.h>
+
+#include "cl_dev.h"
+#include "src.h"
+
+/* Long options shared by the scoring commands (their values are the enum). */
+enum {
+    OPT_QUERY_LENGTHS = 1000,
+    OPT_DOC_LENGTHS,
+    OPT_QUERY_IDS,
+    OPT_DOC_IDS,
+    OPT_NORMALIZE,
+    OPT_FORMAT,
+    OPT_CHUNK_DOCS,
+    OPT_QUERY_BATCH,
+    OPT_RUN_TAG,
+    OPT_PROGRESS,
+};
+
+struct ms_inputs_opts {
+    const char *queries, *docs;
+    struct ms_src_opts qopts, dopts;
+    int normalize;
+    uint64_t chunk_docs;  /* 0: from device memory */
+    uint64_t query_batch; /* 0: automatic */
+    int progress;         /* --progress: even when stderr is not a terminal */
+};
+
+/* Handle one of the shared options; returns 1 if it was one, 0 if not, or
+ * 2 (after printing a usage error) for a bad value. */
+int ms_inputs_option(const char *cmd, struct ms_inputs_opts *o, int c, const char *arg);
+
+/* Open queries and documents and check they can be scored together (both
+ * given, same dim). Prints the error and returns the exit status on failure. */
+int ms_inputs_open(const char *cmd, const struct ms_inputs_opts *o, struct ms_src *q,
+                   struct ms_src *d);
+
+/* Open the device of --device (ms_global.device); prints the error. */
+int ms_device_open(struct ms_cl *cl);
+
+/* Block limits from device memory (and --chunk-docs / --query-batch). */
+void ms_plan_blocks(const struct ms_cl *cl, const struct ms_inputs_opts *o, const struct ms_src *q,
+                    const struct ms_src *d, uint64_t *query_batch, uint64_t *max_docs,
+                    uint64_t *max_tokens);
+
+struct ms_progress;
+
+/* Called for every block of scores: scores[i * ld + j] is query q0 + i
+ * against document block->first_row + j. */
+typedef int (*ms_block_fn)(void *ctx, uint64_t q0, uint64_t nq, const float *scores,
+                           uint64_t ld, const struct ms_emb *block, struct ms_err *err);
+
+struct ms_run_stats {
+    double kernel_s, read_s, wait_s; /* OpenCL event time, reader thread, waiting on it */
+    uint64_t blocks;
+};
+
+/* Score every query against every document: queries in batches of
+ * query_batch, each batch against the whole corpus streamed in blocks (a
+ * stream is reopened for each further batch). */
+int ms_score_all(struct ms_cl *cl, const struct ms_inputs_opts *o, struct ms_src *q,
+                 struct ms_src *d, uint64_t query_batch, uint64_t max_docs, uint64_t max_tokens,
+                 ms_block_fn fn, void *ctx, struct ms_progress *prog, struct ms_run_stats *stats,
+                 struct ms_err *err);
+
+/* The progress line on stderr: shown when stderr is a terminal (or with
+ * --progress), never with -q; at most five updates a second. */
+struct ms_progress {
+    int on;
+    const char *what;
+    uint64_t total, done;
+    double start, last;
+};
+void ms_progress_init(struct ms_progress *p, int force, const char *what, uint64_t total);
+void ms_progress_add(struct ms_progress *p, uint64_t n);
+void ms_progress_end(struct ms_progress *p);
+
+#endif

@@ -1,0 +1,210 @@
+/*
+ * cmd_info.c - `maxsim info`: describe embedding files.
+ *
+ * For each input: its layout (padded 3-D or flat 2-D), element type, dim,
+ * rows, valid tokens, row length statistics, empty rows, whether ids are
+ * present, and its size. A table by default, JSON with --json. --check also
+ * reads every value and fails on NaN or Inf. Lengths and ids side files
+ * apply to every input named.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "src.h"
+#include "stream.h"
+
+static const char usage_text[] =
+    "usage: maxsim info [--json] [--check] [--lengths <file.npy>] [--ids <file>] <file>...\n"
+    "\n"
+    "Describe embedding files: FILE.npy, FILE.npy.zst, FILE.h5[:/group].\n"
+    "\n"
+    "  --json             one JSON array, an object per file\n"
+    "  --check            read every value and fail on NaN or Inf\n"
+    "  --lengths <file>   row lengths for the inputs (1-D integer .npy)\n"
+    "  --ids <file>       row ids for the inputs (text, one per line)\n"
+    "  -h, --help         this help\n";
+
+struct info {
+    const char *spec;
+    const char *format;
+    const char *layout;
+    const char *dtype;
+    uint64_t dim, rows, tokens, padded_len, min_len, max_len, empty;
+    double mean_len;
+    const char *ids;
+    uint64_t file_bytes, data_bytes;
+    int checked;
+};
+
+static const char *format_name(enum ms_format f)
+{
+    return f == MS_FORMAT_NPY ? "npy" : f == MS_FORMAT_NPY_ZST ? "npy.zst" : "hdf5";
+}
+
+static int describe(const char *spec, const struct ms_src_opts *opts, int check, struct info *in,
+                    struct ms_err *err)
+{
+    struct ms_src src;
+    int rc = ms_src_open(&src, spec, opts, err);
+
+    if (rc != MS_OK)
+        return rc;
+    memset(in, 0, sizeof *in);
+    in->spec = spec;
+    in->format = format_name(src.format);
+    in->layout = src.layout == MS_LAYOUT_PADDED ? "padded" : "flat";
+    in->dtype = ms_dtype_name(src.dtype);
+    in->dim = src.dim;
+    in->rows = src.n_rows;
+    in->tokens = src.n_tokens;
+    in->padded_len = src.padded_len;
+    in->min_len = src.n_rows ? UINT64_MAX : 0;
+    for (uint64_t r = 0; r < src.n_rows; r++) {
+        const uint64_t len = ms_src_row_len(&src, r);
+        in->min_len = len < in->min_len ? len : in->min_len;
+        in->max_len = len > in->max_len ? len : in->max_len;
+        in->empty += len == 0;
+    }
+    in->mean_len = src.n_rows ? (double)src.n_tokens / (double)src.n_rows : 0.0;
+    in->ids = src.ids.n ? (opts->ids_path ? "file" : "yes") : "no";
+    in->file_bytes = src.file_bytes;
+    in->data_bytes = src.data_bytes;
+    if (check) {
+        struct ms_stream *st;
+        const struct ms_emb *block;
+        rc = ms_stream_start(&st, &src, 0, src.n_rows, 65536, 1 << 22, err);
+        while (rc == MS_OK && (rc = ms_stream_next(st, &block, err)) == MS_OK && block)
+            ;
+        ms_stream_stop(st);
+        in->checked = rc == MS_OK;
+    }
+    ms_src_close(&src);
+    return rc;
+}
+
+static json_t *to_json(const struct info *in)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "file", json_string(in->spec));
+    json_object_set_new(o, "format", json_string(in->format));
+    json_object_set_new(o, "layout", json_string(in->layout));
+    json_object_set_new(o, "dtype", json_string(in->dtype));
+    json_object_set_new(o, "dim", json_integer((json_int_t)in->dim));
+    json_object_set_new(o, "rows", json_integer((json_int_t)in->rows));
+    json_object_set_new(o, "tokens", json_integer((json_int_t)in->tokens));
+    if (in->padded_len)
+        json_object_set_new(o, "padded_length", json_integer((json_int_t)in->padded_len));
+    json_object_set_new(o, "min_length", json_integer((json_int_t)in->min_len));
+    json_object_set_new(o, "mean_length", json_real(in->mean_len));
+    json_object_set_new(o, "max_length", json_integer((json_int_t)in->max_len));
+    json_object_set_new(o, "empty_rows", json_integer((json_int_t)in->empty));
+    json_object_set_new(o, "ids", json_boolean(strcmp(in->ids, "no") != 0));
+    json_object_set_new(o, "file_bytes", json_integer((json_int_t)in->file_bytes));
+    json_object_set_new(o, "data_bytes", json_integer((json_int_t)in->data_bytes));
+    if (in->checked)
+        json_object_set_new(o, "values_finite", json_true());
+    return o;
+}
+
+static void print_table(const struct info *infos, int n)
+{
+    static const char *const head[] = { "FILE",  "FORMAT", "LAYOUT", "DTYPE", "DIM",
+                                        "ROWS",  "TOKENS", "MIN",    "MEAN",  "MAX",
+                                        "EMPTY", "IDS",    "BYTES" };
+    enum { NCOL = sizeof head / sizeof head[0] };
+    char cell[NCOL][64];
+    int width[NCOL];
+
+    for (int c = 0; c < NCOL; c++)
+        width[c] = (int)strlen(head[c]);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            for (int c = 0; c < NCOL; c++)
+                printf("%-*s%s", c + 1 < NCOL ? width[c] : 0, head[c], c + 1 < NCOL ? "  " : "\n");
+        }
+        for (int i = 0; i < n; i++) {
+            const struct info *in = &infos[i];
+            char layout[64];
+            if (in->padded_len)
+                snprintf(layout, sizeof layout, "padded(%llu)", (unsigned long long)in->padded_len);
+            else
+                snprintf(layout, sizeof layout, "flat");
+            snprintf(cell[0], 64, "%s", in->spec);
+            snprintf(cell[1], 64, "%s", in->format);
+            snprintf(cell[2], 64, "%s", layout);
+            snprintf(cell[3], 64, "%s", in->dtype);
+            snprintf(cell[4], 64, "%llu", (unsigned long long)in->dim);
+            snprintf(cell[5], 64, "%llu", (unsigned long long)in->rows);
+            snprintf(cell[6], 64, "%llu", (unsigned long long)in->tokens);
+            snprintf(cell[7], 64, "%llu", (unsigned long long)in->min_len);
+            snprintf(cell[8], 64, "%.2f", in->mean_len);
+            snprintf(cell[9], 64, "%llu", (unsigned long long)in->max_len);
+            snprintf(cell[10], 64, "%llu", (unsigned long long)in->empty);
+            snprintf(cell[11], 64, "%s", in->ids);
+            snprintf(cell[12], 64, "%llu", (unsigned long long)in->file_bytes);
+            for (int c = 0; c < NCOL; c++) {
+                const int w = (int)strlen(cell[c]);
+                if (pass == 0)
+                    width[c] = w > width[c] ? w : width[c];
+                else
+                    printf("%-*s%s", c + 1 < NCOL ? width[c] : 0, cell[c], c + 1 < NCOL ? "  " : "\n");
+            }
+        }
+    }
+}
+
+int cmd_info(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "json", no_argument, NULL, 'j' },   { "check", no_argument, NULL, 'c' },
+        { "lengths", required_argument, NULL, 'l' }, { "ids", required_argument, NULL, 'i' },
+        { "help", no_argument, NULL, 'h' },   { NULL, 0, NULL, 0 },
+    };
+    struct ms_src_opts opts = { NULL, NULL, "input" };
+    int json = 0, check = 0, c, rc = MS_OK;
+    struct ms_err err;
+    struct info *infos;
+
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'j': json = 1; break;
+        case 'c': check = 1; break;
+        case 'l': opts.lengths_path = optarg; break;
+        case 'i': opts.ids_path = optarg; break;
+        case 'h': fputs(usage_text, stdout); return ms_close_stdout();
+        case ':':
+            return ms_usage_error("info", "option '%s' needs a value", argv[optind - 1]);
+        default:
+            return ms_usage_error("info", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc)
+        return ms_usage_error("info", "no input file (e.g. maxsim info docs.npy)");
+    if (!(infos = calloc((size_t)(argc - optind), sizeof *infos)))
+        return ms_fail(MS_ERR_RUNTIME, "out of memory");
+    /* describe everything before printing anything: no partial output */
+    for (int i = optind; i < argc && rc == MS_OK; i++)
+        if ((rc = describe(argv[i], &opts, check, &infos[i - optind], &err)) != MS_OK)
+            ms_report(&err);
+    if (rc == MS_OK) {
+        if (json) {
+            json_t *arr = json_array();
+            for (int i = 0; i < argc - optind; i++)
+                json_array_append_new(arr, to_json(&infos[i]));
+            char *s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+            if (s)
+                puts(s);
+            free(s);
+            json_decref(arr);
+        } else {
+            print_table(infos, argc - optind);
+        }
+        rc = ms_close_stdout();
+    }
+    free(infos);
+    return rc;
+}

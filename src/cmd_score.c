@@ -1,0 +1,255 @@
+/*
+ * cmd_score.c - `maxsim score`: the full [queries, documents] score matrix.
+ *
+ * The corpus streams through in blocks as in search; each block's scores are
+ * a column block of the matrix, written in place: by offset into a .npy
+ * file, by hyperslab into an .h5 dataset, or into a scratch file from which
+ * TSV lines (query by query, documents in order) are printed at the end.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "cmd_common.h"
+#include "h5.h"
+#include "maxsim.h"
+#include "out.h"
+#include "stream.h"
+
+static const char usage_text[] =
+    "usage: maxsim score -q <queries> -d <docs> [--normalize] [-o <out>]\n"
+    "                    [--format (tsv | npy | h5)]\n"
+    "                    [--query-lengths <file.npy>] [--doc-lengths <file.npy>]\n"
+    "                    [--query-ids <file>] [--doc-ids <file>]\n"
+    "                    [--chunk-docs <n>] [--query-batch <n>] [--progress]\n"
+    "\n"
+    "The MaxSim score of every query against every document.\n"
+    "\n"
+    "  -q, --queries <file>     query embeddings (.npy, .npy.zst, .h5[:/group])\n"
+    "  -d, --docs <file>        document embeddings (same formats)\n"
+    "  --normalize              L2-normalize every token before scoring\n"
+    "  -o, --output <file>      OUT.npy or OUT.h5 (dataset 'scores' [queries, docs]\n"
+    "                           float32), or OUT.tsv[.zst]; default TSV on stdout\n"
+    "  --format <fmt>           tsv, npy or h5 (default: from the suffix)\n"
+    "  --query-lengths <file>   query row lengths (1-D integer .npy)\n"
+    "  --doc-lengths <file>     document row lengths (1-D integer .npy)\n"
+    "  --query-ids <file>       query ids, one per line (for TSV)\n"
+    "  --doc-ids <file>         document ids, one per line (for TSV)\n"
+    "  --chunk-docs <n>         documents scored per block (default: from device memory)\n"
+    "  --query-batch <n>        queries scored together (default: all that fit)\n"
+    "  --progress               show progress even when stderr is not a terminal\n"
+    "  -h, --help               this help\n";
+
+/* Where column blocks of the [nq, nd] matrix go. */
+struct sink {
+    enum ms_fmt fmt;
+    uint64_t nq, nd;
+    int fd;                  /* npy output or TSV scratch file */
+    uint64_t data_off;       /* bytes before the matrix in fd */
+    const char *name;        /* for messages */
+    struct ms_h5_out *h5;
+    int h5_set;              /* the 'scores' dataset */
+};
+
+static int put_block(void *ctx, uint64_t q0, uint64_t nq, const float *scores, uint64_t ld,
+                     const struct ms_emb *block, struct ms_err *err)
+{
+    struct sink *s = ctx;
+    const uint64_t n = block->n_rows, d0 = block->first_row;
+
+    if (s->fmt == MS_FMT_H5)
+        return ms_h5_out_write(s->h5, s->h5_set, q0, d0, nq, n, scores, ld, err);
+    for (uint64_t i = 0; i < nq; i++) {
+        const size_t len = n * sizeof(float);
+        const off_t off = (off_t)(s->data_off + ((q0 + i) * s->nd + d0) * sizeof(float));
+        if (pwrite(s->fd, scores + i * ld, len, off) != (ssize_t)len)
+            return ms_err_set(err, MS_ERR_RUNTIME, "cannot write to '%s': %s", s->name,
+                              strerror(errno));
+    }
+    return MS_OK;
+}
+
+/* Print the scratch matrix as TSV lines: QID, DOCID, SCORE. */
+static int write_tsv(const struct sink *s, struct ms_wfile *w, const struct ms_ids *qids,
+                     const struct ms_ids *dids, struct ms_err *err)
+{
+    float *row = ms_malloc(s->nd * sizeof *row + 1, err);
+    char line[8192], qb[24], db[24];
+    int rc = row ? MS_OK : err->status;
+
+    for (uint64_t q = 0; q < s->nq && rc == MS_OK; q++) {
+        const size_t len = s->nd * sizeof *row;
+        if (pread(s->fd, row, len, (off_t)(q * len)) != (ssize_t)len) {
+            rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot read the scratch file: %s", strerror(errno));
+            break;
+        }
+        const char *qid = ms_ids_get(qids, q, qb);
+        for (uint64_t j = 0; j < s->nd && rc == MS_OK; j++) {
+            const int n = snprintf(line, sizeof line, "%s\t%s\t%.9g\n", qid,
+                                   ms_ids_get(dids, j, db), (double)row[j]);
+            if (n < 0 || (size_t)n >= sizeof line)
+                rc = ms_err_set(err, MS_ERR_INPUT, "id too long for a TSV line (query '%s')", qid);
+            else
+                rc = ms_wfile_write(w, line, (size_t)n, err);
+        }
+    }
+    free(row);
+    return rc;
+}
+
+int cmd_score(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "queries", required_argument, NULL, 'q' },
+        { "docs", required_argument, NULL, 'd' },
+        { "output", required_argument, NULL, 'o' },
+        { "format", required_argument, NULL, OPT_FORMAT },
+        { "normalize", no_argument, NULL, OPT_NORMALIZE },
+        { "query-lengths", required_argument, NULL, OPT_QUERY_LENGTHS },
+        { "doc-lengths", required_argument, NULL, OPT_DOC_LENGTHS },
+        { "query-ids", required_argument, NULL, OPT_QUERY_IDS },
+        { "doc-ids", required_argument, NULL, OPT_DOC_IDS },
+        { "chunk-docs", required_argument, NULL, OPT_CHUNK_DOCS },
+        { "query-batch", required_argument, NULL, OPT_QUERY_BATCH },
+        { "progress", no_argument, NULL, OPT_PROGRESS },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct ms_inputs_opts in = { 0 };
+    const char *out_path = NULL, *format = NULL;
+    uint64_t nqb, max_docs, max_tokens;
+    struct ms_run_stats stats = { 0 };
+    struct sink sink = { 0 };
+    struct ms_src q, d;
+    struct ms_cl cl;
+    struct ms_progress prog;
+    struct ms_wfile *w = NULL;
+    FILE *scratch = NULL;
+    char *h5_tmp = NULL;
+    struct ms_err err;
+    int zst, c, rc;
+
+    while ((c = getopt_long(argc, argv, ":q:d:o:h", longopts, NULL)) != -1) {
+        const int r = ms_inputs_option("score", &in, c, optarg);
+        if (r == 2)
+            return MS_ERR_INPUT;
+        if (r == 1)
+            continue;
+        switch (c) {
+        case 'o': out_path = optarg; break;
+        case OPT_FORMAT: format = optarg; break;
+        case 'h': fputs(usage_text, stdout); return ms_close_stdout();
+        case ':': return ms_usage_error("score", "option '%s' needs a value", argv[optind - 1]);
+        default: return ms_usage_error("score", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return ms_usage_error("score", "unexpected argument '%s'", argv[optind]);
+    if (!out_path && !format)
+        format = "tsv";
+    if (ms_fmt_resolve(out_path, format, &sink.fmt, &zst, &err) != MS_OK)
+        return ms_report(&err);
+    if (sink.fmt == MS_FMT_TREC) {
+        if (format)
+            return ms_usage_error("score", "--format takes tsv, npy or h5 for a score matrix, got '%s'",
+                                  format);
+        sink.fmt = MS_FMT_TSV; /* any other suffix: TSV text */
+    }
+    if ((rc = ms_inputs_open("score", &in, &q, &d)) != MS_OK)
+        return rc;
+    sink.nq = q.n_rows;
+    sink.nd = d.n_rows;
+    sink.name = out_path ? out_path : "standard output";
+
+    /* Open the destination before any work, so a bad path fails at once. */
+    if (sink.fmt == MS_FMT_H5) {
+        /* probe the path the way every other output is created, for the same message */
+        if ((rc = ms_wfile_open(&w, out_path, 0, &err)) != MS_OK) {
+            ms_report(&err);
+            goto close_inputs;
+        }
+        ms_wfile_abort(w);
+        w = NULL;
+        if (!(h5_tmp = malloc(strlen(out_path) + 32))) {
+            rc = ms_fail(MS_ERR_RUNTIME, "out of memory");
+            goto close_inputs;
+        }
+        sprintf(h5_tmp, "%s.tmp.%ld", out_path, (long)getpid());
+        if ((rc = ms_h5_out_create(&sink.h5, h5_tmp, &err)) != MS_OK ||
+            (rc = sink.h5_set = ms_h5_out_dataset(sink.h5, "scores", 0, sink.nq, sink.nd, &err)) < 0) {
+            rc = ms_report(&err);
+            goto close_output;
+        }
+        rc = MS_OK;
+    } else {
+        if ((rc = ms_wfile_open(&w, out_path, zst, &err)) != MS_OK) {
+            ms_report(&err);
+            goto close_inputs;
+        }
+        if (sink.fmt == MS_FMT_NPY) {
+            char hdr[256];
+            const uint64_t shape[2] = { sink.nq, sink.nd };
+            const size_t hlen = ms_npy_header(hdr, "<f4", 2, shape);
+            sink.fd = ms_wfile_fd(w);
+            sink.data_off = hlen;
+            if (pwrite(sink.fd, hdr, hlen, 0) != (ssize_t)hlen ||
+                ftruncate(sink.fd, (off_t)(hlen + sink.nq * sink.nd * sizeof(float))) != 0) {
+                rc = ms_fail(MS_ERR_RUNTIME, "cannot write to '%s': %s", out_path, strerror(errno));
+                goto close_output;
+            }
+        } else if (!(scratch = tmpfile())) {
+            rc = ms_fail(MS_ERR_RUNTIME, "cannot create a scratch file: %s", strerror(errno));
+            goto close_output;
+        } else {
+            sink.fd = fileno(scratch);
+            sink.name = "the scratch file";
+        }
+    }
+    if ((rc = ms_device_open(&cl)) != MS_OK)
+        goto close_output;
+    ms_plan_blocks(&cl, &in, &q, &d, &nqb, &max_docs, &max_tokens);
+    ms_progress_init(&prog, in.progress, "score",
+                     d.n_rows * ((q.n_rows + nqb - 1) / (nqb ? nqb : 1)));
+    rc = ms_score_all(&cl, &in, &q, &d, nqb, max_docs, max_tokens, put_block, &sink, &prog, &stats,
+                      &err);
+    ms_progress_end(&prog);
+    if (rc == MS_OK && sink.fmt == MS_FMT_TSV)
+        rc = write_tsv(&sink, w, &q.ids, &d.ids, &err);
+    if (rc == MS_OK && w) {
+        rc = ms_wfile_commit(w, &err);
+        w = NULL;
+    }
+    if (rc == MS_OK && sink.h5) {
+        rc = ms_h5_out_close(sink.h5, &err);
+        sink.h5 = NULL;
+        if (rc == MS_OK && rename(h5_tmp, out_path) != 0)
+            rc = ms_err_set(&err, MS_ERR_RUNTIME, "cannot rename '%s' to '%s': %s", h5_tmp,
+                            out_path, strerror(errno));
+    }
+    if (rc != MS_OK)
+        ms_report(&err);
+    else if (ms_global.verbose)
+        fprintf(stderr, "maxsim: score: %llu x %llu in %llu blocks: read %.3f s, kernels %.3f s\n",
+                (unsigned long long)q.n_rows, (unsigned long long)d.n_rows,
+                (unsigned long long)stats.blocks, stats.read_s, stats.kernel_s);
+    ms_cl_close(&cl);
+close_output:
+    ms_wfile_abort(w);
+    if (sink.h5)
+        ms_h5_out_abort(sink.h5);
+    if (h5_tmp && rc != MS_OK)
+        unlink(h5_tmp);
+    free(h5_tmp);
+    if (scratch)
+        fclose(scratch);
+close_inputs:
+    ms_src_close(&q);
+    ms_src_close(&d);
+    if (rc == MS_OK && (!out_path || strcmp(out_path, "-") == 0))
+        rc = ms_close_stdout();
+    return rc;
+}

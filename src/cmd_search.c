@@ -1,0 +1,178 @@
+/*
+ * cmd_search.c - `maxsim search`: the exact top-k documents of every query.
+ *
+ * The corpus streams through in blocks (stream.c: the next block is read
+ * while the current one is scored); every block is scored against a whole
+ * batch of queries at once (maxsim_cl.c), and the scores are merged into
+ * per-query top-k heaps (topk.c) whose order does not depend on the block
+ * size. Nothing is written until the last block is scored; the output then
+ * appears whole (out.c), or not at all if anything failed.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "cmd_common.h"
+#include "maxsim.h"
+#include "out.h"
+#include "stream.h"
+#include "topk.h"
+
+static const char usage_text[] =
+    "usage: maxsim search -q <queries> -d <docs> [-k <n>] [--normalize] [-o <out>]\n"
+    "                     [--format (trec | tsv | npy | h5)] [--run-tag <tag>]\n"
+    "                     [--query-lengths <file.npy>] [--doc-lengths <file.npy>]\n"
+    "                     [--query-ids <file>] [--doc-ids <file>]\n"
+    "                     [--chunk-docs <n>] [--query-batch <n>] [--progress]\n"
+    "\n"
+    "Exact MaxSim top-k of every query over a corpus of any size, as a TREC run.\n"
+    "\n"
+    "  -q, --queries <file>     query embeddings (.npy, .npy.zst, .h5[:/group])\n"
+    "  -d, --docs <file>        document embeddings (same formats)\n"
+    "  -k <n>                   results per query (default 10; all if fewer documents)\n"
+    "  --normalize              L2-normalize every token before scoring\n"
+    "  -o, --output <file>      write here instead of stdout (.trec .tsv .npy .h5, + .zst)\n"
+    "  --format <fmt>           trec (default), tsv, npy or h5\n"
+    "  --run-tag <tag>          the TREC run tag (default maxsim)\n"
+    "  --query-lengths <file>   query row lengths (1-D integer .npy)\n"
+    "  --doc-lengths <file>     document row lengths (1-D integer .npy)\n"
+    "  --query-ids <file>       query ids, one per line\n"
+    "  --doc-ids <file>         document ids, one per line\n"
+    "  --chunk-docs <n>         documents scored per block (default: from device memory)\n"
+    "  --query-batch <n>        queries scored together (default: all that fit)\n"
+    "  --progress               show progress even when stderr is not a terminal\n"
+    "  -h, --help               this help\n";
+
+/* Merge one block of scores into the top-k heaps. */
+static int merge_block(void *ctx, uint64_t q0, uint64_t nq, const float *scores, uint64_t ld,
+                       const struct ms_emb *block, struct ms_err *err)
+{
+    ms_topk_push(ctx, q0, nq, scores, ld, block->n_rows, block->first_row);
+    return MS_OK;
+}
+
+int cmd_search(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "queries", required_argument, NULL, 'q' },
+        { "docs", required_argument, NULL, 'd' },
+        { "output", required_argument, NULL, 'o' },
+        { "format", required_argument, NULL, OPT_FORMAT },
+        { "run-tag", required_argument, NULL, OPT_RUN_TAG },
+        { "normalize", no_argument, NULL, OPT_NORMALIZE },
+        { "query-lengths", required_argument, NULL, OPT_QUERY_LENGTHS },
+        { "doc-lengths", required_argument, NULL, OPT_DOC_LENGTHS },
+        { "query-ids", required_argument, NULL, OPT_QUERY_IDS },
+        { "doc-ids", required_argument, NULL, OPT_DOC_IDS },
+        { "chunk-docs", required_argument, NULL, OPT_CHUNK_DOCS },
+        { "query-batch", required_argument, NULL, OPT_QUERY_BATCH },
+        { "progress", no_argument, NULL, OPT_PROGRESS },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct ms_inputs_opts in = { 0 };
+    const char *out_path = NULL, *format = NULL, *tag = "maxsim";
+    uint64_t k = 10, nqb, max_docs, max_tokens;
+    struct ms_run_stats stats = { 0 };
+    struct ms_src q, d;
+    struct ms_cl cl;
+    struct ms_topk topk;
+    struct ms_progress prog;
+    struct ms_wfile *w = NULL;
+    struct ms_err err;
+    enum ms_fmt fmt;
+    int zst, c, rc;
+
+    while ((c = getopt_long(argc, argv, ":q:d:k:o:h", longopts, NULL)) != -1) {
+        const int r = ms_inputs_option("search", &in, c, optarg);
+        if (r == 2)
+            return MS_ERR_INPUT;
+        if (r == 1)
+            continue;
+        switch (c) {
+        case 'k':
+            if (ms_parse_u64("search", "-k", optarg, 1, &k))
+                return MS_ERR_INPUT;
+            break;
+        case 'o': out_path = optarg; break;
+        case OPT_FORMAT: format = optarg; break;
+        case OPT_RUN_TAG:
+            if (!*optarg || strpbrk(optarg, " \t\n"))
+                return ms_usage_error("search", "--run-tag takes one word, got '%s'", optarg);
+            tag = optarg;
+            break;
+        case 'h': fputs(usage_text, stdout); return ms_close_stdout();
+        case ':':
+            return ms_usage_error("search", "option '%s' needs a value", argv[optind - 1]);
+        default: return ms_usage_error("search", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return ms_usage_error("search", "unexpected argument '%s'", argv[optind]);
+    if (ms_fmt_resolve(out_path, format, &fmt, &zst, &err) != MS_OK)
+        return ms_report(&err);
+    if ((rc = ms_inputs_open("search", &in, &q, &d)) != MS_OK)
+        return rc;
+    /* Create the output now (as a temporary file) so an unwritable path
+     * fails before any work; it is renamed into place only at the end. */
+    if ((rc = ms_wfile_open(&w, out_path, zst, &err)) != MS_OK) {
+        ms_report(&err);
+        goto close_inputs;
+    }
+    if (fmt == MS_FMT_NPY || fmt == MS_FMT_H5) { /* arrays are written by name at the end */
+        ms_wfile_abort(w);
+        w = NULL;
+    }
+    if ((rc = ms_device_open(&cl)) != MS_OK)
+        goto close_output;
+    ms_plan_blocks(&cl, &in, &q, &d, &nqb, &max_docs, &max_tokens);
+    if ((rc = ms_topk_init(&topk, q.n_rows, k < d.n_rows ? k : d.n_rows, &err)) != MS_OK) {
+        ms_report(&err);
+        goto close_device;
+    }
+    ms_progress_init(&prog, in.progress, "search",
+                     d.n_rows * ((q.n_rows + nqb - 1) / (nqb ? nqb : 1)));
+    const double t0 = ms_now();
+    rc = ms_score_all(&cl, &in, &q, &d, nqb, max_docs, max_tokens, merge_block, &topk, &prog,
+                      &stats, &err);
+    ms_progress_end(&prog);
+    if (rc != MS_OK) {
+        ms_report(&err);
+        goto free_topk;
+    }
+    ms_topk_finish(&topk);
+    if (fmt == MS_FMT_NPY || fmt == MS_FMT_H5)
+        rc = ms_topk_write_arrays(out_path, fmt, &topk, &q.ids, &err);
+    else if ((rc = ms_run_write(w, fmt, &topk, &q.ids, &d.ids, tag, &err)) == MS_OK) {
+        rc = ms_wfile_commit(w, &err);
+        w = NULL;
+    }
+    if (rc != MS_OK)
+        ms_report(&err);
+    else if (ms_global.verbose) {
+        const double total = ms_now() - t0;
+        fprintf(stderr,
+                "maxsim: search: %llu queries x %llu documents in %llu blocks (%llu queries, "
+                "%llu documents, %llu tokens at most): read %.3f s (waited %.3f s), kernels "
+                "%.3f s, total %.3f s, %.0f documents/s\n",
+                (unsigned long long)q.n_rows, (unsigned long long)d.n_rows,
+                (unsigned long long)stats.blocks, (unsigned long long)nqb,
+                (unsigned long long)max_docs, (unsigned long long)max_tokens, stats.read_s,
+                stats.wait_s, stats.kernel_s, total,
+                total > 0 ? (double)d.n_rows / total : 0.0);
+    }
+free_topk:
+    ms_topk_release(&topk);
+close_device:
+    ms_cl_close(&cl);
+close_output:
+    ms_wfile_abort(w);
+close_inputs:
+    ms_src_close(&q);
+    ms_src_close(&d);
+    if (rc == MS_OK && (!out_path || strcmp(out_path, "-") == 0))
+        rc = ms_close_stdout();
+    return rc;
+}

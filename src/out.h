@@ -1,0 +1,61 @@
+/*
+ * out.h - writing results: output files that appear whole or not at all,
+ * optionally zstd-compressed, and the run formats of CONTRACT.md.
+ *
+ * A named output is written to a temporary file beside it and renamed into
+ * place by ms_wfile_commit(); ms_wfile_abort() removes it. So a failed run
+ * leaves no partial output file.
+ */
+#ifndef MS_OUT_H
+#define MS_OUT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "emb.h"
+#include "err.h"
+#include "topk.h"
+
+enum ms_fmt {
+    MS_FMT_TREC,
+    MS_FMT_TSV,
+    MS_FMT_NPY,
+    MS_FMT_H5,
+};
+
+/* Pick the format from --format (may be NULL) or the output's suffix
+ * (.trec .tsv .run .txt .npy .h5, each text one optionally + .zst).
+ * *zst is set for a .zst text output. */
+int ms_fmt_resolve(const char *path, const char *format, enum ms_fmt *fmt, int *zst,
+                   struct ms_err *err);
+const char *ms_fmt_name(enum ms_fmt fmt);
+
+struct ms_wfile;
+
+/* Open an output: path NULL or "-" is stdout (never compressed). */
+int ms_wfile_open(struct ms_wfile **w, const char *path, int zst, struct ms_err *err);
+int ms_wfile_write(struct ms_wfile *w, const void *buf, size_t len, struct ms_err *err);
+/* The file descriptor of a plain (uncompressed, not stdout) output, for pwrite. */
+int ms_wfile_fd(const struct ms_wfile *w);
+/* Finish: end the zstd frame, flush, close and rename into place. Frees w. */
+int ms_wfile_commit(struct ms_wfile *w, struct ms_err *err);
+/* Give up: remove the temporary file. Frees w. NULL is fine. */
+void ms_wfile_abort(struct ms_wfile *w);
+
+/* Write the run of a finished top-k as TREC or TSV lines. */
+int ms_run_write(struct ms_wfile *w, enum ms_fmt fmt, const struct ms_topk *t,
+                 const struct ms_ids *qids, const struct ms_ids *dids, const char *tag,
+                 struct ms_err *err);
+
+/* The bytes of a .npy v1.0 header for a C-order array ("<f4", "<i8"), padded
+ * to 64 bytes; returns its length (<= 256), buf holds at least 256 bytes. */
+size_t ms_npy_header(char *buf, const char *descr, int rank, const uint64_t *shape);
+
+/* Write scores [nq, k] float32 and indices [nq, k] int64 (row numbers; -1
+ * and NaN where a query has fewer than k results) as OUT.scores.npy and
+ * OUT.indices.npy (OUT.npy given), or as datasets of one .h5 file (with the
+ * query ids too). */
+int ms_topk_write_arrays(const char *path, enum ms_fmt fmt, const struct ms_topk *t,
+                         const struct ms_ids *qids, struct ms_err *err);
+
+#endif

@@ -1,0 +1,183 @@
+/*
+ * stream.c - double-buffered block reading on a thread (stream.h).
+ *
+ * Two slots: the reader fills one while the consumer holds the other. The
+ * consumer hands a slot back when it asks for the next block, so the reader
+ * is at most one block ahead and memory is two blocks.
+ */
+#include "stream.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct slot {
+    struct ms_emb emb;
+    int full;          /* holds a block the consumer has not taken */
+    int last;          /* the end of the stream: no block in this slot */
+    int rc;            /* a read error for the consumer */
+    struct ms_err err;
+};
+
+struct ms_stream {
+    struct ms_src *src;
+    uint64_t next, end, max_docs, max_tokens;
+    struct slot slots[2];
+    int fill;           /* slot the reader fills next */
+    int take;           /* slot the consumer takes next */
+    int held;           /* slot the consumer holds, or -1 */
+    int stop;
+    pthread_t thread;
+    int started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    double read_s, wait_s;
+};
+
+double ms_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+uint64_t ms_block_end(const struct ms_src *src, uint64_t first, uint64_t last, uint64_t max_docs,
+                      uint64_t max_tokens)
+{
+    uint64_t end = first + max_docs < last ? first + max_docs : last;
+    /* largest end with starts[end] - starts[first] <= max_tokens, at least first + 1 */
+    if (src->starts[end] - src->starts[first] > max_tokens) {
+        uint64_t lo = first + 1, hi = end;
+        while (lo < hi) {
+            const uint64_t mid = lo + (hi - lo + 1) / 2;
+            if (src->starts[mid] - src->starts[first] <= max_tokens)
+                lo = mid;
+            else
+                hi = mid - 1;
+        }
+        end = lo;
+    }
+    return end;
+}
+
+static void *reader(void *arg)
+{
+    struct ms_stream *s = arg;
+
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->stop && (s->slots[s->fill].full || s->held == s->fill))
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (s->stop) {
+            pthread_mutex_unlock(&s->mu);
+            return NULL;
+        }
+        struct slot *sl = &s->slots[s->fill];
+        pthread_mutex_unlock(&s->mu);
+
+        if (s->next >= s->end) {
+            sl->last = 1;
+        } else {
+            const uint64_t end = ms_block_end(s->src, s->next, s->end, s->max_docs, s->max_tokens);
+            const double t0 = ms_now();
+            sl->rc = ms_src_read(s->src, s->next, end - s->next, &sl->emb, &sl->err);
+            s->read_s += ms_now() - t0;
+            s->next = end;
+            if (sl->rc != MS_OK)
+                sl->last = 1;
+        }
+        pthread_mutex_lock(&s->mu);
+        sl->full = 1;
+        const int done = sl->last;
+        s->fill ^= 1;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        if (done)
+            return NULL;
+    }
+}
+
+int ms_stream_start(struct ms_stream **out, struct ms_src *src, uint64_t first, uint64_t n,
+                    uint64_t max_docs, uint64_t max_tokens, struct ms_err *err)
+{
+    struct ms_stream *s = ms_calloc(1, sizeof *s, err);
+
+    *out = NULL;
+    if (!s)
+        return err->status;
+    s->src = src;
+    s->next = first;
+    s->end = first + n;
+    s->max_docs = max_docs ? max_docs : 1;
+    s->max_tokens = max_tokens;
+    s->held = -1;
+    ms_emb_init(&s->slots[0].emb);
+    ms_emb_init(&s->slots[1].emb);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    if (pthread_create(&s->thread, NULL, reader, s) != 0) {
+        ms_stream_stop(s);
+        return ms_err_set(err, MS_ERR_RUNTIME, "cannot start the reader thread");
+    }
+    s->started = 1;
+    *out = s;
+    return MS_OK;
+}
+
+int ms_stream_next(struct ms_stream *s, const struct ms_emb **block, struct ms_err *err)
+{
+    const double t0 = ms_now();
+
+    *block = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (s->held >= 0) { /* hand the previous block back to the reader */
+        s->slots[s->held].full = 0;
+        s->held = -1;
+        pthread_cond_broadcast(&s->cv);
+    }
+    while (!s->slots[s->take].full)
+        pthread_cond_wait(&s->cv, &s->mu);
+    struct slot *sl = &s->slots[s->take];
+    pthread_mutex_unlock(&s->mu);
+    s->wait_s += ms_now() - t0;
+
+    if (sl->rc != MS_OK) {
+        *err = sl->err;
+        return sl->rc;
+    }
+    if (sl->last)
+        return MS_OK;
+    s->held = s->take;
+    s->take ^= 1;
+    *block = &sl->emb;
+    return MS_OK;
+}
+
+double ms_stream_read_s(const struct ms_stream *s)
+{
+    return s->read_s;
+}
+
+double ms_stream_wait_s(const struct ms_stream *s)
+{
+    return s->wait_s;
+}
+
+void ms_stream_stop(struct ms_stream *s)
+{
+    if (!s)
+        return;
+    if (s->started) {
+        pthread_mutex_lock(&s->mu);
+        s->stop = 1;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+    }
+    ms_emb_release(&s->slots[0].emb);
+    ms_emb_release(&s->slots[1].emb);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}
