@@ -1,0 +1,228 @@
+/*
+ * run.c - streamed text lines (plain or zstd) and run line parsing (run.h).
+ *
+ * Runs can be gigabytes: the text is read in 1 MiB pieces and never held
+ * whole. A line longer than 1 MiB is refused rather than grown without
+ * bound.
+ */
+#include "run.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+enum { LINE_MAX_BYTES = 1 << 20, PIECE = 1 << 20 };
+
+struct ms_lines {
+    FILE *f;
+    int is_stdin;
+    char *name;
+    ZSTD_DStream *z;        /* non-NULL for zstd input */
+    char *zin;              /* compressed bytes read from f */
+    ZSTD_inBuffer in;
+    int z_frame_open;       /* inside a frame: its end must come before EOF */
+    char *buf;              /* text: [start, end) not yet returned */
+    size_t start, end, cap;
+    int eof;
+    uint64_t lineno;
+};
+
+int ms_lines_open(struct ms_lines **out, const char *path, struct ms_err *err)
+{
+    struct ms_lines *l = ms_calloc(1, sizeof *l, err);
+    unsigned char magic[4];
+    size_t got;
+
+    *out = NULL;
+    if (!l)
+        return err->status;
+    l->is_stdin = strcmp(path, "-") == 0;
+    l->name = strdup(l->is_stdin ? "standard input" : path);
+    l->cap = 2 * PIECE + LINE_MAX_BYTES;
+    l->buf = malloc(l->cap);
+    if (!l->name || !l->buf) {
+        ms_lines_close(l);
+        return ms_err_set(err, MS_ERR_RUNTIME, "out of memory");
+    }
+    l->f = l->is_stdin ? stdin : fopen(path, "rb");
+    if (!l->f) {
+        const int e = errno;
+        ms_lines_close(l);
+        return ms_err_set(err, MS_ERR_INPUT, "cannot open '%s': %s", path, strerror(e));
+    }
+    got = fread(magic, 1, sizeof magic, l->f);
+    if (got == 4 && memcmp(magic, "\x28\xb5\x2f\xfd", 4) == 0) {
+        l->z = ZSTD_createDStream();
+        l->zin = malloc(ZSTD_DStreamInSize() + 4);
+        if (!l->z || !l->zin || ZSTD_isError(ZSTD_initDStream(l->z))) {
+            ms_lines_close(l);
+            return ms_err_set(err, MS_ERR_RUNTIME, "cannot start zstd decompression");
+        }
+        memcpy(l->zin, magic, 4);
+        l->in.src = l->zin;
+        l->in.size = 4;
+        l->in.pos = 0;
+    } else {
+        memcpy(l->buf, magic, got);
+        l->end = got;
+    }
+    *out = l;
+    return MS_OK;
+}
+
+/* Append more text after l->end; sets eof when the input is exhausted. */
+static int fill(struct ms_lines *l, struct ms_err *err)
+{
+    if (!l->z) {
+        const size_t n = fread(l->buf + l->end, 1, PIECE, l->f);
+        if (n == 0) {
+            if (ferror(l->f))
+                return ms_err_set(err, MS_ERR_INPUT, "cannot read '%s': %s", l->name, strerror(errno));
+            l->eof = 1;
+        }
+        l->end += n;
+        return MS_OK;
+    }
+    for (;;) {
+        if (l->in.pos == l->in.size) {
+            const size_t n = fread(l->zin, 1, ZSTD_DStreamInSize(), l->f);
+            if (n == 0) {
+                if (ferror(l->f))
+                    return ms_err_set(err, MS_ERR_INPUT, "cannot read '%s': %s", l->name,
+                                      strerror(errno));
+                if (l->z_frame_open)
+                    return ms_err_set(err, MS_ERR_INPUT, "'%s': truncated zstd data", l->name);
+                l->eof = 1;
+                return MS_OK;
+            }
+            l->in.src = l->zin;
+            l->in.size = n;
+            l->in.pos = 0;
+        }
+        ZSTD_outBuffer o = { l->buf + l->end, PIECE, 0 };
+        const size_t r = ZSTD_decompressStream(l->z, &o, &l->in);
+        if (ZSTD_isError(r))
+            return ms_err_set(err, MS_ERR_INPUT, "'%s': corrupt zstd data: %s", l->name,
+                              ZSTD_getErrorName(r));
+        l->z_frame_open = r != 0;
+        l->end += o.pos;
+        if (o.pos)
+            return MS_OK;
+    }
+}
+
+int ms_lines_next(struct ms_lines *l, const char **line, size_t *len, struct ms_err *err)
+{
+    for (;;) {
+        char *nl = l->end > l->start ? memchr(l->buf + l->start, '\n', l->end - l->start) : NULL;
+        if (nl || (l->eof && l->end > l->start)) {
+            char *s = l->buf + l->start;
+            size_t n = nl ? (size_t)(nl - s) : l->end - l->start;
+            l->start += n + (nl ? 1 : 0);
+            if (n > 0 && s[n - 1] == '\r')
+                n--;
+            s[n] = '\0'; /* the '\n' (or spare room at the end) becomes the terminator */
+            l->lineno++;
+            *line = s;
+            *len = n;
+            return 1;
+        }
+        if (l->eof)
+            return 0;
+        if (l->end - l->start > LINE_MAX_BYTES)
+            return ms_err_set(err, MS_ERR_INPUT, "'%s' line %llu: longer than %d bytes", l->name,
+                              (unsigned long long)l->lineno + 1, LINE_MAX_BYTES);
+        /* move the partial line to the front, then read more after it */
+        memmove(l->buf, l->buf + l->start, l->end - l->start);
+        l->end -= l->start;
+        l->start = 0;
+        int rc = fill(l, err);
+        if (rc != MS_OK)
+            return rc;
+    }
+}
+
+uint64_t ms_lines_number(const struct ms_lines *l)
+{
+    return l->lineno;
+}
+
+const char *ms_lines_name(const struct ms_lines *l)
+{
+    return l->name;
+}
+
+void ms_lines_close(struct ms_lines *l)
+{
+    if (!l)
+        return;
+    if (l->f && !l->is_stdin)
+        fclose(l->f);
+    ZSTD_freeDStream(l->z);
+    free(l->zin);
+    free(l->buf);
+    free(l->name);
+    free(l);
+}
+
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+int ms_run_parse(const char *line, size_t len, struct ms_run_line *out, const char **why)
+{
+    const char *f[7];
+    size_t flen[7];
+    int n = 0;
+
+    if (memchr(line, '\t', len) && !memchr(line, ' ', len)) {
+        /* tab-separated: QID<TAB>DOCID[<TAB>...], or a TREC line written with tabs
+         * (6 fields, the second "Q0") */
+        const char *p = line, *end = line + len;
+        while (n < 7) {
+            const char *t = memchr(p, '\t', (size_t)(end - p));
+            f[n] = p;
+            flen[n] = t ? (size_t)(t - p) : (size_t)(end - p);
+            n++;
+            if (!t)
+                break;
+            p = t + 1;
+        }
+        const int trec = n == 6 && flen[1] == 2 && memcmp(f[1], "Q0", 2) == 0;
+        const int d = trec ? 2 : 1;
+        if (n < 2 || flen[0] == 0 || flen[d] == 0) {
+            *why = "expected 'QID<TAB>DOCID[<TAB>...]' with non-empty ids";
+            return -1;
+        }
+        out->qid = f[0], out->qlen = flen[0];
+        out->did = f[d], out->dlen = flen[d];
+        return 0;
+    }
+    for (size_t i = 0; i < len;) {
+        while (i < len && is_space(line[i]))
+            i++;
+        if (i == len)
+            break;
+        if (n == 7) {
+            n++;
+            break;
+        }
+        f[n] = line + i;
+        while (i < len && !is_space(line[i]))
+            i++;
+        flen[n] = (size_t)(line + i - f[n]);
+        n++;
+    }
+    if (n == 0)
+        return 1;
+    if (n != 6) {
+        *why = "expected 'QID Q0 DOCID RANK SCORE TAG' (6 fields) or 'QID<TAB>DOCID'";
+        return -1;
+    }
+    out->qid = f[0], out->qlen = flen[0];
+    out->did = f[2], out->dlen = flen[2];
+    return 0;
+}
