@@ -117,7 +117,7 @@ check-kernels:
 
 ## check-man: lint man/maxsim.1 with mandoc and check it names every command and option of --help
 check-man: maxsim
-	$(Q)mandoc -Tlint -W style man/maxsim.1
+	$(Q)mandoc -Tlint -W warning man/maxsim.1
 	$(Q)sh tests/check-man.sh ./maxsim man/maxsim.1
 	@echo "  man page ok"
 

@@ -11,12 +11,13 @@
 #                  line, a case expecting status 0 must print nothing on stderr
 #   ~ REGEX        stdout+stderr must contain a line matching REGEX (grep -E)
 #   = FILE         stdout must equal the contents of FILE (after expansion)
+# In expected lines $FIXTURES, $DATA and $TMP stand for their values.
 # Usage: MAXSIM=./maxsim FIXTURES=build/fixtures bash tests/cli/run.sh tests/cli/*.t
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 : "${MAXSIM:=$root/maxsim}"
 : "${FIXTURES:=$root/build/fixtures}"
-export FIXTURES DATA="$root/data"
+export FIXTURES DATA="$root/data" TESTS="$root/tests/cli" PYTHON="${PYTHON:-/usr/bin/python3}"
 bindir=$(mktemp -d)
 ln -s "$MAXSIM" "$bindir/maxsim"
 export PATH="$bindir:$PATH"
@@ -27,6 +28,9 @@ fail=0
 run_case() {
     local file=$1 line=$2 cmd=$3 want_status=$4 want_out=$5 want_err=$6 regexes=$7 have_out=$8 have_err=$9 eqfile=${10}
     local out err status ok=1 why=""
+    # expected text may name $FIXTURES, $DATA, $TESTS and $TMP
+    want_out=${want_out//\$FIXTURES/$FIXTURES}; want_out=${want_out//\$DATA/$DATA}; want_out=${want_out//\$TMP/$TMP}
+    want_err=${want_err//\$FIXTURES/$FIXTURES}; want_err=${want_err//\$DATA/$DATA}; want_err=${want_err//\$TMP/$TMP}
     out=$(mktemp) err=$(mktemp)
     (cd "$TMP" && bash -c "$cmd") >"$out" 2>"$err" </dev/null
     status=$?

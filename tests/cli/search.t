@@ -1,0 +1,144 @@
+# maxsim search: results against a float64 numpy reference, determinism,
+# output formats, and every error path.
+
+# The sample data: each query's best document is the one it was built from.
+$ maxsim search -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -k 1 | cut -d' ' -f1-4,6
+> q1 Q0 doc-0042 1 maxsim
+> q2 Q0 doc-0137 1 maxsim
+> q3 Q0 doc-0256 1 maxsim
+> q4 Q0 doc-0499 1 maxsim
+
+$ maxsim search -q $DATA/queries.npy -d $DATA/docs.npy --doc-lengths $DATA/docs_lengths.npy --doc-ids $DATA/docs_ids.txt --query-ids $DATA/queries_ids.txt -k 1 --format tsv | cut -f1-3
+> q1	doc-0042	1
+> q2	doc-0137	1
+> q3	doc-0256	1
+> q4	doc-0499	1
+
+# Against the reference, float32 queries x float16 documents, with empty documents.
+$ maxsim search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 25 > run.trec
+$ $PYTHON $TESTS/refcheck.py run $FIXTURES/cli_q.npy $FIXTURES/cli_d.npy 25 run.trec --query-lengths $FIXTURES/cli_q_lengths.npy --doc-lengths $FIXTURES/cli_d_lengths.npy
+> ok
+
+$ maxsim search --normalize -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 300 --format tsv > run.tsv
+$ $PYTHON $TESTS/refcheck.py run $FIXTURES/cli_q.npy $FIXTURES/cli_d.npy 300 run.tsv --normalize --query-lengths $FIXTURES/cli_q_lengths.npy --doc-lengths $FIXTURES/cli_d_lengths.npy
+> ok
+
+# The padded HDF5 copy gives the same bytes (ids from the file).
+$ maxsim search -q $FIXTURES/cli_d.h5:/queries -d $FIXTURES/cli_d.h5:/docs -k 7 > a.trec
+$ maxsim search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy --doc-ids $FIXTURES/cli_d_ids.txt -k 7 > b.trec
+$ cmp a.trec b.trec && wc -l < a.trec
+> 35
+
+# Same bytes whatever the block size or query batch.
+$ for c in 1 7 64 299 300 5000; do maxsim search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 9 --chunk-docs $c > c$c.trec || exit 1; done
+$ maxsim search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 9 --query-batch 2 --chunk-docs 13 > qb.trec
+$ for c in 7 64 299 300 5000 qb; do cmp c1.trec c$c.trec 2>/dev/null || cmp c1.trec $c.trec || exit 1; done; echo same
+> same
+
+# Ties (documents repeated three times) are broken by row number.
+$ maxsim search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_dup.npy --doc-lengths $FIXTURES/cli_dup_lengths.npy -k 3 --format tsv > dup.tsv
+$ awk -F'\t' 'NR==1{a=$2} NR==2{b=$2} NR==3{c=$2} END{print (a<5 && b==a+5 && c==a+10) ? "tied rows in order" : "wrong: " a " " b " " c}' dup.tsv
+> tied rows in order
+
+# k larger than the corpus returns every document.
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 100000 | wc -l
+> 1500
+
+# An empty corpus gives an empty run; empty documents score 0.
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_empty_corpus.npy --doc-lengths $FIXTURES/cli_empty_corpus_lengths.npy | wc -c
+> 0
+
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_empty_corpus.npy --doc-lengths $FIXTURES/cli_empty_rows_lengths.npy -k 2 --format tsv | head -2
+> 0	0	1	0
+> 0	1	2	0
+
+# Output formats.
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 4 --run-tag exp1 -o out.trec && tail -1 out.trec | cut -d' ' -f1,2,4,6
+> 4 Q0 4 exp1
+
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 4 -o out.tsv.zst && zstd -dc out.tsv.zst | awk -F'\t' 'NR==1{print NF}'
+> 4
+
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 4 -o out.trec.zst && zstd -dc out.trec.zst | cmp - out.trec && echo same
+> same
+
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 4 -o res.npy && $PYTHON -c "import numpy as n; s=n.load('res.scores.npy'); i=n.load('res.indices.npy'); print(s.shape, s.dtype, i.shape, i.dtype)"
+> (5, 4) float32 (5, 4) int64
+
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 4 --format tsv > t.tsv && $PYTHON -c "
+$ import numpy as n
+$ s=n.load('res.scores.npy'); i=n.load('res.indices.npy')
+$ rows=[l.split('\t') for l in open('t.tsv')]
+$ print(all(int(r[1])==i[int(r[0]), int(r[2])-1] and abs(float(r[3])-s[int(r[0]), int(r[2])-1])==0 for r in rows))"
+> True
+
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 4 -o res.h5 && $PYTHON -c "import h5py; f=h5py.File('res.h5'); print(f['scores'].shape, f['scores'].dtype, f['indices'].shape, f['indices'].dtype)"
+> (5, 4) float32 (5, 4) int64
+
+# Errors: one line, exit 2, no output file.
+$ maxsim search -d $FIXTURES/cli_d.npy
+? 2
+! maxsim search: no queries (-q QUERIES)
+! Try 'maxsim search --help'.
+
+$ maxsim search -q $FIXTURES/cli_q.npy
+? 2
+! maxsim search: no documents (-d DOCS)
+! Try 'maxsim search --help'.
+
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy -k 0
+? 2
+! maxsim search: -k takes an integer >= 1 (e.g. -k 10), got '0'
+! Try 'maxsim search --help'.
+
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy -k -3
+? 2
+! maxsim search: -k takes an integer >= 1 (e.g. -k 10), got '-3'
+! Try 'maxsim search --help'.
+
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy -k
+? 2
+! maxsim search: option '-k' needs a value
+! Try 'maxsim search --help'.
+
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --chunk-docs 0
+? 2
+! maxsim search: --chunk-docs takes an integer >= 1 (e.g. --chunk-docs 10), got '0'
+! Try 'maxsim search --help'.
+
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --frob
+? 2
+! maxsim search: unknown option '--frob'
+! Try 'maxsim search --help'.
+
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d64.npy
+? 2
+! maxsim: error: dim mismatch: queries '$FIXTURES/cli_q.npy' have dim 48 but documents '$FIXTURES/cli_d64.npy' have dim 64
+
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --format xml
+? 2
+! maxsim: error: unknown format 'xml' (expected trec, tsv, npy or h5)
+
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --format npy
+? 2
+! maxsim: error: npy output needs a file name (-o OUT.npy)
+
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy -o /nonexistent/dir/run.trec
+? 2
+! maxsim: error: cannot create '/nonexistent/dir/run.trec': No such file or directory
+
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_nan.npy --doc-lengths $FIXTURES/cli_nan_lengths.npy -o nan.trec; s=$?; test -e nan.trec || ls | grep -q 'tmp' || echo clean; exit $s
+? 2
+> clean
+! maxsim: error: '$FIXTURES/cli_nan.npy': row 3 token 3 holds a NaN or Inf (embeddings must be finite)
+
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy > /dev/full
+? 1
+~ cannot write to 'standard output': No space left on device
+
+# The progress line, forced on; and nothing with -q.
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy --progress 2>&1 >/dev/null | tr '\r' '\n' | tail -1
+~ ^search: 300/300 documents \(100.0%\), [0-9]+ documents/s, elapsed 0:00
+
+$ maxsim -q search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy --progress | wc -l
+> 50
