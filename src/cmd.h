@@ -29,6 +29,7 @@ struct ms_cmd {
 
 int cmd_search(int argc, char **argv);
 int cmd_score(int argc, char **argv);
+int cmd_rerank(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 

@@ -127,6 +127,7 @@ void ms_progress_init(struct ms_progress *p, int force, const char *what, uint64
     memset(p, 0, sizeof *p);
     p->on = !ms_global.quiet && (force || isatty(STDERR_FILENO));
     p->what = what;
+    p->unit = "documents";
     p->total = total;
     p->start = p->last = ms_now();
 }
@@ -136,9 +137,9 @@ static void show(struct ms_progress *p, int final)
     const double el = ms_now() - p->start;
     const double rate = el > 0 ? (double)p->done / el : 0;
     const double eta = rate > 0 ? (double)(p->total - p->done) / rate : 0;
-    fprintf(stderr, "\r%s: %llu/%llu documents (%.1f%%), %.0f documents/s, %s %d:%02d   ",
-            p->what, (unsigned long long)p->done, (unsigned long long)p->total,
-            p->total ? 100.0 * (double)p->done / (double)p->total : 100.0, rate,
+    fprintf(stderr, "\r%s: %llu/%llu %s (%.1f%%), %.0f %s/s, %s %d:%02d   ", p->what,
+            (unsigned long long)p->done, (unsigned long long)p->total, p->unit,
+            p->total ? 100.0 * (double)p->done / (double)p->total : 100.0, rate, p->unit,
             final ? "elapsed" : "ETA", (int)((final ? el : eta) / 60),
             (int)(final ? el : eta) % 60);
     if (final)

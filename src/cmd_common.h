@@ -77,6 +77,7 @@ int ms_score_all(struct ms_cl *cl, const struct ms_inputs_opts *o, struct ms_src
 struct ms_progress {
     int on;
     const char *what;
+    const char *unit; /* "documents" unless set after ms_progress_init */
     uint64_t total, done;
     double start, last;
 };

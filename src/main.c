@@ -24,6 +24,7 @@ struct ms_global ms_global = { "auto", 0, 0 };
 static const struct ms_cmd commands[] = {
     { "search", cmd_search, "exact top-k MaxSim of queries against a corpus" },
     { "score", cmd_score, "the full query x document MaxSim score matrix" },
+    { "rerank", cmd_rerank, "rescore the candidates of a run with exact MaxSim" },
     { "info", cmd_info, "describe embedding files" },
     { "devices", cmd_devices, "list OpenCL platforms and devices" },
 };

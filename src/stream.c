@@ -22,6 +22,7 @@ struct slot {
 
 struct ms_stream {
     struct ms_src *src;
+    const uint64_t *rows; /* the rows to read, ascending; NULL: rows next .. end - 1 */
     uint64_t next, end, max_docs, max_tokens;
     struct slot slots[2];
     int fill;           /* slot the reader fills next */
@@ -61,6 +62,20 @@ uint64_t ms_block_end(const struct ms_src *src, uint64_t first, uint64_t last, u
     return end;
 }
 
+uint64_t ms_rows_block_end(const struct ms_src *src, const uint64_t *rows, uint64_t first,
+                           uint64_t last, uint64_t max_docs, uint64_t max_tokens)
+{
+    uint64_t end = first, tokens = 0;
+    while (end < last && end - first < max_docs) {
+        const uint64_t len = ms_src_row_len(src, rows[end]);
+        if (end > first && tokens + len > max_tokens)
+            break;
+        tokens += len;
+        end++;
+    }
+    return end;
+}
+
 static void *reader(void *arg)
 {
     struct ms_stream *s = arg;
@@ -79,9 +94,17 @@ static void *reader(void *arg)
         if (s->next >= s->end) {
             sl->last = 1;
         } else {
-            const uint64_t end = ms_block_end(s->src, s->next, s->end, s->max_docs, s->max_tokens);
             const double t0 = ms_now();
-            sl->rc = ms_src_read(s->src, s->next, end - s->next, &sl->emb, &sl->err);
+            uint64_t end;
+            if (s->rows) {
+                end = ms_rows_block_end(s->src, s->rows, s->next, s->end, s->max_docs,
+                                        s->max_tokens);
+                sl->rc = ms_src_read_rows(s->src, s->rows + s->next, end - s->next, &sl->emb,
+                                          &sl->err);
+            } else {
+                end = ms_block_end(s->src, s->next, s->end, s->max_docs, s->max_tokens);
+                sl->rc = ms_src_read(s->src, s->next, end - s->next, &sl->emb, &sl->err);
+            }
             s->read_s += ms_now() - t0;
             s->next = end;
             if (sl->rc != MS_OK)
@@ -98,8 +121,8 @@ static void *reader(void *arg)
     }
 }
 
-int ms_stream_start(struct ms_stream **out, struct ms_src *src, uint64_t first, uint64_t n,
-                    uint64_t max_docs, uint64_t max_tokens, struct ms_err *err)
+static int start(struct ms_stream **out, struct ms_src *src, const uint64_t *rows, uint64_t first,
+                 uint64_t n, uint64_t max_docs, uint64_t max_tokens, struct ms_err *err)
 {
     struct ms_stream *s = ms_calloc(1, sizeof *s, err);
 
@@ -107,6 +130,7 @@ int ms_stream_start(struct ms_stream **out, struct ms_src *src, uint64_t first, 
     if (!s)
         return err->status;
     s->src = src;
+    s->rows = rows;
     s->next = first;
     s->end = first + n;
     s->max_docs = max_docs ? max_docs : 1;
@@ -123,6 +147,18 @@ int ms_stream_start(struct ms_stream **out, struct ms_src *src, uint64_t first, 
     s->started = 1;
     *out = s;
     return MS_OK;
+}
+
+int ms_stream_start(struct ms_stream **out, struct ms_src *src, uint64_t first, uint64_t n,
+                    uint64_t max_docs, uint64_t max_tokens, struct ms_err *err)
+{
+    return start(out, src, NULL, first, n, max_docs, max_tokens, err);
+}
+
+int ms_stream_start_rows(struct ms_stream **out, struct ms_src *src, const uint64_t *rows,
+                         uint64_t n, uint64_t max_docs, uint64_t max_tokens, struct ms_err *err)
+{
+    return start(out, src, rows, 0, n, max_docs, max_tokens, err);
 }
 
 int ms_stream_next(struct ms_stream *s, const struct ms_emb **block, struct ms_err *err)

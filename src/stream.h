@@ -21,6 +21,10 @@ struct ms_stream;
 /* Start reading rows [first, first + n) of src (the whole corpus: 0, n_rows). */
 int ms_stream_start(struct ms_stream **out, struct ms_src *src, uint64_t first, uint64_t n,
                     uint64_t max_docs, uint64_t max_tokens, struct ms_err *err);
+/* Read only the given rows (strictly ascending; not copied, must outlive
+ * the stream), in blocks of consecutive entries of rows. */
+int ms_stream_start_rows(struct ms_stream **out, struct ms_src *src, const uint64_t *rows,
+                         uint64_t n, uint64_t max_docs, uint64_t max_tokens, struct ms_err *err);
 /* The next block, or *block = NULL at the end. The block stays valid until
  * the next call. A read error (e.g. NaN in the data) is returned here. */
 int ms_stream_next(struct ms_stream *s, const struct ms_emb **block, struct ms_err *err);
@@ -33,6 +37,10 @@ void ms_stream_stop(struct ms_stream *s);
 /* The end of the block that starts at row `first` under these limits. */
 uint64_t ms_block_end(const struct ms_src *src, uint64_t first, uint64_t last, uint64_t max_docs,
                       uint64_t max_tokens);
+
+/* The end (index into rows) of the block of rows that starts at rows[first]. */
+uint64_t ms_rows_block_end(const struct ms_src *src, const uint64_t *rows, uint64_t first,
+                           uint64_t last, uint64_t max_docs, uint64_t max_tokens);
 
 /* Monotonic clock in seconds. */
 double ms_now(void);

@@ -53,3 +53,33 @@ def generate(out):
     nan[33, 5] = np.nan
     save("cli_nan.npy", nan)
     save("cli_nan_lengths.npy", np.array([10] * 5, dtype=np.int64))
+
+
+def generate_runs(out):
+    """Candidate runs over cli_d (ids D0..D299) for queries cli_q (ids 0..4)."""
+    rng = np.random.default_rng(5)
+    lines = []
+    for q in range(5):
+        cands = rng.integers(0, 300, size=60)          # repeats on purpose
+        for r, d in enumerate(cands):
+            lines.append(f"{q} Q0 D{d} {r + 1} {100 - r}.5 bm25\n")
+    shared = [f"{q} Q0 D{d} 1 1 bm25\n" for q in (0, 3) for d in (3, 77, 150)]  # shared + empty docs
+    with open(os.path.join(out, "cli_run.trec"), "w") as f:
+        f.write("".join(lines[:150] + shared + lines[150:]))
+    with open(os.path.join(out, "cli_run.tsv"), "w") as f:
+        f.write("".join(f"{l.split()[0]}\t{l.split()[2]}\t{l.split()[4]}\r\n" for l in lines))
+    with open(os.path.join(out, "cli_run_missing.trec"), "w") as f:
+        f.write(lines[0] + "0 Q0 D999 2 1 t\n" + lines[1] + "77 Q0 D5 1 1 t\n" + "1 Q0 nope 3 1 t\n")
+    with open(os.path.join(out, "cli_run_bad.trec"), "w") as f:
+        f.write(lines[0] + lines[1] + "0 Q0 D5 1\n")
+    with open(os.path.join(out, "cli_run_one.tsv"), "w") as f:
+        f.write("2\tD10\n")
+    open(os.path.join(out, "cli_run_empty.trec"), "w").close()
+
+
+_generate_inputs = generate
+
+
+def generate(out):  # noqa: F811 - inputs, then the runs over them
+    _generate_inputs(out)
+    generate_runs(out)

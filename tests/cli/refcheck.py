@@ -3,6 +3,7 @@
 
   refcheck.py run   QUERIES DOCS K RUNFILE [--normalize] [--query-lengths F] [--doc-lengths F]
   refcheck.py score QUERIES DOCS MATRIX.npy [--normalize] [...]
+  refcheck.py rerank QUERIES DOCS CANDIDATES OUTRUN [--doc-ids F] [--normalize] [...]
 
 QUERIES / DOCS: PATH.npy or PATH.h5:/group (as maxsim takes them). For a run
 (TREC or TSV, ids being row numbers or the file's ids): every query's list
@@ -77,6 +78,39 @@ def main():
         if err.max() > 1e-4:
             i, j = np.unravel_index(err.argmax(), err.shape)
             sys.exit(f"score[{i},{j}] = {got[i, j]}, expected {ref[i, j]}")
+        print("ok")
+        return
+    if "--doc-ids" in rest:
+        dids = [l.rstrip("\r\n") for l in open(rest[rest.index("--doc-ids") + 1])]
+    if mode == "rerank":
+        qindex = {(qids[i] if qids else str(i)): i for i in range(len(q))}
+        dindex = {(dids[j] if dids else str(j)): j for j in range(len(d))}
+        want = {}
+        for line in open(rest[0]):
+            f = line.split()
+            if not f:
+                continue
+            qi, dj = (f[0], f[2]) if len(f) == 6 else (f[0], f[1])
+            want.setdefault(qindex[qi], set()).add(dindex[dj])
+        got = {}
+        for line in open(rest[1]):
+            f = line.split()
+            qi, dj, rank, s = (f[0], f[2], int(f[3]), float(f[4])) if len(f) == 6 else (f[0], f[1], int(f[2]), float(f[3]))
+            got.setdefault(qindex[qi], []).append((rank, dindex[dj], s))
+        if set(got) != set(want):
+            sys.exit(f"queries {sorted(got)}, expected {sorted(want)}")
+        for i, lst in got.items():
+            lst.sort()
+            if [r for r, _, _ in lst] != list(range(1, len(lst) + 1)):
+                sys.exit(f"query {i}: ranks are not 1..{len(lst)}")
+            if sorted(j for _, j, _ in lst) != sorted(want[i]):
+                sys.exit(f"query {i}: documents differ from the unique candidates")
+            for rank, j, s in lst:
+                if abs(s - ref[i, j]) > 1e-4 * max(abs(ref[i, j]), 1.0):
+                    sys.exit(f"query {i} doc {j}: score {s}, expected {ref[i, j]}")
+            for a, b in zip(lst, lst[1:]):
+                if a[2] < b[2] or (a[2] == b[2] and a[1] > b[1]):
+                    sys.exit(f"query {i}: ranks {a[0]} and {b[0]} out of order")
         print("ok")
         return
     k, path = int(rest[0]), rest[1]

@@ -1,0 +1,426 @@
+/*
+ * cmd_rerank.c - `maxsim rerank`: rescore the candidates of a first-stage
+ * run with exact MaxSim and write the reranked run.
+ *
+ * The run is read as a stream (run.c) and its ids matched to rows through
+ * hash maps (idmap.c); each (query, document) pair is kept once. Queries are
+ * taken in batches; for a batch, the documents its pairs need are read once
+ * each, in row order, in blocks on the reader thread (stream.c) while the
+ * previous block is scored by the pair-list kernel (maxsim_cl.c). Output:
+ * queries in input order, each by score, highest first, ties by row.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "cmd_common.h"
+#include "idmap.h"
+#include "maxsim.h"
+#include "out.h"
+#include "run.h"
+#include "stream.h"
+
+static const char usage_text[] =
+    "usage: maxsim rerank -q <queries> -d <docs> -c <run> [-k <n>] [--normalize]\n"
+    "                     [-o <out>] [--format (trec | tsv)] [--run-tag <tag>]\n"
+    "                     [--skip-missing] [--query-lengths <file.npy>] [--doc-lengths <file.npy>]\n"
+    "                     [--query-ids <file>] [--doc-ids <file>]\n"
+    "                     [--chunk-docs <n>] [--query-batch <n>] [--progress]\n"
+    "\n"
+    "Rescore the candidates of a run (TREC or QID<TAB>DOCID lines; '-' for stdin;\n"
+    "zstd-compressed accepted) with exact MaxSim.\n"
+    "\n"
+    "  -q, --queries <file>     query embeddings (.npy, .npy.zst, .h5[:/group])\n"
+    "  -d, --docs <file>        document embeddings (same formats)\n"
+    "  -c, --candidates <run>   the candidate run\n"
+    "  -k <n>                   results per query (default: all candidates)\n"
+    "  --normalize              L2-normalize every token before scoring\n"
+    "  -o, --output <file>      write here instead of stdout (.trec .tsv, + .zst)\n"
+    "  --format <fmt>           trec (default) or tsv\n"
+    "  --run-tag <tag>          the TREC run tag (default maxsim)\n"
+    "  --skip-missing           skip candidates with unknown ids (one warning with a count)\n"
+    "  --query-lengths <file>   query row lengths (1-D integer .npy)\n"
+    "  --doc-lengths <file>     document row lengths (1-D integer .npy)\n"
+    "  --query-ids <file>       query ids, one per line\n"
+    "  --doc-ids <file>         document ids, one per line\n"
+    "  --chunk-docs <n>         documents fetched per block (default: from device memory)\n"
+    "  --query-batch <n>        queries scored together (default: all that fit)\n"
+    "  --progress               show progress even when stderr is not a terminal\n"
+    "  -h, --help               this help\n";
+
+enum { OPT_SKIP_MISSING = 2000 };
+
+struct pair {
+    uint64_t d;       /* document row */
+    uint32_t q;       /* query row */
+    union {
+        float score;  /* the MaxSim score, once scored */
+        uint32_t qi;  /* while scoring: the query's index in its batch */
+    } u;
+};
+
+static int by_query_doc(const void *a, const void *b)
+{
+    const struct pair *x = a, *y = b;
+    if (x->q != y->q)
+        return x->q < y->q ? -1 : 1;
+    return x->d < y->d ? -1 : x->d > y->d;
+}
+
+static int by_doc_query(const void *a, const void *b)
+{
+    const struct pair *x = a, *y = b;
+    if (x->d != y->d)
+        return x->d < y->d ? -1 : 1;
+    return x->q < y->q ? -1 : x->q > y->q;
+}
+
+/* Queries in row order; within one, higher score first, ties by document row. */
+static int by_query_score(const void *a, const void *b)
+{
+    const struct pair *x = a, *y = b;
+    if (x->q != y->q)
+        return x->q < y->q ? -1 : 1;
+    if (x->u.score != y->u.score)
+        return x->u.score > y->u.score ? -1 : 1;
+    return x->d < y->d ? -1 : x->d > y->d;
+}
+
+/* Read the run into pairs of rows, each pair once. */
+static int read_run(const char *path, const struct ms_idmap *qmap, const struct ms_idmap *dmap,
+                    int skip_missing, struct pair **out, uint64_t *n_out, struct ms_err *err)
+{
+    struct ms_lines *lines;
+    struct pair *pairs = NULL;
+    uint64_t n = 0, cap = 0, skipped = 0, first_skip = 0;
+    char first_id[128] = "";
+    const char *line;
+    size_t len;
+    int rc, got;
+
+    if ((rc = ms_lines_open(&lines, path, err)) != MS_OK)
+        return rc;
+    while ((got = ms_lines_next(lines, &line, &len, err)) == 1) {
+        struct ms_run_line rl;
+        const char *why;
+        const int p = ms_run_parse(line, len, &rl, &why);
+        if (p == 1)
+            continue;
+        if (p < 0) {
+            rc = ms_err_set(err, MS_ERR_INPUT, "'%s' line %llu: %s", ms_lines_name(lines),
+                            (unsigned long long)ms_lines_number(lines), why);
+            goto fail;
+        }
+        const int64_t q = ms_idmap_find(qmap, rl.qid, rl.qlen);
+        const int64_t d = ms_idmap_find(dmap, rl.did, rl.dlen);
+        if (q < 0 || d < 0) {
+            const int bad_q = q < 0;
+            if (!skip_missing) {
+                rc = ms_err_set(err, MS_ERR_INPUT, "'%s' line %llu: unknown %s id '%.*s'",
+                                ms_lines_name(lines), (unsigned long long)ms_lines_number(lines),
+                                bad_q ? "query" : "document", (int)(bad_q ? rl.qlen : rl.dlen),
+                                bad_q ? rl.qid : rl.did);
+                goto fail;
+            }
+            if (skipped++ == 0) {
+                first_skip = ms_lines_number(lines);
+                snprintf(first_id, sizeof first_id, "%s '%.*s'", bad_q ? "query" : "document",
+                         (int)(bad_q ? rl.qlen : rl.dlen), bad_q ? rl.qid : rl.did);
+            }
+            continue;
+        }
+        if (n == cap) {
+            cap = cap ? 2 * cap : 4096;
+            struct pair *grown = ms_realloc(pairs, cap * sizeof *pairs, err);
+            if (!grown) {
+                rc = err->status;
+                goto fail;
+            }
+            pairs = grown;
+        }
+        pairs[n].q = (uint32_t)q;
+        pairs[n].d = (uint64_t)d;
+        pairs[n].u.score = 0;
+        n++;
+    }
+    if (got < 0 || (got != 0 && got != 1)) {
+        rc = got;
+        goto fail;
+    }
+    if (skipped)
+        ms_warn("skipped %llu candidates with unknown ids (the first: line %llu, %s)",
+                (unsigned long long)skipped, (unsigned long long)first_skip, first_id);
+    ms_lines_close(lines);
+    /* each pair once, however often the run lists it */
+    if (n)
+        qsort(pairs, n, sizeof *pairs, by_query_doc);
+    uint64_t u = 0;
+    for (uint64_t i = 0; i < n; i++)
+        if (u == 0 || pairs[i].q != pairs[u - 1].q || pairs[i].d != pairs[u - 1].d)
+            pairs[u++] = pairs[i];
+    *out = pairs;
+    *n_out = u;
+    return MS_OK;
+fail:
+    ms_lines_close(lines);
+    free(pairs);
+    return rc;
+}
+
+struct batch_ctx {
+    struct ms_cl *cl;
+    struct ms_src *q, *d;
+    int normalize;
+    uint64_t max_docs, max_tokens;
+    struct ms_progress *prog;
+    struct ms_run_stats *stats;
+};
+
+/* Score the pairs [0, n) of one batch of queries (sorted by query). */
+static int score_batch(struct batch_ctx *c, struct pair *pairs, uint64_t n, struct ms_err *err)
+{
+    uint64_t *qrows = NULL, *drows = NULL, nq = 0, nd = 0;
+    uint32_t *pq = NULL, *pd = NULL;
+    float *ps = NULL;
+    struct ms_emb queries;
+    struct ms_scorer *scorer = NULL;
+    struct ms_stream *stream = NULL;
+    const struct ms_emb *block;
+    int rc = MS_OK;
+
+    ms_emb_init(&queries);
+    if (!(qrows = ms_malloc(n * sizeof *qrows, err)) || !(drows = ms_malloc(n * sizeof *drows, err)) ||
+        !(pq = ms_malloc(n * sizeof *pq, err)) || !(pd = ms_malloc(n * sizeof *pd, err)) ||
+        !(ps = ms_malloc(n * sizeof *ps, err))) {
+        rc = err->status;
+        goto done;
+    }
+    for (uint64_t i = 0; i < n; i++) /* the batch's queries, ascending; pairs[i].q -> index */
+        if (nq == 0 || qrows[nq - 1] != pairs[i].q)
+            qrows[nq++] = pairs[i].q;
+    if ((rc = ms_src_read_rows(c->q, qrows, nq, &queries, err)) != MS_OK)
+        goto done;
+    {
+        uint64_t qi = 0;
+        for (uint64_t i = 0; i < n; i++) {
+            while (qrows[qi] != pairs[i].q)
+                qi++;
+            pairs[i].u.qi = (uint32_t)qi;
+        }
+    }
+    qsort(pairs, n, sizeof *pairs, by_doc_query);
+    for (uint64_t i = 0; i < n; i++)
+        if (nd == 0 || drows[nd - 1] != pairs[i].d)
+            drows[nd++] = pairs[i].d;
+    const struct ms_scorer_opts so = { c->normalize, c->max_docs, c->max_tokens };
+    if ((rc = ms_scorer_create(&scorer, c->cl, &queries, &so, err)) != MS_OK)
+        goto done;
+    if ((rc = ms_stream_start_rows(&stream, c->d, drows, nd, c->max_docs, c->max_tokens, err)) !=
+        MS_OK)
+        goto done;
+    uint64_t p = 0, di = 0; /* next pair, next entry of drows */
+    while ((rc = ms_stream_next(stream, &block, err)) == MS_OK && block) {
+        const uint64_t p0 = p;
+        for (uint64_t j = 0; j < block->n_rows; j++, di++)
+            for (; p < n && pairs[p].d == drows[di]; p++) {
+                pq[p - p0] = pairs[p].u.qi;
+                pd[p - p0] = (uint32_t)j;
+            }
+        if ((rc = ms_scorer_run_pairs(scorer, block, pq, pd, p - p0, ps, err)) != MS_OK)
+            break;
+        c->stats->kernel_s += ms_scorer_last_kernel_s(scorer);
+        c->stats->blocks++;
+        for (uint64_t i = p0; i < p; i++)
+            pairs[i].u.score = ps[i - p0];
+        ms_progress_add(c->prog, p - p0);
+    }
+    c->stats->read_s += ms_stream_read_s(stream);
+    c->stats->wait_s += ms_stream_wait_s(stream);
+done:
+    ms_stream_stop(stream);
+    ms_scorer_free(scorer);
+    ms_emb_release(&queries);
+    free(qrows);
+    free(drows);
+    free(pq);
+    free(pd);
+    free(ps);
+    return rc;
+}
+
+static int write_reranked(struct ms_wfile *w, enum ms_fmt fmt, const struct pair *pairs, uint64_t n,
+                          uint64_t k, const struct ms_ids *qids, const struct ms_ids *dids,
+                          const char *tag, struct ms_err *err)
+{
+    char line[8192], qb[24], db[24];
+    uint64_t rank = 0;
+
+    for (uint64_t i = 0; i < n; i++) {
+        rank = i > 0 && pairs[i].q == pairs[i - 1].q ? rank + 1 : 1;
+        if (rank > k)
+            continue;
+        const char *qid = ms_ids_get(qids, pairs[i].q, qb), *did = ms_ids_get(dids, pairs[i].d, db);
+        const int len = fmt == MS_FMT_TSV
+                            ? snprintf(line, sizeof line, "%s\t%s\t%llu\t%.9g\n", qid, did,
+                                       (unsigned long long)rank, (double)pairs[i].u.score)
+                            : snprintf(line, sizeof line, "%s Q0 %s %llu %.9g %s\n", qid, did,
+                                       (unsigned long long)rank, (double)pairs[i].u.score, tag);
+        if (len < 0 || (size_t)len >= sizeof line)
+            return ms_err_set(err, MS_ERR_INPUT, "id too long for a run line (query '%s')", qid);
+        int rc = ms_wfile_write(w, line, (size_t)len, err);
+        if (rc != MS_OK)
+            return rc;
+    }
+    return MS_OK;
+}
+
+int cmd_rerank(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "queries", required_argument, NULL, 'q' },
+        { "docs", required_argument, NULL, 'd' },
+        { "candidates", required_argument, NULL, 'c' },
+        { "output", required_argument, NULL, 'o' },
+        { "format", required_argument, NULL, OPT_FORMAT },
+        { "run-tag", required_argument, NULL, OPT_RUN_TAG },
+        { "skip-missing", no_argument, NULL, OPT_SKIP_MISSING },
+        { "normalize", no_argument, NULL, OPT_NORMALIZE },
+        { "query-lengths", required_argument, NULL, OPT_QUERY_LENGTHS },
+        { "doc-lengths", required_argument, NULL, OPT_DOC_LENGTHS },
+        { "query-ids", required_argument, NULL, OPT_QUERY_IDS },
+        { "doc-ids", required_argument, NULL, OPT_DOC_IDS },
+        { "chunk-docs", required_argument, NULL, OPT_CHUNK_DOCS },
+        { "query-batch", required_argument, NULL, OPT_QUERY_BATCH },
+        { "progress", no_argument, NULL, OPT_PROGRESS },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct ms_inputs_opts in = { 0 };
+    const char *out_path = NULL, *format = NULL, *tag = "maxsim", *run_path = NULL;
+    uint64_t k = UINT64_MAX, nqb, max_docs, max_tokens, n_pairs = 0;
+    int skip_missing = 0, zst, c, rc;
+    struct ms_run_stats stats = { 0 };
+    struct ms_idmap qmap = { 0 }, dmap = { 0 };
+    struct pair *pairs = NULL;
+    struct ms_src q, d;
+    struct ms_cl cl;
+    struct ms_progress prog;
+    struct ms_wfile *w = NULL;
+    struct ms_err err;
+    enum ms_fmt fmt;
+
+    while ((c = getopt_long(argc, argv, ":q:d:c:k:o:h", longopts, NULL)) != -1) {
+        const int r = ms_inputs_option("rerank", &in, c, optarg);
+        if (r == 2)
+            return MS_ERR_INPUT;
+        if (r == 1)
+            continue;
+        switch (c) {
+        case 'c': run_path = optarg; break;
+        case 'k':
+            if (ms_parse_u64("rerank", "-k", optarg, 1, &k))
+                return MS_ERR_INPUT;
+            break;
+        case 'o': out_path = optarg; break;
+        case OPT_FORMAT: format = optarg; break;
+        case OPT_SKIP_MISSING: skip_missing = 1; break;
+        case OPT_RUN_TAG:
+            if (!*optarg || strpbrk(optarg, " \t\n"))
+                return ms_usage_error("rerank", "--run-tag takes one word, got '%s'", optarg);
+            tag = optarg;
+            break;
+        case 'h': fputs(usage_text, stdout); return ms_close_stdout();
+        case ':': return ms_usage_error("rerank", "option '%s' needs a value", argv[optind - 1]);
+        default: return ms_usage_error("rerank", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return ms_usage_error("rerank", "unexpected argument '%s'", argv[optind]);
+    if (!run_path)
+        return ms_usage_error("rerank", "no candidate run (-c RUN, or -c - for stdin)");
+    if (ms_fmt_resolve(out_path, format, &fmt, &zst, &err) != MS_OK)
+        return ms_report(&err);
+    if (fmt != MS_FMT_TREC && fmt != MS_FMT_TSV)
+        return ms_usage_error("rerank", "--format takes trec or tsv for a reranked run, got '%s'",
+                              ms_fmt_name(fmt));
+    if ((rc = ms_inputs_open("rerank", &in, &q, &d)) != MS_OK)
+        return rc;
+    if (q.n_rows > UINT32_MAX) {
+        rc = ms_fail(MS_ERR_INPUT, "'%s': %llu queries; rerank takes at most %u", in.queries,
+                     (unsigned long long)q.n_rows, UINT32_MAX);
+        goto close_inputs;
+    }
+    char qwhat[512], dwhat[512];
+    snprintf(qwhat, sizeof qwhat, "'%s'", in.qopts.ids_path ? in.qopts.ids_path : in.queries);
+    snprintf(dwhat, sizeof dwhat, "'%s'", in.dopts.ids_path ? in.dopts.ids_path : in.docs);
+    if ((rc = ms_idmap_init(&qmap, &q.ids, q.n_rows, qwhat, &err)) != MS_OK ||
+        (rc = ms_idmap_init(&dmap, &d.ids, d.n_rows, dwhat, &err)) != MS_OK ||
+        (rc = read_run(run_path, &qmap, &dmap, skip_missing, &pairs, &n_pairs, &err)) != MS_OK) {
+        ms_report(&err);
+        goto close_inputs;
+    }
+    if ((rc = ms_wfile_open(&w, out_path, zst, &err)) != MS_OK) {
+        ms_report(&err);
+        goto close_inputs;
+    }
+    if ((rc = ms_device_open(&cl)) != MS_OK)
+        goto close_output;
+    ms_plan_blocks(&cl, &in, &q, &d, &nqb, &max_docs, &max_tokens);
+    ms_progress_init(&prog, in.progress, "rerank", n_pairs);
+    prog.unit = "pairs";
+    struct batch_ctx ctx = { &cl, &q, &d, in.normalize, max_docs, max_tokens, &prog, &stats };
+    const double t0 = ms_now();
+    /* batches of at most nqb queries; pairs are sorted by query */
+    for (uint64_t p = 0, batch = 0; p < n_pairs && rc == MS_OK; batch++) {
+        uint64_t end = p, nq = 0;
+        while (end < n_pairs && (nq < nqb || pairs[end].q == pairs[end - 1].q)) {
+            if (end == p || pairs[end].q != pairs[end - 1].q)
+                nq++;
+            end++;
+        }
+        if (batch > 0 && d.sequential_only) { /* a stream is read again from its start */
+            struct ms_src again;
+            struct ms_src_opts dopt = in.dopts;
+            if ((rc = ms_src_open(&again, in.docs, &dopt, &err)) != MS_OK)
+                break;
+            ms_src_close(&d);
+            d = again;
+        }
+        rc = score_batch(&ctx, pairs + p, end - p, &err);
+        p = end;
+    }
+    ms_progress_end(&prog);
+    if (rc == MS_OK) {
+        if (n_pairs)
+            qsort(pairs, n_pairs, sizeof *pairs, by_query_score);
+        if ((rc = write_reranked(w, fmt, pairs, n_pairs, k, &q.ids, &d.ids, tag, &err)) == MS_OK) {
+            rc = ms_wfile_commit(w, &err);
+            w = NULL;
+        }
+    }
+    if (rc != MS_OK)
+        ms_report(&err);
+    else if (ms_global.verbose) {
+        const double total = ms_now() - t0;
+        fprintf(stderr,
+                "maxsim: rerank: %llu pairs in %llu blocks: read %.3f s (waited %.3f s), kernels "
+                "%.3f s, total %.3f s, %.0f pairs/s\n",
+                (unsigned long long)n_pairs, (unsigned long long)stats.blocks, stats.read_s,
+                stats.wait_s, stats.kernel_s, total, total > 0 ? (double)n_pairs / total : 0.0);
+    }
+    ms_cl_close(&cl);
+close_output:
+    ms_wfile_abort(w);
+close_inputs:
+    free(pairs);
+    ms_idmap_release(&qmap);
+    ms_idmap_release(&dmap);
+    ms_src_close(&q);
+    ms_src_close(&d);
+    if (rc == MS_OK && (!out_path || strcmp(out_path, "-") == 0))
+        rc = ms_close_stdout();
+    return rc;
+}
