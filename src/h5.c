@@ -397,8 +397,17 @@ static int open_file(const char *file, hid_t *fid, struct ms_err *err)
     if (*fid < 0)
         h5_reason(why, sizeof why);
     H5Pclose(fapl);
-    if (*fid < 0)
+    if (*fid < 0) {
+        unsigned long long eof, stored;
+        const char *se = strstr(why, "stored_eof = ");
+        /* A copy cut short is common enough to deserve a plain message. */
+        if (sscanf(why, "truncated file: eof = %llu", &eof) == 1 && se &&
+            sscanf(se, "stored_eof = %llu", &stored) == 1)
+            return ms_err_set(err, MS_ERR_INPUT,
+                              "'%s': truncated HDF5 file (%llu bytes; its header says %llu)",
+                              file, eof, stored);
         return ms_err_set(err, MS_ERR_INPUT, "cannot open '%s' as HDF5: %s", file, why);
+    }
     return MS_OK;
 }
 

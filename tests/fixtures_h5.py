@@ -119,5 +119,11 @@ def generate(outdir):
         dset(group("lzf"), "embeddings", padded(2, 3, 4, "<f4"), chunks=(1, 3, 4),
              compression="lzf")
 
+    # A copy cut short.
+    with open(path("h5_f32_2d.h5"), "rb") as f:
+        head = f.read(1000)
+    with open(path("h5_trunc.h5"), "wb") as f:
+        f.write(head)
+
     with open(path("h5_not.h5"), "w") as f:
         f.write("this is not an HDF5 file\n")

@@ -232,6 +232,7 @@ static struct bad_case bad_cases[] = {
     { "h5_missing.h5", "/", MS_ERR_INPUT, "cannot open '@': No such file or directory" },
     { "", "/", MS_ERR_INPUT, "cannot open '@': Is a directory" },
     { "h5_not.h5", "/", MS_ERR_INPUT, "'@': not an HDF5 file" },
+    { "h5_trunc.h5", "/", MS_ERR_INPUT, "'@': truncated HDF5 file (1000 bytes; its header says *" },
     { "h5_bad.h5", "/nope", MS_ERR_INPUT,
       "'@': no group '/nope' (groups at the root: /embgroup, /empty, /emptyid, /f64, /i32, "
       "/ids2d, /idsfloat, /len2d, ...)" },
