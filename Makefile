@@ -79,7 +79,7 @@ $(BUILD)/fuzz/%-replay: tests/fuzz/%.c tests/fuzz/replay.c $(BUILD)/libmaxsim.a
 
 # Fixtures written by numpy and h5py themselves, so the readers are tested on
 # the bytes those libraries really produce.
-$(BUILD)/fixtures/.stamp: tests/gen_fixtures.py
+$(BUILD)/fixtures/.stamp: tests/gen_fixtures.py $(wildcard tests/fixtures_*.py)
 	@mkdir -p $(dir $@)
 	@echo "  GEN     $(BUILD)/fixtures"
 	$(Q)$(PYTHON) tests/gen_fixtures.py $(BUILD)/fixtures && touch $@

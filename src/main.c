@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "h5.h"
 
 #ifndef MS_VERSION
 #define MS_VERSION "0.1.0"
@@ -143,6 +144,7 @@ int main(int argc, char **argv)
             return ms_usage_error(NULL, "unknown option '%s'", argv[optind - 1]);
         }
     }
+    ms_h5_set_verbose(ms_global.verbose > 0);
     if (optind >= argc) {
         usage(stderr);
         return MS_ERR_INPUT;

@@ -315,6 +315,55 @@ static int write_npy_file(const char *path, const char *descr, uint64_t rows, ui
     return ms_wfile_commit(w, err);
 }
 
+/* scores, indices and (when the queries have ids) query_ids in one .h5
+ * file, written under a temporary name and renamed into place. */
+static int write_h5_topk(const char *path, uint64_t nq, uint64_t k, const float *scores,
+                         const int64_t *indices, const struct ms_ids *qids, struct ms_err *err)
+{
+    struct ms_h5_out *o = NULL;
+    char *tmp = malloc(strlen(path) + 32);
+    const char **ids = NULL;
+    int rc, set;
+
+    if (!tmp)
+        return ms_err_set(err, MS_ERR_RUNTIME, "out of memory");
+    sprintf(tmp, "%s.tmp.%ld", path, (long)getpid());
+    if ((rc = ms_h5_out_create(&o, tmp, err)) != MS_OK)
+        goto fail;
+    if ((set = ms_h5_out_dataset(o, "scores", 0, nq, k, err)) < 0 ||
+        (rc = ms_h5_out_write(o, set, 0, 0, nq, k, scores, k, err)) != MS_OK)
+        goto fail;
+    if ((set = ms_h5_out_dataset(o, "indices", 1, nq, k, err)) < 0 ||
+        (rc = ms_h5_out_write(o, set, 0, 0, nq, k, indices, k, err)) != MS_OK)
+        goto fail;
+    if (qids->n) {
+        if (!(ids = ms_malloc(qids->n * sizeof *ids, err)))
+            goto fail;
+        for (uint64_t i = 0; i < qids->n; i++)
+            ids[i] = qids->pool + qids->offs[i];
+        if ((rc = ms_h5_out_string_dataset(o, "query_ids", ids, qids->n, err)) != MS_OK)
+            goto fail;
+    }
+    rc = ms_h5_out_close(o, err);
+    o = NULL;
+    if (rc != MS_OK)
+        goto fail;
+    if (rename(tmp, path) != 0) {
+        rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot rename '%s' to '%s': %s", tmp, path,
+                        strerror(errno));
+        goto fail;
+    }
+    free(ids);
+    free(tmp);
+    return MS_OK;
+fail:
+    ms_h5_out_abort(o);
+    unlink(tmp);
+    free(ids);
+    free(tmp);
+    return err->status ? err->status : MS_ERR_RUNTIME;
+}
+
 int ms_topk_write_arrays(const char *path, enum ms_fmt fmt, const struct ms_topk *t,
                          const struct ms_ids *qids, struct ms_err *err)
 {
@@ -352,7 +401,7 @@ int ms_topk_write_arrays(const char *path, enum ms_fmt fmt, const struct ms_topk
         free(sp);
         free(ip);
     } else {
-        rc = ms_h5_write_topk(path, t->n_queries, k, scores, indices, qids, err);
+        rc = write_h5_topk(path, t->n_queries, k, scores, indices, qids, err);
     }
 done:
     free(scores);
