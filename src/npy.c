@@ -41,7 +41,7 @@ int ms_npy_parse_preamble(const uint8_t *buf, size_t len, struct ms_npy_header *
     size_t need;
 
     memset(h, 0, sizeof *h);
-    if (memcmp(buf, npy_magic, len < 6 ? len : 6) != 0)
+    if (len && memcmp(buf, npy_magic, len < 6 ? len : 6) != 0)
         return ms_err_set(err, MS_ERR_INPUT, "not a .npy file (bad magic bytes)");
     if (len < 8)
         return ms_err_set(err, MS_ERR_INPUT, "not a .npy file (too short: %zu bytes)", len);
@@ -673,29 +673,34 @@ static int zs_read(struct zs *z, void *dst, uint64_t n, uint64_t *got, struct ms
     return MS_OK;
 }
 
-/* Sequential access to either kind of file, for the header and for read_ints. */
+/* Sequential access to either kind of file, for the header and for
+ * read_ints: read() rather than pread(), so a lengths file may be a pipe. */
 struct seq {
     int zst;
-    int fd;            /* plain: the file */
-    uint64_t pos;      /* plain: next offset */
+    int fd;            /* plain: the file, read from its start */
     struct zs *z;      /* zst: the stream (owns its fd) */
     const char *where;
 };
 
 static int seq_read(struct seq *s, void *dst, uint64_t n, uint64_t *got, struct ms_err *err)
 {
-    size_t g;
-    int rc;
+    uint64_t done = 0;
 
     if (s->zst)
         return zs_read(s->z, dst, n, got, err);
-    if (n > SIZE_MAX)
-        return ms_err_set(err, MS_ERR_RUNTIME, "%s: read of %" PRIu64 " bytes is too large",
-                          s->where, n);
-    if ((rc = pread_full(s->fd, dst, (size_t)n, s->pos, &g, s->where, err)) != MS_OK)
-        return rc;
-    s->pos += g;
-    *got = g;
+    while (done < n) {
+        const size_t want = n - done > (1u << 30) ? (1u << 30) : (size_t)(n - done);
+        const ssize_t r = read(s->fd, (char *)dst + done, want);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return ms_err_set(err, MS_ERR_RUNTIME, "cannot read %s: %s", s->where,
+                              strerror(errno));
+        if (r == 0)
+            break;
+        done += (uint64_t)r;
+    }
+    *got = done;
     return MS_OK;
 }
 
@@ -765,24 +770,32 @@ static int size_mismatch(const char *where, const struct ms_npy_header *h, uint6
 }
 
 /* After the last array byte of a stream, the stream must end (this also
- * makes zstd check the frame's checksum). */
-static int zs_expect_end(struct zs *z, const struct ms_npy_header *h, uint64_t need,
-                         struct ms_err *err)
+ * makes zstd check the frame's checksum). Counts at most 1 MiB of excess. */
+static int seq_expect_end(struct seq *s, const struct ms_npy_header *h, uint64_t need,
+                          struct ms_err *err)
 {
     uint8_t extra[64];
     uint64_t got, total = 0;
     int rc;
 
     do {
-        if ((rc = zs_read(z, extra, sizeof extra, &got, err)) != MS_OK)
+        if ((rc = seq_read(s, extra, sizeof extra, &got, err)) != MS_OK)
             return rc;
         total += got;
     } while (got == sizeof extra && total < (1u << 20));
     if (total)
-        return size_mismatch(z->where, h, need, need + total,
+        return size_mismatch(s->where, h, need, need + total,
                              total < (1u << 20) ? "the stream has" : "the stream has at least",
                              err);
     return MS_OK;
+}
+
+static int zs_expect_end(struct zs *z, const struct ms_npy_header *h, uint64_t need,
+                         struct ms_err *err)
+{
+    struct seq s = { .zst = 1, .fd = -1, .z = z, .where = z->where };
+
+    return seq_expect_end(&s, h, need, err);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1044,7 +1057,7 @@ int ms_npy_zst_open(const char *path, struct ms_raw *raw, struct ms_err *err)
     f->itemsize = ms_dtype_size(dtype);
     f->tok_bytes = f->h.shape[f->h.rank - 1] * f->itemsize;
     f->n_tokens = storage_tokens(&f->h);
-    if (f->n_tokens == 0 && (rc = zs_expect_end(&f->z, &f->h, 0, err)) != MS_OK)
+    if (f->data_bytes == 0 && (rc = zs_expect_end(&f->z, &f->h, 0, err)) != MS_OK)
         goto fail;
     fill_raw(raw, path, &f->h, dtype);
     raw->data_bytes = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
@@ -1147,7 +1160,7 @@ int ms_npy_read_ints(const char *path, int64_t **values, uint64_t *n, struct ms_
         ms_err_prefix(err, "'%s'", path);
         goto done;
     }
-    if (!s.zst && (uint64_t)st.st_size - h.data_offset != need) {
+    if (!s.zst && S_ISREG(st.st_mode) && (uint64_t)st.st_size - h.data_offset != need) {
         rc = size_mismatch(where, &h, need, (uint64_t)st.st_size - h.data_offset,
                            "the file has", err);
         goto done;
@@ -1162,7 +1175,9 @@ int ms_npy_read_ints(const char *path, int64_t **values, uint64_t *n, struct ms_
             goto done;
         if (got < want * h.itemsize) {
             rc = size_mismatch(where, &h, need, done * h.itemsize + got,
-                               s.zst ? "the stream ends after" : "the file has", err);
+                               s.zst || !S_ISREG(st.st_mode) ? "the stream ends after" :
+                                                               "the file has",
+                               err);
             goto done;
         }
         if (done + want > cap) {
@@ -1188,7 +1203,7 @@ int ms_npy_read_ints(const char *path, int64_t **values, uint64_t *n, struct ms_
             }
         done += want;
     }
-    if (s.zst && (rc = zs_expect_end(&z, &h, need, err)) != MS_OK)
+    if ((s.zst || !S_ISREG(st.st_mode)) && (rc = seq_expect_end(&s, &h, need, err)) != MS_OK)
         goto done;
     /* never NULL on success: src.c reads NULL as "no lengths" */
     if (!vals && !(vals = ms_malloc(sizeof *vals, err))) {

@@ -379,6 +379,54 @@ Test(npy, read_ints_lengths_and_empty)
     free(v);
 }
 
+/* Fill a pipe with a fixture's bytes; returns the path of its read end. */
+static const char *pipe_with(const char *name, char path[64])
+{
+    int fds[2];
+    char buf[4096];
+    FILE *f = fopen(fixture(name), "rb");
+    cr_assert(f && pipe(fds) == 0);
+    const size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    cr_assert(n < sizeof buf && write(fds[1], buf, n) == (ssize_t)n);
+    close(fds[1]);
+    snprintf(path, 64, "/proc/self/fd/%d", fds[0]);
+    return path;
+}
+
+/* Lengths and compressed embeddings are read forward, so pipes work;
+ * plain .npy embeddings are read at random positions, so they do not. */
+Test(npy, pipes)
+{
+    struct ms_err err = { 0 };
+    struct ms_raw raw;
+    char path[64], want[256];
+    float buf[ROWS * LEN * DIM];
+    int64_t *v;
+    uint64_t n;
+
+    cr_assert(ms_npy_read_ints(pipe_with("npy_lengths_i4.npy", path), &v, &n, &err) == MS_OK,
+              "%s", err.msg);
+    cr_expect(n == 4 && v[0] == 3 && v[1] == 5 && v[2] == 0 && v[3] == 4);
+    free(v);
+    cr_expect(ms_npy_read_ints(pipe_with("npy_ints_trunc.npy", path), &v, &n, &err) ==
+              MS_ERR_INPUT);
+    snprintf(want, sizeof want,
+             "'%s': truncated: shape (5,) int64 needs 40 bytes of data, the stream ends after 36",
+             path);
+    cr_expect_str_eq(err.msg, want);
+    cr_assert(open_any(pipe_with("npy_f32_3d.npy.zst", path), 1, &raw, &err) == MS_OK, "%s",
+              err.msg);
+    cr_expect(raw.data_bytes == 0);
+    cr_assert(raw.ops->read_span(raw.impl, 2, ROWS * LEN - 2, buf, &err) == MS_OK, "%s", err.msg);
+    check_tokens("pipe", &raw, buf, 2, ROWS * LEN - 2);
+    close_raw(&raw);
+    cr_expect(open_any(pipe_with("npy_f32_3d.npy", path), 0, &raw, &err) == MS_ERR_INPUT);
+    snprintf(want, sizeof want,
+             "'%s': not a regular file (a .npy input is read at random positions)", path);
+    cr_expect_str_eq(err.msg, want);
+}
+
 static const struct bad_case bad_ints_cases[] = {
     { "npy_ints_u8_huge.npy", 0, 0, MS_ERR_INPUT, "'%s': value at index 1 does not fit in int64" },
     { "npy_ints_2d.npy", 0, 0, MS_ERR_INPUT, "'%s': expected a 1-D integer array, got 2-D shape (2, 3)" },
