@@ -33,7 +33,7 @@
 /* The header parser, on memory                                            */
 /* ---------------------------------------------------------------------- */
 
-static const uint8_t npy_magic[6] = { 0x93, 'N', 'U', 'M', 'P', 'Y' };
+static const uint8_t npy_magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
 
 int ms_npy_parse_preamble(const uint8_t *buf, size_t len, struct ms_npy_header *h,
                           struct ms_err *err)
@@ -76,8 +76,8 @@ struct cur {
 
 static void skip_ws(struct cur *c)
 {
-    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r' ||
-                             *c->p == '\f'))
+    while (c->p < c->end &&
+           (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r' || *c->p == '\f'))
         c->p++;
 }
 
@@ -171,8 +171,8 @@ static int skip_value(struct cur *c, struct ms_err *err)
             if ((rc = parse_str(c, &s, &n, "a value", err)) != MS_OK)
                 return rc;
         } else if (is_ident(ch) || ch == '-' || ch == '+' || ch == '.') {
-            while (c->p < c->end && (is_ident(*c->p) || *c->p == '-' || *c->p == '+' ||
-                                     *c->p == '.'))
+            while (c->p < c->end &&
+                   (is_ident(*c->p) || *c->p == '-' || *c->p == '+' || *c->p == '.'))
                 c->p++;
         } else if (ch == ',' && depth > 0) {
             c->p++;
@@ -262,16 +262,18 @@ static int parse_shape(struct cur *c, struct ms_npy_header *h, struct ms_err *er
         while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
             if (ms_mul_u64(v, 10, (unsigned long long *)&v) ||
                 ms_add_u64(v, (uint64_t)(*c->p - '0'), (unsigned long long *)&v))
-                return ms_err_set(err, MS_ERR_INPUT,
-                                  "malformed header: shape dimension at byte %zu does not fit in 64 bits",
-                                  (size_t)(digits - c->base));
+                return ms_err_set(
+                    err, MS_ERR_INPUT,
+                    "malformed header: shape dimension at byte %zu does not fit in 64 bits",
+                    (size_t)(digits - c->base));
             c->p++;
         }
         /* Python 2 wrote longs as 3L; numpy still reads such files */
         if (c->p < c->end && (*c->p == 'L' || *c->p == 'l'))
             c->p++;
         if (h->rank == MS_NPY_MAX_RANK)
-            return ms_err_set(err, MS_ERR_INPUT, "malformed header: shape has more than %d dimensions",
+            return ms_err_set(err, MS_ERR_INPUT,
+                              "malformed header: shape has more than %d dimensions",
                               MS_NPY_MAX_RANK);
         h->shape[h->rank++] = v;
         trailing_comma = 0;
@@ -292,8 +294,7 @@ static int parse_shape(struct cur *c, struct ms_npy_header *h, struct ms_err *er
     return MS_OK;
 }
 
-int ms_npy_parse_header(const uint8_t *buf, size_t len, struct ms_npy_header *h,
-                        struct ms_err *err)
+int ms_npy_parse_header(const uint8_t *buf, size_t len, struct ms_npy_header *h, struct ms_err *err)
 {
     enum { SEEN_DESCR = 1, SEEN_FORTRAN = 2, SEEN_SHAPE = 4 };
     struct cur c;
@@ -369,8 +370,9 @@ int ms_npy_parse_header(const uint8_t *buf, size_t len, struct ms_npy_header *h,
         return ms_err_set(err, MS_ERR_INPUT,
                           "malformed header: no '%s' key (a .npy header has 'descr', "
                           "'fortran_order' and 'shape')",
-                          !(seen & SEEN_DESCR) ? "descr" :
-                          !(seen & SEEN_FORTRAN) ? "fortran_order" : "shape");
+                          !(seen & SEEN_DESCR)     ? "descr"
+                          : !(seen & SEEN_FORTRAN) ? "fortran_order"
+                                                   : "shape");
     return MS_OK;
 }
 
@@ -388,8 +390,8 @@ int ms_npy_data_bytes(const struct ms_npy_header *h, uint64_t *bytes, struct ms_
     if (overflow) {
         char shape[128];
         ms_npy_format_shape(h, shape, sizeof shape);
-        return ms_err_set(err, MS_ERR_INPUT, "shape %s of %s is too large (over 2^64 bytes)",
-                          shape, ms_npy_type_name(h));
+        return ms_err_set(err, MS_ERR_INPUT, "shape %s of %s is too large (over 2^64 bytes)", shape,
+                          ms_npy_type_name(h));
     }
     *bytes = total;
     return MS_OK;
@@ -546,9 +548,9 @@ struct zs {
     ZSTD_inBuffer inb;
     size_t out_pos, out_len; /* decompressed bytes not yet handed out: out[out_pos, out_len) */
     int in_eof;
-    int at_boundary;         /* the last frame seen is complete (none seen: 0) */
-    uint64_t produced;       /* decompressed bytes handed out so far */
-    const char *where;       /* "'PATH'" for messages */
+    int at_boundary;   /* the last frame seen is complete (none seen: 0) */
+    uint64_t produced; /* decompressed bytes handed out so far */
+    const char *where; /* "'PATH'" for messages */
 };
 
 static int zs_fill_input(struct zs *z, struct ms_err *err)
@@ -558,8 +560,7 @@ static int zs_fill_input(struct zs *z, struct ms_err *err)
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
-            return ms_err_set(err, MS_ERR_RUNTIME, "cannot read %s: %s", z->where,
-                              strerror(errno));
+            return ms_err_set(err, MS_ERR_RUNTIME, "cannot read %s: %s", z->where, strerror(errno));
         z->inb.src = z->in;
         z->inb.size = (size_t)r;
         z->inb.pos = 0;
@@ -606,7 +607,7 @@ static int zs_init(struct zs *z, int fd, const char *where, struct ms_err *err)
  * the stream with *got = 0. A stream that stops inside a frame is an error. */
 static int zs_decode(struct zs *z, void *dst, size_t cap, size_t *got, struct ms_err *err)
 {
-    ZSTD_outBuffer ob = { dst, cap, 0 };
+    ZSTD_outBuffer ob = {dst, cap, 0};
     int rc;
 
     for (;;) {
@@ -677,8 +678,8 @@ static int zs_read(struct zs *z, void *dst, uint64_t n, uint64_t *got, struct ms
  * read_ints: read() rather than pread(), so a lengths file may be a pipe. */
 struct seq {
     int zst;
-    int fd;            /* plain: the file, read from its start */
-    struct zs *z;      /* zst: the stream (owns its fd) */
+    int fd;       /* plain: the file, read from its start */
+    struct zs *z; /* zst: the stream (owns its fd) */
     const char *where;
 };
 
@@ -694,8 +695,7 @@ static int seq_read(struct seq *s, void *dst, uint64_t n, uint64_t *got, struct 
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
-            return ms_err_set(err, MS_ERR_RUNTIME, "cannot read %s: %s", s->where,
-                              strerror(errno));
+            return ms_err_set(err, MS_ERR_RUNTIME, "cannot read %s: %s", s->where, strerror(errno));
         if (r == 0)
             break;
         done += (uint64_t)r;
@@ -707,8 +707,7 @@ static int seq_read(struct seq *s, void *dst, uint64_t n, uint64_t *got, struct 
 /* Read and parse the header: the preamble in two steps (10 bytes, then 2
  * more for version 2 and 3) so that a stream never reads past the data
  * offset, then the dict into a buffer of exactly the announced length. */
-static int read_header(struct seq *s, const char *path, struct ms_npy_header *h,
-                       struct ms_err *err)
+static int read_header(struct seq *s, const char *path, struct ms_npy_header *h, struct ms_err *err)
 {
     uint8_t pre[MS_NPY_PREAMBLE];
     uint8_t *buf = NULL;
@@ -731,8 +730,8 @@ static int read_header(struct seq *s, const char *path, struct ms_npy_header *h,
         rc = ms_err_set(err, MS_ERR_INPUT,
                         "'%s': header length %" PRIu32 " goes beyond the end of the %s (the "
                         "header ends at byte %" PRIu64 ", the %s has %" PRIu64 " bytes)",
-                        path, h->header_len, s->zst ? "decompressed data" : "file",
-                        h->data_offset, s->zst ? "decompressed data" : "file", got + more);
+                        path, h->header_len, s->zst ? "decompressed data" : "file", h->data_offset,
+                        s->zst ? "decompressed data" : "file", got + more);
         goto done;
     }
     if ((rc = ms_npy_parse_header(buf, (size_t)h->data_offset, h, err)) != MS_OK)
@@ -793,7 +792,7 @@ static int seq_expect_end(struct seq *s, const struct ms_npy_header *h, uint64_t
 static int zs_expect_end(struct zs *z, const struct ms_npy_header *h, uint64_t need,
                          struct ms_err *err)
 {
-    struct seq s = { .zst = 1, .fd = -1, .z = z, .where = z->where };
+    struct seq s = {.zst = 1, .fd = -1, .z = z, .where = z->where};
 
     return seq_expect_end(&s, h, need, err);
 }
@@ -864,8 +863,8 @@ static uint64_t storage_tokens(const struct ms_npy_header *h)
 struct npy_file {
     int fd;
     uint64_t data_offset;
-    uint64_t tok_bytes;   /* dim * itemsize */
-    uint64_t n_tokens;    /* storage tokens */
+    uint64_t tok_bytes; /* dim * itemsize */
+    uint64_t n_tokens;  /* storage tokens */
     size_t itemsize;
     char where[256];
 };
@@ -875,8 +874,8 @@ static int check_span(const char *where, uint64_t first, uint64_t n, uint64_t n_
 {
     if (first > n_tokens || n > n_tokens - first)
         return ms_err_set(err, MS_ERR_RUNTIME,
-                          "%s: tokens %" PRIu64 "..%" PRIu64 " requested of %" PRIu64, where,
-                          first, first + n, n_tokens);
+                          "%s: tokens %" PRIu64 "..%" PRIu64 " requested of %" PRIu64, where, first,
+                          first + n, n_tokens);
     return MS_OK;
 }
 
@@ -913,13 +912,13 @@ static void npy_close(void *impl)
     }
 }
 
-static const struct ms_backend_ops npy_ops = { npy_read_span, npy_close };
+static const struct ms_backend_ops npy_ops = {npy_read_span, npy_close};
 
 int ms_npy_open(const char *path, struct ms_raw *raw, struct ms_err *err)
 {
     struct ms_npy_header h;
     struct npy_file *f = NULL;
-    struct seq s = { 0 };
+    struct seq s = {0};
     struct stat st;
     enum ms_dtype dtype;
     uint64_t need, have;
@@ -931,9 +930,9 @@ int ms_npy_open(const char *path, struct ms_raw *raw, struct ms_err *err)
     snprintf(raw->where, sizeof raw->where, "'%s'", path);
     if (!S_ISREG(st.st_mode)) {
         /* data is read at random offsets; a pipe can only be read as .npy.zst */
-        rc = ms_err_set(err, MS_ERR_INPUT,
-                        "'%s': not a regular file (a .npy input is read at random positions)",
-                        path);
+        rc =
+            ms_err_set(err, MS_ERR_INPUT,
+                       "'%s': not a regular file (a .npy input is read at random positions)", path);
         goto fail;
     }
     if ((rc = read_header(&s, path, &h, err)) != MS_OK ||
@@ -972,10 +971,10 @@ fail:
 struct zst_file {
     struct zs z;
     struct ms_npy_header h;
-    uint64_t data_bytes;  /* decompressed array bytes the header promises */
+    uint64_t data_bytes; /* decompressed array bytes the header promises */
     uint64_t tok_bytes;
     uint64_t n_tokens;
-    uint64_t next;        /* first storage token not yet consumed */
+    uint64_t next; /* first storage token not yet consumed */
     size_t itemsize;
     char where[256];
 };
@@ -1026,13 +1025,13 @@ static void zst_close(void *impl)
     }
 }
 
-static const struct ms_backend_ops zst_ops = { zst_read_span, zst_close };
+static const struct ms_backend_ops zst_ops = {zst_read_span, zst_close};
 
 int ms_npy_zst_open(const char *path, struct ms_raw *raw, struct ms_err *err)
 {
     struct zst_file *f;
     struct stat st;
-    struct seq s = { 0 };
+    struct seq s = {0};
     enum ms_dtype dtype;
     int fd, rc;
 
@@ -1048,7 +1047,8 @@ int ms_npy_zst_open(const char *path, struct ms_raw *raw, struct ms_err *err)
     s.zst = 1;
     s.z = &f->z;
     s.where = f->where;
-    if ((rc = read_header(&s, path, &f->h, err)) != MS_OK || (rc = check_embedding_header(path, &f->h, &dtype, err)) != MS_OK)
+    if ((rc = read_header(&s, path, &f->h, err)) != MS_OK ||
+        (rc = check_embedding_header(path, &f->h, &dtype, err)) != MS_OK)
         goto fail;
     if ((rc = ms_npy_data_bytes(&f->h, &f->data_bytes, err)) != MS_OK) {
         ms_err_prefix(err, "'%s'", path);
@@ -1077,9 +1077,8 @@ fail:
 static int check_int_header(const char *path, const struct ms_npy_header *h, struct ms_err *err)
 {
     char shape[128];
-    const int known = (h->kind == 'i' || h->kind == 'u') &&
-                      (h->itemsize == 1 || h->itemsize == 2 || h->itemsize == 4 ||
-                       h->itemsize == 8);
+    const int known = (h->kind == 'i' || h->kind == 'u') && (h->itemsize == 1 || h->itemsize == 2 ||
+                                                             h->itemsize == 4 || h->itemsize == 8);
 
     if (!known || !is_little_endian(h)) {
         if (h->structured)
@@ -1095,8 +1094,9 @@ static int check_int_header(const char *path, const struct ms_npy_header *h, str
     }
     if (h->rank != 1) {
         ms_npy_format_shape(h, shape, sizeof shape);
-        return ms_err_set(err, MS_ERR_INPUT, "'%s': expected a 1-D integer array, got %d-D shape %s",
-                          path, h->rank, shape);
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "'%s': expected a 1-D integer array, got %d-D shape %s", path, h->rank,
+                          shape);
     }
     return MS_OK;
 }
@@ -1119,7 +1119,7 @@ static int load_int(const uint8_t *b, size_t size, char kind, int64_t *out)
 int ms_npy_read_ints(const char *path, int64_t **values, uint64_t *n, struct ms_err *err)
 {
     struct ms_npy_header h;
-    struct seq s = { 0 };
+    struct seq s = {0};
     struct zs z;
     struct stat st;
     uint8_t chunk[65536], magic[4];
@@ -1161,23 +1161,22 @@ int ms_npy_read_ints(const char *path, int64_t **values, uint64_t *n, struct ms_
         goto done;
     }
     if (!s.zst && S_ISREG(st.st_mode) && (uint64_t)st.st_size - h.data_offset != need) {
-        rc = size_mismatch(where, &h, need, (uint64_t)st.st_size - h.data_offset,
-                           "the file has", err);
+        rc = size_mismatch(where, &h, need, (uint64_t)st.st_size - h.data_offset, "the file has",
+                           err);
         goto done;
     }
     count = h.shape[0];
     /* Grow the array as data arrives, so a header that lies about its size
      * in a small compressed file cannot make us allocate its claim. */
     while (done < count) {
-        const uint64_t want = count - done < sizeof chunk / h.itemsize ?
-                                  count - done : sizeof chunk / h.itemsize;
+        const uint64_t want =
+            count - done < sizeof chunk / h.itemsize ? count - done : sizeof chunk / h.itemsize;
         if ((rc = seq_read(&s, chunk, want * h.itemsize, &got, err)) != MS_OK)
             goto done;
         if (got < want * h.itemsize) {
-            rc = size_mismatch(where, &h, need, done * h.itemsize + got,
-                               s.zst || !S_ISREG(st.st_mode) ? "the stream ends after" :
-                                                               "the file has",
-                               err);
+            rc = size_mismatch(
+                where, &h, need, done * h.itemsize + got,
+                s.zst || !S_ISREG(st.st_mode) ? "the stream ends after" : "the file has", err);
             goto done;
         }
         if (done + want > cap) {

@@ -15,19 +15,19 @@
 
 #include "err.h"
 
-#define MS_NPY_MAX_RANK 64            /* numpy 2 allows 64 dimensions (numpy 1: 32) */
-#define MS_NPY_MAX_HEADER (1u << 20)  /* longest header dict we accept, in bytes */
-#define MS_NPY_PREAMBLE 12            /* bytes that always suffice for the preamble */
+#define MS_NPY_MAX_RANK   64         /* numpy 2 allows 64 dimensions (numpy 1: 32) */
+#define MS_NPY_MAX_HEADER (1u << 20) /* longest header dict we accept, in bytes */
+#define MS_NPY_PREAMBLE   12         /* bytes that always suffice for the preamble */
 
 struct ms_npy_header {
-    unsigned major, minor;   /* format version: 1.0, 2.0 or 3.0 */
-    uint32_t header_len;     /* length of the dict (with its padding) */
-    uint64_t data_offset;    /* where the array data starts in the file */
-    char descr[32];          /* element type as written (printable, cut to fit), for messages */
-    char byteorder;          /* '<', '>', '=', '|', or 0 when the descr has none */
-    char kind;               /* numpy kind: 'f', 'i', 'u', 'c', 'b', 'O', ...; 0 if not parsed */
-    uint32_t itemsize;       /* bytes per element; 0 when the descr gives none */
-    int structured;          /* descr is a list of fields, not a plain type string */
+    unsigned major, minor; /* format version: 1.0, 2.0 or 3.0 */
+    uint32_t header_len;   /* length of the dict (with its padding) */
+    uint64_t data_offset;  /* where the array data starts in the file */
+    char descr[32];        /* element type as written (printable, cut to fit), for messages */
+    char byteorder;        /* '<', '>', '=', '|', or 0 when the descr has none */
+    char kind;             /* numpy kind: 'f', 'i', 'u', 'c', 'b', 'O', ...; 0 if not parsed */
+    uint32_t itemsize;     /* bytes per element; 0 when the descr gives none */
+    int structured;        /* descr is a list of fields, not a plain type string */
     int fortran_order;
     int rank;
     uint64_t shape[MS_NPY_MAX_RANK];

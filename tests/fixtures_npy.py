@@ -85,7 +85,8 @@ def generate(outdir):
     save(outdir, "npy_ints_empty.npy", np.zeros(0, dtype="<i8"))
     ints_trunc = read(os.path.join(outdir, "npy_ints_i8.npy"))
     write_bytes(outdir, "npy_ints_trunc.npy", ints_trunc[:-4])
-    write_bytes(outdir, "npy_ints_i8.npy.zst", zstd_bytes(read(os.path.join(outdir, "npy_ints_i8.npy"))))
+    ints_i8 = read(os.path.join(outdir, "npy_ints_i8.npy"))
+    write_bytes(outdir, "npy_ints_i8.npy.zst", zstd_bytes(ints_i8))
     write_bytes(outdir, "npy_ints_trunc.npy.zst", zstd_bytes(ints_trunc[:-4]))
 
     # zstd-compressed copies, including one of two concatenated frames.
@@ -94,7 +95,8 @@ def generate(outdir):
     raw = read(f32)
     write_bytes(outdir, "npy_f32_3d_multi.npy.zst",
                 zstd_bytes(raw[:100], 1) + zstd_bytes(raw[100:], 19))
-    write_bytes(outdir, "npy_f32_3d_short.npy.zst", zstd_bytes(raw[:-40]))  # a clean stream, short data
+    # a clean stream whose data is short
+    write_bytes(outdir, "npy_f32_3d_short.npy.zst", zstd_bytes(raw[:-40]))
     comp = zstd_bytes(raw)
     write_bytes(outdir, "npy_f32_3d_cut.npy.zst", comp[: len(comp) // 2])  # ends inside a frame
     corrupt = bytearray(comp)
@@ -106,7 +108,8 @@ def generate(outdir):
     # Two frames, the second damaged: the header decodes from the first, so
     # the damage is only met when the data is read.
     second = bytearray(zstd_bytes(raw[200:]))
-    write_bytes(outdir, "npy_late_cut.npy.zst", zstd_bytes(raw[:200]) + bytes(second[: len(second) // 2]))
+    write_bytes(outdir, "npy_late_cut.npy.zst",
+                zstd_bytes(raw[:200]) + bytes(second[: len(second) // 2]))
     for i in range(len(second) // 2, len(second) // 2 + 8):
         second[i] ^= 0xA5
     write_bytes(outdir, "npy_late_corrupt.npy.zst", zstd_bytes(raw[:200]) + bytes(second))
