@@ -56,8 +56,16 @@ struct ms_cl {
     struct ms_cl_devinfo info;
     cl_context ctx;
     cl_command_queue queue;
-    int verbose;                /* print cache HIT/MISS and build logs */
+    int verbose;                /* unused by src/: commands print `notes` with -v */
+    /* What happened that a user may want to see with -v, one event a line
+     * ("kernels from $MAXSIM_KERNEL_DIR ...", "cache HIT ...", "cache MISS
+     * ..."); modules never print, so they append here and the command shows
+     * it. Truncated, never overflowed. */
+    char notes[2048];
 };
+
+/* Append one line (no newline needed) to cl->notes. */
+void ms_cl_note(struct ms_cl *cl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 int ms_cl_open(struct ms_cl *cl, const char *spec, struct ms_err *err);
 void ms_cl_close(struct ms_cl *cl);

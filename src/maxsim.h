@@ -29,14 +29,20 @@ struct ms_scorer_opts {
     int normalize;
     uint64_t max_docs;    /* most documents in one block passed to ms_scorer_run */
     uint64_t max_tokens;  /* most document tokens in one block */
+    /* Kernel tiling, 0 for the defaults (for bench and tests): tokens per tile
+     * (16, 32, 48 or 64), query tokens per register block (1..16), documents
+     * per work-group. */
+    int tile_tokens, query_block, work_group;
 };
 
 /* Prepare for scoring against `queries` (any number of rows, any length). */
 int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_emb *queries,
                      const struct ms_scorer_opts *opts, struct ms_err *err);
-/* Score every query against every document of `docs` (dtype and dim as the
- * queries'; at most max_docs rows and max_tokens tokens): scores[i * ld + j]
- * for query i and document j, ld >= docs->n_rows. */
+/* Score every query against every document of `docs`: scores[i * ld + j] for
+ * query i and document j, ld >= docs->n_rows. The documents may be float32 or
+ * float16 whatever the queries are (both become float32); their dim must be
+ * the queries' (else MS_ERR_INPUT). A block larger than max_docs / max_tokens
+ * is scored in several launches with the same result. */
 int ms_scorer_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores, uint64_t ld,
                   struct ms_err *err);
 /* Score pairs: out[p] = score(query pair_q[p] of the scorer's batch,

@@ -1,0 +1,136 @@
+/*
+ * cmd_devices.c - `maxsim devices`: list every OpenCL platform and device,
+ * marking with '*' the one `--device` (default auto) picks, the way
+ * `clinfo -l` lists them but with what maxsim cares about: type, memory,
+ * the largest buffer, the OpenCL C version and the driver.
+ *
+ * With --json, one JSON object for scripts. No OpenCL platform at all is an
+ * error (exit 1) with a hint to install a driver, not an empty list: every
+ * other command would fail anyway.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cl_dev.h"
+#include "cmd.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: maxsim devices [--json]\n\n"
+               "List OpenCL platforms and devices; '*' marks the one --device picks\n"
+               "(default: auto, the first GPU, else the first CPU).\n\n"
+               "options:\n"
+               "  --json      one JSON object instead of text\n"
+               "  -h, --help  this help\n");
+}
+
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        const unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+static double mib(cl_ulong bytes)
+{
+    return (double)bytes / (1024.0 * 1024.0);
+}
+
+static void print_text(const struct ms_cl_devinfo *list, int n, int picked)
+{
+    const char *platform = NULL;
+
+    for (int i = 0; i < n; i++) {
+        const struct ms_cl_devinfo *d = &list[i];
+        if (!platform || strcmp(platform, d->platform_name) != 0) {
+            printf("platform: %s (%s)\n", d->platform_name, d->platform_version);
+            platform = d->platform_name;
+        }
+        printf("%c %d  %-4s %s: %s\n", i == picked ? '*' : ' ', d->index,
+               ms_cl_type_name(d->type), d->vendor, d->name);
+        printf("       %u compute units, %.0f MiB global, %.0f KiB local, %.0f MiB max buffer\n",
+               d->compute_units, mib(d->global_mem), (double)d->local_mem / 1024.0,
+               mib(d->max_alloc));
+        printf("       %s, driver %s", d->c_version, d->driver_version);
+        if (d->nv_cc_major)
+            printf(", compute capability %d.%d", d->nv_cc_major, d->nv_cc_minor);
+        putchar('\n');
+    }
+}
+
+static void print_json(const struct ms_cl_devinfo *list, int n, int picked)
+{
+    printf("{\"picked\": %d, \"devices\": [", picked);
+    for (int i = 0; i < n; i++) {
+        const struct ms_cl_devinfo *d = &list[i];
+        printf("%s\n  {\"index\": %d, \"type\": \"%s\", \"platform\": ", i ? "," : "", d->index,
+               ms_cl_type_name(d->type));
+        json_str(d->platform_name);
+        printf(", \"platform_version\": ");
+        json_str(d->platform_version);
+        printf(", \"vendor\": ");
+        json_str(d->vendor);
+        printf(", \"name\": ");
+        json_str(d->name);
+        printf(", \"compute_units\": %u, \"global_mem\": %llu, \"local_mem\": %llu, "
+               "\"max_alloc\": %llu, \"opencl_c_version\": ",
+               d->compute_units, (unsigned long long)d->global_mem,
+               (unsigned long long)d->local_mem, (unsigned long long)d->max_alloc);
+        json_str(d->c_version);
+        printf(", \"driver_version\": ");
+        json_str(d->driver_version);
+        if (d->nv_cc_major)
+            printf(", \"compute_capability\": \"%d.%d\"", d->nv_cc_major, d->nv_cc_minor);
+        printf("}");
+    }
+    printf("%s]}\n", n ? "\n" : "");
+}
+
+int cmd_devices(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "json", no_argument, NULL, 'j' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct ms_cl_devinfo *list = NULL;
+    struct ms_err err = { 0 };
+    int n = 0, json = 0, picked, c;
+
+    while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'j': json = 1; break;
+        case 'h': usage(stdout); return ms_close_stdout();
+        default: return ms_usage_error("devices", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return ms_usage_error("devices", "unexpected argument '%s'", argv[optind]);
+    if (ms_cl_list(&list, &n, &err) != MS_OK)
+        return ms_report(&err);
+    if (n == 0)
+        return ms_fail(MS_ERR_RUNTIME, "no OpenCL platform found (install an OpenCL driver, "
+                                       "e.g. pocl-opencl-icd for the CPU)");
+    /* A bad --device still lists the devices (that is how one finds a good
+     * one), then reports the spec error. */
+    picked = ms_cl_pick(list, n, ms_global.device, &err);
+    if (json)
+        print_json(list, n, picked);
+    else
+        print_text(list, n, picked);
+    free(list);
+    c = ms_close_stdout();
+    if (picked < 0)
+        return ms_report(&err);
+    return c;
+}

@@ -1,0 +1,491 @@
+/*
+ * maxsim_cl.c - the OpenCL MaxSim scorer: host side of kernels/maxsim.cl.
+ *
+ * ms_scorer_create prepares the query batch once on the host (float32,
+ * normalized if asked, each query padded with zero tokens to a multiple of
+ * the kernel's QB) and uploads it; ms_scorer_run then scores blocks of
+ * documents against it: upload the raw tokens, ms_prep_* converts them into
+ * the tiled layout, ms_score writes [n_queries, n_docs] scores, read back with
+ * the caller's leading dimension.
+ *
+ * Every device buffer is sized once (from max_docs / max_tokens, capped by
+ * CL_DEVICE_MAX_MEM_ALLOC_SIZE) and reused. A block that does not fit is
+ * scored in several sub-blocks, and a query batch too large for one buffer is
+ * split into groups, each launched separately: both splits are invisible in
+ * the scores, because every (query, document) score is computed by one
+ * work-item from the same prepared data in the same order.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "maxsim.h"
+
+#define DEFAULT_TN 32 /* tokens per tile: two AVX-512 vectors, one GPU half-warp */
+#define DEFAULT_QB 8  /* query tokens per register block */
+#define DEFAULT_WG 1  /* documents per work-group */
+
+struct qgroup {
+    uint64_t q0, nq;       /* queries q0 .. q0+nq-1 of the batch */
+    cl_mem queries;        /* [blocks * QB][dim] float32 */
+    cl_mem q_blk, q_len;   /* [nq + 1] first block of each query, [nq] lengths */
+};
+
+struct ms_scorer {
+    struct ms_cl *cl;
+    cl_program prog;
+    cl_kernel prep_f32, prep_f16, score;
+    int normalize, tn, qb, wg;
+    enum ms_dtype q_dtype;
+    uint32_t dim;
+    uint64_t n_queries;
+    struct qgroup *groups;
+    int n_groups;
+
+    /* Document side, capacities in documents, tokens and tiles. */
+    uint64_t cap_docs, cap_tokens, cap_tiles;
+    cl_mem raw;                 /* [cap_tokens * dim] of float32 or float16 */
+    cl_mem tiles;               /* [cap_tiles][dim][TN] float32 */
+    cl_mem tile_tok, tile_cnt;  /* [cap_tiles] */
+    cl_mem doc_tile, doc_len;   /* [cap_docs] */
+    cl_mem out;                 /* [max group nq][cap_docs] float32 */
+    uint32_t *h_tile_tok, *h_tile_cnt, *h_doc_tile, *h_doc_len;
+    double last_kernel_s;
+};
+
+static int cl_fail(struct ms_err *err, const char *call, cl_int rc)
+{
+    return ms_err_set(err, MS_ERR_RUNTIME, "%s failed: %s", call, ms_cl_strerror(rc));
+}
+
+static cl_mem make_buffer(struct ms_scorer *s, cl_mem_flags flags, size_t bytes, const char *what,
+                          struct ms_err *err)
+{
+    cl_int rc;
+    /* Zero-sized buffers are invalid in OpenCL; one element keeps the code uniform. */
+    cl_mem m = clCreateBuffer(s->cl->ctx, flags, bytes ? bytes : 4, NULL, &rc);
+    if (!m)
+        ms_err_set(err, MS_ERR_RUNTIME, "clCreateBuffer(%s, %zu bytes) failed on '%s': %s", what,
+                   bytes, s->cl->info.name, ms_cl_strerror(rc));
+    return m;
+}
+
+static void release(cl_mem *m)
+{
+    if (*m)
+        clReleaseMemObject(*m);
+    *m = NULL;
+}
+
+/* The most bytes one buffer may take: the device's allocation limit, and a
+ * quarter of its memory so that the several buffers fit together. */
+static uint64_t buffer_limit(const struct ms_cl *cl)
+{
+    uint64_t lim = cl->info.max_alloc ? cl->info.max_alloc : (128ull << 20);
+    if (cl->info.global_mem && cl->info.global_mem / 4 < lim)
+        lim = cl->info.global_mem / 4;
+    return lim < (1ull << 20) ? (1ull << 20) : lim;
+}
+
+static uint64_t ceil_div(uint64_t a, uint64_t b)
+{
+    return (a + b - 1) / b;
+}
+
+static int build(struct ms_scorer *s, struct ms_err *err)
+{
+    char opts[256];
+    cl_int rc;
+
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DMS_TN=%d -DMS_QB=%d%s", s->tn, s->qb,
+             s->cl->info.is_nvidia ? " -DMS_NVIDIA=1" : "");
+    if (ms_cl_program(s->cl, "maxsim.cl", opts, &s->prog, err) != MS_OK)
+        return err->status;
+    s->prep_f32 = clCreateKernel(s->prog, "ms_prep_f32", &rc);
+    if (!s->prep_f32)
+        return cl_fail(err, "clCreateKernel(ms_prep_f32)", rc);
+    s->prep_f16 = clCreateKernel(s->prog, "ms_prep_f16", &rc);
+    if (!s->prep_f16)
+        return cl_fail(err, "clCreateKernel(ms_prep_f16)", rc);
+    s->score = clCreateKernel(s->prog, "ms_score", &rc);
+    if (!s->score)
+        return cl_fail(err, "clCreateKernel(ms_score)", rc);
+    return MS_OK;
+}
+
+/* Padded query tokens of queries a .. b-1. */
+static uint64_t padded_tokens(const struct ms_scorer *s, const struct ms_emb *q, uint64_t a,
+                              uint64_t b)
+{
+    uint64_t n = 0;
+    for (uint64_t i = a; i < b; i++)
+        n += ceil_div(ms_emb_row_len(q, i), (uint64_t)s->qb) * (uint64_t)s->qb;
+    return n;
+}
+
+/* Prepare and upload queries [g->q0, g->q0 + g->nq). */
+static int upload_group(struct ms_scorer *s, const struct ms_emb *q, struct qgroup *g,
+                        struct ms_err *err)
+{
+    const uint64_t ntok = padded_tokens(s, q, g->q0, g->q0 + g->nq);
+    float *host = ms_calloc(ntok ? ntok * s->dim : 1, sizeof *host, err);
+    uint32_t *blk = ms_malloc((g->nq + 1) * sizeof *blk, err);
+    uint32_t *len = ms_malloc((g->nq ? g->nq : 1) * sizeof *len, err);
+    uint64_t row = 0;
+    cl_int rc = CL_SUCCESS;
+    int status = MS_OK;
+
+    if (!host || !blk || !len) {
+        status = MS_ERR_RUNTIME;
+        goto done;
+    }
+    blk[0] = 0;
+    for (uint64_t i = 0; i < g->nq; i++) {
+        const uint64_t qi = g->q0 + i, n = ms_emb_row_len(q, qi);
+        for (uint64_t t = 0; t < n; t++) {
+            const uint64_t tok = q->offsets[qi] + t;
+            float *dst = host + (row + t) * s->dim;
+            double scale = 1.0;
+            if (s->normalize) {
+                double ss = 0.0;
+                for (uint32_t k = 0; k < s->dim; k++) {
+                    const double x = ms_emb_value(q, tok, k);
+                    ss += x * x;
+                }
+                scale = 1.0 / fmax(sqrt(ss), 1e-12);
+            }
+            for (uint32_t k = 0; k < s->dim; k++)
+                dst[k] = (float)(ms_emb_value(q, tok, k) * scale);
+        }
+        row += ceil_div(n, (uint64_t)s->qb) * (uint64_t)s->qb;
+        blk[i + 1] = (uint32_t)(row / (uint64_t)s->qb);
+        len[i] = (uint32_t)n;
+    }
+    g->queries = make_buffer(s, CL_MEM_READ_ONLY, ntok * s->dim * sizeof(float), "queries", err);
+    g->q_blk = make_buffer(s, CL_MEM_READ_ONLY, (g->nq + 1) * sizeof *blk, "query blocks", err);
+    g->q_len = make_buffer(s, CL_MEM_READ_ONLY, g->nq * sizeof *len, "query lengths", err);
+    if (!g->queries || !g->q_blk || !g->q_len) {
+        status = MS_ERR_RUNTIME;
+        goto done;
+    }
+    if (ntok)
+        rc = clEnqueueWriteBuffer(s->cl->queue, g->queries, CL_TRUE, 0,
+                                  ntok * s->dim * sizeof(float), host, 0, NULL, NULL);
+    if (rc == CL_SUCCESS)
+        rc = clEnqueueWriteBuffer(s->cl->queue, g->q_blk, CL_TRUE, 0, (g->nq + 1) * sizeof *blk,
+                                  blk, 0, NULL, NULL);
+    if (rc == CL_SUCCESS && g->nq)
+        rc = clEnqueueWriteBuffer(s->cl->queue, g->q_len, CL_TRUE, 0, g->nq * sizeof *len, len, 0,
+                                  NULL, NULL);
+    if (rc != CL_SUCCESS)
+        status = cl_fail(err, "clEnqueueWriteBuffer(queries)", rc);
+done:
+    free(host);
+    free(blk);
+    free(len);
+    return status;
+}
+
+int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_emb *queries,
+                     const struct ms_scorer_opts *opts, struct ms_err *err)
+{
+    struct ms_scorer *s;
+    uint64_t limit, max_group_nq = 0, tile_bytes, raw_tok;
+
+    *out = NULL;
+    if (queries->dim == 0 || queries->dim > (1u << 20))
+        return ms_err_set(err, MS_ERR_INPUT, "unsupported query dim %u (expected 1..%u)",
+                          queries->dim, 1u << 20);
+    s = ms_calloc(1, sizeof *s, err);
+    if (!s)
+        return err->status;
+    s->cl = cl;
+    s->normalize = opts->normalize;
+    s->tn = opts->tile_tokens ? opts->tile_tokens : DEFAULT_TN;
+    s->qb = opts->query_block ? opts->query_block : DEFAULT_QB;
+    s->wg = opts->work_group ? opts->work_group : DEFAULT_WG;
+    if ((s->tn != 16 && s->tn != 32 && s->tn != 48 && s->tn != 64) || s->qb < 1 || s->qb > 16 ||
+        s->wg < 1 || (size_t)s->wg > (cl->info.max_work_group ? cl->info.max_work_group : 1)) {
+        ms_err_set(err, MS_ERR_INPUT, "bad kernel tiling tn=%d qb=%d wg=%d", s->tn, s->qb, s->wg);
+        goto fail;
+    }
+    s->q_dtype = queries->dtype;
+    s->dim = queries->dim;
+    s->n_queries = queries->n_rows;
+    if (build(s, err) != MS_OK)
+        goto fail;
+
+    /* Query groups: each group's prepared queries and its [nq][cap_docs]
+     * output block must each fit in one buffer. */
+    limit = buffer_limit(cl);
+    s->cap_docs = opts->max_docs ? opts->max_docs : 1;
+    if (s->cap_docs * sizeof(float) > limit)
+        s->cap_docs = limit / sizeof(float);
+    if (s->cap_docs > UINT32_MAX / 2)
+        s->cap_docs = UINT32_MAX / 2;
+    s->groups = ms_calloc(queries->n_rows ? queries->n_rows : 1, sizeof *s->groups, err);
+    if (!s->groups)
+        goto fail;
+    for (uint64_t q = 0; q < queries->n_rows;) {
+        struct qgroup *g = &s->groups[s->n_groups];
+        uint64_t ntok = 0, n = 0;
+        while (q + n < queries->n_rows) {
+            const uint64_t add = ceil_div(ms_emb_row_len(queries, q + n), (uint64_t)s->qb) *
+                                 (uint64_t)s->qb;
+            if (n > 0 && ((ntok + add) * s->dim * sizeof(float) > limit ||
+                          (n + 1) * s->cap_docs * sizeof(float) > limit ||
+                          (ntok + add) / (uint64_t)s->qb >= UINT32_MAX))
+                break;
+            ntok += add;
+            n++;
+        }
+        if (ntok * s->dim * sizeof(float) > limit) {
+            ms_err_set(err, MS_ERR_RUNTIME,
+                       "query %llu has %llu tokens of dim %u: more than one device buffer holds "
+                       "(%llu bytes on '%s')",
+                       (unsigned long long)q, (unsigned long long)ms_emb_row_len(queries, q),
+                       s->dim, (unsigned long long)limit, cl->info.name);
+            goto fail;
+        }
+        g->q0 = q;
+        g->nq = n;
+        s->n_groups++;
+        if (upload_group(s, queries, g, err) != MS_OK)
+            goto fail;
+        if (n > max_group_nq)
+            max_group_nq = n;
+        q += n;
+    }
+
+    /* Document buffers: the tiled copy pads each document to a multiple of
+     * TN tokens, so it needs at most max_tokens / TN + max_docs tiles. */
+    tile_bytes = (uint64_t)s->tn * s->dim * sizeof(float);
+    raw_tok = opts->max_tokens ? opts->max_tokens : 1;
+    if (raw_tok * s->dim * sizeof(float) > limit)
+        raw_tok = limit / (s->dim * sizeof(float));
+    s->cap_tokens = raw_tok;
+    s->cap_tiles = ceil_div(opts->max_tokens ? opts->max_tokens : 1, (uint64_t)s->tn) + s->cap_docs;
+    if (s->cap_tiles * tile_bytes > limit)
+        s->cap_tiles = limit / tile_bytes;
+    if (s->cap_tokens == 0 || s->cap_tiles == 0) {
+        ms_err_set(err, MS_ERR_RUNTIME, "dim %u is too large for the buffers of '%s'", s->dim,
+                   cl->info.name);
+        goto fail;
+    }
+    /* float32 or float16 documents: size for the wider. */
+    s->raw = make_buffer(s, CL_MEM_READ_ONLY, s->cap_tokens * s->dim * sizeof(float), "documents",
+                         err);
+    s->tiles = make_buffer(s, CL_MEM_READ_WRITE, s->cap_tiles * tile_bytes, "document tiles", err);
+    s->tile_tok = make_buffer(s, CL_MEM_READ_ONLY, s->cap_tiles * 4, "tile tokens", err);
+    s->tile_cnt = make_buffer(s, CL_MEM_READ_ONLY, s->cap_tiles * 4, "tile counts", err);
+    s->doc_tile = make_buffer(s, CL_MEM_READ_ONLY, s->cap_docs * 4, "document tiles", err);
+    s->doc_len = make_buffer(s, CL_MEM_READ_ONLY, s->cap_docs * 4, "document lengths", err);
+    s->out = make_buffer(s, CL_MEM_WRITE_ONLY, max_group_nq * s->cap_docs * sizeof(float),
+                         "scores", err);
+    if (!s->raw || !s->tiles || !s->tile_tok || !s->tile_cnt || !s->doc_tile || !s->doc_len ||
+        !s->out)
+        goto fail;
+    s->h_tile_tok = ms_malloc(s->cap_tiles * 4, err);
+    s->h_tile_cnt = s->h_tile_tok ? ms_malloc(s->cap_tiles * 4, err) : NULL;
+    s->h_doc_tile = s->h_tile_cnt ? ms_malloc(s->cap_docs * 4, err) : NULL;
+    s->h_doc_len = s->h_doc_tile ? ms_malloc(s->cap_docs * 4, err) : NULL;
+    if (!s->h_doc_len)
+        goto fail;
+    *out = s;
+    return MS_OK;
+fail:
+    ms_scorer_free(s);
+    return err->status ? err->status : MS_ERR_RUNTIME;
+}
+
+static double event_s(cl_event ev)
+{
+    cl_ulong a = 0, b = 0;
+    if (clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof a, &a, NULL) !=
+            CL_SUCCESS ||
+        clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof b, &b, NULL) != CL_SUCCESS)
+        return 0.0;
+    return b > a ? (double)(b - a) * 1e-9 : 0.0;
+}
+
+/* Score documents j0 .. j0+nd-1 (tokens tok0 .. tok0+ntok-1 of the block). */
+static int run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0, uint64_t nd,
+                   float *scores, uint64_t ld, struct ms_err *err)
+{
+    const uint64_t tok0 = docs->offsets[j0], ntok = docs->offsets[j0 + nd] - tok0;
+    const size_t esize = ms_dtype_size(docs->dtype);
+    const cl_uint dim = s->dim, n_docs = (cl_uint)nd;
+    const cl_int normalize = s->normalize;
+    cl_command_queue qu = s->cl->queue;
+    cl_kernel prep = docs->dtype == MS_DTYPE_F16 ? s->prep_f16 : s->prep_f32;
+    cl_uint n_tiles = 0;
+    cl_event ev = NULL;
+    cl_int rc = CL_SUCCESS;
+
+    for (uint64_t j = 0; j < nd; j++) {
+        const uint64_t len = ms_emb_row_len(docs, j0 + j), first = docs->offsets[j0 + j] - tok0;
+        s->h_doc_tile[j] = n_tiles;
+        s->h_doc_len[j] = (uint32_t)len;
+        for (uint64_t t = 0; t * (uint64_t)s->tn < len; t++, n_tiles++) {
+            s->h_tile_tok[n_tiles] = (uint32_t)(first + t * (uint64_t)s->tn);
+            s->h_tile_cnt[n_tiles] = (uint32_t)(len - t * (uint64_t)s->tn < (uint64_t)s->tn
+                                                     ? len - t * (uint64_t)s->tn
+                                                     : (uint64_t)s->tn);
+        }
+    }
+    if (ntok)
+        rc = clEnqueueWriteBuffer(qu, s->raw, CL_TRUE, 0, ntok * dim * esize,
+                                  (const char *)docs->tokens + tok0 * dim * esize, 0, NULL, NULL);
+    if (rc == CL_SUCCESS && n_tiles)
+        rc = clEnqueueWriteBuffer(qu, s->tile_tok, CL_TRUE, 0, n_tiles * 4, s->h_tile_tok, 0,
+                                  NULL, NULL);
+    if (rc == CL_SUCCESS && n_tiles)
+        rc = clEnqueueWriteBuffer(qu, s->tile_cnt, CL_TRUE, 0, n_tiles * 4, s->h_tile_cnt, 0,
+                                  NULL, NULL);
+    if (rc == CL_SUCCESS)
+        rc = clEnqueueWriteBuffer(qu, s->doc_tile, CL_TRUE, 0, nd * 4, s->h_doc_tile, 0, NULL,
+                                  NULL);
+    if (rc == CL_SUCCESS)
+        rc = clEnqueueWriteBuffer(qu, s->doc_len, CL_TRUE, 0, nd * 4, s->h_doc_len, 0, NULL, NULL);
+    if (rc != CL_SUCCESS)
+        return cl_fail(err, "clEnqueueWriteBuffer(documents)", rc);
+
+    if (n_tiles) {
+        const size_t local = (size_t)s->tn, global = (size_t)n_tiles * (size_t)s->tn;
+        rc = clSetKernelArg(prep, 0, sizeof(cl_mem), &s->raw);
+        rc |= clSetKernelArg(prep, 1, sizeof(cl_mem), &s->tile_tok);
+        rc |= clSetKernelArg(prep, 2, sizeof(cl_mem), &s->tile_cnt);
+        rc |= clSetKernelArg(prep, 3, sizeof n_tiles, &n_tiles);
+        rc |= clSetKernelArg(prep, 4, sizeof dim, &dim);
+        rc |= clSetKernelArg(prep, 5, sizeof normalize, &normalize);
+        rc |= clSetKernelArg(prep, 6, sizeof(cl_mem), &s->tiles);
+        if (rc != CL_SUCCESS)
+            return cl_fail(err, "clSetKernelArg(ms_prep)", rc);
+        rc = clEnqueueNDRangeKernel(qu, prep, 1, NULL, &global, &local, 0, NULL, &ev);
+        if (rc != CL_SUCCESS)
+            return cl_fail(err, "clEnqueueNDRangeKernel(ms_prep)", rc);
+        rc = clWaitForEvents(1, &ev);
+        s->last_kernel_s += event_s(ev);
+        clReleaseEvent(ev);
+        if (rc != CL_SUCCESS)
+            return cl_fail(err, "clWaitForEvents(ms_prep)", rc);
+    }
+
+    for (int gi = 0; gi < s->n_groups; gi++) {
+        const struct qgroup *g = &s->groups[gi];
+        const cl_uint n_q = (cl_uint)g->nq;
+        const size_t local = (size_t)s->wg, global = ceil_div(nd, local) * local;
+        const size_t origin[3] = { 0, 0, 0 };
+        const size_t region[3] = { nd * sizeof(float), g->nq, 1 };
+
+        rc = clSetKernelArg(s->score, 0, sizeof(cl_mem), &s->tiles);
+        rc |= clSetKernelArg(s->score, 1, sizeof(cl_mem), &s->doc_tile);
+        rc |= clSetKernelArg(s->score, 2, sizeof(cl_mem), &s->doc_len);
+        rc |= clSetKernelArg(s->score, 3, sizeof n_docs, &n_docs);
+        rc |= clSetKernelArg(s->score, 4, sizeof(cl_mem), &g->queries);
+        rc |= clSetKernelArg(s->score, 5, sizeof(cl_mem), &g->q_blk);
+        rc |= clSetKernelArg(s->score, 6, sizeof(cl_mem), &g->q_len);
+        rc |= clSetKernelArg(s->score, 7, sizeof n_q, &n_q);
+        rc |= clSetKernelArg(s->score, 8, sizeof dim, &dim);
+        rc |= clSetKernelArg(s->score, 9, sizeof(cl_mem), &s->out);
+        if (rc != CL_SUCCESS)
+            return cl_fail(err, "clSetKernelArg(ms_score)", rc);
+        rc = clEnqueueNDRangeKernel(qu, s->score, 1, NULL, &global, &local, 0, NULL, &ev);
+        if (rc != CL_SUCCESS)
+            return cl_fail(err, "clEnqueueNDRangeKernel(ms_score)", rc);
+        rc = clWaitForEvents(1, &ev);
+        s->last_kernel_s += event_s(ev);
+        clReleaseEvent(ev);
+        if (rc != CL_SUCCESS)
+            return cl_fail(err, "clWaitForEvents(ms_score)", rc);
+        /* Rows of nd floats on the device, rows of ld floats in `scores`. */
+        rc = clEnqueueReadBufferRect(qu, s->out, CL_TRUE, origin, origin, region,
+                                     nd * sizeof(float), 0, ld * sizeof(float), 0,
+                                     scores + g->q0 * ld + j0, 0, NULL, NULL);
+        if (rc != CL_SUCCESS)
+            return cl_fail(err, "clEnqueueReadBufferRect(scores)", rc);
+    }
+    return MS_OK;
+}
+
+int ms_scorer_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores, uint64_t ld,
+                  struct ms_err *err)
+{
+    uint64_t j0 = 0;
+
+    s->last_kernel_s = 0.0;
+    if (docs->dim != s->dim)
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "dim mismatch: the queries have dim %u but the documents have dim %u",
+                          s->dim, docs->dim);
+    if (ld < docs->n_rows)
+        return ms_err_set(err, MS_ERR_INPUT, "leading dimension %llu < %llu documents",
+                          (unsigned long long)ld, (unsigned long long)docs->n_rows);
+    if (docs->n_rows == 0 || s->n_queries == 0)
+        return MS_OK;
+    /* Greedy sub-blocks that fit the buffers; normally the whole block. */
+    while (j0 < docs->n_rows) {
+        uint64_t nd = 0, ntok = 0, ntiles = 0;
+        while (j0 + nd < docs->n_rows && nd < s->cap_docs) {
+            const uint64_t len = ms_emb_row_len(docs, j0 + nd);
+            const uint64_t tiles = ceil_div(len, (uint64_t)s->tn);
+            if (ntok + len > s->cap_tokens || ntiles + tiles > s->cap_tiles)
+                break;
+            ntok += len;
+            ntiles += tiles;
+            nd++;
+        }
+        if (nd == 0)
+            return ms_err_set(err, MS_ERR_RUNTIME,
+                              "document %llu has %llu tokens: more than the buffers of '%s' hold "
+                              "(%llu tokens of dim %u)",
+                              (unsigned long long)(docs->first_row + j0),
+                              (unsigned long long)ms_emb_row_len(docs, j0), s->cl->info.name,
+                              (unsigned long long)(s->cap_tokens < s->cap_tiles * s->tn
+                                                       ? s->cap_tokens
+                                                       : s->cap_tiles * s->tn),
+                              s->dim);
+        if (run_sub(s, docs, j0, nd, scores, ld, err) != MS_OK)
+            return err->status;
+        j0 += nd;
+    }
+    return MS_OK;
+}
+
+double ms_scorer_last_kernel_s(const struct ms_scorer *s)
+{
+    return s->last_kernel_s;
+}
+
+void ms_scorer_free(struct ms_scorer *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < s->n_groups; i++) {
+        release(&s->groups[i].queries);
+        release(&s->groups[i].q_blk);
+        release(&s->groups[i].q_len);
+    }
+    free(s->groups);
+    release(&s->raw);
+    release(&s->tiles);
+    release(&s->tile_tok);
+    release(&s->tile_cnt);
+    release(&s->doc_tile);
+    release(&s->doc_len);
+    release(&s->out);
+    if (s->score)
+        clReleaseKernel(s->score);
+    if (s->prep_f32)
+        clReleaseKernel(s->prep_f32);
+    if (s->prep_f16)
+        clReleaseKernel(s->prep_f16);
+    if (s->prog)
+        clReleaseProgram(s->prog);
+    free(s->h_tile_tok);
+    free(s->h_tile_cnt);
+    free(s->h_doc_tile);
+    free(s->h_doc_len);
+    free(s);
+}

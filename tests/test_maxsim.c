@@ -1,0 +1,306 @@
+/*
+ * test_maxsim.c - the OpenCL scorer (on whatever device `auto` picks: PoCL
+ * on CI) against the double-precision reference ms_ref_scores, on many
+ * random shapes and on the edges: empty rows, long documents and queries,
+ * odd dims, float16 and float32 mixed, and blocks split across runs.
+ *
+ * Error bound: a dot product of n float32 terms accumulated with FMAs is off
+ * by at most about n * 2^-24 * sum |q_k d_k| <= n * 2^-24 * |q| |d|, and the
+ * sum over Lq maxes adds Lq * 2^-24 of the total; float16 inputs convert to
+ * float32 exactly and their products are exact in float32, so the same
+ * bound holds. We allow (dim + Lq + 16) * 2^-23 * sum_i |q_i| max_j |d_j|.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cl_dev.h"
+#include "maxsim.h"
+#include "testutil.h"
+
+static struct ms_cl cl;
+
+/* Program builds are cached on disk across Criterion's per-test processes. */
+static void setup(void)
+{
+    struct ms_err err = { 0 };
+    char dir[128];
+
+    if (!getenv("MAXSIM_CACHE_DIR")) {
+        snprintf(dir, sizeof dir, "/tmp/maxsim-test-cache-%ld", (long)getuid());
+        setenv("MAXSIM_CACHE_DIR", dir, 1);
+    }
+    if (ms_cl_open(&cl, "auto", &err) != MS_OK)
+        cr_skip_test("no OpenCL device: %s", err.msg);
+}
+
+static void teardown(void)
+{
+    ms_cl_close(&cl);
+}
+
+TestSuite(maxsim, .init = setup, .fini = teardown, .timeout = 60);
+
+static double norm_of(const struct ms_emb *e, uint64_t t)
+{
+    double ss = 0.0;
+    for (uint32_t k = 0; k < e->dim; k++) {
+        const double x = ms_emb_value(e, t, k);
+        ss += x * x;
+    }
+    return sqrt(ss);
+}
+
+/* Score with the OpenCL scorer in one run (or in runs of `max_docs` rows
+ * when split is set) and return the scores, [nq][nd]. */
+static float *cl_scores(const struct ms_emb *q, const struct ms_emb *d, int normalize,
+                        uint64_t max_docs, uint64_t max_tokens, int tn, int qb, int wg)
+{
+    struct ms_err err = { 0 };
+    struct ms_scorer_opts o = { normalize, max_docs, max_tokens, tn, qb, wg };
+    struct ms_scorer *s;
+    float *out = malloc((q->n_rows * d->n_rows + 1) * sizeof *out);
+
+    for (uint64_t i = 0; i < q->n_rows * d->n_rows; i++)
+        out[i] = NAN; /* every entry must be written */
+    cr_assert(ms_scorer_create(&s, &cl, q, &o, &err) == MS_OK, "%s", err.msg);
+    cr_assert(ms_scorer_run(s, d, out, d->n_rows, &err) == MS_OK, "%s", err.msg);
+    cr_assert(ms_scorer_last_kernel_s(s) >= 0.0);
+    ms_scorer_free(s);
+    return out;
+}
+
+static void check_against_ref(const struct ms_emb *q, const struct ms_emb *d, int normalize,
+                              const float *got, const char *what)
+{
+    double *ref = malloc((q->n_rows * d->n_rows + 1) * sizeof *ref);
+    double *qsum = calloc(q->n_rows + 1, sizeof *qsum), *dmax = calloc(d->n_rows + 1,
+                                                                        sizeof *dmax);
+    uint64_t qmax_len = 0;
+
+    ms_ref_scores(q, d, normalize, ref);
+    for (uint64_t i = 0; i < q->n_rows; i++) {
+        for (uint64_t t = q->offsets[i]; t < q->offsets[i + 1]; t++)
+            qsum[i] += normalize ? 1.0 : norm_of(q, t);
+        if (ms_emb_row_len(q, i) > qmax_len)
+            qmax_len = ms_emb_row_len(q, i);
+    }
+    for (uint64_t j = 0; j < d->n_rows; j++)
+        for (uint64_t t = d->offsets[j]; t < d->offsets[j + 1]; t++)
+            dmax[j] = fmax(dmax[j], normalize ? 1.0 : norm_of(d, t));
+    for (uint64_t i = 0; i < q->n_rows; i++) {
+        for (uint64_t j = 0; j < d->n_rows; j++) {
+            const double r = ref[i * d->n_rows + j], g = got[i * d->n_rows + j];
+            const double tol = (q->dim + qmax_len + 16) * 0x1p-23 * qsum[i] * dmax[j];
+            if (ms_emb_row_len(q, i) == 0 || ms_emb_row_len(d, j) == 0)
+                cr_assert(g == 0.0 && !signbit(g), "%s: empty row: score(%llu, %llu) = %g, not 0",
+                          what, (unsigned long long)i, (unsigned long long)j, g);
+            cr_assert(fabs(g - r) <= tol,
+                      "%s: score(%llu, %llu) = %.9g, reference %.9g, |diff| %g > tol %g", what,
+                      (unsigned long long)i, (unsigned long long)j, g, r, fabs(g - r), tol);
+        }
+    }
+    free(ref);
+    free(qsum);
+    free(dmax);
+}
+
+static void run_case(enum ms_dtype qt, enum ms_dtype dt, uint32_t dim, uint64_t nq,
+                     uint64_t lq_min, uint64_t lq_max, uint64_t nd, uint64_t ld_min,
+                     uint64_t ld_max, int normalize, uint64_t seed)
+{
+    struct ms_emb q, d;
+    char what[200];
+    float *got;
+
+    test_random_emb(&q, qt, dim, nq, lq_min, lq_max, &seed);
+    test_random_emb(&d, dt, dim, nd, ld_min, ld_max, &seed);
+    snprintf(what, sizeof what, "%s x %s dim %u nq %llu lq %llu..%llu nd %llu ld %llu..%llu%s",
+             ms_dtype_name(qt), ms_dtype_name(dt), dim, (unsigned long long)nq,
+             (unsigned long long)lq_min, (unsigned long long)lq_max, (unsigned long long)nd,
+             (unsigned long long)ld_min, (unsigned long long)ld_max,
+             normalize ? " normalize" : "");
+    got = cl_scores(&q, &d, normalize, nd ? nd : 1, ms_emb_n_tokens(&d) + 1, 0, 0, 0);
+    check_against_ref(&q, &d, normalize, got, what);
+    free(got);
+    ms_emb_release(&q);
+    ms_emb_release(&d);
+}
+
+Test(maxsim, random_shapes)
+{
+    static const uint32_t dims[] = { 1, 33, 48, 96, 128, 256 };
+    uint64_t seed = 42;
+
+    for (int c = 0; c < 48; c++) {
+        const uint32_t dim = dims[c % 6];
+        const enum ms_dtype qt = (c / 6) % 2 ? MS_DTYPE_F16 : MS_DTYPE_F32;
+        const enum ms_dtype dt = (c / 12) % 2 ? MS_DTYPE_F16 : MS_DTYPE_F32;
+        const int normalize = (c / 24) % 2;
+        const uint64_t nq = 1 + test_rand_below(&seed, 4);
+        const uint64_t lq_max = 1 + test_rand_below(&seed, 64);
+        const uint64_t lq_min = test_rand_below(&seed, lq_max + 1);
+        /* Keep the reference's work (nq * lq * nd * ld * dim) near 2e7. */
+        const uint64_t ld_max = test_rand_below(&seed, 3) == 0 ? 2000 : 1 + test_rand_below(&seed, 300);
+        const uint64_t budget = 20000000ull / (nq * lq_max * dim * (ld_max / 2 + 1) + 1);
+        const uint64_t nd = test_rand_below(&seed, (budget < 5000 ? budget : 5000) + 1);
+        run_case(qt, dt, dim, nq, lq_min, lq_max, nd, 0, ld_max, normalize, seed + (uint64_t)c);
+    }
+}
+
+Test(maxsim, many_documents)
+{
+    run_case(MS_DTYPE_F32, MS_DTYPE_F16, 33, 3, 0, 9, 5000, 0, 20, 0, 7);
+    run_case(MS_DTYPE_F16, MS_DTYPE_F32, 128, 2, 1, 32, 5000, 1, 10, 1, 8);
+}
+
+Test(maxsim, empty_rows)
+{
+    /* Rows of length 0 and 1 mixed: some queries and documents are empty. */
+    run_case(MS_DTYPE_F32, MS_DTYPE_F32, 48, 9, 0, 2, 200, 0, 2, 0, 11);
+    run_case(MS_DTYPE_F16, MS_DTYPE_F16, 96, 9, 0, 2, 200, 0, 2, 1, 12);
+    /* Everything empty. */
+    run_case(MS_DTYPE_F32, MS_DTYPE_F32, 128, 4, 0, 0, 50, 0, 0, 0, 13);
+    run_case(MS_DTYPE_F32, MS_DTYPE_F32, 128, 4, 0, 0, 50, 1, 40, 1, 14);
+    run_case(MS_DTYPE_F32, MS_DTYPE_F16, 128, 4, 1, 10, 50, 0, 0, 0, 15);
+    /* No documents, no queries. */
+    run_case(MS_DTYPE_F32, MS_DTYPE_F32, 128, 3, 1, 10, 0, 0, 0, 0, 16);
+    run_case(MS_DTYPE_F32, MS_DTYPE_F32, 128, 0, 1, 10, 10, 0, 10, 0, 17);
+}
+
+Test(maxsim, long_documents)
+{
+    run_case(MS_DTYPE_F32, MS_DTYPE_F16, 128, 2, 1, 8, 3, 16384, 16400, 1, 21);
+}
+
+Test(maxsim, long_query)
+{
+    run_case(MS_DTYPE_F16, MS_DTYPE_F32, 64, 2, 1000, 1000, 20, 0, 100, 0, 22);
+}
+
+Test(maxsim, dim_4096)
+{
+    run_case(MS_DTYPE_F32, MS_DTYPE_F32, 4096, 2, 1, 5, 10, 0, 20, 1, 23);
+    run_case(MS_DTYPE_F16, MS_DTYPE_F16, 4096, 2, 1, 5, 10, 0, 20, 0, 24);
+}
+
+Test(maxsim, other_tilings)
+{
+    static const int tilings[][3] = { { 16, 1, 1 }, { 16, 4, 4 }, { 48, 3, 2 }, { 64, 16, 1 },
+                                      { 32, 5, 8 } };
+    uint64_t seed = 31;
+    struct ms_emb q, d;
+
+    test_random_emb(&q, MS_DTYPE_F32, 96, 3, 0, 40, &seed);
+    test_random_emb(&d, MS_DTYPE_F16, 96, 300, 0, 150, &seed);
+    for (size_t t = 0; t < sizeof tilings / sizeof tilings[0]; t++) {
+        float *got = cl_scores(&q, &d, t % 2, 300, ms_emb_n_tokens(&d), tilings[t][0],
+                               tilings[t][1], tilings[t][2]);
+        check_against_ref(&q, &d, t % 2, got, "tiling");
+        free(got);
+    }
+    ms_emb_release(&q);
+    ms_emb_release(&d);
+}
+
+/* A copy of rows a .. b-1 of e, as its own block. */
+static void slice(struct ms_emb *out, const struct ms_emb *e, uint64_t a, uint64_t b)
+{
+    struct ms_err err;
+    const uint64_t t0 = e->offsets[a], nt = e->offsets[b] - t0;
+    const size_t es = ms_dtype_size(e->dtype);
+
+    ms_emb_init(out);
+    cr_assert(ms_emb_reserve(out, e->dtype, e->dim, b - a, nt, &err) == 0, "%s", err.msg);
+    out->first_row = a;
+    for (uint64_t r = 0; r <= b - a; r++)
+        out->offsets[r] = e->offsets[a + r] - t0;
+    memcpy(out->tokens, (const char *)e->tokens + t0 * e->dim * es, nt * e->dim * es);
+}
+
+Test(maxsim, split_blocks_identical)
+{
+    uint64_t seed = 51;
+    struct ms_emb q, d;
+    struct ms_err err = { 0 };
+    struct ms_scorer_opts o = { 1, 37, 2000, 0, 0, 0 };
+    struct ms_scorer *s;
+    float *one, *small, *runs;
+    const uint64_t nd = 500;
+
+    test_random_emb(&q, MS_DTYPE_F16, 128, 5, 0, 32, &seed);
+    test_random_emb(&d, MS_DTYPE_F32, 128, nd, 0, 120, &seed);
+    one = cl_scores(&q, &d, 1, nd, ms_emb_n_tokens(&d), 0, 0, 0);
+    /* Buffers far smaller than the block: the scorer splits it itself. */
+    small = cl_scores(&q, &d, 1, 7, 130, 0, 0, 0);
+    cr_assert(memcmp(one, small, q.n_rows * nd * sizeof *one) == 0,
+              "internal sub-blocks changed the scores");
+
+    /* The caller's blocks of 37 rows, written with a leading dimension. */
+    runs = malloc(q.n_rows * nd * sizeof *runs);
+    cr_assert(ms_scorer_create(&s, &cl, &q, &o, &err) == MS_OK, "%s", err.msg);
+    for (uint64_t a = 0; a < nd; a += 37) {
+        struct ms_emb part;
+        const uint64_t b = a + 37 < nd ? a + 37 : nd;
+        slice(&part, &d, a, b);
+        cr_assert(ms_scorer_run(s, &part, runs + a, nd, &err) == MS_OK, "%s", err.msg);
+        ms_emb_release(&part);
+    }
+    ms_scorer_free(s);
+    cr_assert(memcmp(one, runs, q.n_rows * nd * sizeof *one) == 0,
+              "blocks scored in several runs differ from one run");
+    check_against_ref(&q, &d, 1, one, "split");
+    free(one);
+    free(small);
+    free(runs);
+    ms_emb_release(&q);
+    ms_emb_release(&d);
+}
+
+Test(maxsim, dim_mismatch)
+{
+    uint64_t seed = 61;
+    struct ms_emb q, d;
+    struct ms_err err = { 0 };
+    struct ms_scorer_opts o = { 0, 10, 100, 0, 0, 0 };
+    struct ms_scorer *s;
+    float out[40];
+
+    test_random_emb(&q, MS_DTYPE_F32, 128, 2, 1, 4, &seed);
+    test_random_emb(&d, MS_DTYPE_F32, 96, 2, 1, 4, &seed);
+    cr_assert(ms_scorer_create(&s, &cl, &q, &o, &err) == MS_OK, "%s", err.msg);
+    cr_assert_eq(ms_scorer_run(s, &d, out, 2, &err), MS_ERR_INPUT);
+    cr_assert(strstr(err.msg, "dim mismatch") != NULL, "%s", err.msg);
+    ms_scorer_free(s);
+    ms_emb_release(&q);
+    ms_emb_release(&d);
+}
+
+/* The reference itself on a case worked by hand. */
+Test(maxsim_ref, by_hand)
+{
+    struct ms_err err;
+    struct ms_emb q, d;
+    double out[2];
+    const float qv[] = { 1, 0, 0, 2 }, dv[] = { 3, 4, -1, 1, 2, 2 };
+
+    ms_emb_init(&q);
+    ms_emb_init(&d);
+    cr_assert(ms_emb_reserve(&q, MS_DTYPE_F32, 2, 1, 2, &err) == 0);
+    cr_assert(ms_emb_reserve(&d, MS_DTYPE_F32, 2, 2, 3, &err) == 0);
+    memcpy(q.tokens, qv, sizeof qv);
+    memcpy(d.tokens, dv, sizeof dv);
+    q.offsets[1] = 2;
+    d.offsets[1] = 2;
+    d.offsets[2] = 3;
+    /* q = (1,0), (0,2); d0 = (3,4), (-1,1): max 3 + max 8 = 11; d1 = (2,2): 2 + 4 = 6 */
+    ms_ref_scores(&q, &d, 0, out);
+    cr_assert_eq(out[0], 11.0);
+    cr_assert_eq(out[1], 6.0);
+    /* normalized: q = (1,0), (0,1); d0 = (.6,.8), (-.707,.707): .6 + .8; d1: .707 * 2 */
+    ms_ref_scores(&q, &d, 1, out);
+    cr_assert(fabs(out[0] - 1.4) < 1e-12 && fabs(out[1] - sqrt(2.0)) < 1e-12);
+    ms_emb_release(&q);
+    ms_emb_release(&d);
+}
