@@ -176,7 +176,7 @@ static int score_pass(struct ms_cl *cl, int normalize, struct ms_src *q, struct 
     struct ms_stream *stream = NULL;
     const struct ms_emb *block;
     float *scores = NULL;
-    const struct ms_scorer_opts so = { normalize, max_docs, max_tokens };
+    const struct ms_scorer_opts so = { .normalize = normalize, .max_docs = max_docs, .max_tokens = max_tokens };
     int rc;
 
     ms_emb_init(&queries);

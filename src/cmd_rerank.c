@@ -215,7 +215,7 @@ static int score_batch(struct batch_ctx *c, struct pair *pairs, uint64_t n, stru
     for (uint64_t i = 0; i < n; i++)
         if (nd == 0 || drows[nd - 1] != pairs[i].d)
             drows[nd++] = pairs[i].d;
-    const struct ms_scorer_opts so = { c->normalize, c->max_docs, c->max_tokens };
+    const struct ms_scorer_opts so = { .normalize = c->normalize, .max_docs = c->max_docs, .max_tokens = c->max_tokens };
     if ((rc = ms_scorer_create(&scorer, c->cl, &queries, &so, err)) != MS_OK)
         goto done;
     if ((rc = ms_stream_start_rows(&stream, c->d, drows, nd, c->max_docs, c->max_tokens, err)) !=

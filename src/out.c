@@ -265,13 +265,12 @@ size_t ms_npy_header(char *buf, const char *descr, int rank, const uint64_t *sha
     char dict[192], dims[128] = "";
     size_t n = 0;
 
+    /* numpy writes (3, 4), and (3,) for one dimension */
     for (int i = 0; i < rank; i++)
-        n += (size_t)snprintf(dims + n, sizeof dims - n, "%llu%s", (unsigned long long)shape[i],
-                              rank == 1 || i + 1 < rank ? ", " : "");
-    if (rank > 1) /* numpy writes (3, 4), but (3,) for one dimension */
-        dims[n - 2] = '\0';
-    else if (rank == 1)
-        dims[n - 1] = '\0';
+        n += (size_t)snprintf(dims + n, sizeof dims - n, "%s%llu", i ? ", " : "",
+                              (unsigned long long)shape[i]);
+    if (rank == 1)
+        snprintf(dims + n, sizeof dims - n, ",");
     n = (size_t)snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }",
                          descr, dims);
     size_t total = 10 + n + 1;

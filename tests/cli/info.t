@@ -4,11 +4,14 @@ $ cd $DATA && maxsim info queries.npy
 > FILE         FORMAT  LAYOUT      DTYPE    DIM  ROWS  TOKENS  MIN  MEAN   MAX  EMPTY  IDS  BYTES
 > queries.npy  npy     padded(32)  float16  128  4     128     32   32.00  32   0      no   32896
 
-$ cd $DATA && maxsim info docs.npy --lengths docs_lengths.npy --ids docs_ids.txt sample.h5:/docs sample.h5:/queries
-> FILE                FORMAT  LAYOUT      DTYPE    DIM  ROWS  TOKENS  MIN  MEAN   MAX  EMPTY  IDS   BYTES
-> docs.npy            npy     flat        float16  128  500   2492    2    4.98   8    0      file  638080
-> sample.h5:/docs     hdf5    flat        float16  128  500   2492    2    4.98   8    0      file  701304
-> sample.h5:/queries  hdf5    padded(32)  float16  128  4     128     32   32.00  32   0      file  701304
+$ cd $DATA && maxsim info sample.h5:/docs sample.h5:/queries
+> FILE                FORMAT  LAYOUT      DTYPE    DIM  ROWS  TOKENS  MIN  MEAN   MAX  EMPTY  IDS  BYTES
+> sample.h5:/docs     hdf5    flat        float16  128  500   2492    2    4.98   8    0      yes  701304
+> sample.h5:/queries  hdf5    padded(32)  float16  128  4     128     32   32.00  32   0      yes  701304
+
+$ cd $DATA && maxsim info docs.npy --lengths docs_lengths.npy --ids docs_ids.txt
+> FILE      FORMAT  LAYOUT  DTYPE    DIM  ROWS  TOKENS  MIN  MEAN  MAX  EMPTY  IDS   BYTES
+> docs.npy  npy     flat    float16  128  500   2492    2    4.98  8    0      file  638080
 
 $ cd $DATA && maxsim info --json sample.h5:/docs | $PYTHON -c "import json,sys; d=json.load(sys.stdin)[0]; print(d['layout'], d['dtype'], d['dim'], d['rows'], d['tokens'], d['min_length'], d['max_length'], d['empty_rows'], d['ids'])"
 > flat float16 128 500 2492 2 8 0 True
