@@ -32,6 +32,7 @@ int cmd_score(int argc, char **argv);
 int cmd_rerank(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Print "maxsim: error: MSG" and return err->status. */
 int ms_report(const struct ms_err *err);

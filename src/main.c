@@ -28,6 +28,7 @@ static const struct ms_cmd commands[] = {
     { "rerank", cmd_rerank, "rescore the candidates of a run with exact MaxSim" },
     { "info", cmd_info, "describe embedding files" },
     { "devices", cmd_devices, "list OpenCL platforms and devices" },
+    { "bench", cmd_bench, "time the kernels on synthetic data of a given shape" },
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,296 @@
+/*
+ * cmd_bench.c - `maxsim bench`: time the kernels on synthetic data.
+ *
+ * Random normalized token vectors (never zeros) of a given shape, a warm-up
+ * run, then --reps timed runs; kernel time from OpenCL profiling events,
+ * wall time around each run. Prints the median (and min/max) kernel time,
+ * TFLOP/s, the effective bandwidth, and the ratio to the floor: the larger of
+ * the bytes moved once over the device's copy rate (measured here, in the
+ * same run, with a large clEnqueueCopyBuffer) and the FLOPs over
+ * --peak-tflops when given.
+ */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "maxsim.h"
+#include "stream.h"
+#include "topk.h"
+
+static const char usage_text[] =
+    "usage: maxsim bench --shape <nq>,<nd>,<lq>,<ld>,<dim> [--dtype (f16 | f32)]\n"
+    "                    [--op (score | search | rerank)] [--reps <n>] [--normalize]\n"
+    "                    [--peak-tflops <x>] [--json]\n"
+    "\n"
+    "Time the MaxSim kernels on random data of one shape: nq queries of lq tokens\n"
+    "against nd documents of ld tokens, dim dimensions.\n"
+    "\n"
+    "  --shape <s>          nq,nd,lq,ld,dim (e.g. 1,1000,32,300,128)\n"
+    "  --dtype <t>          f16 (default) or f32 inputs\n"
+    "  --op <op>            score (all pairs, default), search (score + top-10), or\n"
+    "                       rerank (nd candidates per query, through the pair kernel)\n"
+    "  --reps <n>           timed runs after one warm-up (default 20)\n"
+    "  --normalize          normalize tokens inside the kernels\n"
+    "  --peak-tflops <x>    the device's arithmetic ceiling, for the floor\n"
+    "  --json               one JSON object\n"
+    "  -h, --help           this help\n";
+
+static uint64_t bench_rng = 0x2545f4914f6cdd1dull;
+
+static float bench_rand(void)
+{
+    bench_rng ^= bench_rng << 13;
+    bench_rng ^= bench_rng >> 7;
+    bench_rng ^= bench_rng << 17;
+    return (float)((double)(bench_rng >> 11) * 0x1p-53 * 2.0 - 1.0);
+}
+
+/* n rows of len tokens, each token of unit norm. */
+static int make_rows(struct ms_emb *e, enum ms_dtype dtype, uint32_t dim, uint64_t n,
+                     uint64_t len, struct ms_err *err)
+{
+    float *tok = ms_malloc(dim * sizeof *tok, err);
+    if (!tok || ms_emb_reserve(e, dtype, dim, n, n * len, err) != MS_OK) {
+        free(tok);
+        return err->status;
+    }
+    for (uint64_t r = 0; r < n; r++)
+        e->offsets[r + 1] = e->offsets[r] + len;
+    for (uint64_t t = 0; t < n * len; t++) {
+        double norm = 0;
+        for (uint32_t k = 0; k < dim; k++) {
+            tok[k] = bench_rand();
+            norm += (double)tok[k] * tok[k];
+        }
+        const float inv = (float)(1.0 / sqrt(norm > 0 ? norm : 1));
+        for (uint32_t k = 0; k < dim; k++) {
+            if (dtype == MS_DTYPE_F16)
+                ((uint16_t *)e->tokens)[t * dim + k] = ms_float_to_half(tok[k] * inv);
+            else
+                ((float *)e->tokens)[t * dim + k] = tok[k] * inv;
+        }
+    }
+    free(tok);
+    return MS_OK;
+}
+
+/* Device copy rate in bytes/s (read + written), median of 5 copies of 256 MiB. */
+static double copy_rate(struct ms_cl *cl)
+{
+    size_t bytes = 256u << 20;
+    if (cl->info.max_alloc && bytes > cl->info.max_alloc / 2)
+        bytes = (size_t)(cl->info.max_alloc / 2);
+    cl_int rc;
+    cl_mem a = clCreateBuffer(cl->ctx, CL_MEM_READ_WRITE, bytes, NULL, &rc);
+    cl_mem b = a ? clCreateBuffer(cl->ctx, CL_MEM_READ_WRITE, bytes, NULL, &rc) : NULL;
+    double t[5] = { 0 }, best = 0;
+    const unsigned char zero = 1;
+    if (a && b && clEnqueueFillBuffer(cl->queue, a, &zero, 1, 0, bytes, 0, NULL, NULL) == CL_SUCCESS) {
+        for (int i = 0; i < 6; i++) {
+            cl_event ev;
+            cl_ulong s0, s1;
+            if (clEnqueueCopyBuffer(cl->queue, a, b, 0, 0, bytes, 0, NULL, &ev) != CL_SUCCESS)
+                break;
+            clWaitForEvents(1, &ev);
+            clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof s0, &s0, NULL);
+            clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof s1, &s1, NULL);
+            clReleaseEvent(ev);
+            if (i > 0) /* the first copy is a warm-up */
+                t[i - 1] = (double)(s1 - s0) * 1e-9;
+        }
+        for (int i = 0; i < 5; i++) /* median of five by insertion sort */
+            for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+                const double x = t[j];
+                t[j] = t[j - 1];
+                t[j - 1] = x;
+            }
+        best = t[2] > 0 ? 2.0 * (double)bytes / t[2] : 0;
+    }
+    if (a)
+        clReleaseMemObject(a);
+    if (b)
+        clReleaseMemObject(b);
+    return best;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "shape", required_argument, NULL, 's' },  { "dtype", required_argument, NULL, 't' },
+        { "op", required_argument, NULL, 'o' },     { "reps", required_argument, NULL, 'r' },
+        { "normalize", no_argument, NULL, 'n' },    { "peak-tflops", required_argument, NULL, 'p' },
+        { "json", no_argument, NULL, 'j' },         { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    unsigned long long nq = 0, nd = 0, lq = 0, ld = 0, dim = 0;
+    const char *op = "score";
+    enum ms_dtype dtype = MS_DTYPE_F16;
+    uint64_t reps = 20;
+    double peak_tflops = 0;
+    int normalize = 0, json = 0, c, rc = MS_OK;
+    struct ms_err err = { 0 };
+
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 's': {
+            char tail;
+            if (sscanf(optarg, "%llu,%llu,%llu,%llu,%llu%c", &nq, &nd, &lq, &ld, &dim, &tail) != 5 ||
+                !nq || !nd || !lq || !ld || !dim || dim > 4096)
+                return ms_usage_error("bench",
+                                      "--shape takes nq,nd,lq,ld,dim, all >= 1, dim <= 4096 (e.g. "
+                                      "--shape 1,1000,32,300,128), got '%s'",
+                                      optarg);
+            break;
+        }
+        case 't':
+            if (strcmp(optarg, "f16") && strcmp(optarg, "f32"))
+                return ms_usage_error("bench", "--dtype takes f16 or f32, got '%s'", optarg);
+            dtype = optarg[1] == '1' ? MS_DTYPE_F16 : MS_DTYPE_F32;
+            break;
+        case 'o':
+            if (strcmp(optarg, "score") && strcmp(optarg, "search") && strcmp(optarg, "rerank"))
+                return ms_usage_error("bench", "--op takes score, search or rerank, got '%s'",
+                                      optarg);
+            op = optarg;
+            break;
+        case 'r':
+            if (ms_parse_u64("bench", "--reps", optarg, 1, &reps))
+                return MS_ERR_INPUT;
+            break;
+        case 'n': normalize = 1; break;
+        case 'p': {
+            char *end;
+            peak_tflops = strtod(optarg, &end);
+            if (*end || !(peak_tflops > 0))
+                return ms_usage_error("bench", "--peak-tflops takes a positive number, got '%s'",
+                                      optarg);
+            break;
+        }
+        case 'j': json = 1; break;
+        case 'h': fputs(usage_text, stdout); return ms_close_stdout();
+        case ':': return ms_usage_error("bench", "option '%s' needs a value", argv[optind - 1]);
+        default: return ms_usage_error("bench", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return ms_usage_error("bench", "unexpected argument '%s'", argv[optind]);
+    if (!nq)
+        return ms_usage_error("bench", "no shape (e.g. --shape 1,1000,32,300,128)");
+
+    const int rerank = strcmp(op, "rerank") == 0;
+    /* rerank: nd candidates for each query, each its own document */
+    const uint64_t n_docs = rerank ? nq * nd : nd;
+    struct ms_cl cl;
+    struct ms_emb q, d;
+    struct ms_scorer *s = NULL;
+    float *scores = NULL;
+    uint32_t *pq = NULL, *pd = NULL;
+    double *kt = NULL, *wt = NULL;
+    ms_emb_init(&q);
+    ms_emb_init(&d);
+    if ((rc = ms_cl_open(&cl, ms_global.device, &err)) != MS_OK)
+        return ms_report(&err);
+    if ((rc = make_rows(&q, dtype, (uint32_t)dim, nq, lq, &err)) != MS_OK ||
+        (rc = make_rows(&d, dtype, (uint32_t)dim, n_docs, ld, &err)) != MS_OK)
+        goto fail;
+    const struct ms_scorer_opts so = { .normalize = normalize, .max_docs = n_docs,
+                                       .max_tokens = n_docs * ld };
+    if ((rc = ms_scorer_create(&s, &cl, &q, &so, &err)) != MS_OK)
+        goto fail;
+    const uint64_t n_out = rerank ? nq * nd : nq * nd;
+    if (!(scores = ms_malloc(n_out * sizeof *scores, &err)) ||
+        !(kt = ms_malloc(reps * sizeof *kt, &err)) || !(wt = ms_malloc(reps * sizeof *wt, &err))) {
+        rc = err.status;
+        goto fail;
+    }
+    if (rerank) {
+        if (!(pq = ms_malloc(n_out * sizeof *pq, &err)) || !(pd = ms_malloc(n_out * sizeof *pd, &err))) {
+            rc = err.status;
+            goto fail;
+        }
+        for (uint64_t i = 0; i < n_out; i++) {
+            pq[i] = (uint32_t)(i / nd);
+            pd[i] = (uint32_t)i;
+        }
+    }
+    for (uint64_t r = 0; r <= reps; r++) { /* run 0 is the warm-up */
+        const double t0 = ms_now();
+        rc = rerank ? ms_scorer_run_pairs(s, &d, pq, pd, n_out, scores, &err)
+                    : ms_scorer_run(s, &d, scores, nd, &err);
+        if (rc != MS_OK)
+            goto fail;
+        if (strcmp(op, "search") == 0) { /* the host top-10 merge, as search does it */
+            struct ms_topk t;
+            if ((rc = ms_topk_init(&t, nq, nd < 10 ? nd : 10, &err)) != MS_OK)
+                goto fail;
+            ms_topk_push(&t, 0, nq, scores, nd, nd, 0);
+            ms_topk_finish(&t);
+            ms_topk_release(&t);
+        }
+        if (r > 0) {
+            kt[r - 1] = ms_scorer_last_kernel_s(s);
+            wt[r - 1] = ms_now() - t0;
+        }
+    }
+    qsort(kt, reps, sizeof *kt, cmp_double);
+    qsort(wt, reps, sizeof *wt, cmp_double);
+    {
+        const size_t es = ms_dtype_size(dtype);
+        const double med = kt[reps / 2], wmed = wt[reps / 2];
+        const double flops = 2.0 * (double)nq * (double)nd * (double)lq * (double)ld * (double)dim;
+        const double bytes = (double)(n_docs * ld + nq * lq) * (double)dim * (double)es +
+                             (double)n_out * 4.0;
+        const double rate = copy_rate(&cl);
+        double floor_s = rate > 0 ? bytes / rate : 0;
+        if (peak_tflops > 0 && flops / (peak_tflops * 1e12) > floor_s)
+            floor_s = flops / (peak_tflops * 1e12);
+        if (json) {
+            printf("{\"device\": \"%s\", \"op\": \"%s\", \"shape\": [%llu, %llu, %llu, %llu, %llu], "
+                   "\"dtype\": \"%s\", \"normalize\": %s, \"reps\": %llu, \"kernel_ms_median\": %.4f, "
+                   "\"kernel_ms_min\": %.4f, \"kernel_ms_max\": %.4f, \"wall_ms_median\": %.4f, "
+                   "\"gflop\": %.3f, \"tflops\": %.3f, \"gbs\": %.1f, \"copy_gbs\": %.1f, "
+                   "\"floor_ms\": %.4f, \"ratio_to_floor\": %.2f}\n",
+                   cl.info.name, op, nq, nd, lq, ld, dim, dtype == MS_DTYPE_F16 ? "f16" : "f32",
+                   normalize ? "true" : "false", (unsigned long long)reps, med * 1e3, kt[0] * 1e3,
+                   kt[reps - 1] * 1e3, wmed * 1e3, flops * 1e-9, flops / med * 1e-12,
+                   bytes / med * 1e-9, rate * 1e-9, floor_s * 1e3, floor_s > 0 ? med / floor_s : 0);
+        } else {
+            printf("device      %s\n", cl.info.name);
+            printf("op          %s, shape nq=%llu nd=%llu lq=%llu ld=%llu dim=%llu, %s%s\n", op, nq,
+                   nd, lq, ld, dim, dtype == MS_DTYPE_F16 ? "float16" : "float32",
+                   normalize ? ", normalized in the kernel" : "");
+            printf("kernel      %.4f ms median (min %.4f, max %.4f) over %llu runs\n", med * 1e3,
+                   kt[0] * 1e3, kt[reps - 1] * 1e3, (unsigned long long)reps);
+            printf("wall        %.4f ms median (with transfers%s)\n", wmed * 1e3,
+                   strcmp(op, "search") == 0 ? " and the top-k merge" : "");
+            printf("rate        %.3f TFLOP/s, %.1f GB/s effective (%.3f GFLOP, %.1f MB)\n",
+                   flops / med * 1e-12, bytes / med * 1e-9, flops * 1e-9, bytes * 1e-6);
+            printf("floor       %.4f ms (copy rate %.1f GB/s measured%s): %.2fx the floor\n",
+                   floor_s * 1e3, rate * 1e-9, peak_tflops > 0 ? ", with --peak-tflops" : "",
+                   floor_s > 0 ? med / floor_s : 0);
+        }
+        rc = ms_close_stdout();
+    }
+fail:
+    if (rc != MS_OK && err.status)
+        ms_report(&err);
+    free(scores);
+    free(pq);
+    free(pd);
+    free(kt);
+    free(wt);
+    ms_scorer_free(s);
+    ms_emb_release(&q);
+    ms_emb_release(&d);
+    ms_cl_close(&cl);
+    return rc;
+}
