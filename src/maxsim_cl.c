@@ -22,7 +22,7 @@
 
 #include "maxsim.h"
 
-#define DEFAULT_TN 32 /* tokens per tile: two AVX-512 vectors, one GPU half-warp */
+#define DEFAULT_TN 16 /* tokens per tile: one AVX-512 vector; little padding for short docs */
 #define DEFAULT_QB 8  /* query tokens per register block */
 #define DEFAULT_WG 1  /* documents per work-group */
 
