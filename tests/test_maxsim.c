@@ -133,7 +133,7 @@ Test(maxsim, random_shapes)
     static const uint32_t dims[] = { 1, 33, 48, 96, 128, 256 };
     uint64_t seed = 42;
 
-    for (int c = 0; c < 48; c++) {
+    for (int c = 0; c < 96; c++) {
         const uint32_t dim = dims[c % 6];
         const enum ms_dtype qt = (c / 6) % 2 ? MS_DTYPE_F16 : MS_DTYPE_F32;
         const enum ms_dtype dt = (c / 12) % 2 ? MS_DTYPE_F16 : MS_DTYPE_F32;
