@@ -33,6 +33,10 @@ struct ms_scorer_opts {
      * (16, 32, 48 or 64), query tokens per register block (1..16), documents
      * per work-group. */
     int tile_tokens, query_block, work_group;
+    /* Most bytes in one device buffer, 0 for the device's limit (a quarter
+     * of its memory, at most CL_DEVICE_MAX_MEM_ALLOC_SIZE); tests set it
+     * small to exercise the splitting of queries and documents. */
+    uint64_t max_buffer;
 };
 
 /* Prepare for scoring against `queries` (any number of rows, any length). */

@@ -22,7 +22,7 @@
 
 #include "maxsim.h"
 
-#define DEFAULT_TN 32 /* tokens per tile: two AVX-512 vectors, one GPU half-warp */
+#define DEFAULT_TN 16 /* tokens per tile: one AVX-512 vector; little padding for short docs */
 #define DEFAULT_QB 8  /* query tokens per register block */
 #define DEFAULT_WG 1  /* documents per work-group */
 
@@ -80,9 +80,12 @@ static void release(cl_mem *m)
 
 /* The most bytes one buffer may take: the device's allocation limit, and a
  * quarter of its memory so that the several buffers fit together. */
-static uint64_t buffer_limit(const struct ms_cl *cl)
+static uint64_t buffer_limit(const struct ms_cl *cl, uint64_t override)
 {
-    uint64_t lim = cl->info.max_alloc ? cl->info.max_alloc : (128ull << 20);
+    uint64_t lim;
+    if (override)
+        return override;
+    lim = cl->info.max_alloc ? cl->info.max_alloc : (128ull << 20);
     if (cl->info.global_mem && cl->info.global_mem / 4 < lim)
         lim = cl->info.global_mem / 4;
     return lim < (1ull << 20) ? (1ull << 20) : lim;
@@ -218,7 +221,7 @@ int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_e
 
     /* Query groups: each group's prepared queries and its [nq][cap_docs]
      * output block must each fit in one buffer. */
-    limit = buffer_limit(cl);
+    limit = buffer_limit(cl, opts->max_buffer);
     s->cap_docs = opts->max_docs ? opts->max_docs : 1;
     if (s->cap_docs * sizeof(float) > limit)
         s->cap_docs = limit / sizeof(float);

@@ -58,7 +58,7 @@ static float *cl_scores(const struct ms_emb *q, const struct ms_emb *d, int norm
                         uint64_t max_docs, uint64_t max_tokens, int tn, int qb, int wg)
 {
     struct ms_err err = { 0 };
-    struct ms_scorer_opts o = { normalize, max_docs, max_tokens, tn, qb, wg };
+    struct ms_scorer_opts o = { normalize, max_docs, max_tokens, tn, qb, wg, 0 };
     struct ms_scorer *s;
     float *out = malloc((q->n_rows * d->n_rows + 1) * sizeof *out);
 
@@ -133,7 +133,7 @@ Test(maxsim, random_shapes)
     static const uint32_t dims[] = { 1, 33, 48, 96, 128, 256 };
     uint64_t seed = 42;
 
-    for (int c = 0; c < 48; c++) {
+    for (int c = 0; c < 96; c++) {
         const uint32_t dim = dims[c % 6];
         const enum ms_dtype qt = (c / 6) % 2 ? MS_DTYPE_F16 : MS_DTYPE_F32;
         const enum ms_dtype dt = (c / 12) % 2 ? MS_DTYPE_F16 : MS_DTYPE_F32;
@@ -224,7 +224,7 @@ Test(maxsim, split_blocks_identical)
     uint64_t seed = 51;
     struct ms_emb q, d;
     struct ms_err err = { 0 };
-    struct ms_scorer_opts o = { 1, 37, 2000, 0, 0, 0 };
+    struct ms_scorer_opts o = { 1, 37, 2000, 0, 0, 0, 0 };
     struct ms_scorer *s;
     float *one, *small, *runs;
     const uint64_t nd = 500;
@@ -263,7 +263,7 @@ Test(maxsim, dim_mismatch)
     uint64_t seed = 61;
     struct ms_emb q, d;
     struct ms_err err = { 0 };
-    struct ms_scorer_opts o = { 0, 10, 100, 0, 0, 0 };
+    struct ms_scorer_opts o = { 0, 10, 100, 0, 0, 0, 0 };
     struct ms_scorer *s;
     float out[40];
 
@@ -275,6 +275,41 @@ Test(maxsim, dim_mismatch)
     ms_scorer_free(s);
     ms_emb_release(&q);
     ms_emb_release(&d);
+}
+
+/* Buffers of 16 KiB: one or two queries per group, documents of at most 32
+ * tokens per sub-block; the scores must not change. */
+Test(maxsim, small_buffers_split_queries_and_docs)
+{
+    uint64_t seed = 71;
+    struct ms_emb q, d, big;
+    struct ms_err err = { 0 };
+    struct ms_scorer_opts o = { 0, 300, 100000, 0, 0, 0, 16384 };
+    struct ms_scorer *s;
+    float *one, *got;
+
+    test_random_emb(&q, MS_DTYPE_F32, 128, 7, 0, 32, &seed);
+    test_random_emb(&d, MS_DTYPE_F16, 128, 300, 0, 32, &seed);
+    one = cl_scores(&q, &d, 0, 300, ms_emb_n_tokens(&d), 0, 0, 0);
+    got = malloc(q.n_rows * d.n_rows * sizeof *got);
+    cr_assert(ms_scorer_create(&s, &cl, &q, &o, &err) == MS_OK, "%s", err.msg);
+    cr_assert(ms_scorer_run(s, &d, got, d.n_rows, &err) == MS_OK, "%s", err.msg);
+    ms_scorer_free(s);
+    cr_assert(memcmp(one, got, q.n_rows * d.n_rows * sizeof *got) == 0,
+              "split queries or documents changed the scores");
+    check_against_ref(&q, &d, 0, got, "small buffers");
+
+    /* A document longer than a buffer holds is an error naming it. */
+    test_random_emb(&big, MS_DTYPE_F32, 128, 2, 40, 40, &seed);
+    cr_assert(ms_scorer_create(&s, &cl, &q, &o, &err) == MS_OK, "%s", err.msg);
+    cr_assert_eq(ms_scorer_run(s, &big, got, big.n_rows, &err), MS_ERR_RUNTIME);
+    cr_assert(strstr(err.msg, "document 0 has 40 tokens"), "%s", err.msg);
+    ms_scorer_free(s);
+    free(one);
+    free(got);
+    ms_emb_release(&q);
+    ms_emb_release(&d);
+    ms_emb_release(&big);
 }
 
 /* The reference itself on a case worked by hand. */
