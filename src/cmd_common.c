@@ -72,6 +72,16 @@ int ms_device_open(struct ms_cl *cl)
     return MS_OK;
 }
 
+void ms_device_close(struct ms_cl *cl)
+{
+    for (const char *p = cl->notes; ms_global.verbose && *p;) {
+        const size_t n = strcspn(p, "\n");
+        fprintf(stderr, "maxsim: %.*s\n", (int)n, p);
+        p += n + (p[n] == '\n');
+    }
+    ms_cl_close(cl);
+}
+
 void ms_plan_blocks(const struct ms_cl *cl, const struct ms_inputs_opts *o, const struct ms_src *q,
                     const struct ms_src *d, uint64_t *query_batch, uint64_t *max_docs,
                     uint64_t *max_tokens)

@@ -47,6 +47,10 @@ int ms_inputs_open(const char *cmd, const struct ms_inputs_opts *o, struct ms_sr
 /* Open the device of --device (ms_global.device); prints the error. */
 int ms_device_open(struct ms_cl *cl);
 
+/* Print what the device layer noted (kernel cache, kernel source) with -v,
+ * then close the device. */
+void ms_device_close(struct ms_cl *cl);
+
 /* Block limits from device memory (and --chunk-docs / --query-batch). */
 void ms_plan_blocks(const struct ms_cl *cl, const struct ms_inputs_opts *o, const struct ms_src *q,
                     const struct ms_src *d, uint64_t *query_batch, uint64_t *max_docs,

@@ -411,7 +411,7 @@ int cmd_rerank(int argc, char **argv)
                 (unsigned long long)n_pairs, (unsigned long long)stats.blocks, stats.read_s,
                 stats.wait_s, stats.kernel_s, total, total > 0 ? (double)n_pairs / total : 0.0);
     }
-    ms_cl_close(&cl);
+    ms_device_close(&cl);
 close_output:
     ms_wfile_abort(w);
 close_inputs:

@@ -236,7 +236,7 @@ int cmd_score(int argc, char **argv)
         fprintf(stderr, "maxsim: score: %llu x %llu in %llu blocks: read %.3f s, kernels %.3f s\n",
                 (unsigned long long)q.n_rows, (unsigned long long)d.n_rows,
                 (unsigned long long)stats.blocks, stats.read_s, stats.kernel_s);
-    ms_cl_close(&cl);
+    ms_device_close(&cl);
 close_output:
     ms_wfile_abort(w);
     if (sink.h5)

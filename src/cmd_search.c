@@ -166,7 +166,7 @@ int cmd_search(int argc, char **argv)
 free_topk:
     ms_topk_release(&topk);
 close_device:
-    ms_cl_close(&cl);
+    ms_device_close(&cl);
 close_output:
     ms_wfile_abort(w);
 close_inputs:
