@@ -15,6 +15,8 @@
  *       blocked GEMM micro-kernel whose C block never leaves registers: it is
  *       reduced to a running max per query token right away, so the
  *       [Lq, Ld] similarity matrix is never written.
+ *   ms_score_pairs  the same per-pair body (ms_pair_score), one work-item per
+ *       (query, document) pair of a list: `maxsim rerank`.
  * Queries arrive already prepared (float32, normalized, each query padded with
  * zero tokens to a multiple of QB, row-major [token][dim]) and stay on the
  * device for the whole batch.

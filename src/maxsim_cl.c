@@ -6,7 +6,8 @@
  * the kernel's QB) and uploads it; ms_scorer_run then scores blocks of
  * documents against it: upload the raw tokens, ms_prep_* converts them into
  * the tiled layout, ms_score writes [n_queries, n_docs] scores, read back with
- * the caller's leading dimension.
+ * the caller's leading dimension. ms_scorer_run_pairs prepares only the
+ * documents its pairs name and scores the list with ms_score_pairs.
  *
  * Every device buffer is sized once (from max_docs / max_tokens, capped by
  * CL_DEVICE_MAX_MEM_ALLOC_SIZE) and reused. A block that does not fit is
