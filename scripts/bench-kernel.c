@@ -110,7 +110,8 @@ int main(int argc, char **argv)
     const double flops = 2.0 * nq * lq * (double)ms_emb_n_tokens(&d) * dim;
     printf("%snq=%llu lq=%llu nd=%llu ld=%llu..%llu dim=%u %s tn=%d qb=%d wg=%d: kernel %.3f s "
            "%.1f GFLOP/s, wall %.3f s %.1f GFLOP/s  (score[0][0]=%g)\n",
-           pairs ? "pairs " : "", (unsigned long long)nq, (unsigned long long)lq, (unsigned long long)nd,
+           pairs ? "pairs " : "", (unsigned long long)nq, (unsigned long long)lq,
+           (unsigned long long)nd,
            (unsigned long long)lo, (unsigned long long)hi, dim, ms_dtype_name(dt), o.tile_tokens,
            o.query_block, o.work_group, best, flops / best * 1e-9, wall, flops / wall * 1e-9,
            (double)scores[0]);
