@@ -5,6 +5,8 @@
  *   make build/libmaxsim.a && cc -O2 -std=c11 -D_GNU_SOURCE -Isrc -o build/bench-kernel \
  *       scripts/bench-kernel.c build/libmaxsim.a -lOpenCL -lm -pthread
  *   build/bench-kernel NQ LQ ND LD_MIN LD_MAX DIM [f32|f16] [TN QB WG] [normalize]
+ * With BENCH_PAIRS=1 in the environment, the same NQ x ND scores go through
+ * ms_scorer_run_pairs (every pair, listed by document then query).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,11 +74,21 @@ int main(int argc, char **argv)
     struct ms_scorer *s;
     float *scores;
     double best = 1e30, wall = 1e30;
+    const int pairs = getenv("BENCH_PAIRS") && atoi(getenv("BENCH_PAIRS"));
+    uint32_t *pq = NULL, *pd = NULL;
 
     fill(&q, dt, dim, nq, lq, lq);
     fill(&d, dt, dim, nd, lo, hi);
     o.max_tokens = ms_emb_n_tokens(&d);
     scores = malloc(nq * nd * sizeof *scores);
+    if (pairs) {
+        pq = malloc(nq * nd * sizeof *pq);
+        pd = malloc(nq * nd * sizeof *pd);
+        for (uint64_t p = 0; p < nq * nd; p++) {
+            pq[p] = (uint32_t)(p % nq);
+            pd[p] = (uint32_t)(p / nq);
+        }
+    }
     if (ms_cl_open(&cl, getenv("MAXSIM_DEVICE") ? getenv("MAXSIM_DEVICE") : "auto", &err) ||
         ms_scorer_create(&s, &cl, &q, &o, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
@@ -84,7 +96,8 @@ int main(int argc, char **argv)
     }
     for (int rep = 0; rep < 3; rep++) {
         double t0 = now();
-        if (ms_scorer_run(s, &d, scores, nd, &err)) {
+        if (pairs ? ms_scorer_run_pairs(s, &d, pq, pd, nq * nd, scores, &err)
+                  : ms_scorer_run(s, &d, scores, nd, &err)) {
             fprintf(stderr, "error: %s\n", err.msg);
             return 1;
         }
@@ -95,13 +108,16 @@ int main(int argc, char **argv)
             best = ms_scorer_last_kernel_s(s);
     }
     const double flops = 2.0 * nq * lq * (double)ms_emb_n_tokens(&d) * dim;
-    printf("nq=%llu lq=%llu nd=%llu ld=%llu..%llu dim=%u %s tn=%d qb=%d wg=%d: kernel %.3f s "
+    printf("%snq=%llu lq=%llu nd=%llu ld=%llu..%llu dim=%u %s tn=%d qb=%d wg=%d: kernel %.3f s "
            "%.1f GFLOP/s, wall %.3f s %.1f GFLOP/s  (score[0][0]=%g)\n",
-           (unsigned long long)nq, (unsigned long long)lq, (unsigned long long)nd,
+           pairs ? "pairs " : "", (unsigned long long)nq, (unsigned long long)lq,
+           (unsigned long long)nd,
            (unsigned long long)lo, (unsigned long long)hi, dim, ms_dtype_name(dt), o.tile_tokens,
            o.query_block, o.work_group, best, flops / best * 1e-9, wall, flops / wall * 1e-9,
            (double)scores[0]);
     ms_scorer_free(s);
     ms_cl_close(&cl);
+    free(pq);
+    free(pd);
     return 0;
 }

@@ -50,11 +50,14 @@ int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_e
 int ms_scorer_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores, uint64_t ld,
                   struct ms_err *err);
 /* Score pairs: out[p] = score(query pair_q[p] of the scorer's batch,
- * document pair_d[p] of docs), p < n_pairs (at most max_docs * the query
- * batch). */
+ * document pair_d[p] of docs), p < n_pairs (any number, in any order; listed
+ * by document they run fastest). Bit for bit what ms_scorer_run gives for the
+ * same pair; rows no pair names are never converted. An index out of range
+ * is MS_ERR_INPUT. */
 int ms_scorer_run_pairs(struct ms_scorer *s, const struct ms_emb *docs, const uint32_t *pair_q,
                         const uint32_t *pair_d, uint64_t n_pairs, float *out, struct ms_err *err);
-/* Kernel time of the last ms_scorer_run, in seconds, from OpenCL events. */
+/* Kernel time of the last ms_scorer_run or ms_scorer_run_pairs, in seconds,
+ * from OpenCL events. */
 double ms_scorer_last_kernel_s(const struct ms_scorer *s);
 void ms_scorer_free(struct ms_scorer *s);
 

@@ -6,7 +6,8 @@
  * the kernel's QB) and uploads it; ms_scorer_run then scores blocks of
  * documents against it: upload the raw tokens, ms_prep_* converts them into
  * the tiled layout, ms_score writes [n_queries, n_docs] scores, read back with
- * the caller's leading dimension.
+ * the caller's leading dimension. ms_scorer_run_pairs prepares only the
+ * documents its pairs name and scores the list with ms_score_pairs.
  *
  * Every device buffer is sized once (from max_docs / max_tokens, capped by
  * CL_DEVICE_MAX_MEM_ALLOC_SIZE) and reused. A block that does not fit is
@@ -35,7 +36,7 @@ struct qgroup {
 struct ms_scorer {
     struct ms_cl *cl;
     cl_program prog;
-    cl_kernel prep_f32, prep_f16, score;
+    cl_kernel prep_f32, prep_f16, score, score_pairs;
     int normalize, tn, qb, wg;
     enum ms_dtype q_dtype;
     uint32_t dim;
@@ -51,6 +52,10 @@ struct ms_scorer {
     cl_mem doc_tile, doc_len;   /* [cap_docs] */
     cl_mem out;                 /* [max group nq][cap_docs] float32 */
     uint32_t *h_tile_tok, *h_tile_cnt, *h_doc_tile, *h_doc_len;
+    /* Pair lists (ms_scorer_run_pairs): sized on first use, grown up to the
+     * buffer limit; longer lists are scored in pieces. */
+    uint64_t limit, cap_pairs;
+    cl_mem pair_q, pair_d, pair_out; /* [cap_pairs] */
     double last_kernel_s;
 };
 
@@ -114,6 +119,9 @@ static int build(struct ms_scorer *s, struct ms_err *err)
     s->score = clCreateKernel(s->prog, "ms_score", &rc);
     if (!s->score)
         return cl_fail(err, "clCreateKernel(ms_score)", rc);
+    s->score_pairs = clCreateKernel(s->prog, "ms_score_pairs", &rc);
+    if (!s->score_pairs)
+        return cl_fail(err, "clCreateKernel(ms_score_pairs)", rc);
     return MS_OK;
 }
 
@@ -222,6 +230,7 @@ int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_e
     /* Query groups: each group's prepared queries and its [nq][cap_docs]
      * output block must each fit in one buffer. */
     limit = buffer_limit(cl, opts->max_buffer);
+    s->limit = limit;
     s->cap_docs = opts->max_docs ? opts->max_docs : 1;
     if (s->cap_docs * sizeof(float) > limit)
         s->cap_docs = limit / sizeof(float);
@@ -312,13 +321,23 @@ static double event_s(cl_event ev)
     return b > a ? (double)(b - a) * 1e-9 : 0.0;
 }
 
-/* Score documents j0 .. j0+nd-1 (tokens tok0 .. tok0+ntok-1 of the block). */
-static int run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0, uint64_t nd,
-                   float *scores, uint64_t ld, struct ms_err *err)
+/* Row j of the block is needed: always without a pair list, else when some
+ * pair names it (`start` as in ms_scorer_run_pairs). */
+static int row_used(const uint64_t *start, uint64_t j)
+{
+    return !start || start[j + 1] != start[j];
+}
+
+/* Upload documents j0 .. j0+nd-1 (tokens tok0 .. tok0+ntok-1 of the block) and
+ * convert them into tiles. Rows no pair needs (see row_used) get no tiles and
+ * length 0: they are uploaded with their neighbours (one contiguous copy) but
+ * never converted. */
+static int prep_docs(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0, uint64_t nd,
+                     const uint64_t *start, struct ms_err *err)
 {
     const uint64_t tok0 = docs->offsets[j0], ntok = docs->offsets[j0 + nd] - tok0;
     const size_t esize = ms_dtype_size(docs->dtype);
-    const cl_uint dim = s->dim, n_docs = (cl_uint)nd;
+    const cl_uint dim = s->dim;
     const cl_int normalize = s->normalize;
     cl_command_queue qu = s->cl->queue;
     cl_kernel prep = docs->dtype == MS_DTYPE_F16 ? s->prep_f16 : s->prep_f32;
@@ -327,7 +346,8 @@ static int run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0, 
     cl_int rc = CL_SUCCESS;
 
     for (uint64_t j = 0; j < nd; j++) {
-        const uint64_t len = ms_emb_row_len(docs, j0 + j), first = docs->offsets[j0 + j] - tok0;
+        const uint64_t len = row_used(start, j0 + j) ? ms_emb_row_len(docs, j0 + j) : 0;
+        const uint64_t first = docs->offsets[j0 + j] - tok0;
         s->h_doc_tile[j] = n_tiles;
         s->h_doc_len[j] = (uint32_t)len;
         for (uint64_t t = 0; t * (uint64_t)s->tn < len; t++, n_tiles++) {
@@ -374,7 +394,20 @@ static int run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0, 
         if (rc != CL_SUCCESS)
             return cl_fail(err, "clWaitForEvents(ms_prep)", rc);
     }
+    return MS_OK;
+}
 
+/* Score documents j0 .. j0+nd-1 against every query group. */
+static int run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0, uint64_t nd,
+                   float *scores, uint64_t ld, struct ms_err *err)
+{
+    const cl_uint dim = s->dim, n_docs = (cl_uint)nd;
+    cl_command_queue qu = s->cl->queue;
+    cl_event ev = NULL;
+    cl_int rc;
+
+    if (prep_docs(s, docs, j0, nd, NULL, err) != MS_OK)
+        return err->status;
     for (int gi = 0; gi < s->n_groups; gi++) {
         const struct qgroup *g = &s->groups[gi];
         const cl_uint n_q = (cl_uint)g->nq;
@@ -412,6 +445,35 @@ static int run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0, 
     return MS_OK;
 }
 
+/* The longest run of rows from j0 that fits the document buffers (unused
+ * rows take raw tokens but no tiles); 0 with the error set when row j0 alone
+ * does not fit. */
+static uint64_t fit_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0,
+                        const uint64_t *start, struct ms_err *err)
+{
+    uint64_t nd = 0, ntok = 0, ntiles = 0;
+    while (j0 + nd < docs->n_rows && nd < s->cap_docs) {
+        const uint64_t len = ms_emb_row_len(docs, j0 + nd);
+        const uint64_t tiles = row_used(start, j0 + nd) ? ceil_div(len, (uint64_t)s->tn) : 0;
+        if (ntok + len > s->cap_tokens || ntiles + tiles > s->cap_tiles)
+            break;
+        ntok += len;
+        ntiles += tiles;
+        nd++;
+    }
+    if (nd == 0)
+        ms_err_set(err, MS_ERR_RUNTIME,
+                   "document %llu has %llu tokens: more than the buffers of '%s' hold "
+                   "(%llu tokens of dim %u)",
+                   (unsigned long long)(docs->first_row + j0),
+                   (unsigned long long)ms_emb_row_len(docs, j0), s->cl->info.name,
+                   (unsigned long long)(s->cap_tokens < s->cap_tiles * s->tn
+                                            ? s->cap_tokens
+                                            : s->cap_tiles * s->tn),
+                   s->dim);
+    return nd;
+}
+
 int ms_scorer_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores, uint64_t ld,
                   struct ms_err *err)
 {
@@ -429,31 +491,190 @@ int ms_scorer_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores,
         return MS_OK;
     /* Greedy sub-blocks that fit the buffers; normally the whole block. */
     while (j0 < docs->n_rows) {
-        uint64_t nd = 0, ntok = 0, ntiles = 0;
-        while (j0 + nd < docs->n_rows && nd < s->cap_docs) {
-            const uint64_t len = ms_emb_row_len(docs, j0 + nd);
-            const uint64_t tiles = ceil_div(len, (uint64_t)s->tn);
-            if (ntok + len > s->cap_tokens || ntiles + tiles > s->cap_tiles)
-                break;
-            ntok += len;
-            ntiles += tiles;
-            nd++;
-        }
+        const uint64_t nd = fit_sub(s, docs, j0, NULL, err);
         if (nd == 0)
-            return ms_err_set(err, MS_ERR_RUNTIME,
-                              "document %llu has %llu tokens: more than the buffers of '%s' hold "
-                              "(%llu tokens of dim %u)",
-                              (unsigned long long)(docs->first_row + j0),
-                              (unsigned long long)ms_emb_row_len(docs, j0), s->cl->info.name,
-                              (unsigned long long)(s->cap_tokens < s->cap_tiles * s->tn
-                                                       ? s->cap_tokens
-                                                       : s->cap_tiles * s->tn),
-                              s->dim);
+            return err->status;
         if (run_sub(s, docs, j0, nd, scores, ld, err) != MS_OK)
             return err->status;
         j0 += nd;
     }
     return MS_OK;
+}
+
+/* Room for n pairs on the device, at most `most`. */
+static int reserve_pairs(struct ms_scorer *s, uint64_t n, uint64_t most, struct ms_err *err)
+{
+    if (n > most)
+        n = most;
+    if (n <= s->cap_pairs)
+        return MS_OK;
+    release(&s->pair_q);
+    release(&s->pair_d);
+    release(&s->pair_out);
+    s->cap_pairs = 0;
+    s->pair_q = make_buffer(s, CL_MEM_READ_ONLY, n * 4, "pair queries", err);
+    s->pair_d = make_buffer(s, CL_MEM_READ_ONLY, n * 4, "pair documents", err);
+    s->pair_out = make_buffer(s, CL_MEM_WRITE_ONLY, n * sizeof(float), "pair scores", err);
+    if (!s->pair_q || !s->pair_d || !s->pair_out)
+        return err->status;
+    s->cap_pairs = n;
+    return MS_OK;
+}
+
+/* Score the n pairs (pq[k] in group g, pd[k] a row of the prepared
+ * sub-block) into pout[k], in launches of at most cap_pairs. */
+static int score_pairs(struct ms_scorer *s, const struct qgroup *g, const uint32_t *pq,
+                       const uint32_t *pd, uint64_t n, float *pout, struct ms_err *err)
+{
+    const uint64_t most = s->limit / sizeof(float) < UINT32_MAX / 2 ? s->limit / sizeof(float)
+                                                                    : UINT32_MAX / 2;
+    const cl_uint dim = s->dim;
+    cl_command_queue qu = s->cl->queue;
+    cl_kernel k = s->score_pairs;
+    cl_event ev = NULL;
+    cl_int rc;
+
+    /* Grow geometrically: rerank's blocks bring pair lists of varying length. */
+    if (n > s->cap_pairs &&
+        reserve_pairs(s, n < 2 * s->cap_pairs ? 2 * s->cap_pairs : n, most, err) != MS_OK)
+        return err->status;
+    for (uint64_t p0 = 0; p0 < n; p0 += s->cap_pairs) {
+        const uint64_t np = n - p0 < s->cap_pairs ? n - p0 : s->cap_pairs;
+        const cl_uint n_pairs = (cl_uint)np;
+        const size_t local = (size_t)s->wg, global = ceil_div(np, local) * local;
+
+        rc = clEnqueueWriteBuffer(qu, s->pair_q, CL_TRUE, 0, np * 4, pq + p0, 0, NULL, NULL);
+        if (rc == CL_SUCCESS)
+            rc = clEnqueueWriteBuffer(qu, s->pair_d, CL_TRUE, 0, np * 4, pd + p0, 0, NULL, NULL);
+        if (rc != CL_SUCCESS)
+            return cl_fail(err, "clEnqueueWriteBuffer(pairs)", rc);
+        rc = clSetKernelArg(k, 0, sizeof(cl_mem), &s->tiles);
+        rc |= clSetKernelArg(k, 1, sizeof(cl_mem), &s->doc_tile);
+        rc |= clSetKernelArg(k, 2, sizeof(cl_mem), &s->doc_len);
+        rc |= clSetKernelArg(k, 3, sizeof(cl_mem), &g->queries);
+        rc |= clSetKernelArg(k, 4, sizeof(cl_mem), &g->q_blk);
+        rc |= clSetKernelArg(k, 5, sizeof(cl_mem), &g->q_len);
+        rc |= clSetKernelArg(k, 6, sizeof(cl_mem), &s->pair_q);
+        rc |= clSetKernelArg(k, 7, sizeof(cl_mem), &s->pair_d);
+        rc |= clSetKernelArg(k, 8, sizeof n_pairs, &n_pairs);
+        rc |= clSetKernelArg(k, 9, sizeof dim, &dim);
+        rc |= clSetKernelArg(k, 10, sizeof(cl_mem), &s->pair_out);
+        if (rc != CL_SUCCESS)
+            return cl_fail(err, "clSetKernelArg(ms_score_pairs)", rc);
+        rc = clEnqueueNDRangeKernel(qu, k, 1, NULL, &global, &local, 0, NULL, &ev);
+        if (rc != CL_SUCCESS)
+            return cl_fail(err, "clEnqueueNDRangeKernel(ms_score_pairs)", rc);
+        rc = clWaitForEvents(1, &ev);
+        s->last_kernel_s += event_s(ev);
+        clReleaseEvent(ev);
+        if (rc != CL_SUCCESS)
+            return cl_fail(err, "clWaitForEvents(ms_score_pairs)", rc);
+        rc = clEnqueueReadBuffer(qu, s->pair_out, CL_TRUE, 0, np * sizeof(float), pout + p0, 0,
+                                 NULL, NULL);
+        if (rc != CL_SUCCESS)
+            return cl_fail(err, "clEnqueueReadBuffer(pair scores)", rc);
+    }
+    return MS_OK;
+}
+
+/*
+ * The pairs are bucketed by document (a stable counting sort, so that the
+ * pairs of one document are neighbours whatever order the caller used), then
+ * the block is walked in greedy sub-blocks as by ms_scorer_run, skipping rows
+ * no pair needs; each sub-block is prepared once and its pairs scored group
+ * by group. Every pair is scored by ms_pair_score from the same prepared
+ * data as ms_score uses, so the scores are those of ms_scorer_run, bit for bit.
+ */
+int ms_scorer_run_pairs(struct ms_scorer *s, const struct ms_emb *docs, const uint32_t *pair_q,
+                        const uint32_t *pair_d, uint64_t n_pairs, float *out, struct ms_err *err)
+{
+    uint64_t *start = NULL, *order = NULL;
+    uint32_t *pq = NULL, *pd = NULL;
+    float *pout = NULL;
+    uint64_t j0 = 0;
+    int status = MS_OK;
+
+    s->last_kernel_s = 0.0;
+    if (docs->dim != s->dim)
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "dim mismatch: the queries have dim %u but the documents have dim %u",
+                          s->dim, docs->dim);
+    if (n_pairs == 0)
+        return MS_OK;
+    for (uint64_t p = 0; p < n_pairs; p++)
+        if (pair_q[p] >= s->n_queries || pair_d[p] >= docs->n_rows)
+            return ms_err_set(err, MS_ERR_INPUT,
+                              "pair %llu is (query %u, document %u): out of range (%llu queries, "
+                              "%llu documents)",
+                              (unsigned long long)p, pair_q[p], pair_d[p],
+                              (unsigned long long)s->n_queries, (unsigned long long)docs->n_rows);
+    /* Counting sort: order[start[j] .. start[j+1]-1] are the pairs of row j,
+     * in the caller's order. */
+    if (!(start = ms_calloc(docs->n_rows + 2, sizeof *start, err)) ||
+        !(order = ms_malloc(n_pairs * sizeof *order, err)) ||
+        !(pq = ms_malloc(n_pairs * sizeof *pq, err)) ||
+        !(pd = ms_malloc(n_pairs * sizeof *pd, err)) ||
+        !(pout = ms_malloc(n_pairs * sizeof *pout, err))) {
+        status = err->status;
+        goto done;
+    }
+    for (uint64_t p = 0; p < n_pairs; p++)
+        start[pair_d[p] + 2]++;
+    for (uint64_t j = 0; j < docs->n_rows; j++)
+        start[j + 2] += start[j + 1];
+    for (uint64_t p = 0; p < n_pairs; p++)
+        order[start[pair_d[p] + 1]++] = p;
+
+    while (j0 < docs->n_rows) {
+        uint64_t nd;
+        if (!row_used(start, j0)) {
+            j0++;
+            continue;
+        }
+        nd = fit_sub(s, docs, j0, start, err);
+        if (nd == 0) {
+            status = err->status;
+            goto done;
+        }
+        while (!row_used(start, j0 + nd - 1)) /* trailing rows no pair needs */
+            nd--;
+        if (prep_docs(s, docs, j0, nd, start, err) != MS_OK) {
+            status = err->status;
+            goto done;
+        }
+        for (int gi = 0; gi < s->n_groups; gi++) {
+            const struct qgroup *g = &s->groups[gi];
+            uint64_t n = 0;
+            for (uint64_t k = start[j0]; k < start[j0 + nd]; k++) {
+                const uint64_t p = order[k];
+                if (pair_q[p] < g->q0 || pair_q[p] - g->q0 >= g->nq)
+                    continue;
+                pq[n] = (uint32_t)(pair_q[p] - g->q0);
+                pd[n] = (uint32_t)(pair_d[p] - j0);
+                n++;
+            }
+            if (n == 0)
+                continue;
+            if (score_pairs(s, g, pq, pd, n, pout, err) != MS_OK) {
+                status = err->status;
+                goto done;
+            }
+            n = 0;
+            for (uint64_t k = start[j0]; k < start[j0 + nd]; k++) {
+                const uint64_t p = order[k];
+                if (pair_q[p] >= g->q0 && pair_q[p] - g->q0 < g->nq)
+                    out[p] = pout[n++];
+            }
+        }
+        j0 += nd;
+    }
+done:
+    free(start);
+    free(order);
+    free(pq);
+    free(pd);
+    free(pout);
+    return status;
 }
 
 double ms_scorer_last_kernel_s(const struct ms_scorer *s)
@@ -478,8 +699,13 @@ void ms_scorer_free(struct ms_scorer *s)
     release(&s->doc_tile);
     release(&s->doc_len);
     release(&s->out);
+    release(&s->pair_q);
+    release(&s->pair_d);
+    release(&s->pair_out);
     if (s->score)
         clReleaseKernel(s->score);
+    if (s->score_pairs)
+        clReleaseKernel(s->score_pairs);
     if (s->prep_f32)
         clReleaseKernel(s->prep_f32);
     if (s->prep_f16)

@@ -312,6 +312,313 @@ Test(maxsim, small_buffers_split_queries_and_docs)
     ms_emb_release(&big);
 }
 
+/* ---- ms_scorer_run_pairs ---- */
+
+struct pairlist {
+    uint32_t *q, *d;
+    uint64_t n;
+};
+
+/* Random pairs: each document gets 0..nq queries (several share it, some
+ * documents none), `dups` extra copies of random pairs, listed by document
+ * then query, or shuffled. */
+static void random_pairs(struct pairlist *pl, uint64_t nq, uint64_t nd, uint64_t dups,
+                         int shuffle, uint64_t *seed)
+{
+    const uint64_t cap = nq * nd + dups + 1;
+    pl->q = malloc(cap * sizeof *pl->q);
+    pl->d = malloc(cap * sizeof *pl->d);
+    pl->n = 0;
+    for (uint64_t j = 0; nq && j < nd; j++) {
+        const uint64_t want = test_rand_below(seed, nq + 1);
+        for (uint64_t i = 0; i < nq; i++)
+            if (test_rand_below(seed, nq) < want) {
+                pl->q[pl->n] = (uint32_t)i;
+                pl->d[pl->n++] = (uint32_t)j;
+            }
+    }
+    for (uint64_t k = 0; pl->n && k < dups; k++) {
+        const uint64_t r = test_rand_below(seed, pl->n);
+        pl->q[pl->n] = pl->q[r];
+        pl->d[pl->n++] = pl->d[r];
+    }
+    for (uint64_t k = pl->n; shuffle && k > 1; k--) {
+        const uint64_t r = test_rand_below(seed, k);
+        uint32_t t = pl->q[k - 1];
+        pl->q[k - 1] = pl->q[r];
+        pl->q[r] = t;
+        t = pl->d[k - 1];
+        pl->d[k - 1] = pl->d[r];
+        pl->d[r] = t;
+    }
+}
+
+/* Score the pairs with a scorer built from o; every out[p] must be written. */
+static float *pair_scores(const struct ms_emb *q, const struct ms_emb *d,
+                          const struct ms_scorer_opts *o, const struct pairlist *pl)
+{
+    struct ms_err err = { 0 };
+    struct ms_scorer *s;
+    float *out = malloc((pl->n + 1) * sizeof *out);
+
+    for (uint64_t p = 0; p < pl->n; p++)
+        out[p] = NAN;
+    cr_assert(ms_scorer_create(&s, &cl, q, o, &err) == MS_OK, "%s", err.msg);
+    cr_assert(ms_scorer_run_pairs(s, d, pl->q, pl->d, pl->n, out, &err) == MS_OK, "%s", err.msg);
+    cr_assert(ms_scorer_last_kernel_s(s) >= 0.0);
+    if (pl->n && d->n_rows && ms_emb_n_tokens(d))
+        cr_assert(ms_scorer_last_kernel_s(s) > 0.0, "kernel time not counted");
+    ms_scorer_free(s);
+    return out;
+}
+
+/* Pairs scored with options o must equal, bit for bit, the all-pairs scores of
+ * ms_scorer_run (one run, default buffers), which are checked against the
+ * double-precision reference. */
+static void check_pairs(const struct ms_emb *q, const struct ms_emb *d, int normalize,
+                        const struct ms_scorer_opts *o, const struct pairlist *pl, const char *what)
+{
+    float *all = cl_scores(q, d, normalize, d->n_rows ? d->n_rows : 1, ms_emb_n_tokens(d) + 1,
+                           o->tile_tokens, o->query_block, o->work_group);
+    float *got = pair_scores(q, d, o, pl);
+
+    check_against_ref(q, d, normalize, all, what);
+    for (uint64_t p = 0; p < pl->n; p++) {
+        const float want = all[(uint64_t)pl->q[p] * d->n_rows + pl->d[p]];
+        cr_assert(memcmp(&got[p], &want, sizeof want) == 0,
+                  "%s: pair %llu (query %u, document %u) = %.9g, ms_scorer_run gave %.9g", what,
+                  (unsigned long long)p, pl->q[p], pl->d[p], got[p], want);
+    }
+    free(all);
+    free(got);
+}
+
+static void pairs_case(enum ms_dtype qt, enum ms_dtype dt, uint32_t dim, uint64_t nq,
+                       uint64_t lq_min, uint64_t lq_max, uint64_t nd, uint64_t ld_min,
+                       uint64_t ld_max, int normalize, int shuffle, uint64_t seed)
+{
+    const struct ms_scorer_opts o = { normalize, nd ? nd : 1, 0, 0, 0, 0, 0 };
+    struct ms_emb q, d;
+    struct pairlist pl;
+    struct ms_scorer_opts oo = o;
+    char what[200];
+
+    test_random_emb(&q, qt, dim, nq, lq_min, lq_max, &seed);
+    test_random_emb(&d, dt, dim, nd, ld_min, ld_max, &seed);
+    oo.max_tokens = ms_emb_n_tokens(&d) + 1;
+    random_pairs(&pl, nq, nd, nq * nd / 8, shuffle, &seed);
+    snprintf(what, sizeof what, "pairs %s x %s dim %u nq %llu nd %llu ld ..%llu%s%s",
+             ms_dtype_name(qt), ms_dtype_name(dt), dim, (unsigned long long)nq,
+             (unsigned long long)nd, (unsigned long long)ld_max, normalize ? " normalize" : "",
+             shuffle ? " shuffled" : "");
+    check_pairs(&q, &d, normalize, &oo, &pl, what);
+    free(pl.q);
+    free(pl.d);
+    ms_emb_release(&q);
+    ms_emb_release(&d);
+}
+
+Test(maxsim, pairs_random_shapes)
+{
+    static const uint32_t dims[] = { 1, 33, 128, 96 };
+    uint64_t seed = 81;
+
+    for (int c = 0; c < 32; c++) {
+        const uint32_t dim = dims[c % 4];
+        const enum ms_dtype qt = (c / 4) % 2 ? MS_DTYPE_F16 : MS_DTYPE_F32;
+        const enum ms_dtype dt = (c / 8) % 2 ? MS_DTYPE_F16 : MS_DTYPE_F32;
+        const int normalize = (c / 16) % 2;
+        const uint64_t nq = 1 + test_rand_below(&seed, 6);
+        const uint64_t lq_max = 1 + test_rand_below(&seed, 40);
+        const uint64_t ld_max = 1 + test_rand_below(&seed, 200);
+        const uint64_t nd = 1 + test_rand_below(&seed, 200);
+        pairs_case(qt, dt, dim, nq, 0, lq_max, nd, 0, ld_max, normalize, c % 3 == 0,
+                   seed + (uint64_t)c);
+    }
+}
+
+Test(maxsim, pairs_empty_rows)
+{
+    pairs_case(MS_DTYPE_F32, MS_DTYPE_F32, 48, 9, 0, 2, 200, 0, 2, 0, 0, 91);
+    pairs_case(MS_DTYPE_F16, MS_DTYPE_F16, 96, 9, 0, 2, 200, 0, 2, 1, 1, 92);
+    pairs_case(MS_DTYPE_F32, MS_DTYPE_F32, 128, 4, 0, 0, 50, 0, 0, 0, 1, 93);
+    pairs_case(MS_DTYPE_F32, MS_DTYPE_F16, 128, 4, 1, 10, 50, 0, 0, 1, 0, 94);
+    /* No documents: no pairs. */
+    pairs_case(MS_DTYPE_F32, MS_DTYPE_F32, 128, 3, 1, 10, 0, 0, 0, 0, 0, 95);
+}
+
+Test(maxsim, pairs_other_tilings)
+{
+    static const int tilings[][3] = { { 16, 1, 1 }, { 48, 3, 2 }, { 64, 16, 1 }, { 32, 5, 8 } };
+    uint64_t seed = 101;
+    struct ms_emb q, d;
+    struct pairlist pl;
+
+    test_random_emb(&q, MS_DTYPE_F32, 96, 5, 0, 40, &seed);
+    test_random_emb(&d, MS_DTYPE_F16, 96, 150, 0, 150, &seed);
+    random_pairs(&pl, 5, 150, 20, 1, &seed);
+    for (size_t t = 0; t < sizeof tilings / sizeof tilings[0]; t++) {
+        const struct ms_scorer_opts o = { (int)(t % 2), 150, ms_emb_n_tokens(&d),
+                                          tilings[t][0], tilings[t][1], tilings[t][2], 0 };
+        check_pairs(&q, &d, (int)(t % 2), &o, &pl, "pairs tiling");
+    }
+    free(pl.q);
+    free(pl.d);
+    ms_emb_release(&q);
+    ms_emb_release(&d);
+}
+
+/* What rerank does: the caller's blocks of rows, pairs by document then
+ * query, several queries per document; same bits as `score` gives. */
+Test(maxsim, pairs_identical_to_run_in_blocks)
+{
+    uint64_t seed = 111;
+    struct ms_emb q, d;
+    struct ms_err err = { 0 };
+    const struct ms_scorer_opts o = { 1, 40, 3000, 0, 0, 0, 0 };
+    struct ms_scorer *s;
+    struct pairlist pl;
+    float *all, *got;
+    const uint64_t nd = 300;
+
+    test_random_emb(&q, MS_DTYPE_F16, 128, 6, 1, 32, &seed);
+    test_random_emb(&d, MS_DTYPE_F16, 128, nd, 1, 120, &seed);
+    all = cl_scores(&q, &d, 1, nd, ms_emb_n_tokens(&d), 0, 0, 0);
+    random_pairs(&pl, q.n_rows, nd, 0, 0, &seed);
+    got = malloc((pl.n + 1) * sizeof *got);
+    cr_assert(ms_scorer_create(&s, &cl, &q, &o, &err) == MS_OK, "%s", err.msg);
+    for (uint64_t a = 0, p = 0; a < nd; a += 40) {
+        struct ms_emb part;
+        const uint64_t b = a + 40 < nd ? a + 40 : nd, p0 = p;
+        uint32_t pd[40 * 6];
+        for (; p < pl.n && pl.d[p] < b; p++)
+            pd[p - p0] = pl.d[p] - (uint32_t)a;
+        slice(&part, &d, a, b);
+        cr_assert(ms_scorer_run_pairs(s, &part, pl.q + p0, pd, p - p0, got + p0, &err) == MS_OK,
+                  "%s", err.msg);
+        ms_emb_release(&part);
+    }
+    ms_scorer_free(s);
+    for (uint64_t p = 0; p < pl.n; p++)
+        cr_assert(memcmp(&got[p], &all[(uint64_t)pl.q[p] * nd + pl.d[p]], sizeof *got) == 0,
+                  "pair %llu differs from ms_scorer_run", (unsigned long long)p);
+    check_against_ref(&q, &d, 1, all, "blocks");
+    free(all);
+    free(got);
+    free(pl.q);
+    free(pl.d);
+    ms_emb_release(&q);
+    ms_emb_release(&d);
+}
+
+Test(maxsim, pairs_none)
+{
+    uint64_t seed = 121;
+    struct ms_emb q, d;
+    struct ms_err err = { 0 };
+    const struct ms_scorer_opts o = { 0, 10, 100, 0, 0, 0, 0 };
+    struct ms_scorer *s;
+    float out[1] = { 42.0f };
+    uint32_t pq[1] = { 0 }, pd[1] = { 0 };
+
+    test_random_emb(&q, MS_DTYPE_F32, 16, 2, 1, 4, &seed);
+    test_random_emb(&d, MS_DTYPE_F32, 16, 3, 1, 4, &seed);
+    cr_assert(ms_scorer_create(&s, &cl, &q, &o, &err) == MS_OK, "%s", err.msg);
+    cr_assert(ms_scorer_run_pairs(s, &d, pq, pd, 0, out, &err) == MS_OK, "%s", err.msg);
+    cr_assert(ms_scorer_run_pairs(s, &d, NULL, NULL, 0, NULL, &err) == MS_OK, "%s", err.msg);
+    cr_assert_eq(out[0], 42.0f);
+    cr_assert_eq(ms_scorer_last_kernel_s(s), 0.0);
+    ms_scorer_free(s);
+    ms_emb_release(&q);
+    ms_emb_release(&d);
+}
+
+Test(maxsim, pairs_bad_input)
+{
+    uint64_t seed = 131;
+    struct ms_emb q, d, d96;
+    struct ms_err err = { 0 };
+    const struct ms_scorer_opts o = { 0, 10, 100, 0, 0, 0, 0 };
+    struct ms_scorer *s;
+    float out[2];
+    uint32_t pq[2] = { 0, 2 }, pd[2] = { 0, 1 };
+
+    test_random_emb(&q, MS_DTYPE_F32, 128, 2, 1, 4, &seed);
+    test_random_emb(&d, MS_DTYPE_F32, 128, 2, 1, 4, &seed);
+    test_random_emb(&d96, MS_DTYPE_F32, 96, 2, 1, 4, &seed);
+    cr_assert(ms_scorer_create(&s, &cl, &q, &o, &err) == MS_OK, "%s", err.msg);
+    cr_assert_eq(ms_scorer_run_pairs(s, &d, pq, pd, 2, out, &err), MS_ERR_INPUT);
+    cr_assert(strstr(err.msg, "pair 1 is (query 2, document 1)"), "%s", err.msg);
+    pq[1] = 1;
+    pd[1] = 2;
+    cr_assert_eq(ms_scorer_run_pairs(s, &d, pq, pd, 2, out, &err), MS_ERR_INPUT);
+    cr_assert(strstr(err.msg, "document 2"), "%s", err.msg);
+    pd[1] = 1;
+    cr_assert_eq(ms_scorer_run_pairs(s, &d96, pq, pd, 2, out, &err), MS_ERR_INPUT);
+    cr_assert(strstr(err.msg, "dim mismatch"), "%s", err.msg);
+    cr_assert_eq(ms_scorer_run_pairs(s, &d, pq, pd, 2, out, &err), MS_OK, "%s", err.msg);
+    ms_scorer_free(s);
+    ms_emb_release(&q);
+    ms_emb_release(&d);
+    ms_emb_release(&d96);
+}
+
+/* Small buffers: query groups of one or two queries, sub-blocks of a few
+ * documents, and pair lists longer than a buffer (duplicates: more pairs
+ * than queries x documents) scored in pieces. */
+Test(maxsim, pairs_small_buffers)
+{
+    uint64_t seed = 141;
+    struct ms_emb q, d, big;
+    struct ms_err err = { 0 };
+    struct pairlist pl;
+    struct ms_scorer *s;
+    float *out;
+    uint32_t pq[2] = { 0, 0 }, pd[2] = { 0, 1 };
+
+    /* 16 KiB buffers at dim 128: 1-2 queries per group, <= 32 tokens per sub-block. */
+    test_random_emb(&q, MS_DTYPE_F32, 128, 7, 0, 32, &seed);
+    test_random_emb(&d, MS_DTYPE_F16, 128, 200, 0, 32, &seed);
+    random_pairs(&pl, q.n_rows, d.n_rows, 300, 1, &seed);
+    {
+        const struct ms_scorer_opts o = { 0, 300, 100000, 0, 0, 0, 16384 };
+        check_pairs(&q, &d, 0, &o, &pl, "pairs 16 KiB buffers");
+    }
+    free(pl.q);
+    free(pl.d);
+    ms_emb_release(&q);
+    ms_emb_release(&d);
+
+    /* 1 KiB buffers at dim 8: 256 pairs per launch, one query per group. */
+    test_random_emb(&q, MS_DTYPE_F16, 8, 5, 0, 20, &seed);
+    test_random_emb(&d, MS_DTYPE_F32, 8, 60, 0, 30, &seed);
+    random_pairs(&pl, q.n_rows, d.n_rows, 3000, 1, &seed);
+    cr_assert(pl.n > q.n_rows * d.n_rows);
+    {
+        const struct ms_scorer_opts o = { 1, 300, 100000, 0, 0, 0, 1024 };
+        check_pairs(&q, &d, 1, &o, &pl, "pairs 1 KiB buffers");
+    }
+    /* A document needed by no pair may be too long for the buffers; one
+     * that is needed is an error naming it. */
+    test_random_emb(&big, MS_DTYPE_F32, 8, 2, 40, 40, &seed);
+    big.offsets[1] = 1; /* row 0: 1 token, row 1: 79 */
+    {
+        const struct ms_scorer_opts o = { 1, 300, 100000, 0, 0, 0, 1024 };
+        cr_assert(ms_scorer_create(&s, &cl, &q, &o, &err) == MS_OK, "%s", err.msg);
+    }
+    out = malloc(2 * sizeof *out);
+    cr_assert_eq(ms_scorer_run_pairs(s, &big, pq, pd, 1, out, &err), MS_OK, "%s", err.msg);
+    cr_assert_eq(ms_scorer_run_pairs(s, &big, pq, pd, 2, out, &err), MS_ERR_RUNTIME);
+    cr_assert(strstr(err.msg, "document 1 has 79 tokens"), "%s", err.msg);
+    ms_scorer_free(s);
+    free(out);
+    free(pl.q);
+    free(pl.d);
+    ms_emb_release(&q);
+    ms_emb_release(&d);
+    ms_emb_release(&big);
+}
+
 /* The reference itself on a case worked by hand. */
 Test(maxsim_ref, by_hand)
 {
