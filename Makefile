@@ -102,10 +102,11 @@ asan:
 
 ## fuzz: build libFuzzer targets (clang) into build-fuzz/
 fuzz:
-	@mkdir -p build-fuzz
+	$(Q)$(MAKE) --no-print-directory build-fuzz/libmaxsim.a BUILD=build-fuzz CC=$(CLANG) OPT="-O1 -g" \
+	    SANFLAGS="-fsanitize=fuzzer-no-link,address,undefined"
 	$(Q)for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
-	    $(CLANG) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined $(HDF5_CFLAGS) \
-	      -Isrc -o build-fuzz/$$n $$f $(LIB_SRCS) $(BUILD)/gen/kernels.c $(LIBS) || exit 1; \
+	    $(CLANG) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
+	      -o build-fuzz/$$n $$f build-fuzz/libmaxsim.a -pthread $(LIBS) || exit 1; \
 	    echo "  built build-fuzz/$$n (run: build-fuzz/$$n tests/fuzz/corpus/$${n#fuzz_})"; done
 
 ## check-kernels: clang syntax check of kernels/*.cl as OpenCL C 1.2
