@@ -11,6 +11,7 @@ PYTHON  ?= /usr/bin/python3
 CLANG   ?= clang
 
 BUILD   ?= build
+BIN     ?= maxsim
 CC      ?= cc
 OPT     ?= -O2 -g
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
@@ -38,9 +39,9 @@ Q := @
 endif
 
 ## all: build ./maxsim (the default)
-all: maxsim
+all: $(BIN)
 
-maxsim: $(BUILD)/obj/main.o $(BUILD)/libmaxsim.a
+$(BIN): $(BUILD)/obj/main.o $(BUILD)/libmaxsim.a
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -86,19 +87,18 @@ $(BUILD)/fixtures/.stamp: tests/gen_fixtures.py $(wildcard tests/fixtures_*.py)
 
 ## test: run every test (unit, CLI, fuzz corpus replay, man page, kernels)
 test: MOREFLAGS += -Werror
-test: maxsim $(TESTS) $(FUZZ_REPLAY) $(BUILD)/fixtures/.stamp
+test: $(BIN) $(TESTS) $(FUZZ_REPLAY) $(BUILD)/fixtures/.stamp
 	$(Q)MAXSIM_FIXTURES=$(BUILD)/fixtures sh tests/run-unit.sh $(TESTS)
 	$(Q)for f in $(FUZZ_REPLAY); do n=$$(basename $$f -replay); \
 	    $$f tests/fuzz/corpus/$${n#fuzz_} || exit 1; done
-	$(Q)MAXSIM=$(CURDIR)/maxsim FIXTURES=$(CURDIR)/$(BUILD)/fixtures bash tests/cli/run.sh tests/cli/*.t
-	$(Q)$(MAKE) --no-print-directory check-man check-kernels
+	$(Q)MAXSIM=$(CURDIR)/$(BIN) FIXTURES=$(CURDIR)/$(BUILD)/fixtures bash tests/cli/run.sh tests/cli/*.t
+	$(Q)$(MAKE) --no-print-directory check-man check-kernels BIN=$(BIN)
 	@echo "all tests passed"
 
 ## asan: run the tests under AddressSanitizer and UBSan (PoCL), in build-asan/
 asan:
-	$(MAKE) test BUILD=build-asan OPT="-O1 -g" \
-	    SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
-	    ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp
+	ASAN_OPTIONS=detect_leaks=1 $(MAKE) test BUILD=build-asan BIN=build-asan/maxsim OPT="-O1 -g" \
+	    SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 
 ## fuzz: build libFuzzer targets (clang) into build-fuzz/
 fuzz:
@@ -117,9 +117,9 @@ check-kernels:
 	@echo "  kernels ok"
 
 ## check-man: lint man/maxsim.1 with mandoc and check it names every command and option of --help
-check-man: maxsim
+check-man: $(BIN)
 	$(Q)mandoc -Tlint -W warning man/maxsim.1
-	$(Q)sh tests/check-man.sh ./maxsim man/maxsim.1
+	$(Q)sh tests/check-man.sh ./$(BIN) man/maxsim.1
 	@echo "  man page ok"
 
 ## format: clang-format the C sources in place
