@@ -26,6 +26,18 @@ enum {
     OPT_PROGRESS,
 };
 
+/* The entries of those options for a command's `struct option` table. */
+#define MS_INPUTS_LONGOPTS                                                                         \
+    { "queries", required_argument, NULL, 'q' }, { "docs", required_argument, NULL, 'd' },        \
+        { "normalize", no_argument, NULL, OPT_NORMALIZE },                                         \
+        { "query-lengths", required_argument, NULL, OPT_QUERY_LENGTHS },                           \
+        { "doc-lengths", required_argument, NULL, OPT_DOC_LENGTHS },                               \
+        { "query-ids", required_argument, NULL, OPT_QUERY_IDS },                                   \
+        { "doc-ids", required_argument, NULL, OPT_DOC_IDS },                                       \
+        { "chunk-docs", required_argument, NULL, OPT_CHUNK_DOCS },                                 \
+        { "query-batch", required_argument, NULL, OPT_QUERY_BATCH },                               \
+        { "progress", no_argument, NULL, OPT_PROGRESS }
+
 struct ms_inputs_opts {
     const char *queries, *docs;
     struct ms_src_opts qopts, dopts;

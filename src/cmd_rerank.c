@@ -255,22 +255,16 @@ static int write_reranked(struct ms_wfile *w, enum ms_fmt fmt, const struct pair
                           uint64_t k, const struct ms_ids *qids, const struct ms_ids *dids,
                           const char *tag, struct ms_err *err)
 {
-    char line[8192], qb[24], db[24];
+    char qb[24], db[24];
     uint64_t rank = 0;
 
     for (uint64_t i = 0; i < n; i++) {
         rank = i > 0 && pairs[i].q == pairs[i - 1].q ? rank + 1 : 1;
         if (rank > k)
             continue;
-        const char *qid = ms_ids_get(qids, pairs[i].q, qb), *did = ms_ids_get(dids, pairs[i].d, db);
-        const int len = fmt == MS_FMT_TSV
-                            ? snprintf(line, sizeof line, "%s\t%s\t%llu\t%.9g\n", qid, did,
-                                       (unsigned long long)rank, (double)pairs[i].u.score)
-                            : snprintf(line, sizeof line, "%s Q0 %s %llu %.9g %s\n", qid, did,
-                                       (unsigned long long)rank, (double)pairs[i].u.score, tag);
-        if (len < 0 || (size_t)len >= sizeof line)
-            return ms_err_set(err, MS_ERR_INPUT, "id too long for a run line (query '%s')", qid);
-        int rc = ms_wfile_write(w, line, (size_t)len, err);
+        const int rc = ms_run_line(w, fmt, ms_ids_get(qids, pairs[i].q, qb),
+                                   ms_ids_get(dids, pairs[i].d, db), rank, pairs[i].u.score, tag,
+                                   err);
         if (rc != MS_OK)
             return rc;
     }
@@ -280,21 +274,12 @@ static int write_reranked(struct ms_wfile *w, enum ms_fmt fmt, const struct pair
 int cmd_rerank(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        { "queries", required_argument, NULL, 'q' },
-        { "docs", required_argument, NULL, 'd' },
+        MS_INPUTS_LONGOPTS,
         { "candidates", required_argument, NULL, 'c' },
         { "output", required_argument, NULL, 'o' },
         { "format", required_argument, NULL, OPT_FORMAT },
         { "run-tag", required_argument, NULL, OPT_RUN_TAG },
         { "skip-missing", no_argument, NULL, OPT_SKIP_MISSING },
-        { "normalize", no_argument, NULL, OPT_NORMALIZE },
-        { "query-lengths", required_argument, NULL, OPT_QUERY_LENGTHS },
-        { "doc-lengths", required_argument, NULL, OPT_DOC_LENGTHS },
-        { "query-ids", required_argument, NULL, OPT_QUERY_IDS },
-        { "doc-ids", required_argument, NULL, OPT_DOC_IDS },
-        { "chunk-docs", required_argument, NULL, OPT_CHUNK_DOCS },
-        { "query-batch", required_argument, NULL, OPT_QUERY_BATCH },
-        { "progress", no_argument, NULL, OPT_PROGRESS },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };

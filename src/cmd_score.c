@@ -104,18 +104,9 @@ static int write_tsv(const struct sink *s, struct ms_wfile *w, const struct ms_i
 int cmd_score(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        { "queries", required_argument, NULL, 'q' },
-        { "docs", required_argument, NULL, 'd' },
+        MS_INPUTS_LONGOPTS,
         { "output", required_argument, NULL, 'o' },
         { "format", required_argument, NULL, OPT_FORMAT },
-        { "normalize", no_argument, NULL, OPT_NORMALIZE },
-        { "query-lengths", required_argument, NULL, OPT_QUERY_LENGTHS },
-        { "doc-lengths", required_argument, NULL, OPT_DOC_LENGTHS },
-        { "query-ids", required_argument, NULL, OPT_QUERY_IDS },
-        { "doc-ids", required_argument, NULL, OPT_DOC_IDS },
-        { "chunk-docs", required_argument, NULL, OPT_CHUNK_DOCS },
-        { "query-batch", required_argument, NULL, OPT_QUERY_BATCH },
-        { "progress", no_argument, NULL, OPT_PROGRESS },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };

@@ -231,28 +231,35 @@ void ms_wfile_abort(struct ms_wfile *w)
     free(w);
 }
 
+int ms_run_line(struct ms_wfile *w, enum ms_fmt fmt, const char *qid, const char *did,
+                uint64_t rank, float score, const char *tag, struct ms_err *err)
+{
+    char line[8192];
+    int n;
+
+    /* %.9g: every float32 prints exactly and reads back the same */
+    if (fmt == MS_FMT_TSV)
+        n = snprintf(line, sizeof line, "%s\t%s\t%llu\t%.9g\n", qid, did,
+                     (unsigned long long)rank, (double)score);
+    else
+        n = snprintf(line, sizeof line, "%s Q0 %s %llu %.9g %s\n", qid, did,
+                     (unsigned long long)rank, (double)score, tag);
+    if (n < 0 || (size_t)n >= sizeof line)
+        return ms_err_set(err, MS_ERR_INPUT, "id too long for a run line (query '%s')", qid);
+    return ms_wfile_write(w, line, (size_t)n, err);
+}
+
 int ms_run_write(struct ms_wfile *w, enum ms_fmt fmt, const struct ms_topk *t,
                  const struct ms_ids *qids, const struct ms_ids *dids, const char *tag,
                  struct ms_err *err)
 {
-    char line[8192], qbuf[24], dbuf[24];
+    char qbuf[24], dbuf[24];
 
     for (uint64_t q = 0; q < t->n_queries; q++) {
         const char *qid = ms_ids_get(qids, q, qbuf);
         for (uint64_t i = 0; i < t->count[q]; i++) {
-            const char *did = ms_ids_get(dids, t->row[q * t->k + i], dbuf);
-            const double s = t->score[q * t->k + i];
-            int n;
-            /* %.9g: every float32 prints exactly and reads back the same */
-            if (fmt == MS_FMT_TSV)
-                n = snprintf(line, sizeof line, "%s\t%s\t%llu\t%.9g\n", qid, did,
-                             (unsigned long long)i + 1, s);
-            else
-                n = snprintf(line, sizeof line, "%s Q0 %s %llu %.9g %s\n", qid, did,
-                             (unsigned long long)i + 1, s, tag);
-            if (n < 0 || (size_t)n >= sizeof line)
-                return ms_err_set(err, MS_ERR_INPUT, "id too long for a run line (query '%s')", qid);
-            int rc = ms_wfile_write(w, line, (size_t)n, err);
+            const int rc = ms_run_line(w, fmt, qid, ms_ids_get(dids, t->row[q * t->k + i], dbuf),
+                                       i + 1, t->score[q * t->k + i], tag, err);
             if (rc != MS_OK)
                 return rc;
         }

@@ -42,6 +42,10 @@ int ms_wfile_commit(struct ms_wfile *w, struct ms_err *err);
 /* Give up: remove the temporary file. Frees w. NULL is fine. */
 void ms_wfile_abort(struct ms_wfile *w);
 
+/* Write one run line: TREC `QID Q0 DOCID RANK SCORE TAG` or TSV
+ * `QID<TAB>DOCID<TAB>RANK<TAB>SCORE`, the score with 9 significant digits. */
+int ms_run_line(struct ms_wfile *w, enum ms_fmt fmt, const char *qid, const char *did,
+                uint64_t rank, float score, const char *tag, struct ms_err *err);
 /* Write the run of a finished top-k as TREC or TSV lines. */
 int ms_run_write(struct ms_wfile *w, enum ms_fmt fmt, const struct ms_topk *t,
                  const struct ms_ids *qids, const struct ms_ids *dids, const char *tag,
