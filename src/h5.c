@@ -27,11 +27,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <pthread.h>
 #include <unistd.h>
 
 /* ---- error stack ------------------------------------------------------------------------- */
 
 static int h5_verbose;
+
+/* HDF5 is entered by one thread at a time: the reader thread reads the next
+ * block while the main thread may write an HDF5 output, and a library built
+ * without thread safety must never be entered twice. Every entry point below
+ * takes this lock (the *_unlocked functions hold the work). */
+static pthread_mutex_t h5_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static herr_t print_stack(hid_t estack, void *data)
 {
@@ -249,7 +256,7 @@ struct h5_reader {
     char where[256];
 };
 
-static void h5_reader_close(void *impl)
+static void h5_reader_close_unlocked(void *impl)
 {
     struct h5_reader *h = impl;
 
@@ -301,7 +308,7 @@ static herr_t select_padded(hid_t space, const hsize_t shape[3], uint64_t first,
     return 0;
 }
 
-static int h5_read_span(void *impl, uint64_t first, uint64_t n, void *dst, struct ms_err *err)
+static int h5_read_span_unlocked(void *impl, uint64_t first, uint64_t n, void *dst, struct ms_err *err)
 {
     struct h5_reader *h = impl;
     const hsize_t dim = h->shape[h->rank - 1];
@@ -345,6 +352,9 @@ done:
         H5Sclose(fspace);
     return rc;
 }
+
+static void h5_reader_close(void *impl);
+static int h5_read_span(void *impl, uint64_t first, uint64_t n, void *dst, struct ms_err *err);
 
 static const struct ms_backend_ops h5_ops = {
     .read_span = h5_read_span,
@@ -784,7 +794,7 @@ done:
     return rc;
 }
 
-int ms_h5_open(const char *file, const char *group, struct ms_raw *raw, struct ms_err *err)
+static int ms_h5_open_unlocked(const char *file, const char *group, struct ms_raw *raw, struct ms_err *err)
 {
     struct h5_reader *h;
     char *gpath = NULL, path[1024];
@@ -820,7 +830,7 @@ fail:
     if (gid >= 0)
         H5Gclose(gid);
     free(gpath);
-    h5_reader_close(h);
+    h5_reader_close_unlocked(h);
     free(raw->lengths);
     raw->lengths = NULL;
     raw->n_lengths = 0;
@@ -852,7 +862,7 @@ static void out_free(struct ms_h5_out *o)
     free(o);
 }
 
-int ms_h5_out_create(struct ms_h5_out **out, const char *path, struct ms_err *err)
+static int ms_h5_out_create_unlocked(struct ms_h5_out **out, const char *path, struct ms_err *err)
 {
     struct ms_h5_out *o;
     struct stat st;
@@ -914,7 +924,7 @@ static int out_add(struct ms_h5_out *o, hid_t id, const char *name, int is_int64
     return o->n++;
 }
 
-int ms_h5_out_dataset(struct ms_h5_out *o, const char *name, int is_int64, uint64_t rows,
+static int ms_h5_out_dataset_unlocked(struct ms_h5_out *o, const char *name, int is_int64, uint64_t rows,
                       uint64_t cols, struct ms_err *err)
 {
     const hsize_t dims[2] = { rows, cols };
@@ -944,7 +954,7 @@ int ms_h5_out_dataset(struct ms_h5_out *o, const char *name, int is_int64, uint6
     return out_add(o, id, name, is_int64, rows, cols, err);
 }
 
-int ms_h5_out_write(struct ms_h5_out *o, int dataset, uint64_t row0, uint64_t col0,
+static int ms_h5_out_write_unlocked(struct ms_h5_out *o, int dataset, uint64_t row0, uint64_t col0,
                     uint64_t rows, uint64_t cols, const void *data, uint64_t ld,
                     struct ms_err *err)
 {
@@ -987,7 +997,7 @@ int ms_h5_out_write(struct ms_h5_out *o, int dataset, uint64_t row0, uint64_t co
     return rc;
 }
 
-int ms_h5_out_string_dataset(struct ms_h5_out *o, const char *name, const char *const *strings,
+static int ms_h5_out_string_dataset_unlocked(struct ms_h5_out *o, const char *name, const char *const *strings,
                              uint64_t n, struct ms_err *err)
 {
     const hsize_t dims[1] = { n };
@@ -1016,7 +1026,7 @@ int ms_h5_out_string_dataset(struct ms_h5_out *o, const char *name, const char *
     return MS_OK;
 }
 
-int ms_h5_out_close(struct ms_h5_out *o, struct ms_err *err)
+static int ms_h5_out_close_unlocked(struct ms_h5_out *o, struct ms_err *err)
 {
     char why[256] = "";
     int bad = 0;
@@ -1038,7 +1048,7 @@ int ms_h5_out_close(struct ms_h5_out *o, struct ms_err *err)
     return rc;
 }
 
-void ms_h5_out_abort(struct ms_h5_out *o)
+static void ms_h5_out_abort_unlocked(struct ms_h5_out *o)
 {
     if (!o)
         return;
@@ -1047,4 +1057,80 @@ void ms_h5_out_abort(struct ms_h5_out *o)
         H5Dclose(o->dsets[i].id);
     H5Fclose(o->file);
     out_free(o);
+}
+
+/* ---- one thread at a time -------------------------------------------------------------- */
+
+static void h5_reader_close(void *impl)
+{
+    pthread_mutex_lock(&h5_lock);
+    h5_reader_close_unlocked(impl);
+    pthread_mutex_unlock(&h5_lock);
+}
+
+static int h5_read_span(void *impl, uint64_t first, uint64_t n, void *dst, struct ms_err *err)
+{
+    pthread_mutex_lock(&h5_lock);
+    const int rc = h5_read_span_unlocked(impl, first, n, dst, err);
+    pthread_mutex_unlock(&h5_lock);
+    return rc;
+}
+
+int ms_h5_open(const char *file, const char *group, struct ms_raw *raw, struct ms_err *err)
+{
+    pthread_mutex_lock(&h5_lock);
+    const int rc = ms_h5_open_unlocked(file, group, raw, err);
+    pthread_mutex_unlock(&h5_lock);
+    return rc;
+}
+
+int ms_h5_out_create(struct ms_h5_out **out, const char *path, struct ms_err *err)
+{
+    pthread_mutex_lock(&h5_lock);
+    const int rc = ms_h5_out_create_unlocked(out, path, err);
+    pthread_mutex_unlock(&h5_lock);
+    return rc;
+}
+
+int ms_h5_out_dataset(struct ms_h5_out *o, const char *name, int is_int64, uint64_t rows,
+                      uint64_t cols, struct ms_err *err)
+{
+    pthread_mutex_lock(&h5_lock);
+    const int rc = ms_h5_out_dataset_unlocked(o, name, is_int64, rows, cols, err);
+    pthread_mutex_unlock(&h5_lock);
+    return rc;
+}
+
+int ms_h5_out_write(struct ms_h5_out *o, int dataset, uint64_t row0, uint64_t col0,
+                    uint64_t rows, uint64_t cols, const void *data, uint64_t ld,
+                    struct ms_err *err)
+{
+    pthread_mutex_lock(&h5_lock);
+    const int rc = ms_h5_out_write_unlocked(o, dataset, row0, col0, rows, cols, data, ld, err);
+    pthread_mutex_unlock(&h5_lock);
+    return rc;
+}
+
+int ms_h5_out_string_dataset(struct ms_h5_out *o, const char *name, const char *const *strings,
+                             uint64_t n, struct ms_err *err)
+{
+    pthread_mutex_lock(&h5_lock);
+    const int rc = ms_h5_out_string_dataset_unlocked(o, name, strings, n, err);
+    pthread_mutex_unlock(&h5_lock);
+    return rc;
+}
+
+int ms_h5_out_close(struct ms_h5_out *o, struct ms_err *err)
+{
+    pthread_mutex_lock(&h5_lock);
+    const int rc = ms_h5_out_close_unlocked(o, err);
+    pthread_mutex_unlock(&h5_lock);
+    return rc;
+}
+
+void ms_h5_out_abort(struct ms_h5_out *o)
+{
+    pthread_mutex_lock(&h5_lock);
+    ms_h5_out_abort_unlocked(o);
+    pthread_mutex_unlock(&h5_lock);
 }

@@ -8,8 +8,9 @@
  * [Nq, k] float32 and `indices` [Nq, k] int64; score: a full [Nq, Nd] float32
  * matrix produced block by block) plus id lists, readable by h5py.
  *
- * The HDF5 library is called from one thread at a time: callers that read or
- * write from several threads must serialize these calls themselves.
+ * Every function here (and the reader's operations) takes one lock around
+ * its HDF5 calls, so the reader thread and the main thread may use HDF5 at
+ * once even with a library built without thread safety.
  */
 #ifndef MS_H5_H
 #define MS_H5_H
