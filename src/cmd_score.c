@@ -170,6 +170,7 @@ int cmd_score(int argc, char **argv)
             goto close_inputs;
         }
         sprintf(h5_tmp, "%s.tmp.%ld", out_path, (long)getpid());
+        ms_tmp_register(h5_tmp);
         if ((rc = ms_h5_out_create(&sink.h5, h5_tmp, &err)) != MS_OK ||
             (rc = sink.h5_set = ms_h5_out_dataset(sink.h5, "scores", 0, sink.nq, sink.nd, &err)) < 0) {
             rc = ms_report(&err);
@@ -234,6 +235,8 @@ close_output:
         ms_h5_out_abort(sink.h5);
     if (h5_tmp && rc != MS_OK)
         unlink(h5_tmp);
+    if (h5_tmp)
+        ms_tmp_forget(h5_tmp);
     free(h5_tmp);
     if (scratch)
         fclose(scratch);

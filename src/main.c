@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 
 #include "cmd.h"
 #include "h5.h"
+#include "out.h"
 
 #ifndef MS_VERSION
 #define MS_VERSION "0.1.0"
@@ -115,6 +117,15 @@ int ms_close_stdout(void)
     return 0;
 }
 
+/* Interrupted: remove the temporary outputs (no partial file is left), then
+ * die of the same signal so the shell sees why. */
+static void on_signal(int sig)
+{
+    ms_tmp_remove_all();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -130,6 +141,9 @@ int main(int argc, char **argv)
 
     if (env && *env)
         ms_global.device = env;
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGHUP, on_signal);
     opterr = 0;
     while ((c = getopt_long(argc, argv, "+vqh", longopts, NULL)) != -1) {
         switch (c) {

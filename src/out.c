@@ -28,6 +28,32 @@ struct ms_wfile {
     size_t used;
 };
 
+/* A few slots are enough: a command writes at most two outputs at a time. */
+static const char *volatile tmp_paths[8];
+
+void ms_tmp_register(const char *path)
+{
+    for (int i = 0; i < 8; i++)
+        if (!tmp_paths[i]) {
+            tmp_paths[i] = path;
+            return;
+        }
+}
+
+void ms_tmp_forget(const char *path)
+{
+    for (int i = 0; i < 8; i++)
+        if (tmp_paths[i] == path)
+            tmp_paths[i] = NULL;
+}
+
+void ms_tmp_remove_all(void)
+{
+    for (int i = 0; i < 8; i++)
+        if (tmp_paths[i])
+            unlink(tmp_paths[i]);
+}
+
 static int ends_with(const char *s, const char *suffix)
 {
     const size_t n = strlen(s), m = strlen(suffix);
@@ -105,10 +131,15 @@ int ms_wfile_open(struct ms_wfile **out, const char *path, int zst, struct ms_er
     }
     sprintf(w->tmp, "%s.tmp.%ld", path, (long)getpid());
     fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd >= 0)
+        ms_tmp_register(w->tmp);
     if (fd < 0 || !(w->f = fdopen(fd, "wb"))) {
         const int e = errno;
-        if (fd >= 0)
+        if (fd >= 0) {
             close(fd);
+            unlink(w->tmp);
+            ms_tmp_forget(w->tmp);
+        }
         free(w->tmp);
         w->tmp = NULL;
         ms_wfile_abort(w);
@@ -208,6 +239,7 @@ int ms_wfile_commit(struct ms_wfile *w, struct ms_err *err)
         ms_wfile_abort(w);
         return rc;
     }
+    ms_tmp_forget(w->tmp);
     ZSTD_freeCStream(w->z);
     free(w->zbuf);
     free(w->path);
@@ -222,8 +254,10 @@ void ms_wfile_abort(struct ms_wfile *w)
         return;
     if (w->f && !w->is_stdout)
         fclose(w->f);
-    if (w->tmp)
+    if (w->tmp) {
         unlink(w->tmp);
+        ms_tmp_forget(w->tmp);
+    }
     ZSTD_freeCStream(w->z);
     free(w->zbuf);
     free(w->path);
@@ -334,6 +368,7 @@ static int write_h5_topk(const char *path, uint64_t nq, uint64_t k, const float 
     if (!tmp)
         return ms_err_set(err, MS_ERR_RUNTIME, "out of memory");
     sprintf(tmp, "%s.tmp.%ld", path, (long)getpid());
+    ms_tmp_register(tmp);
     if ((rc = ms_h5_out_create(&o, tmp, err)) != MS_OK)
         goto fail;
     if ((set = ms_h5_out_dataset(o, "scores", 0, nq, k, err)) < 0 ||
@@ -359,12 +394,14 @@ static int write_h5_topk(const char *path, uint64_t nq, uint64_t k, const float 
                         strerror(errno));
         goto fail;
     }
+    ms_tmp_forget(tmp);
     free(ids);
     free(tmp);
     return MS_OK;
 fail:
     ms_h5_out_abort(o);
     unlink(tmp);
+    ms_tmp_forget(tmp);
     free(ids);
     free(tmp);
     return err->status ? err->status : MS_ERR_RUNTIME;

@@ -32,6 +32,14 @@ const char *ms_fmt_name(enum ms_fmt fmt);
 
 struct ms_wfile;
 
+/* Temporary files being written, removed by ms_tmp_remove_all() when the
+ * process is interrupted (main.c calls it from its SIGINT/SIGTERM handler:
+ * it only calls unlink, which is async-signal-safe). Register a path right
+ * after creating it and forget it once it was renamed or removed. */
+void ms_tmp_register(const char *path);
+void ms_tmp_forget(const char *path);
+void ms_tmp_remove_all(void);
+
 /* Open an output: path NULL or "-" is stdout (never compressed). */
 int ms_wfile_open(struct ms_wfile **w, const char *path, int zst, struct ms_err *err);
 int ms_wfile_write(struct ms_wfile *w, const void *buf, size_t len, struct ms_err *err);
