@@ -459,7 +459,8 @@ Test(maxsim, pairs_other_tilings)
     random_pairs(&pl, 5, 150, 20, 1, &seed);
     for (size_t t = 0; t < sizeof tilings / sizeof tilings[0]; t++) {
         const struct ms_scorer_opts o = { (int)(t % 2), 150, ms_emb_n_tokens(&d),
-                                          tilings[t][0], tilings[t][1], tilings[t][2], 0, MS_PREC_EXACT };
+                                          tilings[t][0], tilings[t][1], tilings[t][2], 0,
+                                          MS_PREC_EXACT };
         check_pairs(&q, &d, (int)(t % 2), &o, &pl, "pairs tiling");
     }
     free(pl.q);
