@@ -67,7 +67,8 @@ int main(int argc, char **argv)
     const uint32_t dim = (uint32_t)atoi(argv[6]);
     const enum ms_dtype dt = argc > 7 && strcmp(argv[7], "f16") == 0 ? MS_DTYPE_F16 : MS_DTYPE_F32;
     struct ms_scorer_opts o = { argc > 11, nd, 0, argc > 8 ? atoi(argv[8]) : 0,
-                                argc > 9 ? atoi(argv[9]) : 0, argc > 10 ? atoi(argv[10]) : 0 };
+                                argc > 9 ? atoi(argv[9]) : 0, argc > 10 ? atoi(argv[10]) : 0,
+                                0, MS_PREC_EXACT };
     struct ms_cl cl;
     struct ms_err err = { 0 };
     struct ms_emb q, d;

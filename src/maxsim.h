@@ -25,6 +25,14 @@ void ms_ref_scores(const struct ms_emb *q, const struct ms_emb *d, int normalize
  */
 struct ms_scorer;
 
+/* How float32 inputs may be computed. EXACT (the default): float32 products and sums, as the
+ * portable kernel does. F16: operands rounded to float16 (float32 accumulation) so that the
+ * NVIDIA tensor-core path may take them; float16 inputs are exact either way. */
+enum ms_precision {
+    MS_PREC_EXACT = 0,
+    MS_PREC_F16 = 1,
+};
+
 struct ms_scorer_opts {
     int normalize;
     uint64_t max_docs;    /* most documents in one block passed to ms_scorer_run */
@@ -37,6 +45,10 @@ struct ms_scorer_opts {
      * of its memory, at most CL_DEVICE_MAX_MEM_ALLOC_SIZE); tests set it
      * small to exercise the splitting of queries and documents. */
     uint64_t max_buffer;
+    /* enum ms_precision. The NVIDIA tensor-core path (kernels/maxsim_nv.cl) is opt-in: it is
+     * used only with MAXSIM_NV_MMA=1 in the environment, on an NVIDIA device of compute
+     * capability >= 8.0, for float16 inputs without normalization or with MS_PREC_F16. */
+    int precision;
 };
 
 /* Prepare for scoring against `queries` (any number of rows, any length). */

@@ -1,0 +1,455 @@
+/*
+ * maxsim_nv.cl - MaxSim on NVIDIA tensor cores through inline PTX (opt-in, NOT YET RUN ON A GPU).
+ *
+ * The same scores as kernels/maxsim.cl (score(q, d) = sum over q's tokens of the max over d's
+ * tokens of the dot product), but the dot products are float16 x float16 products accumulated in
+ * float32 by `mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32`. A float16 product is exact in
+ * float32, so for float16 inputs the only difference from the exact path is the order of the
+ * float32 sums.
+ *
+ * Layouts (host: src/maxsim_cl.c, "NVIDIA path"):
+ *   documents  float16 bits, [token][KP], KP = dim rounded up to 16 with zero columns. With
+ *              float16 documents of dim % 16 == 0 and no normalization the raw upload is used as
+ *              is; otherwise ms_nv_prep_f16/_f32 write this layout (converting, normalizing).
+ *   queries    float16 bits, [row block][16][KP]: each query padded with zero rows to a multiple
+ *              of 16 rows, so every row block of 16 belongs to one query; rb_nvalid[rb] of its
+ *              rows are real tokens (the others never count).
+ *   part       [n_rb][n_docs] float32: the sum over a row block's valid rows of their max. Long
+ *              queries are simply several row blocks; ms_nv_sum adds a query's blocks in order.
+ *
+ * ms_nv_score: a work-group of 4 warps owns WR*MR row blocks (the "row tile", grid dimension 1)
+ * and a run of docs_per_wg consecutive documents (grid dimension 0). Each warp keeps the A
+ * fragments of its MR row blocks in registers for the whole run (loaded once, KP compile-time
+ * so that the register arrays are indexed by constants only). Documents stream through __local
+ * memory in chunks of NCH tokens, double-buffered with cp.async, each chunk serving every row
+ * block of the tile: with 64 queries of 32 tokens and 4 warps x 2 row blocks, one chunk read
+ * feeds 128 query rows. The warps split the row blocks (WR) and, for small batches, the
+ * 16-token column tiles of each chunk (WC); B fragments come from __local by ldmatrix.x4. The
+ * running max over document tokens stays in registers, per query row; tokens past the
+ * document's length are set to -INFINITY before the max. At the end of a document the 4 lanes
+ * of a row reduce their max with shfl.sync, warps that split columns combine theirs through
+ * __local, and the 16 rows of a block are summed by a shfl.sync butterfly in a fixed order.
+ *
+ * Fragment lane mappings (PTX ISA, "Matrix fragments for mma.m16n8k16 with floating point
+ * type"): g = lane >> 2, t = lane & 3. A (row-major 16x16 f16, 4 .b32 regs): reg r holds
+ * A[g + 8(r&1)][2t + 8(r>>1) + {0,1}]. B (col 16x8, 2 regs): reg r holds B[2t + 8r + {0,1}][g].
+ * C/D (16x8 f32): c_r at row g + 8(r>>1), col 2t + (r&1). The MS_NV_* index macros below are
+ * the only place these appear; tests/test_nv_layout.c includes this file with
+ * MS_NV_INDEX_ONLY and checks them against a PTX-ISA emulation of ldmatrix and mma on random
+ * matrices (no GPU needed). scripts/nv-twin/ compiles this very file as CUDA so that ptxas
+ * checks every PTX instruction.
+ *
+ * Build options (host): -DMS_NVIDIA=1 (required for ms_nv_score), -DMS_NV_KP (16..512, a
+ * multiple of 16), -DMS_NV_MR (1|2 row blocks per warp), -DMS_NV_WC (1|2|4 warps splitting the
+ * columns; WR = 4 / WC), -DMS_NV_NCH (tokens per chunk, a multiple of 16 * WC),
+ * -DMS_NV_LDSM=0|1 (ldmatrix, else plain __local loads), -DMS_NV_CPASYNC=0|1 (cp.async, else
+ * plain copies). The fallbacks exist because two points are unverified on NVIDIA's OpenCL:
+ * that a __local pointer converted to an integer is the .shared address ldmatrix/cp.async take,
+ * and that cp.async completes as written; scripts/gpu-check tests every combination.
+ * Without MS_NVIDIA only the portable helpers (prep, sum) are compiled: the host never builds
+ * this file for another device, and `make check-kernels` checks it both ways.
+ */
+
+#ifndef MS_NV_KP
+#define MS_NV_KP 128
+#endif
+#ifndef MS_NV_MR
+#define MS_NV_MR 2
+#endif
+#ifndef MS_NV_WC
+#define MS_NV_WC 1
+#endif
+#ifndef MS_NV_NCH
+#define MS_NV_NCH 64
+#endif
+#ifndef MS_NV_LDSM
+#define MS_NV_LDSM 1
+#endif
+#ifndef MS_NV_CPASYNC
+#define MS_NV_CPASYNC 1
+#endif
+#define MS_NV_WARPS 4
+#define MS_NV_WR (MS_NV_WARPS / MS_NV_WC)
+#define MS_NV_KS (MS_NV_KP / 16)  /* k-steps of 16 */
+/* __local row stride in halves: KP + 8, i.e. 16 bytes of padding, so the 8 rows one ldmatrix
+ * 8x8 matrix reads start in 8 different 16-byte bank groups ((KP/8 + 1) is odd). */
+#define MS_NV_LDS (MS_NV_KP + 8)
+
+#if MS_NV_KP % 16 != 0 || MS_NV_KP < 16 || MS_NV_KP > 512
+#error "MS_NV_KP must be a multiple of 16 in 16..512"
+#endif
+#if MS_NV_MR != 1 && MS_NV_MR != 2
+#error "MS_NV_MR must be 1 or 2"
+#endif
+#if MS_NV_WC != 1 && MS_NV_WC != 2 && MS_NV_WC != 4
+#error "MS_NV_WC must be 1, 2 or 4"
+#endif
+#if MS_NV_NCH % (16 * MS_NV_WC) != 0 || MS_NV_NCH > 128
+#error "MS_NV_NCH must be a multiple of 16 * MS_NV_WC, at most 128"
+#endif
+
+/* ---- Fragment index maps (lane = 0..31); checked by tests/test_nv_layout.c ---- */
+#define MS_NV_G(lane) ((lane) >> 2)
+#define MS_NV_T(lane) ((lane) & 3)
+/* A fragment register r (0..3): row in the 16-row block, first of its two k columns. */
+#define MS_NV_A_ROW(lane, r) (MS_NV_G(lane) + 8 * ((r) & 1))
+#define MS_NV_A_COL(lane, r) (2 * MS_NV_T(lane) + 8 * ((r) >> 1))
+/* B over a 16-token x 16-k tile of documents stored token-major (= B col-major), as
+ * ldmatrix.x4 (no .trans) loads it: lane L gives the address of row L & 7 of matrix L >> 3;
+ * matrix m covers tokens 8(m >> 1) .. +7 and k 8(m & 1) .. +7, so the registers come out as
+ * {b0, b1} of the first n8 tile, then {b0, b1} of the second. */
+#define MS_NV_LDSM_TOK(lane) (((lane) & 7) + 8 * ((lane) >> 4))
+#define MS_NV_LDSM_K(lane) (8 * (((lane) >> 3) & 1))
+/* The same four registers read without ldmatrix: register m of lane holds tokens / k: */
+#define MS_NV_B_TOK(lane, m) (8 * ((m) >> 1) + MS_NV_G(lane))
+#define MS_NV_B_K(lane, m) (2 * MS_NV_T(lane) + 8 * ((m) & 1))
+/* C fragment register r: row in the block, column (token) in the n8 tile. */
+#define MS_NV_C_ROW(lane, r) (MS_NV_G(lane) + 8 * ((r) >> 1))
+#define MS_NV_C_COL(lane, r) (2 * MS_NV_T(lane) + ((r) & 1))
+
+#ifndef MS_NV_INDEX_ONLY
+
+/* The CUDA twin (scripts/nv-twin) predefines these; OpenCL C gets its own spellings. */
+#ifndef MS_NV_CUDA
+#define MS_GLOBAL __global
+#define MS_LOCAL_PTR __local
+#define MS_KERNEL __kernel
+#define MS_SHARED_ADDR(p) ((uint)(size_t)(p))  /* __local pointer -> .shared address (to verify) */
+#define MS_GLOBAL_ADDR(p) ((ulong)(size_t)(p))
+#define MS_BARRIER() barrier(CLK_LOCAL_MEM_FENCE)
+#define MS_REQD_WG __attribute__((reqd_work_group_size(32 * MS_NV_WARPS, 1, 1)))
+/* NVIDIA's compiler takes `asm` (verified on the H100, ANCHORS.md); clang's OpenCL mode only
+ * knows `__asm__`, which lets `make check-kernels` parse every statement. */
+#if defined(__clang__) && !defined(cl_nv_pragma_unroll)
+#define MS_ASM __asm__ volatile
+#else
+#define MS_ASM asm volatile
+#endif
+#endif
+
+/*
+ * Prep (any device): token g of the block (global size >= n_tok) into [g][KP] float16 bits,
+ * normalized in float32 if asked, rounded to nearest even, zero columns from dim to KP.
+ */
+#define MS_NV_PREP_BODY(LOAD)                                                                     \
+    const size_t g = get_global_id(0);                                                           \
+    if (g >= n_tok)                                                                              \
+        return;                                                                                  \
+    const size_t base = g * dim;                                                                 \
+    float scale = 1.0f;                                                                          \
+    if (normalize) {                                                                             \
+        float ss = 0.0f;                                                                         \
+        for (uint k = 0; k < dim; k++) {                                                         \
+            const float x = LOAD(base + k);                                                      \
+            ss = fma(x, x, ss);                                                                  \
+        }                                                                                        \
+        scale = 1.0f / fmax(sqrt(ss), 1e-12f);                                                   \
+    }                                                                                            \
+    for (uint k = 0; k < dim; k++)                                                               \
+        vstore_half_rte(LOAD(base + k) * scale, g * MS_NV_KP + k, dst);                          \
+    for (uint k = dim; k < MS_NV_KP; k++)                                                        \
+        vstore_half_rte(0.0f, g * MS_NV_KP + k, dst);
+
+#define MS_NV_LOAD_F32(i) src[(i)]
+#define MS_NV_LOAD_F16(i) vload_half((i), src)
+
+MS_KERNEL void ms_nv_prep_f32(MS_GLOBAL const float *restrict src, const uint n_tok,
+                              const uint dim, const int normalize, MS_GLOBAL half *restrict dst)
+{
+    MS_NV_PREP_BODY(MS_NV_LOAD_F32)
+}
+
+MS_KERNEL void ms_nv_prep_f16(MS_GLOBAL const half *restrict src, const uint n_tok,
+                              const uint dim, const int normalize, MS_GLOBAL half *restrict dst)
+{
+    MS_NV_PREP_BODY(MS_NV_LOAD_F16)
+}
+
+/*
+ * Sum (any device): out[i][j] = sum of part[rb][j] over query i's row blocks q_blk[i] ..
+ * q_blk[i+1]-1, in order (0 for a query without tokens). Global size (>= n_docs, n_q).
+ */
+MS_KERNEL void ms_nv_sum(MS_GLOBAL const float *restrict part, const uint n_docs,
+                         MS_GLOBAL const uint *restrict q_blk, const uint n_q,
+                         MS_GLOBAL float *restrict out)
+{
+    const uint j = (uint)get_global_id(0), i = (uint)get_global_id(1);
+    if (j >= n_docs || i >= n_q)
+        return;
+    float s = 0.0f;
+    for (uint rb = q_blk[i]; rb < q_blk[i + 1]; rb++)
+        s += part[(size_t)rb * n_docs + j];
+    out[(size_t)i * n_docs + j] = s;
+}
+
+#if defined(MS_NVIDIA) && MS_NVIDIA
+
+/* D += A * B on one 16x8x16 tile; c, a: the lane's fragment registers. */
+static inline void ms_nv_mma(float *c, const uint *a, const uint b0, const uint b1)
+{
+    MS_ASM("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+           "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+           : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+           : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+#if MS_NV_LDSM
+/* Four 8x8 b16 matrices from .shared; lane L supplies the address of row L & 7 of matrix L >> 3. */
+static inline void ms_nv_ldsm_x4(uint *r, const uint saddr)
+{
+    MS_ASM("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+           : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+           : "r"(saddr)
+           : "memory");
+}
+#endif
+
+#if MS_NV_CPASYNC
+static inline void ms_nv_cp16(const uint saddr, const ulong gaddr)
+{
+    MS_ASM("cp.async.cg.shared.global [%0], [%1], 16;" : : "r"(saddr), "l"(gaddr) : "memory");
+}
+static inline void ms_nv_cp_commit(void)
+{
+    MS_ASM("cp.async.commit_group;" : : : "memory");
+}
+/* All groups but the newest complete: the chunk about to be used is in __local. */
+static inline void ms_nv_cp_wait1(void)
+{
+    MS_ASM("cp.async.wait_group 1;" : : : "memory");
+}
+static inline void ms_nv_cp_wait0(void)
+{
+    MS_ASM("cp.async.wait_group 0;" : : : "memory");
+}
+#endif
+
+/* Butterfly exchange within the warp; every lane must take part (no divergence here). */
+static inline float ms_nv_shfl_xor(const float v, const uint mask)
+{
+    uint r; /* as bits, as CUDA's __shfl_xor_sync does ("r" is valid for every target) */
+    MS_ASM("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;"
+           : "=r"(r)
+           : "r"(as_uint(v)), "r"(mask));
+    return as_float(r);
+}
+
+/* Stage rows tok0 .. tok0 + nrows - 1 of the documents into buf ([NCH][LDS] halves), 16 bytes
+ * per copy, the work-group's 128 threads striding over (row, 16-byte piece). */
+static inline void ms_nv_stage(MS_LOCAL_PTR ushort *buf, MS_GLOBAL const ushort *docs,
+                               const uint tok0, const uint nrows, const uint lid)
+{
+    const uint per_row = MS_NV_KP / 8;
+    for (uint p = lid; p < nrows * per_row; p += 32 * MS_NV_WARPS) {
+        const uint row = p / per_row, piece = p % per_row;
+        MS_LOCAL_PTR ushort *d = buf + row * MS_NV_LDS + piece * 8;
+        MS_GLOBAL const ushort *s = docs + (size_t)(tok0 + row) * MS_NV_KP + piece * 8;
+#if MS_NV_CPASYNC
+        ms_nv_cp16(MS_SHARED_ADDR(d), MS_GLOBAL_ADDR(s));
+#else
+        *(MS_LOCAL_PTR uint4 *)d = *(MS_GLOBAL const uint4 *)s;
+#endif
+    }
+#if MS_NV_CPASYNC
+    ms_nv_cp_commit();
+#endif
+}
+
+/* The next (document, chunk) after (*j, *c) that has tokens, *j == j_end when none. */
+static inline void ms_nv_next(uint *j, uint *c, const uint j_end, MS_GLOBAL const uint *doc_len)
+{
+    if (*j < j_end && (*c + 1) * MS_NV_NCH < doc_len[*j]) {
+        (*c)++;
+        return;
+    }
+    *c = 0;
+    for ((*j)++; *j < j_end && doc_len[*j] == 0; (*j)++)
+        ;
+}
+
+/*
+ * Score: see the top of the file. Global size (n_wg * 128, n_row_tiles), local (128, 1).
+ *   docs       [tokens][KP] float16 bits; document j is tokens doc_tok[j] .. + doc_len[j] - 1
+ *   queries    [n_rb * 16][KP] float16 bits; rb_nvalid[rb] valid rows in row block rb
+ *   part       [n_rb][n_docs]: sum over the valid rows of rb of their max over document j
+ * Work-group x scores documents x * docs_per_wg .. + docs_per_wg - 1.
+ */
+MS_KERNEL MS_REQD_WG void
+ms_nv_score(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restrict doc_tok,
+            MS_GLOBAL const uint *restrict doc_len, const uint n_docs, const uint docs_per_wg,
+            MS_GLOBAL const ushort *restrict queries, MS_GLOBAL const uint *restrict rb_nvalid,
+            const uint n_rb, MS_GLOBAL float *restrict part)
+{
+#ifdef MS_NV_CUDA
+    __shared__ __align__(16) ushort sbuf[2][MS_NV_NCH * MS_NV_LDS];
+    __shared__ float red[MS_NV_WARPS][MS_NV_MR * 16];
+#else
+    __local ushort sbuf[2][MS_NV_NCH * MS_NV_LDS] __attribute__((aligned(16)));
+    __local float red[MS_NV_WARPS][MS_NV_MR * 16];
+#endif
+    const uint lid = (uint)get_local_id(0), lane = lid & 31, warp = lid >> 5;
+    const uint wr = warp / MS_NV_WC, wc = warp % MS_NV_WC;
+    const uint rb0 = (uint)get_group_id(1) * (MS_NV_WR * MS_NV_MR) + wr * MS_NV_MR;
+    const uint j_begin = (uint)get_group_id(0) * docs_per_wg;
+    const uint j_end = min(n_docs, j_begin + docs_per_wg);
+    const uint g = MS_NV_G(lane);
+
+    /* A fragments of this warp's row blocks, for every k-step: loaded once for the whole run of
+     * documents. Row blocks past n_rb get zeros (their mma results are never written). */
+    uint a[MS_NV_MR][MS_NV_KS][4];
+    uint nvalid[MS_NV_MR];
+#pragma unroll
+    for (int m = 0; m < MS_NV_MR; m++) {
+        const uint rb = rb0 + (uint)m;
+        nvalid[m] = rb < n_rb ? rb_nvalid[rb] : 0;
+#pragma unroll
+        for (int ks = 0; ks < MS_NV_KS; ks++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                const size_t off = ((size_t)rb * 16 + MS_NV_A_ROW(lane, r)) * MS_NV_KP +
+                                   (size_t)(ks * 16 + MS_NV_A_COL(lane, r));
+                a[m][ks][r] = rb < n_rb ? *(MS_GLOBAL const uint *)(queries + off) : 0u;
+            }
+    }
+    if (j_begin >= j_end)
+        return; /* the whole work-group: no barrier is left behind */
+
+    /* Prefetch the first chunk that has tokens. */
+    uint pj = j_begin, pc = 0;
+    while (pj < j_end && doc_len[pj] == 0)
+        pj++;
+    if (pj < j_end)
+        ms_nv_stage(sbuf[0], docs, doc_tok[pj], min((uint)MS_NV_NCH, doc_len[pj]), lid);
+#if MS_NV_CPASYNC
+    else
+        ms_nv_cp_commit();
+#endif
+    uint cur = 0;
+
+    for (uint j = j_begin; j < j_end; j++) {
+        const uint len = doc_len[j];
+        /* Running max of rows g (h = 0) and g + 8 (h = 1) of each row block, over the columns
+         * this lane holds. */
+        float mx[MS_NV_MR][2];
+#pragma unroll
+        for (int m = 0; m < MS_NV_MR; m++)
+            mx[m][0] = mx[m][1] = -INFINITY;
+
+        for (uint c = 0; c * MS_NV_NCH < len; c++) {
+            /* Invariant: chunk (j, c) is in flight into sbuf[cur]; start the next one. */
+            ms_nv_next(&pj, &pc, j_end, doc_len);
+            if (pj < j_end)
+                ms_nv_stage(sbuf[cur ^ 1], docs, doc_tok[pj] + pc * MS_NV_NCH,
+                            min((uint)MS_NV_NCH, doc_len[pj] - pc * MS_NV_NCH), lid);
+#if MS_NV_CPASYNC
+            else
+                ms_nv_cp_commit(); /* an empty group keeps wait_group 1 meaning "chunk c" */
+            ms_nv_cp_wait1();
+#endif
+            MS_BARRIER();
+
+            const uint valid = min((uint)MS_NV_NCH, len - c * MS_NV_NCH);
+            MS_LOCAL_PTR const ushort *buf = sbuf[cur];
+            for (uint t = wc; t * 16 < valid; t += MS_NV_WC) { /* warp-uniform */
+                float acc[MS_NV_MR][2][4];
+#pragma unroll
+                for (int m = 0; m < MS_NV_MR; m++)
+#pragma unroll
+                    for (int n = 0; n < 2; n++)
+#pragma unroll
+                        for (int r = 0; r < 4; r++)
+                            acc[m][n][r] = 0.0f;
+#pragma unroll
+                for (int ks = 0; ks < MS_NV_KS; ks++) {
+                    uint b[4];
+#if MS_NV_LDSM
+                    ms_nv_ldsm_x4(b, MS_SHARED_ADDR(buf + (t * 16 + MS_NV_LDSM_TOK(lane)) *
+                                                              MS_NV_LDS +
+                                                    ks * 16 + MS_NV_LDSM_K(lane)));
+#else
+#pragma unroll
+                    for (int q = 0; q < 4; q++)
+                        b[q] = *(MS_LOCAL_PTR const uint *)(buf +
+                                                            (t * 16 + MS_NV_B_TOK(lane, q)) *
+                                                                MS_NV_LDS +
+                                                            ks * 16 + MS_NV_B_K(lane, q));
+#endif
+#pragma unroll
+                    for (int m = 0; m < MS_NV_MR; m++) {
+                        ms_nv_mma(acc[m][0], a[m][ks], b[0], b[1]);
+                        ms_nv_mma(acc[m][1], a[m][ks], b[2], b[3]);
+                    }
+                }
+                /* Tokens past the document's end (stale __local rows) never win the max. */
+#pragma unroll
+                for (int n = 0; n < 2; n++)
+#pragma unroll
+                    for (int r = 0; r < 4; r++) {
+                        const uint col = t * 16 + (uint)n * 8 + MS_NV_C_COL(lane, r);
+#pragma unroll
+                        for (int m = 0; m < MS_NV_MR; m++) {
+                            const float v = col < valid ? acc[m][n][r] : -INFINITY;
+                            mx[m][r >> 1] = fmax(mx[m][r >> 1], v);
+                        }
+                    }
+            }
+            MS_BARRIER(); /* sbuf[cur] is read; the next iteration refills it */
+            cur ^= 1;
+        }
+
+        /* The row's max over the 4 lanes that hold its columns. */
+#pragma unroll
+        for (int m = 0; m < MS_NV_MR; m++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                mx[m][h] = fmax(mx[m][h], ms_nv_shfl_xor(mx[m][h], 1));
+                mx[m][h] = fmax(mx[m][h], ms_nv_shfl_xor(mx[m][h], 2));
+            }
+#if MS_NV_WC > 1
+        /* Warps that split the columns combine their maxima (order-free: max is exact). */
+        if (MS_NV_T(lane) == 0) {
+#pragma unroll
+            for (int m = 0; m < MS_NV_MR; m++) {
+                red[warp][m * 16 + g] = mx[m][0];
+                red[warp][m * 16 + g + 8] = mx[m][1];
+            }
+        }
+        MS_BARRIER();
+        if (wc == 0) {
+#pragma unroll
+            for (int w = 1; w < MS_NV_WC; w++) {
+#pragma unroll
+                for (int m = 0; m < MS_NV_MR; m++) {
+                    mx[m][0] = fmax(mx[m][0], red[warp + w][m * 16 + g]);
+                    mx[m][1] = fmax(mx[m][1], red[warp + w][m * 16 + g + 8]);
+                }
+            }
+        }
+        MS_BARRIER(); /* red is read before the next document writes it */
+#endif
+        if (wc == 0) { /* warp-uniform */
+#pragma unroll
+            for (int m = 0; m < MS_NV_MR; m++) {
+                /* Rows past the query's tokens count 0; an empty document scores 0. */
+                float x = 0.0f;
+                if (len > 0) {
+                    x = g < nvalid[m] ? mx[m][0] : 0.0f;
+                    x += g + 8 < nvalid[m] ? mx[m][1] : 0.0f;
+                }
+                /* Sum over the 8 row pairs: a fixed butterfly, the same order every time. */
+                x += ms_nv_shfl_xor(x, 4);
+                x += ms_nv_shfl_xor(x, 8);
+                x += ms_nv_shfl_xor(x, 16);
+                const uint rb = rb0 + (uint)m;
+                if (lane == 0 && rb < n_rb)
+                    part[(size_t)rb * n_docs + j] = x;
+            }
+        }
+    }
+#if MS_NV_CPASYNC
+    ms_nv_cp_wait0(); /* nothing may still be writing __local when the work-group ends */
+#endif
+}
+
+#endif /* MS_NVIDIA */
+#endif /* MS_NV_INDEX_ONLY */

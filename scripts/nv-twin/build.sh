@@ -1,0 +1,39 @@
+#!/bin/sh
+# build.sh - compile kernels/maxsim_nv.cl through its CUDA twin for sm_90 with every variant the
+# host can pick, so that ptxas checks the inline PTX; print each variant's registers, spills and
+# shared memory (ptxas -v). Runs without a GPU (needs nvcc). Usage: sh scripts/nv-twin/build.sh
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+NVCC=${NVCC:-/usr/local/cuda/bin/nvcc}
+out=${TMPDIR:-/tmp}/maxsim-nv-twin
+mkdir -p "$out"
+fail=0
+# KP MR WC NCH LDSM CPASYNC: the host's choices (src/maxsim_cl.c nv_pick) plus the fallbacks.
+while read -r kp mr wc nch ldsm cpa; do
+    tag="kp$kp-mr$mr-wc$wc-nch$nch-ldsm$ldsm-cp$cpa"
+    if "$NVCC" -arch=sm_90 -O3 -c -Xptxas -v,-warn-spills,-warn-lmem-usage \
+        -DMS_NV_KP="$kp" -DMS_NV_MR="$mr" -DMS_NV_WC="$wc" -DMS_NV_NCH="$nch" \
+        -DMS_NV_LDSM="$ldsm" -DMS_NV_CPASYNC="$cpa" \
+        -o "$out/$tag.o" "$here/maxsim_nv_twin.cu" >"$out/$tag.log" 2>&1; then
+        info=$(grep -A2 "ms_nv_score" "$out/$tag.log" | grep -o 'Used [0-9]* registers.*' | head -1)
+        spill=$(grep -A2 "ms_nv_score" "$out/$tag.log" | grep -o '[0-9]* bytes spill stores' | head -1)
+        echo "ok   $tag: $info; $spill"
+    else
+        echo "FAIL $tag:"; head -40 "$out/$tag.log"; fail=1
+    fi
+done <<'VARIANTS'
+128 2 1 64 1 1
+128 2 2 64 1 1
+128 2 4 64 1 1
+128 1 4 64 1 1
+128 2 1 64 0 0
+128 2 1 64 1 0
+128 2 1 64 0 1
+48 2 1 128 1 1
+64 2 4 128 1 1
+96 2 1 64 1 1
+256 2 1 32 1 1
+256 1 2 32 1 1
+512 1 1 16 1 1
+VARIANTS
+exit $fail

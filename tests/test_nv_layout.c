@@ -1,0 +1,312 @@
+/*
+ * test_nv_layout.c - the fragment lane mappings of kernels/maxsim_nv.cl, checked on the CPU.
+ *
+ * Nothing here needs a GPU. The kernel's index macros (MS_NV_A_ROW, MS_NV_LDSM_TOK, ...) come
+ * from the .cl file itself (MS_NV_INDEX_ONLY); the instructions they feed are modelled from the
+ * PTX ISA's own description, written out independently below ("isa_*"): which lane holds which
+ * element of the A, B and C/D fragments of mma.m16n8k16 (f16 inputs, f32 accumulators), and
+ * what ldmatrix.x4 gives each lane from the row addresses the lanes supply. A warp is then
+ * emulated lane by lane doing what ms_nv_score does (A fragments from global memory, B by
+ * ldmatrix from a padded __local tile or by the plain-load fallback, mma over the k-steps, the
+ * -INFINITY mask, the shfl.sync max over a row's 4 lanes and the butterfly sum over the 16
+ * rows) and compared with a plain matrix product and a plain MaxSim. A layout bug in the
+ * kernel's index arithmetic shows here; a misreading of the ISA shared by both sides would not,
+ * which is why scripts/gpu-check must still run on the H100.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MS_NV_INDEX_ONLY 1
+#include "../kernels/maxsim_nv.cl"
+#include "testutil.h"
+
+#define KPT 48             /* k columns of the emulated tile: three k-steps */
+#define LDST (KPT + 8)     /* the kernel's padded __local row stride */
+
+/* ---- The PTX ISA's fragment layouts for mma.m16n8k16, .f16 A/B, .f32 C/D ---- */
+/* A: 8 halves a0..a7 per lane in 4 .b32 registers, a_i in register i / 2 (low half first). */
+static void isa_a(int lane, int i, int *row, int *col)
+{
+    const int gid = lane >> 2, tig = lane % 4;
+    *row = (i < 2 || (i >= 4 && i < 6)) ? gid : gid + 8;
+    *col = tig * 2 + (i & 1) + (i >= 4 ? 8 : 0);
+}
+/* B: 4 halves b0..b3 in 2 registers. */
+static void isa_b(int lane, int i, int *row, int *col)
+{
+    const int gid = lane >> 2, tig = lane % 4;
+    *row = tig * 2 + (i & 1) + (i >= 2 ? 8 : 0);
+    *col = gid;
+}
+/* C/D: 4 floats c0..c3. */
+static void isa_c(int lane, int i, int *row, int *col)
+{
+    const int gid = lane >> 2, tig = lane % 4;
+    *row = i < 2 ? gid : gid + 8;
+    *col = tig * 2 + (i & 1);
+}
+
+/* The emulated warp's registers hold values, not bits: halves are small integers or
+ * float16-exact floats, so float arithmetic on them is what the tensor cores compute. */
+struct frag_a { float h[32][8]; };
+struct frag_b { float h[32][4]; };
+struct frag_c { float v[32][4]; };
+
+/* mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32, D = A * B + C, per the ISA layouts
+ * (accumulated in double: exact for the integer data, within rounding otherwise). */
+static void isa_mma(struct frag_c *d, const struct frag_a *a, const struct frag_b *b)
+{
+    float am[16][16], bm[16][8];
+    int seen_a[16][16] = { { 0 } }, seen_b[16][8] = { { 0 } };
+    for (int l = 0; l < 32; l++) {
+        for (int i = 0; i < 8; i++) {
+            int r, c;
+            isa_a(l, i, &r, &c);
+            am[r][c] = a->h[l][i];
+            seen_a[r][c]++;
+        }
+        for (int i = 0; i < 4; i++) {
+            int r, c;
+            isa_b(l, i, &r, &c);
+            bm[r][c] = b->h[l][i];
+            seen_b[r][c]++;
+        }
+    }
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 16; c++)
+            cr_assert_eq(seen_a[r][c], 1, "ISA model: A[%d][%d] held %d times", r, c,
+                         seen_a[r][c]);
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 8; c++)
+            cr_assert_eq(seen_b[r][c], 1, "ISA model: B[%d][%d] held %d times", r, c,
+                         seen_b[r][c]);
+    for (int l = 0; l < 32; l++)
+        for (int i = 0; i < 4; i++) {
+            int r, c;
+            double s = d->v[l][i];
+            isa_c(l, i, &r, &c);
+            for (int k = 0; k < 16; k++)
+                s += (double)am[r][k] * bm[k][c];
+            d->v[l][i] = (float)s;
+        }
+}
+
+/* ldmatrix.sync.aligned.m8n8.x4.shared.b16: lane 8m + i supplies the address of row i of
+ * matrix m (8 consecutive b16); destination register m of lane L receives row L / 4, elements
+ * 2 (L % 4) and 2 (L % 4) + 1 of matrix m. `mem` is the __local tile, addresses in halves. */
+static void isa_ldsm_x4(float out[32][4][2], const float *mem, const int addr[32])
+{
+    for (int l = 0; l < 32; l++)
+        for (int m = 0; m < 4; m++) {
+            const int src = 8 * m + l / 4; /* the lane that gave row l / 4 of matrix m */
+            out[l][m][0] = mem[addr[src] + 2 * (l % 4)];
+            out[l][m][1] = mem[addr[src] + 2 * (l % 4) + 1];
+        }
+}
+
+static float rnd_val(int exact)
+{
+    if (exact)
+        return (float)(rand() % 33 - 16);
+    /* float16-exact: 11 significant bits */
+    return (float)ldexp((double)(rand() % 2048 - 1024), -10);
+}
+
+/* One 16-row query block against 16 document tokens (a [16][LDST] __local tile), k = KPT:
+ * the kernel's A, B (ldmatrix and fallback) and C index maps against Q * D^T. */
+static void check_tile(int exact)
+{
+    float q[16][KPT], tile[16 * LDST], ref[16][16];
+    struct frag_c acc[2];
+    memset(acc, 0, sizeof acc);
+    for (int i = 0; i < 16 * LDST; i++)
+        tile[i] = NAN; /* the padding columns must never be read */
+    for (int r = 0; r < 16; r++)
+        for (int k = 0; k < KPT; k++)
+            q[r][k] = rnd_val(exact);
+    for (int t = 0; t < 16; t++)
+        for (int k = 0; k < KPT; k++)
+            tile[t * LDST + k] = rnd_val(exact);
+    for (int r = 0; r < 16; r++)
+        for (int t = 0; t < 16; t++) {
+            double s = 0.0;
+            for (int k = 0; k < KPT; k++)
+                s += (double)q[r][k] * tile[t * LDST + k];
+            ref[r][t] = (float)s;
+        }
+    for (int ks = 0; ks < KPT / 16; ks++) {
+        struct frag_a a;
+        struct frag_b b[2];
+        float ld[32][4][2];
+        int addr[32];
+        /* A as ms_nv_score loads it: register r = the two halves at (A_ROW, A_COL). */
+        for (int l = 0; l < 32; l++)
+            for (int r = 0; r < 4; r++) {
+                a.h[l][2 * r] = q[MS_NV_A_ROW(l, r)][ks * 16 + MS_NV_A_COL(l, r)];
+                a.h[l][2 * r + 1] = q[MS_NV_A_ROW(l, r)][ks * 16 + MS_NV_A_COL(l, r) + 1];
+            }
+        /* B by ldmatrix.x4 from the addresses the kernel computes. */
+        for (int l = 0; l < 32; l++)
+            addr[l] = MS_NV_LDSM_TOK(l) * LDST + ks * 16 + MS_NV_LDSM_K(l);
+        isa_ldsm_x4(ld, tile, addr);
+        for (int l = 0; l < 32; l++)
+            for (int m = 0; m < 4; m++) {
+                /* The fallback's plain loads must give the same registers. */
+                const int off = MS_NV_B_TOK(l, m) * LDST + ks * 16 + MS_NV_B_K(l, m);
+                cr_assert(tile[off] == ld[l][m][0] && tile[off + 1] == ld[l][m][1],
+                          "fallback B register %d of lane %d differs from ldmatrix", m, l);
+                b[m >> 1].h[l][2 * (m & 1)] = ld[l][m][0];
+                b[m >> 1].h[l][2 * (m & 1) + 1] = ld[l][m][1];
+            }
+        isa_mma(&acc[0], &a, &b[0]);
+        isa_mma(&acc[1], &a, &b[1]);
+    }
+    for (int n = 0; n < 2; n++)
+        for (int l = 0; l < 32; l++)
+            for (int r = 0; r < 4; r++) {
+                const int row = MS_NV_C_ROW(l, r), col = n * 8 + MS_NV_C_COL(l, r);
+                const float got = acc[n].v[l][r], want = ref[row][col];
+                if (exact)
+                    cr_assert_eq(got, want, "C[%d][%d] (lane %d reg %d): %g, want %g", row, col,
+                                 l, r, got, want);
+                else
+                    cr_assert(fabsf(got - want) <= 1e-5f * (1.0f + fabsf(want)),
+                              "C[%d][%d] (lane %d reg %d): %g, want %g", row, col, l, r, got,
+                              want);
+            }
+}
+
+Test(nv_layout, tile_integer)
+{
+    srand(1);
+    for (int i = 0; i < 20; i++)
+        check_tile(1);
+}
+
+Test(nv_layout, tile_float16)
+{
+    srand(2);
+    for (int i = 0; i < 20; i++)
+        check_tile(0);
+}
+
+/* The shfl.sync.bfly the kernel uses: every lane gets lane ^ mask's value. */
+static void shfl_xor(float v[32], int mask)
+{
+    float o[32];
+    for (int l = 0; l < 32; l++)
+        o[l] = v[l ^ mask];
+    memcpy(v, o, sizeof o);
+}
+
+/*
+ * The per-document part of ms_nv_score for one row block (WC = 1): chunks of NCH tokens, 16-
+ * token column tiles up to the valid count, the -INFINITY mask, the running max per lane, the
+ * max over a row's 4 lanes, rows past nvalid counted 0, the butterfly sum. Against a direct
+ * MaxSim over the valid rows and tokens.
+ */
+static void check_rowblock(int nvalid, int len)
+{
+    enum { NCH = 32 };
+    float q[16][KPT], d[200][KPT];
+    float mx[32][2];
+    float x[32];
+    double want = 0.0;
+    for (int r = 0; r < 16; r++)
+        for (int k = 0; k < KPT; k++)
+            q[r][k] = r < nvalid ? rnd_val(1) : 0.0f;
+    for (int t = 0; t < len; t++)
+        for (int k = 0; k < KPT; k++)
+            d[t][k] = rnd_val(1);
+    for (int r = 0; r < nvalid && len > 0; r++) {
+        double best = -INFINITY;
+        for (int t = 0; t < len; t++) {
+            double s = 0.0;
+            for (int k = 0; k < KPT; k++)
+                s += (double)q[r][k] * d[t][k];
+            best = s > best ? s : best;
+        }
+        want += best;
+    }
+    for (int l = 0; l < 32; l++)
+        mx[l][0] = mx[l][1] = -INFINITY;
+    for (int c = 0; c * NCH < len; c++) {
+        const int valid = len - c * NCH < NCH ? len - c * NCH : NCH;
+        float tile[NCH * LDST];
+        for (int i = 0; i < NCH * LDST; i++)
+            tile[i] = 1e30f; /* stale __local rows: must be masked */
+        for (int t = 0; t < valid; t++)
+            for (int k = 0; k < KPT; k++)
+                tile[t * LDST + k] = d[c * NCH + t][k];
+        for (int t = 0; t * 16 < valid; t++) {
+            struct frag_c acc[2];
+            memset(acc, 0, sizeof acc);
+            for (int ks = 0; ks < KPT / 16; ks++) {
+                struct frag_a a;
+                struct frag_b b[2];
+                float ld[32][4][2];
+                int addr[32];
+                for (int l = 0; l < 32; l++)
+                    for (int r = 0; r < 4; r++)
+                        for (int e = 0; e < 2; e++)
+                            a.h[l][2 * r + e] =
+                                q[MS_NV_A_ROW(l, r)][ks * 16 + MS_NV_A_COL(l, r) + e];
+                for (int l = 0; l < 32; l++)
+                    addr[l] = (t * 16 + MS_NV_LDSM_TOK(l)) * LDST + ks * 16 + MS_NV_LDSM_K(l);
+                isa_ldsm_x4(ld, tile, addr);
+                for (int l = 0; l < 32; l++)
+                    for (int m = 0; m < 4; m++)
+                        for (int e = 0; e < 2; e++)
+                            b[m >> 1].h[l][2 * (m & 1) + e] = ld[l][m][e];
+                isa_mma(&acc[0], &a, &b[0]);
+                isa_mma(&acc[1], &a, &b[1]);
+            }
+            for (int l = 0; l < 32; l++)
+                for (int n = 0; n < 2; n++)
+                    for (int r = 0; r < 4; r++) {
+                        const int col = t * 16 + n * 8 + MS_NV_C_COL(l, r);
+                        const float v = col < valid ? acc[n].v[l][r] : -INFINITY;
+                        mx[l][r >> 1] = fmaxf(mx[l][r >> 1], v);
+                    }
+        }
+    }
+    for (int h = 0; h < 2; h++)
+        for (int m = 1; m <= 2; m *= 2) {
+            float v[32];
+            for (int l = 0; l < 32; l++)
+                v[l] = mx[l][h];
+            shfl_xor(v, m);
+            for (int l = 0; l < 32; l++)
+                mx[l][h] = fmaxf(mx[l][h], v[l]);
+        }
+    for (int l = 0; l < 32; l++) {
+        const int g = MS_NV_G(l);
+        x[l] = 0.0f;
+        if (len > 0) {
+            x[l] = g < nvalid ? mx[l][0] : 0.0f;
+            x[l] += g + 8 < nvalid ? mx[l][1] : 0.0f;
+        }
+    }
+    for (int m = 4; m <= 16; m *= 2) {
+        float v[32];
+        memcpy(v, x, sizeof v);
+        shfl_xor(v, m);
+        for (int l = 0; l < 32; l++)
+            x[l] += v[l];
+    }
+    for (int l = 0; l < 32; l++)
+        cr_assert_eq(x[l], (float)want, "nvalid %d len %d lane %d: %g, want %g", nvalid, len, l,
+                     x[l], want);
+}
+
+Test(nv_layout, rowblock_maxsim)
+{
+    static const int lens[] = { 0, 1, 7, 16, 17, 31, 32, 33, 64, 100, 200 };
+    srand(3);
+    for (int nv = 1; nv <= 16; nv += 3)
+        for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++)
+            check_rowblock(nv, lens[i]);
+    check_rowblock(16, 45);
+}
