@@ -1,0 +1,138 @@
+/*
+ * plaid.cl - PLAID search and rerank over a compressed (ColBERTv2 residual)
+ * index: centroid scores, centroid-interaction (approximate) scores, and the
+ * fused decompress + normalize + MaxSim of exact rerank.
+ * Host side: src/plaid_cl.c. Codec and layouts: src/plaid.h.
+ *
+ *   plaid_centroid_scores  S[c][j] = <centroid c, query token j> for every
+ *       centroid and every query token of a batch; one work-item per (c, j),
+ *       c along dimension 0 so neighbouring work-items read neighbouring
+ *       centroids of the transposed [dim][K] centroid matrix.
+ *   plaid_approx  one work-group per (query, document) pair; work-item i
+ *       keeps the max over the document's codes of S[code][query token i]
+ *       (S is [K][tokens], so the work-items of one code read one contiguous
+ *       run of S), then one work-item sums the maxima in order.
+ *   plaid_rerank  one work-group per (query, document) pair. The query is
+ *       copied to local memory transposed ([dim][Lq], so work-items over
+ *       query tokens read consecutive words); the document is decompressed a
+ *       tile of tokens at a time into local memory (centroid + bucket weight
+ *       through a 256-entry-per-slot lookup table, as ColBERT's decoder),
+ *       each tile token's inverse norm is computed once, and every work-item
+ *       folds its query tokens' dot products into running maxima. Decompressed
+ *       tokens never reach global memory.
+ * Sums over query tokens are done by one work-item in token order, so a
+ * score does not depend on the work-group size.
+ *
+ * Build option: -DMS_NVIDIA=1 on NVIDIA devices (nothing specific yet).
+ * Standalone OpenCL C 1.2: `make check-kernels` compiles it with clang.
+ */
+
+__kernel void plaid_centroid_scores(__global const float *restrict ct, const uint n_centroids,
+                                    const uint dim, __global const float *restrict q,
+                                    const uint n_qtok, __global float *restrict s)
+{
+    const uint c = (uint)get_global_id(0), j = (uint)get_global_id(1);
+    if (c >= n_centroids || j >= n_qtok)
+        return;
+    __global const float *qj = q + (size_t)j * dim;
+    float acc = 0.0f;
+    for (uint k = 0; k < dim; k++)
+        acc = fma(ct[(size_t)k * n_centroids + c], qj[k], acc);
+    s[(size_t)c * n_qtok + j] = acc;
+}
+
+__kernel void plaid_approx(__global const float *restrict s, const uint n_qtok,
+                           __global const uint *restrict codes,
+                           __global const ulong *restrict doc_off,
+                           __global const uint *restrict q_off, __global const uint *restrict q_len,
+                           __global const uint *restrict pair_q,
+                           __global const uint *restrict pair_d, const uint n_pairs,
+                           __local float *mx, __global float *restrict out)
+{
+    const uint p = (uint)get_group_id(0), lid = (uint)get_local_id(0);
+    const uint wg = (uint)get_local_size(0);
+    if (p >= n_pairs)
+        return;
+    const uint q = pair_q[p], d = pair_d[p], qo = q_off[q], lq = q_len[q];
+    const ulong t0 = doc_off[d], t1 = doc_off[d + 1];
+    for (uint i = lid; i < lq; i += wg) {
+        float m = -INFINITY;
+        for (ulong t = t0; t < t1; t++)
+            m = fmax(m, s[(size_t)codes[t] * n_qtok + qo + i]);
+        mx[i] = m;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (lid == 0) {
+        float acc = 0.0f;
+        if (t1 > t0)
+            for (uint i = 0; i < lq; i++)
+                acc += mx[i];
+        out[p] = acc;
+    }
+}
+
+__kernel void plaid_rerank(__global const float *restrict centroids, __global const float *restrict lut,
+                           const uint dim, const uint kpb, const uint packed,
+                           __global const float *restrict qs, __global const uint *restrict q_off,
+                           __global const uint *restrict q_len,
+                           __global const uint *restrict g_off,
+                           __global const uint *restrict g_codes,
+                           __global const uchar *restrict g_res,
+                           __global const uint *restrict pair_q,
+                           __global const uint *restrict pair_g, const uint n_pairs,
+                           const uint tile, const uint lq_cap, __local float *lq_t,
+                           __local float *xs, __local float *inv, __local float *mx,
+                           __global float *restrict out)
+{
+    const uint p = (uint)get_group_id(0), lid = (uint)get_local_id(0);
+    const uint wg = (uint)get_local_size(0);
+    if (p >= n_pairs)
+        return;
+    const uint q = pair_q[p], g = pair_g[p], qo = q_off[q], lq = q_len[q];
+    const uint t0 = g_off[g], nt = g_off[g + 1] - t0;
+
+    /* the query, transposed: lq_t[k * lq_cap + i] */
+    for (uint e = lid; e < lq * dim; e += wg) {
+        const uint i = e / dim, k = e - i * dim;
+        lq_t[k * lq_cap + i] = qs[(size_t)(qo + i) * dim + k];
+    }
+    for (uint i = lid; i < lq; i += wg)
+        mx[i] = -INFINITY;
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    for (uint base = 0; base < nt; base += tile) {
+        const uint n = min(tile, nt - base);
+        /* decompress: centroid + weight of the dimension's bucket */
+        for (uint e = lid; e < n * dim; e += wg) {
+            const uint t = e / dim, k = e - t * dim, tok = t0 + base + t;
+            const uint byte = g_res[(size_t)tok * packed + k / kpb];
+            xs[e] = centroids[(size_t)g_codes[tok] * dim + k] + lut[byte * kpb + k % kpb];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint t = lid; t < n; t += wg) {
+            float ss = 0.0f;
+            for (uint k = 0; k < dim; k++)
+                ss = fma(xs[t * dim + k], xs[t * dim + k], ss);
+            inv[t] = 1.0f / fmax(sqrt(ss), 1e-12f);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint i = lid; i < lq; i += wg) {
+            float m = mx[i];
+            for (uint t = 0; t < n; t++) {
+                float acc = 0.0f;
+                for (uint k = 0; k < dim; k++)
+                    acc = fma(lq_t[k * lq_cap + i], xs[t * dim + k], acc);
+                m = fmax(m, acc * inv[t]);
+            }
+            mx[i] = m;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0) {
+        float acc = 0.0f;
+        if (nt > 0)
+            for (uint i = 0; i < lq; i++)
+                acc += mx[i];
+        out[p] = acc;
+    }
+}
