@@ -26,6 +26,7 @@ static const struct ms_cmd commands[] = {
     { "search", cmd_search, "exact top-k MaxSim of queries against a corpus" },
     { "score", cmd_score, "the full query x document MaxSim score matrix" },
     { "rerank", cmd_rerank, "rescore the candidates of a run with exact MaxSim" },
+    { "plaid", cmd_plaid, "search or rerank with a PLAID (fast-plaid / NextPlaid) index" },
     { "info", cmd_info, "describe embedding files" },
     { "devices", cmd_devices, "list OpenCL platforms and devices" },
 };
