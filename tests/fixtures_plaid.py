@@ -43,7 +43,7 @@ def save(path, arr, descr=None):
 def write_index(outdir, docs, centroids, nbits, layout="fastplaid", cent_dtype=np.float16,
                 weight_dtype=np.float32, code_dtype=np.int64, chunk_docs=None, merged=False,
                 chunks=True, lengths_dtype=np.int32, ivf_dtype=np.int64, ivf_extra=0,
-                assign_k=None, known=None):
+                assign_k=None, known=None, want_decomp=False):
     """Write one index; returns (codes, buckets, decomp) for the tests.
 
     docs: list of float32 [L, dim] arrays (L may be 0). centroids: [K, dim]
@@ -62,19 +62,32 @@ def write_index(outdir, docs, centroids, nbits, layout="fastplaid", cent_dtype=n
     doclens = [int(d.shape[0]) for d in docs]
     emb = np.concatenate([d for d in docs if d.shape[0]], axis=0).astype(np.float32)
     t = emb.shape[0]
-    codes = np.argmax(emb.astype(np.float64) @ cf[:ka].T, axis=1).astype(np.int64)
-    resid = emb.astype(np.float64) - cf[codes]
+    block = 1 << 17  # tokens at a time: large indexes (scripts/bench-plaid) stay in memory
+    codes = np.zeros(t, np.int64)
+    for a in range(0, t, block):
+        codes[a:a + block] = np.argmax(emb[a:a + block].astype(np.float64) @ cf[:ka].T, axis=1)
     n = 1 << nbits
-    flat = resid.reshape(-1)
+    # quantiles of the flattened residuals (of an evenly spaced sample of
+    # tokens when there are many, as the engines use a held-out sample)
+    pick = np.arange(0, t, max(1, t // block))
+    flat = (emb[pick].astype(np.float64) - cf[codes[pick]]).reshape(-1)
     cutoffs = np.quantile(flat, [i / n for i in range(1, n)])
     weights = np.quantile(flat, [(i + 0.5) / n for i in range(n)])
-    buckets = np.zeros(resid.shape, dtype=np.uint8)
-    for c in cutoffs:
-        buckets += (resid > c).astype(np.uint8)
-    packed = pack_buckets(buckets, nbits)
     w_store = weights.astype(weight_dtype)
-    x = cf[codes] + w_store.astype(np.float64)[buckets]
-    decomp = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    buckets = np.zeros((t, dim), dtype=np.uint8)
+    packed = np.zeros((t, dim * nbits // 8), dtype=np.uint8)
+    decomp = np.zeros((t, dim)) if known is not None or want_decomp else None
+    for a in range(0, t, block):
+        resid = emb[a:a + block].astype(np.float64) - cf[codes[a:a + block]]
+        b = np.zeros(resid.shape, dtype=np.uint8)
+        for c in cutoffs:
+            b += (resid > c).astype(np.uint8)
+        buckets[a:a + block] = b
+        packed[a:a + block] = pack_buckets(b, nbits)
+        if decomp is not None:
+            x = cf[codes[a:a + block]] + w_store.astype(np.float64)[b]
+            decomp[a:a + block] = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    avg_residual = np.zeros(dim, np.float32)  # unused by search; not worth a pass
 
     nd = len(docs)
     chunk_docs = chunk_docs or max(nd, 1)
@@ -111,7 +124,7 @@ def write_index(outdir, docs, centroids, nbits, layout="fastplaid", cent_dtype=n
     save(os.path.join(outdir, "centroids.npy"), c_store)
     save(os.path.join(outdir, "bucket_cutoffs.npy"), cutoffs.astype(weight_dtype))
     save(os.path.join(outdir, "bucket_weights.npy"), w_store)
-    save(os.path.join(outdir, "avg_residual.npy"), np.abs(resid).mean(axis=0).astype(np.float32))
+    save(os.path.join(outdir, "avg_residual.npy"), avg_residual)
     meta = {"num_chunks": nchunks, "nbits": nbits, "num_partitions": k_all,
             "num_embeddings": t, "avg_doclen": t / max(nd, 1), "num_documents": nd}
     if layout == "nextplaid":
@@ -236,7 +249,7 @@ def generate(outdir):
     rng = np.random.default_rng(7)
     docs, centres, queries = clustered_corpus(rng, 2000, 64, 64, 8, 40, 40, 16)
     _, _, decomp = write_index(p("plaid_corpus"), docs, centres, 4, "fastplaid", np.float16,
-                               np.float32, np.int64, chunk_docs=700)
+                               np.float32, np.int64, chunk_docs=700, want_decomp=True)
     np.save(p("plaid_corpus_q.npy"), queries)
     np.save(p("plaid_corpus_gt.npy"),
             exact_topk(queries, decomp, [d.shape[0] for d in docs], 10))
