@@ -102,27 +102,38 @@ __kernel void plaid_rerank(__global const float *restrict centroids, __global co
 
     for (uint base = 0; base < nt; base += tile) {
         const uint n = min(tile, nt - base);
-        /* decompress: centroid + weight of the dimension's bucket */
-        for (uint e = lid; e < n * dim; e += wg) {
+        /* decompress, transposed: xs[k * tile + t] = centroid + weight of the
+         * dimension's bucket; slots t >= n of the last tile are zero */
+        for (uint e = lid; e < tile * dim; e += wg) {
             const uint t = e / dim, k = e - t * dim, tok = t0 + base + t;
-            const uint byte = g_res[(size_t)tok * packed + k / kpb];
-            xs[e] = centroids[(size_t)g_codes[tok] * dim + k] + lut[byte * kpb + k % kpb];
+            float x = 0.0f;
+            if (t < n) {
+                const uint byte = g_res[(size_t)tok * packed + k / kpb];
+                x = centroids[(size_t)g_codes[tok] * dim + k] + lut[byte * kpb + k % kpb];
+            }
+            xs[k * tile + t] = x;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
-        for (uint t = lid; t < n; t += wg) {
+        for (uint t = lid; t < tile; t += wg) {
             float ss = 0.0f;
             for (uint k = 0; k < dim; k++)
-                ss = fma(xs[t * dim + k], xs[t * dim + k], ss);
-            inv[t] = 1.0f / fmax(sqrt(ss), 1e-12f);
+                ss = fma(xs[k * tile + t], xs[k * tile + t], ss);
+            inv[t] = t < n ? 1.0f / fmax(sqrt(ss), 1e-12f) : 0.0f;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
+        /* each work-item: its query tokens against 8 tile tokens at a time,
+         * eight accumulators in a vector (the tile is a multiple of 8) */
         for (uint i = lid; i < lq; i += wg) {
             float m = mx[i];
-            for (uint t = 0; t < n; t++) {
-                float acc = 0.0f;
+            for (uint tb = 0; tb < n; tb += 8) {
+                float8 acc = (float8)(0.0f);
                 for (uint k = 0; k < dim; k++)
-                    acc = fma(lq_t[k * lq_cap + i], xs[t * dim + k], acc);
-                m = fmax(m, acc * inv[t]);
+                    acc = fma((float8)(lq_t[k * lq_cap + i]), vload8(0, xs + k * tile + tb), acc);
+                acc *= vload8(0, inv + tb);
+                const float v[8] = { acc.s0, acc.s1, acc.s2, acc.s3,
+                                     acc.s4, acc.s5, acc.s6, acc.s7 };
+                for (uint j = 0; j < 8 && tb + j < n; j++)
+                    m = fmax(m, v[j]);
             }
             mx[i] = m;
         }

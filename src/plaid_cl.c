@@ -290,8 +290,8 @@ static int rerank_block(struct ms_plaid_dev *d, const struct qbuf *qb, const uin
     const uint32_t lq_cap = qb->max_len ? qb->max_len : 1, dim = p->dim;
     uint32_t tile = TILE;
     const uint64_t lmem = d->cl->info.local_mem ? d->cl->info.local_mem : 32768;
-    while (tile > 1 && ((uint64_t)lq_cap * dim + (uint64_t)tile * dim + tile + lq_cap) * 4 > lmem)
-        tile /= 2;
+    while (tile > 8 && ((uint64_t)lq_cap * dim + (uint64_t)tile * dim + tile + lq_cap) * 4 > lmem)
+        tile /= 2; /* a multiple of 8: the kernel reads 8 tile tokens at a time */
     if (((uint64_t)lq_cap * dim + (uint64_t)tile * dim + tile + lq_cap) * 4 > lmem) {
         st = ms_err_set(err, MS_ERR_INPUT,
                         "a query of %u tokens of dim %u does not fit the %llu bytes of local "
