@@ -71,7 +71,8 @@ __kernel void plaid_approx(__global const float *restrict s, const uint n_qtok,
     }
 }
 
-__kernel void plaid_rerank(__global const float *restrict centroids, __global const float *restrict lut,
+__kernel void plaid_rerank(__global const float *restrict centroids,
+                           __global const float *restrict lut,
                            const uint dim, const uint kpb, const uint packed,
                            __global const float *restrict qs, __global const uint *restrict q_off,
                            __global const uint *restrict q_len,

@@ -272,38 +272,38 @@ static int parse_float(const char *opt, const char *arg, float *out)
 int cmd_plaid(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        { "queries", required_argument, NULL, 'q' },
-        { "index", required_argument, NULL, 'i' },
-        { "candidates", required_argument, NULL, 'c' },
-        { "nprobe", required_argument, NULL, OPT_NPROBE },
-        { "ncandidates", required_argument, NULL, OPT_NCAND },
-        { "nrerank", required_argument, NULL, OPT_NRERANK },
-        { "centroid-threshold", required_argument, NULL, OPT_THRESHOLD },
-        { "output", required_argument, NULL, 'o' },
-        { "format", required_argument, NULL, OPT_FORMAT },
-        { "run-tag", required_argument, NULL, OPT_RUN_TAG },
-        { "doc-ids", required_argument, NULL, OPT_DOC_IDS },
-        { "query-ids", required_argument, NULL, OPT_QUERY_IDS },
-        { "query-lengths", required_argument, NULL, OPT_QUERY_LENGTHS },
-        { "skip-missing", no_argument, NULL, OPT_SKIP },
-        { "progress", no_argument, NULL, OPT_PROGRESS },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
+        {"queries", required_argument, NULL, 'q'},
+        {"index", required_argument, NULL, 'i'},
+        {"candidates", required_argument, NULL, 'c'},
+        {"nprobe", required_argument, NULL, OPT_NPROBE},
+        {"ncandidates", required_argument, NULL, OPT_NCAND},
+        {"nrerank", required_argument, NULL, OPT_NRERANK},
+        {"centroid-threshold", required_argument, NULL, OPT_THRESHOLD},
+        {"output", required_argument, NULL, 'o'},
+        {"format", required_argument, NULL, OPT_FORMAT},
+        {"run-tag", required_argument, NULL, OPT_RUN_TAG},
+        {"doc-ids", required_argument, NULL, OPT_DOC_IDS},
+        {"query-ids", required_argument, NULL, OPT_QUERY_IDS},
+        {"query-lengths", required_argument, NULL, OPT_QUERY_LENGTHS},
+        {"skip-missing", no_argument, NULL, OPT_SKIP},
+        {"progress", no_argument, NULL, OPT_PROGRESS},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     const char *qpath = NULL, *ipath = NULL, *run_path = NULL, *out_path = NULL, *format = NULL;
     const char *tag = "maxsim", *doc_ids = NULL;
-    struct ms_src_opts qopts = { NULL, NULL, "queries" };
-    struct ms_plaid_search_opts so = { .nprobe = 8, .ncandidates = 4096, .nrerank = 0 };
+    struct ms_src_opts qopts = {NULL, NULL, "queries"};
+    struct ms_plaid_search_opts so = {.nprobe = 8, .ncandidates = 4096, .nrerank = 0};
     uint64_t k = 0, n_pairs = 0;
     int skip_missing = 0, progress = 0, zst, c, rc;
-    struct ms_idmap qmap = { 0 }, dmap = { 0 };
+    struct ms_idmap qmap = {0}, dmap = {0};
     struct ms_ids dids;
     struct pair *pairs = NULL;
     struct ms_plaid idx;
     struct ms_plaid_dev *dev = NULL;
     struct ms_src q;
     struct ms_cl cl;
-    struct ms_topk topk = { 0 };
+    struct ms_topk topk = {0};
     struct ms_progress prog;
     struct ms_wfile *w = NULL;
     struct ms_err err;
@@ -394,9 +394,9 @@ int cmd_plaid(int argc, char **argv)
             goto close_index;
         }
         if (dids.n != idx.n_docs) {
-            rc = ms_fail(MS_ERR_INPUT, "'%s': %llu ids, but the index '%s' has %llu documents",
-                         doc_ids, (unsigned long long)dids.n, ipath,
-                         (unsigned long long)idx.n_docs);
+            rc =
+                ms_fail(MS_ERR_INPUT, "'%s': %llu ids, but the index '%s' has %llu documents",
+                        doc_ids, (unsigned long long)dids.n, ipath, (unsigned long long)idx.n_docs);
             goto close_index;
         }
     }
@@ -500,10 +500,10 @@ int cmd_plaid_info(char **dirs, int n, int json)
             json_object_set_new(o, "dim", json_integer(p[i].dim));
             json_object_set_new(o, "nbits", json_integer(p[i].nbits));
             json_object_set_new(o, "centroids", json_integer(p[i].n_centroids));
-            json_object_set_new(o, "centroid_dtype", json_string(ms_dtype_name(p[i].centroid_dtype)));
+            json_object_set_new(o, "centroid_dtype",
+                                json_string(ms_dtype_name(p[i].centroid_dtype)));
             json_object_set_new(o, "code_bytes", json_integer(p[i].code_bytes));
-            json_object_set_new(o, "bytes_per_token",
-                                json_integer(p[i].code_bytes + p[i].packed));
+            json_object_set_new(o, "bytes_per_token", json_integer(p[i].code_bytes + p[i].packed));
             json_object_set_new(o, "merged", json_boolean(p[i].merged));
             json_object_set_new(o, "max_doclen", json_integer(p[i].max_doclen));
             json_object_set_new(o, "disk_bytes", json_integer((json_int_t)p[i].disk_bytes));
@@ -522,9 +522,9 @@ int cmd_plaid_info(char **dirs, int n, int json)
                "TOKENS", "DIM", "NBITS", "CENTROIDS", "BYTES/TOKEN", "DISK");
         for (int i = 0; i < n; i++)
             printf("%-*s  %-10s  %9llu  %10llu  %4u  %5u  %9u  %11u  %llu\n", wi, dirs[i],
-                   p[i].layout, (unsigned long long)p[i].n_docs,
-                   (unsigned long long)p[i].n_tokens, p[i].dim, p[i].nbits, p[i].n_centroids,
-                   p[i].code_bytes + p[i].packed, (unsigned long long)p[i].disk_bytes);
+                   p[i].layout, (unsigned long long)p[i].n_docs, (unsigned long long)p[i].n_tokens,
+                   p[i].dim, p[i].nbits, p[i].n_centroids, p[i].code_bytes + p[i].packed,
+                   (unsigned long long)p[i].disk_bytes);
     }
     for (int i = 0; i < opened; i++)
         ms_plaid_close(&p[i]);

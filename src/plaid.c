@@ -86,9 +86,9 @@ static int arr_map(struct ms_plaid_arr *a, const char *path, struct ms_err *err)
         goto fail;
     }
     if (h.data_offset + bytes > a->map_len) {
-        rc = ms_err_set(err, MS_ERR_INPUT, "'%s': truncated: expected %llu bytes of data, found %llu",
-                        path, (unsigned long long)bytes,
-                        (unsigned long long)(a->map_len - h.data_offset));
+        rc = ms_err_set(
+            err, MS_ERR_INPUT, "'%s': truncated: expected %llu bytes of data, found %llu", path,
+            (unsigned long long)bytes, (unsigned long long)(a->map_len - h.data_offset));
         goto fail;
     }
     a->data = (const uint8_t *)a->map + h.data_offset;
@@ -206,8 +206,8 @@ static int read_metadata(struct ms_plaid *p, uint64_t *n_chunks, struct ms_err *
             rc = ms_err_set(err, MS_ERR_INPUT, "'%s': implausible num_chunks %llu", path,
                             (unsigned long long)*n_chunks);
         p->nbits = (uint32_t)nbits;
-        p->layout = json_is_true(json_object_get(m, "next_plaid_compatible")) ? "next-plaid"
-                                                                             : "fast-plaid";
+        p->layout =
+            json_is_true(json_object_get(m, "next_plaid_compatible")) ? "next-plaid" : "fast-plaid";
     }
     json_decref(m);
     return rc;
@@ -242,8 +242,8 @@ static int read_centroids(struct ms_plaid *p, struct ms_err *err)
             p->centroids[i] = (float)arr_float(&a, i);
         for (uint64_t i = 0; rc == MS_OK && i < n; i++)
             if (!isfinite(p->centroids[i]))
-                rc = ms_err_set(err, MS_ERR_INPUT, "'%s': non-finite value at centroid %llu",
-                                path, (unsigned long long)(i / p->dim));
+                rc = ms_err_set(err, MS_ERR_INPUT, "'%s': non-finite value at centroid %llu", path,
+                                (unsigned long long)(i / p->dim));
     }
     arr_release(&a);
     return rc;
@@ -263,8 +263,8 @@ static int read_weights(struct ms_plaid *p, struct ms_err *err)
         rc = bad_dtype(path, &a, "float16 or float32", err);
     else if (a.rank != 1 || a.shape[0] != n)
         rc = ms_err_set(err, MS_ERR_INPUT,
-                        "'%s': expected %llu bucket weights (2^nbits, nbits %u), found %llu",
-                        path, (unsigned long long)n, p->nbits,
+                        "'%s': expected %llu bucket weights (2^nbits, nbits %u), found %llu", path,
+                        (unsigned long long)n, p->nbits,
                         (unsigned long long)(a.rank == 1 ? a.shape[0] : a.shape[0] * a.shape[1]));
     for (uint64_t i = 0; rc == MS_OK && i < n; i++) {
         p->bucket_weights[i] = (float)arr_float(&a, i);
@@ -347,19 +347,18 @@ static int check_part(const struct ms_plaid *p, const struct ms_plaid_part *pt, 
                           rpath, p->packed, p->dim, p->nbits,
                           (unsigned long long)(r->rank == 2 ? r->shape[1] : 0));
     if (padded ? c->shape[0] < pt->n_tokens : c->shape[0] != pt->n_tokens)
-        return ms_err_set(err, MS_ERR_INPUT,
-                          "'%s': %llu codes, but '%s' sums to %llu tokens", cpath,
-                          (unsigned long long)c->shape[0], strrchr(dpath, '/') + 1,
+        return ms_err_set(err, MS_ERR_INPUT, "'%s': %llu codes, but '%s' sums to %llu tokens",
+                          cpath, (unsigned long long)c->shape[0], strrchr(dpath, '/') + 1,
                           (unsigned long long)pt->n_tokens);
     if (r->shape[0] != c->shape[0])
-        return ms_err_set(err, MS_ERR_INPUT, "'%s': %llu rows, expected %llu (one per code)",
-                          rpath, (unsigned long long)r->shape[0], (unsigned long long)c->shape[0]);
+        return ms_err_set(err, MS_ERR_INPUT, "'%s': %llu rows, expected %llu (one per code)", rpath,
+                          (unsigned long long)r->shape[0], (unsigned long long)c->shape[0]);
     for (uint64_t i = 0; i < pt->n_tokens; i++) {
         const int64_t v = arr_int(c, i);
         if (v < 0 || v >= (int64_t)p->n_centroids)
             return ms_err_set(err, MS_ERR_INPUT,
-                              "'%s': code %lld at row %llu is out of range (expected 0..%u)",
-                              cpath, (long long)v, (unsigned long long)i, p->n_centroids - 1);
+                              "'%s': code %lld at row %llu is out of range (expected 0..%u)", cpath,
+                              (long long)v, (unsigned long long)i, p->n_centroids - 1);
     }
     return MS_OK;
 }
@@ -426,7 +425,8 @@ static int read_ivf(struct ms_plaid *p, struct ms_err *err)
     else if (!is_int(&ln) || ln.rank != 1)
         rc = is_int(&ln) ? ms_err_set(err, MS_ERR_INPUT, "'%s': expected a 1-D array", lpath)
                          : bad_dtype(lpath, &ln, "int32 or int64", err);
-    if (rc == MS_OK && (!(p->ivf_off = ms_malloc((p->n_centroids + 1ull) * sizeof *p->ivf_off, err))))
+    if (rc == MS_OK &&
+        (!(p->ivf_off = ms_malloc((p->n_centroids + 1ull) * sizeof *p->ivf_off, err))))
         rc = err->status;
     /* ivf_lengths may be shorter than the centroid count (centroids beyond it
      * have empty lists: NextPlaid's guard) or longer (fast-plaid's bincount
@@ -506,8 +506,7 @@ int ms_plaid_open(struct ms_plaid *p, const char *dir, struct ms_err *err)
         while (n > 1 && p->dir[n - 1] == '/')
             p->dir[--n] = 0;
     }
-    if ((rc = read_metadata(p, &n_chunks, err)) != MS_OK ||
-        (rc = read_centroids(p, err)) != MS_OK)
+    if ((rc = read_metadata(p, &n_chunks, err)) != MS_OK || (rc = read_centroids(p, err)) != MS_OK)
         goto fail;
     if (((uint64_t)p->dim * p->nbits) % 8 != 0) {
         rc = ms_err_set(err, MS_ERR_INPUT,

@@ -49,22 +49,22 @@ struct ms_plaid_part {
 
 struct ms_plaid {
     char *dir;
-    const char *layout;        /* "fast-plaid" or "next-plaid" */
-    int merged;                /* codes/residuals from merged_*.npy */
+    const char *layout; /* "fast-plaid" or "next-plaid" */
+    int merged;         /* codes/residuals from merged_*.npy */
     uint32_t dim, nbits, n_centroids;
-    uint32_t packed;           /* bytes per token of residuals: dim * nbits / 8 */
-    uint32_t code_bytes;       /* 4 or 8 */
+    uint32_t packed;     /* bytes per token of residuals: dim * nbits / 8 */
+    uint32_t code_bytes; /* 4 or 8 */
     enum ms_dtype centroid_dtype;
     uint64_t n_docs, n_tokens;
-    float *centroids;          /* [n_centroids * dim] float32 (converted) */
+    float *centroids; /* [n_centroids * dim] float32 (converted) */
     float bucket_weights[256];
-    uint64_t *doc_off;         /* [n_docs + 1] token offsets */
+    uint64_t *doc_off; /* [n_docs + 1] token offsets */
     uint32_t max_doclen;
     struct ms_plaid_part *parts;
     int n_parts;
-    uint64_t *ivf_off;         /* [n_centroids + 1] */
-    uint32_t *ivf;             /* document ids */
-    uint64_t disk_bytes;       /* size of the directory's regular files */
+    uint64_t *ivf_off;   /* [n_centroids + 1] */
+    uint32_t *ivf;       /* document ids */
+    uint64_t disk_bytes; /* size of the directory's regular files */
 };
 
 /* Open and validate an index directory. Errors (MS_ERR_INPUT) name the file. */

@@ -16,10 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define WG          32      /* work-items per pair: a query's tokens, usually <= 32 */
-#define TILE        32      /* document tokens decompressed into local memory at once */
-#define MAX_PAIRS   65536   /* pairs per rerank launch (bounds the gathered residuals) */
-#define MAX_APPROX  1048576 /* pairs per approximate-score launch */
+#define WG         32      /* work-items per pair: a query's tokens, usually <= 32 */
+#define TILE       32      /* document tokens decompressed into local memory at once */
+#define MAX_PAIRS  65536   /* pairs per rerank launch (bounds the gathered residuals) */
+#define MAX_APPROX 1048576 /* pairs per approximate-score launch */
 
 struct ms_plaid_dev {
     struct ms_cl *cl;
@@ -60,8 +60,8 @@ static int launch(struct ms_plaid_dev *d, cl_kernel k, int dims, const size_t *g
                   const size_t *local, const char *name, struct ms_err *err)
 {
     cl_event ev;
-    cl_int rc = clEnqueueNDRangeKernel(d->cl->queue, k, (cl_uint)dims, NULL, global, local, 0,
-                                       NULL, &ev);
+    cl_int rc =
+        clEnqueueNDRangeKernel(d->cl->queue, k, (cl_uint)dims, NULL, global, local, 0, NULL, &ev);
     if (rc != CL_SUCCESS)
         return cl_fail(err, name, rc);
     rc = clWaitForEvents(1, &ev);
@@ -92,8 +92,8 @@ int ms_plaid_dev_create(struct ms_plaid_dev **out, struct ms_cl *cl, const struc
         return err->status;
     d->cl = cl;
     d->p = p;
-    if ((st = ms_cl_program(cl, "plaid.cl", cl->info.is_nvidia ? "-cl-std=CL1.2 -DMS_NVIDIA=1"
-                                                               : "-cl-std=CL1.2",
+    if ((st = ms_cl_program(cl, "plaid.cl",
+                            cl->info.is_nvidia ? "-cl-std=CL1.2 -DMS_NVIDIA=1" : "-cl-std=CL1.2",
                             &d->prog, err)) != MS_OK)
         goto fail;
     if (!(d->k_cs = clCreateKernel(d->prog, "plaid_centroid_scores", &rc)) ||
@@ -103,8 +103,8 @@ int ms_plaid_dev_create(struct ms_plaid_dev **out, struct ms_cl *cl, const struc
         goto fail;
     }
     ms_plaid_lut(p, lut);
-    if (!(d->centroids = buffer(d, CL_MEM_READ_ONLY, (size_t)K * dim * 4, p->centroids,
-                                "centroids", err)) ||
+    if (!(d->centroids =
+              buffer(d, CL_MEM_READ_ONLY, (size_t)K * dim * 4, p->centroids, "centroids", err)) ||
         !(d->lut = buffer(d, CL_MEM_READ_ONLY, 256 * kpb * 4, lut, "decode table", err))) {
         st = err->status;
         goto fail;
@@ -122,8 +122,8 @@ int ms_plaid_dev_create(struct ms_plaid_dev **out, struct ms_cl *cl, const struc
         for (uint64_t c = 0; c < K; c++)
             for (uint32_t k = 0; k < dim; k++)
                 ct[(uint64_t)k * K + c] = p->centroids[c * dim + k];
-        if (!(d->centroids_t = buffer(d, CL_MEM_READ_ONLY, (size_t)K * dim * 4, ct,
-                                      "centroids", err)) ||
+        if (!(d->centroids_t =
+                  buffer(d, CL_MEM_READ_ONLY, (size_t)K * dim * 4, ct, "centroids", err)) ||
             !(d->doc_off = buffer(d, CL_MEM_READ_ONLY, (p->n_docs + 1) * 8, p->doc_off,
                                   "document offsets", err)) ||
             !(d->codes = buffer(d, CL_MEM_READ_ONLY, p->n_tokens * 4, NULL, "codes", err))) {
@@ -403,11 +403,11 @@ static int centroid_scores(struct ms_plaid_dev *d, const struct qbuf *qb, cl_mem
         return cl_fail(err, "clSetKernelArg(plaid_centroid_scores)", rc);
     if (nt == 0)
         return MS_OK;
-    const size_t global[2] = { ((size_t)K + 63) / 64 * 64, nt }, local[2] = { 64, 1 };
+    const size_t global[2] = {((size_t)K + 63) / 64 * 64, nt}, local[2] = {64, 1};
     if ((st = launch(d, d->k_cs, 2, global, local, "plaid_centroid_scores", err)) != MS_OK)
         return st;
-    if (host && (rc = clEnqueueReadBuffer(d->cl->queue, *s, CL_TRUE, 0, (size_t)K * nt * 4, host,
-                                          0, NULL, NULL)) != CL_SUCCESS)
+    if (host && (rc = clEnqueueReadBuffer(d->cl->queue, *s, CL_TRUE, 0, (size_t)K * nt * 4, host, 0,
+                                          NULL, NULL)) != CL_SUCCESS)
         return cl_fail(err, "clEnqueueReadBuffer(centroid scores)", rc);
     return MS_OK;
 }
@@ -567,7 +567,8 @@ int ms_plaid_dev_search(struct ms_plaid_dev *d, const struct ms_emb *q,
                     dstamp[doc] = stamp;
                     if (np == cap) {
                         cap = cap ? 2 * cap : 65536;
-                        uint32_t *a = ms_realloc(pq, cap * 4, err), *b = a ? ms_realloc(pd, cap * 4, err) : NULL;
+                        uint32_t *a = ms_realloc(pq, cap * 4, err),
+                                 *b = a ? ms_realloc(pd, cap * 4, err) : NULL;
                         if (a)
                             pq = a;
                         if (!b) {
@@ -583,7 +584,8 @@ int ms_plaid_dev_search(struct ms_plaid_dev *d, const struct ms_emb *q,
         }
     }
     qstart[q->n_rows] = np;
-    if (!(approx = ms_malloc((np + 1) * 4, err)) || !(cands = ms_malloc((np + 1) * sizeof *cands, err)) ||
+    if (!(approx = ms_malloc((np + 1) * 4, err)) ||
+        !(cands = ms_malloc((np + 1) * sizeof *cands, err)) ||
         !(exact = ms_malloc((np + 1) * 4, err))) {
         st = err->status;
         goto done;

@@ -17,8 +17,8 @@
 #include "src.h"
 #include "testutil.h"
 
-static const char *const GOOD[] = { "plaid_fp1", "plaid_fp2", "plaid_fp4", "plaid_np8",
-                                    "plaid_np2", "plaid_short", "plaid_long" };
+static const char *const GOOD[] = {"plaid_fp1", "plaid_fp2",   "plaid_fp4", "plaid_np8",
+                                   "plaid_np2", "plaid_short", "plaid_long"};
 enum { NGOOD = sizeof GOOD / sizeof GOOD[0] };
 
 /* A whole .npy fixture in memory; *data points at its elements. */
@@ -41,14 +41,14 @@ static uint8_t *load_npy(const char *path, struct ms_npy_header *h, const uint8_
 
 static void open_index(struct ms_plaid *p, const char *name)
 {
-    struct ms_err err = { 0 };
+    struct ms_err err = {0};
     cr_assert(ms_plaid_open(p, fixture(name), &err) == 0, "%s: %s", name, err.msg);
 }
 
 static void read_queries(struct ms_emb *q, const char *name)
 {
     struct ms_src src;
-    struct ms_err err = { 0 };
+    struct ms_err err = {0};
     cr_assert(ms_src_open(&src, fixture(name), NULL, &err) == 0, "%s", err.msg);
     ms_emb_init(q);
     cr_assert(ms_src_read(&src, 0, src.n_rows, q, &err) == 0, "%s", err.msg);
@@ -57,7 +57,7 @@ static void read_queries(struct ms_emb *q, const char *name)
 
 Test(plaid_codec, packing_test_vectors)
 {
-    const uint8_t b2[4] = { 1, 2, 3, 0 }, b4[2] = { 1, 14 };
+    const uint8_t b2[4] = {1, 2, 3, 0}, b4[2] = {1, 14};
     uint8_t row[1];
     ms_plaid_pack(b2, 4, 2, row);
     cr_assert_eq(row[0], 0x9C);
@@ -68,7 +68,7 @@ Test(plaid_codec, packing_test_vectors)
     for (uint32_t d = 0; d < 2; d++)
         cr_assert_eq(ms_plaid_bucket(row, 4, d), b4[d]);
     /* nbits=1: bit 7 of byte 0 is dimension 0 */
-    const uint8_t b1[8] = { 1, 0, 0, 0, 0, 0, 0, 0 };
+    const uint8_t b1[8] = {1, 0, 0, 0, 0, 0, 0, 0};
     ms_plaid_pack(b1, 8, 1, row);
     cr_assert_eq(row[0], 0x80);
 }
@@ -181,7 +181,7 @@ static int have_cl;
 
 static void setup(void)
 {
-    struct ms_err err = { 0 };
+    struct ms_err err = {0};
     char dir[128];
     if (!getenv("MAXSIM_CACHE_DIR")) {
         snprintf(dir, sizeof dir, "/tmp/maxsim-test-cache-%ld", (long)getuid());
@@ -206,7 +206,7 @@ static void check_kernels(const char *index, const char *queries, int approx)
     struct ms_plaid p;
     struct ms_plaid_dev *d;
     struct ms_emb q;
-    struct ms_err err = { 0 };
+    struct ms_err err = {0};
     uint64_t rng = 42;
     enum { N = 300 };
     uint32_t pq[N], pd[N];
@@ -227,8 +227,8 @@ static void check_kernels(const char *index, const char *queries, int approx)
         const double want = approx ? ms_plaid_ref_approx(&p, &q, pq[i], pd[i])
                                    : ms_plaid_ref_score(&p, &q, pq[i], pd[i]);
         const double tol = 1e-5 * (double)ms_emb_row_len(&q, pq[i]) * (1.0 + p.dim / 32.0);
-        cr_assert(fabs(out[i] - want) <= tol, "%s %s pair %d (q %u, doc %u): %.9g vs %.9g",
-                  index, approx ? "approx" : "exact", i, pq[i], pd[i], out[i], want);
+        cr_assert(fabs(out[i] - want) <= tol, "%s %s pair %d (q %u, doc %u): %.9g vs %.9g", index,
+                  approx ? "approx" : "exact", i, pq[i], pd[i], out[i], want);
     }
     ms_plaid_dev_free(d);
     ms_emb_release(&q);
@@ -254,7 +254,7 @@ static double search_recall(const struct ms_plaid_search_opts *o, struct ms_topk
     struct ms_plaid p;
     struct ms_plaid_dev *d;
     struct ms_emb q;
-    struct ms_err err = { 0 };
+    struct ms_err err = {0};
     struct ms_npy_header h;
     const uint8_t *gt;
 
@@ -283,7 +283,7 @@ static double search_recall(const struct ms_plaid_search_opts *o, struct ms_topk
 
 Test(plaid_cl, search_recall_at_defaults)
 {
-    const struct ms_plaid_search_opts o = { .nprobe = 8, .ncandidates = 4096, .nrerank = 1024 };
+    const struct ms_plaid_search_opts o = {.nprobe = 8, .ncandidates = 4096, .nrerank = 1024};
     struct ms_topk t;
     const double recall = search_recall(&o, &t);
     cr_log_warn("recall@10 at defaults: %.4f", recall);
@@ -300,8 +300,8 @@ Test(plaid_cl, search_recall_at_defaults)
 Test(plaid_cl, search_narrow_settings_still_sane)
 {
     /* one probe, few candidates: lower recall, but still results */
-    const struct ms_plaid_search_opts o = { .nprobe = 1, .ncandidates = 64, .nrerank = 16,
-                                            .use_threshold = 1, .threshold = 0.2f };
+    const struct ms_plaid_search_opts o = {
+        .nprobe = 1, .ncandidates = 64, .nrerank = 16, .use_threshold = 1, .threshold = 0.2f};
     struct ms_topk t;
     const double recall = search_recall(&o, &t);
     cr_log_warn("recall@10 with nprobe 1, 64/16 candidates: %.4f", recall);
@@ -315,7 +315,7 @@ static void expect_bad(const char *name, const char *fmt, ...)
 static void expect_bad(const char *name, const char *fmt, ...)
 {
     struct ms_plaid p;
-    struct ms_err err = { 0 };
+    struct ms_err err = {0};
     char want[2048];
     const char *dir = fixture(name);
     va_list ap;
@@ -328,14 +328,20 @@ static void expect_bad(const char *name, const char *fmt, ...)
 
 Test(plaid_index, bad_indexes)
 {
-    expect_bad("plaid_bad_missing", "cannot open '%s/centroids.npy': No such file or directory", fixture("plaid_bad_missing"));
+    expect_bad("plaid_bad_missing", "cannot open '%s/centroids.npy': No such file or directory",
+               fixture("plaid_bad_missing"));
     expect_bad("plaid_bad_width",
-               "'%s/0.residuals.npy': expected rows of 8 bytes (dim 32 x nbits 2 / 8), found 7", fixture("plaid_bad_width"));
+               "'%s/0.residuals.npy': expected rows of 8 bytes (dim 32 x nbits 2 / 8), found 7",
+               fixture("plaid_bad_width"));
     expect_bad("plaid_bad_codes",
-               "'%s/1.codes.npy': code 16 at row 3 is out of range (expected 0..15)", fixture("plaid_bad_codes"));
+               "'%s/1.codes.npy': code 16 at row 3 is out of range (expected 0..15)",
+               fixture("plaid_bad_codes"));
     expect_bad("plaid_bad_doclens",
-               "'%s/0.codes.npy': 141 codes, but 'doclens.0.json' sums to 142 tokens", fixture("plaid_bad_doclens"));
-    expect_bad("plaid_bad_nbits", "'%s/metadata.json': unsupported nbits 3 (expected 1, 2, 4 or 8)", fixture("plaid_bad_nbits"));
+               "'%s/0.codes.npy': 141 codes, but 'doclens.0.json' sums to 142 tokens",
+               fixture("plaid_bad_doclens"));
+    expect_bad("plaid_bad_nbits", "'%s/metadata.json': unsupported nbits 3 (expected 1, 2, 4 or 8)",
+               fixture("plaid_bad_nbits"));
     expect_bad("plaid_bad_dtype",
-               "'%s/0.codes.npy': unsupported dtype float32 (expected int32 or int64)", fixture("plaid_bad_dtype"));
+               "'%s/0.codes.npy': unsupported dtype float32 (expected int32 or int64)",
+               fixture("plaid_bad_dtype"));
 }
