@@ -203,7 +203,8 @@ def generate(outdir):
                 chunk_docs=30, merged=True, known=p("plaid_np2"), ivf_dtype=np.int32)
     # ivf_lengths shorter (4 unused centroids at the end) and longer than K
     extra = unit(rng.standard_normal((4, dim)))
-    write_index(p("plaid_short"), docs, np.concatenate([cents, extra]), 4, "nextplaid", np.float32, known=p("plaid_short"), assign_k=16)
+    write_index(p("plaid_short"), docs, np.concatenate([cents, extra]), 4, "nextplaid",
+                np.float32, known=p("plaid_short"), assign_k=16)
     write_index(p("plaid_long"), docs, cents, 4, "fastplaid", ivf_extra=3, known=p("plaid_long"))
     np.save(p("plaid_q.npy"), unit(rng.standard_normal((5, 8, dim))).astype(np.float32))
     with open(p("plaid_doc_ids.txt"), "w") as f:
