@@ -5,10 +5,10 @@
  * Host side: src/plaid_cl.c. Codec and layouts: src/plaid.h.
  *
  *   plaid_centroid_scores  S[c][j] = <centroid c, query token j> for every
- *       centroid and every query token of a batch; one work-item per (c, j),
- *       c along dimension 0 so neighbouring work-items read neighbouring
- *       centroids of the transposed [dim][K] centroid matrix.
- *   plaid_approx  one work-group per (query, document) pair; work-item i
+ *       centroid and every query token of a batch; one work-item per centroid
+ *       and 8 query tokens, c along dimension 0 so neighbouring work-items
+ *       read neighbouring centroids of the transposed [dim][K] matrix.
+ *   plaid_approx  one work-group per few (query, document) pairs; work-item i
  *       keeps the max over the document's codes of S[code][query token i]
  *       (S is [K][tokens], so the work-items of one code read one contiguous
  *       run of S), then one work-item sums the maxima in order.
@@ -31,14 +31,28 @@ __kernel void plaid_centroid_scores(__global const float *restrict ct, const uin
                                     const uint dim, __global const float *restrict q,
                                     const uint n_qtok, __global float *restrict s)
 {
-    const uint c = (uint)get_global_id(0), j = (uint)get_global_id(1);
-    if (c >= n_centroids || j >= n_qtok)
+    /* one centroid against 8 query tokens: the 8 query values of a k are the
+     * same for every work-item (broadcast), the centroid value is loaded once */
+    const uint c = (uint)get_global_id(0), j0 = (uint)get_global_id(1) * 8;
+    if (c >= n_centroids || j0 >= n_qtok)
         return;
-    __global const float *qj = q + (size_t)j * dim;
-    float acc = 0.0f;
-    for (uint k = 0; k < dim; k++)
-        acc = fma(ct[(size_t)k * n_centroids + c], qj[k], acc);
-    s[(size_t)c * n_qtok + j] = acc;
+    const uint nj = min(8u, n_qtok - j0);
+    float acc[8] = { 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f };
+    if (nj == 8) {
+        for (uint k = 0; k < dim; k++) {
+            const float x = ct[(size_t)k * n_centroids + c];
+            for (uint j = 0; j < 8; j++)
+                acc[j] = fma(x, q[(size_t)(j0 + j) * dim + k], acc[j]);
+        }
+    } else {
+        for (uint k = 0; k < dim; k++) {
+            const float x = ct[(size_t)k * n_centroids + c];
+            for (uint j = 0; j < nj; j++)
+                acc[j] = fma(x, q[(size_t)(j0 + j) * dim + k], acc[j]);
+        }
+    }
+    for (uint j = 0; j < nj; j++)
+        s[(size_t)c * n_qtok + j0 + j] = acc[j];
 }
 
 __kernel void plaid_approx(__global const float *restrict s, const uint n_qtok,
@@ -47,27 +61,30 @@ __kernel void plaid_approx(__global const float *restrict s, const uint n_qtok,
                            __global const uint *restrict q_off, __global const uint *restrict q_len,
                            __global const uint *restrict pair_q,
                            __global const uint *restrict pair_d, const uint n_pairs,
-                           __local float *mx, __global float *restrict out)
+                           const uint per_group, __local float *mx, __global float *restrict out)
 {
-    const uint p = (uint)get_group_id(0), lid = (uint)get_local_id(0);
-    const uint wg = (uint)get_local_size(0);
-    if (p >= n_pairs)
-        return;
-    const uint q = pair_q[p], d = pair_d[p], qo = q_off[q], lq = q_len[q];
-    const ulong t0 = doc_off[d], t1 = doc_off[d + 1];
-    for (uint i = lid; i < lq; i += wg) {
-        float m = -INFINITY;
-        for (ulong t = t0; t < t1; t++)
-            m = fmax(m, s[(size_t)codes[t] * n_qtok + qo + i]);
-        mx[i] = m;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    if (lid == 0) {
-        float acc = 0.0f;
-        if (t1 > t0)
-            for (uint i = 0; i < lq; i++)
-                acc += mx[i];
-        out[p] = acc;
+    const uint lid = (uint)get_local_id(0), wg = (uint)get_local_size(0);
+    const uint p0 = (uint)get_group_id(0) * per_group;
+    /* several pairs per work-group: a pair is little work (a few codes, one
+     * gather each), and on CPUs a work-group has a fixed cost */
+    for (uint p = p0; p < min(p0 + per_group, n_pairs); p++) {
+        const uint q = pair_q[p], d = pair_d[p], qo = q_off[q], lq = q_len[q];
+        const ulong t0 = doc_off[d], t1 = doc_off[d + 1];
+        for (uint i = lid; i < lq; i += wg) {
+            float m = -INFINITY;
+            for (ulong t = t0; t < t1; t++)
+                m = fmax(m, s[(size_t)codes[t] * n_qtok + qo + i]);
+            mx[i] = m;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (lid == 0) {
+            float acc = 0.0f;
+            if (t1 > t0)
+                for (uint i = 0; i < lq; i++)
+                    acc += mx[i];
+            out[p] = acc;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
     }
 }
 

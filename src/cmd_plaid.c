@@ -451,11 +451,22 @@ report:
         ms_report(&err);
     else if (ms_global.verbose) {
         const double total = ms_now() - t0;
-        const uint64_t n = run_path ? n_pairs : q.n_rows;
-        fprintf(stderr, "maxsim: plaid %s: %llu %s in %.3f s (kernels %.3f s), %.1f %s/s\n",
-                run_path ? "rerank" : "search", (unsigned long long)n,
-                run_path ? "pairs" : "queries", total, ms_plaid_dev_kernel_s(dev),
-                total > 0 ? (double)n / total : 0.0, run_path ? "pairs" : "queries");
+        const struct ms_plaid_stats *st = ms_plaid_dev_stats(dev);
+        const double ks = st->centroid_s + st->approx_s + st->rerank_s;
+        if (run_path)
+            fprintf(stderr,
+                    "maxsim: plaid rerank: %llu pairs in %.3f s (kernels %.3f s), %.0f pairs/s\n",
+                    (unsigned long long)n_pairs, total, ks,
+                    total > 0 ? (double)n_pairs / total : 0.0);
+        else
+            fprintf(stderr,
+                    "maxsim: plaid search: %llu queries in %.3f s (kernels %.3f s: centroid scores "
+                    "%.3f, approximate %.3f, rerank %.3f), %.1f queries/s, %.0f candidates and "
+                    "%.0f reranked per query\n",
+                    (unsigned long long)q.n_rows, total, ks, st->centroid_s, st->approx_s,
+                    st->rerank_s, total > 0 ? (double)q.n_rows / total : 0.0,
+                    q.n_rows ? (double)st->candidates / (double)q.n_rows : 0.0,
+                    q.n_rows ? (double)st->reranked / (double)q.n_rows : 0.0);
     }
     ms_topk_release(&topk);
     ms_plaid_dev_free(dev);

@@ -27,7 +27,7 @@ struct ms_plaid_dev {
     cl_program prog;
     cl_kernel k_cs, k_approx, k_rerank;
     cl_mem centroids, centroids_t, lut, codes, doc_off;
-    double kernel_s;
+    struct ms_plaid_stats stats;
 };
 
 static int cl_fail(struct ms_err *err, const char *call, cl_int rc)
@@ -57,7 +57,7 @@ static void release(cl_mem *m)
 
 /* Run a kernel over n_groups work-groups of WG and wait; adds its time. */
 static int launch(struct ms_plaid_dev *d, cl_kernel k, int dims, const size_t *global,
-                  const size_t *local, const char *name, struct ms_err *err)
+                  const size_t *local, double *time_s, const char *name, struct ms_err *err)
 {
     cl_event ev;
     cl_int rc =
@@ -72,7 +72,7 @@ static int launch(struct ms_plaid_dev *d, cl_kernel k, int dims, const size_t *g
             clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof b, &b, NULL) ==
                 CL_SUCCESS &&
             b > a)
-            d->kernel_s += (double)(b - a) * 1e-9;
+            *time_s += (double)(b - a) * 1e-9;
     }
     clReleaseEvent(ev);
     return rc == CL_SUCCESS ? MS_OK : cl_fail(err, name, rc);
@@ -178,9 +178,9 @@ void ms_plaid_dev_free(struct ms_plaid_dev *d)
     free(d);
 }
 
-double ms_plaid_dev_kernel_s(const struct ms_plaid_dev *d)
+const struct ms_plaid_stats *ms_plaid_dev_stats(const struct ms_plaid_dev *d)
 {
-    return d->kernel_s;
+    return &d->stats;
 }
 
 /* Queries on the device: float32 tokens back to back, offsets and lengths. */
@@ -338,7 +338,8 @@ static int rerank_block(struct ms_plaid_dev *d, const struct qbuf *qb, const uin
             goto done;
         }
         const size_t global = (size_t)n * WG, local = WG;
-        if (n && (st = launch(d, k, 1, &global, &local, "plaid_rerank", err)) != MS_OK)
+        if (n && (st = launch(d, k, 1, &global, &local, &d->stats.rerank_s, "plaid_rerank", err)) !=
+                     MS_OK)
             goto done;
     }
     if (n && (rc = clEnqueueReadBuffer(d->cl->queue, b_out, CL_TRUE, 0, n * 4, out, 0, NULL,
@@ -404,7 +405,8 @@ static int centroid_scores(struct ms_plaid_dev *d, const struct qbuf *qb, cl_mem
     if (nt == 0)
         return MS_OK;
     const size_t global[2] = {((size_t)K + 63) / 64 * 64, nt}, local[2] = {64, 1};
-    if ((st = launch(d, d->k_cs, 2, global, local, "plaid_centroid_scores", err)) != MS_OK)
+    if ((st = launch(d, d->k_cs, 2, global, local, &d->stats.centroid_s, "plaid_centroid_scores",
+                     err)) != MS_OK)
         return st;
     if (host && (rc = clEnqueueReadBuffer(d->cl->queue, *s, CL_TRUE, 0, (size_t)K * nt * 4, host, 0,
                                           NULL, NULL)) != CL_SUCCESS)
@@ -418,7 +420,9 @@ static int approx_pairs(struct ms_plaid_dev *d, const struct qbuf *qb, cl_mem s,
 {
     for (uint64_t i0 = 0; i0 < n; i0 += MAX_APPROX) {
         const uint64_t m = n - i0 < MAX_APPROX ? n - i0 : MAX_APPROX;
-        const cl_uint nt = qb->n_tok, np = (cl_uint)m;
+        /* GPUs want many work-groups; CPUs few, each with more work */
+        const cl_uint nt = qb->n_tok, np = (cl_uint)m,
+                      per_group = d->cl->info.type & CL_DEVICE_TYPE_GPU ? 1 : 16;
         cl_mem b_pq = buffer(d, CL_MEM_READ_ONLY, m * 4, pair_q + i0, "pairs", err);
         cl_mem b_pd = b_pq ? buffer(d, CL_MEM_READ_ONLY, m * 4, pair_doc + i0, "pairs", err) : NULL;
         cl_mem b_out = b_pd ? buffer(d, CL_MEM_WRITE_ONLY, m * 4, NULL, "scores", err) : NULL;
@@ -438,14 +442,16 @@ static int approx_pairs(struct ms_plaid_dev *d, const struct qbuf *qb, cl_mem s,
         rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &b_pq);
         rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &b_pd);
         rc |= clSetKernelArg(k, a++, sizeof np, &np);
+        rc |= clSetKernelArg(k, a++, sizeof per_group, &per_group);
         rc |= clSetKernelArg(k, a++, (size_t)(qb->max_len ? qb->max_len : 1) * 4, NULL);
         rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &b_out);
         if (rc != CL_SUCCESS) {
             st = cl_fail(err, "clSetKernelArg(plaid_approx)", rc);
             goto next;
         }
-        const size_t global = (size_t)m * WG, local = WG;
-        if ((st = launch(d, k, 1, &global, &local, "plaid_approx", err)) == MS_OK &&
+        const size_t global = (size_t)((m + per_group - 1) / per_group) * WG, local = WG;
+        if ((st = launch(d, k, 1, &global, &local, &d->stats.approx_s, "plaid_approx", err)) ==
+                MS_OK &&
             (rc = clEnqueueReadBuffer(d->cl->queue, b_out, CL_TRUE, 0, m * 4, out + i0, 0, NULL,
                                       NULL)) != CL_SUCCESS)
             st = cl_fail(err, "clEnqueueReadBuffer(approximate scores)", rc);
@@ -590,6 +596,7 @@ int ms_plaid_dev_search(struct ms_plaid_dev *d, const struct ms_emb *q,
         st = err->status;
         goto done;
     }
+    d->stats.candidates += np;
     if ((st = approx_pairs(d, &qb, s, pq, pd, np, approx, err)) != MS_OK)
         goto done;
     release(&s);
@@ -608,6 +615,7 @@ int ms_plaid_dev_search(struct ms_plaid_dev *d, const struct ms_emb *q,
             pd[nr++] = cands[i].doc;
         }
     }
+    d->stats.reranked += nr;
     if ((st = rerank_pairs(d, &qb, pq, pd, nr, exact, err)) != MS_OK)
         goto done;
     for (uint64_t i = 0; i < nr; i++)

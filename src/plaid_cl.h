@@ -62,7 +62,12 @@ int ms_plaid_dev_search(struct ms_plaid_dev *d, const struct ms_emb *q,
                         const struct ms_plaid_search_opts *o, struct ms_topk *t, uint64_t q0,
                         struct ms_err *err);
 
-/* Device time spent in kernels so far, in seconds (OpenCL events). */
-double ms_plaid_dev_kernel_s(const struct ms_plaid_dev *d);
+/* What the calls so far did: kernel time by kernel (OpenCL events), and
+ * for search the candidates scored approximately and the pairs reranked. */
+struct ms_plaid_stats {
+    double centroid_s, approx_s, rerank_s;
+    uint64_t candidates, reranked;
+};
+const struct ms_plaid_stats *ms_plaid_dev_stats(const struct ms_plaid_dev *d);
 
 #endif
