@@ -207,6 +207,8 @@ def generate(outdir):
                 np.float32, known=p("plaid_short"), assign_k=16)
     write_index(p("plaid_long"), docs, cents, 4, "fastplaid", ivf_extra=3, known=p("plaid_long"))
     np.save(p("plaid_q.npy"), unit(rng.standard_normal((5, 8, dim))).astype(np.float32))
+    # float16 queries longer than a work-group (32 tokens)
+    np.save(p("plaid_q_long.npy"), unit(rng.standard_normal((3, 45, dim))).astype(np.float16))
     with open(p("plaid_doc_ids.txt"), "w") as f:
         f.write("".join("doc%d\n" % i for i in range(60)))
 

@@ -240,6 +240,8 @@ Test(plaid_cl, rerank_kernel_matches_reference)
     for (int i = 0; i < NGOOD; i++)
         check_kernels(GOOD[i], "plaid_q.npy", 0);
     check_kernels("plaid_corpus", "plaid_corpus_q.npy", 0);
+    check_kernels("plaid_fp2", "plaid_q_long.npy", 0); /* float16, 45 tokens > work-group */
+    check_kernels("plaid_np8", "plaid_q_long.npy", 0);
 }
 
 Test(plaid_cl, approx_kernel_matches_reference)
@@ -247,6 +249,8 @@ Test(plaid_cl, approx_kernel_matches_reference)
     for (int i = 0; i < NGOOD; i++)
         check_kernels(GOOD[i], "plaid_q.npy", 1);
     check_kernels("plaid_corpus", "plaid_corpus_q.npy", 1);
+    check_kernels("plaid_fp2", "plaid_q_long.npy", 1);
+    check_kernels("plaid_np8", "plaid_q_long.npy", 1);
 }
 
 static double search_recall(const struct ms_plaid_search_opts *o, struct ms_topk *t)

@@ -18,6 +18,21 @@ $ for i in fp1 fp2 fp4 np8 np2 short long; do maxsim plaid -q $FIXTURES/plaid_q.
 > ok
 > ok
 
+# Narrow settings, so every stage matters: the documents and their order are
+# exactly those of fast-plaid's pipeline redone in float64 (plaidcheck.py).
+$ for i in fp1 fp2 fp4 np8 np2 short long; do maxsim plaid -q $FIXTURES/plaid_q.npy -i $FIXTURES/plaid_$i -k 5 --nprobe 2 --ncandidates 20 --nrerank 8 > $i.trec || exit 1; $PYTHON $TESTS/plaidcheck.py pipeline $FIXTURES/plaid_$i $FIXTURES/plaid_q.npy $i.trec 5 2 20 8; done | sort | uniq -c | awk '{print $1, $2}'
+> 7 ok
+
+$ maxsim plaid -q $FIXTURES/plaid_q.npy -i $FIXTURES/plaid_fp4 -k 10 --nprobe 3 --ncandidates 30 --centroid-threshold 0.3 > t.trec && $PYTHON $TESTS/plaidcheck.py pipeline $FIXTURES/plaid_fp4 $FIXTURES/plaid_q.npy t.trec 10 3 30 10 0.3
+> ok
+
+$ maxsim plaid -q $FIXTURES/plaid_q.npy -i $FIXTURES/plaid_np2 -k 60 --nprobe 1 --ncandidates 12 --nrerank 100 > t.trec && $PYTHON $TESTS/plaidcheck.py pipeline $FIXTURES/plaid_np2 $FIXTURES/plaid_q.npy t.trec 60 1 12 100
+> ok
+
+# float16 queries longer than a work-group.
+$ maxsim plaid -q $FIXTURES/plaid_q_long.npy -i $FIXTURES/plaid_fp1 -k 6 --nprobe 2 --ncandidates 16 > t.trec && $PYTHON $TESTS/plaidcheck.py pipeline $FIXTURES/plaid_fp1 $FIXTURES/plaid_q_long.npy t.trec 6 2 16 6
+> ok
+
 # Document ids from --doc-ids, and the run tag.
 $ maxsim plaid -q $FIXTURES/plaid_q.npy -i $FIXTURES/plaid_fp2 -k 1 --doc-ids $FIXTURES/plaid_doc_ids.txt --run-tag t1 | awk '{print $2, $4, $6, ($3 ~ /^doc[0-9]+$/)}'
 > Q0 1 t1 1
