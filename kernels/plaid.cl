@@ -57,7 +57,7 @@ __kernel void plaid_centroid_scores(__global const float *restrict ct, const uin
 
 __kernel void plaid_approx(__global const float *restrict s, const uint n_qtok,
                            __global const uint *restrict codes,
-                           __global const ulong *restrict doc_off,
+                           __global const uint *restrict doc_off,
                            __global const uint *restrict q_off, __global const uint *restrict q_len,
                            __global const uint *restrict pair_q,
                            __global const uint *restrict pair_d, const uint n_pairs,
@@ -69,10 +69,10 @@ __kernel void plaid_approx(__global const float *restrict s, const uint n_qtok,
      * gather each), and on CPUs a work-group has a fixed cost */
     for (uint p = p0; p < min(p0 + per_group, n_pairs); p++) {
         const uint q = pair_q[p], d = pair_d[p], qo = q_off[q], lq = q_len[q];
-        const ulong t0 = doc_off[d], t1 = doc_off[d + 1];
+        const uint t0 = doc_off[d], t1 = doc_off[d + 1];
         for (uint i = lid; i < lq; i += wg) {
             float m = -INFINITY;
-            for (ulong t = t0; t < t1; t++)
+            for (uint t = t0; t < t1; t++)
                 m = fmax(m, s[(size_t)codes[t] * n_qtok + qo + i]);
             mx[i] = m;
         }

@@ -419,7 +419,7 @@ int cmd_plaid(int argc, char **argv)
     if ((rc = ms_device_open(&cl)) != MS_OK)
         goto close_output;
     const double t0 = ms_now();
-    if ((rc = ms_plaid_dev_create(&dev, &cl, &idx, !run_path, &err)) != MS_OK)
+    if ((rc = ms_plaid_dev_create(&dev, &cl, &idx, run_path ? 0 : MS_PLAID_SEARCH, &err)) != MS_OK)
         goto report;
     if (run_path) {
         ms_progress_init(&prog, progress, "plaid rerank", n_pairs);

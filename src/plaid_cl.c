@@ -27,6 +27,7 @@ struct ms_plaid_dev {
     cl_program prog;
     cl_kernel k_cs, k_approx, k_rerank;
     cl_mem centroids, centroids_t, lut, codes, doc_off;
+    cl_mem residuals; /* search, when the index fits: every residual row */
     struct ms_plaid_stats stats;
 };
 
@@ -79,11 +80,12 @@ static int launch(struct ms_plaid_dev *d, cl_kernel k, int dims, const size_t *g
 }
 
 int ms_plaid_dev_create(struct ms_plaid_dev **out, struct ms_cl *cl, const struct ms_plaid *p,
-                        int search, struct ms_err *err)
+                        int flags, struct ms_err *err)
 {
     struct ms_plaid_dev *d;
     const uint32_t K = p->n_centroids, dim = p->dim, kpb = 8 / p->nbits;
     float *ct = NULL, lut[256 * 8];
+    uint32_t *off32 = NULL;
     cl_int rc;
     int st = MS_OK;
 
@@ -109,6 +111,11 @@ int ms_plaid_dev_create(struct ms_plaid_dev **out, struct ms_cl *cl, const struc
         st = err->status;
         goto fail;
     }
+    const int search = flags & MS_PLAID_SEARCH;
+    /* residuals resident when they fit, unless told otherwise: on PoCL the
+     * resident and the per-batch gathered copies measured the same kernel
+     * time (docs/plaid-notes.md); on a GPU residency saves the uploads */
+    const int resident = !(flags & MS_PLAID_GATHER);
     if (search) {
         if (p->n_tokens >= UINT32_MAX) {
             st = ms_err_set(err, MS_ERR_RUNTIME, "'%s': %llu tokens; search supports < 2^32",
@@ -122,9 +129,17 @@ int ms_plaid_dev_create(struct ms_plaid_dev **out, struct ms_cl *cl, const struc
         for (uint64_t c = 0; c < K; c++)
             for (uint32_t k = 0; k < dim; k++)
                 ct[(uint64_t)k * K + c] = p->centroids[c * dim + k];
+        /* 32-bit document offsets (fewer than 2^32 tokens, checked above):
+         * 64-bit index math in the kernels' inner loops halves PoCL's speed */
+        if (!(off32 = ms_malloc((p->n_docs + 1) * 4, err))) {
+            st = err->status;
+            goto fail;
+        }
+        for (uint64_t i = 0; i <= p->n_docs; i++)
+            off32[i] = (uint32_t)p->doc_off[i];
         if (!(d->centroids_t =
                   buffer(d, CL_MEM_READ_ONLY, (size_t)K * dim * 4, ct, "centroids", err)) ||
-            !(d->doc_off = buffer(d, CL_MEM_READ_ONLY, (p->n_docs + 1) * 8, p->doc_off,
+            !(d->doc_off = buffer(d, CL_MEM_READ_ONLY, (p->n_docs + 1) * 4, off32,
                                   "document offsets", err)) ||
             !(d->codes = buffer(d, CL_MEM_READ_ONLY, p->n_tokens * 4, NULL, "codes", err))) {
             st = err->status;
@@ -148,12 +163,39 @@ int ms_plaid_dev_create(struct ms_plaid_dev **out, struct ms_cl *cl, const struc
         free(buf);
         if (st != MS_OK)
             goto fail;
+        /* The residuals too when they fit (one allocation, and with the codes
+         * at most half the device memory): then reranking reads them in place
+         * and no batch gathers or uploads anything. Otherwise each batch
+         * uploads the rows of the documents it reranks. */
+        const uint64_t rbytes = p->n_tokens * p->packed;
+        if (resident && rbytes && (!cl->info.max_alloc || rbytes <= cl->info.max_alloc) &&
+            (!cl->info.global_mem || rbytes + p->n_tokens * 4 <= cl->info.global_mem / 2)) {
+            uint8_t *rb = ms_malloc(slice * p->packed, err);
+            cl_mem m = rb ? clCreateBuffer(cl->ctx, CL_MEM_READ_ONLY, rbytes, NULL, &rc) : NULL;
+            for (uint64_t t = 0; m && t < p->n_tokens; t += slice) {
+                const uint64_t n = p->n_tokens - t < slice ? p->n_tokens - t : slice;
+                ms_plaid_residuals(p, t, n, rb);
+                if (clEnqueueWriteBuffer(cl->queue, m, CL_TRUE, t * p->packed, n * p->packed, rb, 0,
+                                         NULL, NULL) != CL_SUCCESS) {
+                    clReleaseMemObject(m); /* not fatal: gather per batch instead */
+                    m = NULL;
+                }
+            }
+            free(rb);
+            if (!rb) {
+                st = err->status;
+                goto fail;
+            }
+            d->residuals = m;
+        }
     }
     free(ct);
+    free(off32);
     *out = d;
     return MS_OK;
 fail:
     free(ct);
+    free(off32);
     ms_plaid_dev_free(d);
     return st;
 }
@@ -167,6 +209,7 @@ void ms_plaid_dev_free(struct ms_plaid_dev *d)
     release(&d->lut);
     release(&d->codes);
     release(&d->doc_off);
+    release(&d->residuals);
     if (d->k_cs)
         clReleaseKernel(d->k_cs);
     if (d->k_approx)
@@ -257,6 +300,10 @@ static int rerank_block(struct ms_plaid_dev *d, const struct qbuf *qb, const uin
         st = MS_ERR_RUNTIME;
         goto done;
     }
+    if (d->residuals) { /* resident index: pairs name documents, offsets are the index's */
+        memcpy(pg, pair_doc, n * 4);
+        goto gathered;
+    }
     memcpy(docs, pair_doc, n * 4);
     qsort(docs, n, 4, cmp_u32);
     for (uint64_t i = 0; i < n; i++)
@@ -265,7 +312,7 @@ static int rerank_block(struct ms_plaid_dev *d, const struct qbuf *qb, const uin
     uint64_t ntok = 0;
     for (uint32_t i = 0; i < nd; i++)
         ntok += p->doc_off[docs[i] + 1] - p->doc_off[docs[i]];
-    if (ntok >= UINT32_MAX) {
+    if (ntok >= UINT32_MAX) { /* 32-bit offsets: index math in the kernel stays 32-bit */
         st = ms_err_set(err, MS_ERR_RUNTIME, "too many tokens gathered for one launch");
         goto done;
     }
@@ -286,6 +333,13 @@ static int rerank_block(struct ms_plaid_dev *d, const struct qbuf *qb, const uin
         const uint32_t *f = bsearch(&pair_doc[i], docs, nd, 4, cmp_u32);
         pg[i] = (uint32_t)(f - docs);
     }
+    if (!(b_goff = buffer(d, CL_MEM_READ_ONLY, (nd + 1ull) * 4, goff, "offsets", err)) ||
+        !(b_codes = buffer(d, CL_MEM_READ_ONLY, ntok * 4, gcodes, "codes", err)) ||
+        !(b_res = buffer(d, CL_MEM_READ_ONLY, ntok * p->packed, gres, "residuals", err))) {
+        st = err->status;
+        goto done;
+    }
+gathered:;
     /* local memory: the query transposed, a tile, its inverse norms, the maxima */
     const uint32_t lq_cap = qb->max_len ? qb->max_len : 1, dim = p->dim;
     uint32_t tile = TILE;
@@ -299,10 +353,7 @@ static int rerank_block(struct ms_plaid_dev *d, const struct qbuf *qb, const uin
                         lq_cap, dim, (unsigned long long)lmem, d->cl->info.name);
         goto done;
     }
-    if (!(b_goff = buffer(d, CL_MEM_READ_ONLY, (nd + 1ull) * 4, goff, "offsets", err)) ||
-        !(b_codes = buffer(d, CL_MEM_READ_ONLY, ntok * 4, gcodes, "codes", err)) ||
-        !(b_res = buffer(d, CL_MEM_READ_ONLY, ntok * p->packed, gres, "residuals", err)) ||
-        !(b_pq = buffer(d, CL_MEM_READ_ONLY, n * 4, pair_q, "pairs", err)) ||
+    if (!(b_pq = buffer(d, CL_MEM_READ_ONLY, n * 4, pair_q, "pairs", err)) ||
         !(b_pg = buffer(d, CL_MEM_READ_ONLY, n * 4, pg, "pairs", err)) ||
         !(b_out = buffer(d, CL_MEM_WRITE_ONLY, n * 4, NULL, "scores", err))) {
         st = err->status;
@@ -320,9 +371,9 @@ static int rerank_block(struct ms_plaid_dev *d, const struct qbuf *qb, const uin
         rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &qb->tok);
         rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &qb->off);
         rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &qb->len);
-        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &b_goff);
-        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &b_codes);
-        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &b_res);
+        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), d->residuals ? &d->doc_off : &b_goff);
+        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), d->residuals ? &d->codes : &b_codes);
+        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), d->residuals ? &d->residuals : &b_res);
         rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &b_pq);
         rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &b_pg);
         rc |= clSetKernelArg(k, a++, sizeof np, &np);

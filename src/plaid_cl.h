@@ -43,9 +43,17 @@ struct ms_plaid_search_opts {
     float threshold;
 };
 
-/* Prepare the device for an index; `search` also uploads every code. */
+/* Prepare the device for an index. Flags: MS_PLAID_SEARCH uploads every
+ * code (search and approximate scores need them), and with it every residual
+ * row when they fit; MS_PLAID_GATHER keeps residuals on the host even so
+ * (tests, benchmarks); MS_PLAID_RESIDENT is the default, named for tests. */
+enum {
+    MS_PLAID_SEARCH = 1,
+    MS_PLAID_RESIDENT = 2,
+    MS_PLAID_GATHER = 4,
+};
 int ms_plaid_dev_create(struct ms_plaid_dev **out, struct ms_cl *cl, const struct ms_plaid *p,
-                        int search, struct ms_err *err);
+                        int flags, struct ms_err *err);
 void ms_plaid_dev_free(struct ms_plaid_dev *d);
 
 /* Exact scores: out[i] = MaxSim(query row pair_q[i] of q, document pair_doc[i]),

@@ -200,9 +200,12 @@ static void teardown(void)
 
 TestSuite(plaid_cl, .init = setup, .fini = teardown, .timeout = 120);
 
-/* Random pairs (every query, every document including the empty one). */
-static void check_kernels(const char *index, const char *queries, int approx)
+/* Random pairs (every query, every document including the empty one).
+ * approx: 0 exact scores with residuals gathered per call, 1 approximate
+ * scores, 2 exact scores with the index resident (the search setup). */
+static void check_kernels(const char *index, const char *queries, int mode)
 {
+    const int approx = mode == 1;
     struct ms_plaid p;
     struct ms_plaid_dev *d;
     struct ms_emb q;
@@ -214,7 +217,10 @@ static void check_kernels(const char *index, const char *queries, int approx)
 
     open_index(&p, index);
     read_queries(&q, queries);
-    cr_assert(ms_plaid_dev_create(&d, &cl, &p, approx, &err) == 0, "%s", err.msg);
+    const int flags = mode == 0   ? 0
+                      : mode == 1 ? MS_PLAID_SEARCH | MS_PLAID_GATHER
+                                  : MS_PLAID_SEARCH | MS_PLAID_RESIDENT;
+    cr_assert(ms_plaid_dev_create(&d, &cl, &p, flags, &err) == 0, "%s", err.msg);
     for (int i = 0; i < N; i++) {
         pq[i] = (uint32_t)test_rand_below(&rng, q.n_rows);
         pd[i] = i < (int)p.n_docs ? (uint32_t)i : (uint32_t)test_rand_below(&rng, p.n_docs);
@@ -244,6 +250,14 @@ Test(plaid_cl, rerank_kernel_matches_reference)
     check_kernels("plaid_np8", "plaid_q_long.npy", 0);
 }
 
+Test(plaid_cl, rerank_kernel_resident_matches_reference)
+{
+    for (int i = 0; i < NGOOD; i++)
+        check_kernels(GOOD[i], "plaid_q.npy", 2);
+    check_kernels("plaid_corpus", "plaid_corpus_q.npy", 2);
+    check_kernels("plaid_np2", "plaid_q_long.npy", 2);
+}
+
 Test(plaid_cl, approx_kernel_matches_reference)
 {
     for (int i = 0; i < NGOOD; i++)
@@ -253,7 +267,7 @@ Test(plaid_cl, approx_kernel_matches_reference)
     check_kernels("plaid_np8", "plaid_q_long.npy", 1);
 }
 
-static double search_recall(const struct ms_plaid_search_opts *o, struct ms_topk *t)
+static double search_recall(const struct ms_plaid_search_opts *o, int flags, struct ms_topk *t)
 {
     struct ms_plaid p;
     struct ms_plaid_dev *d;
@@ -264,7 +278,7 @@ static double search_recall(const struct ms_plaid_search_opts *o, struct ms_topk
 
     open_index(&p, "plaid_corpus");
     read_queries(&q, "plaid_corpus_q.npy");
-    cr_assert(ms_plaid_dev_create(&d, &cl, &p, 1, &err) == 0, "%s", err.msg);
+    cr_assert(ms_plaid_dev_create(&d, &cl, &p, MS_PLAID_SEARCH | flags, &err) == 0, "%s", err.msg);
     cr_assert(ms_topk_init(t, q.n_rows, 10, &err) == 0);
     cr_assert(ms_plaid_dev_search(d, &q, o, t, 0, &err) == 0, "%s", err.msg);
     ms_topk_finish(t);
@@ -288,8 +302,8 @@ static double search_recall(const struct ms_plaid_search_opts *o, struct ms_topk
 Test(plaid_cl, search_recall_at_defaults)
 {
     const struct ms_plaid_search_opts o = {.nprobe = 8, .ncandidates = 4096, .nrerank = 1024};
-    struct ms_topk t;
-    const double recall = search_recall(&o, &t);
+    struct ms_topk t, t2;
+    const double recall = search_recall(&o, MS_PLAID_GATHER, &t);
     cr_log_warn("recall@10 at defaults: %.4f", recall);
     cr_assert(recall >= 0.95, "recall@10 %.4f < 0.95", recall);
     /* results are exact scores, best first */
@@ -298,7 +312,12 @@ Test(plaid_cl, search_recall_at_defaults)
         for (uint64_t i = 1; i < t.count[r]; i++)
             cr_assert(t.score[r * 10 + i - 1] >= t.score[r * 10 + i]);
     }
+    /* the resident index gives the same bytes */
+    search_recall(&o, MS_PLAID_RESIDENT, &t2);
+    cr_assert(memcmp(t.row, t2.row, t.n_queries * 10 * sizeof *t.row) == 0);
+    cr_assert(memcmp(t.score, t2.score, t.n_queries * 10 * sizeof *t.score) == 0);
     ms_topk_release(&t);
+    ms_topk_release(&t2);
 }
 
 Test(plaid_cl, search_narrow_settings_still_sane)
@@ -307,7 +326,7 @@ Test(plaid_cl, search_narrow_settings_still_sane)
     const struct ms_plaid_search_opts o = {
         .nprobe = 1, .ncandidates = 64, .nrerank = 16, .use_threshold = 1, .threshold = 0.2f};
     struct ms_topk t;
-    const double recall = search_recall(&o, &t);
+    const double recall = search_recall(&o, MS_PLAID_RESIDENT, &t);
     cr_log_warn("recall@10 with nprobe 1, 64/16 candidates: %.4f", recall);
     cr_assert(recall > 0.3);
     ms_topk_release(&t);
