@@ -33,6 +33,9 @@ int cmd_rerank(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_plaid(int argc, char **argv);
+/* `maxsim info` on index directories (cmd_plaid.c). */
+int cmd_plaid_info(char **dirs, int n, int json);
 
 /* Print "maxsim: error: MSG" and return err->status. */
 int ms_report(const struct ms_err *err);

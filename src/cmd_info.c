@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cmd.h"
 #include "src.h"
@@ -19,8 +20,10 @@
 
 static const char usage_text[] =
     "usage: maxsim info [--json] [--check] [--lengths <file.npy>] [--ids <file>] <file>...\n"
+    "       maxsim info [--json] <index-dir>...\n"
     "\n"
-    "Describe embedding files: FILE.npy, FILE.npy.zst, FILE.h5[:/group].\n"
+    "Describe embedding files: FILE.npy, FILE.npy.zst, FILE.h5[:/group], or PLAID\n"
+    "index directories (documents, tokens, dim, nbits, centroids, size).\n"
     "\n"
     "  --json             one JSON array, an object per file\n"
     "  --check            read every value and fail on NaN or Inf\n"
@@ -184,6 +187,11 @@ int cmd_info(int argc, char **argv)
     }
     if (optind >= argc)
         return ms_usage_error("info", "no input file (e.g. maxsim info docs.npy)");
+    {
+        struct stat st; /* index directories are described by cmd_plaid.c */
+        if (stat(argv[optind], &st) == 0 && S_ISDIR(st.st_mode))
+            return cmd_plaid_info(argv + optind, argc - optind, json);
+    }
     if (!(infos = calloc((size_t)(argc - optind), sizeof *infos)))
         return ms_fail(MS_ERR_RUNTIME, "out of memory");
     /* describe everything before printing anything: no partial output */

@@ -28,7 +28,8 @@ static const struct ms_cmd commands[] = {
     { "search", cmd_search, "exact top-k MaxSim of queries against a corpus" },
     { "score", cmd_score, "the full query x document MaxSim score matrix" },
     { "rerank", cmd_rerank, "rescore the candidates of a run with exact MaxSim" },
-    { "info", cmd_info, "describe embedding files" },
+    { "plaid", cmd_plaid, "search or rerank with a PLAID (fast-plaid / NextPlaid) index" },
+    { "info", cmd_info, "describe embedding files and PLAID index directories" },
     { "devices", cmd_devices, "list OpenCL platforms and devices" },
     { "bench", cmd_bench, "time the kernels on synthetic data of a given shape" },
 };

@@ -1,0 +1,544 @@
+/*
+ * cmd_plaid.c - `maxsim plaid`: search a PLAID index (fast-plaid or NextPlaid
+ * directory) or rerank a candidate run against it; and the index branch of
+ * `maxsim info` (cmd_plaid_info).
+ *
+ * Search follows fast-plaid's pipeline and defaults (plaid_cl.h): nprobe 8,
+ * 4096 candidates by centroid-interaction score, 1024 of them scored exactly
+ * from the decompressed residuals, top 10. Rerank (-c RUN) scores every
+ * (query, document) pair of the run exactly, as `maxsim rerank` does for raw
+ * embeddings. Documents are named by their 0-based position in the index
+ * (fast-plaid's ids) unless --doc-ids gives one id a line. Queries are used
+ * as given (the engines do not normalize them). Nothing is written until
+ * every score is known; -o files appear whole or not at all.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "cmd_common.h"
+#include "idmap.h"
+#include "out.h"
+#include "plaid.h"
+#include "plaid_cl.h"
+#include "run.h"
+#include "stream.h"
+#include "topk.h"
+
+static const char usage_text[] =
+    "usage: maxsim plaid -q <queries> -i <index-dir> [-c <run>] [-k <n>]\n"
+    "                    [--nprobe <n>] [--ncandidates <n>] [--nrerank <n>]\n"
+    "                    [--centroid-threshold <x>] [-o <out>] [--format (trec | tsv)]\n"
+    "                    [--run-tag <tag>] [--doc-ids <file>] [--query-ids <file>]\n"
+    "                    [--query-lengths <file.npy>] [--skip-missing] [--progress]\n"
+    "\n"
+    "Search a PLAID index (fast-plaid or NextPlaid directory) with fast-plaid's\n"
+    "pipeline, or with -c rerank a candidate run exactly from its compressed tokens.\n"
+    "\n"
+    "  -q, --queries <file>       query embeddings (.npy, .npy.zst, .h5[:/group])\n"
+    "  -i, --index <dir>          the index directory (never modified)\n"
+    "  -c, --candidates <run>     rerank this run instead of searching ('-' for stdin)\n"
+    "  -k <n>                     results per query (default 10; with -c all candidates)\n"
+    "  --nprobe <n>               centroids probed per query token (default 8)\n"
+    "  --ncandidates <n>          documents kept by centroid score (default 4096)\n"
+    "  --nrerank <n>              of those, documents scored exactly\n"
+    "                             (default max(ncandidates/4, k))\n"
+    "  --centroid-threshold <x>   skip probed centroids whose best score over the\n"
+    "                             query is below x (NextPlaid; default off)\n"
+    "  -o, --output <file>        write here instead of stdout (.trec .tsv, + .zst)\n"
+    "  --format <fmt>             trec (default) or tsv\n"
+    "  --run-tag <tag>            the TREC run tag (default maxsim)\n"
+    "  --doc-ids <file>           document ids, one per line, in index order\n"
+    "  --query-ids <file>         query ids, one per line\n"
+    "  --query-lengths <file>     query row lengths (1-D integer .npy)\n"
+    "  --skip-missing             with -c: skip candidates with unknown ids\n"
+    "  --progress                 show progress even when stderr is not a terminal\n"
+    "  -h, --help                 this help\n";
+
+enum {
+    OPT_NPROBE = 3000,
+    OPT_NCAND,
+    OPT_NRERANK,
+    OPT_THRESHOLD,
+    OPT_SKIP,
+};
+
+struct pair {
+    uint32_t q, d;
+    float score;
+};
+
+static int by_query_doc(const void *a, const void *b)
+{
+    const struct pair *x = a, *y = b;
+    if (x->q != y->q)
+        return x->q < y->q ? -1 : 1;
+    return x->d < y->d ? -1 : x->d > y->d;
+}
+
+static int by_query_score(const void *a, const void *b)
+{
+    const struct pair *x = a, *y = b;
+    if (x->q != y->q)
+        return x->q < y->q ? -1 : 1;
+    if (x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    return x->d < y->d ? -1 : x->d > y->d;
+}
+
+/* Read the run into (query row, document) pairs, each once (as cmd_rerank.c). */
+static int read_run(const char *path, const struct ms_idmap *qmap, const struct ms_idmap *dmap,
+                    int skip_missing, struct pair **out, uint64_t *n_out, struct ms_err *err)
+{
+    struct ms_lines *lines;
+    struct pair *pairs = NULL;
+    uint64_t n = 0, cap = 0, skipped = 0, first_skip = 0;
+    char first_id[128] = "";
+    const char *line;
+    size_t len;
+    int rc, got;
+
+    if ((rc = ms_lines_open(&lines, path, err)) != MS_OK)
+        return rc;
+    while ((got = ms_lines_next(lines, &line, &len, err)) == 1) {
+        struct ms_run_line rl;
+        const char *why;
+        const int p = ms_run_parse(line, len, &rl, &why);
+        if (p == 1)
+            continue;
+        if (p < 0) {
+            rc = ms_err_set(err, MS_ERR_INPUT, "'%s' line %llu: %s", ms_lines_name(lines),
+                            (unsigned long long)ms_lines_number(lines), why);
+            goto fail;
+        }
+        const int64_t q = ms_idmap_find(qmap, rl.qid, rl.qlen);
+        const int64_t d = ms_idmap_find(dmap, rl.did, rl.dlen);
+        if (q < 0 || d < 0) {
+            const int bad_q = q < 0;
+            if (!skip_missing) {
+                rc = ms_err_set(err, MS_ERR_INPUT, "'%s' line %llu: unknown %s id '%.*s'",
+                                ms_lines_name(lines), (unsigned long long)ms_lines_number(lines),
+                                bad_q ? "query" : "document", (int)(bad_q ? rl.qlen : rl.dlen),
+                                bad_q ? rl.qid : rl.did);
+                goto fail;
+            }
+            if (skipped++ == 0) {
+                first_skip = ms_lines_number(lines);
+                snprintf(first_id, sizeof first_id, "%s '%.*s'", bad_q ? "query" : "document",
+                         (int)(bad_q ? rl.qlen : rl.dlen), bad_q ? rl.qid : rl.did);
+            }
+            continue;
+        }
+        if (n == cap) {
+            cap = cap ? 2 * cap : 4096;
+            struct pair *grown = ms_realloc(pairs, cap * sizeof *pairs, err);
+            if (!grown) {
+                rc = err->status;
+                goto fail;
+            }
+            pairs = grown;
+        }
+        pairs[n].q = (uint32_t)q;
+        pairs[n].d = (uint32_t)d;
+        pairs[n].score = 0;
+        n++;
+    }
+    if (got != 0) {
+        rc = got;
+        goto fail;
+    }
+    if (skipped)
+        ms_warn("skipped %llu candidates with unknown ids (the first: line %llu, %s)",
+                (unsigned long long)skipped, (unsigned long long)first_skip, first_id);
+    ms_lines_close(lines);
+    if (n)
+        qsort(pairs, n, sizeof *pairs, by_query_doc);
+    uint64_t u = 0;
+    for (uint64_t i = 0; i < n; i++)
+        if (u == 0 || pairs[i].q != pairs[u - 1].q || pairs[i].d != pairs[u - 1].d)
+            pairs[u++] = pairs[i];
+    *out = pairs;
+    *n_out = u;
+    return MS_OK;
+fail:
+    ms_lines_close(lines);
+    free(pairs);
+    return rc;
+}
+
+static int write_pairs(struct ms_wfile *w, enum ms_fmt fmt, const struct pair *pairs, uint64_t n,
+                       uint64_t k, const struct ms_ids *qids, const struct ms_ids *dids,
+                       const char *tag, struct ms_err *err)
+{
+    char line[8192], qb[24], db[24];
+    uint64_t rank = 0;
+
+    for (uint64_t i = 0; i < n; i++) {
+        rank = i > 0 && pairs[i].q == pairs[i - 1].q ? rank + 1 : 1;
+        if (rank > k)
+            continue;
+        const char *qid = ms_ids_get(qids, pairs[i].q, qb), *did = ms_ids_get(dids, pairs[i].d, db);
+        const int len = fmt == MS_FMT_TSV
+                            ? snprintf(line, sizeof line, "%s\t%s\t%llu\t%.9g\n", qid, did,
+                                       (unsigned long long)rank, (double)pairs[i].score)
+                            : snprintf(line, sizeof line, "%s Q0 %s %llu %.9g %s\n", qid, did,
+                                       (unsigned long long)rank, (double)pairs[i].score, tag);
+        if (len < 0 || (size_t)len >= sizeof line)
+            return ms_err_set(err, MS_ERR_INPUT, "id too long for a run line (query '%s')", qid);
+        int rc = ms_wfile_write(w, line, (size_t)len, err);
+        if (rc != MS_OK)
+            return rc;
+    }
+    return MS_OK;
+}
+
+/* Rerank mode: score the run's pairs, a batch of queries at a time. */
+static int rerank_run(struct ms_plaid_dev *dev, struct ms_src *q, struct pair *pairs, uint64_t n,
+                      struct ms_progress *prog, struct ms_err *err)
+{
+    const uint64_t nqb = 256;
+    uint64_t *rows = ms_malloc((nqb + 1) * sizeof *rows, err);
+    uint32_t *pq = ms_malloc((n ? n : 1) * 4, err), *pd = ms_malloc((n ? n : 1) * 4, err);
+    float *sc = ms_malloc((n ? n : 1) * 4, err);
+    struct ms_emb qe;
+    int rc = MS_OK;
+
+    ms_emb_init(&qe);
+    if (!rows || !pq || !pd || !sc)
+        rc = MS_ERR_RUNTIME;
+    for (uint64_t p = 0; p < n && rc == MS_OK;) {
+        uint64_t end = p, nq = 0;
+        while (end < n && (nq < nqb || pairs[end].q == pairs[end - 1].q)) {
+            if (end == p || pairs[end].q != pairs[end - 1].q)
+                rows[nq++] = pairs[end].q;
+            pq[end - p] = (uint32_t)(nq - 1);
+            pd[end - p] = pairs[end].d;
+            end++;
+        }
+        if ((rc = ms_src_read_rows(q, rows, nq, &qe, err)) != MS_OK ||
+            (rc = ms_plaid_dev_rerank(dev, &qe, pq, pd, end - p, sc, err)) != MS_OK)
+            break;
+        for (uint64_t i = p; i < end; i++)
+            pairs[i].score = sc[i - p];
+        ms_progress_add(prog, end - p);
+        p = end;
+    }
+    ms_emb_release(&qe);
+    free(rows);
+    free(pq);
+    free(pd);
+    free(sc);
+    return rc;
+}
+
+/* Search mode: batches of queries, S (centroids x tokens) under 64 MiB. */
+static int search_all(struct ms_plaid_dev *dev, const struct ms_plaid *p, struct ms_src *q,
+                      const struct ms_plaid_search_opts *o, struct ms_topk *t,
+                      struct ms_progress *prog, struct ms_err *err)
+{
+    uint64_t longest = 1;
+    for (uint64_t r = 0; r < q->n_rows; r++)
+        longest = ms_src_row_len(q, r) > longest ? ms_src_row_len(q, r) : longest;
+    uint64_t nqb = (16ull << 20) / ((uint64_t)p->n_centroids * longest);
+    nqb = nqb < 1 ? 1 : nqb > 256 ? 256 : nqb;
+    struct ms_emb qe;
+    int rc = MS_OK;
+
+    ms_emb_init(&qe);
+    for (uint64_t q0 = 0; q0 < q->n_rows && rc == MS_OK; q0 += nqb) {
+        const uint64_t nq = q->n_rows - q0 < nqb ? q->n_rows - q0 : nqb;
+        if ((rc = ms_src_read(q, q0, nq, &qe, err)) == MS_OK &&
+            (rc = ms_plaid_dev_search(dev, &qe, o, t, q0, err)) == MS_OK)
+            ms_progress_add(prog, nq);
+    }
+    ms_emb_release(&qe);
+    return rc;
+}
+
+static int parse_float(const char *opt, const char *arg, float *out)
+{
+    char *end;
+    const double v = strtod(arg, &end);
+    if (!*arg || *end || !isfinite(v))
+        return ms_usage_error("plaid", "%s takes a number, got '%s'", opt, arg);
+    *out = (float)v;
+    return 0;
+}
+
+int cmd_plaid(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"queries", required_argument, NULL, 'q'},
+        {"index", required_argument, NULL, 'i'},
+        {"candidates", required_argument, NULL, 'c'},
+        {"nprobe", required_argument, NULL, OPT_NPROBE},
+        {"ncandidates", required_argument, NULL, OPT_NCAND},
+        {"nrerank", required_argument, NULL, OPT_NRERANK},
+        {"centroid-threshold", required_argument, NULL, OPT_THRESHOLD},
+        {"output", required_argument, NULL, 'o'},
+        {"format", required_argument, NULL, OPT_FORMAT},
+        {"run-tag", required_argument, NULL, OPT_RUN_TAG},
+        {"doc-ids", required_argument, NULL, OPT_DOC_IDS},
+        {"query-ids", required_argument, NULL, OPT_QUERY_IDS},
+        {"query-lengths", required_argument, NULL, OPT_QUERY_LENGTHS},
+        {"skip-missing", no_argument, NULL, OPT_SKIP},
+        {"progress", no_argument, NULL, OPT_PROGRESS},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *qpath = NULL, *ipath = NULL, *run_path = NULL, *out_path = NULL, *format = NULL;
+    const char *tag = "maxsim", *doc_ids = NULL;
+    struct ms_src_opts qopts = {NULL, NULL, "queries"};
+    struct ms_plaid_search_opts so = {.nprobe = 8, .ncandidates = 4096, .nrerank = 0};
+    uint64_t k = 0, n_pairs = 0;
+    int skip_missing = 0, progress = 0, zst, c, rc;
+    struct ms_idmap qmap = {0}, dmap = {0};
+    struct ms_ids dids;
+    struct pair *pairs = NULL;
+    struct ms_plaid idx;
+    struct ms_plaid_dev *dev = NULL;
+    struct ms_src q;
+    struct ms_cl cl;
+    struct ms_topk topk = {0};
+    struct ms_progress prog;
+    struct ms_wfile *w = NULL;
+    struct ms_err err;
+    enum ms_fmt fmt;
+
+    while ((c = getopt_long(argc, argv, ":q:i:c:k:o:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'q': qpath = optarg; break;
+        case 'i': ipath = optarg; break;
+        case 'c': run_path = optarg; break;
+        case 'k':
+            if (ms_parse_u64("plaid", "-k", optarg, 1, &k))
+                return MS_ERR_INPUT;
+            break;
+        case OPT_NPROBE:
+            if (ms_parse_u64("plaid", "--nprobe", optarg, 1, &so.nprobe))
+                return MS_ERR_INPUT;
+            break;
+        case OPT_NCAND:
+            if (ms_parse_u64("plaid", "--ncandidates", optarg, 1, &so.ncandidates))
+                return MS_ERR_INPUT;
+            break;
+        case OPT_NRERANK:
+            if (ms_parse_u64("plaid", "--nrerank", optarg, 1, &so.nrerank))
+                return MS_ERR_INPUT;
+            break;
+        case OPT_THRESHOLD:
+            if (parse_float("--centroid-threshold", optarg, &so.threshold))
+                return MS_ERR_INPUT;
+            so.use_threshold = 1;
+            break;
+        case 'o': out_path = optarg; break;
+        case OPT_FORMAT: format = optarg; break;
+        case OPT_RUN_TAG:
+            if (!*optarg || strpbrk(optarg, " \t\n"))
+                return ms_usage_error("plaid", "--run-tag takes one word, got '%s'", optarg);
+            tag = optarg;
+            break;
+        case OPT_DOC_IDS: doc_ids = optarg; break;
+        case OPT_QUERY_IDS: qopts.ids_path = optarg; break;
+        case OPT_QUERY_LENGTHS: qopts.lengths_path = optarg; break;
+        case OPT_SKIP: skip_missing = 1; break;
+        case OPT_PROGRESS: progress = 1; break;
+        case 'h': fputs(usage_text, stdout); return ms_close_stdout();
+        case ':': return ms_usage_error("plaid", "option '%s' needs a value", argv[optind - 1]);
+        default: return ms_usage_error("plaid", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return ms_usage_error("plaid", "unexpected argument '%s'", argv[optind]);
+    if (!qpath)
+        return ms_usage_error("plaid", "no queries (-q QUERIES)");
+    if (!ipath)
+        return ms_usage_error("plaid", "no index (-i INDEX_DIR)");
+    if (skip_missing && !run_path)
+        return ms_usage_error("plaid", "--skip-missing needs a candidate run (-c RUN)");
+    if (!k)
+        k = run_path ? UINT64_MAX : 10;
+    if (!so.nrerank) /* fast-plaid: n_full_scores / 4; NextPlaid: at least top_k */
+        so.nrerank = so.ncandidates / 4 > k || run_path ? so.ncandidates / 4 : k;
+    if (!so.nrerank)
+        so.nrerank = 1;
+    if (ms_fmt_resolve(out_path, format, &fmt, &zst, &err) != MS_OK)
+        return ms_report(&err);
+    if (fmt != MS_FMT_TREC && fmt != MS_FMT_TSV)
+        return ms_usage_error("plaid", "--format takes trec or tsv, got '%s'", ms_fmt_name(fmt));
+    if (ms_src_open(&q, qpath, &qopts, &err) != MS_OK)
+        return ms_report(&err);
+    ms_ids_init(&dids);
+    if ((rc = ms_plaid_open(&idx, ipath, &err)) != MS_OK) {
+        ms_report(&err);
+        goto close_queries;
+    }
+    rc = MS_ERR_INPUT;
+    if (q.dim != idx.dim) {
+        ms_fail(rc, "dim mismatch: queries '%s' have dim %u but the index '%s' has dim %u", qpath,
+                q.dim, ipath, idx.dim);
+        goto close_index;
+    }
+    if (q.n_rows > UINT32_MAX) {
+        ms_fail(rc, "'%s': %llu queries; at most %u", qpath, (unsigned long long)q.n_rows,
+                UINT32_MAX);
+        goto close_index;
+    }
+    if (doc_ids) {
+        if ((rc = ms_ids_read_text(&dids, doc_ids, &err)) != MS_OK) {
+            ms_report(&err);
+            goto close_index;
+        }
+        if (dids.n != idx.n_docs) {
+            rc =
+                ms_fail(MS_ERR_INPUT, "'%s': %llu ids, but the index '%s' has %llu documents",
+                        doc_ids, (unsigned long long)dids.n, ipath, (unsigned long long)idx.n_docs);
+            goto close_index;
+        }
+    }
+    if (run_path) {
+        char qwhat[512], dwhat[512];
+        snprintf(qwhat, sizeof qwhat, "'%s'", qopts.ids_path ? qopts.ids_path : qpath);
+        snprintf(dwhat, sizeof dwhat, "'%s'", doc_ids ? doc_ids : ipath);
+        if ((rc = ms_idmap_init(&qmap, &q.ids, q.n_rows, qwhat, &err)) != MS_OK ||
+            (rc = ms_idmap_init(&dmap, &dids, idx.n_docs, dwhat, &err)) != MS_OK ||
+            (rc = read_run(run_path, &qmap, &dmap, skip_missing, &pairs, &n_pairs, &err)) !=
+                MS_OK) {
+            ms_report(&err);
+            goto close_index;
+        }
+    }
+    if ((rc = ms_wfile_open(&w, out_path, zst, &err)) != MS_OK) {
+        ms_report(&err);
+        goto close_index;
+    }
+    if ((rc = ms_device_open(&cl)) != MS_OK)
+        goto close_output;
+    const double t0 = ms_now();
+    if ((rc = ms_plaid_dev_create(&dev, &cl, &idx, run_path ? 0 : MS_PLAID_SEARCH, &err)) != MS_OK)
+        goto report;
+    if (run_path) {
+        ms_progress_init(&prog, progress, "plaid rerank", n_pairs);
+        prog.unit = "pairs";
+        rc = rerank_run(dev, &q, pairs, n_pairs, &prog, &err);
+        ms_progress_end(&prog);
+        if (rc == MS_OK) {
+            if (n_pairs)
+                qsort(pairs, n_pairs, sizeof *pairs, by_query_score);
+            rc = write_pairs(w, fmt, pairs, n_pairs, k, &q.ids, &dids, tag, &err);
+        }
+    } else {
+        ms_progress_init(&prog, progress, "plaid search", q.n_rows);
+        prog.unit = "queries";
+        if ((rc = ms_topk_init(&topk, q.n_rows, k < idx.n_docs ? k : idx.n_docs, &err)) == MS_OK)
+            rc = search_all(dev, &idx, &q, &so, &topk, &prog, &err);
+        ms_progress_end(&prog);
+        if (rc == MS_OK) {
+            ms_topk_finish(&topk);
+            rc = ms_run_write(w, fmt, &topk, &q.ids, &dids, tag, &err);
+        }
+    }
+    if (rc == MS_OK) {
+        rc = ms_wfile_commit(w, &err);
+        w = NULL;
+    }
+report:
+    if (rc != MS_OK)
+        ms_report(&err);
+    else if (ms_global.verbose) {
+        const double total = ms_now() - t0;
+        const struct ms_plaid_stats *st = ms_plaid_dev_stats(dev);
+        const double ks = st->centroid_s + st->approx_s + st->rerank_s;
+        if (run_path)
+            fprintf(stderr,
+                    "maxsim: plaid rerank: %llu pairs in %.3f s (kernels %.3f s), %.0f pairs/s\n",
+                    (unsigned long long)n_pairs, total, ks,
+                    total > 0 ? (double)n_pairs / total : 0.0);
+        else
+            fprintf(stderr,
+                    "maxsim: plaid search: %llu queries in %.3f s (kernels %.3f s: centroid scores "
+                    "%.3f, approximate %.3f, rerank %.3f), %.1f queries/s, %.0f candidates and "
+                    "%.0f reranked per query\n",
+                    (unsigned long long)q.n_rows, total, ks, st->centroid_s, st->approx_s,
+                    st->rerank_s, total > 0 ? (double)q.n_rows / total : 0.0,
+                    q.n_rows ? (double)st->candidates / (double)q.n_rows : 0.0,
+                    q.n_rows ? (double)st->reranked / (double)q.n_rows : 0.0);
+    }
+    ms_topk_release(&topk);
+    ms_plaid_dev_free(dev);
+    ms_cl_close(&cl);
+close_output:
+    ms_wfile_abort(w);
+close_index:
+    free(pairs);
+    ms_idmap_release(&qmap);
+    ms_idmap_release(&dmap);
+    ms_ids_release(&dids);
+    ms_plaid_close(&idx);
+close_queries:
+    ms_src_close(&q);
+    if (rc == MS_OK && (!out_path || strcmp(out_path, "-") == 0))
+        rc = ms_close_stdout();
+    return rc;
+}
+
+/* `maxsim info DIR...`: describe index directories (table or JSON). */
+int cmd_plaid_info(char **dirs, int n, int json)
+{
+    struct ms_plaid *p = calloc((size_t)(n ? n : 1), sizeof *p);
+    struct ms_err err;
+    int rc = MS_OK, opened = 0;
+
+    if (!p)
+        return ms_fail(MS_ERR_RUNTIME, "out of memory");
+    for (; opened < n; opened++)
+        if ((rc = ms_plaid_open(&p[opened], dirs[opened], &err)) != MS_OK) {
+            ms_report(&err);
+            break;
+        }
+    if (rc == MS_OK && json) {
+        json_t *arr = json_array();
+        for (int i = 0; i < n; i++) {
+            json_t *o = json_object();
+            json_object_set_new(o, "index", json_string(dirs[i]));
+            json_object_set_new(o, "layout", json_string(p[i].layout));
+            json_object_set_new(o, "documents", json_integer((json_int_t)p[i].n_docs));
+            json_object_set_new(o, "tokens", json_integer((json_int_t)p[i].n_tokens));
+            json_object_set_new(o, "dim", json_integer(p[i].dim));
+            json_object_set_new(o, "nbits", json_integer(p[i].nbits));
+            json_object_set_new(o, "centroids", json_integer(p[i].n_centroids));
+            json_object_set_new(o, "centroid_dtype",
+                                json_string(ms_dtype_name(p[i].centroid_dtype)));
+            json_object_set_new(o, "code_bytes", json_integer(p[i].code_bytes));
+            json_object_set_new(o, "bytes_per_token", json_integer(p[i].code_bytes + p[i].packed));
+            json_object_set_new(o, "merged", json_boolean(p[i].merged));
+            json_object_set_new(o, "max_doclen", json_integer(p[i].max_doclen));
+            json_object_set_new(o, "disk_bytes", json_integer((json_int_t)p[i].disk_bytes));
+            json_array_append_new(arr, o);
+        }
+        char *s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (s)
+            puts(s);
+        free(s);
+        json_decref(arr);
+    } else if (rc == MS_OK) {
+        int wi = 5;
+        for (int i = 0; i < n; i++)
+            wi = (int)strlen(dirs[i]) > wi ? (int)strlen(dirs[i]) : wi;
+        printf("%-*s  %-10s  %9s  %10s  %4s  %5s  %9s  %11s  %s\n", wi, "INDEX", "LAYOUT", "DOCS",
+               "TOKENS", "DIM", "NBITS", "CENTROIDS", "BYTES/TOKEN", "DISK");
+        for (int i = 0; i < n; i++)
+            printf("%-*s  %-10s  %9llu  %10llu  %4u  %5u  %9u  %11u  %llu\n", wi, dirs[i],
+                   p[i].layout, (unsigned long long)p[i].n_docs, (unsigned long long)p[i].n_tokens,
+                   p[i].dim, p[i].nbits, p[i].n_centroids, p[i].code_bytes + p[i].packed,
+                   (unsigned long long)p[i].disk_bytes);
+    }
+    for (int i = 0; i < opened; i++)
+        ms_plaid_close(&p[i]);
+    free(p);
+    return rc == MS_OK ? ms_close_stdout() : rc;
+}

@@ -1,0 +1,81 @@
+/*
+ * plaid_cl.h - PLAID search and rerank on an OpenCL device (host side of
+ * kernels/plaid.cl).
+ *
+ * A struct ms_plaid_dev holds what every query needs on the device: the
+ * centroids (row-major for decompression, transposed for centroid scores),
+ * the bucket-weight decode table and, for search, every code of the index
+ * and the document offsets (4 + 8/doclen bytes a token). Residuals stay on
+ * disk; the rows of the documents a batch reranks are gathered from the
+ * memory-mapped files and uploaded with it.
+ *
+ * Search, per batch of queries (fast-plaid's pipeline, research/plaid.md 3.3):
+ *   1. S = centroids x query tokens on the device;
+ *   2. on the host: the top `nprobe` centroids of every query token (ties:
+ *      lower centroid id), their union, optionally without the centroids
+ *      whose best score over the query's tokens is below the threshold
+ *      (NextPlaid), and the union of their IVF lists (the documents);
+ *   3. on the device: the centroid-interaction score of every candidate;
+ *   4. on the host: the best `ncandidates` by that score (ties: lower
+ *      document id), of which the best `nrerank` go on;
+ *   5. on the device: exact scores from decompressed residuals; top-k.
+ * Steps 2 and 4 are the host round trips: S (K x query tokens floats) comes
+ * back once per batch, the approximate scores once per batch.
+ */
+#ifndef MS_PLAID_CL_H
+#define MS_PLAID_CL_H
+
+#include <stdint.h>
+
+#include "cl_dev.h"
+#include "emb.h"
+#include "err.h"
+#include "plaid.h"
+#include "topk.h"
+
+struct ms_plaid_dev;
+
+struct ms_plaid_search_opts {
+    uint64_t nprobe;      /* centroids probed per query token (8) */
+    uint64_t ncandidates; /* documents kept by approximate score (4096) */
+    uint64_t nrerank;     /* of those, documents scored exactly (1024) */
+    int use_threshold;    /* --centroid-threshold given */
+    float threshold;
+};
+
+/* Prepare the device for an index. Flags: MS_PLAID_SEARCH uploads every
+ * code (search and approximate scores need them), and with it every residual
+ * row when they fit; MS_PLAID_GATHER keeps residuals on the host even so
+ * (tests, benchmarks); MS_PLAID_RESIDENT is the default, named for tests. */
+enum {
+    MS_PLAID_SEARCH = 1,
+    MS_PLAID_RESIDENT = 2,
+    MS_PLAID_GATHER = 4,
+};
+int ms_plaid_dev_create(struct ms_plaid_dev **out, struct ms_cl *cl, const struct ms_plaid *p,
+                        int flags, struct ms_err *err);
+void ms_plaid_dev_free(struct ms_plaid_dev *d);
+
+/* Exact scores: out[i] = MaxSim(query row pair_q[i] of q, document pair_doc[i]),
+ * tokens decompressed and normalized on the fly. q may be float32 or float16. */
+int ms_plaid_dev_rerank(struct ms_plaid_dev *d, const struct ms_emb *q, const uint32_t *pair_q,
+                        const uint32_t *pair_doc, uint64_t n, float *out, struct ms_err *err);
+
+/* Approximate (centroid-interaction) scores of pairs (needs `search`). */
+int ms_plaid_dev_approx(struct ms_plaid_dev *d, const struct ms_emb *q, const uint32_t *pair_q,
+                        const uint32_t *pair_doc, uint64_t n, float *out, struct ms_err *err);
+
+/* Search every row of q; results go to query q0 + r of t. */
+int ms_plaid_dev_search(struct ms_plaid_dev *d, const struct ms_emb *q,
+                        const struct ms_plaid_search_opts *o, struct ms_topk *t, uint64_t q0,
+                        struct ms_err *err);
+
+/* What the calls so far did: kernel time by kernel (OpenCL events), and
+ * for search the candidates scored approximately and the pairs reranked. */
+struct ms_plaid_stats {
+    double centroid_s, approx_s, rerank_s;
+    uint64_t candidates, reranked;
+};
+const struct ms_plaid_stats *ms_plaid_dev_stats(const struct ms_plaid_dev *d);
+
+#endif

@@ -1,0 +1,370 @@
+/*
+ * test_plaid.c - PLAID indexes (tests/fixtures_plaid.py writes them with its
+ * own ColBERT packing): the codec's test vectors, decoding against the
+ * generator's known buckets and decompressed tokens, the OpenCL rerank and
+ * approximate kernels against the double-precision reference, search recall
+ * against exhaustive exact search, and every refused index with its message.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cl_dev.h"
+#include "npy.h"
+#include "plaid.h"
+#include "plaid_cl.h"
+#include "src.h"
+#include "testutil.h"
+
+static const char *const GOOD[] = {"plaid_fp1", "plaid_fp2",   "plaid_fp4", "plaid_np8",
+                                   "plaid_np2", "plaid_short", "plaid_long"};
+enum { NGOOD = sizeof GOOD / sizeof GOOD[0] };
+
+/* A whole .npy fixture in memory; *data points at its elements. */
+static uint8_t *load_npy(const char *path, struct ms_npy_header *h, const uint8_t **data)
+{
+    struct ms_err err;
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    const long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = malloc((size_t)n);
+    cr_assert(fread(buf, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    cr_assert(ms_npy_parse_preamble(buf, (size_t)n, h, &err) == 0, "%s", err.msg);
+    cr_assert(ms_npy_parse_header(buf, (size_t)n, h, &err) == 0, "%s", err.msg);
+    *data = buf + h->data_offset;
+    return buf;
+}
+
+static void open_index(struct ms_plaid *p, const char *name)
+{
+    struct ms_err err = {0};
+    cr_assert(ms_plaid_open(p, fixture(name), &err) == 0, "%s: %s", name, err.msg);
+}
+
+static void read_queries(struct ms_emb *q, const char *name)
+{
+    struct ms_src src;
+    struct ms_err err = {0};
+    cr_assert(ms_src_open(&src, fixture(name), NULL, &err) == 0, "%s", err.msg);
+    ms_emb_init(q);
+    cr_assert(ms_src_read(&src, 0, src.n_rows, q, &err) == 0, "%s", err.msg);
+    ms_src_close(&src);
+}
+
+Test(plaid_codec, packing_test_vectors)
+{
+    const uint8_t b2[4] = {1, 2, 3, 0}, b4[2] = {1, 14};
+    uint8_t row[1];
+    ms_plaid_pack(b2, 4, 2, row);
+    cr_assert_eq(row[0], 0x9C);
+    for (uint32_t d = 0; d < 4; d++)
+        cr_assert_eq(ms_plaid_bucket(row, 2, d), b2[d]);
+    ms_plaid_pack(b4, 2, 4, row);
+    cr_assert_eq(row[0], 0x87);
+    for (uint32_t d = 0; d < 2; d++)
+        cr_assert_eq(ms_plaid_bucket(row, 4, d), b4[d]);
+    /* nbits=1: bit 7 of byte 0 is dimension 0 */
+    const uint8_t b1[8] = {1, 0, 0, 0, 0, 0, 0, 0};
+    ms_plaid_pack(b1, 8, 1, row);
+    cr_assert_eq(row[0], 0x80);
+}
+
+Test(plaid_codec, round_trip_every_nbits)
+{
+    uint64_t rng = 5;
+    for (uint32_t nbits = 1; nbits <= 8; nbits *= 2) {
+        uint8_t b[64], row[64];
+        for (int i = 0; i < 64; i++)
+            b[i] = (uint8_t)test_rand_below(&rng, 1u << nbits);
+        ms_plaid_pack(b, 64, nbits, row);
+        for (uint32_t d = 0; d < 64; d++)
+            cr_assert_eq(ms_plaid_bucket(row, nbits, d), b[d], "nbits %u dim %u", nbits, d);
+    }
+}
+
+Test(plaid_index, decode_matches_generator_buckets)
+{
+    for (int i = 0; i < NGOOD; i++) {
+        struct ms_plaid p;
+        struct ms_npy_header h;
+        const uint8_t *known;
+        char name[128];
+        open_index(&p, GOOD[i]);
+        snprintf(name, sizeof name, "%s.buckets.npy", GOOD[i]);
+        uint8_t *buf = load_npy(fixture(name), &h, &known);
+        cr_assert_eq(h.shape[0], p.n_tokens, "%s", GOOD[i]);
+        cr_assert_eq(h.shape[1], p.dim);
+        uint8_t *rows = malloc(p.n_tokens * p.packed + 1);
+        ms_plaid_residuals(&p, 0, p.n_tokens, rows);
+        for (uint64_t t = 0; t < p.n_tokens; t++)
+            for (uint32_t d = 0; d < p.dim; d++)
+                cr_assert_eq(ms_plaid_bucket(rows + t * p.packed, p.nbits, d), known[t * p.dim + d],
+                             "%s token %llu dim %u", GOOD[i], (unsigned long long)t, d);
+        /* codes too */
+        snprintf(name, sizeof name, "%s.codes.npy", GOOD[i]);
+        struct ms_npy_header hc;
+        const uint8_t *kc;
+        uint8_t *cbuf = load_npy(fixture(name), &hc, &kc);
+        uint32_t *codes = malloc(p.n_tokens * 4 + 4);
+        ms_plaid_codes(&p, 0, p.n_tokens, codes);
+        for (uint64_t t = 0; t < p.n_tokens; t++) {
+            int64_t v;
+            memcpy(&v, kc + 8 * t, 8);
+            cr_assert_eq(codes[t], (uint32_t)v);
+        }
+        free(codes);
+        free(cbuf);
+        free(rows);
+        free(buf);
+        ms_plaid_close(&p);
+    }
+}
+
+Test(plaid_index, layouts_and_shapes)
+{
+    struct ms_plaid p;
+    open_index(&p, "plaid_np8");
+    cr_assert_eq(p.merged, 1);
+    cr_assert_str_eq(p.layout, "next-plaid");
+    cr_assert_eq(p.n_docs, 60);
+    cr_assert_eq(p.doc_off[8] - p.doc_off[7], 0); /* the empty document */
+    ms_plaid_close(&p);
+    open_index(&p, "plaid_fp4");
+    cr_assert_eq(p.merged, 0);
+    cr_assert_eq(p.n_parts, 4);
+    cr_assert_eq(p.code_bytes, 4);
+    cr_assert_eq(p.centroid_dtype, MS_DTYPE_F16);
+    cr_assert_str_eq(p.layout, "fast-plaid");
+    ms_plaid_close(&p);
+    open_index(&p, "plaid_short"); /* 20 centroids, 16 IVF lengths */
+    cr_assert_eq(p.n_centroids, 20);
+    for (uint32_t c = 16; c < 20; c++)
+        cr_assert_eq(p.ivf_off[c + 1] - p.ivf_off[c], 0);
+    ms_plaid_close(&p);
+    open_index(&p, "plaid_long");
+    cr_assert_eq(p.n_centroids, 16);
+    ms_plaid_close(&p);
+}
+
+Test(plaid_index, decompression_matches_reference)
+{
+    for (int i = 0; i < NGOOD; i++) {
+        struct ms_plaid p;
+        struct ms_npy_header h;
+        const uint8_t *raw;
+        char name[128];
+        open_index(&p, GOOD[i]);
+        snprintf(name, sizeof name, "%s.decomp.npy", GOOD[i]);
+        uint8_t *buf = load_npy(fixture(name), &h, &raw);
+        double *x = malloc(p.dim * sizeof *x);
+        for (uint64_t t = 0; t < p.n_tokens; t++) {
+            ms_plaid_ref_decompress(&p, t, x);
+            for (uint32_t d = 0; d < p.dim; d++) {
+                double want;
+                memcpy(&want, raw + 8 * (t * p.dim + d), 8);
+                cr_assert(fabs(x[d] - want) < 1e-9, "%s token %llu dim %u: %g vs %g", GOOD[i],
+                          (unsigned long long)t, d, x[d], want);
+            }
+        }
+        free(x);
+        free(buf);
+        ms_plaid_close(&p);
+    }
+}
+
+static struct ms_cl cl;
+static int have_cl;
+
+static void setup(void)
+{
+    struct ms_err err = {0};
+    char dir[128];
+    if (!getenv("MAXSIM_CACHE_DIR")) {
+        snprintf(dir, sizeof dir, "/tmp/maxsim-test-cache-%ld", (long)getuid());
+        setenv("MAXSIM_CACHE_DIR", dir, 1);
+    }
+    have_cl = ms_cl_open(&cl, "auto", &err) == MS_OK;
+    if (!have_cl)
+        cr_skip_test("no OpenCL device: %s", err.msg);
+}
+
+static void teardown(void)
+{
+    if (have_cl)
+        ms_cl_close(&cl);
+}
+
+TestSuite(plaid_cl, .init = setup, .fini = teardown, .timeout = 120);
+
+/* Random pairs (every query, every document including the empty one).
+ * approx: 0 exact scores with residuals gathered per call, 1 approximate
+ * scores, 2 exact scores with the index resident (the search setup). */
+static void check_kernels(const char *index, const char *queries, int mode)
+{
+    const int approx = mode == 1;
+    struct ms_plaid p;
+    struct ms_plaid_dev *d;
+    struct ms_emb q;
+    struct ms_err err = {0};
+    uint64_t rng = 42;
+    enum { N = 300 };
+    uint32_t pq[N], pd[N];
+    float out[N];
+
+    open_index(&p, index);
+    read_queries(&q, queries);
+    const int flags = mode == 0   ? 0
+                      : mode == 1 ? MS_PLAID_SEARCH | MS_PLAID_GATHER
+                                  : MS_PLAID_SEARCH | MS_PLAID_RESIDENT;
+    cr_assert(ms_plaid_dev_create(&d, &cl, &p, flags, &err) == 0, "%s", err.msg);
+    for (int i = 0; i < N; i++) {
+        pq[i] = (uint32_t)test_rand_below(&rng, q.n_rows);
+        pd[i] = i < (int)p.n_docs ? (uint32_t)i : (uint32_t)test_rand_below(&rng, p.n_docs);
+    }
+    if (approx)
+        cr_assert(ms_plaid_dev_approx(d, &q, pq, pd, N, out, &err) == 0, "%s", err.msg);
+    else
+        cr_assert(ms_plaid_dev_rerank(d, &q, pq, pd, N, out, &err) == 0, "%s", err.msg);
+    for (int i = 0; i < N; i++) {
+        const double want = approx ? ms_plaid_ref_approx(&p, &q, pq[i], pd[i])
+                                   : ms_plaid_ref_score(&p, &q, pq[i], pd[i]);
+        const double tol = 1e-5 * (double)ms_emb_row_len(&q, pq[i]) * (1.0 + p.dim / 32.0);
+        cr_assert(fabs(out[i] - want) <= tol, "%s %s pair %d (q %u, doc %u): %.9g vs %.9g", index,
+                  approx ? "approx" : "exact", i, pq[i], pd[i], out[i], want);
+    }
+    ms_plaid_dev_free(d);
+    ms_emb_release(&q);
+    ms_plaid_close(&p);
+}
+
+Test(plaid_cl, rerank_kernel_matches_reference)
+{
+    for (int i = 0; i < NGOOD; i++)
+        check_kernels(GOOD[i], "plaid_q.npy", 0);
+    check_kernels("plaid_corpus", "plaid_corpus_q.npy", 0);
+    check_kernels("plaid_fp2", "plaid_q_long.npy", 0); /* float16, 45 tokens > work-group */
+    check_kernels("plaid_np8", "plaid_q_long.npy", 0);
+}
+
+Test(plaid_cl, rerank_kernel_resident_matches_reference)
+{
+    for (int i = 0; i < NGOOD; i++)
+        check_kernels(GOOD[i], "plaid_q.npy", 2);
+    check_kernels("plaid_corpus", "plaid_corpus_q.npy", 2);
+    check_kernels("plaid_np2", "plaid_q_long.npy", 2);
+}
+
+Test(plaid_cl, approx_kernel_matches_reference)
+{
+    for (int i = 0; i < NGOOD; i++)
+        check_kernels(GOOD[i], "plaid_q.npy", 1);
+    check_kernels("plaid_corpus", "plaid_corpus_q.npy", 1);
+    check_kernels("plaid_fp2", "plaid_q_long.npy", 1);
+    check_kernels("plaid_np8", "plaid_q_long.npy", 1);
+}
+
+static double search_recall(const struct ms_plaid_search_opts *o, int flags, struct ms_topk *t)
+{
+    struct ms_plaid p;
+    struct ms_plaid_dev *d;
+    struct ms_emb q;
+    struct ms_err err = {0};
+    struct ms_npy_header h;
+    const uint8_t *gt;
+
+    open_index(&p, "plaid_corpus");
+    read_queries(&q, "plaid_corpus_q.npy");
+    cr_assert(ms_plaid_dev_create(&d, &cl, &p, MS_PLAID_SEARCH | flags, &err) == 0, "%s", err.msg);
+    cr_assert(ms_topk_init(t, q.n_rows, 10, &err) == 0);
+    cr_assert(ms_plaid_dev_search(d, &q, o, t, 0, &err) == 0, "%s", err.msg);
+    ms_topk_finish(t);
+    uint8_t *buf = load_npy(fixture("plaid_corpus_gt.npy"), &h, &gt);
+    uint64_t hit = 0;
+    for (uint64_t r = 0; r < q.n_rows; r++)
+        for (uint64_t i = 0; i < t->count[r]; i++)
+            for (int j = 0; j < 10; j++) {
+                int64_t v;
+                memcpy(&v, gt + 8 * (r * 10 + (uint64_t)j), 8);
+                hit += (uint64_t)v == t->row[r * 10 + i];
+            }
+    free(buf);
+    const double recall = (double)hit / (double)(q.n_rows * 10);
+    ms_plaid_dev_free(d);
+    ms_emb_release(&q);
+    ms_plaid_close(&p);
+    return recall;
+}
+
+Test(plaid_cl, search_recall_at_defaults)
+{
+    const struct ms_plaid_search_opts o = {.nprobe = 8, .ncandidates = 4096, .nrerank = 1024};
+    struct ms_topk t, t2;
+    const double recall = search_recall(&o, MS_PLAID_GATHER, &t);
+    cr_log_warn("recall@10 at defaults: %.4f", recall);
+    cr_assert(recall >= 0.95, "recall@10 %.4f < 0.95", recall);
+    /* results are exact scores, best first */
+    for (uint64_t r = 0; r < t.n_queries; r++) {
+        cr_assert_eq(t.count[r], 10);
+        for (uint64_t i = 1; i < t.count[r]; i++)
+            cr_assert(t.score[r * 10 + i - 1] >= t.score[r * 10 + i]);
+    }
+    /* the resident index gives the same bytes */
+    search_recall(&o, MS_PLAID_RESIDENT, &t2);
+    cr_assert(memcmp(t.row, t2.row, t.n_queries * 10 * sizeof *t.row) == 0);
+    cr_assert(memcmp(t.score, t2.score, t.n_queries * 10 * sizeof *t.score) == 0);
+    ms_topk_release(&t);
+    ms_topk_release(&t2);
+}
+
+Test(plaid_cl, search_narrow_settings_still_sane)
+{
+    /* one probe, few candidates: lower recall, but still results */
+    const struct ms_plaid_search_opts o = {
+        .nprobe = 1, .ncandidates = 64, .nrerank = 16, .use_threshold = 1, .threshold = 0.2f};
+    struct ms_topk t;
+    const double recall = search_recall(&o, MS_PLAID_RESIDENT, &t);
+    cr_log_warn("recall@10 with nprobe 1, 64/16 candidates: %.4f", recall);
+    cr_assert(recall > 0.3);
+    ms_topk_release(&t);
+}
+
+/* Every refused index: exit status 2 and the precise message. */
+static void expect_bad(const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void expect_bad(const char *name, const char *fmt, ...)
+{
+    struct ms_plaid p;
+    struct ms_err err = {0};
+    char want[2048];
+    const char *dir = fixture(name);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(want, sizeof want, fmt, ap);
+    va_end(ap);
+    cr_assert_eq(ms_plaid_open(&p, dir, &err), MS_ERR_INPUT, "%s opened", name);
+    cr_assert_str_eq(err.msg, want);
+}
+
+Test(plaid_index, bad_indexes)
+{
+    expect_bad("plaid_bad_missing", "cannot open '%s/centroids.npy': No such file or directory",
+               fixture("plaid_bad_missing"));
+    expect_bad("plaid_bad_width",
+               "'%s/0.residuals.npy': expected rows of 8 bytes (dim 32 x nbits 2 / 8), found 7",
+               fixture("plaid_bad_width"));
+    expect_bad("plaid_bad_codes",
+               "'%s/1.codes.npy': code 16 at row 3 is out of range (expected 0..15)",
+               fixture("plaid_bad_codes"));
+    expect_bad("plaid_bad_doclens",
+               "'%s/0.codes.npy': 141 codes, but 'doclens.0.json' sums to 142 tokens",
+               fixture("plaid_bad_doclens"));
+    expect_bad("plaid_bad_nbits", "'%s/metadata.json': unsupported nbits 3 (expected 1, 2, 4 or 8)",
+               fixture("plaid_bad_nbits"));
+    expect_bad("plaid_bad_dtype",
+               "'%s/0.codes.npy': unsupported dtype float32 (expected int32 or int64)",
+               fixture("plaid_bad_dtype"));
+}
