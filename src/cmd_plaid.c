@@ -67,137 +67,8 @@ enum {
     OPT_SKIP,
 };
 
-struct pair {
-    uint32_t q, d;
-    float score;
-};
-
-static int by_query_doc(const void *a, const void *b)
-{
-    const struct pair *x = a, *y = b;
-    if (x->q != y->q)
-        return x->q < y->q ? -1 : 1;
-    return x->d < y->d ? -1 : x->d > y->d;
-}
-
-static int by_query_score(const void *a, const void *b)
-{
-    const struct pair *x = a, *y = b;
-    if (x->q != y->q)
-        return x->q < y->q ? -1 : 1;
-    if (x->score != y->score)
-        return x->score > y->score ? -1 : 1;
-    return x->d < y->d ? -1 : x->d > y->d;
-}
-
-/* Read the run into (query row, document) pairs, each once (as cmd_rerank.c). */
-static int read_run(const char *path, const struct ms_idmap *qmap, const struct ms_idmap *dmap,
-                    int skip_missing, struct pair **out, uint64_t *n_out, struct ms_err *err)
-{
-    struct ms_lines *lines;
-    struct pair *pairs = NULL;
-    uint64_t n = 0, cap = 0, skipped = 0, first_skip = 0;
-    char first_id[128] = "";
-    const char *line;
-    size_t len;
-    int rc, got;
-
-    if ((rc = ms_lines_open(&lines, path, err)) != MS_OK)
-        return rc;
-    while ((got = ms_lines_next(lines, &line, &len, err)) == 1) {
-        struct ms_run_line rl;
-        const char *why;
-        const int p = ms_run_parse(line, len, &rl, &why);
-        if (p == 1)
-            continue;
-        if (p < 0) {
-            rc = ms_err_set(err, MS_ERR_INPUT, "'%s' line %llu: %s", ms_lines_name(lines),
-                            (unsigned long long)ms_lines_number(lines), why);
-            goto fail;
-        }
-        const int64_t q = ms_idmap_find(qmap, rl.qid, rl.qlen);
-        const int64_t d = ms_idmap_find(dmap, rl.did, rl.dlen);
-        if (q < 0 || d < 0) {
-            const int bad_q = q < 0;
-            if (!skip_missing) {
-                rc = ms_err_set(err, MS_ERR_INPUT, "'%s' line %llu: unknown %s id '%.*s'",
-                                ms_lines_name(lines), (unsigned long long)ms_lines_number(lines),
-                                bad_q ? "query" : "document", (int)(bad_q ? rl.qlen : rl.dlen),
-                                bad_q ? rl.qid : rl.did);
-                goto fail;
-            }
-            if (skipped++ == 0) {
-                first_skip = ms_lines_number(lines);
-                snprintf(first_id, sizeof first_id, "%s '%.*s'", bad_q ? "query" : "document",
-                         (int)(bad_q ? rl.qlen : rl.dlen), bad_q ? rl.qid : rl.did);
-            }
-            continue;
-        }
-        if (n == cap) {
-            cap = cap ? 2 * cap : 4096;
-            struct pair *grown = ms_realloc(pairs, cap * sizeof *pairs, err);
-            if (!grown) {
-                rc = err->status;
-                goto fail;
-            }
-            pairs = grown;
-        }
-        pairs[n].q = (uint32_t)q;
-        pairs[n].d = (uint32_t)d;
-        pairs[n].score = 0;
-        n++;
-    }
-    if (got != 0) {
-        rc = got;
-        goto fail;
-    }
-    if (skipped)
-        ms_warn("skipped %llu candidates with unknown ids (the first: line %llu, %s)",
-                (unsigned long long)skipped, (unsigned long long)first_skip, first_id);
-    ms_lines_close(lines);
-    if (n)
-        qsort(pairs, n, sizeof *pairs, by_query_doc);
-    uint64_t u = 0;
-    for (uint64_t i = 0; i < n; i++)
-        if (u == 0 || pairs[i].q != pairs[u - 1].q || pairs[i].d != pairs[u - 1].d)
-            pairs[u++] = pairs[i];
-    *out = pairs;
-    *n_out = u;
-    return MS_OK;
-fail:
-    ms_lines_close(lines);
-    free(pairs);
-    return rc;
-}
-
-static int write_pairs(struct ms_wfile *w, enum ms_fmt fmt, const struct pair *pairs, uint64_t n,
-                       uint64_t k, const struct ms_ids *qids, const struct ms_ids *dids,
-                       const char *tag, struct ms_err *err)
-{
-    char line[8192], qb[24], db[24];
-    uint64_t rank = 0;
-
-    for (uint64_t i = 0; i < n; i++) {
-        rank = i > 0 && pairs[i].q == pairs[i - 1].q ? rank + 1 : 1;
-        if (rank > k)
-            continue;
-        const char *qid = ms_ids_get(qids, pairs[i].q, qb), *did = ms_ids_get(dids, pairs[i].d, db);
-        const int len = fmt == MS_FMT_TSV
-                            ? snprintf(line, sizeof line, "%s\t%s\t%llu\t%.9g\n", qid, did,
-                                       (unsigned long long)rank, (double)pairs[i].score)
-                            : snprintf(line, sizeof line, "%s Q0 %s %llu %.9g %s\n", qid, did,
-                                       (unsigned long long)rank, (double)pairs[i].score, tag);
-        if (len < 0 || (size_t)len >= sizeof line)
-            return ms_err_set(err, MS_ERR_INPUT, "id too long for a run line (query '%s')", qid);
-        int rc = ms_wfile_write(w, line, (size_t)len, err);
-        if (rc != MS_OK)
-            return rc;
-    }
-    return MS_OK;
-}
-
 /* Rerank mode: score the run's pairs, a batch of queries at a time. */
-static int rerank_run(struct ms_plaid_dev *dev, struct ms_src *q, struct pair *pairs, uint64_t n,
+static int rerank_run(struct ms_plaid_dev *dev, struct ms_src *q, struct ms_cand *pairs, uint64_t n,
                       struct ms_progress *prog, struct ms_err *err)
 {
     const uint64_t nqb = 256;
@@ -216,14 +87,14 @@ static int rerank_run(struct ms_plaid_dev *dev, struct ms_src *q, struct pair *p
             if (end == p || pairs[end].q != pairs[end - 1].q)
                 rows[nq++] = pairs[end].q;
             pq[end - p] = (uint32_t)(nq - 1);
-            pd[end - p] = pairs[end].d;
+            pd[end - p] = (uint32_t)pairs[end].d; /* < the index's documents */
             end++;
         }
         if ((rc = ms_src_read_rows(q, rows, nq, &qe, err)) != MS_OK ||
             (rc = ms_plaid_dev_rerank(dev, &qe, pq, pd, end - p, sc, err)) != MS_OK)
             break;
         for (uint64_t i = p; i < end; i++)
-            pairs[i].score = sc[i - p];
+            pairs[i].u.score = sc[i - p];
         ms_progress_add(prog, end - p);
         p = end;
     }
@@ -297,8 +168,9 @@ int cmd_plaid(int argc, char **argv)
     uint64_t k = 0, n_pairs = 0;
     int skip_missing = 0, progress = 0, zst, c, rc;
     struct ms_idmap qmap = {0}, dmap = {0};
+    struct ms_cand_skips skips;
     struct ms_ids dids;
-    struct pair *pairs = NULL;
+    struct ms_cand *pairs = NULL;
     struct ms_plaid idx;
     struct ms_plaid_dev *dev = NULL;
     struct ms_src q;
@@ -406,11 +278,15 @@ int cmd_plaid(int argc, char **argv)
         snprintf(dwhat, sizeof dwhat, "'%s'", doc_ids ? doc_ids : ipath);
         if ((rc = ms_idmap_init(&qmap, &q.ids, q.n_rows, qwhat, &err)) != MS_OK ||
             (rc = ms_idmap_init(&dmap, &dids, idx.n_docs, dwhat, &err)) != MS_OK ||
-            (rc = read_run(run_path, &qmap, &dmap, skip_missing, &pairs, &n_pairs, &err)) !=
-                MS_OK) {
+            (rc = ms_cands_read(run_path, &qmap, &dmap, skip_missing, &pairs, &n_pairs, &skips,
+                                &err)) != MS_OK) {
             ms_report(&err);
             goto close_index;
         }
+        if (skips.count)
+            ms_warn("skipped %llu candidates with unknown ids (the first: line %llu, %s)",
+                    (unsigned long long)skips.count, (unsigned long long)skips.first_line,
+                    skips.first_id);
     }
     if ((rc = ms_wfile_open(&w, out_path, zst, &err)) != MS_OK) {
         ms_report(&err);
@@ -427,9 +303,8 @@ int cmd_plaid(int argc, char **argv)
         rc = rerank_run(dev, &q, pairs, n_pairs, &prog, &err);
         ms_progress_end(&prog);
         if (rc == MS_OK) {
-            if (n_pairs)
-                qsort(pairs, n_pairs, sizeof *pairs, by_query_score);
-            rc = write_pairs(w, fmt, pairs, n_pairs, k, &q.ids, &dids, tag, &err);
+            ms_cands_sort_ranked(pairs, n_pairs);
+            rc = ms_cands_write(w, fmt, pairs, n_pairs, k, &q.ids, &dids, tag, &err);
         }
     } else {
         ms_progress_init(&prog, progress, "plaid search", q.n_rows);

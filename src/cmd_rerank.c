@@ -53,121 +53,12 @@ static const char usage_text[] =
 
 enum { OPT_SKIP_MISSING = 2000 };
 
-struct pair {
-    uint64_t d;       /* document row */
-    uint32_t q;       /* query row */
-    union {
-        float score;  /* the MaxSim score, once scored */
-        uint32_t qi;  /* while scoring: the query's index in its batch */
-    } u;
-};
-
-static int by_query_doc(const void *a, const void *b)
-{
-    const struct pair *x = a, *y = b;
-    if (x->q != y->q)
-        return x->q < y->q ? -1 : 1;
-    return x->d < y->d ? -1 : x->d > y->d;
-}
-
 static int by_doc_query(const void *a, const void *b)
 {
-    const struct pair *x = a, *y = b;
+    const struct ms_cand *x = a, *y = b;
     if (x->d != y->d)
         return x->d < y->d ? -1 : 1;
     return x->q < y->q ? -1 : x->q > y->q;
-}
-
-/* Queries in row order; within one, higher score first, ties by document row. */
-static int by_query_score(const void *a, const void *b)
-{
-    const struct pair *x = a, *y = b;
-    if (x->q != y->q)
-        return x->q < y->q ? -1 : 1;
-    if (x->u.score != y->u.score)
-        return x->u.score > y->u.score ? -1 : 1;
-    return x->d < y->d ? -1 : x->d > y->d;
-}
-
-/* Read the run into pairs of rows, each pair once. */
-static int read_run(const char *path, const struct ms_idmap *qmap, const struct ms_idmap *dmap,
-                    int skip_missing, struct pair **out, uint64_t *n_out, struct ms_err *err)
-{
-    struct ms_lines *lines;
-    struct pair *pairs = NULL;
-    uint64_t n = 0, cap = 0, skipped = 0, first_skip = 0;
-    char first_id[128] = "";
-    const char *line;
-    size_t len;
-    int rc, got;
-
-    if ((rc = ms_lines_open(&lines, path, err)) != MS_OK)
-        return rc;
-    while ((got = ms_lines_next(lines, &line, &len, err)) == 1) {
-        struct ms_run_line rl;
-        const char *why;
-        const int p = ms_run_parse(line, len, &rl, &why);
-        if (p == 1)
-            continue;
-        if (p < 0) {
-            rc = ms_err_set(err, MS_ERR_INPUT, "'%s' line %llu: %s", ms_lines_name(lines),
-                            (unsigned long long)ms_lines_number(lines), why);
-            goto fail;
-        }
-        const int64_t q = ms_idmap_find(qmap, rl.qid, rl.qlen);
-        const int64_t d = ms_idmap_find(dmap, rl.did, rl.dlen);
-        if (q < 0 || d < 0) {
-            const int bad_q = q < 0;
-            if (!skip_missing) {
-                rc = ms_err_set(err, MS_ERR_INPUT, "'%s' line %llu: unknown %s id '%.*s'",
-                                ms_lines_name(lines), (unsigned long long)ms_lines_number(lines),
-                                bad_q ? "query" : "document", (int)(bad_q ? rl.qlen : rl.dlen),
-                                bad_q ? rl.qid : rl.did);
-                goto fail;
-            }
-            if (skipped++ == 0) {
-                first_skip = ms_lines_number(lines);
-                snprintf(first_id, sizeof first_id, "%s '%.*s'", bad_q ? "query" : "document",
-                         (int)(bad_q ? rl.qlen : rl.dlen), bad_q ? rl.qid : rl.did);
-            }
-            continue;
-        }
-        if (n == cap) {
-            cap = cap ? 2 * cap : 4096;
-            struct pair *grown = ms_realloc(pairs, cap * sizeof *pairs, err);
-            if (!grown) {
-                rc = err->status;
-                goto fail;
-            }
-            pairs = grown;
-        }
-        pairs[n].q = (uint32_t)q;
-        pairs[n].d = (uint64_t)d;
-        pairs[n].u.score = 0;
-        n++;
-    }
-    if (got < 0 || (got != 0 && got != 1)) {
-        rc = got;
-        goto fail;
-    }
-    if (skipped)
-        ms_warn("skipped %llu candidates with unknown ids (the first: line %llu, %s)",
-                (unsigned long long)skipped, (unsigned long long)first_skip, first_id);
-    ms_lines_close(lines);
-    /* each pair once, however often the run lists it */
-    if (n)
-        qsort(pairs, n, sizeof *pairs, by_query_doc);
-    uint64_t u = 0;
-    for (uint64_t i = 0; i < n; i++)
-        if (u == 0 || pairs[i].q != pairs[u - 1].q || pairs[i].d != pairs[u - 1].d)
-            pairs[u++] = pairs[i];
-    *out = pairs;
-    *n_out = u;
-    return MS_OK;
-fail:
-    ms_lines_close(lines);
-    free(pairs);
-    return rc;
 }
 
 struct batch_ctx {
@@ -180,7 +71,7 @@ struct batch_ctx {
 };
 
 /* Score the pairs [0, n) of one batch of queries (sorted by query). */
-static int score_batch(struct batch_ctx *c, struct pair *pairs, uint64_t n, struct ms_err *err)
+static int score_batch(struct batch_ctx *c, struct ms_cand *pairs, uint64_t n, struct ms_err *err)
 {
     uint64_t *qrows = NULL, *drows = NULL, nq = 0, nd = 0;
     uint32_t *pq = NULL, *pd = NULL;
@@ -251,26 +142,6 @@ done:
     return rc;
 }
 
-static int write_reranked(struct ms_wfile *w, enum ms_fmt fmt, const struct pair *pairs, uint64_t n,
-                          uint64_t k, const struct ms_ids *qids, const struct ms_ids *dids,
-                          const char *tag, struct ms_err *err)
-{
-    char qb[24], db[24];
-    uint64_t rank = 0;
-
-    for (uint64_t i = 0; i < n; i++) {
-        rank = i > 0 && pairs[i].q == pairs[i - 1].q ? rank + 1 : 1;
-        if (rank > k)
-            continue;
-        const int rc = ms_run_line(w, fmt, ms_ids_get(qids, pairs[i].q, qb),
-                                   ms_ids_get(dids, pairs[i].d, db), rank, pairs[i].u.score, tag,
-                                   err);
-        if (rc != MS_OK)
-            return rc;
-    }
-    return MS_OK;
-}
-
 int cmd_rerank(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -289,7 +160,8 @@ int cmd_rerank(int argc, char **argv)
     int skip_missing = 0, zst, c, rc;
     struct ms_run_stats stats = { 0 };
     struct ms_idmap qmap = { 0 }, dmap = { 0 };
-    struct pair *pairs = NULL;
+    struct ms_cand_skips skips;
+    struct ms_cand *pairs = NULL;
     struct ms_src q, d;
     struct ms_cl cl;
     struct ms_progress prog;
@@ -343,10 +215,15 @@ int cmd_rerank(int argc, char **argv)
     snprintf(dwhat, sizeof dwhat, "'%s'", in.dopts.ids_path ? in.dopts.ids_path : in.docs);
     if ((rc = ms_idmap_init(&qmap, &q.ids, q.n_rows, qwhat, &err)) != MS_OK ||
         (rc = ms_idmap_init(&dmap, &d.ids, d.n_rows, dwhat, &err)) != MS_OK ||
-        (rc = read_run(run_path, &qmap, &dmap, skip_missing, &pairs, &n_pairs, &err)) != MS_OK) {
+        (rc = ms_cands_read(run_path, &qmap, &dmap, skip_missing, &pairs, &n_pairs, &skips,
+                            &err)) != MS_OK) {
         ms_report(&err);
         goto close_inputs;
     }
+    if (skips.count)
+        ms_warn("skipped %llu candidates with unknown ids (the first: line %llu, %s)",
+                (unsigned long long)skips.count, (unsigned long long)skips.first_line,
+                skips.first_id);
     if ((rc = ms_wfile_open(&w, out_path, zst, &err)) != MS_OK) {
         ms_report(&err);
         goto close_inputs;
@@ -379,9 +256,8 @@ int cmd_rerank(int argc, char **argv)
     }
     ms_progress_end(&prog);
     if (rc == MS_OK) {
-        if (n_pairs)
-            qsort(pairs, n_pairs, sizeof *pairs, by_query_score);
-        if ((rc = write_reranked(w, fmt, pairs, n_pairs, k, &q.ids, &d.ids, tag, &err)) == MS_OK) {
+        ms_cands_sort_ranked(pairs, n_pairs);
+        if ((rc = ms_cands_write(w, fmt, pairs, n_pairs, k, &q.ids, &d.ids, tag, &err)) == MS_OK) {
             rc = ms_wfile_commit(w, &err);
             w = NULL;
         }

@@ -301,6 +301,25 @@ int ms_run_write(struct ms_wfile *w, enum ms_fmt fmt, const struct ms_topk *t,
     return MS_OK;
 }
 
+int ms_cands_write(struct ms_wfile *w, enum ms_fmt fmt, const struct ms_cand *c, uint64_t n,
+                   uint64_t k, const struct ms_ids *qids, const struct ms_ids *dids,
+                   const char *tag, struct ms_err *err)
+{
+    char qb[24], db[24];
+    uint64_t rank = 0;
+
+    for (uint64_t i = 0; i < n; i++) {
+        rank = i > 0 && c[i].q == c[i - 1].q ? rank + 1 : 1;
+        if (rank > k)
+            continue;
+        const int rc = ms_run_line(w, fmt, ms_ids_get(qids, c[i].q, qb),
+                                   ms_ids_get(dids, c[i].d, db), rank, c[i].u.score, tag, err);
+        if (rc != MS_OK)
+            return rc;
+    }
+    return MS_OK;
+}
+
 size_t ms_npy_header(char *buf, const char *descr, int rank, const uint64_t *shape)
 {
     char dict[192], dims[128] = "";

@@ -14,6 +14,7 @@
 
 #include "emb.h"
 #include "err.h"
+#include "run.h"
 #include "topk.h"
 
 enum ms_fmt {
@@ -58,6 +59,12 @@ int ms_run_line(struct ms_wfile *w, enum ms_fmt fmt, const char *qid, const char
 int ms_run_write(struct ms_wfile *w, enum ms_fmt fmt, const struct ms_topk *t,
                  const struct ms_ids *qids, const struct ms_ids *dids, const char *tag,
                  struct ms_err *err);
+
+/* Write ranked candidates (ms_cands_sort_ranked) as run lines, the best k
+ * of each query, ranks from 1. */
+int ms_cands_write(struct ms_wfile *w, enum ms_fmt fmt, const struct ms_cand *c, uint64_t n,
+                   uint64_t k, const struct ms_ids *qids, const struct ms_ids *dids,
+                   const char *tag, struct ms_err *err);
 
 /* The bytes of a .npy v1.0 header for a C-order array ("<f4", "<i8"), padded
  * to 64 bytes; returns its length (<= 256), buf holds at least 256 bytes. */

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <zstd.h>
 
+#include "emb.h"
+
 enum { LINE_MAX_BYTES = 1 << 20, PIECE = 1 << 20 };
 
 struct ms_lines {
@@ -225,4 +227,113 @@ int ms_run_parse(const char *line, size_t len, struct ms_run_line *out, const ch
     out->qid = f[0], out->qlen = flen[0];
     out->did = f[2], out->dlen = flen[2];
     return 0;
+}
+
+static int by_query_doc(const void *a, const void *b)
+{
+    const struct ms_cand *x = a, *y = b;
+    if (x->q != y->q)
+        return x->q < y->q ? -1 : 1;
+    return x->d < y->d ? -1 : x->d > y->d;
+}
+
+static int by_query_score(const void *a, const void *b)
+{
+    const struct ms_cand *x = a, *y = b;
+    if (x->q != y->q)
+        return x->q < y->q ? -1 : 1;
+    if (x->u.score != y->u.score)
+        return x->u.score > y->u.score ? -1 : 1;
+    return x->d < y->d ? -1 : x->d > y->d;
+}
+
+void ms_cands_sort_ranked(struct ms_cand *c, uint64_t n)
+{
+    if (n)
+        qsort(c, n, sizeof *c, by_query_score);
+}
+
+int ms_cands_read(const char *path, const struct ms_idmap *qmap, const struct ms_idmap *dmap,
+                  int skip_missing, struct ms_cand **out, uint64_t *n_out,
+                  struct ms_cand_skips *skips, struct ms_err *err)
+{
+    struct ms_lines *lines;
+    struct ms_cand *c = NULL;
+    uint64_t n = 0, cap = 0;
+    const char *line;
+    size_t len;
+    int rc, got;
+
+    memset(skips, 0, sizeof *skips);
+    if ((rc = ms_lines_open(&lines, path, err)) != MS_OK)
+        return rc;
+    while ((got = ms_lines_next(lines, &line, &len, err)) == 1) {
+        struct ms_run_line rl;
+        const char *why;
+        const int p = ms_run_parse(line, len, &rl, &why);
+        if (p == 1)
+            continue;
+        if (p < 0) {
+            rc = ms_err_set(err, MS_ERR_INPUT, "'%s' line %llu: %s", ms_lines_name(lines),
+                            (unsigned long long)ms_lines_number(lines), why);
+            goto fail;
+        }
+        const int64_t q = ms_idmap_find(qmap, rl.qid, rl.qlen);
+        const int64_t d = ms_idmap_find(dmap, rl.did, rl.dlen);
+        if (q < 0 || d < 0) {
+            const int bad_q = q < 0;
+            const char *kind = bad_q ? "query" : "document", *id = bad_q ? rl.qid : rl.did;
+            const int idlen = (int)(bad_q ? rl.qlen : rl.dlen);
+            if (!skip_missing) {
+                rc = ms_err_set(err, MS_ERR_INPUT, "'%s' line %llu: unknown %s id '%.*s'",
+                                ms_lines_name(lines), (unsigned long long)ms_lines_number(lines),
+                                kind, idlen, id);
+                goto fail;
+            }
+            if (skips->count++ == 0) {
+                skips->first_line = ms_lines_number(lines);
+                snprintf(skips->first_id, sizeof skips->first_id, "%s '%.*s'", kind,
+                         idlen > 120 ? 120 : idlen, id);
+            }
+            continue;
+        }
+        if (q > UINT32_MAX) {
+            rc = ms_err_set(err, MS_ERR_INPUT, "'%s' line %llu: query row %lld is beyond 2^32",
+                            ms_lines_name(lines), (unsigned long long)ms_lines_number(lines),
+                            (long long)q);
+            goto fail;
+        }
+        if (n == cap) {
+            cap = cap ? 2 * cap : 4096;
+            struct ms_cand *grown = ms_realloc(c, cap * sizeof *c, err);
+            if (!grown) {
+                rc = err->status;
+                goto fail;
+            }
+            c = grown;
+        }
+        c[n].q = (uint32_t)q;
+        c[n].d = (uint64_t)d;
+        c[n].u.score = 0;
+        n++;
+    }
+    if (got != 0) {
+        rc = got;
+        goto fail;
+    }
+    ms_lines_close(lines);
+    /* each pair once, however often the run lists it */
+    if (n)
+        qsort(c, n, sizeof *c, by_query_doc);
+    uint64_t u = 0;
+    for (uint64_t i = 0; i < n; i++)
+        if (u == 0 || c[i].q != c[u - 1].q || c[i].d != c[u - 1].d)
+            c[u++] = c[i];
+    *out = c;
+    *n_out = u;
+    return MS_OK;
+fail:
+    ms_lines_close(lines);
+    free(c);
+    return rc;
 }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "idmap.h"
 
 struct ms_lines;
 
@@ -35,5 +36,33 @@ struct ms_run_line {
 /* Parse one line: 0 = parsed, 1 = blank, -1 = malformed with a reason in
  * `why` (a static string). */
 int ms_run_parse(const char *line, size_t len, struct ms_run_line *out, const char **why);
+
+/* One candidate of a run: a (query row, document row) pair, and its score
+ * once scored. */
+struct ms_cand {
+    uint64_t d;      /* document row */
+    uint32_t q;      /* query row */
+    union {
+        float score; /* the MaxSim score, once scored */
+        uint32_t qi; /* while scoring: a command's own index for the query */
+    } u;
+};
+
+/* Candidates dropped by --skip-missing: how many, and the first of them. */
+struct ms_cand_skips {
+    uint64_t count;
+    uint64_t first_line;
+    char first_id[160]; /* "document 'D9'" */
+};
+
+/* Read a candidate run (a path, or "-" for standard input) into pairs of
+ * rows matched through the id maps, each pair once, sorted by query row then
+ * document row. An unknown id is an MS_ERR_INPUT error naming the line and
+ * the id, or with skip_missing it is counted in *skips. */
+int ms_cands_read(const char *path, const struct ms_idmap *qmap, const struct ms_idmap *dmap,
+                  int skip_missing, struct ms_cand **out, uint64_t *n_out,
+                  struct ms_cand_skips *skips, struct ms_err *err);
+/* Sort by query row, then score (highest first), then document row. */
+void ms_cands_sort_ranked(struct ms_cand *c, uint64_t n);
 
 #endif
