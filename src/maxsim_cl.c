@@ -712,7 +712,6 @@ static int prep_docs(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0
     cl_command_queue qu = s->cl->queue;
     cl_kernel prep = docs->dtype == MS_DTYPE_F16 ? s->prep_f16 : s->prep_f32;
     cl_uint n_tiles = 0;
-    cl_event ev = NULL;
     cl_int rc = CL_SUCCESS;
 
     for (uint64_t j = 0; j < nd; j++) {
@@ -755,14 +754,9 @@ static int prep_docs(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0
         rc |= clSetKernelArg(prep, 6, sizeof(cl_mem), &s->tiles);
         if (rc != CL_SUCCESS)
             return cl_fail(err, "clSetKernelArg(ms_prep)", rc);
-        rc = clEnqueueNDRangeKernel(qu, prep, 1, NULL, &global, &local, 0, NULL, &ev);
-        if (rc != CL_SUCCESS)
-            return cl_fail(err, "clEnqueueNDRangeKernel(ms_prep)", rc);
-        rc = clWaitForEvents(1, &ev);
-        s->last_kernel_s += event_s(ev);
-        clReleaseEvent(ev);
-        if (rc != CL_SUCCESS)
-            return cl_fail(err, "clWaitForEvents(ms_prep)", rc);
+        const int launched = run_kernel(s, prep, 1, &global, &local, "ms_prep", err);
+        if (launched != MS_OK)
+            return launched;
     }
     return MS_OK;
 }
@@ -773,7 +767,6 @@ static int run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0, 
 {
     const cl_uint dim = s->dim, n_docs = (cl_uint)nd;
     cl_command_queue qu = s->cl->queue;
-    cl_event ev = NULL;
     cl_int rc;
 
     if (prep_docs(s, docs, j0, nd, NULL, err) != MS_OK)
@@ -797,14 +790,9 @@ static int run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0, 
         rc |= clSetKernelArg(s->score, 9, sizeof(cl_mem), &s->out);
         if (rc != CL_SUCCESS)
             return cl_fail(err, "clSetKernelArg(ms_score)", rc);
-        rc = clEnqueueNDRangeKernel(qu, s->score, 1, NULL, &global, &local, 0, NULL, &ev);
-        if (rc != CL_SUCCESS)
-            return cl_fail(err, "clEnqueueNDRangeKernel(ms_score)", rc);
-        rc = clWaitForEvents(1, &ev);
-        s->last_kernel_s += event_s(ev);
-        clReleaseEvent(ev);
-        if (rc != CL_SUCCESS)
-            return cl_fail(err, "clWaitForEvents(ms_score)", rc);
+        const int launched = run_kernel(s, s->score, 1, &global, &local, "ms_score", err);
+        if (launched != MS_OK)
+            return launched;
         /* Rows of nd floats on the device, rows of ld floats in `scores`. */
         rc = clEnqueueReadBufferRect(qu, s->out, CL_TRUE, origin, origin, region,
                                      nd * sizeof(float), 0, ld * sizeof(float), 0,
@@ -959,7 +947,6 @@ static int score_pairs(struct ms_scorer *s, const struct qgroup *g, const uint32
     const cl_uint dim = s->dim;
     cl_command_queue qu = s->cl->queue;
     cl_kernel k = s->score_pairs;
-    cl_event ev = NULL;
     cl_int rc;
 
     /* Grow geometrically: rerank's blocks bring pair lists of varying length. */
@@ -989,14 +976,9 @@ static int score_pairs(struct ms_scorer *s, const struct qgroup *g, const uint32
         rc |= clSetKernelArg(k, 10, sizeof(cl_mem), &s->pair_out);
         if (rc != CL_SUCCESS)
             return cl_fail(err, "clSetKernelArg(ms_score_pairs)", rc);
-        rc = clEnqueueNDRangeKernel(qu, k, 1, NULL, &global, &local, 0, NULL, &ev);
-        if (rc != CL_SUCCESS)
-            return cl_fail(err, "clEnqueueNDRangeKernel(ms_score_pairs)", rc);
-        rc = clWaitForEvents(1, &ev);
-        s->last_kernel_s += event_s(ev);
-        clReleaseEvent(ev);
-        if (rc != CL_SUCCESS)
-            return cl_fail(err, "clWaitForEvents(ms_score_pairs)", rc);
+        const int launched = run_kernel(s, k, 1, &global, &local, "ms_score_pairs", err);
+        if (launched != MS_OK)
+            return launched;
         rc = clEnqueueReadBuffer(qu, s->pair_out, CL_TRUE, 0, np * sizeof(float), pout + p0, 0,
                                  NULL, NULL);
         if (rc != CL_SUCCESS)
