@@ -187,32 +187,53 @@ int cmd_info(int argc, char **argv)
     }
     if (optind >= argc)
         return ms_usage_error("info", "no input file (e.g. maxsim info docs.npy)");
-    {
-        struct stat st; /* index directories are described by cmd_plaid.c */
-        if (stat(argv[optind], &st) == 0 && S_ISDIR(st.st_mode))
-            return cmd_plaid_info(argv + optind, argc - optind, json);
-    }
-    if (!(infos = calloc((size_t)(argc - optind), sizeof *infos)))
+    /* Index directories are described by cmd_plaid.c, embedding files here;
+     * every input is checked before anything is printed. */
+    char **files = calloc((size_t)(argc - optind), sizeof *files);
+    char **dirs = calloc((size_t)(argc - optind), sizeof *dirs);
+    int n_files = 0, n_dirs = 0;
+    infos = calloc((size_t)(argc - optind), sizeof *infos);
+    if (!files || !dirs || !infos) {
+        free(files);
+        free(dirs);
+        free(infos);
         return ms_fail(MS_ERR_RUNTIME, "out of memory");
-    /* describe everything before printing anything: no partial output */
-    for (int i = optind; i < argc && rc == MS_OK; i++)
-        if ((rc = describe(argv[i], &opts, check, &infos[i - optind], &err)) != MS_OK)
+    }
+    for (int i = optind; i < argc; i++) {
+        struct stat st;
+        if (stat(argv[i], &st) == 0 && S_ISDIR(st.st_mode))
+            dirs[n_dirs++] = argv[i];
+        else
+            files[n_files++] = argv[i];
+    }
+    if (json && n_dirs && n_files)
+        rc = ms_usage_error("info", "--json describes either embedding files or index "
+                                    "directories; name them in two calls");
+    for (int i = 0; i < n_files && rc == MS_OK; i++)
+        if ((rc = describe(files[i], &opts, check, &infos[i], &err)) != MS_OK)
             ms_report(&err);
-    if (rc == MS_OK) {
+    if (rc == MS_OK && n_dirs) /* prints its own table, or an error and nothing */
+        rc = cmd_plaid_info(dirs, n_dirs, json);
+    if (rc == MS_OK && n_files) {
+        if (n_dirs)
+            putchar('\n');
         if (json) {
             json_t *arr = json_array();
-            for (int i = 0; i < argc - optind; i++)
+            for (int i = 0; i < n_files; i++)
                 json_array_append_new(arr, to_json(&infos[i]));
-            char *s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-            if (s)
-                puts(s);
-            free(s);
+            char *js = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+            if (js)
+                puts(js);
+            free(js);
             json_decref(arr);
         } else {
-            print_table(infos, argc - optind);
+            print_table(infos, n_files);
         }
-        rc = ms_close_stdout();
     }
+    if (rc == MS_OK)
+        rc = ms_close_stdout();
+    free(files);
+    free(dirs);
     free(infos);
     return rc;
 }

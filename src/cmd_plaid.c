@@ -415,5 +415,5 @@ int cmd_plaid_info(char **dirs, int n, int json)
     for (int i = 0; i < opened; i++)
         ms_plaid_close(&p[i]);
     free(p);
-    return rc == MS_OK ? ms_close_stdout() : rc;
+    return rc; /* cmd_info closes stdout */
 }

@@ -147,3 +147,16 @@ $ maxsim plaid -q $FIXTURES/plaid_q.npy -i $FIXTURES/plaid_fp2 --centroid-thresh
 ? 2
 ! maxsim plaid: --centroid-threshold takes a number, got 'abc'
 ! Try 'maxsim plaid --help'.
+
+# info takes index directories and embedding files together (a table each).
+$ maxsim info $FIXTURES/plaid_fp2 $DATA/queries.npy | awk '{print $1}' | sed "s|$FIXTURES/||; s|$DATA/||"
+> INDEX
+> plaid_fp2
+>
+> FILE
+> queries.npy
+
+$ maxsim info --json $FIXTURES/plaid_fp2 $DATA/queries.npy
+? 2
+! maxsim info: --json describes either embedding files or index directories; name them in two calls
+! Try 'maxsim info --help'.
