@@ -912,7 +912,7 @@ static void npy_close(void *impl)
     }
 }
 
-static const struct ms_backend_ops npy_ops = {npy_read_span, npy_close};
+static const struct ms_backend_ops npy_ops = {.read_span = npy_read_span, .close = npy_close};
 
 int ms_npy_open(const char *path, struct ms_raw *raw, struct ms_err *err)
 {
@@ -1025,7 +1025,7 @@ static void zst_close(void *impl)
     }
 }
 
-static const struct ms_backend_ops zst_ops = {zst_read_span, zst_close};
+static const struct ms_backend_ops zst_ops = {.read_span = zst_read_span, .close = zst_close};
 
 int ms_npy_zst_open(const char *path, struct ms_raw *raw, struct ms_err *err)
 {
