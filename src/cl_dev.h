@@ -76,6 +76,12 @@ void ms_cl_close(struct ms_cl *cl);
 int ms_cl_program(struct ms_cl *cl, const char *file, const char *options, cl_program *out,
                   struct ms_err *err);
 
+/* Where compiled programs are cached and what is there: returns 0 when the
+ * cache is off (MAXSIM_CACHE_DIR=off, or no home directory), else 1 with
+ * dir, the number of .clbin entries and their bytes (0 if it does not exist
+ * yet). Creates nothing. */
+int ms_cl_cache_info(char *dir, size_t cap, uint64_t *entries, uint64_t *bytes);
+
 /* Embedded kernel sources (generated build/gen/kernels.c). */
 struct ms_kernel_src {
     const char *name;   /* "maxsim.cl" */

@@ -20,6 +20,7 @@
  * The directory: $MAXSIM_CACHE_DIR ("off" disables the cache), else
  * $XDG_CACHE_HOME/maxsim, else $HOME/.cache/maxsim, created with mode 0700.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -189,6 +190,43 @@ static int cache_dir(char *buf, size_t cap)
     else
         return 0;
     return mkdir_p(buf) == 0;
+}
+
+int ms_cl_cache_info(char *dir, size_t cap, uint64_t *entries, uint64_t *bytes)
+{
+    const char *d = getenv("MAXSIM_CACHE_DIR");
+    const char *x = getenv("XDG_CACHE_HOME");
+    const char *h = getenv("HOME");
+    DIR *dh;
+    struct dirent *e;
+
+    *entries = *bytes = 0;
+    if (d && strcmp(d, "off") == 0)
+        return 0;
+    if (d && *d)
+        snprintf(dir, cap, "%s", d);
+    else if (x && *x)
+        snprintf(dir, cap, "%s/maxsim", x);
+    else if (h && *h)
+        snprintf(dir, cap, "%s/.cache/maxsim", h);
+    else
+        return 0;
+    if (!(dh = opendir(dir)))
+        return 1; /* not created yet: empty */
+    while ((e = readdir(dh))) {
+        const size_t n = strlen(e->d_name);
+        char path[4096];
+        struct stat st;
+        if (n < 7 || strcmp(e->d_name + n - 6, ".clbin") != 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+            (*entries)++;
+            *bytes += (uint64_t)st.st_size;
+        }
+    }
+    closedir(dh);
+    return 1;
 }
 
 static int get_u32(const char **p, const char *end, uint32_t *v)

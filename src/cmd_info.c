@@ -14,12 +14,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cl_dev.h"
 #include "cmd.h"
 #include "src.h"
 #include "stream.h"
 
 static const char usage_text[] =
     "usage: maxsim info [--json] [--check] [--lengths <file.npy>] [--ids <file>] <file>...\n"
+    "       maxsim info --cache [--json]\n"
     "       maxsim info [--json] <index-dir>...\n"
     "\n"
     "Describe embedding files: FILE.npy, FILE.npy.zst, FILE.h5[:/group], or PLAID\n"
@@ -29,6 +31,7 @@ static const char usage_text[] =
     "  --check            read every value and fail on NaN or Inf\n"
     "  --lengths <file>   row lengths for the inputs (1-D integer .npy)\n"
     "  --ids <file>       row ids for the inputs (text, one per line)\n"
+    "  --cache            where compiled kernels are cached, entries and bytes\n"
     "  -h, --help         this help\n";
 
 struct info {
@@ -160,15 +163,42 @@ static void print_table(const struct info *infos, int n)
     }
 }
 
+/* `info --cache`: the program cache's directory, entries and size. */
+static int print_cache(int json)
+{
+    char dir[4096] = "";
+    uint64_t entries, bytes;
+    const int on = ms_cl_cache_info(dir, sizeof dir, &entries, &bytes);
+
+    if (json) {
+        json_t *o = json_object();
+        json_object_set_new(o, "cache_dir", on ? json_string(dir) : json_null());
+        json_object_set_new(o, "entries", json_integer((json_int_t)entries));
+        json_object_set_new(o, "bytes", json_integer((json_int_t)bytes));
+        char *js = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (js)
+            puts(js);
+        free(js);
+        json_decref(o);
+    } else if (on) {
+        printf("cache    %s\nentries  %llu\nbytes    %llu\n", dir, (unsigned long long)entries,
+               (unsigned long long)bytes);
+    } else {
+        printf("cache    off\n");
+    }
+    return ms_close_stdout();
+}
+
 int cmd_info(int argc, char **argv)
 {
     static const struct option longopts[] = {
         { "json", no_argument, NULL, 'j' },   { "check", no_argument, NULL, 'c' },
         { "lengths", required_argument, NULL, 'l' }, { "ids", required_argument, NULL, 'i' },
-        { "help", no_argument, NULL, 'h' },   { NULL, 0, NULL, 0 },
+        { "cache", no_argument, NULL, 'C' },  { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
     };
     struct ms_src_opts opts = { NULL, NULL, "input" };
-    int json = 0, check = 0, c, rc = MS_OK;
+    int json = 0, check = 0, cache = 0, c, rc = MS_OK;
     struct ms_err err;
     struct info *infos;
 
@@ -178,12 +208,18 @@ int cmd_info(int argc, char **argv)
         case 'c': check = 1; break;
         case 'l': opts.lengths_path = optarg; break;
         case 'i': opts.ids_path = optarg; break;
+        case 'C': cache = 1; break;
         case 'h': fputs(usage_text, stdout); return ms_close_stdout();
         case ':':
             return ms_usage_error("info", "option '%s' needs a value", argv[optind - 1]);
         default:
             return ms_usage_error("info", "unknown option '%s'", argv[optind - 1]);
         }
+    }
+    if (cache) {
+        if (optind < argc)
+            return ms_usage_error("info", "--cache takes no files, got '%s'", argv[optind]);
+        return print_cache(json);
     }
     if (optind >= argc)
         return ms_usage_error("info", "no input file (e.g. maxsim info docs.npy)");

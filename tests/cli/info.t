@@ -58,3 +58,19 @@ $ maxsim info $DATA/queries.npy --lengths $DATA/docs_lengths.npy
 $ printf 'a\n\nb\n' > $TMP/ids.txt && maxsim info $DATA/queries.npy --ids $TMP/ids.txt
 ? 2
 ! maxsim: error: '$TMP/ids.txt' line 2: empty id (expected one id per line)
+
+# The kernel cache: where, how many entries, how many bytes.
+$ export MAXSIM_CACHE_DIR=$TMP/kc && maxsim info --cache && maxsim search -q $DATA/queries.npy -d $DATA/sample.h5:/docs > /dev/null && maxsim info --cache | sed 1d | awk '{print $1, ($2 > 0)}'
+> cache    $TMP/kc
+> entries  0
+> bytes    0
+> entries 1
+> bytes 1
+
+$ MAXSIM_CACHE_DIR=off maxsim info --cache
+> cache    off
+
+$ maxsim info --cache data.npy
+? 2
+! maxsim info: --cache takes no files, got 'data.npy'
+! Try 'maxsim info --help'.
