@@ -26,8 +26,18 @@ static inline const char *fixture(const char *name)
     return b;
 }
 
+/* Temporary files of this test process, removed when it exits. */
+static char test_tmp_paths[64][256];
+static int test_tmp_count;
+
+static inline void test_tmp_cleanup(void)
+{
+    for (int i = 0; i < test_tmp_count && i < 64; i++)
+        unlink(test_tmp_paths[i]);
+}
+
 /* Write bytes to a fresh temporary file whose name ends in `suffix`; returns
- * its path (static storage, 8 slots). */
+ * its path (static storage, 8 slots). The file is removed at exit. */
 static inline const char *tmpfile_with(const void *data, size_t len, const char *suffix)
 {
     static char buf[8][256];
@@ -38,6 +48,10 @@ static inline const char *tmpfile_with(const void *data, size_t len, const char 
     cr_assert(fd >= 0, "mkstemps failed");
     cr_assert(write(fd, data, len) == (ssize_t)len);
     close(fd);
+    if (test_tmp_count == 0)
+        atexit(test_tmp_cleanup);
+    if (test_tmp_count < 64)
+        memcpy(test_tmp_paths[test_tmp_count++], b, 256);
     return b;
 }
 
