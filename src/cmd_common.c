@@ -31,6 +31,29 @@ int ms_inputs_option(const char *cmd, struct ms_inputs_opts *o, int c, const cha
     }
 }
 
+int ms_parse_run_tag(const char *cmd, const char *arg)
+{
+    if (!*arg || strpbrk(arg, " \t\n"))
+        return ms_usage_error(cmd, "--run-tag takes one word, got '%s'", arg);
+    return 0;
+}
+
+int ms_read_candidates(const char *path, const struct ms_idmap *qmap,
+                       const struct ms_idmap *dmap, int skip_missing, struct ms_cand **out,
+                       uint64_t *n)
+{
+    struct ms_cand_skips skips;
+    struct ms_err err;
+
+    if (ms_cands_read(path, qmap, dmap, skip_missing, out, n, &skips, &err) != MS_OK)
+        return ms_report(&err);
+    if (skips.count)
+        ms_warn("skipped %llu candidates with unknown ids (the first: line %llu, %s)",
+                (unsigned long long)skips.count, (unsigned long long)skips.first_line,
+                skips.first_id);
+    return MS_OK;
+}
+
 int ms_inputs_open(const char *cmd, const struct ms_inputs_opts *o, struct ms_src *q,
                    struct ms_src *d)
 {

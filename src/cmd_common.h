@@ -10,6 +10,8 @@
 #include <stdint.h>
 
 #include "cl_dev.h"
+#include "idmap.h"
+#include "run.h"
 #include "src.h"
 
 /* Long options shared by the scoring commands (their values are the enum). */
@@ -55,6 +57,16 @@ int ms_inputs_option(const char *cmd, struct ms_inputs_opts *o, int c, const cha
  * given, same dim). Prints the error and returns the exit status on failure. */
 int ms_inputs_open(const char *cmd, const struct ms_inputs_opts *o, struct ms_src *q,
                    struct ms_src *d);
+
+/* Check a --run-tag value (one word): 0, or 2 after printing a usage error. */
+int ms_parse_run_tag(const char *cmd, const char *arg);
+
+/* Read a candidate run through the id maps (ms_cands_read); with
+ * --skip-missing, one warning counts the candidates dropped. Prints the error
+ * and returns the exit status on failure. */
+int ms_read_candidates(const char *path, const struct ms_idmap *qmap,
+                       const struct ms_idmap *dmap, int skip_missing, struct ms_cand **out,
+                       uint64_t *n);
 
 /* Open the device of --device (ms_global.device); prints the error. */
 int ms_device_open(struct ms_cl *cl);

@@ -168,7 +168,6 @@ int cmd_plaid(int argc, char **argv)
     uint64_t k = 0, n_pairs = 0;
     int skip_missing = 0, progress = 0, zst, c, rc;
     struct ms_idmap qmap = {0}, dmap = {0};
-    struct ms_cand_skips skips;
     struct ms_ids dids;
     struct ms_cand *pairs = NULL;
     struct ms_plaid idx;
@@ -210,8 +209,8 @@ int cmd_plaid(int argc, char **argv)
         case 'o': out_path = optarg; break;
         case OPT_FORMAT: format = optarg; break;
         case OPT_RUN_TAG:
-            if (!*optarg || strpbrk(optarg, " \t\n"))
-                return ms_usage_error("plaid", "--run-tag takes one word, got '%s'", optarg);
+            if (ms_parse_run_tag("plaid", optarg))
+                return MS_ERR_INPUT;
             tag = optarg;
             break;
         case OPT_DOC_IDS: doc_ids = optarg; break;
@@ -277,16 +276,13 @@ int cmd_plaid(int argc, char **argv)
         snprintf(qwhat, sizeof qwhat, "'%s'", qopts.ids_path ? qopts.ids_path : qpath);
         snprintf(dwhat, sizeof dwhat, "'%s'", doc_ids ? doc_ids : ipath);
         if ((rc = ms_idmap_init(&qmap, &q.ids, q.n_rows, qwhat, &err)) != MS_OK ||
-            (rc = ms_idmap_init(&dmap, &dids, idx.n_docs, dwhat, &err)) != MS_OK ||
-            (rc = ms_cands_read(run_path, &qmap, &dmap, skip_missing, &pairs, &n_pairs, &skips,
-                                &err)) != MS_OK) {
+            (rc = ms_idmap_init(&dmap, &dids, idx.n_docs, dwhat, &err)) != MS_OK) {
             ms_report(&err);
             goto close_index;
         }
-        if (skips.count)
-            ms_warn("skipped %llu candidates with unknown ids (the first: line %llu, %s)",
-                    (unsigned long long)skips.count, (unsigned long long)skips.first_line,
-                    skips.first_id);
+        if ((rc = ms_read_candidates(run_path, &qmap, &dmap, skip_missing, &pairs, &n_pairs)) !=
+            MS_OK)
+            goto close_index;
     }
     if ((rc = ms_wfile_open(&w, out_path, zst, &err)) != MS_OK) {
         ms_report(&err);

@@ -160,7 +160,6 @@ int cmd_rerank(int argc, char **argv)
     int skip_missing = 0, zst, c, rc;
     struct ms_run_stats stats = { 0 };
     struct ms_idmap qmap = { 0 }, dmap = { 0 };
-    struct ms_cand_skips skips;
     struct ms_cand *pairs = NULL;
     struct ms_src q, d;
     struct ms_cl cl;
@@ -185,8 +184,8 @@ int cmd_rerank(int argc, char **argv)
         case OPT_FORMAT: format = optarg; break;
         case OPT_SKIP_MISSING: skip_missing = 1; break;
         case OPT_RUN_TAG:
-            if (!*optarg || strpbrk(optarg, " \t\n"))
-                return ms_usage_error("rerank", "--run-tag takes one word, got '%s'", optarg);
+            if (ms_parse_run_tag("rerank", optarg))
+                return MS_ERR_INPUT;
             tag = optarg;
             break;
         case 'h': fputs(usage_text, stdout); return ms_close_stdout();
@@ -214,16 +213,13 @@ int cmd_rerank(int argc, char **argv)
     snprintf(qwhat, sizeof qwhat, "'%s'", in.qopts.ids_path ? in.qopts.ids_path : in.queries);
     snprintf(dwhat, sizeof dwhat, "'%s'", in.dopts.ids_path ? in.dopts.ids_path : in.docs);
     if ((rc = ms_idmap_init(&qmap, &q.ids, q.n_rows, qwhat, &err)) != MS_OK ||
-        (rc = ms_idmap_init(&dmap, &d.ids, d.n_rows, dwhat, &err)) != MS_OK ||
-        (rc = ms_cands_read(run_path, &qmap, &dmap, skip_missing, &pairs, &n_pairs, &skips,
-                            &err)) != MS_OK) {
+        (rc = ms_idmap_init(&dmap, &d.ids, d.n_rows, dwhat, &err)) != MS_OK) {
         ms_report(&err);
         goto close_inputs;
     }
-    if (skips.count)
-        ms_warn("skipped %llu candidates with unknown ids (the first: line %llu, %s)",
-                (unsigned long long)skips.count, (unsigned long long)skips.first_line,
-                skips.first_id);
+    if ((rc = ms_read_candidates(run_path, &qmap, &dmap, skip_missing, &pairs, &n_pairs)) !=
+        MS_OK)
+        goto close_inputs;
     if ((rc = ms_wfile_open(&w, out_path, zst, &err)) != MS_OK) {
         ms_report(&err);
         goto close_inputs;

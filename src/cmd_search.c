@@ -90,8 +90,8 @@ int cmd_search(int argc, char **argv)
         case 'o': out_path = optarg; break;
         case OPT_FORMAT: format = optarg; break;
         case OPT_RUN_TAG:
-            if (!*optarg || strpbrk(optarg, " \t\n"))
-                return ms_usage_error("search", "--run-tag takes one word, got '%s'", optarg);
+            if (ms_parse_run_tag("search", optarg))
+                return MS_ERR_INPUT;
             tag = optarg;
             break;
         case 'h': fputs(usage_text, stdout); return ms_close_stdout();
