@@ -92,7 +92,7 @@ test: $(BIN) $(TESTS) $(FUZZ_REPLAY) $(BUILD)/fixtures/.stamp
 	$(Q)for f in $(FUZZ_REPLAY); do n=$$(basename $$f -replay); \
 	    $$f tests/fuzz/corpus/$${n#fuzz_} || exit 1; done
 	$(Q)MAXSIM=$(CURDIR)/$(BIN) FIXTURES=$(CURDIR)/$(BUILD)/fixtures bash tests/cli/run.sh tests/cli/*.t
-	$(Q)$(MAKE) --no-print-directory check-man check-kernels BIN=$(BIN)
+	$(Q)$(MAKE) --no-print-directory check-man check-kernels check-format BIN=$(BIN)
 	@echo "all tests passed"
 
 ## asan: run the tests under AddressSanitizer and UBSan (PoCL), in build-asan/
@@ -122,9 +122,16 @@ check-man: $(BIN)
 	$(Q)sh tests/check-man.sh ./$(BIN) man/maxsim.1
 	@echo "  man page ok"
 
+FORMAT_SRCS = src/*.c src/*.h tests/*.c tests/*.h tests/fuzz/*.c scripts/*.c
+
 ## format: clang-format the C sources in place
 format:
-	clang-format -i src/*.c src/*.h tests/*.c tests/*.h tests/fuzz/*.c
+	clang-format -i $(FORMAT_SRCS)
+
+## check-format: fail if a C source differs from what clang-format (.clang-format) writes
+check-format:
+	$(Q)clang-format --dry-run -Werror $(FORMAT_SRCS)
+	@echo "  format ok"
 
 ## install: install the binary and man page under $(DESTDIR)$(PREFIX)
 install: maxsim
@@ -148,7 +155,7 @@ help:
 show:
 	@echo "CC=$(CC)"; echo "CFLAGS=$(ALL_CFLAGS)"; echo "LDFLAGS=$(ALL_LDFLAGS)"; echo "LIBS=$(LIBS)"
 
-.PHONY: all test asan fuzz check-kernels check-man format install uninstall clean help show
+.PHONY: all test asan fuzz check-kernels check-man check-format format install uninstall clean help show
 .DELETE_ON_ERROR:
 
 -include $(wildcard $(BUILD)/obj/*.d $(BUILD)/tests/*.d)

@@ -58,7 +58,8 @@ static double now(void)
 int main(int argc, char **argv)
 {
     if (argc < 7) {
-        fprintf(stderr, "usage: bench-kernel NQ LQ ND LD_MIN LD_MAX DIM [f32|f16] [TN QB WG] [norm]\n");
+        fprintf(stderr,
+                "usage: bench-kernel NQ LQ ND LD_MIN LD_MAX DIM [f32|f16] [TN QB WG] [norm]\n");
         return 2;
     }
     const uint64_t nq = strtoull(argv[1], 0, 10), lq = strtoull(argv[2], 0, 10);
@@ -66,9 +67,14 @@ int main(int argc, char **argv)
                    hi = strtoull(argv[5], 0, 10);
     const uint32_t dim = (uint32_t)atoi(argv[6]);
     const enum ms_dtype dt = argc > 7 && strcmp(argv[7], "f16") == 0 ? MS_DTYPE_F16 : MS_DTYPE_F32;
-    struct ms_scorer_opts o = { argc > 11, nd, 0, argc > 8 ? atoi(argv[8]) : 0,
-                                argc > 9 ? atoi(argv[9]) : 0, argc > 10 ? atoi(argv[10]) : 0,
-                                0, MS_PREC_EXACT };
+    struct ms_scorer_opts o = { argc > 11,
+                                nd,
+                                0,
+                                argc > 8 ? atoi(argv[8]) : 0,
+                                argc > 9 ? atoi(argv[9]) : 0,
+                                argc > 10 ? atoi(argv[10]) : 0,
+                                0,
+                                MS_PREC_EXACT };
     struct ms_cl cl;
     struct ms_err err = { 0 };
     struct ms_emb q, d;
@@ -112,10 +118,9 @@ int main(int argc, char **argv)
     printf("%snq=%llu lq=%llu nd=%llu ld=%llu..%llu dim=%u %s tn=%d qb=%d wg=%d: kernel %.3f s "
            "%.1f GFLOP/s, wall %.3f s %.1f GFLOP/s  (score[0][0]=%g)\n",
            pairs ? "pairs " : "", (unsigned long long)nq, (unsigned long long)lq,
-           (unsigned long long)nd,
-           (unsigned long long)lo, (unsigned long long)hi, dim, ms_dtype_name(dt), o.tile_tokens,
-           o.query_block, o.work_group, best, flops / best * 1e-9, wall, flops / wall * 1e-9,
-           (double)scores[0]);
+           (unsigned long long)nd, (unsigned long long)lo, (unsigned long long)hi, dim,
+           ms_dtype_name(dt), o.tile_tokens, o.query_block, o.work_group, best, flops / best * 1e-9,
+           wall, flops / wall * 1e-9, (double)scores[0]);
     ms_scorer_free(s);
     ms_cl_close(&cl);
     free(pq);

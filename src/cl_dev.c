@@ -316,8 +316,9 @@ int ms_cl_pick(const struct ms_cl_devinfo *list, int n, const char *spec, struct
     if (!spec || !*spec)
         spec = "auto";
     if (n == 0) {
-        ms_err_set(err, MS_ERR_RUNTIME, "no OpenCL platform found (install an OpenCL driver, "
-                                        "e.g. pocl-opencl-icd for the CPU)");
+        ms_err_set(err, MS_ERR_RUNTIME,
+                   "no OpenCL platform found (install an OpenCL driver, "
+                   "e.g. pocl-opencl-icd for the CPU)");
         return -1;
     }
     if (strcmp(spec, "auto") == 0) {
@@ -374,8 +375,8 @@ int ms_cl_open(struct ms_cl *cl, const char *spec, struct ms_err *err)
     props[2] = 0;
     cl->ctx = clCreateContext(props, 1, &cl->info.device, NULL, NULL, &rc);
     if (!cl->ctx)
-        return ms_err_set(err, MS_ERR_RUNTIME, "clCreateContext failed on '%s': %s",
-                          cl->info.name, ms_cl_strerror(rc));
+        return ms_err_set(err, MS_ERR_RUNTIME, "clCreateContext failed on '%s': %s", cl->info.name,
+                          ms_cl_strerror(rc));
     /* In order: every run is upload, prep, score, read back, in sequence;
      * profiling gives the kernel times that bench and -v report. */
     cl->queue = clCreateCommandQueue(cl->ctx, cl->info.device, CL_QUEUE_PROFILING_ENABLE, &rc);

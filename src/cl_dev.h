@@ -20,16 +20,16 @@
 
 /* One device as `maxsim devices` shows it. */
 struct ms_cl_devinfo {
-    int index;                  /* global index over all platforms */
+    int index; /* global index over all platforms */
     cl_platform_id platform;
     cl_device_id device;
     char platform_name[128];
     char platform_version[128];
     char name[256];
     char vendor[128];
-    char version[128];          /* CL_DEVICE_VERSION */
+    char version[128]; /* CL_DEVICE_VERSION */
     char driver_version[128];
-    char c_version[128];        /* CL_DEVICE_OPENCL_C_VERSION */
+    char c_version[128]; /* CL_DEVICE_OPENCL_C_VERSION */
     cl_device_type type;
     cl_uint compute_units;
     cl_ulong global_mem;
@@ -56,7 +56,7 @@ struct ms_cl {
     struct ms_cl_devinfo info;
     cl_context ctx;
     cl_command_queue queue;
-    int verbose;                /* unused by src/: commands print `notes` with -v */
+    int verbose; /* unused by src/: commands print `notes` with -v */
     /* What happened that a user may want to see with -v, one event a line
      * ("kernels from $MAXSIM_KERNEL_DIR ...", "cache HIT ...", "cache MISS
      * ..."); modules never print, so they append here and the command shows
@@ -84,7 +84,7 @@ int ms_cl_cache_info(char *dir, size_t cap, uint64_t *entries, uint64_t *bytes);
 
 /* Embedded kernel sources (generated build/gen/kernels.c). */
 struct ms_kernel_src {
-    const char *name;   /* "maxsim.cl" */
+    const char *name; /* "maxsim.cl" */
     const char *text;
     size_t len;
 };

@@ -31,9 +31,9 @@
 
 #include "cl_dev.h"
 
-#define CACHE_MAGIC "MSCLBIN1"
+#define CACHE_MAGIC  "MSCLBIN1"
 #define CACHE_FORMAT 1u
-#define KEY_TAG "maxsim-clcache-v1"
+#define KEY_TAG      "maxsim-clcache-v1"
 
 void ms_cl_note(struct ms_cl *cl, const char *fmt, ...)
 {
@@ -121,11 +121,11 @@ static char *kernel_source(struct ms_cl *cl, const char *file, size_t *len, stru
 }
 
 /* Key material: the NUL-separated fields of the header comment. */
-static char *cache_key(const struct ms_cl *cl, const char *src, size_t src_len,
-                       const char *options, size_t *len, struct ms_err *err)
+static char *cache_key(const struct ms_cl *cl, const char *src, size_t src_len, const char *options,
+                       size_t *len, struct ms_err *err)
 {
-    const char *fields[] = { options, cl->info.platform_name, cl->info.platform_version,
-                             cl->info.name, cl->info.version, cl->info.driver_version };
+    const char *fields[] = { options,       cl->info.platform_name, cl->info.platform_version,
+                             cl->info.name, cl->info.version,       cl->info.driver_version };
     size_t total = sizeof KEY_TAG + src_len + 1, off = 0;
     char *key;
 

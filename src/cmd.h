@@ -15,9 +15,9 @@
 
 /* Global options, parsed by main.c before the command name. */
 struct ms_global {
-    const char *device;  /* --device or $MAXSIM_DEVICE, "auto" by default */
-    int verbose;         /* -v */
-    int quiet;           /* -q: no progress line, no warnings */
+    const char *device; /* --device or $MAXSIM_DEVICE, "auto" by default */
+    int verbose;        /* -v */
+    int quiet;          /* -q: no progress line, no warnings */
 };
 extern struct ms_global ms_global;
 

@@ -49,8 +49,8 @@ static float bench_rand(void)
 }
 
 /* n rows of len tokens, each token of unit norm. */
-static int make_rows(struct ms_emb *e, enum ms_dtype dtype, uint32_t dim, uint64_t n,
-                     uint64_t len, struct ms_err *err)
+static int make_rows(struct ms_emb *e, enum ms_dtype dtype, uint32_t dim, uint64_t n, uint64_t len,
+                     struct ms_err *err)
 {
     float *tok = ms_malloc(dim * sizeof *tok, err);
     if (!tok || ms_emb_reserve(e, dtype, dim, n, n * len, err) != MS_OK) {
@@ -88,7 +88,8 @@ static double copy_rate(struct ms_cl *cl)
     cl_mem b = a ? clCreateBuffer(cl->ctx, CL_MEM_READ_WRITE, bytes, NULL, &rc) : NULL;
     double t[5] = { 0 }, best = 0;
     const unsigned char zero = 1;
-    if (a && b && clEnqueueFillBuffer(cl->queue, a, &zero, 1, 0, bytes, 0, NULL, NULL) == CL_SUCCESS) {
+    if (a && b &&
+        clEnqueueFillBuffer(cl->queue, a, &zero, 1, 0, bytes, 0, NULL, NULL) == CL_SUCCESS) {
         for (int i = 0; i < 6; i++) {
             cl_event ev;
             cl_ulong s0, s1;
@@ -125,10 +126,14 @@ static int cmp_double(const void *a, const void *b)
 int cmd_bench(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        { "shape", required_argument, NULL, 's' },  { "dtype", required_argument, NULL, 't' },
-        { "op", required_argument, NULL, 'o' },     { "reps", required_argument, NULL, 'r' },
-        { "normalize", no_argument, NULL, 'n' },    { "peak-tflops", required_argument, NULL, 'p' },
-        { "json", no_argument, NULL, 'j' },         { "help", no_argument, NULL, 'h' },
+        { "shape", required_argument, NULL, 's' },
+        { "dtype", required_argument, NULL, 't' },
+        { "op", required_argument, NULL, 'o' },
+        { "reps", required_argument, NULL, 'r' },
+        { "normalize", no_argument, NULL, 'n' },
+        { "peak-tflops", required_argument, NULL, 'p' },
+        { "json", no_argument, NULL, 'j' },
+        { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     unsigned long long nq = 0, nd = 0, lq = 0, ld = 0, dim = 0;
@@ -143,7 +148,8 @@ int cmd_bench(int argc, char **argv)
         switch (c) {
         case 's': {
             char tail;
-            if (sscanf(optarg, "%llu,%llu,%llu,%llu,%llu%c", &nq, &nd, &lq, &ld, &dim, &tail) != 5 ||
+            if (sscanf(optarg, "%llu,%llu,%llu,%llu,%llu%c", &nq, &nd, &lq, &ld, &dim, &tail) !=
+                    5 ||
                 !nq || !nd || !lq || !ld || !dim || dim > 4096)
                 return ms_usage_error("bench",
                                       "--shape takes nq,nd,lq,ld,dim, all >= 1, dim <= 4096 (e.g. "
@@ -202,7 +208,8 @@ int cmd_bench(int argc, char **argv)
     if ((rc = make_rows(&q, dtype, (uint32_t)dim, nq, lq, &err)) != MS_OK ||
         (rc = make_rows(&d, dtype, (uint32_t)dim, n_docs, ld, &err)) != MS_OK)
         goto fail;
-    const struct ms_scorer_opts so = { .normalize = normalize, .max_docs = n_docs,
+    const struct ms_scorer_opts so = { .normalize = normalize,
+                                       .max_docs = n_docs,
                                        .max_tokens = n_docs * ld };
     if ((rc = ms_scorer_create(&s, &cl, &q, &so, &err)) != MS_OK)
         goto fail;
@@ -213,7 +220,8 @@ int cmd_bench(int argc, char **argv)
         goto fail;
     }
     if (rerank) {
-        if (!(pq = ms_malloc(n_out * sizeof *pq, &err)) || !(pd = ms_malloc(n_out * sizeof *pd, &err))) {
+        if (!(pq = ms_malloc(n_out * sizeof *pq, &err)) ||
+            !(pd = ms_malloc(n_out * sizeof *pd, &err))) {
             rc = err.status;
             goto fail;
         }
@@ -247,22 +255,23 @@ int cmd_bench(int argc, char **argv)
         const size_t es = ms_dtype_size(dtype);
         const double med = kt[reps / 2], wmed = wt[reps / 2];
         const double flops = 2.0 * (double)nq * (double)nd * (double)lq * (double)ld * (double)dim;
-        const double bytes = (double)(n_docs * ld + nq * lq) * (double)dim * (double)es +
-                             (double)n_out * 4.0;
+        const double bytes =
+            (double)(n_docs * ld + nq * lq) * (double)dim * (double)es + (double)n_out * 4.0;
         const double rate = copy_rate(&cl);
         double floor_s = rate > 0 ? bytes / rate : 0;
         if (peak_tflops > 0 && flops / (peak_tflops * 1e12) > floor_s)
             floor_s = flops / (peak_tflops * 1e12);
         if (json) {
-            printf("{\"device\": \"%s\", \"op\": \"%s\", \"shape\": [%llu, %llu, %llu, %llu, %llu], "
-                   "\"dtype\": \"%s\", \"normalize\": %s, \"reps\": %llu, \"kernel_ms_median\": %.4f, "
-                   "\"kernel_ms_min\": %.4f, \"kernel_ms_max\": %.4f, \"wall_ms_median\": %.4f, "
-                   "\"gflop\": %.3f, \"tflops\": %.3f, \"gbs\": %.1f, \"copy_gbs\": %.1f, "
-                   "\"floor_ms\": %.4f, \"ratio_to_floor\": %.2f}\n",
-                   cl.info.name, op, nq, nd, lq, ld, dim, dtype == MS_DTYPE_F16 ? "f16" : "f32",
-                   normalize ? "true" : "false", (unsigned long long)reps, med * 1e3, kt[0] * 1e3,
-                   kt[reps - 1] * 1e3, wmed * 1e3, flops * 1e-9, flops / med * 1e-12,
-                   bytes / med * 1e-9, rate * 1e-9, floor_s * 1e3, floor_s > 0 ? med / floor_s : 0);
+            printf(
+                "{\"device\": \"%s\", \"op\": \"%s\", \"shape\": [%llu, %llu, %llu, %llu, %llu], "
+                "\"dtype\": \"%s\", \"normalize\": %s, \"reps\": %llu, \"kernel_ms_median\": %.4f, "
+                "\"kernel_ms_min\": %.4f, \"kernel_ms_max\": %.4f, \"wall_ms_median\": %.4f, "
+                "\"gflop\": %.3f, \"tflops\": %.3f, \"gbs\": %.1f, \"copy_gbs\": %.1f, "
+                "\"floor_ms\": %.4f, \"ratio_to_floor\": %.2f}\n",
+                cl.info.name, op, nq, nd, lq, ld, dim, dtype == MS_DTYPE_F16 ? "f16" : "f32",
+                normalize ? "true" : "false", (unsigned long long)reps, med * 1e3, kt[0] * 1e3,
+                kt[reps - 1] * 1e3, wmed * 1e3, flops * 1e-9, flops / med * 1e-12,
+                bytes / med * 1e-9, rate * 1e-9, floor_s * 1e3, floor_s > 0 ? med / floor_s : 0);
         } else {
             printf("device      %s\n", cl.info.name);
             printf("op          %s, shape nq=%llu nd=%llu lq=%llu ld=%llu dim=%llu, %s%s\n", op, nq,

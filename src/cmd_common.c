@@ -23,8 +23,7 @@ int ms_inputs_option(const char *cmd, struct ms_inputs_opts *o, int c, const cha
     case OPT_DOC_IDS: o->dopts.ids_path = arg; return 1;
     case OPT_NORMALIZE: o->normalize = 1; return 1;
     case OPT_PROGRESS: o->progress = 1; return 1;
-    case OPT_CHUNK_DOCS:
-        return ms_parse_u64(cmd, "--chunk-docs", arg, 1, &o->chunk_docs) ? 2 : 1;
+    case OPT_CHUNK_DOCS: return ms_parse_u64(cmd, "--chunk-docs", arg, 1, &o->chunk_docs) ? 2 : 1;
     case OPT_QUERY_BATCH:
         return ms_parse_u64(cmd, "--query-batch", arg, 1, &o->query_batch) ? 2 : 1;
     default: return 0;
@@ -38,9 +37,8 @@ int ms_parse_run_tag(const char *cmd, const char *arg)
     return 0;
 }
 
-int ms_read_candidates(const char *path, const struct ms_idmap *qmap,
-                       const struct ms_idmap *dmap, int skip_missing, struct ms_cand **out,
-                       uint64_t *n)
+int ms_read_candidates(const char *path, const struct ms_idmap *qmap, const struct ms_idmap *dmap,
+                       int skip_missing, struct ms_cand **out, uint64_t *n)
 {
     struct ms_cand_skips skips;
     struct ms_err err;
@@ -73,8 +71,9 @@ int ms_inputs_open(const char *cmd, const struct ms_inputs_opts *o, struct ms_sr
         return ms_report(&err);
     }
     if (q->dim != d->dim) {
-        ms_fail(MS_ERR_INPUT, "dim mismatch: queries '%s' have dim %u but documents '%s' have dim %u",
-                o->queries, q->dim, o->docs, d->dim);
+        ms_fail(MS_ERR_INPUT,
+                "dim mismatch: queries '%s' have dim %u but documents '%s' have dim %u", o->queries,
+                q->dim, o->docs, d->dim);
         ms_src_close(q);
         ms_src_close(d);
         return MS_ERR_INPUT;
@@ -209,7 +208,9 @@ static int score_pass(struct ms_cl *cl, int normalize, struct ms_src *q, struct 
     struct ms_stream *stream = NULL;
     const struct ms_emb *block;
     float *scores = NULL;
-    const struct ms_scorer_opts so = { .normalize = normalize, .max_docs = max_docs, .max_tokens = max_tokens };
+    const struct ms_scorer_opts so = { .normalize = normalize,
+                                       .max_docs = max_docs,
+                                       .max_tokens = max_tokens };
     int rc;
 
     ms_emb_init(&queries);
@@ -260,8 +261,8 @@ int ms_score_all(struct ms_cl *cl, const struct ms_inputs_opts *o, struct ms_src
             ms_src_close(d);
             *d = again;
         }
-        rc = score_pass(cl, o->normalize, q, d, q0, nq, max_docs, max_tokens, fn, ctx, prog,
-                        stats, err);
+        rc = score_pass(cl, o->normalize, q, d, q0, nq, max_docs, max_tokens, fn, ctx, prog, stats,
+                        err);
     }
     return rc;
 }

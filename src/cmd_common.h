@@ -30,7 +30,7 @@ enum {
 
 /* The entries of those options for a command's `struct option` table. */
 #define MS_INPUTS_LONGOPTS                                                                         \
-    { "queries", required_argument, NULL, 'q' }, { "docs", required_argument, NULL, 'd' },        \
+    { "queries", required_argument, NULL, 'q' }, { "docs", required_argument, NULL, 'd' },         \
         { "normalize", no_argument, NULL, OPT_NORMALIZE },                                         \
         { "query-lengths", required_argument, NULL, OPT_QUERY_LENGTHS },                           \
         { "doc-lengths", required_argument, NULL, OPT_DOC_LENGTHS },                               \
@@ -38,7 +38,9 @@ enum {
         { "doc-ids", required_argument, NULL, OPT_DOC_IDS },                                       \
         { "chunk-docs", required_argument, NULL, OPT_CHUNK_DOCS },                                 \
         { "query-batch", required_argument, NULL, OPT_QUERY_BATCH },                               \
-        { "progress", no_argument, NULL, OPT_PROGRESS }
+    {                                                                                              \
+        "progress", no_argument, NULL, OPT_PROGRESS                                                \
+    }
 
 struct ms_inputs_opts {
     const char *queries, *docs;
@@ -64,9 +66,8 @@ int ms_parse_run_tag(const char *cmd, const char *arg);
 /* Read a candidate run through the id maps (ms_cands_read); with
  * --skip-missing, one warning counts the candidates dropped. Prints the error
  * and returns the exit status on failure. */
-int ms_read_candidates(const char *path, const struct ms_idmap *qmap,
-                       const struct ms_idmap *dmap, int skip_missing, struct ms_cand **out,
-                       uint64_t *n);
+int ms_read_candidates(const char *path, const struct ms_idmap *qmap, const struct ms_idmap *dmap,
+                       int skip_missing, struct ms_cand **out, uint64_t *n);
 
 /* Open the device of --device (ms_global.device); prints the error. */
 int ms_device_open(struct ms_cl *cl);
@@ -84,8 +85,8 @@ struct ms_progress;
 
 /* Called for every block of scores: scores[i * ld + j] is query q0 + i
  * against document block->first_row + j. */
-typedef int (*ms_block_fn)(void *ctx, uint64_t q0, uint64_t nq, const float *scores,
-                           uint64_t ld, const struct ms_emb *block, struct ms_err *err);
+typedef int (*ms_block_fn)(void *ctx, uint64_t q0, uint64_t nq, const float *scores, uint64_t ld,
+                           const struct ms_emb *block, struct ms_err *err);
 
 struct ms_run_stats {
     double kernel_s, read_s, wait_s; /* OpenCL event time, reader thread, waiting on it */

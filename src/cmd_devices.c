@@ -56,8 +56,8 @@ static void print_text(const struct ms_cl_devinfo *list, int n, int picked)
             printf("platform: %s (%s)\n", d->platform_name, d->platform_version);
             platform = d->platform_name;
         }
-        printf("%c %d  %-4s %s: %s\n", i == picked ? '*' : ' ', d->index,
-               ms_cl_type_name(d->type), d->vendor, d->name);
+        printf("%c %d  %-4s %s: %s\n", i == picked ? '*' : ' ', d->index, ms_cl_type_name(d->type),
+               d->vendor, d->name);
         printf("       %u compute units, %.0f MiB global, %.0f KiB local, %.0f MiB max buffer\n",
                d->compute_units, mib(d->global_mem), (double)d->local_mem / 1024.0,
                mib(d->max_alloc));

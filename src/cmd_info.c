@@ -157,7 +157,8 @@ static void print_table(const struct info *infos, int n)
                 if (pass == 0)
                     width[c] = w > width[c] ? w : width[c];
                 else
-                    printf("%-*s%s", c + 1 < NCOL ? width[c] : 0, cell[c], c + 1 < NCOL ? "  " : "\n");
+                    printf("%-*s%s", c + 1 < NCOL ? width[c] : 0, cell[c],
+                           c + 1 < NCOL ? "  " : "\n");
             }
         }
     }
@@ -192,9 +193,12 @@ static int print_cache(int json)
 int cmd_info(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        { "json", no_argument, NULL, 'j' },   { "check", no_argument, NULL, 'c' },
-        { "lengths", required_argument, NULL, 'l' }, { "ids", required_argument, NULL, 'i' },
-        { "cache", no_argument, NULL, 'C' },  { "help", no_argument, NULL, 'h' },
+        { "json", no_argument, NULL, 'j' },
+        { "check", no_argument, NULL, 'c' },
+        { "lengths", required_argument, NULL, 'l' },
+        { "ids", required_argument, NULL, 'i' },
+        { "cache", no_argument, NULL, 'C' },
+        { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     struct ms_src_opts opts = { NULL, NULL, "input" };
@@ -210,10 +214,8 @@ int cmd_info(int argc, char **argv)
         case 'i': opts.ids_path = optarg; break;
         case 'C': cache = 1; break;
         case 'h': fputs(usage_text, stdout); return ms_close_stdout();
-        case ':':
-            return ms_usage_error("info", "option '%s' needs a value", argv[optind - 1]);
-        default:
-            return ms_usage_error("info", "unknown option '%s'", argv[optind - 1]);
+        case ':': return ms_usage_error("info", "option '%s' needs a value", argv[optind - 1]);
+        default: return ms_usage_error("info", "unknown option '%s'", argv[optind - 1]);
         }
     }
     if (cache) {

@@ -143,38 +143,38 @@ static int parse_float(const char *opt, const char *arg, float *out)
 int cmd_plaid(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"queries", required_argument, NULL, 'q'},
-        {"index", required_argument, NULL, 'i'},
-        {"candidates", required_argument, NULL, 'c'},
-        {"nprobe", required_argument, NULL, OPT_NPROBE},
-        {"ncandidates", required_argument, NULL, OPT_NCAND},
-        {"nrerank", required_argument, NULL, OPT_NRERANK},
-        {"centroid-threshold", required_argument, NULL, OPT_THRESHOLD},
-        {"output", required_argument, NULL, 'o'},
-        {"format", required_argument, NULL, OPT_FORMAT},
-        {"run-tag", required_argument, NULL, OPT_RUN_TAG},
-        {"doc-ids", required_argument, NULL, OPT_DOC_IDS},
-        {"query-ids", required_argument, NULL, OPT_QUERY_IDS},
-        {"query-lengths", required_argument, NULL, OPT_QUERY_LENGTHS},
-        {"skip-missing", no_argument, NULL, OPT_SKIP},
-        {"progress", no_argument, NULL, OPT_PROGRESS},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        { "queries", required_argument, NULL, 'q' },
+        { "index", required_argument, NULL, 'i' },
+        { "candidates", required_argument, NULL, 'c' },
+        { "nprobe", required_argument, NULL, OPT_NPROBE },
+        { "ncandidates", required_argument, NULL, OPT_NCAND },
+        { "nrerank", required_argument, NULL, OPT_NRERANK },
+        { "centroid-threshold", required_argument, NULL, OPT_THRESHOLD },
+        { "output", required_argument, NULL, 'o' },
+        { "format", required_argument, NULL, OPT_FORMAT },
+        { "run-tag", required_argument, NULL, OPT_RUN_TAG },
+        { "doc-ids", required_argument, NULL, OPT_DOC_IDS },
+        { "query-ids", required_argument, NULL, OPT_QUERY_IDS },
+        { "query-lengths", required_argument, NULL, OPT_QUERY_LENGTHS },
+        { "skip-missing", no_argument, NULL, OPT_SKIP },
+        { "progress", no_argument, NULL, OPT_PROGRESS },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
     };
     const char *qpath = NULL, *ipath = NULL, *run_path = NULL, *out_path = NULL, *format = NULL;
     const char *tag = "maxsim", *doc_ids = NULL;
-    struct ms_src_opts qopts = {NULL, NULL, "queries"};
-    struct ms_plaid_search_opts so = {.nprobe = 8, .ncandidates = 4096, .nrerank = 0};
+    struct ms_src_opts qopts = { NULL, NULL, "queries" };
+    struct ms_plaid_search_opts so = { .nprobe = 8, .ncandidates = 4096, .nrerank = 0 };
     uint64_t k = 0, n_pairs = 0;
     int skip_missing = 0, progress = 0, zst, c, rc;
-    struct ms_idmap qmap = {0}, dmap = {0};
+    struct ms_idmap qmap = { 0 }, dmap = { 0 };
     struct ms_ids dids;
     struct ms_cand *pairs = NULL;
     struct ms_plaid idx;
     struct ms_plaid_dev *dev = NULL;
     struct ms_src q;
     struct ms_cl cl;
-    struct ms_topk topk = {0};
+    struct ms_topk topk = { 0 };
     struct ms_progress prog;
     struct ms_wfile *w = NULL;
     struct ms_err err;

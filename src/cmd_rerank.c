@@ -26,7 +26,8 @@
 static const char usage_text[] =
     "usage: maxsim rerank -q <queries> -d <docs> -c <run> [-k <n>] [--normalize]\n"
     "                     [-o <out>] [--format (trec | tsv)] [--run-tag <tag>]\n"
-    "                     [--skip-missing] [--query-lengths <file.npy>] [--doc-lengths <file.npy>]\n"
+    "                     [--skip-missing] [--query-lengths <file.npy>] [--doc-lengths "
+    "<file.npy>]\n"
     "                     [--query-ids <file>] [--doc-ids <file>]\n"
     "                     [--chunk-docs <n>] [--query-batch <n>] [--progress]\n"
     "\n"
@@ -83,9 +84,9 @@ static int score_batch(struct batch_ctx *c, struct ms_cand *pairs, uint64_t n, s
     int rc = MS_OK;
 
     ms_emb_init(&queries);
-    if (!(qrows = ms_malloc(n * sizeof *qrows, err)) || !(drows = ms_malloc(n * sizeof *drows, err)) ||
-        !(pq = ms_malloc(n * sizeof *pq, err)) || !(pd = ms_malloc(n * sizeof *pd, err)) ||
-        !(ps = ms_malloc(n * sizeof *ps, err))) {
+    if (!(qrows = ms_malloc(n * sizeof *qrows, err)) ||
+        !(drows = ms_malloc(n * sizeof *drows, err)) || !(pq = ms_malloc(n * sizeof *pq, err)) ||
+        !(pd = ms_malloc(n * sizeof *pd, err)) || !(ps = ms_malloc(n * sizeof *ps, err))) {
         rc = err->status;
         goto done;
     }
@@ -106,7 +107,9 @@ static int score_batch(struct batch_ctx *c, struct ms_cand *pairs, uint64_t n, s
     for (uint64_t i = 0; i < n; i++)
         if (nd == 0 || drows[nd - 1] != pairs[i].d)
             drows[nd++] = pairs[i].d;
-    const struct ms_scorer_opts so = { .normalize = c->normalize, .max_docs = c->max_docs, .max_tokens = c->max_tokens };
+    const struct ms_scorer_opts so = { .normalize = c->normalize,
+                                       .max_docs = c->max_docs,
+                                       .max_tokens = c->max_tokens };
     if ((rc = ms_scorer_create(&scorer, c->cl, &queries, &so, err)) != MS_OK)
         goto done;
     if ((rc = ms_stream_start_rows(&stream, c->d, drows, nd, c->max_docs, c->max_tokens, err)) !=
@@ -217,8 +220,7 @@ int cmd_rerank(int argc, char **argv)
         ms_report(&err);
         goto close_inputs;
     }
-    if ((rc = ms_read_candidates(run_path, &qmap, &dmap, skip_missing, &pairs, &n_pairs)) !=
-        MS_OK)
+    if ((rc = ms_read_candidates(run_path, &qmap, &dmap, skip_missing, &pairs, &n_pairs)) != MS_OK)
         goto close_inputs;
     if ((rc = ms_wfile_open(&w, out_path, zst, &err)) != MS_OK) {
         ms_report(&err);

@@ -48,11 +48,11 @@ static const char usage_text[] =
 struct sink {
     enum ms_fmt fmt;
     uint64_t nq, nd;
-    int fd;                  /* npy output or TSV scratch file */
-    uint64_t data_off;       /* bytes before the matrix in fd */
-    const char *name;        /* for messages */
+    int fd;            /* npy output or TSV scratch file */
+    uint64_t data_off; /* bytes before the matrix in fd */
+    const char *name;  /* for messages */
     struct ms_h5_out *h5;
-    int h5_set;              /* the 'scores' dataset */
+    int h5_set; /* the 'scores' dataset */
 };
 
 static int put_block(void *ctx, uint64_t q0, uint64_t nq, const float *scores, uint64_t ld,
@@ -84,7 +84,8 @@ static int write_tsv(const struct sink *s, struct ms_wfile *w, const struct ms_i
     for (uint64_t q = 0; q < s->nq && rc == MS_OK; q++) {
         const size_t len = s->nd * sizeof *row;
         if (pread(s->fd, row, len, (off_t)(q * len)) != (ssize_t)len) {
-            rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot read the scratch file: %s", strerror(errno));
+            rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot read the scratch file: %s",
+                            strerror(errno));
             break;
         }
         const char *qid = ms_ids_get(qids, q, qb);
@@ -146,8 +147,8 @@ int cmd_score(int argc, char **argv)
         return ms_report(&err);
     if (sink.fmt == MS_FMT_TREC) {
         if (format)
-            return ms_usage_error("score", "--format takes tsv, npy or h5 for a score matrix, got '%s'",
-                                  format);
+            return ms_usage_error(
+                "score", "--format takes tsv, npy or h5 for a score matrix, got '%s'", format);
         sink.fmt = MS_FMT_TSV; /* any other suffix: TSV text */
     }
     if ((rc = ms_inputs_open("score", &in, &q, &d)) != MS_OK)
@@ -172,7 +173,8 @@ int cmd_score(int argc, char **argv)
         sprintf(h5_tmp, "%s.tmp.%ld", out_path, (long)getpid());
         ms_tmp_register(h5_tmp);
         if ((rc = ms_h5_out_create(&sink.h5, h5_tmp, &err)) != MS_OK ||
-            (rc = sink.h5_set = ms_h5_out_dataset(sink.h5, "scores", 0, sink.nq, sink.nd, &err)) < 0) {
+            (rc = sink.h5_set = ms_h5_out_dataset(sink.h5, "scores", 0, sink.nq, sink.nd, &err)) <
+                0) {
             rc = ms_report(&err);
             goto close_output;
         }

@@ -95,8 +95,7 @@ int cmd_search(int argc, char **argv)
             tag = optarg;
             break;
         case 'h': fputs(usage_text, stdout); return ms_close_stdout();
-        case ':':
-            return ms_usage_error("search", "option '%s' needs a value", argv[optind - 1]);
+        case ':': return ms_usage_error("search", "option '%s' needs a value", argv[optind - 1]);
         default: return ms_usage_error("search", "unknown option '%s'", argv[optind - 1]);
         }
     }
@@ -151,8 +150,7 @@ int cmd_search(int argc, char **argv)
                 (unsigned long long)q.n_rows, (unsigned long long)d.n_rows,
                 (unsigned long long)stats.blocks, (unsigned long long)nqb,
                 (unsigned long long)max_docs, (unsigned long long)max_tokens, stats.read_s,
-                stats.wait_s, stats.kernel_s, total,
-                total > 0 ? (double)d.n_rows / total : 0.0);
+                stats.wait_s, stats.kernel_s, total, total > 0 ? (double)d.n_rows / total : 0.0);
     }
 free_topk:
     ms_topk_release(&topk);

@@ -213,14 +213,14 @@ int ms_ids_read_text(struct ms_ids *ids, const char *path, struct ms_err *err)
         if (len > 0 && line[len - 1] == '\r')
             line[--len] = '\0';
         if (len == 0) {
-            rc = ms_err_set(err, MS_ERR_INPUT, "'%s' line %llu: empty id (expected one id per line)",
-                            path, (unsigned long long)lineno);
+            rc =
+                ms_err_set(err, MS_ERR_INPUT, "'%s' line %llu: empty id (expected one id per line)",
+                           path, (unsigned long long)lineno);
             break;
         }
         if (memchr(line, '\0', (size_t)len) || memchr(line, '\t', (size_t)len)) {
-            rc = ms_err_set(err, MS_ERR_INPUT,
-                            "'%s' line %llu: id contains a tab or NUL character", path,
-                            (unsigned long long)lineno);
+            rc = ms_err_set(err, MS_ERR_INPUT, "'%s' line %llu: id contains a tab or NUL character",
+                            path, (unsigned long long)lineno);
             break;
         }
         if ((rc = ms_ids_push(ids, line, (size_t)len, err)) != MS_OK)

@@ -33,12 +33,12 @@ uint16_t ms_float_to_half(float f);
 struct ms_emb {
     enum ms_dtype dtype;
     uint32_t dim;
-    uint64_t first_row;   /* row number, in its source, of row 0 of this block */
+    uint64_t first_row; /* row number, in its source, of row 0 of this block */
     uint64_t n_rows;
-    uint64_t *offsets;    /* [n_rows + 1], offsets[0] == 0; owned */
-    void *tokens;         /* [offsets[n_rows] * dim] elements; owned */
-    uint64_t rows_cap;    /* capacity of offsets, in rows */
-    uint64_t tokens_cap;  /* capacity of tokens, in tokens */
+    uint64_t *offsets;   /* [n_rows + 1], offsets[0] == 0; owned */
+    void *tokens;        /* [offsets[n_rows] * dim] elements; owned */
+    uint64_t rows_cap;   /* capacity of offsets, in rows */
+    uint64_t tokens_cap; /* capacity of tokens, in tokens */
 };
 
 void ms_emb_init(struct ms_emb *emb);

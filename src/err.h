@@ -20,8 +20,8 @@ enum ms_status {
 };
 
 struct ms_err {
-    int status;      /* enum ms_status */
-    char msg[1024];  /* one line, no trailing newline */
+    int status;     /* enum ms_status */
+    char msg[1024]; /* one line, no trailing newline */
 };
 
 /* Record an error; returns `status` so callers can write `return ms_err_set(...)`. */

@@ -23,11 +23,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <pthread.h>
 #include <unistd.h>
 
 /* ---- error stack ------------------------------------------------------------------------- */
@@ -249,10 +249,10 @@ static int open_child(hid_t loc, const char *name, hid_t *obj)
 
 struct h5_reader {
     hid_t file, dset, memtype;
-    int own_memtype;     /* memtype is our half type (else H5T_NATIVE_FLOAT) */
+    int own_memtype; /* memtype is our half type (else H5T_NATIVE_FLOAT) */
     int rank;
     hsize_t shape[3];
-    uint64_t n_storage;  /* T, or N * L */
+    uint64_t n_storage; /* T, or N * L */
     char where[256];
 };
 
@@ -308,7 +308,8 @@ static herr_t select_padded(hid_t space, const hsize_t shape[3], uint64_t first,
     return 0;
 }
 
-static int h5_read_span_unlocked(void *impl, uint64_t first, uint64_t n, void *dst, struct ms_err *err)
+static int h5_read_span_unlocked(void *impl, uint64_t first, uint64_t n, void *dst,
+                                 struct ms_err *err)
 {
     struct h5_reader *h = impl;
     const hsize_t dim = h->shape[h->rank - 1];
@@ -319,8 +320,8 @@ static int h5_read_span_unlocked(void *impl, uint64_t first, uint64_t n, void *d
 
     h5_quiet();
     if (first > h->n_storage || n > h->n_storage - first)
-        return ms_err_set(err, MS_ERR_RUNTIME, "%s: tokens %llu..%llu requested of %llu",
-                          h->where, (unsigned long long)first, (unsigned long long)(first + n),
+        return ms_err_set(err, MS_ERR_RUNTIME, "%s: tokens %llu..%llu requested of %llu", h->where,
+                          (unsigned long long)first, (unsigned long long)(first + n),
                           (unsigned long long)h->n_storage);
     if (n == 0)
         return MS_OK;
@@ -414,8 +415,8 @@ static int open_file(const char *file, hid_t *fid, struct ms_err *err)
         if (sscanf(why, "truncated file: eof = %llu", &eof) == 1 && se &&
             sscanf(se, "stored_eof = %llu", &stored) == 1)
             return ms_err_set(err, MS_ERR_INPUT,
-                              "'%s': truncated HDF5 file (%llu bytes; its header says %llu)",
-                              file, eof, stored);
+                              "'%s': truncated HDF5 file (%llu bytes; its header says %llu)", file,
+                              eof, stored);
         return ms_err_set(err, MS_ERR_INPUT, "cannot open '%s' as HDF5: %s", file, why);
     }
     return MS_OK;
@@ -474,8 +475,8 @@ static int check_filters(hid_t dset, const char *where, struct ms_err *err)
         unsigned flags, config;
         size_t nelmts = 0;
         char name[64] = "";
-        const H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &nelmts, NULL,
-                                               sizeof name, name, &config);
+        const H5Z_filter_t id =
+            H5Pget_filter2(dcpl, (unsigned)i, &flags, &nelmts, NULL, sizeof name, name, &config);
         if (id >= 0 && H5Zfilter_avail(id) <= 0)
             rc = ms_err_set(err, MS_ERR_INPUT,
                             "%s: compressed with HDF5 filter '%s' (id %d), which this HDF5 "
@@ -535,8 +536,8 @@ static int open_embeddings(struct h5_reader *h, hid_t gid, const char *file, con
                               "'%s': no dataset 'embeddings' in group '%s' (it holds: %s)", file,
                               gpath, names);
         return ms_err_set(err, MS_ERR_INPUT,
-                          "'%s': no dataset 'embeddings' in group '%s' (the group is empty)",
-                          file, gpath);
+                          "'%s': no dataset 'embeddings' in group '%s' (the group is empty)", file,
+                          gpath);
     }
     if ((ftype = H5Dget_type(h->dset)) < 0 || (space = H5Dget_space(h->dset)) < 0) {
         rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot read %s: %s", h->where,
@@ -588,8 +589,8 @@ done:
 }
 
 /* A 1-D dataset's length, or an error naming what was found instead. */
-static int check_1d(hid_t dset, hid_t ftype, const char *where, const char *expected,
-                    uint64_t *n, struct ms_err *err)
+static int check_1d(hid_t dset, hid_t ftype, const char *where, const char *expected, uint64_t *n,
+                    struct ms_err *err)
 {
     char tname[64], shape[128];
     hsize_t dims[3];
@@ -629,8 +630,8 @@ static int read_lengths(hid_t gid, const char *file, const char *gpath, struct m
     if ((rc = check_1d(dset, ftype, raw->lengths_where, expected, &n, err)) != MS_OK)
         goto done;
     if (H5Tget_class(ftype) != H5T_INTEGER) {
-        rc = ms_err_set(err, MS_ERR_INPUT, "%s: expected %s, got %s", raw->lengths_where,
-                        expected, type_name(ftype, tname, sizeof tname));
+        rc = ms_err_set(err, MS_ERR_INPUT, "%s: expected %s, got %s", raw->lengths_where, expected,
+                        type_name(ftype, tname, sizeof tname));
         goto done;
     }
     if (!(raw->lengths = ms_calloc(n ? n : 1, sizeof *raw->lengths, err))) {
@@ -659,8 +660,8 @@ static int push_id(struct ms_ids *ids, const char *s, size_t len, const char *wh
     return ms_ids_push(ids, s, len, err);
 }
 
-static int read_int_ids(hid_t dset, hid_t ftype, uint64_t n, const char *where,
-                        struct ms_ids *ids, struct ms_err *err)
+static int read_int_ids(hid_t dset, hid_t ftype, uint64_t n, const char *where, struct ms_ids *ids,
+                        struct ms_err *err)
 {
     const int is_unsigned = H5Tget_sign(ftype) == H5T_SGN_NONE;
     long long *v = ms_calloc(n ? n : 1, sizeof *v, err);
@@ -684,8 +685,8 @@ static int read_int_ids(hid_t dset, hid_t ftype, uint64_t n, const char *where,
 
 /* Variable-length strings (h5py.string_dtype(), utf-8 or ascii): read as C
  * strings of the file's character set, since HDF5 will not convert between sets. */
-static int read_vlen_ids(hid_t dset, hid_t ftype, uint64_t n, const char *where,
-                         struct ms_ids *ids, struct ms_err *err)
+static int read_vlen_ids(hid_t dset, hid_t ftype, uint64_t n, const char *where, struct ms_ids *ids,
+                         struct ms_err *err)
 {
     char **v = ms_calloc(n ? n : 1, sizeof *v, err), why[256];
     hid_t mtype = -1, space = -1;
@@ -780,8 +781,7 @@ static int read_ids(hid_t gid, const char *file, const char *gpath, struct ms_ra
         else
             rc = read_fixed_ids(dset, ftype, n, where, &raw->ids, err);
         break;
-    default:
-        goto bad_type;
+    default: goto bad_type;
     }
     goto done;
 bad_type:
@@ -794,7 +794,8 @@ done:
     return rc;
 }
 
-static int ms_h5_open_unlocked(const char *file, const char *group, struct ms_raw *raw, struct ms_err *err)
+static int ms_h5_open_unlocked(const char *file, const char *group, struct ms_raw *raw,
+                               struct ms_err *err)
 {
     struct h5_reader *h;
     char *gpath = NULL, path[1024];
@@ -852,7 +853,7 @@ struct ms_h5_out {
     char *path;
     struct h5_out_dset *dsets;
     int n, cap;
-    int failed;  /* a write failed: the file is incomplete */
+    int failed; /* a write failed: the file is incomplete */
 };
 
 static void out_free(struct ms_h5_out *o)
@@ -924,8 +925,8 @@ static int out_add(struct ms_h5_out *o, hid_t id, const char *name, int is_int64
     return o->n++;
 }
 
-static int ms_h5_out_dataset_unlocked(struct ms_h5_out *o, const char *name, int is_int64, uint64_t rows,
-                      uint64_t cols, struct ms_err *err)
+static int ms_h5_out_dataset_unlocked(struct ms_h5_out *o, const char *name, int is_int64,
+                                      uint64_t rows, uint64_t cols, struct ms_err *err)
 {
     const hsize_t dims[2] = { rows, cols };
     hid_t space, dcpl, id = -1;
@@ -955,8 +956,8 @@ static int ms_h5_out_dataset_unlocked(struct ms_h5_out *o, const char *name, int
 }
 
 static int ms_h5_out_write_unlocked(struct ms_h5_out *o, int dataset, uint64_t row0, uint64_t col0,
-                    uint64_t rows, uint64_t cols, const void *data, uint64_t ld,
-                    struct ms_err *err)
+                                    uint64_t rows, uint64_t cols, const void *data, uint64_t ld,
+                                    struct ms_err *err)
 {
     struct h5_out_dset *d;
     hid_t fspace = -1, mspace = -1;
@@ -987,8 +988,8 @@ static int ms_h5_out_write_unlocked(struct ms_h5_out *o, int dataset, uint64_t r
         H5Dwrite(d->id, d->is_int64 ? H5T_NATIVE_INT64 : H5T_NATIVE_FLOAT, mspace, fspace,
                  H5P_DEFAULT, data) < 0) {
         o->failed = 1;
-        rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot write '%s' dataset '%s': %s", o->path,
-                        d->path, h5_reason(why, sizeof why));
+        rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot write '%s' dataset '%s': %s", o->path, d->path,
+                        h5_reason(why, sizeof why));
     }
     if (mspace >= 0)
         H5Sclose(mspace);
@@ -997,8 +998,9 @@ static int ms_h5_out_write_unlocked(struct ms_h5_out *o, int dataset, uint64_t r
     return rc;
 }
 
-static int ms_h5_out_string_dataset_unlocked(struct ms_h5_out *o, const char *name, const char *const *strings,
-                             uint64_t n, struct ms_err *err)
+static int ms_h5_out_string_dataset_unlocked(struct ms_h5_out *o, const char *name,
+                                             const char *const *strings, uint64_t n,
+                                             struct ms_err *err)
 {
     const hsize_t dims[1] = { n };
     hid_t type, space = -1, id = -1;
@@ -1042,8 +1044,7 @@ static int ms_h5_out_close_unlocked(struct ms_h5_out *o, struct ms_err *err)
     if (bad)
         rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot write '%s': %s", o->path, why);
     else if (o->failed)
-        rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot write '%s': an earlier write failed",
-                        o->path);
+        rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot write '%s': an earlier write failed", o->path);
     out_free(o);
     return rc;
 }
@@ -1101,9 +1102,8 @@ int ms_h5_out_dataset(struct ms_h5_out *o, const char *name, int is_int64, uint6
     return rc;
 }
 
-int ms_h5_out_write(struct ms_h5_out *o, int dataset, uint64_t row0, uint64_t col0,
-                    uint64_t rows, uint64_t cols, const void *data, uint64_t ld,
-                    struct ms_err *err)
+int ms_h5_out_write(struct ms_h5_out *o, int dataset, uint64_t row0, uint64_t col0, uint64_t rows,
+                    uint64_t cols, const void *data, uint64_t ld, struct ms_err *err)
 {
     pthread_mutex_lock(&h5_lock);
     const int rc = ms_h5_out_write_unlocked(o, dataset, row0, col0, rows, cols, data, ld, err);

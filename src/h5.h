@@ -42,9 +42,8 @@ int ms_h5_out_dataset(struct ms_h5_out *o, const char *name, int is_int64, uint6
 /* Write the block [row0, row0 + rows) x [col0, col0 + cols) of dataset
  * `dataset` from a row-major host buffer whose rows are ld elements apart
  * (ld >= cols): float for float32 datasets, int64_t for int64 ones. */
-int ms_h5_out_write(struct ms_h5_out *o, int dataset, uint64_t row0, uint64_t col0,
-                    uint64_t rows, uint64_t cols, const void *data, uint64_t ld,
-                    struct ms_err *err);
+int ms_h5_out_write(struct ms_h5_out *o, int dataset, uint64_t row0, uint64_t col0, uint64_t rows,
+                    uint64_t cols, const void *data, uint64_t ld, struct ms_err *err);
 
 /* Write the 1-D dataset `name` of n variable-length UTF-8 strings, the type
  * h5py.string_dtype() gives (query or document ids). */

@@ -44,8 +44,9 @@ int ms_idmap_init(struct ms_idmap *m, const struct ms_ids *ids, uint64_t n_rows,
             if (strcmp(s, t) == 0) {
                 const uint64_t first = m->slots[i] - 1;
                 ms_idmap_release(m);
-                return ms_err_set(err, MS_ERR_INPUT, "%s: id '%s' appears twice (rows %llu and %llu)",
-                                  what, s, (unsigned long long)first, (unsigned long long)r);
+                return ms_err_set(err, MS_ERR_INPUT,
+                                  "%s: id '%s' appears twice (rows %llu and %llu)", what, s,
+                                  (unsigned long long)first, (unsigned long long)r);
             }
         }
         m->slots[i] = r + 1;

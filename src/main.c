@@ -36,9 +36,10 @@ static const struct ms_cmd commands[] = {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: maxsim [--device <spec>] [-v | --verbose] [-q | --quiet] <command> [<options>]\n"
-               "       maxsim <command> --help\n"
-               "       maxsim --version\n\ncommands:\n");
+    fprintf(
+        f, "usage: maxsim [--device <spec>] [-v | --verbose] [-q | --quiet] <command> [<options>]\n"
+           "       maxsim <command> --help\n"
+           "       maxsim --version\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nglobal options:\n"
@@ -130,12 +131,9 @@ static void on_signal(int sig)
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        { "device", required_argument, NULL, 'D' },
-        { "verbose", no_argument, NULL, 'v' },
-        { "quiet", no_argument, NULL, 'q' },
-        { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, 'V' },
-        { NULL, 0, NULL, 0 },
+        { "device", required_argument, NULL, 'D' }, { "verbose", no_argument, NULL, 'v' },
+        { "quiet", no_argument, NULL, 'q' },        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },      { NULL, 0, NULL, 0 },
     };
     const char *env = getenv("MAXSIM_DEVICE");
     int c;
@@ -154,8 +152,8 @@ int main(int argc, char **argv)
         case 'h': usage(stdout); return ms_close_stdout();
         case 'V': printf("maxsim %s\n", MS_VERSION); return ms_close_stdout();
         default:
-            if (optopt == 'D' || (optind > 0 && argv[optind - 1] &&
-                                  strncmp(argv[optind - 1], "--device", 8) == 0))
+            if (optopt == 'D' ||
+                (optind > 0 && argv[optind - 1] && strncmp(argv[optind - 1], "--device", 8) == 0))
                 return ms_usage_error(NULL, "--device takes a device spec (e.g. --device cpu)");
             return ms_usage_error(NULL, "unknown option '%s'", argv[optind - 1]);
         }

@@ -35,8 +35,8 @@ enum ms_precision {
 
 struct ms_scorer_opts {
     int normalize;
-    uint64_t max_docs;    /* most documents in one block passed to ms_scorer_run */
-    uint64_t max_tokens;  /* most document tokens in one block */
+    uint64_t max_docs;   /* most documents in one block passed to ms_scorer_run */
+    uint64_t max_tokens; /* most document tokens in one block */
     /* Kernel tiling, 0 for the defaults (for bench and tests): tokens per tile
      * (16, 32, 48 or 64), query tokens per register block (1..16), documents
      * per work-group. */

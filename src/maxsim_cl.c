@@ -35,9 +35,9 @@
 #define DEFAULT_WG 1  /* documents per work-group */
 
 struct qgroup {
-    uint64_t q0, nq;       /* queries q0 .. q0+nq-1 of the batch */
-    cl_mem queries;        /* [blocks * QB][dim] float32 */
-    cl_mem q_blk, q_len;   /* [nq + 1] first block of each query, [nq] lengths */
+    uint64_t q0, nq;     /* queries q0 .. q0+nq-1 of the batch */
+    cl_mem queries;      /* [blocks * QB][dim] float32 */
+    cl_mem q_blk, q_len; /* [nq + 1] first block of each query, [nq] lengths */
     /* NVIDIA path: [n_rb * 16][kp] float16 bits, valid rows per row block, first row block
      * of each query [nq + 1]. */
     cl_mem nv_q, nv_rb_valid, nv_q_blk;
@@ -49,10 +49,10 @@ struct nvpath {
     int on;
     cl_program prog;
     cl_kernel prep_f32, prep_f16, score, sum;
-    uint32_t kp;                /* dim rounded up to 16 */
+    uint32_t kp; /* dim rounded up to 16 */
     int mr, wc, nch, ldsm, cpasync;
-    cl_mem docs;                /* [cap_tokens][kp] float16 bits (prepared documents) */
-    cl_mem part;                /* [max group n_rb][cap_docs] float32 */
+    cl_mem docs; /* [cap_tokens][kp] float16 bits (prepared documents) */
+    cl_mem part; /* [max group n_rb][cap_docs] float32 */
 };
 
 struct ms_scorer {
@@ -68,11 +68,11 @@ struct ms_scorer {
 
     /* Document side, capacities in documents, tokens and tiles. */
     uint64_t cap_docs, cap_tokens, cap_tiles;
-    cl_mem raw;                 /* [cap_tokens * dim] of float32 or float16 */
-    cl_mem tiles;               /* [cap_tiles][dim][TN] float32 */
-    cl_mem tile_tok, tile_cnt;  /* [cap_tiles] */
-    cl_mem doc_tile, doc_len;   /* [cap_docs] */
-    cl_mem out;                 /* [max group nq][cap_docs] float32 */
+    cl_mem raw;                /* [cap_tokens * dim] of float32 or float16 */
+    cl_mem tiles;              /* [cap_tiles][dim][TN] float32 */
+    cl_mem tile_tok, tile_cnt; /* [cap_tiles] */
+    cl_mem doc_tile, doc_len;  /* [cap_docs] */
+    cl_mem out;                /* [max group nq][cap_docs] float32 */
     uint32_t *h_tile_tok, *h_tile_cnt, *h_doc_tile, *h_doc_len;
     /* Pair lists (ms_scorer_run_pairs): sized on first use, grown up to the
      * buffer limit; longer lists are scored in pieces. */
@@ -272,8 +272,8 @@ int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_e
         struct qgroup *g = &s->groups[s->n_groups];
         uint64_t ntok = 0, n = 0;
         while (q + n < queries->n_rows) {
-            const uint64_t add = ceil_div(ms_emb_row_len(queries, q + n), (uint64_t)s->qb) *
-                                 (uint64_t)s->qb;
+            const uint64_t add =
+                ceil_div(ms_emb_row_len(queries, q + n), (uint64_t)s->qb) * (uint64_t)s->qb;
             if (n > 0 && ((ntok + add) * s->dim * sizeof(float) > limit ||
                           (n + 1) * s->cap_docs * sizeof(float) > limit ||
                           (ntok + add) / (uint64_t)s->qb >= UINT32_MAX))
@@ -315,15 +315,15 @@ int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_e
         goto fail;
     }
     /* float32 or float16 documents: size for the wider. */
-    s->raw = make_buffer(s, CL_MEM_READ_ONLY, s->cap_tokens * s->dim * sizeof(float), "documents",
-                         err);
+    s->raw =
+        make_buffer(s, CL_MEM_READ_ONLY, s->cap_tokens * s->dim * sizeof(float), "documents", err);
     s->tiles = make_buffer(s, CL_MEM_READ_WRITE, s->cap_tiles * tile_bytes, "document tiles", err);
     s->tile_tok = make_buffer(s, CL_MEM_READ_ONLY, s->cap_tiles * 4, "tile tokens", err);
     s->tile_cnt = make_buffer(s, CL_MEM_READ_ONLY, s->cap_tiles * 4, "tile counts", err);
     s->doc_tile = make_buffer(s, CL_MEM_READ_ONLY, s->cap_docs * 4, "document tiles", err);
     s->doc_len = make_buffer(s, CL_MEM_READ_ONLY, s->cap_docs * 4, "document lengths", err);
-    s->out = make_buffer(s, CL_MEM_WRITE_ONLY, max_group_nq * s->cap_docs * sizeof(float),
-                         "scores", err);
+    s->out = make_buffer(s, CL_MEM_WRITE_ONLY, max_group_nq * s->cap_docs * sizeof(float), "scores",
+                         err);
     if (!s->raw || !s->tiles || !s->tile_tok || !s->tile_cnt || !s->doc_tile || !s->doc_len ||
         !s->out)
         goto fail;
@@ -346,8 +346,7 @@ fail:
 static double event_s(cl_event ev)
 {
     cl_ulong a = 0, b = 0;
-    if (clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof a, &a, NULL) !=
-            CL_SUCCESS ||
+    if (clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof a, &a, NULL) != CL_SUCCESS ||
         clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof b, &b, NULL) != CL_SUCCESS)
         return 0.0;
     return b > a ? (double)(b - a) * 1e-9 : 0.0;
@@ -375,8 +374,7 @@ static int env_int(const char *name, int dflt)
  * (or normalized ones, whose normalized values are rounded) need MS_PREC_F16. Dims above 512
  * would not fit the kernel's register-resident query fragments.
  */
-static int nv_wanted(const struct ms_cl *cl, const struct ms_emb *q,
-                     const struct ms_scorer_opts *o)
+static int nv_wanted(const struct ms_cl *cl, const struct ms_emb *q, const struct ms_scorer_opts *o)
 {
     const char *e = getenv("MAXSIM_NV_MMA");
     if (!e || strcmp(e, "1") != 0)
@@ -623,8 +621,8 @@ static int nv_run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j
         rc = clEnqueueWriteBuffer(qu, s->raw, CL_TRUE, 0, ntok * dim * esize,
                                   (const char *)docs->tokens + tok0 * dim * esize, 0, NULL, NULL);
     if (rc == CL_SUCCESS)
-        rc = clEnqueueWriteBuffer(qu, s->doc_tile, CL_TRUE, 0, nd * 4, s->h_doc_tile, 0, NULL,
-                                  NULL);
+        rc =
+            clEnqueueWriteBuffer(qu, s->doc_tile, CL_TRUE, 0, nd * 4, s->h_doc_tile, 0, NULL, NULL);
     if (rc == CL_SUCCESS)
         rc = clEnqueueWriteBuffer(qu, s->doc_len, CL_TRUE, 0, nd * 4, s->h_doc_len, 0, NULL, NULL);
     if (rc != CL_SUCCESS)
@@ -649,8 +647,8 @@ static int nv_run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j
         const uint64_t n_rt = ceil_div(n_rb, tile_rb);
         /* Enough work-groups to fill the device several times over, each a run of documents
          * long enough that its register-resident query fragments are reused. */
-        const uint64_t want = 8 * (uint64_t)(s->cl->info.compute_units ? s->cl->info.compute_units
-                                                                        : 1);
+        const uint64_t want =
+            8 * (uint64_t)(s->cl->info.compute_units ? s->cl->info.compute_units : 1);
         uint64_t per = n_rt ? ceil_div(nd * n_rt, want) : 1;
         cl_uint docs_per_wg;
         if (per < 1)
@@ -688,8 +686,8 @@ static int nv_run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j
             if (g->nq && run_kernel(s, k, 2, global, local, "ms_nv_sum", err) != MS_OK)
                 return err->status;
         }
-        rc = clEnqueueReadBuffer(qu, s->out, CL_TRUE, 0, g->nq * nd * sizeof(float), tmp, 0,
-                                 NULL, NULL);
+        rc = clEnqueueReadBuffer(qu, s->out, CL_TRUE, 0, g->nq * nd * sizeof(float), tmp, 0, NULL,
+                                 NULL);
         if (rc != CL_SUCCESS)
             return cl_fail(err, "clEnqueueReadBuffer(NV scores)", rc);
         if (sink(ctx, gi, tmp, err) != MS_OK)
@@ -721,23 +719,23 @@ static int prep_docs(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0
         s->h_doc_len[j] = (uint32_t)len;
         for (uint64_t t = 0; t * (uint64_t)s->tn < len; t++, n_tiles++) {
             s->h_tile_tok[n_tiles] = (uint32_t)(first + t * (uint64_t)s->tn);
-            s->h_tile_cnt[n_tiles] = (uint32_t)(len - t * (uint64_t)s->tn < (uint64_t)s->tn
-                                                     ? len - t * (uint64_t)s->tn
-                                                     : (uint64_t)s->tn);
+            s->h_tile_cnt[n_tiles] =
+                (uint32_t)(len - t * (uint64_t)s->tn < (uint64_t)s->tn ? len - t * (uint64_t)s->tn
+                                                                       : (uint64_t)s->tn);
         }
     }
     if (ntok)
         rc = clEnqueueWriteBuffer(qu, s->raw, CL_TRUE, 0, ntok * dim * esize,
                                   (const char *)docs->tokens + tok0 * dim * esize, 0, NULL, NULL);
     if (rc == CL_SUCCESS && n_tiles)
-        rc = clEnqueueWriteBuffer(qu, s->tile_tok, CL_TRUE, 0, n_tiles * 4, s->h_tile_tok, 0,
-                                  NULL, NULL);
-    if (rc == CL_SUCCESS && n_tiles)
-        rc = clEnqueueWriteBuffer(qu, s->tile_cnt, CL_TRUE, 0, n_tiles * 4, s->h_tile_cnt, 0,
-                                  NULL, NULL);
-    if (rc == CL_SUCCESS)
-        rc = clEnqueueWriteBuffer(qu, s->doc_tile, CL_TRUE, 0, nd * 4, s->h_doc_tile, 0, NULL,
+        rc = clEnqueueWriteBuffer(qu, s->tile_tok, CL_TRUE, 0, n_tiles * 4, s->h_tile_tok, 0, NULL,
                                   NULL);
+    if (rc == CL_SUCCESS && n_tiles)
+        rc = clEnqueueWriteBuffer(qu, s->tile_cnt, CL_TRUE, 0, n_tiles * 4, s->h_tile_cnt, 0, NULL,
+                                  NULL);
+    if (rc == CL_SUCCESS)
+        rc =
+            clEnqueueWriteBuffer(qu, s->doc_tile, CL_TRUE, 0, nd * 4, s->h_doc_tile, 0, NULL, NULL);
     if (rc == CL_SUCCESS)
         rc = clEnqueueWriteBuffer(qu, s->doc_len, CL_TRUE, 0, nd * 4, s->h_doc_len, 0, NULL, NULL);
     if (rc != CL_SUCCESS)
@@ -836,7 +834,7 @@ static uint64_t fit_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t
 struct nv_ctx {
     struct ms_scorer *s;
     uint64_t j0, nd;
-    float *scores;          /* run: scores[i * ld + j] */
+    float *scores; /* run: scores[i * ld + j] */
     uint64_t ld;
     const uint64_t *start, *order; /* pairs: as in ms_scorer_run_pairs */
     const uint32_t *pair_q, *pair_d;
@@ -848,8 +846,7 @@ static int nv_sink_run(void *ctx, int gi, const float *block, struct ms_err *err
     const struct nv_ctx *c = ctx;
     const struct qgroup *g = &c->s->groups[gi];
     for (uint64_t i = 0; i < g->nq; i++)
-        memcpy(c->scores + (g->q0 + i) * c->ld + c->j0, block + i * c->nd,
-               c->nd * sizeof(float));
+        memcpy(c->scores + (g->q0 + i) * c->ld + c->j0, block + i * c->nd, c->nd * sizeof(float));
     return MS_OK;
 }
 
@@ -942,8 +939,8 @@ static int reserve_pairs(struct ms_scorer *s, uint64_t n, uint64_t most, struct 
 static int score_pairs(struct ms_scorer *s, const struct qgroup *g, const uint32_t *pq,
                        const uint32_t *pd, uint64_t n, float *pout, struct ms_err *err)
 {
-    const uint64_t most = s->limit / sizeof(float) < UINT32_MAX / 2 ? s->limit / sizeof(float)
-                                                                    : UINT32_MAX / 2;
+    const uint64_t most =
+        s->limit / sizeof(float) < UINT32_MAX / 2 ? s->limit / sizeof(float) : UINT32_MAX / 2;
     const cl_uint dim = s->dim;
     cl_command_queue qu = s->cl->queue;
     cl_kernel k = s->score_pairs;
@@ -1053,8 +1050,14 @@ int ms_scorer_run_pairs(struct ms_scorer *s, const struct ms_emb *docs, const ui
             /* Tensor-core path: every query of a group against the sub-block's used rows,
              * then the pairs picked out; the same kernel and data as ms_scorer_run, so the
              * same bits (scores the pairs do not name are wasted work: see kernel-notes). */
-            struct nv_ctx c = { .s = s, .j0 = j0, .nd = nd, .start = start, .order = order,
-                                .pair_q = pair_q, .pair_d = pair_d, .out = out };
+            struct nv_ctx c = { .s = s,
+                                .j0 = j0,
+                                .nd = nd,
+                                .start = start,
+                                .order = order,
+                                .pair_q = pair_q,
+                                .pair_d = pair_d,
+                                .out = out };
             if ((!tmp && !(tmp = nv_tmp(s, err))) ||
                 nv_run_sub(s, docs, j0, nd, start, tmp, nv_sink_pairs, &c, err) != MS_OK) {
                 status = err->status;

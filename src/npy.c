@@ -33,7 +33,7 @@
 /* The header parser, on memory                                            */
 /* ---------------------------------------------------------------------- */
 
-static const uint8_t npy_magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
+static const uint8_t npy_magic[6] = { 0x93, 'N', 'U', 'M', 'P', 'Y' };
 
 int ms_npy_parse_preamble(const uint8_t *buf, size_t len, struct ms_npy_header *h,
                           struct ms_err *err)
@@ -607,7 +607,7 @@ static int zs_init(struct zs *z, int fd, const char *where, struct ms_err *err)
  * the stream with *got = 0. A stream that stops inside a frame is an error. */
 static int zs_decode(struct zs *z, void *dst, size_t cap, size_t *got, struct ms_err *err)
 {
-    ZSTD_outBuffer ob = {dst, cap, 0};
+    ZSTD_outBuffer ob = { dst, cap, 0 };
     int rc;
 
     for (;;) {
@@ -792,7 +792,7 @@ static int seq_expect_end(struct seq *s, const struct ms_npy_header *h, uint64_t
 static int zs_expect_end(struct zs *z, const struct ms_npy_header *h, uint64_t need,
                          struct ms_err *err)
 {
-    struct seq s = {.zst = 1, .fd = -1, .z = z, .where = z->where};
+    struct seq s = { .zst = 1, .fd = -1, .z = z, .where = z->where };
 
     return seq_expect_end(&s, h, need, err);
 }
@@ -912,13 +912,13 @@ static void npy_close(void *impl)
     }
 }
 
-static const struct ms_backend_ops npy_ops = {.read_span = npy_read_span, .close = npy_close};
+static const struct ms_backend_ops npy_ops = { .read_span = npy_read_span, .close = npy_close };
 
 int ms_npy_open(const char *path, struct ms_raw *raw, struct ms_err *err)
 {
     struct ms_npy_header h;
     struct npy_file *f = NULL;
-    struct seq s = {0};
+    struct seq s = { 0 };
     struct stat st;
     enum ms_dtype dtype;
     uint64_t need, have;
@@ -1025,13 +1025,13 @@ static void zst_close(void *impl)
     }
 }
 
-static const struct ms_backend_ops zst_ops = {.read_span = zst_read_span, .close = zst_close};
+static const struct ms_backend_ops zst_ops = { .read_span = zst_read_span, .close = zst_close };
 
 int ms_npy_zst_open(const char *path, struct ms_raw *raw, struct ms_err *err)
 {
     struct zst_file *f;
     struct stat st;
-    struct seq s = {0};
+    struct seq s = { 0 };
     enum ms_dtype dtype;
     int fd, rc;
 
@@ -1119,7 +1119,7 @@ static int load_int(const uint8_t *b, size_t size, char kind, int64_t *out)
 int ms_npy_read_ints(const char *path, int64_t **values, uint64_t *n, struct ms_err *err)
 {
     struct ms_npy_header h;
-    struct seq s = {0};
+    struct seq s = { 0 };
     struct zs z;
     struct stat st;
     uint8_t chunk[65536], magic[4];

@@ -104,8 +104,8 @@ int ms_fmt_resolve(const char *path, const char *format, enum ms_fmt *fmt, int *
         return ms_err_set(err, MS_ERR_INPUT, "%s output needs a file name (-o OUT.%s)",
                           ms_fmt_name(*fmt), ms_fmt_name(*fmt));
     if ((*fmt == MS_FMT_NPY || *fmt == MS_FMT_H5) && *zst)
-        return ms_err_set(err, MS_ERR_INPUT, "'%s': only text output (trec, tsv) can be zstd-compressed",
-                          path);
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "'%s': only text output (trec, tsv) can be zstd-compressed", path);
     return MS_OK;
 }
 
@@ -170,7 +170,8 @@ static int write_raw(struct ms_wfile *w, const void *buf, size_t len, struct ms_
 
     if (!w->z) {
         if (len && fwrite(buf, 1, len, w->f) != len)
-            return ms_err_set(err, MS_ERR_RUNTIME, "cannot write to '%s': %s", name, strerror(errno));
+            return ms_err_set(err, MS_ERR_RUNTIME, "cannot write to '%s': %s", name,
+                              strerror(errno));
         return MS_OK;
     }
     ZSTD_inBuffer in = { buf, len, 0 };
@@ -181,7 +182,8 @@ static int write_raw(struct ms_wfile *w, const void *buf, size_t len, struct ms_
             return ms_err_set(err, MS_ERR_RUNTIME, "zstd compression of '%s' failed: %s", name,
                               ZSTD_getErrorName(r));
         if (o.pos && fwrite(w->zbuf, 1, o.pos, w->f) != o.pos)
-            return ms_err_set(err, MS_ERR_RUNTIME, "cannot write to '%s': %s", name, strerror(errno));
+            return ms_err_set(err, MS_ERR_RUNTIME, "cannot write to '%s': %s", name,
+                              strerror(errno));
     }
     return MS_OK;
 }
@@ -273,8 +275,8 @@ int ms_run_line(struct ms_wfile *w, enum ms_fmt fmt, const char *qid, const char
 
     /* %.9g: every float32 prints exactly and reads back the same */
     if (fmt == MS_FMT_TSV)
-        n = snprintf(line, sizeof line, "%s\t%s\t%llu\t%.9g\n", qid, did,
-                     (unsigned long long)rank, (double)score);
+        n = snprintf(line, sizeof line, "%s\t%s\t%llu\t%.9g\n", qid, did, (unsigned long long)rank,
+                     (double)score);
     else
         n = snprintf(line, sizeof line, "%s Q0 %s %llu %.9g %s\n", qid, did,
                      (unsigned long long)rank, (double)score, tag);
@@ -331,8 +333,8 @@ size_t ms_npy_header(char *buf, const char *descr, int rank, const uint64_t *sha
                               (unsigned long long)shape[i]);
     if (rank == 1)
         snprintf(dims + n, sizeof dims - n, ",");
-    n = (size_t)snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }",
-                         descr, dims);
+    n = (size_t)snprintf(dict, sizeof dict,
+                         "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", descr, dims);
     size_t total = 10 + n + 1;
     total = (total + 63) / 64 * 64;
     memcpy(buf, "\x93NUMPY\x01\x00", 8);

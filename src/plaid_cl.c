@@ -455,7 +455,7 @@ static int centroid_scores(struct ms_plaid_dev *d, const struct qbuf *qb, cl_mem
         return cl_fail(err, "clSetKernelArg(plaid_centroid_scores)", rc);
     if (nt == 0)
         return MS_OK;
-    const size_t global[2] = {((size_t)K + 63) / 64 * 64, nt}, local[2] = {64, 1};
+    const size_t global[2] = { ((size_t)K + 63) / 64 * 64, nt }, local[2] = { 64, 1 };
     if ((st = launch(d, d->k_cs, 2, global, local, &d->stats.centroid_s, "plaid_centroid_scores",
                      err)) != MS_OK)
         return st;

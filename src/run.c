@@ -21,11 +21,11 @@ struct ms_lines {
     FILE *f;
     int is_stdin;
     char *name;
-    ZSTD_DStream *z;        /* non-NULL for zstd input */
-    char *zin;              /* compressed bytes read from f */
+    ZSTD_DStream *z; /* non-NULL for zstd input */
+    char *zin;       /* compressed bytes read from f */
     ZSTD_inBuffer in;
-    int z_frame_open;       /* inside a frame: its end must come before EOF */
-    char *buf;              /* text: [start, end) not yet returned */
+    int z_frame_open; /* inside a frame: its end must come before EOF */
+    char *buf;        /* text: [start, end) not yet returned */
     size_t start, end, cap;
     int eof;
     uint64_t lineno;
@@ -81,7 +81,8 @@ static int fill(struct ms_lines *l, struct ms_err *err)
         const size_t n = fread(l->buf + l->end, 1, PIECE, l->f);
         if (n == 0) {
             if (ferror(l->f))
-                return ms_err_set(err, MS_ERR_INPUT, "cannot read '%s': %s", l->name, strerror(errno));
+                return ms_err_set(err, MS_ERR_INPUT, "cannot read '%s': %s", l->name,
+                                  strerror(errno));
             l->eof = 1;
         }
         l->end += n;

@@ -24,7 +24,7 @@ int ms_lines_open(struct ms_lines **out, const char *path, struct ms_err *err);
 /* The next line, without its line end; 1 = a line, 0 = the end, else an
  * error status. The line stays valid until the next call. */
 int ms_lines_next(struct ms_lines *l, const char **line, size_t *len, struct ms_err *err);
-uint64_t ms_lines_number(const struct ms_lines *l); /* 1-based number of the last line */
+uint64_t ms_lines_number(const struct ms_lines *l);  /* 1-based number of the last line */
 const char *ms_lines_name(const struct ms_lines *l); /* for messages */
 void ms_lines_close(struct ms_lines *l);
 
@@ -40,8 +40,8 @@ int ms_run_parse(const char *line, size_t len, struct ms_run_line *out, const ch
 /* One candidate of a run: a (query row, document row) pair, and its score
  * once scored. */
 struct ms_cand {
-    uint64_t d;      /* document row */
-    uint32_t q;      /* query row */
+    uint64_t d; /* document row */
+    uint32_t q; /* query row */
     union {
         float score; /* the MaxSim score, once scored */
         uint32_t qi; /* while scoring: a command's own index for the query */

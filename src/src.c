@@ -28,7 +28,8 @@ static int parse_spec(struct ms_src *src, const char *spec, struct ms_err *err)
     size_t flen = strlen(spec);
 
     for (const char *p = strstr(spec, ":"); p; p = strstr(p + 1, ":")) {
-        if (ends_with(spec, (size_t)(p - spec), ".h5") || ends_with(spec, (size_t)(p - spec), ".hdf5")) {
+        if (ends_with(spec, (size_t)(p - spec), ".h5") ||
+            ends_with(spec, (size_t)(p - spec), ".hdf5")) {
             colon = p;
             break;
         }
@@ -47,7 +48,8 @@ static int parse_spec(struct ms_src *src, const char *spec, struct ms_err *err)
         unsigned char magic[8] = { 0 };
         FILE *f = fopen(src->file, "rb");
         if (!f)
-            return ms_err_set(err, MS_ERR_INPUT, "cannot open '%s': %s", src->file, strerror(errno));
+            return ms_err_set(err, MS_ERR_INPUT, "cannot open '%s': %s", src->file,
+                              strerror(errno));
         const size_t got = fread(magic, 1, sizeof magic, f);
         fclose(f);
         if (got >= 6 && memcmp(magic, "\x93NUMPY", 6) == 0)
@@ -63,8 +65,9 @@ static int parse_spec(struct ms_src *src, const char *spec, struct ms_err *err)
     }
     if (colon) {
         if (src->format != MS_FORMAT_H5)
-            return ms_err_set(err, MS_ERR_INPUT, "'%s': a group (':%s') can only follow an HDF5 file",
-                              spec, colon + 1);
+            return ms_err_set(err, MS_ERR_INPUT,
+                              "'%s': a group (':%s') can only follow an HDF5 file", spec,
+                              colon + 1);
         src->group = strdup(colon[1] ? colon + 1 : "/");
     } else if (src->format == MS_FORMAT_H5)
         src->group = strdup("/");
@@ -165,8 +168,10 @@ int ms_src_open(struct ms_src *src, const char *spec, const struct ms_src_opts *
     src->sequential_only = src->raw.sequential_only;
     src->data_bytes = src->raw.data_bytes;
     if (src->raw.rank != 2 && src->raw.rank != 3) {
-        rc = ms_err_set(err, MS_ERR_INPUT, "%s: expected a 2-D [tokens, dim] or 3-D [rows, tokens, dim] array, got %d-D",
-                        src->raw.where, src->raw.rank);
+        rc = ms_err_set(
+            err, MS_ERR_INPUT,
+            "%s: expected a 2-D [tokens, dim] or 3-D [rows, tokens, dim] array, got %d-D",
+            src->raw.where, src->raw.rank);
         goto fail;
     }
     if (src->raw.shape[src->raw.rank - 1] == 0 || src->raw.shape[src->raw.rank - 1] > 65536) {
@@ -231,15 +236,15 @@ int ms_src_read(struct ms_src *src, uint64_t first, uint64_t n, struct ms_emb *o
                           src->raw.where, (unsigned long long)first,
                           (unsigned long long)(first + n), (unsigned long long)src->n_rows);
     if (src->sequential_only && first < src->next_row)
-        return ms_err_set(err, MS_ERR_RUNTIME,
-                          "%s is a stream: row %llu requested after row %llu was read",
-                          src->raw.where, (unsigned long long)first,
-                          (unsigned long long)src->next_row);
+        return ms_err_set(
+            err, MS_ERR_RUNTIME, "%s is a stream: row %llu requested after row %llu was read",
+            src->raw.where, (unsigned long long)first, (unsigned long long)src->next_row);
     valid = src->starts[first + n] - src->starts[first];
     /* A dense padded block is read in one span and compacted in place. */
-    const int padded_block = src->layout == MS_LAYOUT_PADDED && n > 0 && valid * 4 >= n * src->padded_len * 3;
-    if ((rc = ms_emb_reserve(out, src->dtype, src->dim, n, padded_block ? n * src->padded_len : valid,
-                             err)) != MS_OK)
+    const int padded_block =
+        src->layout == MS_LAYOUT_PADDED && n > 0 && valid * 4 >= n * src->padded_len * 3;
+    if ((rc = ms_emb_reserve(out, src->dtype, src->dim, n,
+                             padded_block ? n * src->padded_len : valid, err)) != MS_OK)
         return rc;
     out->first_row = first;
     out->n_rows = n;
@@ -296,10 +301,9 @@ int ms_src_read_rows(struct ms_src *src, const uint64_t *rows, uint64_t n, struc
         total += ms_src_row_len(src, rows[i]);
     }
     if (n && src->sequential_only && rows[0] < src->next_row)
-        return ms_err_set(err, MS_ERR_RUNTIME,
-                          "%s is a stream: row %llu requested after row %llu was read",
-                          src->raw.where, (unsigned long long)rows[0],
-                          (unsigned long long)src->next_row);
+        return ms_err_set(
+            err, MS_ERR_RUNTIME, "%s is a stream: row %llu requested after row %llu was read",
+            src->raw.where, (unsigned long long)rows[0], (unsigned long long)src->next_row);
     if ((rc = ms_emb_reserve(out, src->dtype, src->dim, n, total, err)) != MS_OK)
         return rc;
     out->first_row = n ? rows[0] : 0;
@@ -317,8 +321,8 @@ int ms_src_read_rows(struct ms_src *src, const uint64_t *rows, uint64_t n, struc
                    ms_src_row_len(src, rows[j]) == src->padded_len)
                 j++;
         const uint64_t len = out->offsets[j] - out->offsets[i];
-        const uint64_t first = src->layout == MS_LAYOUT_FLAT ? src->starts[rows[i]]
-                                                             : rows[i] * src->padded_len;
+        const uint64_t first =
+            src->layout == MS_LAYOUT_FLAT ? src->starts[rows[i]] : rows[i] * src->padded_len;
         if (len)
             rc = ops->read_span(src->raw.impl, first, len,
                                 (char *)out->tokens + out->offsets[i] * tok_bytes, err);
@@ -331,8 +335,7 @@ int ms_src_read_rows(struct ms_src *src, const uint64_t *rows, uint64_t n, struc
     if (ms_emb_find_nonfinite(out, &row, &token))
         return ms_err_set(err, MS_ERR_INPUT,
                           "%s: row %llu token %llu holds a NaN or Inf (embeddings must be finite)",
-                          src->raw.where, (unsigned long long)rows[row],
-                          (unsigned long long)token);
+                          src->raw.where, (unsigned long long)rows[row], (unsigned long long)token);
     return MS_OK;
 }
 

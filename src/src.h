@@ -40,15 +40,15 @@ struct ms_backend_ops {
 /* What a format backend reports about a file before lengths are applied. */
 struct ms_raw {
     enum ms_dtype dtype;
-    int rank;                 /* 2 or 3 (anything else is refused by the backend) */
-    uint64_t shape[3];        /* [T, dim] or [N, L, dim] */
-    uint64_t data_bytes;      /* bytes of embedding data on disk (compressed size for .zst) */
-    int sequential_only;      /* reads must go forward (zstd streams) */
-    char where[256];          /* how messages name the data, e.g. "'d.h5' dataset '/g/embeddings'" */
-    int64_t *lengths;         /* from the file itself (HDF5 'lengths'), or NULL; owned */
+    int rank;            /* 2 or 3 (anything else is refused by the backend) */
+    uint64_t shape[3];   /* [T, dim] or [N, L, dim] */
+    uint64_t data_bytes; /* bytes of embedding data on disk (compressed size for .zst) */
+    int sequential_only; /* reads must go forward (zstd streams) */
+    char where[256];     /* how messages name the data, e.g. "'d.h5' dataset '/g/embeddings'" */
+    int64_t *lengths;    /* from the file itself (HDF5 'lengths'), or NULL; owned */
     uint64_t n_lengths;
-    char lengths_where[256];  /* how messages name that lengths dataset */
-    struct ms_ids ids;        /* from the file itself (HDF5 'ids'); n == 0 if none */
+    char lengths_where[256]; /* how messages name that lengths dataset */
+    struct ms_ids ids;       /* from the file itself (HDF5 'ids'); n == 0 if none */
     const struct ms_backend_ops *ops;
     void *impl;
 };
@@ -76,23 +76,23 @@ enum ms_format {
 };
 
 struct ms_src {
-    char *spec;               /* as the user wrote it; owned */
-    char *file;               /* the file part; owned */
-    char *group;              /* HDF5 group ("/" by default), NULL otherwise; owned */
+    char *spec;  /* as the user wrote it; owned */
+    char *file;  /* the file part; owned */
+    char *group; /* HDF5 group ("/" by default), NULL otherwise; owned */
     enum ms_format format;
     enum ms_layout layout;
     enum ms_dtype dtype;
     uint32_t dim;
     uint64_t n_rows;
-    uint64_t padded_len;      /* L for padded storage, 0 for flat */
-    uint64_t n_tokens;        /* valid tokens over all rows */
-    uint64_t *starts;         /* [n_rows + 1] prefix sums of the row lengths; owned */
-    uint64_t file_bytes;      /* size of the file(s) on disk */
-    uint64_t data_bytes;      /* bytes of embedding data */
+    uint64_t padded_len; /* L for padded storage, 0 for flat */
+    uint64_t n_tokens;   /* valid tokens over all rows */
+    uint64_t *starts;    /* [n_rows + 1] prefix sums of the row lengths; owned */
+    uint64_t file_bytes; /* size of the file(s) on disk */
+    uint64_t data_bytes; /* bytes of embedding data */
     int sequential_only;
-    struct ms_ids ids;        /* n == 0: row numbers are the ids */
-    struct ms_raw raw;        /* the backend; owned */
-    uint64_t next_row;        /* for sequential-only sources: where the next read must start */
+    struct ms_ids ids; /* n == 0: row numbers are the ids */
+    struct ms_raw raw; /* the backend; owned */
+    uint64_t next_row; /* for sequential-only sources: where the next read must start */
 };
 
 /* Open an input; opts may be NULL. On failure *src is left released. */

@@ -14,9 +14,9 @@
 
 struct slot {
     struct ms_emb emb;
-    int full;          /* holds a block the consumer has not taken */
-    int last;          /* the end of the stream: no block in this slot */
-    int rc;            /* a read error for the consumer */
+    int full; /* holds a block the consumer has not taken */
+    int last; /* the end of the stream: no block in this slot */
+    int rc;   /* a read error for the consumer */
     struct ms_err err;
 };
 
@@ -25,9 +25,9 @@ struct ms_stream {
     const uint64_t *rows; /* the rows to read, ascending; NULL: rows next .. end - 1 */
     uint64_t next, end, max_docs, max_tokens;
     struct slot slots[2];
-    int fill;           /* slot the reader fills next */
-    int take;           /* slot the consumer takes next */
-    int held;           /* slot the consumer holds, or -1 */
+    int fill; /* slot the reader fills next */
+    int take; /* slot the consumer takes next */
+    int held; /* slot the consumer holds, or -1 */
     int stop;
     pthread_t thread;
     int started;
@@ -97,10 +97,10 @@ static void *reader(void *arg)
             const double t0 = ms_now();
             uint64_t end;
             if (s->rows) {
-                end = ms_rows_block_end(s->src, s->rows, s->next, s->end, s->max_docs,
-                                        s->max_tokens);
-                sl->rc = ms_src_read_rows(s->src, s->rows + s->next, end - s->next, &sl->emb,
-                                          &sl->err);
+                end =
+                    ms_rows_block_end(s->src, s->rows, s->next, s->end, s->max_docs, s->max_tokens);
+                sl->rc =
+                    ms_src_read_rows(s->src, s->rows + s->next, end - s->next, &sl->emb, &sl->err);
             } else {
                 end = ms_block_end(s->src, s->next, s->end, s->max_docs, s->max_tokens);
                 sl->rc = ms_src_read(s->src, s->next, end - s->next, &sl->emb, &sl->err);

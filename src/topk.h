@@ -16,9 +16,9 @@
 struct ms_topk {
     uint64_t n_queries;
     uint64_t k;
-    uint64_t *count;  /* [n_queries] entries held for each query (<= k) */
-    float *score;     /* [n_queries * k]: a min-heap per query until finished */
-    uint64_t *row;    /* [n_queries * k] */
+    uint64_t *count; /* [n_queries] entries held for each query (<= k) */
+    float *score;    /* [n_queries * k]: a min-heap per query until finished */
+    uint64_t *row;   /* [n_queries * k] */
 };
 
 int ms_topk_init(struct ms_topk *t, uint64_t n_queries, uint64_t k, struct ms_err *err);

@@ -259,8 +259,8 @@ Test(cldev, pick)
         cr_assert_eq(err.status, MS_ERR_INPUT);
     }
     cr_assert_eq(ms_cl_pick(list, 3, "x", &err), -1);
-    cr_assert_str_eq(err.msg,
-                     "unknown device 'x' (expected auto, cpu, gpu or an index from 'maxsim devices')");
+    cr_assert_str_eq(
+        err.msg, "unknown device 'x' (expected auto, cpu, gpu or an index from 'maxsim devices')");
 }
 
 Test(cldev, strerror)

@@ -72,8 +72,8 @@ static void check_span(struct ms_raw *raw, uint64_t first, uint64_t n)
             const float got = raw->dtype == MS_DTYPE_F16 ? ms_half_to_float(((uint16_t *)buf)[j])
                                                          : ((float *)buf)[j];
             cr_assert_eq(got, value(r, t, k), "span %llu+%llu: token %llu [%llu] = %g, not %g",
-                         (unsigned long long)first, (unsigned long long)n,
-                         (unsigned long long)s, (unsigned long long)k, got, value(r, t, k));
+                         (unsigned long long)first, (unsigned long long)n, (unsigned long long)s,
+                         (unsigned long long)k, got, value(r, t, k));
         }
     }
     free(buf);
@@ -93,7 +93,7 @@ struct good_case {
     enum ms_dtype dtype;
     int rank;
     uint64_t shape[3];
-    const char *where;   /* '@' = the fixture path */
+    const char *where; /* '@' = the fixture path */
     int n_lengths;
     int64_t lengths[8];
     int n_ids;
@@ -101,35 +101,155 @@ struct good_case {
 };
 
 static struct good_case good_cases[] = {
-    { "h5_f16_3d.h5", "/", MS_DTYPE_F16, 3, { 5, 6, 8 }, "'@' dataset '/embeddings'", 5,
-      { 6, 3, 0, 6, 2 }, 5, { "q0", "q1", "q2", "d\xc3\xa9j\xc3\xa0", "q4" } },
-    { "h5_f32_2d.h5", NULL, MS_DTYPE_F32, 2, { 10, 4 }, "'@' dataset '/embeddings'", 3,
-      { 3, 0, 7 }, 3, { "100", "-5", "7" } },
-    { "h5_group.h5", "/colbert", MS_DTYPE_F32, 3, { 4, 5, 8 }, "'@' dataset '/colbert/embeddings'",
-      0, { 0 }, 0, { NULL } },
-    { "h5_group.h5", "colbert/", MS_DTYPE_F32, 3, { 4, 5, 8 }, "'@' dataset '/colbert/embeddings'",
-      0, { 0 }, 0, { NULL } },
-    { "h5_group.h5", "//colbert", MS_DTYPE_F32, 3, { 4, 5, 8 }, "'@' dataset '/colbert/embeddings'",
-      0, { 0 }, 0, { NULL } },
-    { "h5_chunked.h5", "", MS_DTYPE_F16, 3, { 6, 10, 16 }, "'@' dataset '/embeddings'", 0, { 0 },
-      0, { NULL } },
-    { "h5_chunked.h5", "/flat", MS_DTYPE_F32, 2, { 40, 12 }, "'@' dataset '/flat/embeddings'", 0,
-      { 0 }, 0, { NULL } },
-    { "h5_be.h5", "/", MS_DTYPE_F32, 2, { 6, 5 }, "'@' dataset '/embeddings'", 0, { 0 }, 0,
+    { "h5_f16_3d.h5",
+      "/",
+      MS_DTYPE_F16,
+      3,
+      { 5, 6, 8 },
+      "'@' dataset '/embeddings'",
+      5,
+      { 6, 3, 0, 6, 2 },
+      5,
+      { "q0", "q1", "q2", "d\xc3\xa9j\xc3\xa0", "q4" } },
+    { "h5_f32_2d.h5",
+      NULL,
+      MS_DTYPE_F32,
+      2,
+      { 10, 4 },
+      "'@' dataset '/embeddings'",
+      3,
+      { 3, 0, 7 },
+      3,
+      { "100", "-5", "7" } },
+    { "h5_group.h5",
+      "/colbert",
+      MS_DTYPE_F32,
+      3,
+      { 4, 5, 8 },
+      "'@' dataset '/colbert/embeddings'",
+      0,
+      { 0 },
+      0,
       { NULL } },
-    { "h5_be.h5", "/f2", MS_DTYPE_F16, 3, { 3, 4, 8 }, "'@' dataset '/f2/embeddings'", 0, { 0 }, 0,
+    { "h5_group.h5",
+      "colbert/",
+      MS_DTYPE_F32,
+      3,
+      { 4, 5, 8 },
+      "'@' dataset '/colbert/embeddings'",
+      0,
+      { 0 },
+      0,
       { NULL } },
-    { "h5_ids.h5", "/bytes", MS_DTYPE_F32, 3, { 3, 2, 4 }, "'@' dataset '/bytes/embeddings'", 0,
-      { 0 }, 3, { "doc-1", "d2", "abcdefgh" } },
-    { "h5_ids.h5", "/fixutf8", MS_DTYPE_F32, 3, { 2, 2, 4 }, "'@' dataset '/fixutf8/embeddings'", 0,
-      { 0 }, 2, { "\xc3\xa9t\xc3\xa9", "x" } },
-    { "h5_ids.h5", "/vascii", MS_DTYPE_F32, 3, { 2, 2, 4 }, "'@' dataset '/vascii/embeddings'", 0,
-      { 0 }, 2, { "a1", "b22" } },
-    { "h5_ids.h5", "/u16", MS_DTYPE_F32, 3, { 2, 2, 4 }, "'@' dataset '/u16/embeddings'", 0, { 0 },
-      2, { "0", "65535" } },
-    { "h5_ids.h5", "/u64", MS_DTYPE_F32, 3, { 2, 2, 4 }, "'@' dataset '/u64/embeddings'", 0, { 0 },
-      2, { "9223372036854775813", "1" } },
-    { "h5_ids.h5", "/i8", MS_DTYPE_F32, 3, { 2, 2, 4 }, "'@' dataset '/i8/embeddings'", 0, { 0 }, 2,
+    { "h5_group.h5",
+      "//colbert",
+      MS_DTYPE_F32,
+      3,
+      { 4, 5, 8 },
+      "'@' dataset '/colbert/embeddings'",
+      0,
+      { 0 },
+      0,
+      { NULL } },
+    { "h5_chunked.h5",
+      "",
+      MS_DTYPE_F16,
+      3,
+      { 6, 10, 16 },
+      "'@' dataset '/embeddings'",
+      0,
+      { 0 },
+      0,
+      { NULL } },
+    { "h5_chunked.h5",
+      "/flat",
+      MS_DTYPE_F32,
+      2,
+      { 40, 12 },
+      "'@' dataset '/flat/embeddings'",
+      0,
+      { 0 },
+      0,
+      { NULL } },
+    { "h5_be.h5",
+      "/",
+      MS_DTYPE_F32,
+      2,
+      { 6, 5 },
+      "'@' dataset '/embeddings'",
+      0,
+      { 0 },
+      0,
+      { NULL } },
+    { "h5_be.h5",
+      "/f2",
+      MS_DTYPE_F16,
+      3,
+      { 3, 4, 8 },
+      "'@' dataset '/f2/embeddings'",
+      0,
+      { 0 },
+      0,
+      { NULL } },
+    { "h5_ids.h5",
+      "/bytes",
+      MS_DTYPE_F32,
+      3,
+      { 3, 2, 4 },
+      "'@' dataset '/bytes/embeddings'",
+      0,
+      { 0 },
+      3,
+      { "doc-1", "d2", "abcdefgh" } },
+    { "h5_ids.h5",
+      "/fixutf8",
+      MS_DTYPE_F32,
+      3,
+      { 2, 2, 4 },
+      "'@' dataset '/fixutf8/embeddings'",
+      0,
+      { 0 },
+      2,
+      { "\xc3\xa9t\xc3\xa9", "x" } },
+    { "h5_ids.h5",
+      "/vascii",
+      MS_DTYPE_F32,
+      3,
+      { 2, 2, 4 },
+      "'@' dataset '/vascii/embeddings'",
+      0,
+      { 0 },
+      2,
+      { "a1", "b22" } },
+    { "h5_ids.h5",
+      "/u16",
+      MS_DTYPE_F32,
+      3,
+      { 2, 2, 4 },
+      "'@' dataset '/u16/embeddings'",
+      0,
+      { 0 },
+      2,
+      { "0", "65535" } },
+    { "h5_ids.h5",
+      "/u64",
+      MS_DTYPE_F32,
+      3,
+      { 2, 2, 4 },
+      "'@' dataset '/u64/embeddings'",
+      0,
+      { 0 },
+      2,
+      { "9223372036854775813", "1" } },
+    { "h5_ids.h5",
+      "/i8",
+      MS_DTYPE_F32,
+      3,
+      { 2, 2, 4 },
+      "'@' dataset '/i8/embeddings'",
+      0,
+      { 0 },
+      2,
       { "-128", "127" } },
 };
 
@@ -183,8 +303,7 @@ Test(h5, details)
     /* Contiguous storage: exactly the array's bytes. */
     open_ok("h5_f16_3d.h5", "/", &raw);
     cr_assert_eq(raw.data_bytes, 5 * 6 * 8 * 2);
-    cr_assert_str_eq(raw.lengths_where,
-                     expand("'@' dataset '/lengths'", fixture("h5_f16_3d.h5")));
+    cr_assert_str_eq(raw.lengths_where, expand("'@' dataset '/lengths'", fixture("h5_f16_3d.h5")));
     close_raw(&raw);
     /* Compressed: the stored size (tiny chunks do not shrink), not the array's. */
     open_ok("h5_chunked.h5", "/", &raw);
@@ -225,7 +344,7 @@ Test(h5, span_out_of_range)
 struct bad_case {
     const char *file, *group;
     int status;
-    const char *msg;  /* exact, '@' = the fixture path; a final '*' matches any rest */
+    const char *msg; /* exact, '@' = the fixture path; a final '*' matches any rest */
 };
 
 static struct bad_case bad_cases[] = {
@@ -293,8 +412,8 @@ ParameterizedTest(int *ci, h5, bad, .init = cr_redirect_stderr)
     snprintf(file, sizeof file, "%s", c->file[0] ? fixture(c->file) : fixture(""));
     if (!c->file[0])
         file[strlen(file) - 1] = '\0';
-    cr_assert_eq(ms_h5_open(file, c->group, &raw, &err), c->status, "%s:%s: %s", c->file,
-                 c->group, err.msg);
+    cr_assert_eq(ms_h5_open(file, c->group, &raw, &err), c->status, "%s:%s: %s", c->file, c->group,
+                 err.msg);
     cr_assert_eq(err.status, c->status);
     const char *want = expand(c->msg, file);
     const size_t wlen = strlen(want);
@@ -334,8 +453,7 @@ static const char *tmp_h5(void)
     return tmpfile_with("", 0, ".h5");
 }
 
-static void read_back(hid_t f, const char *name, hid_t mtype, void *buf, hsize_t rows,
-                      hsize_t cols)
+static void read_back(hid_t f, const char *name, hid_t mtype, void *buf, hsize_t rows, hsize_t cols)
 {
     hsize_t dims[2];
     const hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
@@ -437,7 +555,8 @@ Test(h5_out, bad_blocks)
     cr_assert_geq(ds, 0);
     cr_assert_eq(ms_h5_out_write(o, ds, 1, 0, 2, 3, x, 3, &err), MS_ERR_RUNTIME);
     cr_assert_str_eq(err.msg, expand("'@' dataset '/scores': block [1+2, 0+3] (ld 3) does not "
-                                     "fit [2, 3]", path));
+                                     "fit [2, 3]",
+                                     path));
     cr_assert_eq(ms_h5_out_write(o, ds, 0, 0, 1, 3, x, 2, &err), MS_ERR_RUNTIME);
     cr_assert_eq(ms_h5_out_write(o, 5, 0, 0, 1, 3, x, 3, &err), MS_ERR_RUNTIME);
     cr_assert_str_eq(err.msg, expand("'@': no output dataset 5", path));

@@ -75,8 +75,7 @@ static void check_against_ref(const struct ms_emb *q, const struct ms_emb *d, in
                               const float *got, const char *what)
 {
     double *ref = malloc((q->n_rows * d->n_rows + 1) * sizeof *ref);
-    double *qsum = calloc(q->n_rows + 1, sizeof *qsum), *dmax = calloc(d->n_rows + 1,
-                                                                        sizeof *dmax);
+    double *qsum = calloc(q->n_rows + 1, sizeof *qsum), *dmax = calloc(d->n_rows + 1, sizeof *dmax);
     uint64_t qmax_len = 0;
 
     ms_ref_scores(q, d, normalize, ref);
@@ -106,9 +105,9 @@ static void check_against_ref(const struct ms_emb *q, const struct ms_emb *d, in
     free(dmax);
 }
 
-static void run_case(enum ms_dtype qt, enum ms_dtype dt, uint32_t dim, uint64_t nq,
-                     uint64_t lq_min, uint64_t lq_max, uint64_t nd, uint64_t ld_min,
-                     uint64_t ld_max, int normalize, uint64_t seed)
+static void run_case(enum ms_dtype qt, enum ms_dtype dt, uint32_t dim, uint64_t nq, uint64_t lq_min,
+                     uint64_t lq_max, uint64_t nd, uint64_t ld_min, uint64_t ld_max, int normalize,
+                     uint64_t seed)
 {
     struct ms_emb q, d;
     char what[200];
@@ -119,8 +118,7 @@ static void run_case(enum ms_dtype qt, enum ms_dtype dt, uint32_t dim, uint64_t 
     snprintf(what, sizeof what, "%s x %s dim %u nq %llu lq %llu..%llu nd %llu ld %llu..%llu%s",
              ms_dtype_name(qt), ms_dtype_name(dt), dim, (unsigned long long)nq,
              (unsigned long long)lq_min, (unsigned long long)lq_max, (unsigned long long)nd,
-             (unsigned long long)ld_min, (unsigned long long)ld_max,
-             normalize ? " normalize" : "");
+             (unsigned long long)ld_min, (unsigned long long)ld_max, normalize ? " normalize" : "");
     got = cl_scores(&q, &d, normalize, nd ? nd : 1, ms_emb_n_tokens(&d) + 1, 0, 0, 0);
     check_against_ref(&q, &d, normalize, got, what);
     free(got);
@@ -142,7 +140,8 @@ Test(maxsim, random_shapes)
         const uint64_t lq_max = 1 + test_rand_below(&seed, 64);
         const uint64_t lq_min = test_rand_below(&seed, lq_max + 1);
         /* Keep the reference's work (nq * lq * nd * ld * dim) near 2e7. */
-        const uint64_t ld_max = test_rand_below(&seed, 3) == 0 ? 2000 : 1 + test_rand_below(&seed, 300);
+        const uint64_t ld_max =
+            test_rand_below(&seed, 3) == 0 ? 2000 : 1 + test_rand_below(&seed, 300);
         const uint64_t budget = 20000000ull / (nq * lq_max * dim * (ld_max / 2 + 1) + 1);
         const uint64_t nd = test_rand_below(&seed, (budget < 5000 ? budget : 5000) + 1);
         run_case(qt, dt, dim, nq, lq_min, lq_max, nd, 0, ld_max, normalize, seed + (uint64_t)c);
@@ -187,8 +186,9 @@ Test(maxsim, dim_4096)
 
 Test(maxsim, other_tilings)
 {
-    static const int tilings[][3] = { { 16, 1, 1 }, { 16, 4, 4 }, { 48, 3, 2 }, { 64, 16, 1 },
-                                      { 32, 5, 8 } };
+    static const int tilings[][3] = {
+        { 16, 1, 1 }, { 16, 4, 4 }, { 48, 3, 2 }, { 64, 16, 1 }, { 32, 5, 8 }
+    };
     uint64_t seed = 31;
     struct ms_emb q, d;
 
@@ -322,8 +322,8 @@ struct pairlist {
 /* Random pairs: each document gets 0..nq queries (several share it, some
  * documents none), `dups` extra copies of random pairs, listed by document
  * then query, or shuffled. */
-static void random_pairs(struct pairlist *pl, uint64_t nq, uint64_t nd, uint64_t dups,
-                         int shuffle, uint64_t *seed)
+static void random_pairs(struct pairlist *pl, uint64_t nq, uint64_t nd, uint64_t dups, int shuffle,
+                         uint64_t *seed)
 {
     const uint64_t cap = nq * nd + dups + 1;
     pl->q = malloc(cap * sizeof *pl->q);
@@ -458,9 +458,10 @@ Test(maxsim, pairs_other_tilings)
     test_random_emb(&d, MS_DTYPE_F16, 96, 150, 0, 150, &seed);
     random_pairs(&pl, 5, 150, 20, 1, &seed);
     for (size_t t = 0; t < sizeof tilings / sizeof tilings[0]; t++) {
-        const struct ms_scorer_opts o = { (int)(t % 2), 150, ms_emb_n_tokens(&d),
-                                          tilings[t][0], tilings[t][1], tilings[t][2], 0,
-                                          MS_PREC_EXACT };
+        const struct ms_scorer_opts o = {
+            (int)(t % 2),  150, ms_emb_n_tokens(&d), tilings[t][0], tilings[t][1],
+            tilings[t][2], 0,   MS_PREC_EXACT
+        };
         check_pairs(&q, &d, (int)(t % 2), &o, &pl, "pairs tiling");
     }
     free(pl.q);

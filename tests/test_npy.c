@@ -70,18 +70,18 @@ struct good_case {
 };
 
 static const struct good_case good_cases[] = {
-    {"npy_f32_3d.npy", 0, MS_DTYPE_F32, 3, {ROWS, LEN, DIM}},
-    {"npy_f16_3d.npy", 0, MS_DTYPE_F16, 3, {ROWS, LEN, DIM}},
-    {"npy_f32_3d_v2.npy", 0, MS_DTYPE_F32, 3, {ROWS, LEN, DIM}},
-    {"npy_f32_3d_v3.npy", 0, MS_DTYPE_F32, 3, {ROWS, LEN, DIM}},
-    {"npy_f16_3d_v2.npy", 0, MS_DTYPE_F16, 3, {ROWS, LEN, DIM}},
-    {"npy_f32_2d.npy", 0, MS_DTYPE_F32, 2, {FLAT_TOKENS, DIM, 0}},
-    {"npy_f16_2d.npy", 0, MS_DTYPE_F16, 2, {FLAT_TOKENS, DIM, 0}},
-    {"npy_empty_2d.npy", 0, MS_DTYPE_F32, 2, {0, DIM, 0}},
-    {"npy_f32_3d.npy.zst", 1, MS_DTYPE_F32, 3, {ROWS, LEN, DIM}},
-    {"npy_f16_3d.npy.zst", 1, MS_DTYPE_F16, 3, {ROWS, LEN, DIM}},
-    {"npy_f32_2d.npy.zst", 1, MS_DTYPE_F32, 2, {FLAT_TOKENS, DIM, 0}},
-    {"npy_f32_3d_multi.npy.zst", 1, MS_DTYPE_F32, 3, {ROWS, LEN, DIM}},
+    { "npy_f32_3d.npy", 0, MS_DTYPE_F32, 3, { ROWS, LEN, DIM } },
+    { "npy_f16_3d.npy", 0, MS_DTYPE_F16, 3, { ROWS, LEN, DIM } },
+    { "npy_f32_3d_v2.npy", 0, MS_DTYPE_F32, 3, { ROWS, LEN, DIM } },
+    { "npy_f32_3d_v3.npy", 0, MS_DTYPE_F32, 3, { ROWS, LEN, DIM } },
+    { "npy_f16_3d_v2.npy", 0, MS_DTYPE_F16, 3, { ROWS, LEN, DIM } },
+    { "npy_f32_2d.npy", 0, MS_DTYPE_F32, 2, { FLAT_TOKENS, DIM, 0 } },
+    { "npy_f16_2d.npy", 0, MS_DTYPE_F16, 2, { FLAT_TOKENS, DIM, 0 } },
+    { "npy_empty_2d.npy", 0, MS_DTYPE_F32, 2, { 0, DIM, 0 } },
+    { "npy_f32_3d.npy.zst", 1, MS_DTYPE_F32, 3, { ROWS, LEN, DIM } },
+    { "npy_f16_3d.npy.zst", 1, MS_DTYPE_F16, 3, { ROWS, LEN, DIM } },
+    { "npy_f32_2d.npy.zst", 1, MS_DTYPE_F32, 2, { FLAT_TOKENS, DIM, 0 } },
+    { "npy_f32_3d_multi.npy.zst", 1, MS_DTYPE_F32, 3, { ROWS, LEN, DIM } },
 };
 
 static int open_any(const char *path, int zst, struct ms_raw *raw, struct ms_err *err)
@@ -109,7 +109,7 @@ Test(npy, good_files_open_and_read_whole)
         const struct good_case *c = &good_cases[i];
         const char *path = fixture(c->name);
         struct ms_raw raw;
-        struct ms_err err = {0};
+        struct ms_err err = { 0 };
         char where[1100];
         struct stat st;
 
@@ -144,11 +144,11 @@ Test(npy, good_files_open_and_read_whole)
 /* Plain files: every span [first, first + n), in any order, again and again. */
 Test(npy, arbitrary_spans)
 {
-    const char *names[] = {"npy_f32_3d.npy", "npy_f16_3d_v2.npy", "npy_f32_2d.npy"};
+    const char *names[] = { "npy_f32_3d.npy", "npy_f16_3d_v2.npy", "npy_f32_2d.npy" };
 
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         struct ms_raw raw;
-        struct ms_err err = {0};
+        struct ms_err err = { 0 };
         float buf[ROWS * LEN * DIM];
 
         cr_assert(open_any(fixture(names[i]), 0, &raw, &err) == MS_OK, "%s", err.msg);
@@ -169,12 +169,14 @@ Test(npy, arbitrary_spans)
 /* Streams: forward reads with skips between them, and a refused backward read. */
 Test(npy, zst_forward_spans_and_skips)
 {
-    const char *names[] = {"npy_f32_3d.npy.zst", "npy_f16_3d.npy.zst", "npy_f32_3d_multi.npy.zst"};
-    static const uint64_t spans[][2] = {{0, 1}, {1, 2}, {5, 0}, {7, 3}, {13, 1}, {19, 1}};
+    const char *names[] = { "npy_f32_3d.npy.zst", "npy_f16_3d.npy.zst",
+                            "npy_f32_3d_multi.npy.zst" };
+    static const uint64_t spans[][2] = { { 0, 1 }, { 1, 2 },  { 5, 0 },
+                                         { 7, 3 }, { 13, 1 }, { 19, 1 } };
 
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         struct ms_raw raw;
-        struct ms_err err = {0};
+        struct ms_err err = { 0 };
         float buf[ROWS * LEN * DIM];
 
         cr_assert(open_any(fixture(names[i]), 1, &raw, &err) == MS_OK, "%s", err.msg);
@@ -191,7 +193,7 @@ Test(npy, zst_forward_spans_and_skips)
     /* a skip straight to the last token */
     {
         struct ms_raw raw;
-        struct ms_err err = {0};
+        struct ms_err err = { 0 };
         float buf[DIM];
         cr_assert(open_any(fixture("npy_f32_3d.npy.zst"), 1, &raw, &err) == MS_OK, "%s", err.msg);
         cr_assert(raw.ops->read_span(raw.impl, ROWS * LEN - 1, 1, buf, &err) == MS_OK, "%s",
@@ -205,7 +207,7 @@ Test(npy, zst_forward_spans_and_skips)
 Test(npy, nonfinite_values_pass_through)
 {
     struct ms_raw raw;
-    struct ms_err err = {0};
+    struct ms_err err = { 0 };
     float buf[ROWS * LEN * DIM];
 
     cr_assert(open_any(fixture("npy_nan.npy"), 0, &raw, &err) == MS_OK, "%s", err.msg);
@@ -226,56 +228,56 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
-    {"npy_missing.npy", 0, 0, MS_ERR_INPUT, "cannot open '%s': No such file or directory"},
-    {"npy_missing.npy.zst", 1, 0, MS_ERR_INPUT, "cannot open '%s': No such file or directory"},
-    {"npy_badmagic.npy", 0, 0, MS_ERR_INPUT, "'%s': not a .npy file (bad magic bytes)"},
-    {"npy_tiny.npy", 0, 0, MS_ERR_INPUT, "'%s': not a .npy file (too short: 4 bytes)"},
-    {"npy_version.npy", 0, 0, MS_ERR_INPUT,
-     "'%s': unsupported .npy format version 4.0 (expected 1.0, 2.0 or 3.0)"},
-    {"npy_hdrlen.npy", 0, 0, MS_ERR_INPUT,
-     "'%s': header length 5000 goes beyond the end of the file (the header ends at byte 5010, "
-     "the file has 200 bytes)"},
-    {"npy_f64.npy", 0, 0, MS_ERR_INPUT,
-     "'%s': unsupported element type '<f8' (float64); expected float32 '<f4' or float16 '<f2'"},
-    {"npy_f64.npy.zst", 1, 0, MS_ERR_INPUT,
-     "'%s': unsupported element type '<f8' (float64); expected float32 '<f4' or float16 '<f2'"},
-    {"npy_i4_emb.npy", 0, 0, MS_ERR_INPUT,
-     "'%s': unsupported element type '<i4' (int32); expected float32 '<f4' or float16 '<f2'"},
-    {"npy_c16.npy", 0, 0, MS_ERR_INPUT,
-     "'%s': unsupported element type '<c16' (complex128); expected float32 '<f4' or float16 "
-     "'<f2'"},
-    {"npy_object.npy", 0, 0, MS_ERR_INPUT,
-     "'%s': unsupported element type '|O' (object); expected float32 '<f4' or float16 '<f2'"},
-    {"npy_structured.npy", 0, 0, MS_ERR_INPUT,
-     "'%s': unsupported element type [('a', '<f4'), ('b', '<i4')] (a structured dtype); "
-     "expected float32 '<f4' or float16 '<f2'"},
-    {"npy_bigendian.npy", 0, 0, MS_ERR_INPUT,
-     "'%s': unsupported element type '>f4' (big-endian float32); expected little-endian float32 "
-     "'<f4' or float16 '<f2' (numpy: a.astype('<f4'))"},
-    {"npy_fortran.npy", 0, 0, MS_ERR_INPUT,
-     "'%s': fortran_order is True; only C-order arrays are supported "
-     "(numpy.ascontiguousarray)"},
-    {"npy_1d.npy", 0, 0, MS_ERR_INPUT,
-     "'%s': expected a 2-D [tokens, dim] or 3-D [rows, tokens, dim] array, got 1-D shape (5,)"},
-    {"npy_4d.npy", 0, 0, MS_ERR_INPUT,
-     "'%s': expected a 2-D [tokens, dim] or 3-D [rows, tokens, dim] array, got 4-D shape "
-     "(2, 2, 2, 2)"},
-    {"npy_truncated.npy", 0, 0, MS_ERR_INPUT,
-     "'%s': truncated: shape (4, 5, 6) float32 needs 480 bytes of data, the file has 472"},
-    {"npy_trailing.npy", 0, 0, MS_ERR_INPUT,
-     "'%s': trailing data: shape (4, 5, 6) float32 needs 480 bytes of data, the file has 484"},
-    {"npy_notzstd.npy.zst", 1, 0, MS_ERR_INPUT, "'%s': not a zstd file (bad magic bytes)"},
-    {"npy_f32_3d_short.npy.zst", 1, 1, MS_ERR_INPUT,
-     "'%s': truncated: shape (4, 5, 6) float32 needs 480 bytes of data, the stream ends after "
-     "440"},
-    {"npy_f32_3d_cut.npy.zst", 1, 0, MS_ERR_INPUT,
-     "'%s': truncated zstd data (the file ends inside a frame)"},
-    {"npy_f32_3d_trailing.npy.zst", 1, 1, MS_ERR_INPUT,
-     "'%s': trailing data: shape (4, 5, 6) float32 needs 480 bytes of data, the stream has 488"},
-    {"npy_f32_3d_corrupt.npy.zst", 1, 0, MS_ERR_INPUT, "'%s': corrupt zstd data: "},
-    {"npy_late_corrupt.npy.zst", 1, 1, MS_ERR_INPUT, "'%s': corrupt zstd data: "},
-    {"npy_late_cut.npy.zst", 1, 1, MS_ERR_INPUT,
-     "'%s': truncated zstd data (the file ends inside a frame)"},
+    { "npy_missing.npy", 0, 0, MS_ERR_INPUT, "cannot open '%s': No such file or directory" },
+    { "npy_missing.npy.zst", 1, 0, MS_ERR_INPUT, "cannot open '%s': No such file or directory" },
+    { "npy_badmagic.npy", 0, 0, MS_ERR_INPUT, "'%s': not a .npy file (bad magic bytes)" },
+    { "npy_tiny.npy", 0, 0, MS_ERR_INPUT, "'%s': not a .npy file (too short: 4 bytes)" },
+    { "npy_version.npy", 0, 0, MS_ERR_INPUT,
+      "'%s': unsupported .npy format version 4.0 (expected 1.0, 2.0 or 3.0)" },
+    { "npy_hdrlen.npy", 0, 0, MS_ERR_INPUT,
+      "'%s': header length 5000 goes beyond the end of the file (the header ends at byte 5010, "
+      "the file has 200 bytes)" },
+    { "npy_f64.npy", 0, 0, MS_ERR_INPUT,
+      "'%s': unsupported element type '<f8' (float64); expected float32 '<f4' or float16 '<f2'" },
+    { "npy_f64.npy.zst", 1, 0, MS_ERR_INPUT,
+      "'%s': unsupported element type '<f8' (float64); expected float32 '<f4' or float16 '<f2'" },
+    { "npy_i4_emb.npy", 0, 0, MS_ERR_INPUT,
+      "'%s': unsupported element type '<i4' (int32); expected float32 '<f4' or float16 '<f2'" },
+    { "npy_c16.npy", 0, 0, MS_ERR_INPUT,
+      "'%s': unsupported element type '<c16' (complex128); expected float32 '<f4' or float16 "
+      "'<f2'" },
+    { "npy_object.npy", 0, 0, MS_ERR_INPUT,
+      "'%s': unsupported element type '|O' (object); expected float32 '<f4' or float16 '<f2'" },
+    { "npy_structured.npy", 0, 0, MS_ERR_INPUT,
+      "'%s': unsupported element type [('a', '<f4'), ('b', '<i4')] (a structured dtype); "
+      "expected float32 '<f4' or float16 '<f2'" },
+    { "npy_bigendian.npy", 0, 0, MS_ERR_INPUT,
+      "'%s': unsupported element type '>f4' (big-endian float32); expected little-endian float32 "
+      "'<f4' or float16 '<f2' (numpy: a.astype('<f4'))" },
+    { "npy_fortran.npy", 0, 0, MS_ERR_INPUT,
+      "'%s': fortran_order is True; only C-order arrays are supported "
+      "(numpy.ascontiguousarray)" },
+    { "npy_1d.npy", 0, 0, MS_ERR_INPUT,
+      "'%s': expected a 2-D [tokens, dim] or 3-D [rows, tokens, dim] array, got 1-D shape (5,)" },
+    { "npy_4d.npy", 0, 0, MS_ERR_INPUT,
+      "'%s': expected a 2-D [tokens, dim] or 3-D [rows, tokens, dim] array, got 4-D shape "
+      "(2, 2, 2, 2)" },
+    { "npy_truncated.npy", 0, 0, MS_ERR_INPUT,
+      "'%s': truncated: shape (4, 5, 6) float32 needs 480 bytes of data, the file has 472" },
+    { "npy_trailing.npy", 0, 0, MS_ERR_INPUT,
+      "'%s': trailing data: shape (4, 5, 6) float32 needs 480 bytes of data, the file has 484" },
+    { "npy_notzstd.npy.zst", 1, 0, MS_ERR_INPUT, "'%s': not a zstd file (bad magic bytes)" },
+    { "npy_f32_3d_short.npy.zst", 1, 1, MS_ERR_INPUT,
+      "'%s': truncated: shape (4, 5, 6) float32 needs 480 bytes of data, the stream ends after "
+      "440" },
+    { "npy_f32_3d_cut.npy.zst", 1, 0, MS_ERR_INPUT,
+      "'%s': truncated zstd data (the file ends inside a frame)" },
+    { "npy_f32_3d_trailing.npy.zst", 1, 1, MS_ERR_INPUT,
+      "'%s': trailing data: shape (4, 5, 6) float32 needs 480 bytes of data, the stream has 488" },
+    { "npy_f32_3d_corrupt.npy.zst", 1, 0, MS_ERR_INPUT, "'%s': corrupt zstd data: " },
+    { "npy_late_corrupt.npy.zst", 1, 1, MS_ERR_INPUT, "'%s': corrupt zstd data: " },
+    { "npy_late_cut.npy.zst", 1, 1, MS_ERR_INPUT,
+      "'%s': truncated zstd data (the file ends inside a frame)" },
 };
 
 Test(npy, bad_files)
@@ -284,7 +286,7 @@ Test(npy, bad_files)
         const struct bad_case *c = &bad_cases[i];
         const char *path = fixture(c->name);
         struct ms_raw raw;
-        struct ms_err err = {0};
+        struct ms_err err = { 0 };
         char want[1100];
         int rc;
 
@@ -312,7 +314,7 @@ Test(npy, bad_files)
 Test(npy, directory_is_refused)
 {
     struct ms_raw raw;
-    struct ms_err err = {0};
+    struct ms_err err = { 0 };
     char want[1100];
 
     snprintf(want, sizeof want, "cannot read '/tmp': Is a directory");
@@ -328,22 +330,22 @@ struct ints_case {
 };
 
 static const struct ints_case ints_cases[] = {
-    {"npy_ints_i8.npy", {0, 1, 7, INT64_MIN, INT64_MAX}},
-    {"npy_ints_i4.npy", {0, 1, 7, INT32_MIN, INT32_MAX}},
-    {"npy_ints_i2.npy", {0, 1, 7, INT16_MIN, INT16_MAX}},
-    {"npy_ints_i1.npy", {0, 1, 7, INT8_MIN, INT8_MAX}},
-    {"npy_ints_u8.npy", {0, 1, 7, 2, INT64_MAX}},
-    {"npy_ints_u4.npy", {0, 1, 7, 2, UINT32_MAX}},
-    {"npy_ints_u2.npy", {0, 1, 7, 2, UINT16_MAX}},
-    {"npy_ints_u1.npy", {0, 1, 7, 2, UINT8_MAX}},
-    {"npy_ints_i8.npy.zst", {0, 1, 7, INT64_MIN, INT64_MAX}},
+    { "npy_ints_i8.npy", { 0, 1, 7, INT64_MIN, INT64_MAX } },
+    { "npy_ints_i4.npy", { 0, 1, 7, INT32_MIN, INT32_MAX } },
+    { "npy_ints_i2.npy", { 0, 1, 7, INT16_MIN, INT16_MAX } },
+    { "npy_ints_i1.npy", { 0, 1, 7, INT8_MIN, INT8_MAX } },
+    { "npy_ints_u8.npy", { 0, 1, 7, 2, INT64_MAX } },
+    { "npy_ints_u4.npy", { 0, 1, 7, 2, UINT32_MAX } },
+    { "npy_ints_u2.npy", { 0, 1, 7, 2, UINT16_MAX } },
+    { "npy_ints_u1.npy", { 0, 1, 7, 2, UINT8_MAX } },
+    { "npy_ints_i8.npy.zst", { 0, 1, 7, INT64_MIN, INT64_MAX } },
 };
 
 Test(npy, read_ints_every_type)
 {
     for (size_t i = 0; i < sizeof ints_cases / sizeof *ints_cases; i++) {
         const struct ints_case *c = &ints_cases[i];
-        struct ms_err err = {0};
+        struct ms_err err = { 0 };
         int64_t *v = NULL;
         uint64_t n = 0;
 
@@ -359,9 +361,9 @@ Test(npy, read_ints_every_type)
 
 Test(npy, read_ints_lengths_and_empty)
 {
-    const char *names[] = {"npy_lengths_i8.npy", "npy_lengths_i4.npy"};
-    static const int64_t want[] = {3, 5, 0, 4};
-    struct ms_err err = {0};
+    const char *names[] = { "npy_lengths_i8.npy", "npy_lengths_i4.npy" };
+    static const int64_t want[] = { 3, 5, 0, 4 };
+    struct ms_err err = { 0 };
     int64_t *v;
     uint64_t n;
 
@@ -398,7 +400,7 @@ static const char *pipe_with(const char *name, char path[64])
  * plain .npy embeddings are read at random positions, so they do not. */
 Test(npy, pipes)
 {
-    struct ms_err err = {0};
+    struct ms_err err = { 0 };
     struct ms_raw raw;
     char path[64], want[256];
     float buf[ROWS * LEN * DIM];
@@ -428,22 +430,22 @@ Test(npy, pipes)
 }
 
 static const struct bad_case bad_ints_cases[] = {
-    {"npy_ints_u8_huge.npy", 0, 0, MS_ERR_INPUT, "'%s': value at index 1 does not fit in int64"},
-    {"npy_ints_2d.npy", 0, 0, MS_ERR_INPUT,
-     "'%s': expected a 1-D integer array, got 2-D shape (2, 3)"},
-    {"npy_f32_3d.npy", 0, 0, MS_ERR_INPUT,
-     "'%s': unsupported element type '<f4' (float32); expected an integer type such as '<i8'"},
-    {"npy_ints_f4.npy", 0, 0, MS_ERR_INPUT,
-     "'%s': unsupported element type '<f4' (float32); expected an integer type such as '<i8'"},
-    {"npy_ints_be.npy", 0, 0, MS_ERR_INPUT,
-     "'%s': unsupported element type '>i4' (big-endian int32); expected little-endian an integer "
-     "type such as '<i8'"},
-    {"npy_ints_trunc.npy", 0, 0, MS_ERR_INPUT,
-     "'%s': truncated: shape (5,) int64 needs 40 bytes of data, the file has 36"},
-    {"npy_ints_trunc.npy.zst", 0, 0, MS_ERR_INPUT,
-     "'%s': truncated: shape (5,) int64 needs 40 bytes of data, the stream ends after 36"},
-    {"npy_missing.npy", 0, 0, MS_ERR_INPUT, "cannot open '%s': No such file or directory"},
-    {"npy_badmagic.npy", 0, 0, MS_ERR_INPUT, "'%s': not a .npy file (bad magic bytes)"},
+    { "npy_ints_u8_huge.npy", 0, 0, MS_ERR_INPUT, "'%s': value at index 1 does not fit in int64" },
+    { "npy_ints_2d.npy", 0, 0, MS_ERR_INPUT,
+      "'%s': expected a 1-D integer array, got 2-D shape (2, 3)" },
+    { "npy_f32_3d.npy", 0, 0, MS_ERR_INPUT,
+      "'%s': unsupported element type '<f4' (float32); expected an integer type such as '<i8'" },
+    { "npy_ints_f4.npy", 0, 0, MS_ERR_INPUT,
+      "'%s': unsupported element type '<f4' (float32); expected an integer type such as '<i8'" },
+    { "npy_ints_be.npy", 0, 0, MS_ERR_INPUT,
+      "'%s': unsupported element type '>i4' (big-endian int32); expected little-endian an integer "
+      "type such as '<i8'" },
+    { "npy_ints_trunc.npy", 0, 0, MS_ERR_INPUT,
+      "'%s': truncated: shape (5,) int64 needs 40 bytes of data, the file has 36" },
+    { "npy_ints_trunc.npy.zst", 0, 0, MS_ERR_INPUT,
+      "'%s': truncated: shape (5,) int64 needs 40 bytes of data, the stream ends after 36" },
+    { "npy_missing.npy", 0, 0, MS_ERR_INPUT, "cannot open '%s': No such file or directory" },
+    { "npy_badmagic.npy", 0, 0, MS_ERR_INPUT, "'%s': not a .npy file (bad magic bytes)" },
 };
 
 Test(npy, read_ints_errors)
@@ -451,7 +453,7 @@ Test(npy, read_ints_errors)
     for (size_t i = 0; i < sizeof bad_ints_cases / sizeof *bad_ints_cases; i++) {
         const struct bad_case *c = &bad_ints_cases[i];
         const char *path = fixture(c->name);
-        struct ms_err err = {0};
+        struct ms_err err = { 0 };
         char want[1100];
         int64_t *v = (int64_t *)1;
         uint64_t n = 99;
@@ -487,71 +489,72 @@ struct hdr_case {
 };
 
 static const struct hdr_case hdr_cases[] = {
-    {1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }          \n", MS_OK,
-     "<f4 f 4 0 (2, 3)"},
-    {2, "{'descr': '<f2', 'fortran_order': False, 'shape': (4, 5, 6), }\n", MS_OK,
-     "<f2 f 2 0 (4, 5, 6)"},
-    {3, "{'descr': '<f4', 'fortran_order': True, 'shape': (7,), }\n", MS_OK, "<f4 f 4 1 (7,)"},
+    { 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }          \n", MS_OK,
+      "<f4 f 4 0 (2, 3)" },
+    { 2, "{'descr': '<f2', 'fortran_order': False, 'shape': (4, 5, 6), }\n", MS_OK,
+      "<f2 f 2 0 (4, 5, 6)" },
+    { 3, "{'descr': '<f4', 'fortran_order': True, 'shape': (7,), }\n", MS_OK, "<f4 f 4 1 (7,)" },
     /* any key order, odd whitespace, double quotes, no trailing comma */
-    {1, "\t{ \"shape\" :( 2 ,\n3 ) ,'fortran_order':False,\r\n'descr':\"=f2\"}", MS_OK,
-     "=f2 f 2 0 (2, 3)"},
-    {1, "{'descr':'|u1','fortran_order':False,'shape':()}", MS_OK, "|u1 u 1 0 ()"},
-    {1, "{'descr': '<i8', 'fortran_order': False, 'shape': (3L, 4L), }", MS_OK, "<i8 i 8 0 (3, 4)"},
-    {1, "{'descr': '<M8[ns]', 'fortran_order': False, 'shape': (1,), }", MS_OK,
-     "<M8[ns] M 8 0 (1,)"},
-    {1, "{'descr': [('a', '<f4'), ('b', '<i4', (2,))], 'fortran_order': False, 'shape': (1,)}",
-     MS_OK, "[('a', '<f4'), ('b', '<i4', ... 0 0 0 (1,)"},
-    {1, "{'descr': '<x9', 'fortran_order': False, 'shape': (1,)}", MS_OK, "<x9 0 0 0 (1,)"},
+    { 1, "\t{ \"shape\" :( 2 ,\n3 ) ,'fortran_order':False,\r\n'descr':\"=f2\"}", MS_OK,
+      "=f2 f 2 0 (2, 3)" },
+    { 1, "{'descr':'|u1','fortran_order':False,'shape':()}", MS_OK, "|u1 u 1 0 ()" },
+    { 1, "{'descr': '<i8', 'fortran_order': False, 'shape': (3L, 4L), }", MS_OK,
+      "<i8 i 8 0 (3, 4)" },
+    { 1, "{'descr': '<M8[ns]', 'fortran_order': False, 'shape': (1,), }", MS_OK,
+      "<M8[ns] M 8 0 (1,)" },
+    { 1, "{'descr': [('a', '<f4'), ('b', '<i4', (2,))], 'fortran_order': False, 'shape': (1,)}",
+      MS_OK, "[('a', '<f4'), ('b', '<i4', ... 0 0 0 (1,)" },
+    { 1, "{'descr': '<x9', 'fortran_order': False, 'shape': (1,)}", MS_OK, "<x9 0 0 0 (1,)" },
     /* malformed dicts */
-    {1, "['descr', '<f4']", MS_ERR_INPUT,
-     "malformed header: expected '{' opening the header dict at byte 10, found '['"},
-    {1, "{'descr': '<f4', 'fortran_order': False}", MS_ERR_INPUT,
-     "malformed header: no 'shape' key (a .npy header has 'descr', 'fortran_order' and 'shape')"},
-    {1, "{'shape': (1,), 'fortran_order': False}", MS_ERR_INPUT,
-     "malformed header: no 'descr' key (a .npy header has 'descr', 'fortran_order' and 'shape')"},
-    {1, "{'descr': '<f4', 'descr': '<f4'}", MS_ERR_INPUT,
-     "malformed header: duplicate key 'descr'"},
-    {1, "{'descr': '<f4', 'dtype': 1}", MS_ERR_INPUT,
-     "malformed header: unexpected key 'dtype' (expected 'descr', 'fortran_order' and 'shape')"},
-    {1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3)}", MS_ERR_INPUT,
-     "malformed header: 'shape' is (3), not a tuple (a 1-element tuple is written (3,))"},
-    {1, "{'descr': '<f4', 'fortran_order': False, 'shape': [3, 4]}", MS_ERR_INPUT,
-     "malformed header: expected a tuple like (2, 3) for 'shape' at byte 60, found '['"},
-    {1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, -4)}", MS_ERR_INPUT,
-     "malformed header: expected a dimension or ')' in 'shape' at byte 64, found '-'"},
-    {1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3 4)}", MS_ERR_INPUT,
-     "malformed header: expected ',' or ')' in 'shape' at byte 63, found '4'"},
-    {1, "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,)}", MS_ERR_INPUT,
-     "malformed header: shape dimension at byte 61 does not fit in 64 bits"},
-    {1, "{'descr': '<f4', 'fortran_order': 0, 'shape': (3,)}", MS_ERR_INPUT,
-     "malformed header: expected True or False for 'fortran_order' at byte 44, found '0'"},
-    {1, "{'descr': '<f4', 'fortran_order': Falsey, 'shape': (3,)}", MS_ERR_INPUT,
-     "malformed header: expected True or False for 'fortran_order' at byte 44, found 'F'"},
-    {1, "{'descr': '<f4, 'fortran_order': False}", MS_ERR_INPUT,
-     "malformed header: expected ',' or '}' in the header dict at byte 27, found 'f'"},
-    {1, "{'descr': '<f4\n', 'fortran_order': False}", MS_ERR_INPUT,
-     "malformed header: expected a closing quote at byte 24, found byte 0x0a"},
-    {1, "{'descr': '<f\\x34'}", MS_ERR_INPUT,
-     "malformed header: escape sequences are not supported (byte 23)"},
-    {1, "{'descr': 4}", MS_ERR_INPUT,
-     "malformed header: expected a type string like '<f4' for 'descr' at byte 20, found '4'"},
-    {1, "{'descr' '<f4'}", MS_ERR_INPUT,
-     "malformed header: expected ':' after a key at byte 19, found '''"},
-    {1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,)} x", MS_ERR_INPUT,
-     "malformed header: expected only spaces after the header dict at byte 66, found 'x'"},
-    {1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,)", MS_ERR_INPUT,
-     "malformed header: expected ',' or '}' in the header dict at byte 64, found the end of the "
-     "header"},
-    {1,
-     "{'descr': [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[('a', '<f4')]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
-     MS_ERR_INPUT, "malformed header: nesting deeper than 32"},
-    {1, "{'descr': [('a', '<f4'), 'fortran_order': False, 'shape': (1,)}", MS_ERR_INPUT,
-     "malformed header: expected a value at byte 50, found ':'"},
-    {1, "{'\x01\x02': 1}", MS_ERR_INPUT,
-     "malformed header: unexpected key '?\?' (expected 'descr', 'fortran_order' and 'shape')"},
-    {1, "", MS_ERR_INPUT,
-     "malformed header: expected '{' opening the header dict at byte 10, found the end of the "
-     "header"},
+    { 1, "['descr', '<f4']", MS_ERR_INPUT,
+      "malformed header: expected '{' opening the header dict at byte 10, found '['" },
+    { 1, "{'descr': '<f4', 'fortran_order': False}", MS_ERR_INPUT,
+      "malformed header: no 'shape' key (a .npy header has 'descr', 'fortran_order' and 'shape')" },
+    { 1, "{'shape': (1,), 'fortran_order': False}", MS_ERR_INPUT,
+      "malformed header: no 'descr' key (a .npy header has 'descr', 'fortran_order' and 'shape')" },
+    { 1, "{'descr': '<f4', 'descr': '<f4'}", MS_ERR_INPUT,
+      "malformed header: duplicate key 'descr'" },
+    { 1, "{'descr': '<f4', 'dtype': 1}", MS_ERR_INPUT,
+      "malformed header: unexpected key 'dtype' (expected 'descr', 'fortran_order' and 'shape')" },
+    { 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3)}", MS_ERR_INPUT,
+      "malformed header: 'shape' is (3), not a tuple (a 1-element tuple is written (3,))" },
+    { 1, "{'descr': '<f4', 'fortran_order': False, 'shape': [3, 4]}", MS_ERR_INPUT,
+      "malformed header: expected a tuple like (2, 3) for 'shape' at byte 60, found '['" },
+    { 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, -4)}", MS_ERR_INPUT,
+      "malformed header: expected a dimension or ')' in 'shape' at byte 64, found '-'" },
+    { 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3 4)}", MS_ERR_INPUT,
+      "malformed header: expected ',' or ')' in 'shape' at byte 63, found '4'" },
+    { 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,)}", MS_ERR_INPUT,
+      "malformed header: shape dimension at byte 61 does not fit in 64 bits" },
+    { 1, "{'descr': '<f4', 'fortran_order': 0, 'shape': (3,)}", MS_ERR_INPUT,
+      "malformed header: expected True or False for 'fortran_order' at byte 44, found '0'" },
+    { 1, "{'descr': '<f4', 'fortran_order': Falsey, 'shape': (3,)}", MS_ERR_INPUT,
+      "malformed header: expected True or False for 'fortran_order' at byte 44, found 'F'" },
+    { 1, "{'descr': '<f4, 'fortran_order': False}", MS_ERR_INPUT,
+      "malformed header: expected ',' or '}' in the header dict at byte 27, found 'f'" },
+    { 1, "{'descr': '<f4\n', 'fortran_order': False}", MS_ERR_INPUT,
+      "malformed header: expected a closing quote at byte 24, found byte 0x0a" },
+    { 1, "{'descr': '<f\\x34'}", MS_ERR_INPUT,
+      "malformed header: escape sequences are not supported (byte 23)" },
+    { 1, "{'descr': 4}", MS_ERR_INPUT,
+      "malformed header: expected a type string like '<f4' for 'descr' at byte 20, found '4'" },
+    { 1, "{'descr' '<f4'}", MS_ERR_INPUT,
+      "malformed header: expected ':' after a key at byte 19, found '''" },
+    { 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,)} x", MS_ERR_INPUT,
+      "malformed header: expected only spaces after the header dict at byte 66, found 'x'" },
+    { 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,)", MS_ERR_INPUT,
+      "malformed header: expected ',' or '}' in the header dict at byte 64, found the end of the "
+      "header" },
+    { 1,
+      "{'descr': [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[('a', '<f4')]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+      MS_ERR_INPUT, "malformed header: nesting deeper than 32" },
+    { 1, "{'descr': [('a', '<f4'), 'fortran_order': False, 'shape': (1,)}", MS_ERR_INPUT,
+      "malformed header: expected a value at byte 50, found ':'" },
+    { 1, "{'\x01\x02': 1}", MS_ERR_INPUT,
+      "malformed header: unexpected key '?\?' (expected 'descr', 'fortran_order' and 'shape')" },
+    { 1, "", MS_ERR_INPUT,
+      "malformed header: expected '{' opening the header dict at byte 10, found the end of the "
+      "header" },
 };
 
 Test(npy_header, dict_cases)
@@ -560,7 +563,7 @@ Test(npy_header, dict_cases)
         const struct hdr_case *c = &hdr_cases[i];
         uint8_t buf[512];
         struct ms_npy_header h;
-        struct ms_err err = {0};
+        struct ms_err err = { 0 };
         char got[300], shape[128];
         const size_t len = make_npy(buf, sizeof buf, c->major, c->dict);
         const int rc = ms_npy_parse_header(buf, len, &h, &err);
@@ -582,7 +585,7 @@ Test(npy_header, dict_cases)
 Test(npy_header, preamble_errors)
 {
     struct ms_npy_header h;
-    struct ms_err err = {0};
+    struct ms_err err = { 0 };
     uint8_t buf[64];
     size_t len;
 
@@ -619,7 +622,7 @@ Test(npy_header, long_headers)
     char *dict = malloc(cap);
     uint8_t *buf = malloc(cap + 12);
     struct ms_npy_header h;
-    struct ms_err err = {0};
+    struct ms_err err = { 0 };
     size_t len;
 
     /* 64 dimensions: the most numpy 2 allows */
@@ -654,7 +657,7 @@ Test(npy_header, long_headers)
 Test(npy_header, data_bytes_and_shape_text)
 {
     struct ms_npy_header h;
-    struct ms_err err = {0};
+    struct ms_err err = { 0 };
     uint64_t bytes;
     char s[16];
 

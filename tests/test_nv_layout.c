@@ -22,8 +22,8 @@
 #include "../kernels/maxsim_nv.cl"
 #include "testutil.h"
 
-#define KPT 48             /* k columns of the emulated tile: three k-steps */
-#define LDST (KPT + 8)     /* the kernel's padded __local row stride */
+#define KPT  48        /* k columns of the emulated tile: three k-steps */
+#define LDST (KPT + 8) /* the kernel's padded __local row stride */
 
 /* ---- The PTX ISA's fragment layouts for mma.m16n8k16, .f16 A/B, .f32 C/D ---- */
 /* A: 8 halves a0..a7 per lane in 4 .b32 registers, a_i in register i / 2 (low half first). */
@@ -50,9 +50,15 @@ static void isa_c(int lane, int i, int *row, int *col)
 
 /* The emulated warp's registers hold values, not bits: halves are small integers or
  * float16-exact floats, so float arithmetic on them is what the tensor cores compute. */
-struct frag_a { float h[32][8]; };
-struct frag_b { float h[32][4]; };
-struct frag_c { float v[32][4]; };
+struct frag_a {
+    float h[32][8];
+};
+struct frag_b {
+    float h[32][4];
+};
+struct frag_c {
+    float v[32][4];
+};
 
 /* mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32, D = A * B + C, per the ISA layouts
  * (accumulated in double: exact for the integer data, within rounding otherwise). */
@@ -76,12 +82,10 @@ static void isa_mma(struct frag_c *d, const struct frag_a *a, const struct frag_
     }
     for (int r = 0; r < 16; r++)
         for (int c = 0; c < 16; c++)
-            cr_assert_eq(seen_a[r][c], 1, "ISA model: A[%d][%d] held %d times", r, c,
-                         seen_a[r][c]);
+            cr_assert_eq(seen_a[r][c], 1, "ISA model: A[%d][%d] held %d times", r, c, seen_a[r][c]);
     for (int r = 0; r < 16; r++)
         for (int c = 0; c < 8; c++)
-            cr_assert_eq(seen_b[r][c], 1, "ISA model: B[%d][%d] held %d times", r, c,
-                         seen_b[r][c]);
+            cr_assert_eq(seen_b[r][c], 1, "ISA model: B[%d][%d] held %d times", r, c, seen_b[r][c]);
     for (int l = 0; l < 32; l++)
         for (int i = 0; i < 4; i++) {
             int r, c;
@@ -169,12 +173,11 @@ static void check_tile(int exact)
                 const int row = MS_NV_C_ROW(l, r), col = n * 8 + MS_NV_C_COL(l, r);
                 const float got = acc[n].v[l][r], want = ref[row][col];
                 if (exact)
-                    cr_assert_eq(got, want, "C[%d][%d] (lane %d reg %d): %g, want %g", row, col,
-                                 l, r, got, want);
+                    cr_assert_eq(got, want, "C[%d][%d] (lane %d reg %d): %g, want %g", row, col, l,
+                                 r, got, want);
                 else
                     cr_assert(fabsf(got - want) <= 1e-5f * (1.0f + fabsf(want)),
-                              "C[%d][%d] (lane %d reg %d): %g, want %g", row, col, l, r, got,
-                              want);
+                              "C[%d][%d] (lane %d reg %d): %g, want %g", row, col, l, r, got, want);
             }
 }
 

@@ -17,8 +17,8 @@
 #include "src.h"
 #include "testutil.h"
 
-static const char *const GOOD[] = {"plaid_fp1", "plaid_fp2",   "plaid_fp4", "plaid_np8",
-                                   "plaid_np2", "plaid_short", "plaid_long"};
+static const char *const GOOD[] = { "plaid_fp1", "plaid_fp2",   "plaid_fp4", "plaid_np8",
+                                    "plaid_np2", "plaid_short", "plaid_long" };
 enum { NGOOD = sizeof GOOD / sizeof GOOD[0] };
 
 /* A whole .npy fixture in memory; *data points at its elements. */
@@ -41,14 +41,14 @@ static uint8_t *load_npy(const char *path, struct ms_npy_header *h, const uint8_
 
 static void open_index(struct ms_plaid *p, const char *name)
 {
-    struct ms_err err = {0};
+    struct ms_err err = { 0 };
     cr_assert(ms_plaid_open(p, fixture(name), &err) == 0, "%s: %s", name, err.msg);
 }
 
 static void read_queries(struct ms_emb *q, const char *name)
 {
     struct ms_src src;
-    struct ms_err err = {0};
+    struct ms_err err = { 0 };
     cr_assert(ms_src_open(&src, fixture(name), NULL, &err) == 0, "%s", err.msg);
     ms_emb_init(q);
     cr_assert(ms_src_read(&src, 0, src.n_rows, q, &err) == 0, "%s", err.msg);
@@ -57,7 +57,7 @@ static void read_queries(struct ms_emb *q, const char *name)
 
 Test(plaid_codec, packing_test_vectors)
 {
-    const uint8_t b2[4] = {1, 2, 3, 0}, b4[2] = {1, 14};
+    const uint8_t b2[4] = { 1, 2, 3, 0 }, b4[2] = { 1, 14 };
     uint8_t row[1];
     ms_plaid_pack(b2, 4, 2, row);
     cr_assert_eq(row[0], 0x9C);
@@ -68,7 +68,7 @@ Test(plaid_codec, packing_test_vectors)
     for (uint32_t d = 0; d < 2; d++)
         cr_assert_eq(ms_plaid_bucket(row, 4, d), b4[d]);
     /* nbits=1: bit 7 of byte 0 is dimension 0 */
-    const uint8_t b1[8] = {1, 0, 0, 0, 0, 0, 0, 0};
+    const uint8_t b1[8] = { 1, 0, 0, 0, 0, 0, 0, 0 };
     ms_plaid_pack(b1, 8, 1, row);
     cr_assert_eq(row[0], 0x80);
 }
@@ -181,7 +181,7 @@ static int have_cl;
 
 static void setup(void)
 {
-    struct ms_err err = {0};
+    struct ms_err err = { 0 };
     char dir[128];
     if (!getenv("MAXSIM_CACHE_DIR")) {
         snprintf(dir, sizeof dir, "/tmp/maxsim-test-cache-%ld", (long)getuid());
@@ -209,7 +209,7 @@ static void check_kernels(const char *index, const char *queries, int mode)
     struct ms_plaid p;
     struct ms_plaid_dev *d;
     struct ms_emb q;
-    struct ms_err err = {0};
+    struct ms_err err = { 0 };
     uint64_t rng = 42;
     enum { N = 300 };
     uint32_t pq[N], pd[N];
@@ -272,7 +272,7 @@ static double search_recall(const struct ms_plaid_search_opts *o, int flags, str
     struct ms_plaid p;
     struct ms_plaid_dev *d;
     struct ms_emb q;
-    struct ms_err err = {0};
+    struct ms_err err = { 0 };
     struct ms_npy_header h;
     const uint8_t *gt;
 
@@ -301,7 +301,7 @@ static double search_recall(const struct ms_plaid_search_opts *o, int flags, str
 
 Test(plaid_cl, search_recall_at_defaults)
 {
-    const struct ms_plaid_search_opts o = {.nprobe = 8, .ncandidates = 4096, .nrerank = 1024};
+    const struct ms_plaid_search_opts o = { .nprobe = 8, .ncandidates = 4096, .nrerank = 1024 };
     struct ms_topk t, t2;
     const double recall = search_recall(&o, MS_PLAID_GATHER, &t);
     fprintf(stderr, "test_plaid: recall@10 at defaults: %.4f\n", recall);
@@ -324,7 +324,8 @@ Test(plaid_cl, search_narrow_settings_still_sane)
 {
     /* one probe, few candidates: lower recall, but still results */
     const struct ms_plaid_search_opts o = {
-        .nprobe = 1, .ncandidates = 64, .nrerank = 16, .use_threshold = 1, .threshold = 0.2f};
+        .nprobe = 1, .ncandidates = 64, .nrerank = 16, .use_threshold = 1, .threshold = 0.2f
+    };
     struct ms_topk t;
     const double recall = search_recall(&o, MS_PLAID_RESIDENT, &t);
     fprintf(stderr, "test_plaid: recall@10 with nprobe 1, 64/16 candidates: %.4f\n", recall);
@@ -338,7 +339,7 @@ static void expect_bad(const char *name, const char *fmt, ...)
 static void expect_bad(const char *name, const char *fmt, ...)
 {
     struct ms_plaid p;
-    struct ms_err err = {0};
+    struct ms_err err = { 0 };
     char want[2048];
     const char *dir = fixture(name);
     va_list ap;

@@ -16,14 +16,14 @@ struct parse_case {
 
 static const struct parse_case parse_cases[] = {
     { "q1 Q0 d7 1 12.5 bm25", 0, "q1", "d7" },
-    { "q1\tQ0\td7\t1\t12.5\tbm25", 0, "q1", "d7" },   /* TREC written with tabs */
-    { "  q1   Q0 d7 1 -3 run  ", 0, "q1", "d7" },     /* extra blanks */
+    { "q1\tQ0\td7\t1\t12.5\tbm25", 0, "q1", "d7" }, /* TREC written with tabs */
+    { "  q1   Q0 d7 1 -3 run  ", 0, "q1", "d7" },   /* extra blanks */
     { "q1\td7", 0, "q1", "d7" },
     { "q1\td7\t0.5", 0, "q1", "d7" },
     { "q1\td7\t\t", 0, "q1", "d7" },
     { "1042\t3", 0, "1042", "3" },
     { "", 1, NULL, NULL },
-    { "   \t ", 1, NULL, NULL },                      /* blanks only */
+    { "   \t ", 1, NULL, NULL }, /* blanks only */
     { "  ", 1, NULL, NULL },
     { "q1 d7", -1, NULL, NULL },
     { "q1 Q0 d7 1 12.5", -1, NULL, NULL },
@@ -135,8 +135,8 @@ Test(run, lines_errors)
     while ((rc = ms_lines_next(l, &line, &len, &err)) == 1)
         ;
     cr_assert_eq(rc, MS_ERR_INPUT);
-    cr_assert(strstr(err.msg, "truncated zstd data") || strstr(err.msg, "corrupt zstd data"),
-              "%s", err.msg);
+    cr_assert(strstr(err.msg, "truncated zstd data") || strstr(err.msg, "corrupt zstd data"), "%s",
+              err.msg);
     ms_lines_close(l);
 
     /* garbage after the zstd magic */
