@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "cl_dev.h"
+#include "tempfile.h"
 
 #define CACHE_MAGIC  "MSCLBIN1"
 #define CACHE_FORMAT 1u
@@ -295,10 +296,10 @@ done:
 static void cache_save(struct ms_cl *cl, cl_program prog, const char *path, const char *key,
                        size_t key_len)
 {
-    char tmp[4300];
+    struct ms_tempfile t;
+    struct ms_err err;
     size_t bin_len = 0;
     unsigned char *bin = NULL;
-    FILE *f;
     uint32_t version = CACHE_FORMAT;
     uint64_t klen = key_len, blen;
     int ok;
@@ -315,21 +316,25 @@ static void cache_save(struct ms_cl *cl, cl_program prog, const char *path, cons
         return;
     }
     blen = bin_len;
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    f = fopen(tmp, "wb");
-    if (!f) {
+    /* a temporary beside the entry, renamed into place: a concurrent reader
+     * sees the whole entry or none (tempfile.h) */
+    if (ms_tempfile_create(&t, NULL, path, 0, &err) != MS_OK) {
         free(bin);
-        ms_cl_note(cl, "cache: cannot write '%s': %s", tmp, strerror(errno));
+        ms_cl_note(cl, "cache: %s", err.msg);
         return;
     }
-    ok = fwrite(CACHE_MAGIC, 1, 8, f) == 8 && fwrite(&version, sizeof version, 1, f) == 1 &&
-         fwrite(&klen, sizeof klen, 1, f) == 1 && fwrite(key, 1, key_len, f) == key_len &&
-         fwrite(&blen, sizeof blen, 1, f) == 1 && fwrite(bin, 1, bin_len, f) == bin_len;
-    ok = (fclose(f) == 0) && ok;
+    ok = ms_write_all(t.fd, CACHE_MAGIC, 8) == 0 &&
+         ms_write_all(t.fd, &version, sizeof version) == 0 &&
+         ms_write_all(t.fd, &klen, sizeof klen) == 0 && ms_write_all(t.fd, key, key_len) == 0 &&
+         ms_write_all(t.fd, &blen, sizeof blen) == 0 && ms_write_all(t.fd, bin, bin_len) == 0;
     free(bin);
-    if (!ok || rename(tmp, path) != 0) {
+    if (!ok) {
         ms_cl_note(cl, "cache: cannot write '%s': %s", path, strerror(errno));
-        unlink(tmp);
+        ms_tempfile_abort(&t);
+        return;
+    }
+    if (ms_tempfile_commit(&t, &err) != MS_OK) {
+        ms_cl_note(cl, "cache: %s", err.msg);
         return;
     }
     ms_cl_note(cl, "cache SAVE %s", path);

@@ -241,8 +241,13 @@ int cmd_plaid(int argc, char **argv)
         return ms_report(&err);
     if (fmt != MS_FMT_TREC && fmt != MS_FMT_TSV)
         return ms_usage_error("plaid", "--format takes trec or tsv, got '%s'", ms_fmt_name(fmt));
-    if (ms_src_open(&q, qpath, &qopts, &err) != MS_OK)
+    /* the output first, so an unusable path fails before any input is read */
+    if (ms_wfile_open(&w, out_path, zst, 0, &err) != MS_OK)
         return ms_report(&err);
+    if (ms_src_open(&q, qpath, &qopts, &err) != MS_OK) {
+        ms_wfile_abort(w);
+        return ms_report(&err);
+    }
     ms_ids_init(&dids);
     if ((rc = ms_plaid_open(&idx, ipath, &err)) != MS_OK) {
         ms_report(&err);
@@ -284,12 +289,8 @@ int cmd_plaid(int argc, char **argv)
             MS_OK)
             goto close_index;
     }
-    if ((rc = ms_wfile_open(&w, out_path, zst, &err)) != MS_OK) {
-        ms_report(&err);
-        goto close_index;
-    }
     if ((rc = ms_device_open(&cl)) != MS_OK)
-        goto close_output;
+        goto close_index;
     const double t0 = ms_now();
     if ((rc = ms_plaid_dev_create(&dev, &cl, &idx, run_path ? 0 : MS_PLAID_SEARCH, &err)) != MS_OK)
         goto report;
@@ -342,8 +343,6 @@ report:
     ms_topk_release(&topk);
     ms_plaid_dev_free(dev);
     ms_cl_close(&cl);
-close_output:
-    ms_wfile_abort(w);
 close_index:
     free(pairs);
     ms_idmap_release(&qmap);
@@ -351,6 +350,7 @@ close_index:
     ms_ids_release(&dids);
     ms_plaid_close(&idx);
 close_queries:
+    ms_wfile_abort(w);
     ms_src_close(&q);
     if (rc == MS_OK && (!out_path || strcmp(out_path, "-") == 0))
         rc = ms_close_stdout();

@@ -205,8 +205,13 @@ int cmd_rerank(int argc, char **argv)
     if (fmt != MS_FMT_TREC && fmt != MS_FMT_TSV)
         return ms_usage_error("rerank", "--format takes trec or tsv for a reranked run, got '%s'",
                               ms_fmt_name(fmt));
-    if ((rc = ms_inputs_open("rerank", &in, &q, &d)) != MS_OK)
+    /* the output first, so an unusable path fails before any input is read */
+    if (ms_wfile_open(&w, out_path, zst, 0, &err) != MS_OK)
+        return ms_report(&err);
+    if ((rc = ms_inputs_open("rerank", &in, &q, &d)) != MS_OK) {
+        ms_wfile_abort(w);
         return rc;
+    }
     if (q.n_rows > UINT32_MAX) {
         rc = ms_fail(MS_ERR_INPUT, "'%s': %llu queries; rerank takes at most %u", in.queries,
                      (unsigned long long)q.n_rows, UINT32_MAX);
@@ -222,12 +227,8 @@ int cmd_rerank(int argc, char **argv)
     }
     if ((rc = ms_read_candidates(run_path, &qmap, &dmap, skip_missing, &pairs, &n_pairs)) != MS_OK)
         goto close_inputs;
-    if ((rc = ms_wfile_open(&w, out_path, zst, &err)) != MS_OK) {
-        ms_report(&err);
-        goto close_inputs;
-    }
     if ((rc = ms_device_open(&cl)) != MS_OK)
-        goto close_output;
+        goto close_inputs;
     ms_plan_blocks(&cl, &in, &q, &d, &nqb, &max_docs, &max_tokens);
     ms_progress_init(&prog, in.progress, "rerank", n_pairs);
     prog.unit = "pairs";
@@ -271,9 +272,8 @@ int cmd_rerank(int argc, char **argv)
                 stats.wait_s, stats.kernel_s, total, total > 0 ? (double)n_pairs / total : 0.0);
     }
     ms_device_close(&cl);
-close_output:
-    ms_wfile_abort(w);
 close_inputs:
+    ms_wfile_abort(w);
     free(pairs);
     ms_idmap_release(&qmap);
     ms_idmap_release(&dmap);

@@ -103,17 +103,15 @@ int cmd_search(int argc, char **argv)
         return ms_usage_error("search", "unexpected argument '%s'", argv[optind]);
     if (ms_fmt_resolve(out_path, format, &fmt, &zst, &err) != MS_OK)
         return ms_report(&err);
-    if ((rc = ms_inputs_open("search", &in, &q, &d)) != MS_OK)
-        return rc;
-    /* Create the output now (as a temporary file) so an unwritable path
-     * fails before any work; it is renamed into place only at the end. */
-    if ((rc = ms_wfile_open(&w, out_path, zst, &err)) != MS_OK) {
-        ms_report(&err);
-        goto close_inputs;
-    }
-    if (fmt == MS_FMT_NPY || fmt == MS_FMT_H5) { /* arrays are written by name at the end */
+    /* Create the output now (as a temporary file) so an unusable path fails
+     * before any input is read; it is put in place only at the end. Arrays
+     * are written by name at the end: their path is only tried here. */
+    if (fmt == MS_FMT_NPY || fmt == MS_FMT_H5 ? ms_output_try(out_path, fmt, &err)
+                                              : ms_wfile_open(&w, out_path, zst, 0, &err))
+        return ms_report(&err);
+    if ((rc = ms_inputs_open("search", &in, &q, &d)) != MS_OK) {
         ms_wfile_abort(w);
-        w = NULL;
+        return rc;
     }
     if ((rc = ms_device_open(&cl)) != MS_OK)
         goto close_output;
@@ -158,7 +156,6 @@ close_device:
     ms_device_close(&cl);
 close_output:
     ms_wfile_abort(w);
-close_inputs:
     ms_src_close(&q);
     ms_src_close(&d);
     if (rc == MS_OK && (!out_path || strcmp(out_path, "-") == 0))

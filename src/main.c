@@ -16,7 +16,7 @@
 
 #include "cmd.h"
 #include "h5.h"
-#include "out.h"
+#include "tempfile.h"
 
 #ifndef MS_VERSION
 #define MS_VERSION "0.1.0"
@@ -123,7 +123,7 @@ int ms_close_stdout(void)
  * die of the same signal so the shell sees why. */
 static void on_signal(int sig)
 {
-    ms_tmp_remove_all();
+    ms_tempfile_remove_all();
     signal(sig, SIG_DFL);
     raise(sig);
 }

@@ -47,7 +47,7 @@ $ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d64.npy -o x.npy; s=$?; t
 
 $ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -o /nonexistent/m.h5
 ? 2
-~ ^maxsim: error: cannot create '/nonexistent/m.h5
+~ ^maxsim: error: -o: cannot create '/nonexistent/m.h5
 
 $ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_nan.npy --doc-lengths $FIXTURES/cli_nan_lengths.npy -o nan.npy; s=$?; ls | grep -q nan || echo clean; exit $s
 ? 2

@@ -125,7 +125,7 @@ $ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --format npy
 
 $ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy -o /nonexistent/dir/run.trec
 ? 2
-! maxsim: error: cannot create '/nonexistent/dir/run.trec': No such file or directory
+! maxsim: error: -o: cannot create '/nonexistent/dir/run.trec': No such file or directory
 
 $ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_nan.npy --doc-lengths $FIXTURES/cli_nan_lengths.npy -o nan.trec; s=$?; test -e nan.trec || ls | grep -q 'tmp' || echo clean; exit $s
 ? 2
