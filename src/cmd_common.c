@@ -52,6 +52,20 @@ int ms_read_candidates(const char *path, const struct ms_idmap *qmap, const stru
     return MS_OK;
 }
 
+int ms_check_unique_ids(const struct ms_ids *ids, const char *ids_path, const char *input)
+{
+    struct ms_idmap map = { 0 };
+    struct ms_err err;
+    char what[512];
+
+    if (ids->n == 0) /* row numbers: unique */
+        return MS_OK;
+    snprintf(what, sizeof what, "'%s'", ids_path ? ids_path : input);
+    const int rc = ms_idmap_init(&map, ids, ids->n, what, &err);
+    ms_idmap_release(&map);
+    return rc == MS_OK ? MS_OK : ms_report(&err);
+}
+
 int ms_inputs_open(const char *cmd, const struct ms_inputs_opts *o, struct ms_src *q,
                    struct ms_src *d)
 {
@@ -74,6 +88,13 @@ int ms_inputs_open(const char *cmd, const struct ms_inputs_opts *o, struct ms_sr
         ms_fail(MS_ERR_INPUT,
                 "dim mismatch: queries '%s' have dim %u but documents '%s' have dim %u", o->queries,
                 q->dim, o->docs, d->dim);
+        ms_src_close(q);
+        ms_src_close(d);
+        return MS_ERR_INPUT;
+    }
+    /* ids name the rows of every output: two rows with one id would be confused */
+    if (ms_check_unique_ids(&q->ids, o->qopts.ids_path, o->queries) != MS_OK ||
+        ms_check_unique_ids(&d->ids, o->dopts.ids_path, o->docs) != MS_OK) {
         ms_src_close(q);
         ms_src_close(d);
         return MS_ERR_INPUT;

@@ -60,6 +60,10 @@ int ms_inputs_option(const char *cmd, struct ms_inputs_opts *o, int c, const cha
 int ms_inputs_open(const char *cmd, const struct ms_inputs_opts *o, struct ms_src *q,
                    struct ms_src *d);
 
+/* Refuse duplicate ids (they name the rows of outputs): 0, or the exit
+ * status after printing an error naming the file (ids_path, else input). */
+int ms_check_unique_ids(const struct ms_ids *ids, const char *ids_path, const char *input);
+
 /* Check a --run-tag value (one word): 0, or 2 after printing a usage error. */
 int ms_parse_run_tag(const char *cmd, const char *arg);
 

@@ -264,6 +264,8 @@ int cmd_plaid(int argc, char **argv)
                 UINT32_MAX);
         goto close_index;
     }
+    if (ms_check_unique_ids(&q.ids, qopts.ids_path, qpath) != MS_OK)
+        goto close_index;
     if (doc_ids) {
         if ((rc = ms_ids_read_text(&dids, doc_ids, &err)) != MS_OK) {
             ms_report(&err);
@@ -275,6 +277,8 @@ int cmd_plaid(int argc, char **argv)
                         doc_ids, (unsigned long long)dids.n, ipath, (unsigned long long)idx.n_docs);
             goto close_index;
         }
+        if ((rc = ms_check_unique_ids(&dids, doc_ids, ipath)) != MS_OK)
+            goto close_index;
     }
     if (run_path) {
         char qwhat[512], dwhat[512];
