@@ -370,6 +370,52 @@ static int build_error(struct ms_cl *cl, cl_program prog, const char *file, cons
     return MS_ERR_RUNTIME;
 }
 
+/* Build from source with the driver's own stderr output held back: PoCL's
+ * compiler prints "N warnings generated." straight to file descriptor 2,
+ * past -q. What it says is in the build log, which becomes a note (shown
+ * with -v) after a successful build and the error text after a failed one. */
+static cl_int build_from_source(struct ms_cl *cl, cl_program prog, const char *file,
+                                const char *options)
+{
+    FILE *held = tmpfile();
+    const int saved = held ? dup(STDERR_FILENO) : -1;
+    size_t log_len = 0;
+    char *log;
+    cl_int rc;
+
+    fflush(stderr);
+    if (saved >= 0)
+        dup2(fileno(held), STDERR_FILENO);
+    rc = clBuildProgram(prog, 1, &cl->info.device, options, NULL, NULL);
+    if (saved >= 0) {
+        fflush(stderr);
+        dup2(saved, STDERR_FILENO);
+        close(saved);
+    }
+    if (held)
+        fclose(held);
+    if (rc == CL_SUCCESS &&
+        clGetProgramBuildInfo(prog, cl->info.device, CL_PROGRAM_BUILD_LOG, 0, NULL, &log_len) ==
+            CL_SUCCESS &&
+        log_len > 1 && (log = malloc(log_len + 1)) != NULL) {
+        if (clGetProgramBuildInfo(prog, cl->info.device, CL_PROGRAM_BUILD_LOG, log_len, log,
+                                  NULL) == CL_SUCCESS) {
+            log[log_len] = '\0';
+            for (size_t l = strlen(log); l > 0 && (log[l - 1] == '\n' || log[l - 1] == ' '); l--)
+                log[l - 1] = '\0';
+            if (*log) /* indented: the driver's lines are not maxsim's messages */
+                ms_cl_note(cl, "build log of '%s':", file);
+            for (const char *p = log; *p;) {
+                const size_t n = strcspn(p, "\n");
+                ms_cl_note(cl, "  %.*s", (int)n, p);
+                p += n + (p[n] == '\n');
+            }
+        }
+        free(log);
+    }
+    return rc;
+}
+
 int ms_cl_program(struct ms_cl *cl, const char *file, const char *options, cl_program *out,
                   struct ms_err *err)
 {
@@ -413,7 +459,7 @@ int ms_cl_program(struct ms_cl *cl, const char *file, const char *options, cl_pr
                    file, ms_cl_strerror(rc));
         goto done;
     }
-    rc = clBuildProgram(prog, 1, &cl->info.device, options, NULL, NULL);
+    rc = build_from_source(cl, prog, file, options);
     if (rc != CL_SUCCESS) {
         build_error(cl, prog, file, options, rc, err);
         clReleaseProgram(prog);
