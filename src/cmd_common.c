@@ -166,6 +166,9 @@ void ms_plan_blocks(const struct ms_cl *cl, const struct ms_inputs_opts *o, cons
         if (docs < 16)
             docs = 16;
     }
+    /* never more than the corpus: buffers are sized for a block */
+    if (docs > d->n_rows)
+        docs = d->n_rows ? d->n_rows : 1;
     /* a block always holds at least one whole document */
     for (uint64_t r = 0; r < d->n_rows; r++)
         if (ms_src_row_len(d, r) > tokens)

@@ -53,3 +53,7 @@ $ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_nan.npy --doc-lengths $FI
 ? 2
 > clean
 ! maxsim: error: '$FIXTURES/cli_nan.npy': row 3 token 3 holds a NaN or Inf (embeddings must be finite)
+
+# --chunk-docs larger than the corpus: buffers for the corpus, not the option.
+$ maxsim score -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs --chunk-docs 100000000000 | head -1
+> q1	doc-0000	4.00032616

@@ -142,3 +142,8 @@ $ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIX
 
 $ maxsim -q search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy --progress | wc -l
 > 50
+
+# --chunk-docs larger than the corpus sizes buffers for the corpus, not the
+# option (10^11 ran out of memory on 500 documents).
+$ maxsim search -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -k 1 --chunk-docs 100000000000 | head -1
+> q1 Q0 doc-0042 1 16.5641651 maxsim
