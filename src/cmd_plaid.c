@@ -237,10 +237,8 @@ int cmd_plaid(int argc, char **argv)
         so.nrerank = so.ncandidates / 4 > k || run_path ? so.ncandidates / 4 : k;
     if (!so.nrerank)
         so.nrerank = 1;
-    if (ms_fmt_resolve(out_path, format, &fmt, &zst, &err) != MS_OK)
+    if (ms_fmt_resolve(out_path, format, MS_FMT_TEXT, MS_FMT_TREC, &fmt, &zst, &err) != MS_OK)
         return ms_report(&err);
-    if (fmt != MS_FMT_TREC && fmt != MS_FMT_TSV)
-        return ms_usage_error("plaid", "--format takes trec or tsv, got '%s'", ms_fmt_name(fmt));
     /* the output first, so an unusable path fails before any input is read */
     if (ms_wfile_open(&w, out_path, zst, 0, &err) != MS_OK)
         return ms_report(&err);

@@ -200,11 +200,8 @@ int cmd_rerank(int argc, char **argv)
         return ms_usage_error("rerank", "unexpected argument '%s'", argv[optind]);
     if (!run_path)
         return ms_usage_error("rerank", "no candidate run (-c RUN, or -c - for stdin)");
-    if (ms_fmt_resolve(out_path, format, &fmt, &zst, &err) != MS_OK)
+    if (ms_fmt_resolve(out_path, format, MS_FMT_TEXT, MS_FMT_TREC, &fmt, &zst, &err) != MS_OK)
         return ms_report(&err);
-    if (fmt != MS_FMT_TREC && fmt != MS_FMT_TSV)
-        return ms_usage_error("rerank", "--format takes trec or tsv for a reranked run, got '%s'",
-                              ms_fmt_name(fmt));
     /* the output first, so an unusable path fails before any input is read */
     if (ms_wfile_open(&w, out_path, zst, 0, &err) != MS_OK)
         return ms_report(&err);

@@ -141,16 +141,9 @@ int cmd_score(int argc, char **argv)
     }
     if (optind < argc)
         return ms_usage_error("score", "unexpected argument '%s'", argv[optind]);
-    if (!out_path && !format)
-        format = "tsv";
-    if (ms_fmt_resolve(out_path, format, &sink.fmt, &zst, &err) != MS_OK)
+    if (ms_fmt_resolve(out_path, format, 1u << MS_FMT_TSV | 1u << MS_FMT_NPY | 1u << MS_FMT_H5,
+                       MS_FMT_TSV, &sink.fmt, &zst, &err) != MS_OK)
         return ms_report(&err);
-    if (sink.fmt == MS_FMT_TREC) {
-        if (format)
-            return ms_usage_error(
-                "score", "--format takes tsv, npy or h5 for a score matrix, got '%s'", format);
-        sink.fmt = MS_FMT_TSV; /* any other suffix: TSV text */
-    }
     /* Open the destination before reading any input, so an unusable path
      * fails at once. .npy and HDF5 are written by offset: they need a
      * seekable file (a scratch file when -o names a device or a FIFO). */

@@ -101,7 +101,7 @@ int cmd_search(int argc, char **argv)
     }
     if (optind < argc)
         return ms_usage_error("search", "unexpected argument '%s'", argv[optind]);
-    if (ms_fmt_resolve(out_path, format, &fmt, &zst, &err) != MS_OK)
+    if (ms_fmt_resolve(out_path, format, MS_FMT_ANY, MS_FMT_TREC, &fmt, &zst, &err) != MS_OK)
         return ms_report(&err);
     /* Create the output now (as a temporary file) so an unusable path fails
      * before any input is read; it is put in place only at the end. Arrays

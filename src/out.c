@@ -4,6 +4,7 @@
  */
 #include "out.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -40,39 +41,76 @@ const char *ms_fmt_name(enum ms_fmt fmt)
     return names[fmt];
 }
 
-int ms_fmt_resolve(const char *path, const char *format, enum ms_fmt *fmt, int *zst,
-                   struct ms_err *err)
+/* The format a name stands for; -1 for none of them. */
+static int fmt_of_name(const char *name)
+{
+    for (int f = MS_FMT_TREC; f <= MS_FMT_H5; f++)
+        if (strcmp(name, ms_fmt_name((enum ms_fmt)f)) == 0)
+            return f;
+    return strcmp(name, "hdf5") == 0 ? MS_FMT_H5 : -1;
+}
+
+/* "trec or tsv", "tsv, npy or h5": the formats of a mask, for messages. */
+static const char *fmt_list(unsigned allowed, char *buf, size_t cap)
+{
+    int n = 0, total = 0;
+    size_t used = 0;
+
+    for (int f = MS_FMT_TREC; f <= MS_FMT_H5; f++)
+        total += (allowed >> f) & 1;
+    buf[0] = '\0';
+    for (int f = MS_FMT_TREC; f <= MS_FMT_H5; f++)
+        if ((allowed >> f) & 1) {
+            n++;
+            used += (size_t)snprintf(buf + used, cap - used, "%s%s",
+                                     n == 1       ? ""
+                                     : n == total ? " or "
+                                                  : ", ",
+                                     ms_fmt_name((enum ms_fmt)f));
+        }
+    return buf;
+}
+
+int ms_fmt_resolve(const char *path, const char *format, unsigned allowed, enum ms_fmt dflt,
+                   enum ms_fmt *fmt, int *zst, struct ms_err *err)
 {
     const int to_stdout = !path || strcmp(path, "-") == 0;
+    int named = -1, by_suffix = -1;
+    char list[64];
 
+    fmt_list(allowed, list, sizeof list);
     *zst = !to_stdout && (ends_with(path, ".zst") || ends_with(path, ".zstd"));
-    if (format) {
-        if (strcmp(format, "trec") == 0)
-            *fmt = MS_FMT_TREC;
-        else if (strcmp(format, "tsv") == 0)
-            *fmt = MS_FMT_TSV;
-        else if (strcmp(format, "npy") == 0)
-            *fmt = MS_FMT_NPY;
-        else if (strcmp(format, "h5") == 0)
-            *fmt = MS_FMT_H5;
-        else
-            return ms_err_set(err, MS_ERR_INPUT,
-                              "unknown format '%s' (expected trec, tsv, npy or h5)", format);
-    } else if (to_stdout) {
-        *fmt = MS_FMT_TREC;
-    } else {
+    if (format && (named = fmt_of_name(format)) < 0)
+        return ms_err_set(err, MS_ERR_INPUT, "unknown format '%s' (expected %s)", format, list);
+    if (!to_stdout) {
+        const char *dot;
         char base[4096];
         snprintf(base, sizeof base, "%s", path);
         if (*zst)
             *strrchr(base, '.') = '\0';
-        if (ends_with(base, ".tsv"))
-            *fmt = MS_FMT_TSV;
-        else if (ends_with(base, ".npy"))
-            *fmt = MS_FMT_NPY;
-        else if (ends_with(base, ".h5") || ends_with(base, ".hdf5"))
-            *fmt = MS_FMT_H5;
-        else
-            *fmt = MS_FMT_TREC; /* .trec, .run, .txt or anything else: a run file */
+        /* .trec .tsv .npy .h5 .hdf5 name a format; .run, .txt or anything else do not */
+        if ((dot = strrchr(base, '.')) && !strchr(dot, '/') && strlen(dot + 1) < 8) {
+            char lower[8];
+            size_t i = 0;
+            for (; dot[1 + i]; i++)
+                lower[i] = (char)tolower((unsigned char)dot[1 + i]);
+            lower[i] = '\0';
+            by_suffix = fmt_of_name(lower);
+        }
+    }
+    if (named >= 0 && by_suffix >= 0 && named != by_suffix)
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "--format %s contradicts the name '%s' (a .%s file); give one or the "
+                          "other",
+                          format, path, ms_fmt_name((enum ms_fmt)by_suffix));
+    *fmt = named >= 0 ? (enum ms_fmt)named : by_suffix >= 0 ? (enum ms_fmt)by_suffix : dflt;
+    if (!((allowed >> *fmt) & 1)) {
+        if (named >= 0)
+            return ms_err_set(err, MS_ERR_INPUT, "--format takes %s here, got '%s'", list, format);
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "-o '%s' names %s output, which this command does not write (expected "
+                          "%s)",
+                          path, ms_fmt_name(*fmt), list);
     }
     if ((*fmt == MS_FMT_NPY || *fmt == MS_FMT_H5) && to_stdout)
         return ms_err_set(err, MS_ERR_INPUT, "%s output needs a file name (-o OUT.%s)",

@@ -23,12 +23,17 @@ enum ms_fmt {
     MS_FMT_NPY,
     MS_FMT_H5,
 };
+#define MS_FMT_TEXT (1u << MS_FMT_TREC | 1u << MS_FMT_TSV)
+#define MS_FMT_ANY  (MS_FMT_TEXT | 1u << MS_FMT_NPY | 1u << MS_FMT_H5)
 
-/* Pick the format from --format (may be NULL) or the output's suffix
- * (.trec .tsv .run .txt .npy .h5, each text one optionally + .zst).
- * *zst is set for a .zst text output. */
-int ms_fmt_resolve(const char *path, const char *format, enum ms_fmt *fmt, int *zst,
-                   struct ms_err *err);
+/* Pick the format: the suffix of the output's name picks it (.trec .tsv
+ * .npy .h5 .hdf5, each text one optionally + .zst), --format (may be NULL)
+ * overrides a name without one (.run, .txt, /dev/stdout), and a
+ * contradiction between the two is an error, as is a format outside
+ * `allowed` (a mask of 1 << MS_FMT_*). dflt is for neither. *zst is set for
+ * a .zst text output. */
+int ms_fmt_resolve(const char *path, const char *format, unsigned allowed, enum ms_fmt dflt,
+                   enum ms_fmt *fmt, int *zst, struct ms_err *err);
 const char *ms_fmt_name(enum ms_fmt fmt);
 
 struct ms_wfile;

@@ -79,3 +79,27 @@ $ maxsim plaid -q missing.npy -i missing -o nodir/r.trec
 $ mkdir mnt && mount -t tmpfs -o size=4k tmpfs mnt && { maxsim score -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -o mnt/s.npy; s=$?; ls mnt; umount mnt; exit $s; }
 ? 1
 ! maxsim: error: cannot write to 'mnt/s.npy': No space left on device
+
+# The format (issue 12): the name's suffix picks it, --format overrides a
+# name without one, a contradiction is an error; checked before any work.
+$ maxsim score -q missing.npy -d missing.npy -o s.trec
+? 2
+! maxsim: error: -o 's.trec' names trec output, which this command does not write (expected tsv, npy or h5)
+
+$ maxsim search -q missing.npy -d missing.npy --format h5 -o r.trec
+? 2
+! maxsim: error: --format h5 contradicts the name 'r.trec' (a .trec file); give one or the other
+
+$ maxsim rerank -q missing.npy -d missing.npy -c missing.trec -o r.tsv.zst --format trec
+? 2
+! maxsim: error: --format trec contradicts the name 'r.tsv.zst' (a .tsv file); give one or the other
+
+$ maxsim search -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -k 1 --format tsv -o r.run && head -1 r.run
+> q1	doc-0042	1	16.5641651
+
+$ maxsim score -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -o s.txt && head -1 s.txt
+> q1	doc-0000	4.00032616
+
+$ maxsim search -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -k 1 --format npy -o R.NPY && ls R.*
+> R.indices.npy
+> R.scores.npy

@@ -136,8 +136,7 @@ $ maxsim plaid -q $FIXTURES/plaid_q.npy
 
 $ maxsim plaid -q $FIXTURES/plaid_q.npy -i $FIXTURES/plaid_fp2 -o out.npy
 ? 2
-! maxsim plaid: --format takes trec or tsv, got 'npy'
-! Try 'maxsim plaid --help'.
+! maxsim: error: -o 'out.npy' names npy output, which this command does not write (expected trec or tsv)
 
 $ maxsim plaid -q $FIXTURES/plaid_q.npy -i $FIXTURES/plaid_fp2 --nprobe 0
 ? 2

@@ -58,8 +58,7 @@ $ maxsim rerank -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.h5:/docs -c $TMP/none.
 
 $ maxsim rerank -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.h5:/docs -c $FIXTURES/cli_run.trec -o x.npy
 ? 2
-! maxsim rerank: --format takes trec or tsv for a reranked run, got 'npy'
-! Try 'maxsim rerank --help'.
+! maxsim: error: -o 'x.npy' names npy output, which this command does not write (expected trec or tsv)
 
 $ maxsim rerank -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.h5:/docs -c $FIXTURES/cli_run.trec -k 0
 ? 2

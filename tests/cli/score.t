@@ -37,8 +37,7 @@ $ maxsim score -q $FIXTURES/cli_d.h5:/queries -d $FIXTURES/cli_d.h5:/docs | awk 
 # Errors.
 $ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --format trec -o x.trec
 ? 2
-! maxsim score: --format takes tsv, npy or h5 for a score matrix, got 'trec'
-! Try 'maxsim score --help'.
+! maxsim: error: --format takes tsv, npy or h5 here, got 'trec'
 
 $ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d64.npy -o x.npy; s=$?; test -e x.npy || echo none; exit $s
 ? 2
