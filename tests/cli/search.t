@@ -147,3 +147,22 @@ $ maxsim -q search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $
 # option (10^11 ran out of memory on 500 documents).
 $ maxsim search -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -k 1 --chunk-docs 100000000000 | head -1
 > q1 Q0 doc-0042 1 16.5641651 maxsim
+
+# zstd through a pipe (/dev/stdin), told by its first bytes (it said "bad
+# magic bytes": the format probe had consumed them); lengths too.
+$ zstd -q -c $DATA/queries.npy | maxsim search -q /dev/stdin -d $DATA/docs.npy --doc-lengths $DATA/docs_lengths.npy -k 1 --format tsv
+> 0	42	1	16.5641651
+> 1	137	1	16.9055138
+> 2	256	1	16.852972
+> 3	499	1	16.7030907
+
+$ zstd -q -c $DATA/docs_lengths.npy | maxsim search -q $DATA/queries.npy -d $DATA/docs.npy --doc-lengths /dev/stdin -k 1 --format tsv | head -1
+> 0	42	1	16.5641651
+
+$ cat $DATA/queries.npy | maxsim search -q /dev/stdin -d $DATA/docs.npy --doc-lengths $DATA/docs_lengths.npy
+? 2
+! maxsim: error: '/dev/stdin': a plain .npy through a pipe (it is read at random positions: give a file, or compress it with zstd)
+
+$ zstd -q -c $DATA/queries.npy | head -c 3000 | maxsim search -q /dev/stdin -d $DATA/docs.npy --doc-lengths $DATA/docs_lengths.npy
+? 2
+! maxsim: error: '/dev/stdin': truncated zstd data (the file ends inside a frame)
