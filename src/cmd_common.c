@@ -1,8 +1,12 @@
 /*
- * cmd_common.c - shared parts of the scoring commands (cmd_common.h).
+ * cmd_common.c - shared parts of the scoring commands (cmd_common.h), and
+ * the helpers every command uses for messages, option values and standard
+ * output (cmd.h).
  */
 #include "cmd_common.h"
 
+#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,4 +293,72 @@ int ms_score_all(struct ms_cl *cl, const struct ms_inputs_opts *o, struct ms_src
                         err);
     }
     return rc;
+}
+
+int ms_report(const struct ms_err *err)
+{
+    fprintf(stderr, "maxsim: error: %s\n", err->msg);
+    return err->status ? err->status : MS_ERR_RUNTIME;
+}
+
+int ms_fail(int status, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("maxsim: error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return status;
+}
+
+void ms_warn(const char *fmt, ...)
+{
+    va_list ap;
+    if (ms_global.quiet)
+        return;
+    fputs("maxsim: warning: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int ms_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "maxsim%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'maxsim%s%s --help'.\n", cmd ? " " : "", cmd ? cmd : "");
+    return MS_ERR_INPUT;
+}
+
+int ms_parse_u64(const char *cmd, const char *opt, const char *arg, uint64_t min, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    if (!arg || !*arg || *arg == '-' || *arg == '+')
+        goto bad;
+    errno = 0;
+    v = strtoull(arg, &end, 10);
+    if (errno || *end || v < min)
+        goto bad;
+    *out = v;
+    return 0;
+bad:
+    return ms_usage_error(cmd, "%s takes an integer >= %llu (e.g. %s %llu), got '%s'", opt,
+                          (unsigned long long)min, opt, (unsigned long long)(min > 10 ? min : 10),
+                          arg ? arg : "");
+}
+
+int ms_close_stdout(void)
+{
+    if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) {
+        ms_fail(MS_ERR_RUNTIME, "cannot write to standard output: %s", strerror(errno));
+        return MS_ERR_RUNTIME;
+    }
+    return 0;
 }
