@@ -37,6 +37,23 @@ int cmd_plaid(int argc, char **argv);
 /* `maxsim info` on index directories (cmd_plaid.c). */
 int cmd_plaid_info(char **dirs, int n, int json);
 
+/* The global options, accepted after the command name too (`maxsim search
+ * ... -v`): entries for a command's `struct option` table, and 'v' goes in
+ * its optstring. There -q means --queries, so quiet is --quiet alone. */
+enum { OPT_GLOBAL_DEVICE = 4000, OPT_GLOBAL_QUIET };
+#define MS_GLOBAL_LONGOPTS                                                                         \
+    { "device", required_argument, NULL, OPT_GLOBAL_DEVICE },                                      \
+        { "verbose", no_argument, NULL, 'v' },                                                     \
+    {                                                                                              \
+        "quiet", no_argument, NULL, OPT_GLOBAL_QUIET                                               \
+    }
+
+/* The shared end of every command's option switch: a global option, -h
+ * (prints help_text), a missing value or an unknown option. Returns -1 when
+ * parsing goes on, else the command's exit status (0 after --help; standard
+ * output is closed by main.c). */
+int ms_option_tail(const char *cmd, int c, char **argv, const char *help_text);
+
 /* Print "maxsim: error: MSG" and return err->status. */
 int ms_report(const struct ms_err *err);
 /* Print "maxsim: error: FMT..." and return `status`. */
@@ -50,7 +67,9 @@ int ms_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(
  * return 2 (else 0). */
 int ms_parse_u64(const char *cmd, const char *opt, const char *arg, uint64_t min, uint64_t *out);
 
-/* Flush and close stdout, reporting a write error (e.g. `> /dev/full`): 0 or 1. */
+/* Flush and close stdout, reporting a write error (e.g. `> /dev/full`): 0 or
+ * 1. main.c calls it once a command succeeded (git's run_builtin); a second
+ * call does nothing. */
 int ms_close_stdout(void);
 
 #endif

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "h5.h"
 #include "maxsim.h"
 #include "stream.h"
 
@@ -324,6 +325,21 @@ void ms_warn(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
+int ms_option_tail(const char *cmd, int c, char **argv, const char *help_text)
+{
+    switch (c) {
+    case 'v':
+        ms_global.verbose++;
+        ms_h5_set_verbose(1);
+        return -1;
+    case OPT_GLOBAL_QUIET: ms_global.quiet = 1; return -1;
+    case OPT_GLOBAL_DEVICE: ms_global.device = optarg; return -1;
+    case 'h': fputs(help_text, stdout); return 0;
+    case ':': return ms_usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
+    default: return ms_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+    }
+}
+
 int ms_usage_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
@@ -356,6 +372,11 @@ bad:
 
 int ms_close_stdout(void)
 {
+    static int closed;
+
+    if (closed)
+        return 0;
+    closed = 1;
     if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) {
         ms_fail(MS_ERR_RUNTIME, "cannot write to standard output: %s", strerror(errno));
         return MS_ERR_RUNTIME;

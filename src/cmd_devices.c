@@ -16,15 +16,13 @@
 #include "cl_dev.h"
 #include "cmd.h"
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: maxsim devices [--json]\n\n"
-               "List OpenCL platforms and devices; '*' marks the one --device picks\n"
-               "(default: auto, the first GPU, else the first CPU).\n\n"
-               "options:\n"
-               "  --json      one JSON object instead of text\n"
-               "  -h, --help  this help\n");
-}
+static const char usage_text[] =
+    "usage: maxsim devices [--json]\n\n"
+    "List OpenCL platforms and devices; '*' marks the one --device picks\n"
+    "(default: auto, the first GPU, else the first CPU).\n\n"
+    "options:\n"
+    "  --json      one JSON object instead of text\n"
+    "  -h, --help  this help\n";
 
 static void json_str(const char *s)
 {
@@ -101,17 +99,21 @@ int cmd_devices(int argc, char **argv)
     static const struct option longopts[] = {
         { "json", no_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
+        MS_GLOBAL_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
     struct ms_cl_devinfo *list = NULL;
     struct ms_err err = { 0 };
     int n = 0, json = 0, picked, c;
 
-    while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":hv", longopts, NULL)) != -1) {
         switch (c) {
         case 'j': json = 1; break;
-        case 'h': usage(stdout); return ms_close_stdout();
-        default: return ms_usage_error("devices", "unknown option '%s'", argv[optind - 1]);
+        default: {
+            const int status = ms_option_tail("devices", c, argv, usage_text);
+            if (status >= 0)
+                return status;
+        }
         }
     }
     if (optind < argc)
@@ -129,8 +131,7 @@ int cmd_devices(int argc, char **argv)
     else
         print_text(list, n, picked);
     free(list);
-    c = ms_close_stdout();
     if (picked < 0)
         return ms_report(&err);
-    return c;
+    return MS_OK;
 }

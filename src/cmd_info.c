@@ -187,7 +187,7 @@ static int print_cache(int json)
     } else {
         printf("cache    off\n");
     }
-    return ms_close_stdout();
+    return MS_OK;
 }
 
 int cmd_info(int argc, char **argv)
@@ -199,6 +199,7 @@ int cmd_info(int argc, char **argv)
         { "ids", required_argument, NULL, 'i' },
         { "cache", no_argument, NULL, 'C' },
         { "help", no_argument, NULL, 'h' },
+        MS_GLOBAL_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
     struct ms_src_opts opts = { NULL, NULL, "input" };
@@ -206,16 +207,18 @@ int cmd_info(int argc, char **argv)
     struct ms_err err;
     struct info *infos;
 
-    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":hv", longopts, NULL)) != -1) {
         switch (c) {
         case 'j': json = 1; break;
         case 'c': check = 1; break;
         case 'l': opts.lengths_path = optarg; break;
         case 'i': opts.ids_path = optarg; break;
         case 'C': cache = 1; break;
-        case 'h': fputs(usage_text, stdout); return ms_close_stdout();
-        case ':': return ms_usage_error("info", "option '%s' needs a value", argv[optind - 1]);
-        default: return ms_usage_error("info", "unknown option '%s'", argv[optind - 1]);
+        default: {
+            const int status = ms_option_tail("info", c, argv, usage_text);
+            if (status >= 0)
+                return status;
+        }
         }
     }
     if (cache) {
@@ -268,8 +271,6 @@ int cmd_info(int argc, char **argv)
             print_table(infos, n_files);
         }
     }
-    if (rc == MS_OK)
-        rc = ms_close_stdout();
     free(files);
     free(dirs);
     free(infos);

@@ -159,6 +159,7 @@ int cmd_plaid(int argc, char **argv)
         { "skip-missing", no_argument, NULL, OPT_SKIP },
         { "progress", no_argument, NULL, OPT_PROGRESS },
         { "help", no_argument, NULL, 'h' },
+        MS_GLOBAL_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
     const char *qpath = NULL, *ipath = NULL, *run_path = NULL, *out_path = NULL, *format = NULL;
@@ -180,7 +181,7 @@ int cmd_plaid(int argc, char **argv)
     struct ms_err err;
     enum ms_fmt fmt;
 
-    while ((c = getopt_long(argc, argv, ":q:i:c:k:o:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":q:i:c:k:o:hv", longopts, NULL)) != -1) {
         switch (c) {
         case 'q': qpath = optarg; break;
         case 'i': ipath = optarg; break;
@@ -218,9 +219,11 @@ int cmd_plaid(int argc, char **argv)
         case OPT_QUERY_LENGTHS: qopts.lengths_path = optarg; break;
         case OPT_SKIP: skip_missing = 1; break;
         case OPT_PROGRESS: progress = 1; break;
-        case 'h': fputs(usage_text, stdout); return ms_close_stdout();
-        case ':': return ms_usage_error("plaid", "option '%s' needs a value", argv[optind - 1]);
-        default: return ms_usage_error("plaid", "unknown option '%s'", argv[optind - 1]);
+        default: {
+            const int status = ms_option_tail("plaid", c, argv, usage_text);
+            if (status >= 0)
+                return status;
+        }
         }
     }
     if (optind < argc)
@@ -354,8 +357,6 @@ close_index:
 close_queries:
     ms_wfile_abort(w);
     ms_src_close(&q);
-    if (rc == MS_OK && (!out_path || strcmp(out_path, "-") == 0))
-        rc = ms_close_stdout();
     return rc;
 }
 

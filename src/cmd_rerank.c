@@ -155,6 +155,7 @@ int cmd_rerank(int argc, char **argv)
         { "run-tag", required_argument, NULL, OPT_RUN_TAG },
         { "skip-missing", no_argument, NULL, OPT_SKIP_MISSING },
         { "help", no_argument, NULL, 'h' },
+        MS_GLOBAL_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
     struct ms_inputs_opts in = { 0 };
@@ -171,7 +172,7 @@ int cmd_rerank(int argc, char **argv)
     struct ms_err err;
     enum ms_fmt fmt;
 
-    while ((c = getopt_long(argc, argv, ":q:d:c:k:o:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":q:d:c:k:o:hv", longopts, NULL)) != -1) {
         const int r = ms_inputs_option("rerank", &in, c, optarg);
         if (r == 2)
             return MS_ERR_INPUT;
@@ -191,9 +192,11 @@ int cmd_rerank(int argc, char **argv)
                 return MS_ERR_INPUT;
             tag = optarg;
             break;
-        case 'h': fputs(usage_text, stdout); return ms_close_stdout();
-        case ':': return ms_usage_error("rerank", "option '%s' needs a value", argv[optind - 1]);
-        default: return ms_usage_error("rerank", "unknown option '%s'", argv[optind - 1]);
+        default: {
+            const int status = ms_option_tail("rerank", c, argv, usage_text);
+            if (status >= 0)
+                return status;
+        }
         }
     }
     if (optind < argc)
@@ -276,7 +279,5 @@ close_inputs:
     ms_idmap_release(&dmap);
     ms_src_close(&q);
     ms_src_close(&d);
-    if (rc == MS_OK && (!out_path || strcmp(out_path, "-") == 0))
-        rc = ms_close_stdout();
     return rc;
 }

@@ -110,6 +110,7 @@ int cmd_score(int argc, char **argv)
         { "output", required_argument, NULL, 'o' },
         { "format", required_argument, NULL, OPT_FORMAT },
         { "help", no_argument, NULL, 'h' },
+        MS_GLOBAL_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
     struct ms_inputs_opts in = { 0 };
@@ -125,7 +126,7 @@ int cmd_score(int argc, char **argv)
     struct ms_err err;
     int zst, c, rc;
 
-    while ((c = getopt_long(argc, argv, ":q:d:o:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":q:d:o:hv", longopts, NULL)) != -1) {
         const int r = ms_inputs_option("score", &in, c, optarg);
         if (r == 2)
             return MS_ERR_INPUT;
@@ -134,9 +135,11 @@ int cmd_score(int argc, char **argv)
         switch (c) {
         case 'o': out_path = optarg; break;
         case OPT_FORMAT: format = optarg; break;
-        case 'h': fputs(usage_text, stdout); return ms_close_stdout();
-        case ':': return ms_usage_error("score", "option '%s' needs a value", argv[optind - 1]);
-        default: return ms_usage_error("score", "unknown option '%s'", argv[optind - 1]);
+        default: {
+            const int status = ms_option_tail("score", c, argv, usage_text);
+            if (status >= 0)
+                return status;
+        }
         }
     }
     if (optind < argc)
@@ -216,7 +219,5 @@ close_output:
         fclose(scratch);
     ms_src_close(&q);
     ms_src_close(&d);
-    if (rc == MS_OK && (!out_path || strcmp(out_path, "-") == 0))
-        rc = ms_close_stdout();
     return rc;
 }

@@ -61,6 +61,7 @@ int cmd_search(int argc, char **argv)
         { "format", required_argument, NULL, OPT_FORMAT },
         { "run-tag", required_argument, NULL, OPT_RUN_TAG },
         { "help", no_argument, NULL, 'h' },
+        MS_GLOBAL_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
     struct ms_inputs_opts in = { 0 };
@@ -76,7 +77,7 @@ int cmd_search(int argc, char **argv)
     enum ms_fmt fmt;
     int zst, c, rc;
 
-    while ((c = getopt_long(argc, argv, ":q:d:k:o:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":q:d:k:o:hv", longopts, NULL)) != -1) {
         const int r = ms_inputs_option("search", &in, c, optarg);
         if (r == 2)
             return MS_ERR_INPUT;
@@ -94,9 +95,11 @@ int cmd_search(int argc, char **argv)
                 return MS_ERR_INPUT;
             tag = optarg;
             break;
-        case 'h': fputs(usage_text, stdout); return ms_close_stdout();
-        case ':': return ms_usage_error("search", "option '%s' needs a value", argv[optind - 1]);
-        default: return ms_usage_error("search", "unknown option '%s'", argv[optind - 1]);
+        default: {
+            const int status = ms_option_tail("search", c, argv, usage_text);
+            if (status >= 0)
+                return status;
+        }
         }
     }
     if (optind < argc)
@@ -158,7 +161,5 @@ close_output:
     ms_wfile_abort(w);
     ms_src_close(&q);
     ms_src_close(&d);
-    if (rc == MS_OK && (!out_path || strcmp(out_path, "-") == 0))
-        rc = ms_close_stdout();
     return rc;
 }

@@ -4,7 +4,9 @@
  * `maxsim [--device SPEC] [-v|--verbose] [-q|--quiet] <command> [options]`.
  * The global options come before the command name (getopt stops there: the
  * optstring starts with '+'), so `maxsim -q search -q Q.npy ...` means quiet,
- * then queries. Each command parses the rest itself (cmd_<name>.c).
+ * then queries. Each command parses the rest itself (cmd_<name>.c), global
+ * options given after its name included (ms_option_tail). Standard output is
+ * closed here once the command succeeded.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -45,6 +47,8 @@ static void usage(FILE *f)
                "                   (default from MAXSIM_DEVICE)\n"
                "  -v, --verbose    more detail on stderr (kernel cache, build logs, timings)\n"
                "  -q, --quiet      no progress line and no warnings\n"
+               "                   (--device, -v and --quiet may also follow the command;\n"
+               "                   there -q means --queries)\n"
                "  -h, --help       this help\n"
                "  --version        print the version\n");
 }
@@ -101,7 +105,10 @@ int main(int argc, char **argv)
             int subc = argc - optind;
             optind = 0;
             opterr = 0;
-            return commands[i].run(subc, sub);
+            const int status = commands[i].run(subc, sub);
+            /* standard output is closed here, once, for every command
+             * (git's run_builtin): a failed write (`> /dev/full`) is an error */
+            return status == 0 ? ms_close_stdout() : status;
         }
     }
     if (strcmp(argv[optind], "help") == 0) {
