@@ -97,6 +97,16 @@ int ms_inputs_open(const char *cmd, const struct ms_inputs_opts *o, struct ms_sr
         ms_src_close(d);
         return MS_ERR_INPUT;
     }
+    /* A 2-D corpus needs its lengths to be more than one document; silence
+     * would let a forgotten --doc-lengths pass for a result. */
+    if (d->layout == MS_LAYOUT_FLAT && !o->dopts.lengths_path && !d->raw.lengths)
+        ms_warn("'%s' is a 2-D [tokens, dim] array without lengths (--doc-lengths): it is read "
+                "as one document of all %llu tokens",
+                o->docs, (unsigned long long)d->n_tokens);
+    if (d->n_rows == 0)
+        ms_warn("'%s' has no documents: the output is empty", o->docs);
+    else if (q->n_rows == 0)
+        ms_warn("'%s' has no queries: the output is empty", o->queries);
     /* ids name the rows of every output: two rows with one id would be confused */
     if (ms_check_unique_ids(&q->ids, o->qopts.ids_path, o->queries) != MS_OK ||
         ms_check_unique_ids(&d->ids, o->dopts.ids_path, o->docs) != MS_OK) {

@@ -21,7 +21,7 @@ $ maxsim search -q s.h5 -d s.h5
 ? 2
 ! maxsim: error: 's.h5' dataset '/ids': id at row 1 contains a newline (expected no whitespace in an id)
 
-$ maxsim search -q f.h5 -d $FIXTURES/cli_d.npy
+$ maxsim search -q f.h5 -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy
 ? 2
 ! maxsim: error: 'f.h5' dataset '/ids': id at row 1 contains a space (expected no whitespace in an id)
 
@@ -35,6 +35,6 @@ $ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXT
 ! maxsim: error: 'dup.txt': id 'D1' appears twice (rows 1 and 3)
 
 $ $PYTHON -c "import h5py, numpy as n; f = h5py.File('d.h5', 'w'); f['embeddings'] = n.ones((3, 2, 48), 'f4'); f['ids'] = n.array([7, 8, 7])"
-$ maxsim search -q d.h5 -d $FIXTURES/cli_d.npy
+$ maxsim search -q d.h5 -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy
 ? 2
 ! maxsim: error: 'd.h5': id '7' appears twice (rows 0 and 2)

@@ -44,9 +44,19 @@ $ awk -F'\t' 'NR==1{a=$2} NR==2{b=$2} NR==3{c=$2} END{print (a<5 && b==a+5 && c=
 $ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 100000 | wc -l
 > 1500
 
-# An empty corpus gives an empty run; empty documents score 0.
+# An empty corpus gives an empty run, and says so; empty documents score 0.
 $ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_empty_corpus.npy --doc-lengths $FIXTURES/cli_empty_corpus_lengths.npy | wc -c
 > 0
+! maxsim: warning: '$FIXTURES/cli_empty_corpus.npy' has no documents: the output is empty
+
+$ maxsim -q search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_empty_corpus.npy --doc-lengths $FIXTURES/cli_empty_corpus_lengths.npy | wc -c
+> 0
+
+# A 2-D corpus without lengths is one document of all its tokens: a warning,
+# since a forgotten --doc-lengths would otherwise pass for a result.
+$ maxsim search -q $DATA/queries.npy -d $DATA/docs.npy -k 1 --format tsv | head -1
+> 0	0	1	20.1906166
+! maxsim: warning: '$DATA/docs.npy' is a 2-D [tokens, dim] array without lengths (--doc-lengths): it is read as one document of all 2492 tokens
 
 $ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_empty_corpus.npy --doc-lengths $FIXTURES/cli_empty_rows_lengths.npy -k 2 --format tsv | head -2
 > 0	0	1	0
