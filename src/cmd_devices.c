@@ -120,9 +120,10 @@ int cmd_devices(int argc, char **argv)
         return ms_usage_error("devices", "unexpected argument '%s'", argv[optind]);
     if (ms_cl_list(&list, &n, &err) != MS_OK)
         return ms_report(&err);
-    if (n == 0)
-        return ms_fail(MS_ERR_RUNTIME, "no OpenCL platform found (install an OpenCL driver, "
-                                       "e.g. pocl-opencl-icd for the CPU)");
+    if (n == 0) { /* the one message for no platform, with its likely cause */
+        ms_cl_pick(list, 0, ms_global.device, &err);
+        return ms_report(&err);
+    }
     /* A bad --device still lists the devices (that is how one finds a good
      * one), then reports the spec error. */
     picked = ms_cl_pick(list, n, ms_global.device, &err);

@@ -69,6 +69,9 @@ int ms_lines_next(struct ms_lines *l, const char **line, size_t *len, struct ms_
         if (nl || (l->eof && l->end > l->start)) {
             char *s = l->buf + l->start;
             size_t n = nl ? (size_t)(nl - s) : l->end - l->start;
+            if (n > LINE_MAX_BYTES) /* the same limit however the pieces fell */
+                return ms_err_set(err, MS_ERR_INPUT, "'%s' line %llu: longer than %d bytes",
+                                  l->name, (unsigned long long)l->lineno + 1, LINE_MAX_BYTES);
             l->start += n + (nl ? 1 : 0);
             if (n > 0 && s[n - 1] == '\r')
                 n--;

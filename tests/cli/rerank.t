@@ -68,3 +68,8 @@ $ maxsim rerank -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.h5:/docs -c $FIXTURES/
 $ printf 'a\nb\nc\na\ne\n' > ids.txt && maxsim rerank -q $FIXTURES/cli_q.npy --query-ids ids.txt -d $FIXTURES/cli_d.h5:/docs -c $FIXTURES/cli_run.trec
 ? 2
 ! maxsim: error: 'ids.txt': id 'a' appears twice (rows 0 and 3)
+
+# A candidate line longer than 1 MiB is refused (documented in the man page).
+$ $PYTHON -c "print('q1 Q0 ' + 'd' * (1 << 20) + ' 1 1 x')" > long.trec && maxsim rerank -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -c long.trec
+? 2
+! maxsim: error: 'long.trec' line 1: longer than 1048576 bytes
