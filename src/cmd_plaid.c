@@ -392,7 +392,7 @@ int cmd_plaid(int argc, char **argv)
     else if (ms_global.verbose)
         print_stats(&a, dev, q.n_rows, n_pairs, ms_now() - t0);
     ms_plaid_dev_free(dev);
-    ms_cl_close(&cl);
+    ms_device_close(&cl);
 close_index:
     free(pairs);
     ms_idmap_release(&qmap);

@@ -159,3 +159,7 @@ $ maxsim info --json $FIXTURES/plaid_fp2 $DATA/queries.npy
 ? 2
 ! maxsim info: --json describes either embedding files or index directories; name them in two calls
 ! Try 'maxsim info --help'.
+
+# -v shows what the device layer noted (kernel cache), as for the other commands.
+$ MAXSIM_CACHE_DIR=$TMP/vcache maxsim -v plaid -q $FIXTURES/plaid_corpus_q.npy -i $FIXTURES/plaid_corpus -k 1 2>&1 >/dev/null | grep -c '^maxsim: cache SAVE'
+> 1
