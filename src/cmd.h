@@ -8,6 +8,7 @@
 #ifndef MS_CMD_H
 #define MS_CMD_H
 
+#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -48,11 +49,21 @@ enum { OPT_GLOBAL_DEVICE = 4000, OPT_GLOBAL_QUIET };
         "quiet", no_argument, NULL, OPT_GLOBAL_QUIET                                               \
     }
 
-/* The shared end of every command's option switch: a global option, -h
- * (prints help_text), a missing value or an unknown option. Returns -1 when
- * parsing goes on, else the command's exit status (0 after --help; standard
- * output is closed by main.c). */
-int ms_option_tail(const char *cmd, int c, char **argv, const char *help_text);
+/* How a command parses its options (ms_getopt). */
+struct ms_optspec {
+    const char *cmd;               /* "search", for messages */
+    const char *optstring;         /* getopt's, starting with ':' */
+    const struct option *longopts; /* ending in MS_GLOBAL_LONGOPTS and a NULL entry */
+    const char *help_text;         /* printed by -h / --help */
+    int operands;                  /* 1: arguments after the options are allowed */
+};
+
+/* getopt_long for commands, with what every command shares: global options
+ * after the command, -h, a missing value, an unknown option, unexpected
+ * operands. Returns the next option for the command's own switch, or 0 when
+ * parsing is over; then *status is -1 to go on, or the exit status to return
+ * (0 after --help: main.c closes standard output). */
+int ms_getopt(const struct ms_optspec *spec, int argc, char **argv, int *status);
 
 /* Print "maxsim: error: MSG" and return err->status. */
 int ms_report(const struct ms_err *err);

@@ -31,6 +31,14 @@ int ms_inputs_option(const char *cmd, struct ms_inputs_opts *o, int c, const cha
     case OPT_CHUNK_DOCS: return ms_parse_u64(cmd, "--chunk-docs", arg, 1, &o->chunk_docs) ? 2 : 1;
     case OPT_QUERY_BATCH:
         return ms_parse_u64(cmd, "--query-batch", arg, 1, &o->query_batch) ? 2 : 1;
+    case 'o': o->out_path = arg; return 1;
+    case OPT_FORMAT: o->format = arg; return 1;
+    case 'k': return ms_parse_u64(cmd, "-k", arg, 1, &o->k) ? 2 : 1;
+    case OPT_RUN_TAG:
+        if (ms_parse_run_tag(cmd, arg))
+            return 2;
+        o->tag = arg;
+        return 1;
     default: return 0;
     }
 }
@@ -335,19 +343,32 @@ void ms_warn(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-int ms_option_tail(const char *cmd, int c, char **argv, const char *help_text)
+int ms_getopt(const struct ms_optspec *spec, int argc, char **argv, int *status)
 {
-    switch (c) {
-    case 'v':
-        ms_global.verbose++;
-        ms_h5_set_verbose(1);
-        return -1;
-    case OPT_GLOBAL_QUIET: ms_global.quiet = 1; return -1;
-    case OPT_GLOBAL_DEVICE: ms_global.device = optarg; return -1;
-    case 'h': fputs(help_text, stdout); return 0;
-    case ':': return ms_usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
-    default: return ms_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+    int c;
+
+    *status = -1;
+    while ((c = getopt_long(argc, argv, spec->optstring, spec->longopts, NULL)) != -1) {
+        switch (c) {
+        case 'v':
+            ms_global.verbose++;
+            ms_h5_set_verbose(1);
+            break;
+        case OPT_GLOBAL_QUIET: ms_global.quiet = 1; break;
+        case OPT_GLOBAL_DEVICE: ms_global.device = optarg; break;
+        case 'h': fputs(spec->help_text, stdout); return *status = 0;
+        case ':':
+            *status = ms_usage_error(spec->cmd, "option '%s' needs a value", argv[optind - 1]);
+            return 0;
+        case '?':
+            *status = ms_usage_error(spec->cmd, "unknown option '%s'", argv[optind - 1]);
+            return 0;
+        default: return c;
+        }
     }
+    if (!spec->operands && optind < argc)
+        *status = ms_usage_error(spec->cmd, "unexpected argument '%s'", argv[optind]);
+    return 0;
 }
 
 int ms_usage_error(const char *cmd, const char *fmt, ...)

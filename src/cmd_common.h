@@ -43,6 +43,9 @@ enum {
     }
 
 struct ms_inputs_opts {
+    /* the output: -o, --format, --run-tag, -k (set their defaults first) */
+    const char *out_path, *format, *tag;
+    uint64_t k;
     const char *queries, *docs;
     struct ms_src_opts qopts, dopts;
     int normalize;
@@ -51,8 +54,9 @@ struct ms_inputs_opts {
     int progress;         /* --progress: even when stderr is not a terminal */
 };
 
-/* Handle one of the shared options; returns 1 if it was one, 0 if not, or
- * 2 (after printing a usage error) for a bad value. */
+/* Handle one of the shared options (those above, and -o, --format,
+ * --run-tag, -k); returns 1 if it was one, 0 if not, or 2 (after printing a
+ * usage error) for a bad value. */
 int ms_inputs_option(const char *cmd, struct ms_inputs_opts *o, int c, const char *arg);
 
 /* Open queries and documents and check they can be scored together (both

@@ -102,22 +102,19 @@ int cmd_devices(int argc, char **argv)
         MS_GLOBAL_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
+    static const struct ms_optspec spec = { "devices", ":hv", longopts, usage_text, 0 };
     struct ms_cl_devinfo *list = NULL;
     struct ms_err err = { 0 };
-    int n = 0, json = 0, picked, c;
+    int n = 0, json = 0, picked, c, status;
 
-    while ((c = getopt_long(argc, argv, ":hv", longopts, NULL)) != -1) {
+    while ((c = ms_getopt(&spec, argc, argv, &status)) != 0) {
         switch (c) {
         case 'j': json = 1; break;
-        default: {
-            const int status = ms_option_tail("devices", c, argv, usage_text);
-            if (status >= 0)
-                return status;
-        }
+        default: break;
         }
     }
-    if (optind < argc)
-        return ms_usage_error("devices", "unexpected argument '%s'", argv[optind]);
+    if (status >= 0)
+        return status;
     if (ms_cl_list(&list, &n, &err) != MS_OK)
         return ms_report(&err);
     if (n == 0) { /* the one message for no platform, with its likely cause */

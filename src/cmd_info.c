@@ -261,25 +261,24 @@ int cmd_info(int argc, char **argv)
         MS_GLOBAL_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
+    static const struct ms_optspec spec = { "info", ":hv", longopts, usage_text, 1 };
     struct ms_src_opts opts = { NULL, NULL, "input" };
-    int json = 0, check = 0, cache = 0, c, rc = MS_OK;
+    int json = 0, check = 0, cache = 0, c, status, rc = MS_OK;
     struct ms_err err;
     struct info *infos;
 
-    while ((c = getopt_long(argc, argv, ":hv", longopts, NULL)) != -1) {
+    while ((c = ms_getopt(&spec, argc, argv, &status)) != 0) {
         switch (c) {
         case 'j': json = 1; break;
         case 'c': check = 1; break;
         case 'l': opts.lengths_path = optarg; break;
         case 'i': opts.ids_path = optarg; break;
         case 'C': cache = 1; break;
-        default: {
-            const int status = ms_option_tail("info", c, argv, usage_text);
-            if (status >= 0)
-                return status;
-        }
+        default: break;
         }
     }
+    if (status >= 0)
+        return status;
     if (cache) {
         if (optind < argc)
             return ms_usage_error("info", "--cache takes no files, got '%s'", argv[optind]);

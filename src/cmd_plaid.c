@@ -171,14 +171,15 @@ static int parse_args(int argc, char **argv, struct plaid_args *a)
         MS_GLOBAL_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
-    int c;
+    static const struct ms_optspec spec = { "plaid", ":q:i:c:k:o:hv", longopts, usage_text, 0 };
+    int c, status;
 
     memset(a, 0, sizeof *a);
     a->tag = "maxsim";
     a->qopts.role = "queries";
     a->so.nprobe = 8;
     a->so.ncandidates = 4096;
-    while ((c = getopt_long(argc, argv, ":q:i:c:k:o:hv", longopts, NULL)) != -1) {
+    while ((c = ms_getopt(&spec, argc, argv, &status)) != 0) {
         switch (c) {
         case 'q': a->qpath = optarg; break;
         case 'i': a->ipath = optarg; break;
@@ -216,15 +217,11 @@ static int parse_args(int argc, char **argv, struct plaid_args *a)
         case OPT_QUERY_LENGTHS: a->qopts.lengths_path = optarg; break;
         case OPT_SKIP: a->skip_missing = 1; break;
         case OPT_PROGRESS: a->progress = 1; break;
-        default: {
-            const int status = ms_option_tail("plaid", c, argv, usage_text);
-            if (status >= 0)
-                return status;
-        }
+        default: break;
         }
     }
-    if (optind < argc)
-        return ms_usage_error("plaid", "unexpected argument '%s'", argv[optind]);
+    if (status >= 0)
+        return status;
     if (!a->qpath)
         return ms_usage_error("plaid", "no queries (-q QUERIES)");
     if (!a->ipath)

@@ -158,10 +158,11 @@ int cmd_rerank(int argc, char **argv)
         MS_GLOBAL_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
-    struct ms_inputs_opts in = { 0 };
-    const char *out_path = NULL, *format = NULL, *tag = "maxsim", *run_path = NULL;
-    uint64_t k = UINT64_MAX, nqb, max_docs, max_tokens, n_pairs = 0;
-    int skip_missing = 0, zst, c, rc;
+    static const struct ms_optspec spec = { "rerank", ":q:d:c:k:o:hv", longopts, usage_text, 0 };
+    struct ms_inputs_opts in = { .tag = "maxsim", .k = UINT64_MAX };
+    const char *run_path = NULL;
+    uint64_t nqb, max_docs, max_tokens, n_pairs = 0;
+    int skip_missing = 0, zst, c, rc, status;
     struct ms_run_stats stats = { 0 };
     struct ms_idmap qmap = { 0 }, dmap = { 0 };
     struct ms_cand *pairs = NULL;
@@ -172,7 +173,7 @@ int cmd_rerank(int argc, char **argv)
     struct ms_err err;
     enum ms_fmt fmt;
 
-    while ((c = getopt_long(argc, argv, ":q:d:c:k:o:hv", longopts, NULL)) != -1) {
+    while ((c = ms_getopt(&spec, argc, argv, &status)) != 0) {
         const int r = ms_inputs_option("rerank", &in, c, optarg);
         if (r == 2)
             return MS_ERR_INPUT;
@@ -180,33 +181,18 @@ int cmd_rerank(int argc, char **argv)
             continue;
         switch (c) {
         case 'c': run_path = optarg; break;
-        case 'k':
-            if (ms_parse_u64("rerank", "-k", optarg, 1, &k))
-                return MS_ERR_INPUT;
-            break;
-        case 'o': out_path = optarg; break;
-        case OPT_FORMAT: format = optarg; break;
         case OPT_SKIP_MISSING: skip_missing = 1; break;
-        case OPT_RUN_TAG:
-            if (ms_parse_run_tag("rerank", optarg))
-                return MS_ERR_INPUT;
-            tag = optarg;
-            break;
-        default: {
-            const int status = ms_option_tail("rerank", c, argv, usage_text);
-            if (status >= 0)
-                return status;
-        }
+        default: break;
         }
     }
-    if (optind < argc)
-        return ms_usage_error("rerank", "unexpected argument '%s'", argv[optind]);
+    if (status >= 0)
+        return status;
     if (!run_path)
         return ms_usage_error("rerank", "no candidate run (-c RUN, or -c - for stdin)");
-    if (ms_fmt_resolve(out_path, format, MS_FMT_TEXT, MS_FMT_TREC, &fmt, &zst, &err) != MS_OK)
+    if (ms_fmt_resolve(in.out_path, in.format, MS_FMT_TEXT, MS_FMT_TREC, &fmt, &zst, &err) != MS_OK)
         return ms_report(&err);
     /* the output first, so an unusable path fails before any input is read */
-    if (ms_wfile_open(&w, out_path, zst, 0, &err) != MS_OK)
+    if (ms_wfile_open(&w, in.out_path, zst, 0, &err) != MS_OK)
         return ms_report(&err);
     if ((rc = ms_inputs_open("rerank", &in, &q, &d)) != MS_OK) {
         ms_wfile_abort(w);
@@ -256,7 +242,8 @@ int cmd_rerank(int argc, char **argv)
     ms_progress_end(&prog);
     if (rc == MS_OK) {
         ms_cands_sort_ranked(pairs, n_pairs);
-        if ((rc = ms_cands_write(w, fmt, pairs, n_pairs, k, &q.ids, &d.ids, tag, &err)) == MS_OK) {
+        if ((rc = ms_cands_write(w, fmt, pairs, n_pairs, in.k, &q.ids, &d.ids, in.tag, &err)) ==
+            MS_OK) {
             rc = ms_wfile_commit(w, &err);
             w = NULL;
         }

@@ -113,8 +113,8 @@ int cmd_score(int argc, char **argv)
         MS_GLOBAL_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
+    static const struct ms_optspec spec = { "score", ":q:d:o:hv", longopts, usage_text, 0 };
     struct ms_inputs_opts in = { 0 };
-    const char *out_path = NULL, *format = NULL;
     uint64_t nqb, max_docs, max_tokens;
     struct ms_run_stats stats = { 0 };
     struct sink sink = { 0 };
@@ -124,34 +124,22 @@ int cmd_score(int argc, char **argv)
     struct ms_wfile *w = NULL;
     FILE *scratch = NULL;
     struct ms_err err;
-    int zst, c, rc;
+    int zst, c, rc, status;
 
-    while ((c = getopt_long(argc, argv, ":q:d:o:hv", longopts, NULL)) != -1) {
-        const int r = ms_inputs_option("score", &in, c, optarg);
-        if (r == 2)
+    while ((c = ms_getopt(&spec, argc, argv, &status)) != 0)
+        if (ms_inputs_option("score", &in, c, optarg) == 2)
             return MS_ERR_INPUT;
-        if (r == 1)
-            continue;
-        switch (c) {
-        case 'o': out_path = optarg; break;
-        case OPT_FORMAT: format = optarg; break;
-        default: {
-            const int status = ms_option_tail("score", c, argv, usage_text);
-            if (status >= 0)
-                return status;
-        }
-        }
-    }
-    if (optind < argc)
-        return ms_usage_error("score", "unexpected argument '%s'", argv[optind]);
-    if (ms_fmt_resolve(out_path, format, 1u << MS_FMT_TSV | 1u << MS_FMT_NPY | 1u << MS_FMT_H5,
-                       MS_FMT_TSV, &sink.fmt, &zst, &err) != MS_OK)
+    if (status >= 0)
+        return status;
+    if (ms_fmt_resolve(in.out_path, in.format,
+                       1u << MS_FMT_TSV | 1u << MS_FMT_NPY | 1u << MS_FMT_H5, MS_FMT_TSV, &sink.fmt,
+                       &zst, &err) != MS_OK)
         return ms_report(&err);
     /* Open the destination before reading any input, so an unusable path
      * fails at once. .npy and HDF5 are written by offset: they need a
      * seekable file (a scratch file when -o names a device or a FIFO). */
     const int seekable = sink.fmt != MS_FMT_TSV ? MS_TEMPFILE_SEEKABLE : 0;
-    if (ms_wfile_open(&w, out_path, sink.fmt == MS_FMT_TSV && zst, seekable, &err) != MS_OK)
+    if (ms_wfile_open(&w, in.out_path, sink.fmt == MS_FMT_TSV && zst, seekable, &err) != MS_OK)
         return ms_report(&err);
     if ((rc = ms_inputs_open("score", &in, &q, &d)) != MS_OK) {
         ms_wfile_abort(w);
@@ -159,7 +147,7 @@ int cmd_score(int argc, char **argv)
     }
     sink.nq = q.n_rows;
     sink.nd = d.n_rows;
-    sink.name = out_path ? out_path : "standard output";
+    sink.name = in.out_path ? in.out_path : "standard output";
     if (sink.fmt == MS_FMT_H5) {
         if ((rc = ms_h5_out_create(&sink.h5, ms_wfile_path(w), &err)) != MS_OK ||
             (rc = sink.h5_set = ms_h5_out_dataset(sink.h5, "scores", 0, sink.nq, sink.nd, &err)) <
@@ -176,7 +164,7 @@ int cmd_score(int argc, char **argv)
         sink.data_off = hlen;
         if (ms_pwrite_all(sink.fd, hdr, hlen, 0) != 0 ||
             ftruncate(sink.fd, (off_t)(hlen + sink.nq * sink.nd * sizeof(float))) != 0) {
-            rc = ms_fail(MS_ERR_RUNTIME, "cannot write to '%s': %s", out_path, strerror(errno));
+            rc = ms_fail(MS_ERR_RUNTIME, "cannot write to '%s': %s", in.out_path, strerror(errno));
             goto close_output;
         }
     } else if (!(scratch = tmpfile())) {

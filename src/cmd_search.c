@@ -64,9 +64,9 @@ int cmd_search(int argc, char **argv)
         MS_GLOBAL_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
-    struct ms_inputs_opts in = { 0 };
-    const char *out_path = NULL, *format = NULL, *tag = "maxsim";
-    uint64_t k = 10, nqb, max_docs, max_tokens;
+    static const struct ms_optspec spec = { "search", ":q:d:k:o:hv", longopts, usage_text, 0 };
+    struct ms_inputs_opts in = { .tag = "maxsim", .k = 10 };
+    uint64_t nqb, max_docs, max_tokens;
     struct ms_run_stats stats = { 0 };
     struct ms_src q, d;
     struct ms_cl cl;
@@ -75,42 +75,20 @@ int cmd_search(int argc, char **argv)
     struct ms_wfile *w = NULL;
     struct ms_err err;
     enum ms_fmt fmt;
-    int zst, c, rc;
+    int zst, c, rc, status;
 
-    while ((c = getopt_long(argc, argv, ":q:d:k:o:hv", longopts, NULL)) != -1) {
-        const int r = ms_inputs_option("search", &in, c, optarg);
-        if (r == 2)
+    while ((c = ms_getopt(&spec, argc, argv, &status)) != 0)
+        if (ms_inputs_option("search", &in, c, optarg) == 2)
             return MS_ERR_INPUT;
-        if (r == 1)
-            continue;
-        switch (c) {
-        case 'k':
-            if (ms_parse_u64("search", "-k", optarg, 1, &k))
-                return MS_ERR_INPUT;
-            break;
-        case 'o': out_path = optarg; break;
-        case OPT_FORMAT: format = optarg; break;
-        case OPT_RUN_TAG:
-            if (ms_parse_run_tag("search", optarg))
-                return MS_ERR_INPUT;
-            tag = optarg;
-            break;
-        default: {
-            const int status = ms_option_tail("search", c, argv, usage_text);
-            if (status >= 0)
-                return status;
-        }
-        }
-    }
-    if (optind < argc)
-        return ms_usage_error("search", "unexpected argument '%s'", argv[optind]);
-    if (ms_fmt_resolve(out_path, format, MS_FMT_ANY, MS_FMT_TREC, &fmt, &zst, &err) != MS_OK)
+    if (status >= 0)
+        return status;
+    if (ms_fmt_resolve(in.out_path, in.format, MS_FMT_ANY, MS_FMT_TREC, &fmt, &zst, &err) != MS_OK)
         return ms_report(&err);
     /* Create the output now (as a temporary file) so an unusable path fails
      * before any input is read; it is put in place only at the end. Arrays
      * are written by name at the end: their path is only tried here. */
-    if (fmt == MS_FMT_NPY || fmt == MS_FMT_H5 ? ms_output_try(out_path, fmt, &err)
-                                              : ms_wfile_open(&w, out_path, zst, 0, &err))
+    if (fmt == MS_FMT_NPY || fmt == MS_FMT_H5 ? ms_output_try(in.out_path, fmt, &err)
+                                              : ms_wfile_open(&w, in.out_path, zst, 0, &err))
         return ms_report(&err);
     if ((rc = ms_inputs_open("search", &in, &q, &d)) != MS_OK) {
         ms_wfile_abort(w);
@@ -119,7 +97,7 @@ int cmd_search(int argc, char **argv)
     if ((rc = ms_device_open(&cl)) != MS_OK)
         goto close_output;
     ms_plan_blocks(&cl, &in, &q, &d, &nqb, &max_docs, &max_tokens);
-    if ((rc = ms_topk_init(&topk, q.n_rows, k < d.n_rows ? k : d.n_rows, &err)) != MS_OK) {
+    if ((rc = ms_topk_init(&topk, q.n_rows, in.k < d.n_rows ? in.k : d.n_rows, &err)) != MS_OK) {
         ms_report(&err);
         goto close_device;
     }
@@ -135,8 +113,8 @@ int cmd_search(int argc, char **argv)
     }
     ms_topk_finish(&topk);
     if (fmt == MS_FMT_NPY || fmt == MS_FMT_H5)
-        rc = ms_topk_write_arrays(out_path, fmt, &topk, &q.ids, &err);
-    else if ((rc = ms_run_write(w, fmt, &topk, &q.ids, &d.ids, tag, &err)) == MS_OK) {
+        rc = ms_topk_write_arrays(in.out_path, fmt, &topk, &q.ids, &err);
+    else if ((rc = ms_run_write(w, fmt, &topk, &q.ids, &d.ids, in.tag, &err)) == MS_OK) {
         rc = ms_wfile_commit(w, &err);
         w = NULL;
     }

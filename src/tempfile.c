@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +27,19 @@ static void list_add(const char *path)
             tmp_paths[i] = path;
             return;
         }
+}
+
+/* Signals that remove the temporaries (main.c) are held while one is being
+ * created and listed, so that none is ever created and not yet listed. */
+static void hold_signals(sigset_t *old)
+{
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, old);
 }
 
 static void list_remove(const char *path)
@@ -166,14 +181,19 @@ static int open_scratch(struct ms_tempfile *t, struct ms_err *err)
         return ms_err_set(err, MS_ERR_RUNTIME, "out of memory");
     sprintf(t->path, "%s/maxsim-XXXXXX", dir);
     t->out_fd = t->fd;
-    if ((t->fd = mkostemp(t->path, O_CLOEXEC)) < 0) {
-        const int e = errno;
+    sigset_t old;
+    hold_signals(&old);
+    t->fd = mkostemp(t->path, O_CLOEXEC);
+    const int e = errno;
+    if (t->fd >= 0)
+        list_add(t->path);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (t->fd < 0) {
         t->fd = t->out_fd;
         t->out_fd = -1;
         return ms_err_set(err, MS_ERR_RUNTIME, "cannot create a scratch file in '%s': %s", dir,
                           strerror(e));
     }
-    list_add(t->path);
     t->through = 0;
     t->scratch = 1;
     return MS_OK;
@@ -233,6 +253,8 @@ int ms_tempfile_create(struct ms_tempfile *t, const char *opt, const char *path,
         ms_tempfile_abort(t);
         return ms_err_set(err, MS_ERR_RUNTIME, "out of memory");
     }
+    sigset_t old;
+    hold_signals(&old);
     for (unsigned attempt = 0; t->fd < 0 && attempt < 100; attempt++) {
         if (attempt == 0)
             sprintf(t->path, "%s.tmp.%ld", t->target, (long)getpid());
@@ -242,14 +264,18 @@ int ms_tempfile_create(struct ms_tempfile *t, const char *opt, const char *path,
         if (t->fd < 0 && errno != EEXIST)
             break;
     }
+    const int e = errno;
+    if (t->fd >= 0)
+        list_add(t->path);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (t->fd < 0) {
+        errno = e;
         rc = create_error(err, opt, "cannot create '%s': %s", path, strerror(errno));
         free(t->path);
         t->path = NULL;
         ms_tempfile_abort(t);
         return rc;
     }
-    list_add(t->path);
     return MS_OK;
 }
 
