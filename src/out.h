@@ -1,6 +1,6 @@
 /*
  * out.h - writing results: output files that appear whole or not at all,
- * optionally zstd-compressed, and the run formats of CONTRACT.md.
+ * optionally zstd-compressed, and the run formats of man/maxsim.1.
  *
  * A named output is a struct ms_tempfile (tempfile.h): ms_wfile_commit()
  * puts it in place, ms_wfile_abort() removes it. So a failed run leaves no
