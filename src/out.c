@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -407,10 +408,19 @@ int ms_output_try(const char *path, enum ms_fmt fmt, struct ms_err *err)
 {
     char *part = fmt == MS_FMT_NPY ? npy_part_path(path, "scores") : NULL;
     struct ms_tempfile t;
+    struct stat st;
     int rc;
 
     if (fmt == MS_FMT_NPY && !part)
         return ms_err_set(err, MS_ERR_RUNTIME, "out of memory");
+    /* OUT.npy names two new files: beside a device they would be made in /dev */
+    if (fmt == MS_FMT_NPY && stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        free(part);
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "-o '%s': npy output is two files, OUT.scores.npy and "
+                          "OUT.indices.npy; expected a file name, not a %s",
+                          path, S_ISDIR(st.st_mode) ? "directory" : "device or FIFO");
+    }
     rc = ms_tempfile_create(&t, "-o", part ? part : path, MS_TEMPFILE_SEEKABLE, err);
     ms_tempfile_abort(&t);
     free(part);

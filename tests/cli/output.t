@@ -103,3 +103,8 @@ $ maxsim score -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -o s.txt && 
 $ maxsim search -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -k 1 --format npy -o R.NPY && ls R.*
 > R.indices.npy
 > R.scores.npy
+
+# search's npy output is two new files named after -o: not after a device.
+$ maxsim search -q missing.npy -d missing.npy --format npy -o null
+? 2
+! maxsim: error: -o 'null': npy output is two files, OUT.scores.npy and OUT.indices.npy; expected a file name, not a device or FIFO
