@@ -15,6 +15,7 @@
 #include "cmd.h"
 #include "h5.h"
 #include "maxsim.h"
+#include "out.h"
 #include "stream.h"
 
 int ms_inputs_option(const char *cmd, struct ms_inputs_opts *o, int c, const char *arg)
@@ -123,6 +124,15 @@ int ms_inputs_open(const char *cmd, const struct ms_inputs_opts *o, struct ms_sr
         return MS_ERR_INPUT;
     }
     return MS_OK;
+}
+
+int ms_output_finish(struct ms_wfile **w, int rc, struct ms_err *err)
+{
+    if (rc == MS_OK && *w) {
+        rc = ms_wfile_commit(*w, err);
+        *w = NULL;
+    }
+    return rc == MS_OK ? MS_OK : ms_report(err);
 }
 
 int ms_device_open(struct ms_cl *cl)

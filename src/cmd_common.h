@@ -77,6 +77,12 @@ int ms_parse_run_tag(const char *cmd, const char *arg);
 int ms_read_candidates(const char *path, const struct ms_idmap *qmap, const struct ms_idmap *dmap,
                        int skip_missing, struct ms_cand **out, uint64_t *n);
 
+struct ms_wfile;
+
+/* The end of a command's output: when rc is MS_OK, commit *w (if any; *w is
+ * then NULL); then print the error if there is one. Returns the status. */
+int ms_output_finish(struct ms_wfile **w, int rc, struct ms_err *err);
+
 /* Open the device of --device (ms_global.device); prints the error. */
 int ms_device_open(struct ms_cl *cl);
 

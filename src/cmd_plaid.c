@@ -380,13 +380,7 @@ int cmd_plaid(int argc, char **argv)
         MS_OK)
         rc = a.run_path ? plaid_rerank(&a, dev, &q, &dids, pairs, n_pairs, w, fmt, &err)
                         : plaid_search(&a, dev, &idx, &q, &dids, w, fmt, &err);
-    if (rc == MS_OK) {
-        rc = ms_wfile_commit(w, &err);
-        w = NULL;
-    }
-    if (rc != MS_OK)
-        ms_report(&err);
-    else if (ms_global.verbose)
+    if ((rc = ms_output_finish(&w, rc, &err)) == MS_OK && ms_global.verbose)
         print_stats(&a, dev, q.n_rows, n_pairs, ms_now() - t0);
     ms_plaid_dev_free(dev);
     ms_device_close(&cl);

@@ -242,15 +242,9 @@ int cmd_rerank(int argc, char **argv)
     ms_progress_end(&prog);
     if (rc == MS_OK) {
         ms_cands_sort_ranked(pairs, n_pairs);
-        if ((rc = ms_cands_write(w, fmt, pairs, n_pairs, in.k, &q.ids, &d.ids, in.tag, &err)) ==
-            MS_OK) {
-            rc = ms_wfile_commit(w, &err);
-            w = NULL;
-        }
+        rc = ms_cands_write(w, fmt, pairs, n_pairs, in.k, &q.ids, &d.ids, in.tag, &err);
     }
-    if (rc != MS_OK)
-        ms_report(&err);
-    else if (ms_global.verbose) {
+    if ((rc = ms_output_finish(&w, rc, &err)) == MS_OK && ms_global.verbose) {
         const double total = ms_now() - t0;
         fprintf(stderr,
                 "maxsim: rerank: %llu pairs in %llu blocks: read %.3f s (waited %.3f s), kernels "

@@ -188,13 +188,7 @@ int cmd_score(int argc, char **argv)
         rc = ms_h5_out_close(sink.h5, &err);
         sink.h5 = NULL;
     }
-    if (rc == MS_OK) {
-        rc = ms_wfile_commit(w, &err);
-        w = NULL;
-    }
-    if (rc != MS_OK)
-        ms_report(&err);
-    else if (ms_global.verbose)
+    if ((rc = ms_output_finish(&w, rc, &err)) == MS_OK && ms_global.verbose)
         fprintf(stderr, "maxsim: score: %llu x %llu in %llu blocks: read %.3f s, kernels %.3f s\n",
                 (unsigned long long)q.n_rows, (unsigned long long)d.n_rows,
                 (unsigned long long)stats.blocks, stats.read_s, stats.kernel_s);

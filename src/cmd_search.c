@@ -114,13 +114,9 @@ int cmd_search(int argc, char **argv)
     ms_topk_finish(&topk);
     if (fmt == MS_FMT_NPY || fmt == MS_FMT_H5)
         rc = ms_topk_write_arrays(in.out_path, fmt, &topk, &q.ids, &err);
-    else if ((rc = ms_run_write(w, fmt, &topk, &q.ids, &d.ids, in.tag, &err)) == MS_OK) {
-        rc = ms_wfile_commit(w, &err);
-        w = NULL;
-    }
-    if (rc != MS_OK)
-        ms_report(&err);
-    else if (ms_global.verbose) {
+    else
+        rc = ms_run_write(w, fmt, &topk, &q.ids, &d.ids, in.tag, &err);
+    if ((rc = ms_output_finish(&w, rc, &err)) == MS_OK && ms_global.verbose) {
         const double total = ms_now() - t0;
         fprintf(stderr,
                 "maxsim: search: %llu queries x %llu documents in %llu blocks (%llu queries, "
