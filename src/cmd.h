@@ -39,14 +39,14 @@ int cmd_plaid(int argc, char **argv);
 int cmd_plaid_info(char **dirs, int n, int json);
 
 /* The global options, accepted after the command name too (`maxsim search
- * ... -v`): entries for a command's `struct option` table, and 'v' goes in
- * its optstring. There -q means --queries, so quiet is --quiet alone. */
+ * ... -v`), and --help: entries for a command's `struct option` table, and
+ * 'v' and 'h' go in its optstring. There -q means --queries, so quiet is --quiet alone. */
 enum { OPT_GLOBAL_DEVICE = 4000, OPT_GLOBAL_QUIET };
 #define MS_GLOBAL_LONGOPTS                                                                         \
     { "device", required_argument, NULL, OPT_GLOBAL_DEVICE },                                      \
-        { "verbose", no_argument, NULL, 'v' },                                                     \
+        { "verbose", no_argument, NULL, 'v' }, { "quiet", no_argument, NULL, OPT_GLOBAL_QUIET },   \
     {                                                                                              \
-        "quiet", no_argument, NULL, OPT_GLOBAL_QUIET                                               \
+        "help", no_argument, NULL, 'h'                                                             \
     }
 
 /* How a command parses its options (ms_getopt). */

@@ -28,6 +28,13 @@ enum {
     OPT_PROGRESS,
 };
 
+/* The entries for -o, --format and --run-tag in a `struct option` table. */
+#define MS_OUTPUT_LONGOPTS                                                                         \
+    { "output", required_argument, NULL, 'o' }, { "format", required_argument, NULL, OPT_FORMAT }, \
+    {                                                                                              \
+        "run-tag", required_argument, NULL, OPT_RUN_TAG                                            \
+    }
+
 /* The entries of those options for a command's `struct option` table. */
 #define MS_INPUTS_LONGOPTS                                                                         \
     { "queries", required_argument, NULL, 'q' }, { "docs", required_argument, NULL, 'd' },         \

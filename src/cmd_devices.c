@@ -98,7 +98,6 @@ int cmd_devices(int argc, char **argv)
 {
     static const struct option longopts[] = {
         { "json", no_argument, NULL, 'j' },
-        { "help", no_argument, NULL, 'h' },
         MS_GLOBAL_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };

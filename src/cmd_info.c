@@ -257,7 +257,6 @@ int cmd_info(int argc, char **argv)
         { "lengths", required_argument, NULL, 'l' },
         { "ids", required_argument, NULL, 'i' },
         { "cache", no_argument, NULL, 'C' },
-        { "help", no_argument, NULL, 'h' },
         MS_GLOBAL_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };

@@ -148,15 +148,9 @@ done:
 int cmd_rerank(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        MS_INPUTS_LONGOPTS,
-        { "candidates", required_argument, NULL, 'c' },
-        { "output", required_argument, NULL, 'o' },
-        { "format", required_argument, NULL, OPT_FORMAT },
-        { "run-tag", required_argument, NULL, OPT_RUN_TAG },
-        { "skip-missing", no_argument, NULL, OPT_SKIP_MISSING },
-        { "help", no_argument, NULL, 'h' },
-        MS_GLOBAL_LONGOPTS,
-        { NULL, 0, NULL, 0 },
+        MS_INPUTS_LONGOPTS, { "candidates", required_argument, NULL, 'c' },
+        MS_OUTPUT_LONGOPTS, { "skip-missing", no_argument, NULL, OPT_SKIP_MISSING },
+        MS_GLOBAL_LONGOPTS, { NULL, 0, NULL, 0 },
     };
     static const struct ms_optspec spec = { "rerank", ":q:d:c:k:o:hv", longopts, usage_text, 0 };
     struct ms_inputs_opts in = { .tag = "maxsim", .k = UINT64_MAX };

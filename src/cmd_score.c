@@ -109,7 +109,6 @@ int cmd_score(int argc, char **argv)
         MS_INPUTS_LONGOPTS,
         { "output", required_argument, NULL, 'o' },
         { "format", required_argument, NULL, OPT_FORMAT },
-        { "help", no_argument, NULL, 'h' },
         MS_GLOBAL_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };

@@ -57,10 +57,7 @@ int cmd_search(int argc, char **argv)
 {
     static const struct option longopts[] = {
         MS_INPUTS_LONGOPTS,
-        { "output", required_argument, NULL, 'o' },
-        { "format", required_argument, NULL, OPT_FORMAT },
-        { "run-tag", required_argument, NULL, OPT_RUN_TAG },
-        { "help", no_argument, NULL, 'h' },
+        MS_OUTPUT_LONGOPTS,
         MS_GLOBAL_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
