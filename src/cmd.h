@@ -35,8 +35,6 @@ int cmd_info(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_plaid(int argc, char **argv);
-/* `maxsim info` on index directories (cmd_info.c). */
-int cmd_plaid_info(char **dirs, int n, int json);
 
 /* The global options, accepted after the command name too (`maxsim search
  * ... -v`), and --help: entries for a command's `struct option` table, and

@@ -1,6 +1,6 @@
 /*
  * cmd_info.c - `maxsim info`: describe embedding files and PLAID index
- * directories (cmd_plaid_info).
+ * directories (describe_indexes).
  *
  * For each input: its layout (padded 3-D or flat 2-D), element type, dim,
  * rows, valid tokens, row length statistics, empty rows, whether ids are
@@ -193,7 +193,7 @@ static int print_cache(int json)
 }
 
 /* `maxsim info DIR...`: describe index directories (table or JSON). */
-int cmd_plaid_info(char **dirs, int n, int json)
+static int describe_indexes(char **dirs, int n, int json)
 {
     struct ms_plaid *p = calloc((size_t)(n ? n : 1), sizeof *p);
     struct ms_err err;
@@ -246,7 +246,7 @@ int cmd_plaid_info(char **dirs, int n, int json)
     for (int i = 0; i < opened; i++)
         ms_plaid_close(&p[i]);
     free(p);
-    return rc; /* cmd_info closes stdout */
+    return rc;
 }
 
 int cmd_info(int argc, char **argv)
@@ -311,7 +311,7 @@ int cmd_info(int argc, char **argv)
         if ((rc = describe(files[i], &opts, check, &infos[i], &err)) != MS_OK)
             ms_report(&err);
     if (rc == MS_OK && n_dirs) /* prints its own table, or an error and nothing */
-        rc = cmd_plaid_info(dirs, n_dirs, json);
+        rc = describe_indexes(dirs, n_dirs, json);
     if (rc == MS_OK && n_files) {
         if (n_dirs)
             putchar('\n');
