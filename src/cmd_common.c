@@ -117,11 +117,12 @@ int ms_inputs_open(const char *cmd, const struct ms_inputs_opts *o, struct ms_sr
     else if (q->n_rows == 0)
         ms_warn("'%s' has no queries: the output is empty", o->queries);
     /* ids name the rows of every output: two rows with one id would be confused */
-    if (ms_check_unique_ids(&q->ids, o->qopts.ids_path, o->queries) != MS_OK ||
-        ms_check_unique_ids(&d->ids, o->dopts.ids_path, o->docs) != MS_OK) {
+    int rc;
+    if ((rc = ms_check_unique_ids(&q->ids, o->qopts.ids_path, o->queries)) != MS_OK ||
+        (rc = ms_check_unique_ids(&d->ids, o->dopts.ids_path, o->docs)) != MS_OK) {
         ms_src_close(q);
         ms_src_close(d);
-        return MS_ERR_INPUT;
+        return rc;
     }
     return MS_OK;
 }
