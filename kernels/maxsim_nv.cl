@@ -78,8 +78,23 @@
 #if MS_NV_KP % 16 != 0 || MS_NV_KP < 16 || MS_NV_KP > 512
 #error "MS_NV_KP must be a multiple of 16 in 16..512"
 #endif
-#if MS_NV_MR != 1 && MS_NV_MR != 2
-#error "MS_NV_MR must be 1 or 2"
+#if MS_NV_MR != 1 && MS_NV_MR != 2 && MS_NV_MR != 4
+#error "MS_NV_MR must be 1, 2 or 4"
+#endif
+#ifndef MS_NV_SMR
+#define MS_NV_SMR 2
+#endif
+#ifndef MS_NV_SW
+#define MS_NV_SW 2
+#endif
+#ifndef MS_NV_SS
+#define MS_NV_SS 4
+#endif
+#if MS_NV_SMR < 1 || MS_NV_SMR > 4
+#error "MS_NV_SMR must be in 1..4"
+#endif
+#if MS_NV_SW < 1 || MS_NV_SW > 8 || MS_NV_SS < 2 || MS_NV_SS > 8
+#error "MS_NV_SW must be in 1..8 and MS_NV_SS in 2..8"
 #endif
 #if MS_NV_WC != 1 && MS_NV_WC != 2 && MS_NV_WC != 4
 #error "MS_NV_WC must be 1, 2 or 4"
@@ -118,6 +133,7 @@
 #define MS_GLOBAL_ADDR(p) ((ulong)(size_t)(p))
 #define MS_BARRIER() barrier(CLK_LOCAL_MEM_FENCE)
 #define MS_REQD_WG __attribute__((reqd_work_group_size(32 * MS_NV_WARPS, 1, 1)))
+#define MS_REQD_WG_STREAM __attribute__((reqd_work_group_size(32 * MS_NV_SW, 1, 1)))
 /* NVIDIA's compiler takes `asm` (verified on the H100, ANCHORS.md); clang's OpenCL mode only
  * knows `__asm__`, which lets `make check-kernels` parse every statement. */
 #if defined(__clang__) && !defined(cl_nv_pragma_unroll)
@@ -448,6 +464,245 @@ ms_nv_score(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restric
     }
 #if MS_NV_CPASYNC
     ms_nv_cp_wait0(); /* nothing may still be writing __local when the work-group ends */
+#endif
+}
+
+/* Wait until every lane's cp.async of the warp has landed and is visible to the whole warp (and,
+ * before a slot is refilled, until every lane has read it): bar.warp.sync orders the warp's
+ * shared-memory accesses, as CUDA's __syncwarp does. */
+static inline void ms_nv_warp_sync(void)
+{
+    MS_ASM("bar.warp.sync 0xffffffff;" : : : "memory");
+}
+
+#if MS_NV_CPASYNC
+/* All groups but the newest SS - 1 are complete: the tile about to be used is in __local. */
+#define MS_NV_STR2(x) #x
+#define MS_NV_STR(x) MS_NV_STR2(x)
+#if MS_NV_SS == 2
+#define MS_NV_SS_M1 1
+#elif MS_NV_SS == 3
+#define MS_NV_SS_M1 2
+#elif MS_NV_SS == 4
+#define MS_NV_SS_M1 3
+#elif MS_NV_SS == 5
+#define MS_NV_SS_M1 4
+#elif MS_NV_SS == 6
+#define MS_NV_SS_M1 5
+#elif MS_NV_SS == 7
+#define MS_NV_SS_M1 6
+#else
+#define MS_NV_SS_M1 7
+#endif
+static inline void ms_nv_cp_wait_ring(void)
+{
+    /* a literal in the text: wait_group takes an immediate */
+    MS_ASM("cp.async.wait_group " MS_NV_STR(MS_NV_SS_M1) ";" : : : "memory");
+}
+#endif
+
+/* Stage 16 tokens of one document into a warp's ring slot ([16][LDS] halves): token tok0 + r
+ * for r < 16, clamped to the document's last token (the copies past its end are masked out by
+ * the caller, and the clamp keeps every address inside the buffer). One commit group. */
+static inline void ms_nv_stage_tile(MS_LOCAL_PTR ushort *slot, MS_GLOBAL const ushort *docs,
+                                    const uint first, const uint tok0, const uint len,
+                                    const uint lane)
+{
+    const uint per_row = MS_NV_KP / 8;
+    for (uint p = lane; p < 16 * per_row; p += 32) {
+        const uint row = p / per_row, piece = p % per_row;
+        const uint tok = min(tok0 + row, len - 1);
+        MS_LOCAL_PTR ushort *d = slot + row * MS_NV_LDS + piece * 8;
+        MS_GLOBAL const ushort *src = docs + (size_t)(first + tok) * MS_NV_KP + piece * 8;
+#if MS_NV_CPASYNC
+        ms_nv_cp16(MS_SHARED_ADDR(d), MS_GLOBAL_ADDR(src));
+#else
+        *(MS_LOCAL_PTR uint4 *)d = *(MS_GLOBAL const uint4 *)src;
+#endif
+    }
+#if MS_NV_CPASYNC
+    ms_nv_cp_commit();
+#endif
+}
+
+/* The next (document, 16-token tile) after (*j, *t) that has tokens, *j == j_end when none. */
+static inline void ms_nv_next_tile(uint *j, uint *t, const uint j_end,
+                                   MS_GLOBAL const uint *doc_len)
+{
+    if (*j < j_end && (*t + 1) * 16 < doc_len[*j]) {
+        (*t)++;
+        return;
+    }
+    *t = 0;
+    for ((*j)++; *j < j_end && doc_len[*j] == 0; (*j)++)
+        ;
+}
+
+/*
+ * Stream: few queries, memory-bound (one query of up to SMR row blocks against many documents).
+ * Each warp works alone: it holds the A fragments of one whole query (work-group dimension 1 is
+ * the query) and streams its own run of documents (docs_per_warp of them) through a private ring
+ * of SS 16-token slots in __local, filled by cp.async SS - 1 tiles ahead across document
+ * boundaries, so that each warp keeps several KiB of loads in flight with no work-group barrier
+ * at all. B fragments come from the ring by ldmatrix.x4 and the products by the same mma as
+ * ms_nv_score, in the same k order; the row maxima and the fixed butterfly sums are those of
+ * ms_nv_score, and the row blocks' sums are added in order as ms_nv_sum adds them, so both
+ * kernels give the same bits. The score goes straight to out[q][j]: one launch, no partial sums.
+ *   docs, doc_tok, doc_len, n_docs   as for ms_nv_score
+ *   queries, rb_nvalid               the group's row blocks; q_blk[q] .. q_blk[q+1]-1 are query
+ *                                    q's (at most SMR of them: the host checks)
+ *   out                              [n_q][n_docs] float32
+ * Global size (n_wg * 32 * SW, n_q), local (32 * SW, 1).
+ */
+MS_KERNEL MS_REQD_WG_STREAM void
+ms_nv_stream(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restrict doc_tok,
+             MS_GLOBAL const uint *restrict doc_len, const uint n_docs, const uint docs_per_warp,
+             MS_GLOBAL const ushort *restrict queries, MS_GLOBAL const uint *restrict rb_nvalid,
+             MS_GLOBAL const uint *restrict q_blk, MS_GLOBAL float *restrict out)
+{
+#ifdef MS_NV_CUDA
+    __shared__ __align__(16) ushort ring[MS_NV_SW][MS_NV_SS][16 * MS_NV_LDS];
+#else
+    __local ushort ring[MS_NV_SW][MS_NV_SS][16 * MS_NV_LDS] __attribute__((aligned(16)));
+#endif
+    const uint lid = (uint)get_local_id(0), lane = lid & 31, warp = lid >> 5;
+    const uint q = (uint)get_group_id(1);
+    const uint rb0 = q_blk[q], nrb = q_blk[q + 1] - rb0;
+    const uint j_begin = ((uint)get_group_id(0) * MS_NV_SW + warp) * docs_per_warp;
+    const uint j_end = min(n_docs, j_begin + docs_per_warp);
+    const uint g = MS_NV_G(lane);
+
+    if (j_begin >= j_end)
+        return; /* this warp only: the kernel has no work-group barrier */
+    uint a[MS_NV_SMR][MS_NV_KS][4];
+    uint nvalid[MS_NV_SMR];
+#pragma unroll
+    for (int m = 0; m < MS_NV_SMR; m++) {
+        const uint rb = rb0 + (uint)m;
+        nvalid[m] = (uint)m < nrb ? rb_nvalid[rb] : 0;
+#pragma unroll
+        for (int ks = 0; ks < MS_NV_KS; ks++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                const size_t off = ((size_t)rb * 16 + MS_NV_A_ROW(lane, r)) * MS_NV_KP +
+                                   (size_t)(ks * 16 + MS_NV_A_COL(lane, r));
+                a[m][ks][r] = (uint)m < nrb ? *(MS_GLOBAL const uint *)(queries + off) : 0u;
+            }
+    }
+
+    MS_LOCAL_PTR ushort *myring = ring[warp][0];
+    /* Prologue: tiles 0 .. SS-2 of the run in flight (empty groups past its end). */
+    uint pj = j_begin, pt = 0;
+    while (pj < j_end && doc_len[pj] == 0)
+        pj++;
+    uint slot = 0; /* ring slot of the next tile to stage */
+#pragma unroll
+    for (int i = 0; i < MS_NV_SS - 1; i++) {
+        if (pj < j_end) {
+            ms_nv_stage_tile(myring + slot * 16 * MS_NV_LDS, docs, doc_tok[pj], pt * 16,
+                             doc_len[pj], lane);
+            ms_nv_next_tile(&pj, &pt, j_end, doc_len);
+        }
+#if MS_NV_CPASYNC
+        else
+            ms_nv_cp_commit();
+#endif
+        slot = slot + 1 == MS_NV_SS ? 0 : slot + 1;
+    }
+    uint cur = 0; /* ring slot of the tile being scored */
+
+    for (uint j = j_begin; j < j_end; j++) {
+        const uint len = doc_len[j];
+        float mx[MS_NV_SMR][2];
+#pragma unroll
+        for (int m = 0; m < MS_NV_SMR; m++)
+            mx[m][0] = mx[m][1] = -INFINITY;
+
+        for (uint t = 0; t * 16 < len; t++) {
+            ms_nv_warp_sync(); /* every lane has read the slot refilled now */
+            if (pj < j_end) {
+                ms_nv_stage_tile(myring + slot * 16 * MS_NV_LDS, docs, doc_tok[pj], pt * 16,
+                                 doc_len[pj], lane);
+                ms_nv_next_tile(&pj, &pt, j_end, doc_len);
+            }
+#if MS_NV_CPASYNC
+            else
+                ms_nv_cp_commit(); /* keeps "SS - 1 newer groups" meaning "tile t is in" */
+            ms_nv_cp_wait_ring();
+#endif
+            ms_nv_warp_sync();
+            slot = slot + 1 == MS_NV_SS ? 0 : slot + 1;
+
+            const uint valid = min(16u, len - t * 16);
+            MS_LOCAL_PTR const ushort *buf = myring + cur * 16 * MS_NV_LDS;
+            float acc[MS_NV_SMR][2][4];
+#pragma unroll
+            for (int m = 0; m < MS_NV_SMR; m++)
+#pragma unroll
+                for (int n = 0; n < 2; n++)
+#pragma unroll
+                    for (int r = 0; r < 4; r++)
+                        acc[m][n][r] = 0.0f;
+#pragma unroll
+            for (int ks = 0; ks < MS_NV_KS; ks++) {
+                uint b[4];
+#if MS_NV_LDSM
+                ms_nv_ldsm_x4(b, MS_SHARED_ADDR(buf + MS_NV_LDSM_TOK(lane) * MS_NV_LDS + ks * 16 +
+                                                MS_NV_LDSM_K(lane)));
+#else
+#pragma unroll
+                for (int qq = 0; qq < 4; qq++)
+                    b[qq] = *(MS_LOCAL_PTR const uint *)(buf +
+                                                         MS_NV_B_TOK(lane, qq) * MS_NV_LDS +
+                                                         ks * 16 + MS_NV_B_K(lane, qq));
+#endif
+#pragma unroll
+                for (int m = 0; m < MS_NV_SMR; m++)
+                    if ((uint)m < nrb) { /* warp-uniform */
+                        ms_nv_mma(acc[m][0], a[m][ks], b[0], b[1]);
+                        ms_nv_mma(acc[m][1], a[m][ks], b[2], b[3]);
+                    }
+            }
+#pragma unroll
+            for (int n = 0; n < 2; n++)
+#pragma unroll
+                for (int r = 0; r < 4; r++) {
+                    const uint col = (uint)n * 8 + MS_NV_C_COL(lane, r);
+#pragma unroll
+                    for (int m = 0; m < MS_NV_SMR; m++) {
+                        const float v = col < valid ? acc[m][n][r] : -INFINITY;
+                        mx[m][r >> 1] = fmax(mx[m][r >> 1], v);
+                    }
+                }
+            cur = cur + 1 == MS_NV_SS ? 0 : cur + 1;
+        }
+
+        /* As ms_nv_score and ms_nv_sum: row max over the 4 lanes of a row, the 16 rows' sum by
+         * the same butterfly, then the row blocks added in order starting from 0. */
+        float score = 0.0f;
+#pragma unroll
+        for (int m = 0; m < MS_NV_SMR; m++) {
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                mx[m][h] = fmax(mx[m][h], ms_nv_shfl_xor(mx[m][h], 1));
+                mx[m][h] = fmax(mx[m][h], ms_nv_shfl_xor(mx[m][h], 2));
+            }
+            float x = 0.0f;
+            if (len > 0) {
+                x = g < nvalid[m] ? mx[m][0] : 0.0f;
+                x += g + 8 < nvalid[m] ? mx[m][1] : 0.0f;
+            }
+            x += ms_nv_shfl_xor(x, 4);
+            x += ms_nv_shfl_xor(x, 8);
+            x += ms_nv_shfl_xor(x, 16);
+            if ((uint)m < nrb)
+                score += x;
+        }
+        if (lane == 0)
+            out[(size_t)q * n_docs + j] = score;
+    }
+#if MS_NV_CPASYNC
+    ms_nv_cp_wait0(); /* nothing may still be writing __local when the warp ends */
 #endif
 }
 

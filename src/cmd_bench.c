@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "cmd_common.h"
 #include "maxsim.h"
 #include "stream.h"
 #include "topk.h"
@@ -23,7 +24,7 @@
 static const char usage_text[] =
     "usage: maxsim bench --shape <nq>,<nd>,<lq>,<ld>,<dim> [--dtype (f16 | f32)]\n"
     "                    [--op (score | search | rerank)] [--reps <n>] [--normalize]\n"
-    "                    [--peak-tflops <x>] [--json]\n"
+    "                    [--precision (exact | f16)] [--peak-tflops <x>] [--json]\n"
     "\n"
     "Time the MaxSim kernels on random data of one shape: nq queries of lq tokens\n"
     "against nd documents of ld tokens, dim dimensions.\n"
@@ -34,6 +35,7 @@ static const char usage_text[] =
     "                       rerank (nd candidates per query, through the pair kernel)\n"
     "  --reps <n>           timed runs after one warm-up (default 20)\n"
     "  --normalize          normalize tokens inside the kernels\n"
+    "  --precision <p>      exact (default) or f16, as for search\n"
     "  --peak-tflops <x>    the device's arithmetic ceiling, for the floor\n"
     "  --json               one JSON object\n"
     "  -h, --help           this help\n";
@@ -132,6 +134,7 @@ int cmd_bench(int argc, char **argv)
         { "reps", required_argument, NULL, 'r' },
         { "normalize", no_argument, NULL, 'n' },
         { "peak-tflops", required_argument, NULL, 'p' },
+        { "precision", required_argument, NULL, 'P' },
         { "json", no_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -141,7 +144,7 @@ int cmd_bench(int argc, char **argv)
     enum ms_dtype dtype = MS_DTYPE_F16;
     uint64_t reps = 20;
     double peak_tflops = 0;
-    int normalize = 0, json = 0, c, rc = MS_OK;
+    int normalize = 0, json = 0, precision = MS_PREC_EXACT, c, rc = MS_OK;
     struct ms_err err = { 0 };
 
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
@@ -181,6 +184,10 @@ int cmd_bench(int argc, char **argv)
                                       optarg);
             break;
         }
+        case 'P':
+            if (ms_parse_precision("bench", optarg, &precision))
+                return MS_ERR_INPUT;
+            break;
         case 'j': json = 1; break;
         case 'h': fputs(usage_text, stdout); return ms_close_stdout();
         case ':': return ms_usage_error("bench", "option '%s' needs a value", argv[optind - 1]);
@@ -210,7 +217,8 @@ int cmd_bench(int argc, char **argv)
         goto fail;
     const struct ms_scorer_opts so = { .normalize = normalize,
                                        .max_docs = n_docs,
-                                       .max_tokens = n_docs * ld };
+                                       .max_tokens = n_docs * ld,
+                                       .precision = precision };
     if ((rc = ms_scorer_create(&s, &cl, &q, &so, &err)) != MS_OK)
         goto fail;
     const uint64_t n_out = rerank ? nq * nd : nq * nd;
@@ -267,16 +275,18 @@ int cmd_bench(int argc, char **argv)
                 "\"dtype\": \"%s\", \"normalize\": %s, \"reps\": %llu, \"kernel_ms_median\": %.4f, "
                 "\"kernel_ms_min\": %.4f, \"kernel_ms_max\": %.4f, \"wall_ms_median\": %.4f, "
                 "\"gflop\": %.3f, \"tflops\": %.3f, \"gbs\": %.1f, \"copy_gbs\": %.1f, "
-                "\"floor_ms\": %.4f, \"ratio_to_floor\": %.2f}\n",
+                "\"floor_ms\": %.4f, \"ratio_to_floor\": %.2f, \"path\": \"%s\"}\n",
                 cl.info.name, op, nq, nd, lq, ld, dim, dtype == MS_DTYPE_F16 ? "f16" : "f32",
                 normalize ? "true" : "false", (unsigned long long)reps, med * 1e3, kt[0] * 1e3,
                 kt[reps - 1] * 1e3, wmed * 1e3, flops * 1e-9, flops / med * 1e-12,
-                bytes / med * 1e-9, rate * 1e-9, floor_s * 1e3, floor_s > 0 ? med / floor_s : 0);
+                bytes / med * 1e-9, rate * 1e-9, floor_s * 1e3, floor_s > 0 ? med / floor_s : 0,
+                ms_scorer_path(s));
         } else {
             printf("device      %s\n", cl.info.name);
             printf("op          %s, shape nq=%llu nd=%llu lq=%llu ld=%llu dim=%llu, %s%s\n", op, nq,
                    nd, lq, ld, dim, dtype == MS_DTYPE_F16 ? "float16" : "float32",
                    normalize ? ", normalized in the kernel" : "");
+            printf("path        %s\n", ms_scorer_path(s));
             printf("kernel      %.4f ms median (min %.4f, max %.4f) over %llu runs\n", med * 1e3,
                    kt[0] * 1e3, kt[reps - 1] * 1e3, (unsigned long long)reps);
             printf("wall        %.4f ms median (with transfers%s)\n", wmed * 1e3,

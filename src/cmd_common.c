@@ -23,11 +23,23 @@ int ms_inputs_option(const char *cmd, struct ms_inputs_opts *o, int c, const cha
     case OPT_DOC_IDS: o->dopts.ids_path = arg; return 1;
     case OPT_NORMALIZE: o->normalize = 1; return 1;
     case OPT_PROGRESS: o->progress = 1; return 1;
+    case OPT_PRECISION: return ms_parse_precision(cmd, arg, &o->precision) ? 2 : 1;
     case OPT_CHUNK_DOCS: return ms_parse_u64(cmd, "--chunk-docs", arg, 1, &o->chunk_docs) ? 2 : 1;
     case OPT_QUERY_BATCH:
         return ms_parse_u64(cmd, "--query-batch", arg, 1, &o->query_batch) ? 2 : 1;
     default: return 0;
     }
+}
+
+int ms_parse_precision(const char *cmd, const char *arg, int *out)
+{
+    if (strcmp(arg, "exact") == 0)
+        *out = MS_PREC_EXACT;
+    else if (strcmp(arg, "f16") == 0)
+        *out = MS_PREC_F16;
+    else
+        return ms_usage_error(cmd, "--precision takes exact or f16, got '%s'", arg);
+    return 0;
 }
 
 int ms_parse_run_tag(const char *cmd, const char *arg)
@@ -198,9 +210,9 @@ void ms_progress_end(struct ms_progress *p)
 }
 
 /* Score rows [q0, q0 + nq) of the queries against the whole corpus. */
-static int score_pass(struct ms_cl *cl, int normalize, struct ms_src *q, struct ms_src *d,
-                      uint64_t q0, uint64_t nq, uint64_t max_docs, uint64_t max_tokens,
-                      ms_block_fn fn, void *ctx, struct ms_progress *prog,
+static int score_pass(struct ms_cl *cl, const struct ms_inputs_opts *o, struct ms_src *q,
+                      struct ms_src *d, uint64_t q0, uint64_t nq, uint64_t max_docs,
+                      uint64_t max_tokens, ms_block_fn fn, void *ctx, struct ms_progress *prog,
                       struct ms_run_stats *stats, struct ms_err *err)
 {
     struct ms_emb queries;
@@ -208,9 +220,10 @@ static int score_pass(struct ms_cl *cl, int normalize, struct ms_src *q, struct 
     struct ms_stream *stream = NULL;
     const struct ms_emb *block;
     float *scores = NULL;
-    const struct ms_scorer_opts so = { .normalize = normalize,
+    const struct ms_scorer_opts so = { .normalize = o->normalize,
                                        .max_docs = max_docs,
-                                       .max_tokens = max_tokens };
+                                       .max_tokens = max_tokens,
+                                       .precision = o->precision };
     int rc;
 
     ms_emb_init(&queries);
@@ -261,8 +274,7 @@ int ms_score_all(struct ms_cl *cl, const struct ms_inputs_opts *o, struct ms_src
             ms_src_close(d);
             *d = again;
         }
-        rc = score_pass(cl, o->normalize, q, d, q0, nq, max_docs, max_tokens, fn, ctx, prog, stats,
-                        err);
+        rc = score_pass(cl, o, q, d, q0, nq, max_docs, max_tokens, fn, ctx, prog, stats, err);
     }
     return rc;
 }

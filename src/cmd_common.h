@@ -26,6 +26,7 @@ enum {
     OPT_QUERY_BATCH,
     OPT_RUN_TAG,
     OPT_PROGRESS,
+    OPT_PRECISION,
 };
 
 /* The entries of those options for a command's `struct option` table. */
@@ -38,6 +39,7 @@ enum {
         { "doc-ids", required_argument, NULL, OPT_DOC_IDS },                                       \
         { "chunk-docs", required_argument, NULL, OPT_CHUNK_DOCS },                                 \
         { "query-batch", required_argument, NULL, OPT_QUERY_BATCH },                               \
+        { "precision", required_argument, NULL, OPT_PRECISION },                                   \
     {                                                                                              \
         "progress", no_argument, NULL, OPT_PROGRESS                                                \
     }
@@ -49,7 +51,12 @@ struct ms_inputs_opts {
     uint64_t chunk_docs;  /* 0: from device memory */
     uint64_t query_batch; /* 0: automatic */
     int progress;         /* --progress: even when stderr is not a terminal */
+    int precision;        /* --precision: enum ms_precision */
 };
+
+/* Parse a --precision value into *out (enum ms_precision): 0, or 2 after printing a usage
+ * error. */
+int ms_parse_precision(const char *cmd, const char *arg, int *out);
 
 /* Handle one of the shared options; returns 1 if it was one, 0 if not, or
  * 2 (after printing a usage error) for a bad value. */

@@ -30,6 +30,7 @@ static const char usage_text[] =
     "<file.npy>]\n"
     "                     [--query-ids <file>] [--doc-ids <file>]\n"
     "                     [--chunk-docs <n>] [--query-batch <n>] [--progress]\n"
+    "                     [--precision (exact | f16)]\n"
     "\n"
     "Rescore the candidates of a run (TREC or QID<TAB>DOCID lines; '-' for stdin;\n"
     "zstd-compressed accepted) with exact MaxSim.\n"
@@ -39,6 +40,7 @@ static const char usage_text[] =
     "  -c, --candidates <run>   the candidate run\n"
     "  -k <n>                   results per query (default: all candidates)\n"
     "  --normalize              L2-normalize every token before scoring\n"
+    "  --precision <p>          exact (default) or f16 (float32 inputs rounded to float16)\n"
     "  -o, --output <file>      write here instead of stdout (.trec .tsv, + .zst)\n"
     "  --format <fmt>           trec (default) or tsv\n"
     "  --run-tag <tag>          the TREC run tag (default maxsim)\n"
@@ -65,7 +67,7 @@ static int by_doc_query(const void *a, const void *b)
 struct batch_ctx {
     struct ms_cl *cl;
     struct ms_src *q, *d;
-    int normalize;
+    int normalize, precision;
     uint64_t max_docs, max_tokens;
     struct ms_progress *prog;
     struct ms_run_stats *stats;
@@ -109,7 +111,8 @@ static int score_batch(struct batch_ctx *c, struct ms_cand *pairs, uint64_t n, s
             drows[nd++] = pairs[i].d;
     const struct ms_scorer_opts so = { .normalize = c->normalize,
                                        .max_docs = c->max_docs,
-                                       .max_tokens = c->max_tokens };
+                                       .max_tokens = c->max_tokens,
+                                       .precision = c->precision };
     if ((rc = ms_scorer_create(&scorer, c->cl, &queries, &so, err)) != MS_OK)
         goto done;
     if ((rc = ms_stream_start_rows(&stream, c->d, drows, nd, c->max_docs, c->max_tokens, err)) !=
@@ -231,7 +234,8 @@ int cmd_rerank(int argc, char **argv)
     ms_plan_blocks(&cl, &in, &q, &d, &nqb, &max_docs, &max_tokens);
     ms_progress_init(&prog, in.progress, "rerank", n_pairs);
     prog.unit = "pairs";
-    struct batch_ctx ctx = { &cl, &q, &d, in.normalize, max_docs, max_tokens, &prog, &stats };
+    struct batch_ctx ctx = { &cl,      &q,         &d,    in.normalize, in.precision,
+                             max_docs, max_tokens, &prog, &stats };
     const double t0 = ms_now();
     /* batches of at most nqb queries; pairs are sorted by query */
     for (uint64_t p = 0, batch = 0; p < n_pairs && rc == MS_OK; batch++) {

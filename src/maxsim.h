@@ -25,9 +25,10 @@ void ms_ref_scores(const struct ms_emb *q, const struct ms_emb *d, int normalize
  */
 struct ms_scorer;
 
-/* How float32 inputs may be computed. EXACT (the default): float32 products and sums, as the
- * portable kernel does. F16: operands rounded to float16 (float32 accumulation) so that the
- * NVIDIA tensor-core path may take them; float16 inputs are exact either way. */
+/* How inputs may be computed (--precision). EXACT (the default): products at the precision of
+ * the stored inputs (float32 in float32; float16 in float16, exact in float32, with float32
+ * sums). F16: float32 or normalized operands rounded to float16 (float32 accumulation) so that
+ * the NVIDIA tensor-core path takes them; float16 inputs score the same either way. */
 enum ms_precision {
     MS_PREC_EXACT = 0,
     MS_PREC_F16 = 1,
@@ -45,9 +46,9 @@ struct ms_scorer_opts {
      * of its memory, at most CL_DEVICE_MAX_MEM_ALLOC_SIZE); tests set it
      * small to exercise the splitting of queries and documents. */
     uint64_t max_buffer;
-    /* enum ms_precision. The NVIDIA tensor-core path (kernels/maxsim_nv.cl) is opt-in: it is
-     * used only with MAXSIM_NV_MMA=1 in the environment, on an NVIDIA device of compute
-     * capability >= 8.0, for float16 inputs without normalization or with MS_PREC_F16. */
+    /* enum ms_precision. The NVIDIA tensor-core path (src/maxsim_nv.c) is taken on NVIDIA
+     * devices of compute capability >= 8.0 (unless MAXSIM_NV_MMA=0) for float16 inputs without
+     * normalization, or for any inputs under MS_PREC_F16. */
     int precision;
 };
 
@@ -68,6 +69,9 @@ int ms_scorer_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores,
  * is MS_ERR_INPUT. */
 int ms_scorer_run_pairs(struct ms_scorer *s, const struct ms_emb *docs, const uint32_t *pair_q,
                         const uint32_t *pair_d, uint64_t n_pairs, float *out, struct ms_err *err);
+/* Which kernels score, for -v and bench: "NVIDIA tensor cores, stream kernel (...)" or
+ * "portable kernels (...)". */
+const char *ms_scorer_path(const struct ms_scorer *s);
 /* Kernel time of the last ms_scorer_run or ms_scorer_run_pairs, in seconds,
  * from OpenCL events. */
 double ms_scorer_last_kernel_s(const struct ms_scorer *s);
