@@ -90,6 +90,12 @@
 #ifndef MS_NV_SS
 #define MS_NV_SS 4
 #endif
+#ifndef MS_NV_ST
+#define MS_NV_ST 16
+#endif
+#if MS_NV_ST != 16 && MS_NV_ST != 32 && MS_NV_ST != 64
+#error "MS_NV_ST must be 16, 32 or 64"
+#endif
 #if MS_NV_SMR < 1 || MS_NV_SMR > 4
 #error "MS_NV_SMR must be in 1..4"
 #endif
@@ -250,6 +256,26 @@ static inline float ms_nv_shfl_xor(const float v, const uint mask)
     return as_float(r);
 }
 
+/* The running max of a 16x16 product tile (acc, two n8 halves) into mx; columns past `valid`
+ * (tokens past the document's end) never count. Full tiles skip the mask (warp-uniform). */
+#define MS_NV_MAX_TILE(NM, acc, mx, valid)                                                       \
+    if ((valid) >= 16) {                                                                         \
+        _Pragma("unroll") for (int m = 0; m < (NM); m++)                                         \
+            _Pragma("unroll") for (int r = 0; r < 4; r++)                                        \
+                mx[m][r >> 1] = fmax(mx[m][r >> 1], fmax(acc[m][0][r], acc[m][1][r]));           \
+    } else {                                                                                     \
+        _Pragma("unroll") for (int n = 0; n < 2; n++)                                            \
+            _Pragma("unroll") for (int r = 0; r < 4; r++)                                        \
+            {                                                                                    \
+                const uint col = (uint)n * 8 + MS_NV_C_COL(lane, r);                             \
+                _Pragma("unroll") for (int m = 0; m < (NM); m++)                                 \
+                {                                                                                \
+                    const float v = col < (valid) ? acc[m][n][r] : -INFINITY;                    \
+                    mx[m][r >> 1] = fmax(mx[m][r >> 1], v);                                      \
+                }                                                                                \
+            }                                                                                    \
+    }
+
 /* Stage rows tok0 .. tok0 + nrows - 1 of the documents into buf ([NCH][LDS] halves), 16 bytes
  * per copy, the work-group's 128 threads striding over (row, 16-byte piece). */
 static inline void ms_nv_stage(MS_LOCAL_PTR ushort *buf, MS_GLOBAL const ushort *docs,
@@ -397,17 +423,8 @@ ms_nv_score(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restric
                     }
                 }
                 /* Tokens past the document's end (stale __local rows) never win the max. */
-#pragma unroll
-                for (int n = 0; n < 2; n++)
-#pragma unroll
-                    for (int r = 0; r < 4; r++) {
-                        const uint col = t * 16 + (uint)n * 8 + MS_NV_C_COL(lane, r);
-#pragma unroll
-                        for (int m = 0; m < MS_NV_MR; m++) {
-                            const float v = col < valid ? acc[m][n][r] : -INFINITY;
-                            mx[m][r >> 1] = fmax(mx[m][r >> 1], v);
-                        }
-                    }
+                const uint sub_valid = valid - t * 16;
+                MS_NV_MAX_TILE(MS_NV_MR, acc, mx, sub_valid)
             }
             MS_BARRIER(); /* sbuf[cur] is read; the next iteration refills it */
             cur ^= 1;
@@ -501,15 +518,16 @@ static inline void ms_nv_cp_wait_ring(void)
 }
 #endif
 
-/* Stage 16 tokens of one document into a warp's ring slot ([16][LDS] halves): token tok0 + r
- * for r < 16, clamped to the document's last token (the copies past its end are masked out by
+/* Stage ST tokens of one document into a warp's ring slot ([ST][LDS] halves): token tok0 + r
+ * for r < ST, clamped to the document's last token (the copies past its end are masked out by
  * the caller, and the clamp keeps every address inside the buffer). One commit group. */
 static inline void ms_nv_stage_tile(MS_LOCAL_PTR ushort *slot, MS_GLOBAL const ushort *docs,
                                     const uint first, const uint tok0, const uint len,
                                     const uint lane)
 {
     const uint per_row = MS_NV_KP / 8;
-    for (uint p = lane; p < 16 * per_row; p += 32) {
+#pragma unroll 4
+    for (uint p = lane; p < MS_NV_ST * per_row; p += 32) {
         const uint row = p / per_row, piece = p % per_row;
         const uint tok = min(tok0 + row, len - 1);
         MS_LOCAL_PTR ushort *d = slot + row * MS_NV_LDS + piece * 8;
@@ -525,54 +543,56 @@ static inline void ms_nv_stage_tile(MS_LOCAL_PTR ushort *slot, MS_GLOBAL const u
 #endif
 }
 
-/* The next (document, 16-token tile) after (*j, *t) that has tokens, *j == j_end when none. */
-static inline void ms_nv_next_tile(uint *j, uint *t, const uint j_end,
+/* The next (document, ST-token tile) after (*j, *t) that has tokens, for a warp whose documents
+ * are j, j + stride, ...; *j >= n_docs when none. */
+static inline void ms_nv_next_tile(uint *j, uint *t, const uint stride, const uint n_docs,
                                    MS_GLOBAL const uint *doc_len)
 {
-    if (*j < j_end && (*t + 1) * 16 < doc_len[*j]) {
+    if (*j < n_docs && (*t + 1) * MS_NV_ST < doc_len[*j]) {
         (*t)++;
         return;
     }
     *t = 0;
-    for ((*j)++; *j < j_end && doc_len[*j] == 0; (*j)++)
+    for (*j += stride; *j < n_docs && doc_len[*j] == 0; *j += stride)
         ;
 }
 
 /*
  * Stream: few queries, memory-bound (one query of up to SMR row blocks against many documents).
  * Each warp works alone: it holds the A fragments of one whole query (work-group dimension 1 is
- * the query) and streams its own run of documents (docs_per_warp of them) through a private ring
- * of SS 16-token slots in __local, filled by cp.async SS - 1 tiles ahead across document
- * boundaries, so that each warp keeps several KiB of loads in flight with no work-group barrier
- * at all. B fragments come from the ring by ldmatrix.x4 and the products by the same mma as
- * ms_nv_score, in the same k order; the row maxima and the fixed butterfly sums are those of
- * ms_nv_score, and the row blocks' sums are added in order as ms_nv_sum adds them, so both
- * kernels give the same bits. The score goes straight to out[q][j]: one launch, no partial sums.
+ * the query) and streams its documents (j = its warp index, then every warp_stride-th) through a
+ * private ring of SS slots of ST tokens in __local, filled by cp.async SS - 1 slots ahead across
+ * document boundaries, so that each warp keeps several KiB of loads in flight with no
+ * work-group barrier at all. B fragments come from the ring by ldmatrix.x4 and the products by
+ * the same mma as ms_nv_score, in the same k order; the row maxima and the fixed butterfly sums
+ * are those of ms_nv_score, and the row blocks' sums are added in order as ms_nv_sum adds them,
+ * so both kernels give the same bits. The score goes straight to out[q][j]: one launch, no
+ * partial sums.
  *   docs, doc_tok, doc_len, n_docs   as for ms_nv_score
+ *   warp_stride                      warps in grid dimension 0 (the document stride)
  *   queries, rb_nvalid               the group's row blocks; q_blk[q] .. q_blk[q+1]-1 are query
  *                                    q's (at most SMR of them: the host checks)
  *   out                              [n_q][n_docs] float32
- * Global size (n_wg * 32 * SW, n_q), local (32 * SW, 1).
+ * Global size (warp_stride / SW * 32 * SW, n_q), local (32 * SW, 1).
  */
 MS_KERNEL MS_REQD_WG_STREAM void
 ms_nv_stream(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restrict doc_tok,
-             MS_GLOBAL const uint *restrict doc_len, const uint n_docs, const uint docs_per_warp,
+             MS_GLOBAL const uint *restrict doc_len, const uint n_docs, const uint warp_stride,
              MS_GLOBAL const ushort *restrict queries, MS_GLOBAL const uint *restrict rb_nvalid,
              MS_GLOBAL const uint *restrict q_blk, MS_GLOBAL float *restrict out)
 {
 #ifdef MS_NV_CUDA
-    __shared__ __align__(16) ushort ring[MS_NV_SW][MS_NV_SS][16 * MS_NV_LDS];
+    __shared__ __align__(16) ushort ring[MS_NV_SW][MS_NV_SS][MS_NV_ST * MS_NV_LDS];
 #else
-    __local ushort ring[MS_NV_SW][MS_NV_SS][16 * MS_NV_LDS] __attribute__((aligned(16)));
+    __local ushort ring[MS_NV_SW][MS_NV_SS][MS_NV_ST * MS_NV_LDS] __attribute__((aligned(16)));
 #endif
     const uint lid = (uint)get_local_id(0), lane = lid & 31, warp = lid >> 5;
     const uint q = (uint)get_group_id(1);
     const uint rb0 = q_blk[q], nrb = q_blk[q + 1] - rb0;
-    const uint j_begin = ((uint)get_group_id(0) * MS_NV_SW + warp) * docs_per_warp;
-    const uint j_end = min(n_docs, j_begin + docs_per_warp);
+    const uint j_first = (uint)get_group_id(0) * MS_NV_SW + warp;
     const uint g = MS_NV_G(lane);
 
-    if (j_begin >= j_end)
+    if (j_first >= n_docs)
         return; /* this warp only: the kernel has no work-group barrier */
     uint a[MS_NV_SMR][MS_NV_KS][4];
     uint nvalid[MS_NV_SMR];
@@ -591,17 +611,17 @@ ms_nv_stream(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restri
     }
 
     MS_LOCAL_PTR ushort *myring = ring[warp][0];
-    /* Prologue: tiles 0 .. SS-2 of the run in flight (empty groups past its end). */
-    uint pj = j_begin, pt = 0;
-    while (pj < j_end && doc_len[pj] == 0)
-        pj++;
+    /* Prologue: slots 0 .. SS-2 in flight (empty groups past the last document). */
+    uint pj = j_first, pt = 0;
+    while (pj < n_docs && doc_len[pj] == 0)
+        pj += warp_stride;
     uint slot = 0; /* ring slot of the next tile to stage */
 #pragma unroll
     for (int i = 0; i < MS_NV_SS - 1; i++) {
-        if (pj < j_end) {
-            ms_nv_stage_tile(myring + slot * 16 * MS_NV_LDS, docs, doc_tok[pj], pt * 16,
-                             doc_len[pj], lane);
-            ms_nv_next_tile(&pj, &pt, j_end, doc_len);
+        if (pj < n_docs) {
+            ms_nv_stage_tile(myring + slot * MS_NV_ST * MS_NV_LDS, docs, doc_tok[pj],
+                             pt * MS_NV_ST, doc_len[pj], lane);
+            ms_nv_next_tile(&pj, &pt, warp_stride, n_docs, doc_len);
         }
 #if MS_NV_CPASYNC
         else
@@ -611,19 +631,19 @@ ms_nv_stream(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restri
     }
     uint cur = 0; /* ring slot of the tile being scored */
 
-    for (uint j = j_begin; j < j_end; j++) {
+    for (uint j = j_first; j < n_docs; j += warp_stride) {
         const uint len = doc_len[j];
         float mx[MS_NV_SMR][2];
 #pragma unroll
         for (int m = 0; m < MS_NV_SMR; m++)
             mx[m][0] = mx[m][1] = -INFINITY;
 
-        for (uint t = 0; t * 16 < len; t++) {
+        for (uint t = 0; t * MS_NV_ST < len; t++) {
             ms_nv_warp_sync(); /* every lane has read the slot refilled now */
-            if (pj < j_end) {
-                ms_nv_stage_tile(myring + slot * 16 * MS_NV_LDS, docs, doc_tok[pj], pt * 16,
-                                 doc_len[pj], lane);
-                ms_nv_next_tile(&pj, &pt, j_end, doc_len);
+            if (pj < n_docs) {
+                ms_nv_stage_tile(myring + slot * MS_NV_ST * MS_NV_LDS, docs, doc_tok[pj],
+                                 pt * MS_NV_ST, doc_len[pj], lane);
+                ms_nv_next_tile(&pj, &pt, warp_stride, n_docs, doc_len);
             }
 #if MS_NV_CPASYNC
             else
@@ -633,47 +653,41 @@ ms_nv_stream(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restri
             ms_nv_warp_sync();
             slot = slot + 1 == MS_NV_SS ? 0 : slot + 1;
 
-            const uint valid = min(16u, len - t * 16);
-            MS_LOCAL_PTR const ushort *buf = myring + cur * 16 * MS_NV_LDS;
-            float acc[MS_NV_SMR][2][4];
-#pragma unroll
-            for (int m = 0; m < MS_NV_SMR; m++)
-#pragma unroll
-                for (int n = 0; n < 2; n++)
-#pragma unroll
-                    for (int r = 0; r < 4; r++)
-                        acc[m][n][r] = 0.0f;
-#pragma unroll
-            for (int ks = 0; ks < MS_NV_KS; ks++) {
-                uint b[4];
-#if MS_NV_LDSM
-                ms_nv_ldsm_x4(b, MS_SHARED_ADDR(buf + MS_NV_LDSM_TOK(lane) * MS_NV_LDS + ks * 16 +
-                                                MS_NV_LDSM_K(lane)));
-#else
-#pragma unroll
-                for (int qq = 0; qq < 4; qq++)
-                    b[qq] = *(MS_LOCAL_PTR const uint *)(buf +
-                                                         MS_NV_B_TOK(lane, qq) * MS_NV_LDS +
-                                                         ks * 16 + MS_NV_B_K(lane, qq));
-#endif
+            const uint valid = min((uint)MS_NV_ST, len - t * MS_NV_ST);
+            MS_LOCAL_PTR const ushort *tbuf = myring + cur * MS_NV_ST * MS_NV_LDS;
+            for (uint u = 0; u * 16 < valid; u++) { /* warp-uniform */
+                MS_LOCAL_PTR const ushort *buf = tbuf + u * 16 * MS_NV_LDS;
+                float acc[MS_NV_SMR][2][4];
 #pragma unroll
                 for (int m = 0; m < MS_NV_SMR; m++)
-                    if ((uint)m < nrb) { /* warp-uniform */
-                        ms_nv_mma(acc[m][0], a[m][ks], b[0], b[1]);
-                        ms_nv_mma(acc[m][1], a[m][ks], b[2], b[3]);
-                    }
-            }
 #pragma unroll
-            for (int n = 0; n < 2; n++)
+                    for (int n = 0; n < 2; n++)
 #pragma unroll
-                for (int r = 0; r < 4; r++) {
-                    const uint col = (uint)n * 8 + MS_NV_C_COL(lane, r);
+                        for (int r = 0; r < 4; r++)
+                            acc[m][n][r] = 0.0f;
 #pragma unroll
-                    for (int m = 0; m < MS_NV_SMR; m++) {
-                        const float v = col < valid ? acc[m][n][r] : -INFINITY;
-                        mx[m][r >> 1] = fmax(mx[m][r >> 1], v);
-                    }
+                for (int ks = 0; ks < MS_NV_KS; ks++) {
+                    uint b[4];
+#if MS_NV_LDSM
+                    ms_nv_ldsm_x4(b, MS_SHARED_ADDR(buf + MS_NV_LDSM_TOK(lane) * MS_NV_LDS +
+                                                    ks * 16 + MS_NV_LDSM_K(lane)));
+#else
+#pragma unroll
+                    for (int qq = 0; qq < 4; qq++)
+                        b[qq] = *(MS_LOCAL_PTR const uint *)(buf +
+                                                             MS_NV_B_TOK(lane, qq) * MS_NV_LDS +
+                                                             ks * 16 + MS_NV_B_K(lane, qq));
+#endif
+#pragma unroll
+                    for (int m = 0; m < MS_NV_SMR; m++)
+                        if ((uint)m < nrb) { /* warp-uniform */
+                            ms_nv_mma(acc[m][0], a[m][ks], b[0], b[1]);
+                            ms_nv_mma(acc[m][1], a[m][ks], b[2], b[3]);
+                        }
                 }
+                const uint sub_valid = valid - u * 16;
+                MS_NV_MAX_TILE(MS_NV_SMR, acc, mx, sub_valid)
+            }
             cur = cur + 1 == MS_NV_SS ? 0 : cur + 1;
         }
 

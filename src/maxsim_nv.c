@@ -57,17 +57,17 @@ static int stream_max_rb(uint32_t kp)
     return most < 1 ? 1 : most > 4 ? 4 : most;
 }
 
-/* The largest power of two <= 8 of warps x stages x 16 tokens of kp + 8 halves that fit
- * 40 KiB of __local, at least 2 stages. */
+/* The stream kernel's ring: slots of st tokens (kp + 8 halves each), as many stages as fit 40 KiB
+ * of __local for one warp (2 at least, ss at most), then as many warps (a power of two, at most
+ * sw) as fit. */
 static void stream_ring(struct nvpath *nv)
 {
-    const uint32_t slot = 16u * (nv->kp + 8) * 2;
-    if (nv->ss < 2)
-        nv->ss = 4;
-    while (nv->ss > 2 && 2u * nv->ss * slot > 40960)
+    const uint32_t slot = (uint32_t)nv->st * (nv->kp + 8) * 2;
+    while (nv->st > 16 && 2u * slot > 40960)
+        nv->st /= 2;
+    while (nv->ss > 2 && (uint32_t)nv->ss * nv->st * (nv->kp + 8) * 2 > 40960)
         nv->ss--;
-    nv->sw = 4;
-    while (nv->sw > 1 && (uint32_t)(nv->sw * nv->ss) * slot > 40960)
+    while (nv->sw > 1 && (uint32_t)(nv->sw * nv->ss * nv->st) * (nv->kp + 8) * 2 > 40960)
         nv->sw /= 2;
 }
 
@@ -89,28 +89,36 @@ static void nv_pick(struct nvpath *nv, uint64_t n_q, uint64_t max_rb, uint64_t t
 
     nv->ldsm = env_int("MAXSIM_NV_LDSM", 1);
     nv->cpasync = env_int("MAXSIM_NV_CPASYNC", 1);
-    nv->kernel = max_rb <= (uint64_t)smr_most && n_q <= 4 ? NV_STREAM : NV_STAGED;
+    int st = 0, k = 0;
+
+    nv->kernel = max_rb <= (uint64_t)smr_most && n_q <= 2 ? NV_STREAM : NV_STAGED;
     nv->smr = max_rb < 1 ? 1 : (int)(max_rb <= (uint64_t)smr_most ? max_rb : (uint64_t)smr_most);
-    nv->ss = 4;
-    nv->mr = total_rb >= 2 && nv->kp <= 256 ? 2 : 1;
+    nv->sw = 4;
+    nv->ss = 3;
+    nv->st = 32;
+    nv->warps_per_cu = 16;
+    nv->mr = total_rb >= 16 && nv->kp <= 128 ? 4 : total_rb >= 2 && nv->kp <= 256 ? 2 : 1;
     nv->wc = total_rb >= 8 ? 1 : total_rb >= 4 ? 2 : 4;
     nv->nch = 0;
-    if (v && sscanf(v, "stream,%d,%d,%d", &a, &b, &c) == 3 && max_rb <= (uint64_t)a) {
+    if (v && sscanf(v, "stream,%d,%d,%d,%d,%d", &a, &b, &c, &st, &k) >= 3 &&
+        max_rb <= (uint64_t)a) {
         nv->kernel = NV_STREAM;
         nv->smr = a;
         nv->sw = b;
         nv->ss = c;
+        if (st)
+            nv->st = st;
+        if (k)
+            nv->warps_per_cu = k;
     } else if (v && (sscanf(v, "staged,%d,%d,%d", &a, &b, &c) == 3 ||
                      sscanf(v, "%d,%d,%d", &a, &b, &c) == 3)) {
         nv->kernel = NV_STAGED;
         nv->mr = a;
         nv->wc = b;
         nv->nch = c;
-    } else if (nv->kernel == NV_STREAM) {
-        stream_ring(nv);
-    }
-    if (nv->sw == 0)
+    } else {
         stream_ring(nv); /* the stream kernel is compiled into the program either way */
+    }
     while (nv->nch == 0) {
         for (int ch = 128; ch >= 16; ch /= 2)
             if (2u * (uint32_t)ch * (nv->kp + 8) * 2 <= 40960 && ch % (16 * nv->wc) == 0) {
@@ -123,7 +131,8 @@ static void nv_pick(struct nvpath *nv, uint64_t n_q, uint64_t max_rb, uint64_t t
     }
     if (nv->kernel == NV_STREAM)
         snprintf(nv->variant, sizeof nv->variant,
-                 "stream (row blocks per warp %d, warps %d, ring %d)", nv->smr, nv->sw, nv->ss);
+                 "stream (row blocks per warp %d, warps %d, ring %d x %d tokens, %d warps per CU)",
+                 nv->smr, nv->sw, nv->ss, nv->st, nv->warps_per_cu);
     else
         snprintf(nv->variant, sizeof nv->variant,
                  "staged (row blocks per warp %d, column warps %d, chunk %d)", nv->mr, nv->wc,
@@ -231,10 +240,10 @@ int ms_nv_create(struct ms_scorer *s, const struct ms_emb *q, struct ms_err *err
     nv_pick(nv, q->n_rows, max_q_rb, total_rb);
     snprintf(opts, sizeof opts,
              "-cl-std=CL1.2 -DMS_NVIDIA=1 -DMS_NV_KP=%u -DMS_NV_MR=%d -DMS_NV_WC=%d "
-             "-DMS_NV_NCH=%d -DMS_NV_SMR=%d -DMS_NV_SW=%d -DMS_NV_SS=%d -DMS_NV_LDSM=%d "
-             "-DMS_NV_CPASYNC=%d%s%s",
-             nv->kp, nv->mr, nv->wc, nv->nch, nv->smr, nv->sw, nv->ss, nv->ldsm, nv->cpasync,
-             extra ? " " : "", extra ? extra : "");
+             "-DMS_NV_NCH=%d -DMS_NV_SMR=%d -DMS_NV_SW=%d -DMS_NV_SS=%d -DMS_NV_ST=%d "
+             "-DMS_NV_LDSM=%d -DMS_NV_CPASYNC=%d%s%s",
+             nv->kp, nv->mr, nv->wc, nv->nch, nv->smr, nv->sw, nv->ss, nv->st, nv->ldsm,
+             nv->cpasync, extra ? " " : "", extra ? extra : "");
     if (ms_cl_program(s->cl, "maxsim_nv.cl", opts, &nv->prog, err) != MS_OK)
         return ms_err_prefix(err, "NVIDIA tensor-core path (MAXSIM_NV_MMA=0 turns it off)");
     if (ms_cl_kernel(nv->prog, "ms_nv_prep_f32", &nv->prep_f32, err) != MS_OK ||
@@ -273,17 +282,20 @@ static int nv_stream_group(struct ms_scorer *s, const struct qgroup *g, cl_mem d
 {
     struct nvpath *nv = &s->nv;
     const uint64_t cus = s->cl->info.compute_units ? s->cl->info.compute_units : 1;
-    /* About 32 warps per multiprocessor over the whole grid; one document a warp at least. */
-    const uint64_t want = 32 * cus;
-    uint64_t per = ms_ceil_div(nd * g->nq, want);
-    if (per < 1)
-        per = 1;
-    const cl_uint n_docs = (cl_uint)nd, docs_per_warp = (cl_uint)per;
-    const uint64_t warps = ms_ceil_div(nd, per);
+    /* A grid that is resident at once (warps_per_cu warps on every multiprocessor, all queries
+     * of the group together), each warp taking every warp_stride-th document: no second wave
+     * and no tail of idle multiprocessors; at most one warp a document. */
+    uint64_t warps = (uint64_t)nv->warps_per_cu * cus / (g->nq ? g->nq : 1);
+    if (warps > nd)
+        warps = nd;
+    if (warps < 1)
+        warps = 1;
+    const uint64_t n_wg = ms_ceil_div(warps, (uint64_t)nv->sw);
+    const cl_uint n_docs = (cl_uint)nd, warp_stride = (cl_uint)(n_wg * (uint64_t)nv->sw);
     const size_t local[2] = { 32 * (size_t)nv->sw, 1 };
-    const size_t global[2] = { ms_ceil_div(warps, (uint64_t)nv->sw) * local[0], g->nq };
+    const size_t global[2] = { n_wg * local[0], g->nq };
     if (MS_CL_SET_ARGS(nv->stream, "ms_nv_stream", err, MS_ARG(dsrc), MS_ARG(s->doc_tile),
-                       MS_ARG(s->doc_len), MS_ARG(n_docs), MS_ARG(docs_per_warp), MS_ARG(g->nv_q),
+                       MS_ARG(s->doc_len), MS_ARG(n_docs), MS_ARG(warp_stride), MS_ARG(g->nv_q),
                        MS_ARG(g->nv_rb_valid), MS_ARG(g->nv_q_blk), MS_ARG(s->out)) != MS_OK)
         return err->status;
     return ms_cl_launch(s->cl, nv->stream, 2, global, local, "ms_nv_stream", &s->last_kernel_s,

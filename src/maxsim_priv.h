@@ -38,6 +38,8 @@ struct nvpath {
     /* staged: row blocks per warp, warps splitting the columns, tokens per chunk;
      * stream: row blocks per warp (smr), warps per work-group (sw), ring stages (ss). */
     int mr, wc, nch, smr, sw, ss, ldsm, cpasync;
+    int st;           /* stream: tokens per ring slot (16, 32, 64) */
+    int warps_per_cu; /* stream: warps in the grid per compute unit */
     char variant[96]; /* what -v shows */
     cl_mem docs;      /* [cap_tokens][kp] float16 bits (prepared documents) */
     cl_mem part;      /* staged: [max group n_rb][cap_docs] float32 */
