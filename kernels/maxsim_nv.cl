@@ -93,6 +93,16 @@
 #ifndef MS_NV_ST
 #define MS_NV_ST 16
 #endif
+/* Stream, split: the SW warps of a work-group share each document, warp w taking its tiles w,
+ * w + SW, ...; their row maxima meet in __local (exact). Else every warp has its own documents. */
+#ifndef MS_NV_SPLIT
+#define MS_NV_SPLIT 0
+#endif
+#if MS_NV_SPLIT
+#define MS_NV_TSTEP MS_NV_SW
+#else
+#define MS_NV_TSTEP 1
+#endif
 #if MS_NV_ST != 16 && MS_NV_ST != 32 && MS_NV_ST != 64
 #error "MS_NV_ST must be 16, 32 or 64"
 #endif
@@ -543,17 +553,17 @@ static inline void ms_nv_stage_tile(MS_LOCAL_PTR ushort *slot, MS_GLOBAL const u
 #endif
 }
 
-/* The next (document, ST-token tile) after (*j, *t) that has tokens, for a warp whose documents
- * are j, j + stride, ...; *j >= n_docs when none. */
-static inline void ms_nv_next_tile(uint *j, uint *t, const uint stride, const uint n_docs,
-                                   MS_GLOBAL const uint *doc_len)
+/* The next (document, ST-token tile) after (*j, *t) for a warp whose documents are j, j + stride,
+ * ... and whose tiles of each are t0, t0 + TSTEP, ...; *j >= n_docs when none is left. */
+static inline void ms_nv_next_tile(uint *j, uint *t, const uint t0, const uint stride,
+                                   const uint n_docs, MS_GLOBAL const uint *doc_len)
 {
-    if (*j < n_docs && (*t + 1) * MS_NV_ST < doc_len[*j]) {
-        (*t)++;
+    if (*j < n_docs && (*t + MS_NV_TSTEP) * MS_NV_ST < doc_len[*j]) {
+        *t += MS_NV_TSTEP;
         return;
     }
-    *t = 0;
-    for (*j += stride; *j < n_docs && doc_len[*j] == 0; *j += stride)
+    *t = t0;
+    for (*j += stride; *j < n_docs && doc_len[*j] <= t0 * MS_NV_ST; *j += stride)
         ;
 }
 
@@ -586,10 +596,22 @@ ms_nv_stream(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restri
 #else
     __local ushort ring[MS_NV_SW][MS_NV_SS][MS_NV_ST * MS_NV_LDS] __attribute__((aligned(16)));
 #endif
+#if MS_NV_SPLIT
+#ifdef MS_NV_CUDA
+    __shared__ float red[2][MS_NV_SW][MS_NV_SMR][16];
+#else
+    __local float red[2][MS_NV_SW][MS_NV_SMR][16];
+#endif
+    uint parity = 0;
+#endif
     const uint lid = (uint)get_local_id(0), lane = lid & 31, warp = lid >> 5;
     const uint q = (uint)get_group_id(1);
     const uint rb0 = q_blk[q], nrb = q_blk[q + 1] - rb0;
-    const uint j_first = (uint)get_group_id(0) * MS_NV_SW + warp;
+#if MS_NV_SPLIT
+    const uint j_first = (uint)get_group_id(0), t0 = warp; /* the whole work-group: uniform */
+#else
+    const uint j_first = (uint)get_group_id(0) * MS_NV_SW + warp, t0 = 0;
+#endif
     const uint g = MS_NV_G(lane);
 
     if (j_first >= n_docs)
@@ -612,8 +634,8 @@ ms_nv_stream(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restri
 
     MS_LOCAL_PTR ushort *myring = ring[warp][0];
     /* Prologue: slots 0 .. SS-2 in flight (empty groups past the last document). */
-    uint pj = j_first, pt = 0;
-    while (pj < n_docs && doc_len[pj] == 0)
+    uint pj = j_first, pt = t0;
+    while (pj < n_docs && doc_len[pj] <= t0 * MS_NV_ST)
         pj += warp_stride;
     uint slot = 0; /* ring slot of the next tile to stage */
 #pragma unroll
@@ -621,7 +643,7 @@ ms_nv_stream(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restri
         if (pj < n_docs) {
             ms_nv_stage_tile(myring + slot * MS_NV_ST * MS_NV_LDS, docs, doc_tok[pj],
                              pt * MS_NV_ST, doc_len[pj], lane);
-            ms_nv_next_tile(&pj, &pt, warp_stride, n_docs, doc_len);
+            ms_nv_next_tile(&pj, &pt, t0, warp_stride, n_docs, doc_len);
         }
 #if MS_NV_CPASYNC
         else
@@ -638,12 +660,12 @@ ms_nv_stream(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restri
         for (int m = 0; m < MS_NV_SMR; m++)
             mx[m][0] = mx[m][1] = -INFINITY;
 
-        for (uint t = 0; t * MS_NV_ST < len; t++) {
+        for (uint t = t0; t * MS_NV_ST < len; t += MS_NV_TSTEP) {
             ms_nv_warp_sync(); /* every lane has read the slot refilled now */
             if (pj < n_docs) {
                 ms_nv_stage_tile(myring + slot * MS_NV_ST * MS_NV_LDS, docs, doc_tok[pj],
                                  pt * MS_NV_ST, doc_len[pj], lane);
-                ms_nv_next_tile(&pj, &pt, warp_stride, n_docs, doc_len);
+                ms_nv_next_tile(&pj, &pt, t0, warp_stride, n_docs, doc_len);
             }
 #if MS_NV_CPASYNC
             else
@@ -695,12 +717,34 @@ ms_nv_stream(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restri
          * the same butterfly, then the row blocks added in order starting from 0. */
         float score = 0.0f;
 #pragma unroll
-        for (int m = 0; m < MS_NV_SMR; m++) {
+        for (int m = 0; m < MS_NV_SMR; m++)
 #pragma unroll
             for (int h = 0; h < 2; h++) {
                 mx[m][h] = fmax(mx[m][h], ms_nv_shfl_xor(mx[m][h], 1));
                 mx[m][h] = fmax(mx[m][h], ms_nv_shfl_xor(mx[m][h], 2));
             }
+#if MS_NV_SPLIT
+        /* The warps' maxima of each row meet (max is exact: any order gives the same bits);
+         * red alternates between two buffers, so one barrier a document suffices. */
+        if (MS_NV_T(lane) == 0) {
+#pragma unroll
+            for (int m = 0; m < MS_NV_SMR; m++) {
+                red[parity][warp][m][g] = mx[m][0];
+                red[parity][warp][m][g + 8] = mx[m][1];
+            }
+        }
+        MS_BARRIER();
+#pragma unroll
+        for (int w = 0; w < MS_NV_SW; w++)
+#pragma unroll
+            for (int m = 0; m < MS_NV_SMR; m++) {
+                mx[m][0] = fmax(mx[m][0], red[parity][w][m][g]);
+                mx[m][1] = fmax(mx[m][1], red[parity][w][m][g + 8]);
+            }
+        parity ^= 1;
+#endif
+#pragma unroll
+        for (int m = 0; m < MS_NV_SMR; m++) {
             float x = 0.0f;
             if (len > 0) {
                 x = g < nvalid[m] ? mx[m][0] : 0.0f;
@@ -712,7 +756,11 @@ ms_nv_stream(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restri
             if ((uint)m < nrb)
                 score += x;
         }
+#if MS_NV_SPLIT
+        if (lane == 0 && warp == 0)
+#else
         if (lane == 0)
+#endif
             out[(size_t)q * n_docs + j] = score;
     }
 #if MS_NV_CPASYNC

@@ -81,7 +81,8 @@ static void stream_ring(struct nvpath *nv)
  * whose two stages fit 40 KiB of __local. MAXSIM_NV_VARIANT overrides:
  * "stream,SMR,SW,SS" or "staged,MR,WC,NCH" (bench sweeps, scripts/gpu-check).
  */
-static void nv_pick(struct nvpath *nv, uint64_t n_q, uint64_t max_rb, uint64_t total_rb)
+static void nv_pick(struct nvpath *nv, uint64_t n_q, uint64_t max_rb, uint64_t total_rb,
+                    uint64_t cap_docs, uint64_t cus)
 {
     const char *v = getenv("MAXSIM_NV_VARIANT");
     const int smr_most = stream_max_rb(nv->kp);
@@ -89,18 +90,22 @@ static void nv_pick(struct nvpath *nv, uint64_t n_q, uint64_t max_rb, uint64_t t
 
     nv->ldsm = env_int("MAXSIM_NV_LDSM", 1);
     nv->cpasync = env_int("MAXSIM_NV_CPASYNC", 1);
-    int st = 0, k = 0;
+    int st = 0, k = 0, split = -1;
 
     nv->kernel = max_rb <= (uint64_t)smr_most && n_q <= 2 ? NV_STREAM : NV_STAGED;
     nv->smr = max_rb < 1 ? 1 : (int)(max_rb <= (uint64_t)smr_most ? max_rb : (uint64_t)smr_most);
-    nv->sw = 4;
-    nv->ss = 3;
-    nv->st = 32;
-    nv->warps_per_cu = 16;
+    /* Measured on the H200 (docs/kernel-notes.md, "Stream kernel"): 16-token slots, 4 stages,
+     * as many warps a work-group as fit; blocks of many documents: 2 warps share each document
+     * (3 stages, 32 warps a CU), which read 1q x 5,000 x 300 tokens at 3.45 TB/s against 3.1. */
+    nv->split = cap_docs > 16 * cus;
+    nv->sw = nv->split ? 2 : 4;
+    nv->ss = nv->split ? 3 : 4;
+    nv->st = 16;
+    nv->warps_per_cu = nv->split ? 32 : 16;
     nv->mr = total_rb >= 16 && nv->kp <= 128 ? 4 : total_rb >= 2 && nv->kp <= 256 ? 2 : 1;
     nv->wc = total_rb >= 8 ? 1 : total_rb >= 4 ? 2 : 4;
     nv->nch = 0;
-    if (v && sscanf(v, "stream,%d,%d,%d,%d,%d", &a, &b, &c, &st, &k) >= 3 &&
+    if (v && sscanf(v, "stream,%d,%d,%d,%d,%d,%d", &a, &b, &c, &st, &k, &split) >= 3 &&
         max_rb <= (uint64_t)a) {
         nv->kernel = NV_STREAM;
         nv->smr = a;
@@ -110,6 +115,8 @@ static void nv_pick(struct nvpath *nv, uint64_t n_q, uint64_t max_rb, uint64_t t
             nv->st = st;
         if (k)
             nv->warps_per_cu = k;
+        nv->split = split > 0;
+        stream_ring(nv); /* a forced ring still has to fit __local */
     } else if (v && (sscanf(v, "staged,%d,%d,%d", &a, &b, &c) == 3 ||
                      sscanf(v, "%d,%d,%d", &a, &b, &c) == 3)) {
         nv->kernel = NV_STAGED;
@@ -130,9 +137,11 @@ static void nv_pick(struct nvpath *nv, uint64_t n_q, uint64_t max_rb, uint64_t t
         nv->wc /= 2;
     }
     if (nv->kernel == NV_STREAM)
-        snprintf(nv->variant, sizeof nv->variant,
-                 "stream (row blocks per warp %d, warps %d, ring %d x %d tokens, %d warps per CU)",
-                 nv->smr, nv->sw, nv->ss, nv->st, nv->warps_per_cu);
+        snprintf(
+            nv->variant, sizeof nv->variant,
+            "stream (row blocks per warp %d, warps %d%s, ring %d x %d tokens, %d warps per CU)",
+            nv->smr, nv->sw, nv->split ? " sharing each document" : "", nv->ss, nv->st,
+            nv->warps_per_cu);
     else
         snprintf(nv->variant, sizeof nv->variant,
                  "staged (row blocks per warp %d, column warps %d, chunk %d)", nv->mr, nv->wc,
@@ -237,13 +246,15 @@ int ms_nv_create(struct ms_scorer *s, const struct ms_emb *q, struct ms_err *err
         if (rb > max_q_rb)
             max_q_rb = rb;
     }
-    nv_pick(nv, q->n_rows, max_q_rb, total_rb);
-    snprintf(opts, sizeof opts,
-             "-cl-std=CL1.2 -DMS_NVIDIA=1 -DMS_NV_KP=%u -DMS_NV_MR=%d -DMS_NV_WC=%d "
-             "-DMS_NV_NCH=%d -DMS_NV_SMR=%d -DMS_NV_SW=%d -DMS_NV_SS=%d -DMS_NV_ST=%d "
-             "-DMS_NV_LDSM=%d -DMS_NV_CPASYNC=%d%s%s",
-             nv->kp, nv->mr, nv->wc, nv->nch, nv->smr, nv->sw, nv->ss, nv->st, nv->ldsm,
-             nv->cpasync, extra ? " " : "", extra ? extra : "");
+    nv_pick(nv, q->n_rows, max_q_rb, total_rb, s->cap_docs,
+            s->cl->info.compute_units ? s->cl->info.compute_units : 1);
+    snprintf(
+        opts, sizeof opts,
+        "-cl-std=CL1.2 -DMS_NVIDIA=1 -DMS_NV_KP=%u -DMS_NV_MR=%d -DMS_NV_WC=%d "
+        "-DMS_NV_NCH=%d -DMS_NV_SMR=%d -DMS_NV_SW=%d -DMS_NV_SS=%d -DMS_NV_ST=%d -DMS_NV_SPLIT=%d "
+        "-DMS_NV_LDSM=%d -DMS_NV_CPASYNC=%d%s%s",
+        nv->kp, nv->mr, nv->wc, nv->nch, nv->smr, nv->sw, nv->ss, nv->st, nv->split, nv->ldsm,
+        nv->cpasync, extra ? " " : "", extra ? extra : "");
     if (ms_cl_program(s->cl, "maxsim_nv.cl", opts, &nv->prog, err) != MS_OK)
         return ms_err_prefix(err, "NVIDIA tensor-core path (MAXSIM_NV_MMA=0 turns it off)");
     if (ms_cl_kernel(nv->prog, "ms_nv_prep_f32", &nv->prep_f32, err) != MS_OK ||
@@ -286,12 +297,15 @@ static int nv_stream_group(struct ms_scorer *s, const struct qgroup *g, cl_mem d
      * of the group together), each warp taking every warp_stride-th document: no second wave
      * and no tail of idle multiprocessors; at most one warp a document. */
     uint64_t warps = (uint64_t)nv->warps_per_cu * cus / (g->nq ? g->nq : 1);
-    if (warps > nd)
-        warps = nd;
+    /* split: the work-group's warps share each document, so a work-group per document */
+    const uint64_t per_doc = nv->split ? (uint64_t)nv->sw : 1;
+    if (warps > nd * per_doc)
+        warps = nd * per_doc;
     if (warps < 1)
         warps = 1;
     const uint64_t n_wg = ms_ceil_div(warps, (uint64_t)nv->sw);
-    const cl_uint n_docs = (cl_uint)nd, warp_stride = (cl_uint)(n_wg * (uint64_t)nv->sw);
+    const cl_uint n_docs = (cl_uint)nd;
+    const cl_uint warp_stride = (cl_uint)(nv->split ? n_wg : n_wg * (uint64_t)nv->sw);
     const size_t local[2] = { 32 * (size_t)nv->sw, 1 };
     const size_t global[2] = { n_wg * local[0], g->nq };
     if (MS_CL_SET_ARGS(nv->stream, "ms_nv_stream", err, MS_ARG(dsrc), MS_ARG(s->doc_tile),

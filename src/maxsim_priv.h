@@ -38,11 +38,12 @@ struct nvpath {
     /* staged: row blocks per warp, warps splitting the columns, tokens per chunk;
      * stream: row blocks per warp (smr), warps per work-group (sw), ring stages (ss). */
     int mr, wc, nch, smr, sw, ss, ldsm, cpasync;
-    int st;           /* stream: tokens per ring slot (16, 32, 64) */
-    int warps_per_cu; /* stream: warps in the grid per compute unit */
-    char variant[96]; /* what -v shows */
-    cl_mem docs;      /* [cap_tokens][kp] float16 bits (prepared documents) */
-    cl_mem part;      /* staged: [max group n_rb][cap_docs] float32 */
+    int st;            /* stream: tokens per ring slot (16, 32, 64) */
+    int warps_per_cu;  /* stream: warps in the grid per compute unit */
+    int split;         /* stream: the warps of a work-group share each document */
+    char variant[160]; /* what -v shows */
+    cl_mem docs;       /* [cap_tokens][kp] float16 bits (prepared documents) */
+    cl_mem part;       /* staged: [max group n_rb][cap_docs] float32 */
 };
 
 struct ms_scorer {
@@ -70,7 +71,7 @@ struct ms_scorer {
     cl_mem pair_q, pair_d, pair_out; /* [cap_pairs] */
     double last_kernel_s;
     int precision;
-    char path[160]; /* ms_scorer_path */
+    char path[224]; /* ms_scorer_path */
     struct nvpath nv;
 };
 
