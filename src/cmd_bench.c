@@ -20,11 +20,12 @@
 #include "maxsim.h"
 #include "stream.h"
 #include "topk.h"
+#include "tune.h"
 
 static const char usage_text[] =
     "usage: maxsim bench --shape <nq>,<nd>,<lq>,<ld>,<dim> [--dtype (f16 | f32)]\n"
     "                    [--op (score | search | rerank)] [--reps <n>] [--normalize]\n"
-    "                    [--precision (exact | f16)] [--peak-tflops <x>] [--json]\n"
+    "                    [--precision (exact | f16)] [--peak-tflops <x>] [--json] [--tune]\n"
     "\n"
     "Time the MaxSim kernels on random data of one shape: nq queries of lq tokens\n"
     "against nd documents of ld tokens, dim dimensions.\n"
@@ -38,6 +39,9 @@ static const char usage_text[] =
     "  --precision <p>      exact (default) or f16, as for search\n"
     "  --peak-tflops <x>    the device's arithmetic ceiling, for the floor\n"
     "  --json               one JSON object\n"
+    "  --tune               time every tensor-core kernel variant on this shape and keep the\n"
+    "                       fastest for its class of shapes in the tuning table (beside the\n"
+    "                       kernel cache), where search, score and rerank find it\n"
     "  -h, --help           this help\n";
 
 static uint64_t bench_rng = 0x2545f4914f6cdd1dull;
@@ -125,6 +129,74 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The median kernel time of `reps` runs (after one warm-up) of a scorer over d; < 0 on error. */
+static double median_kernel(struct ms_scorer *s, const struct ms_emb *d, float *scores, uint64_t nd,
+                            double *kt, uint64_t reps, struct ms_err *err)
+{
+    for (uint64_t r = 0; r <= reps; r++) {
+        if (ms_scorer_run(s, d, scores, nd, err) != MS_OK)
+            return -1;
+        if (r > 0)
+            kt[r - 1] = ms_scorer_last_kernel_s(s);
+    }
+    qsort(kt, reps, sizeof *kt, cmp_double);
+    return kt[reps / 2];
+}
+
+/* --tune: time the scorer's default choice and every candidate variant on this shape, and keep
+ * the fastest in the tuning table for the shape's class. */
+static int bench_tune(struct ms_cl *cl, const struct ms_emb *q, const struct ms_emb *d,
+                      const struct ms_scorer_opts *so, uint64_t nd, uint64_t reps, float *scores,
+                      double *kt, struct ms_err *err)
+{
+    char device[640], klass[160], cand[64][64];
+    struct ms_scorer *s = NULL;
+    double best = -1, dflt;
+    int best_i = -1;
+    if (!ms_scorer_tune_keys(cl, q, so, device, sizeof device, klass, sizeof klass))
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "nothing to tune on '%s': only the NVIDIA tensor-core path has variants "
+                          "(an NVIDIA GPU of compute capability 8.0 or more, float16 inputs or "
+                          "--precision f16)",
+                          cl->info.name);
+    const int n = ms_scorer_tune_candidates(cl, q, so, cand, 64);
+    if (ms_scorer_create(&s, cl, q, so, err) != MS_OK)
+        return err->status;
+    printf("class       %s\n", klass);
+    printf("default     %s\n", ms_scorer_path(s));
+    dflt = median_kernel(s, d, scores, nd, kt, reps, err);
+    ms_scorer_free(s);
+    if (dflt < 0)
+        return err->status;
+    printf("            %.4f ms\n", dflt * 1e3);
+    for (int i = 0; i < n; i++) {
+        struct ms_scorer_opts o = *so;
+        struct ms_err e = { 0 };
+        double t = -1;
+        o.variant = cand[i];
+        s = NULL;
+        if (ms_scorer_create(&s, cl, q, &o, &e) == MS_OK)
+            t = median_kernel(s, d, scores, nd, kt, reps, &e);
+        ms_scorer_free(s);
+        if (t < 0) {
+            printf("%-28s failed: %s\n", cand[i], e.msg);
+            continue;
+        }
+        printf("%-28s %.4f ms\n", cand[i], t * 1e3);
+        if (best < 0 || t < best) {
+            best = t;
+            best_i = i;
+        }
+    }
+    if (best_i < 0)
+        return ms_err_set(err, MS_ERR_RUNTIME, "no kernel variant ran on '%s'", cl->info.name);
+    if (ms_tune_store(device, klass, cand[best_i], best * 1e3, err) != MS_OK)
+        return err->status;
+    printf("tuned       %s: %.4f ms (default %.4f ms, %.2fx)\n", cand[best_i], best * 1e3,
+           dflt * 1e3, dflt / best);
+    return MS_OK;
+}
+
 int cmd_bench(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -136,6 +208,7 @@ int cmd_bench(int argc, char **argv)
         { "peak-tflops", required_argument, NULL, 'p' },
         { "precision", required_argument, NULL, 'P' },
         { "json", no_argument, NULL, 'j' },
+        { "tune", no_argument, NULL, 'T' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -144,7 +217,7 @@ int cmd_bench(int argc, char **argv)
     enum ms_dtype dtype = MS_DTYPE_F16;
     uint64_t reps = 20;
     double peak_tflops = 0;
-    int normalize = 0, json = 0, precision = MS_PREC_EXACT, c, rc = MS_OK;
+    int normalize = 0, json = 0, tune = 0, precision = MS_PREC_EXACT, c, rc = MS_OK;
     struct ms_err err = { 0 };
 
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
@@ -189,6 +262,7 @@ int cmd_bench(int argc, char **argv)
                 return MS_ERR_INPUT;
             break;
         case 'j': json = 1; break;
+        case 'T': tune = 1; break;
         case 'h': fputs(usage_text, stdout); return ms_close_stdout();
         case ':': return ms_usage_error("bench", "option '%s' needs a value", argv[optind - 1]);
         default: return ms_usage_error("bench", "unknown option '%s'", argv[optind - 1]);
@@ -198,6 +272,8 @@ int cmd_bench(int argc, char **argv)
         return ms_usage_error("bench", "unexpected argument '%s'", argv[optind]);
     if (!nq)
         return ms_usage_error("bench", "no shape (e.g. --shape 1,1000,32,300,128)");
+    if (tune && strcmp(op, "score") != 0)
+        return ms_usage_error("bench", "--tune times scoring (--op score), got --op %s", op);
 
     const int rerank = strcmp(op, "rerank") == 0;
     /* rerank: nd candidates for each query, each its own document */
@@ -225,6 +301,11 @@ int cmd_bench(int argc, char **argv)
     if (!(scores = ms_malloc(n_out * sizeof *scores, &err)) ||
         !(kt = ms_malloc(reps * sizeof *kt, &err)) || !(wt = ms_malloc(reps * sizeof *wt, &err))) {
         rc = err.status;
+        goto fail;
+    }
+    if (tune) {
+        if ((rc = bench_tune(&cl, &q, &d, &so, nd, reps, scores, kt, &err)) == MS_OK)
+            rc = ms_close_stdout();
         goto fail;
     }
     if (rerank) {

@@ -8,6 +8,7 @@
 #ifndef MS_MAXSIM_H
 #define MS_MAXSIM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "cl_dev.h"
@@ -50,6 +51,9 @@ struct ms_scorer_opts {
      * devices of compute capability >= 8.0 (unless MAXSIM_NV_MMA=0) for float16 inputs without
      * normalization, or for any inputs under MS_PREC_F16. */
     int precision;
+    /* A tensor-core kernel variant to use instead of the tuned or default one, as
+     * MAXSIM_NV_VARIANT spells it (bench --tune); NULL for none. */
+    const char *variant;
 };
 
 /* Prepare for scoring against `queries` (any number of rows, any length). */
@@ -69,6 +73,15 @@ int ms_scorer_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores,
  * is MS_ERR_INPUT. */
 int ms_scorer_run_pairs(struct ms_scorer *s, const struct ms_emb *docs, const uint32_t *pair_q,
                         const uint32_t *pair_d, uint64_t n_pairs, float *out, struct ms_err *err);
+/* Tuning (bench --tune): the keys of the tuning table's line for a scorer of these queries on
+ * this device with these options (tune.h), and the variants worth timing for it. Both return 0
+ * when no tunable path would score them. */
+int ms_scorer_tune_keys(const struct ms_cl *cl, const struct ms_emb *q,
+                        const struct ms_scorer_opts *o, char *device, size_t dcap, char *klass,
+                        size_t kcap);
+int ms_scorer_tune_candidates(const struct ms_cl *cl, const struct ms_emb *q,
+                              const struct ms_scorer_opts *o, char (*out)[64], int max);
+
 /* Which kernels score, for -v and bench: "NVIDIA tensor cores, stream kernel (...)" or
  * "portable kernels (...)". */
 const char *ms_scorer_path(const struct ms_scorer *s);

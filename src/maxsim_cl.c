@@ -247,6 +247,7 @@ int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_e
     if (!s->h_doc_len)
         goto fail;
     s->precision = opts->precision;
+    s->variant = opts->variant;
     snprintf(s->path, sizeof s->path, "portable kernels (tile %d tokens, query block %d)", s->tn,
              s->qb);
     if (ms_nv_wanted(cl, queries, opts) && ms_nv_create(s, queries, err) != MS_OK)

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "maxsim_priv.h"
+#include "tune.h"
 
 static int env_int(const char *name, int dflt)
 {
@@ -71,60 +72,133 @@ static void stream_ring(struct nvpath *nv)
         nv->sw /= 2;
 }
 
-/*
- * The kernel and its variant from the query batch: n_q queries, the most row blocks any of them
- * has, and the total. Few queries that a warp holds whole: the stream kernel (memory-bound:
- * every document byte is read once per query, and one query's rows make little arithmetic).
- * Otherwise the staged kernel, where one document chunk feeds many row blocks: many query rows
- * (batched retrieval): WC = 1, every warp its own rows, each chunk read once for 4 * MR row
- * blocks; few rows: WC = 4, the warps share the rows and split the tokens. NCH: the largest chunk
- * whose two stages fit 40 KiB of __local. MAXSIM_NV_VARIANT overrides:
- * "stream,SMR,SW,SS" or "staged,MR,WC,NCH" (bench sweeps, scripts/gpu-check).
- */
-static void nv_pick(struct nvpath *nv, uint64_t n_q, uint64_t max_rb, uint64_t total_rb,
-                    uint64_t cap_docs, uint64_t cus)
+/* What nv_pick decides from: the query batch, the block capacity and the device. */
+struct nv_shape {
+    uint64_t n_q, max_rb, total_rb, cap_docs, cus;
+};
+
+static struct nv_shape nv_shape_of(const struct ms_cl *cl, const struct ms_emb *q,
+                                   uint64_t cap_docs)
 {
-    const char *v = getenv("MAXSIM_NV_VARIANT");
-    const int smr_most = stream_max_rb(nv->kp);
-    int a = 0, b = 0, c = 0;
+    struct nv_shape sh = { .n_q = q->n_rows,
+                           .cap_docs = cap_docs,
+                           .cus = cl->info.compute_units ? cl->info.compute_units : 1 };
+    for (uint64_t i = 0; i < q->n_rows; i++) {
+        const uint64_t rb = ms_ceil_div(ms_emb_row_len(q, i), 16);
+        sh.total_rb += rb;
+        if (rb > sh.max_rb)
+            sh.max_rb = rb;
+    }
+    return sh;
+}
 
-    nv->ldsm = env_int("MAXSIM_NV_LDSM", 1);
-    nv->cpasync = env_int("MAXSIM_NV_CPASYNC", 1);
-    int st = 0, k = 0, split = -1;
+/* Whether the stream kernel may take these queries: at most two, each held by one warp. */
+static int stream_fits(uint32_t kp, const struct nv_shape *sh)
+{
+    return sh->max_rb <= (uint64_t)stream_max_rb(kp) && sh->n_q <= 2;
+}
 
-    nv->kernel = max_rb <= (uint64_t)smr_most && n_q <= 2 ? NV_STREAM : NV_STAGED;
-    nv->smr = max_rb < 1 ? 1 : (int)(max_rb <= (uint64_t)smr_most ? max_rb : (uint64_t)smr_most);
-    /* Measured on the H200 (docs/kernel-notes.md, "Stream kernel"): 16-token slots, 4 stages,
-     * as many warps a work-group as fit; blocks of many documents: 2 warps share each document
-     * (3 stages, 32 warps a CU), which read 1q x 5,000 x 300 tokens at 3.45 TB/s against 3.1. */
-    nv->split = cap_docs > 16 * cus;
-    nv->sw = nv->split ? 2 : 4;
-    nv->ss = nv->split ? 3 : 4;
-    nv->st = 16;
-    nv->warps_per_cu = nv->split ? 32 : 16;
-    nv->mr = total_rb >= 16 && nv->kp <= 128 ? 4 : total_rb >= 2 && nv->kp <= 256 ? 2 : 1;
-    nv->wc = total_rb >= 8 ? 1 : total_rb >= 4 ? 2 : 4;
-    nv->nch = 0;
-    if (v && sscanf(v, "stream,%d,%d,%d,%d,%d,%d", &a, &b, &c, &st, &k, &split) >= 3 &&
-        max_rb <= (uint64_t)a) {
+/* The tuning table's key of a device: a new driver or platform is a new device. */
+static void device_key(const struct ms_cl *cl, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s|%s|%s", cl->info.name, cl->info.driver_version,
+             cl->info.platform_version);
+    for (char *p = buf; *p; p++)
+        if (*p == '\t' || *p == '\n')
+            *p = ' ';
+}
+
+/* The class of shapes that share a tuned variant: what changes the best choice (dim, queries,
+ * rows a query, all rows, documents a block), bucketed so that a handful of tunings cover a
+ * workload. */
+static void shape_class(uint32_t kp, const struct nv_shape *sh, char *buf, size_t cap)
+{
+    static const uint64_t rb_edges[] = { 1, 2, 4, 8, 16, 64 };
+    static const char *const small[] = { "0", "1", "2", "3", "4" };
+    int b = 0;
+    while (b + 1 < 6 && sh->total_rb >= rb_edges[b + 1])
+        b++;
+    snprintf(buf, cap, "nv kp=%u nq=%s maxrb=%s rb>=%llu docs=%s", kp,
+             sh->n_q <= 2 ? (sh->n_q <= 1 ? "1" : "2") : "3+",
+             sh->max_rb <= 4 ? small[sh->max_rb] : "5+", (unsigned long long)rb_edges[b],
+             sh->cap_docs > 16 * sh->cus ? "many" : "few");
+}
+
+/* Apply a variant string ("stream,SMR,SW,SS[,ST,K,SPLIT]" or "staged,MR,WC,NCH"); 0 when it
+ * does not parse or does not fit these queries (a stream variant holds at most SMR row blocks). */
+static int apply_variant(struct nvpath *nv, const char *v, const struct nv_shape *sh)
+{
+    int a = 0, b = 0, c = 0, st = 0, k = 0, split = -1;
+    if (!v || !*v)
+        return 0;
+    if (sscanf(v, "stream,%d,%d,%d,%d,%d,%d", &a, &b, &c, &st, &k, &split) >= 3) {
+        if (sh->max_rb > (uint64_t)a || a < 1 || a > 4 || b < 1 || b > 8 || c < 2 || c > 8)
+            return 0;
         nv->kernel = NV_STREAM;
         nv->smr = a;
         nv->sw = b;
         nv->ss = c;
-        if (st)
+        if (st == 16 || st == 32 || st == 64)
             nv->st = st;
-        if (k)
+        if (k > 0)
             nv->warps_per_cu = k;
         nv->split = split > 0;
         stream_ring(nv); /* a forced ring still has to fit __local */
-    } else if (v && (sscanf(v, "staged,%d,%d,%d", &a, &b, &c) == 3 ||
-                     sscanf(v, "%d,%d,%d", &a, &b, &c) == 3)) {
+        return 1;
+    }
+    if (sscanf(v, "staged,%d,%d,%d", &a, &b, &c) == 3 || sscanf(v, "%d,%d,%d", &a, &b, &c) == 3) {
+        if ((a != 1 && a != 2 && a != 4) || (b != 1 && b != 2 && b != 4) || c < 16 || c > 128 ||
+            c % (16 * b) != 0)
+            return 0;
         nv->kernel = NV_STAGED;
         nv->mr = a;
         nv->wc = b;
         nv->nch = c;
-    } else {
-        stream_ring(nv); /* the stream kernel is compiled into the program either way */
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * The kernel and its variant, from the query batch (never from a document block, so that every
+ * block and every command get the same kernel). Defaults, measured on the H200
+ * (docs/kernel-notes.md): one or two queries that a warp holds whole take the stream kernel
+ * (memory-bound: every document byte is read once per query, and a query's rows make little
+ * arithmetic), with 16-token slots, 4 stages, as many warps a work-group as fit; blocks of many
+ * documents: 2 warps share each document (3 stages, 32 warps a CU). Otherwise the staged kernel,
+ * where one document chunk feeds many row blocks: MR = 4 row blocks a warp for 16+ row blocks
+ * (dim <= 128), WC = 1 (every warp its own rows) for 8+ row blocks, the warps splitting the
+ * tokens below that; NCH the largest chunk whose two stages fit 40 KiB of __local.
+ * Then, first match wins: the scorer's forced variant (bench --tune), MAXSIM_NV_VARIANT, the
+ * tuning table (tune.h).
+ */
+static void nv_pick(struct nvpath *nv, const struct ms_cl *cl, const struct nv_shape *sh,
+                    const char *forced)
+{
+    const int smr_most = stream_max_rb(nv->kp);
+    char dev[640], klass[160], tuned[128];
+
+    nv->ldsm = env_int("MAXSIM_NV_LDSM", 1);
+    nv->cpasync = env_int("MAXSIM_NV_CPASYNC", 1);
+    nv->kernel = stream_fits(nv->kp, sh) ? NV_STREAM : NV_STAGED;
+    nv->smr = sh->max_rb < 1
+                  ? 1
+                  : (int)(sh->max_rb <= (uint64_t)smr_most ? sh->max_rb : (uint64_t)smr_most);
+    nv->split = sh->cap_docs > 16 * sh->cus;
+    nv->sw = nv->split ? 2 : 4;
+    nv->ss = nv->split ? 3 : 4;
+    nv->st = 16;
+    nv->warps_per_cu = nv->split ? 32 : 16;
+    stream_ring(nv);
+    nv->mr = sh->total_rb >= 16 && nv->kp <= 128 ? 4 : sh->total_rb >= 2 && nv->kp <= 256 ? 2 : 1;
+    nv->wc = sh->total_rb >= 8 ? 1 : sh->total_rb >= 4 ? 2 : 4;
+    nv->nch = 0;
+    nv->tuned = 0;
+    if (!apply_variant(nv, forced, sh) && !apply_variant(nv, getenv("MAXSIM_NV_VARIANT"), sh)) {
+        device_key(cl, dev, sizeof dev);
+        shape_class(nv->kp, sh, klass, sizeof klass);
+        if (ms_tune_lookup(dev, klass, tuned, sizeof tuned))
+            nv->tuned = apply_variant(nv, tuned, sh);
     }
     while (nv->nch == 0) {
         for (int ch = 128; ch >= 16; ch /= 2)
@@ -137,15 +211,58 @@ static void nv_pick(struct nvpath *nv, uint64_t n_q, uint64_t max_rb, uint64_t t
         nv->wc /= 2;
     }
     if (nv->kernel == NV_STREAM)
-        snprintf(
-            nv->variant, sizeof nv->variant,
-            "stream (row blocks per warp %d, warps %d%s, ring %d x %d tokens, %d warps per CU)",
-            nv->smr, nv->sw, nv->split ? " sharing each document" : "", nv->ss, nv->st,
-            nv->warps_per_cu);
+        snprintf(nv->variant, sizeof nv->variant,
+                 "stream (row blocks per warp %d, warps %d%s, ring %d x %d tokens, %d warps per "
+                 "CU)%s",
+                 nv->smr, nv->sw, nv->split ? " sharing each document" : "", nv->ss, nv->st,
+                 nv->warps_per_cu, nv->tuned ? ", tuned" : "");
     else
         snprintf(nv->variant, sizeof nv->variant,
-                 "staged (row blocks per warp %d, column warps %d, chunk %d)", nv->mr, nv->wc,
-                 nv->nch);
+                 "staged (row blocks per warp %d, column warps %d, chunk %d)%s", nv->mr, nv->wc,
+                 nv->nch, nv->tuned ? ", tuned" : "");
+}
+
+int ms_scorer_tune_keys(const struct ms_cl *cl, const struct ms_emb *q,
+                        const struct ms_scorer_opts *o, char *device, size_t dcap, char *klass,
+                        size_t kcap)
+{
+    if (!ms_nv_wanted(cl, q, o))
+        return 0;
+    const struct nv_shape sh = nv_shape_of(cl, q, o->max_docs ? o->max_docs : 1);
+    device_key(cl, device, dcap);
+    shape_class((q->dim + 15) / 16 * 16, &sh, klass, kcap);
+    return 1;
+}
+
+int ms_scorer_tune_candidates(const struct ms_cl *cl, const struct ms_emb *q,
+                              const struct ms_scorer_opts *o, char (*out)[64], int max)
+{
+    static const int ring[][2] = { { 1, 4 }, { 2, 4 }, { 4, 4 }, { 2, 3 }, { 4, 3 }, { 1, 6 } };
+    const uint32_t kp = (q->dim + 15) / 16 * 16;
+    const struct nv_shape sh = nv_shape_of(cl, q, o->max_docs ? o->max_docs : 1);
+    const int smr = sh.max_rb < 1 ? 1 : (int)sh.max_rb;
+    int n = 0;
+    if (!ms_nv_wanted(cl, q, o))
+        return 0;
+    if (stream_fits(kp, &sh))
+        for (int split = 0; split <= 1; split++)
+            for (size_t r = 0; r < sizeof ring / sizeof ring[0] && n < max; r++)
+                if ((uint32_t)(ring[r][0] * ring[r][1]) * 16u * (kp + 8) * 2 <= 40960 &&
+                    !(split && ring[r][0] == 1))
+                    snprintf(out[n++], 64, "stream,%d,%d,%d,16,%d,%d", smr, ring[r][0], ring[r][1],
+                             split ? 32 : 16, split);
+    for (int mr = 1; mr <= 4; mr *= 2)
+        for (int wc = 1; wc <= 4; wc *= 2)
+            for (int nch = 32; nch <= 64; nch *= 2) {
+                if ((mr == 4 && kp > 128) || (mr == 2 && kp > 256) || nch % (16 * wc) != 0 ||
+                    2u * (uint32_t)nch * (kp + 8) * 2 > 40960 || n >= max)
+                    continue;
+                /* a row tile more than twice the batch's rows only multiplies zeros */
+                if ((uint64_t)(4 / wc) * (uint64_t)mr > 2 * (sh.total_rb ? sh.total_rb : 1))
+                    continue;
+                snprintf(out[n++], 64, "staged,%d,%d,%d", mr, wc, nch);
+            }
+    return n;
 }
 
 void ms_nv_release(struct ms_scorer *s)
@@ -235,19 +352,13 @@ done:
 int ms_nv_create(struct ms_scorer *s, const struct ms_emb *q, struct ms_err *err)
 {
     struct nvpath *nv = &s->nv;
-    uint64_t max_rb = 0, total_rb = 0, max_q_rb = 0;
+    uint64_t max_rb = 0;
     char opts[320];
     const char *extra = getenv("MAXSIM_NV_BUILD_OPTS"); /* e.g. -cl-nv-verbose */
 
     nv->kp = (s->dim + 15) / 16 * 16;
-    for (uint64_t i = 0; i < q->n_rows; i++) {
-        const uint64_t rb = ms_ceil_div(ms_emb_row_len(q, i), 16);
-        total_rb += rb;
-        if (rb > max_q_rb)
-            max_q_rb = rb;
-    }
-    nv_pick(nv, q->n_rows, max_q_rb, total_rb, s->cap_docs,
-            s->cl->info.compute_units ? s->cl->info.compute_units : 1);
+    const struct nv_shape sh = nv_shape_of(s->cl, q, s->cap_docs);
+    nv_pick(nv, s->cl, &sh, s->variant);
     snprintf(
         opts, sizeof opts,
         "-cl-std=CL1.2 -DMS_NVIDIA=1 -DMS_NV_KP=%u -DMS_NV_MR=%d -DMS_NV_WC=%d "

@@ -41,6 +41,7 @@ struct nvpath {
     int st;            /* stream: tokens per ring slot (16, 32, 64) */
     int warps_per_cu;  /* stream: warps in the grid per compute unit */
     int split;         /* stream: the warps of a work-group share each document */
+    int tuned;         /* the variant came from the tuning table */
     char variant[160]; /* what -v shows */
     cl_mem docs;       /* [cap_tokens][kp] float16 bits (prepared documents) */
     cl_mem part;       /* staged: [max group n_rb][cap_docs] float32 */
@@ -71,7 +72,8 @@ struct ms_scorer {
     cl_mem pair_q, pair_d, pair_out; /* [cap_pairs] */
     double last_kernel_s;
     int precision;
-    char path[224]; /* ms_scorer_path */
+    char path[224];      /* ms_scorer_path */
+    const char *variant; /* ms_scorer_opts.variant */
     struct nvpath nv;
 };
 
