@@ -98,6 +98,10 @@
 #ifndef MS_NV_SPLIT
 #define MS_NV_SPLIT 0
 #endif
+/* float8 e4m3 operands (--precision f8, sm_89+): rows of KP "halves" hold 2 * KP e4m3 bytes. */
+#ifndef MS_NV_F8
+#define MS_NV_F8 0
+#endif
 #if MS_NV_SPLIT
 #define MS_NV_TSTEP MS_NV_SW
 #else
@@ -216,10 +220,15 @@ MS_KERNEL void ms_nv_sum(MS_GLOBAL const float *restrict part, const uint n_docs
 
 #if defined(MS_NVIDIA) && MS_NVIDIA
 
-/* D += A * B on one 16x8x16 tile; c, a: the lane's fragment registers. */
+/* D += A * B on one 16x8x16 tile (MS_NV_F8: 16x8x32 of e4m3 bytes, the same registers and byte
+ * positions: a "half" of the layout is then two e4m3 values); c, a: the lane's fragments. */
 static inline void ms_nv_mma(float *c, const uint *a, const uint b0, const uint b1)
 {
+#if MS_NV_F8
+    MS_ASM("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 "
+#else
     MS_ASM("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+#endif
            "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
@@ -255,6 +264,53 @@ static inline void ms_nv_cp_wait0(void)
     MS_ASM("cp.async.wait_group 0;" : : : "memory");
 }
 #endif
+
+/* Two floats to two e4m3 bytes, rounded to nearest even and saturated to +-448 (lo at the lower
+ * address). */
+static inline uint ms_nv_e4m3x2(const float lo, const float hi)
+{
+    uint r;
+    MS_ASM("{ .reg .b16 t; cvt.rn.satfinite.e4m3x2.f32 t, %1, %2; cvt.u32.u16 %0, t; }"
+           : "=r"(r)
+           : "f"(hi), "f"(lo));
+    return r;
+}
+
+/* Prep for --precision f8: token g into [g][KP] "halves" = 2 * KP e4m3 bytes, normalized in
+ * float32 if asked, zeros from dim on. Global size >= n_tok. */
+#define MS_NV_PREP8_BODY(LOAD)                                                                    \
+    const size_t g = get_global_id(0);                                                           \
+    if (g >= n_tok)                                                                              \
+        return;                                                                                  \
+    const size_t base = g * dim;                                                                 \
+    float scale = 1.0f;                                                                          \
+    if (normalize) {                                                                             \
+        float ss = 0.0f;                                                                         \
+        for (uint k = 0; k < dim; k++) {                                                         \
+            const float x = LOAD(base + k);                                                      \
+            ss = fma(x, x, ss);                                                                  \
+        }                                                                                        \
+        scale = 1.0f / fmax(sqrt(ss), 1e-12f);                                                   \
+    }                                                                                            \
+    for (uint k = 0; k < 2 * MS_NV_KP; k += 2) {                                                 \
+        const float lo = k < dim ? LOAD(base + k) * scale : 0.0f;                                \
+        const float hi = k + 1 < dim ? LOAD(base + k + 1) * scale : 0.0f;                        \
+        dst[g * MS_NV_KP + k / 2] = (ushort)ms_nv_e4m3x2(lo, hi);                                \
+    }
+
+MS_KERNEL void ms_nv_prep8_f32(MS_GLOBAL const float *restrict src, const uint n_tok,
+                               const uint dim, const int normalize,
+                               MS_GLOBAL ushort *restrict dst)
+{
+    MS_NV_PREP8_BODY(MS_NV_LOAD_F32)
+}
+
+MS_KERNEL void ms_nv_prep8_f16(MS_GLOBAL const half *restrict src, const uint n_tok,
+                               const uint dim, const int normalize,
+                               MS_GLOBAL ushort *restrict dst)
+{
+    MS_NV_PREP8_BODY(MS_NV_LOAD_F16)
+}
 
 /* Butterfly exchange within the warp; every lane must take part (no divergence here). */
 static inline float ms_nv_shfl_xor(const float v, const uint mask)

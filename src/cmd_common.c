@@ -37,8 +37,10 @@ int ms_parse_precision(const char *cmd, const char *arg, int *out)
         *out = MS_PREC_EXACT;
     else if (strcmp(arg, "f16") == 0)
         *out = MS_PREC_F16;
+    else if (strcmp(arg, "f8") == 0)
+        *out = MS_PREC_F8;
     else
-        return ms_usage_error(cmd, "--precision takes exact or f16, got '%s'", arg);
+        return ms_usage_error(cmd, "--precision takes exact, f16 or f8, got '%s'", arg);
     return 0;
 }
 

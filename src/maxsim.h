@@ -29,10 +29,14 @@ struct ms_scorer;
 /* How inputs may be computed (--precision). EXACT (the default): products at the precision of
  * the stored inputs (float32 in float32; float16 in float16, exact in float32, with float32
  * sums). F16: float32 or normalized operands rounded to float16 (float32 accumulation) so that
- * the NVIDIA tensor-core path takes them; float16 inputs score the same either way. */
+ * the NVIDIA tensor-core path takes them; float16 inputs score the same either way. F8: every
+ * operand rounded to float8 e4m3 (nearest even, saturated at +-448), float32 sums: twice the
+ * tensor-core rate, half the bytes of the prepared documents; ranking agreement is measured by
+ * `maxsim bench --precision f8` (docs/kernel-notes.md). */
 enum ms_precision {
     MS_PREC_EXACT = 0,
     MS_PREC_F16 = 1,
+    MS_PREC_F8 = 2, /* float8 e4m3 operands (NVIDIA sm_89+ tensor cores only), float32 sums */
 };
 
 struct ms_scorer_opts {

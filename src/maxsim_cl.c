@@ -252,6 +252,13 @@ int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_e
              s->qb);
     if (ms_nv_wanted(cl, queries, opts) && ms_nv_create(s, queries, err) != MS_OK)
         goto fail;
+    if (opts->precision == MS_PREC_F8 && !s->nv.on) {
+        ms_err_set(err, MS_ERR_INPUT,
+                   "--precision f8 needs the tensor cores of an NVIDIA GPU of compute capability "
+                   "8.9 or more, and '%s' is not one (use exact or f16)",
+                   cl->info.name);
+        goto fail;
+    }
     if (!s->nv.on)
         ms_cl_note(cl, "scorer: %s", s->path);
     *out = s;

@@ -39,6 +39,8 @@ int ms_nv_wanted(const struct ms_cl *cl, const struct ms_emb *q, const struct ms
         return 0;
     if ((q->dim + 15) / 16 * 16 > 512) /* the query fragments live in registers */
         return 0;
+    if (o->precision == MS_PREC_F8) /* mma.m16n8k32 on e4m3: Ada and Hopper on */
+        return cl->info.nv_cc_major > 8 || (cl->info.nv_cc_major == 8 && cl->info.nv_cc_minor >= 9);
     if (o->precision == MS_PREC_F16)
         return 1;
     return o->precision == MS_PREC_EXACT && q->dtype == MS_DTYPE_F16 && !o->normalize;
@@ -46,8 +48,8 @@ int ms_nv_wanted(const struct ms_cl *cl, const struct ms_emb *q, const struct ms
 
 int ms_nv_usable(const struct ms_scorer *s, const struct ms_emb *docs)
 {
-    return s->nv.on &&
-           (s->precision == MS_PREC_F16 || (docs->dtype == MS_DTYPE_F16 && !s->normalize));
+    return s->nv.on && (s->precision == MS_PREC_F16 || s->precision == MS_PREC_F8 ||
+                        (docs->dtype == MS_DTYPE_F16 && !s->normalize));
 }
 
 /* Row blocks (of 16 rows) per warp that the stream kernel can hold in registers: its A
@@ -275,7 +277,8 @@ void ms_nv_release(struct ms_scorer *s)
     }
     ms_cl_release(&nv->docs);
     ms_cl_release(&nv->part);
-    cl_kernel *ks[] = { &nv->prep_f32, &nv->prep_f16, &nv->score, &nv->sum, &nv->stream };
+    cl_kernel *ks[] = { &nv->prep_f32, &nv->prep_f16, &nv->prep8_f32, &nv->prep8_f16,
+                        &nv->score,    &nv->sum,      &nv->stream };
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
         if (*ks[i])
             clReleaseKernel(*ks[i]);
@@ -320,10 +323,15 @@ static int nv_upload_group(struct ms_scorer *s, const struct ms_emb *q, struct q
                 }
                 scale = 1.0 / fmax(sqrt(ss), 1e-12);
             }
-            for (uint32_t k = 0; k < s->dim; k++)
-                dst[k] = q->dtype == MS_DTYPE_F16 && !s->normalize
-                             ? ((const uint16_t *)q->tokens)[tok * s->dim + k]
-                             : ms_float_to_half((float)(ms_emb_value(q, tok, k) * scale));
+            if (s->nv.f8) /* the row's 2 * kp bytes */
+                for (uint32_t k = 0; k < s->dim; k++)
+                    ((uint8_t *)dst)[k] =
+                        ms_float_to_e4m3((float)(ms_emb_value(q, tok, k) * scale));
+            else
+                for (uint32_t k = 0; k < s->dim; k++)
+                    dst[k] = q->dtype == MS_DTYPE_F16 && !s->normalize
+                                 ? ((const uint16_t *)q->tokens)[tok * s->dim + k]
+                                 : ms_float_to_half((float)(ms_emb_value(q, tok, k) * scale));
         }
         for (uint64_t t = 0; t < n; t += 16)
             valid[n_rb++] = (uint32_t)(n - t < 16 ? n - t : 16);
@@ -356,20 +364,24 @@ int ms_nv_create(struct ms_scorer *s, const struct ms_emb *q, struct ms_err *err
     char opts[320];
     const char *extra = getenv("MAXSIM_NV_BUILD_OPTS"); /* e.g. -cl-nv-verbose */
 
-    nv->kp = (s->dim + 15) / 16 * 16;
+    nv->f8 = s->precision == MS_PREC_F8;
+    /* f8: rows of dim bytes padded to a k-step of 32, counted in 16-bit "halves" */
+    nv->kp = nv->f8 ? (s->dim + 31) / 32 * 16 : (s->dim + 15) / 16 * 16;
     const struct nv_shape sh = nv_shape_of(s->cl, q, s->cap_docs);
     nv_pick(nv, s->cl, &sh, s->variant);
     snprintf(
         opts, sizeof opts,
         "-cl-std=CL1.2 -DMS_NVIDIA=1 -DMS_NV_KP=%u -DMS_NV_MR=%d -DMS_NV_WC=%d "
         "-DMS_NV_NCH=%d -DMS_NV_SMR=%d -DMS_NV_SW=%d -DMS_NV_SS=%d -DMS_NV_ST=%d -DMS_NV_SPLIT=%d "
-        "-DMS_NV_LDSM=%d -DMS_NV_CPASYNC=%d%s%s",
+        "-DMS_NV_LDSM=%d -DMS_NV_CPASYNC=%d -DMS_NV_F8=%d%s%s",
         nv->kp, nv->mr, nv->wc, nv->nch, nv->smr, nv->sw, nv->ss, nv->st, nv->split, nv->ldsm,
-        nv->cpasync, extra ? " " : "", extra ? extra : "");
+        nv->cpasync, nv->f8, extra ? " " : "", extra ? extra : "");
     if (ms_cl_program(s->cl, "maxsim_nv.cl", opts, &nv->prog, err) != MS_OK)
         return ms_err_prefix(err, "NVIDIA tensor-core path (MAXSIM_NV_MMA=0 turns it off)");
     if (ms_cl_kernel(nv->prog, "ms_nv_prep_f32", &nv->prep_f32, err) != MS_OK ||
         ms_cl_kernel(nv->prog, "ms_nv_prep_f16", &nv->prep_f16, err) != MS_OK ||
+        ms_cl_kernel(nv->prog, "ms_nv_prep8_f32", &nv->prep8_f32, err) != MS_OK ||
+        ms_cl_kernel(nv->prog, "ms_nv_prep8_f16", &nv->prep8_f16, err) != MS_OK ||
         ms_cl_kernel(nv->prog, "ms_nv_score", &nv->score, err) != MS_OK ||
         ms_cl_kernel(nv->prog, "ms_nv_sum", &nv->sum, err) != MS_OK ||
         ms_cl_kernel(nv->prog, "ms_nv_stream", &nv->stream, err) != MS_OK)
@@ -477,7 +489,7 @@ static int nv_run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j
     struct nvpath *nv = &s->nv;
     const uint64_t tok0 = docs->offsets[j0], ntok = docs->offsets[j0 + nd] - tok0;
     const size_t esize = ms_dtype_size(docs->dtype);
-    const int direct = docs->dtype == MS_DTYPE_F16 && s->dim == nv->kp && !s->normalize;
+    const int direct = docs->dtype == MS_DTYPE_F16 && s->dim == nv->kp && !s->normalize && !nv->f8;
     const cl_uint dim = s->dim, n_tok = (cl_uint)ntok;
     const cl_int normalize = s->normalize;
     cl_command_queue qu = s->cl->queue;
@@ -502,7 +514,8 @@ static int nv_run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j
                                   "NV documents", err)))
         return err->status;
     if (!direct && ntok) {
-        cl_kernel prep = docs->dtype == MS_DTYPE_F16 ? nv->prep_f16 : nv->prep_f32;
+        cl_kernel prep = nv->f8 ? (docs->dtype == MS_DTYPE_F16 ? nv->prep8_f16 : nv->prep8_f32)
+                                : (docs->dtype == MS_DTYPE_F16 ? nv->prep_f16 : nv->prep_f32);
         const size_t local = 64, global = ms_ceil_div(ntok, 64) * 64;
         if (MS_CL_SET_ARGS(prep, "ms_nv_prep", err, MS_ARG(s->raw), MS_ARG(n_tok), MS_ARG(dim),
                            MS_ARG(normalize), MS_ARG(nv->docs)) != MS_OK ||

@@ -33,7 +33,7 @@ struct nvpath {
     int on;
     enum nv_kernel kernel;
     cl_program prog;
-    cl_kernel prep_f32, prep_f16, score, sum, stream;
+    cl_kernel prep_f32, prep_f16, prep8_f32, prep8_f16, score, sum, stream;
     uint32_t kp; /* dim rounded up to 16 */
     /* staged: row blocks per warp, warps splitting the columns, tokens per chunk;
      * stream: row blocks per warp (smr), warps per work-group (sw), ring stages (ss). */
@@ -42,6 +42,7 @@ struct nvpath {
     int warps_per_cu;  /* stream: warps in the grid per compute unit */
     int split;         /* stream: the warps of a work-group share each document */
     int tuned;         /* the variant came from the tuning table */
+    int f8;            /* e4m3 operands: kp "halves" hold 2 * kp bytes */
     char variant[160]; /* what -v shows */
     cl_mem docs;       /* [cap_tokens][kp] float16 bits (prepared documents) */
     cl_mem part;       /* staged: [max group n_rb][cap_docs] float32 */
