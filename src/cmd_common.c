@@ -135,8 +135,8 @@ int ms_device_open(struct ms_cl *cl)
 
     if (ms_devspec_is_multi(ms_global.device))
         return ms_fail(MS_ERR_INPUT,
-                       "--device %s: this command runs on one device (search and score "
-                       "spread over several)",
+                       "--device %s: this command runs on one device (search, score and "
+                       "rerank spread over several)",
                        ms_global.device);
 
     if (ms_cl_open(cl, ms_global.device, &err) != MS_OK)

@@ -36,7 +36,8 @@ int ms_mpi_local_rank(void)
 {
     return -1;
 }
-int ms_mpi_gather_topk(struct ms_topk *t, uint64_t k, uint64_t n_docs, struct ms_err *err)
+int ms_mpi_gather_topk(struct ms_topk *t, uint64_t k, uint64_t n_docs, const char *model,
+                       struct ms_err *err)
 {
     return MS_OK;
 }
@@ -190,7 +191,35 @@ static void merge_op(void *in, void *inout, int *len, MPI_Datatype *type)
     free(tmp);
 }
 
-int ms_mpi_gather_topk(struct ms_topk *t, uint64_t k, uint64_t n_docs, struct ms_err *err)
+/* Every rank's device model; MS_OK when they are all rank 0's. Collective. */
+static int same_models(const char *model, struct ms_err *err)
+{
+    enum { LEN = 400 };
+    char mine[LEN] = { 0 }, *all = malloc((size_t)g.size * LEN);
+    int rc = MS_OK;
+
+    if (!all)
+        MPI_Abort(MPI_COMM_WORLD, MS_ERR_RUNTIME);
+    snprintf(mine, sizeof mine, "%s", model);
+    MPI_Allgather(mine, LEN, MPI_CHAR, all, LEN, MPI_CHAR, MPI_COMM_WORLD);
+    for (int r = 1; r < g.size && rc == MS_OK; r++)
+        if (strcmp(all, all + (size_t)r * LEN) != 0) {
+            rc = MS_ERR_INPUT;
+            if (g.rank == 0)
+                ms_err_set(err, rc,
+                           "ranks 0 and %d ran on different devices ('%.150s' and '%.150s'): "
+                           "scores could differ in the last bit from one to the other; run the "
+                           "job on devices of one model",
+                           r, all, all + (size_t)r * LEN);
+            else
+                err->status = rc, err->msg[0] = '\0';
+        }
+    free(all);
+    return rc;
+}
+
+int ms_mpi_gather_topk(struct ms_topk *t, uint64_t k, uint64_t n_docs, const char *model,
+                       struct ms_err *err)
 {
     const uint64_t kk = k < n_docs ? k : n_docs, nq = t->n_queries;
     struct entry *mine = NULL, *all = NULL;
@@ -207,6 +236,8 @@ int ms_mpi_gather_topk(struct ms_topk *t, uint64_t k, uint64_t n_docs, struct ms
         err->msg[0] = '\0';
         return rc;
     }
+    if ((rc = same_models(model, err)) != MS_OK)
+        return rc;
     if (kk == 0 || nq == 0)
         return MS_OK;
     if (nq > INT32_MAX || ms_mul_u64(nq, kk, &cells) || kk * sizeof(struct entry) > INT32_MAX)

@@ -31,11 +31,14 @@ int ms_mpi_size(void);
 int ms_mpi_local_rank(void);
 
 /* Collective, called by `search` on every rank once its shard is scored
- * (rc its status; the failing ranks call it from ms_mpi_run instead). When
- * every rank succeeded, rank 0's *t becomes the exact top-k (k at most
- * `k`, over n_docs documents) of all shards, and MS_OK is returned on every
- * rank: only rank 0 writes. Else the first failing rank's status is
- * returned with err->msg empty: that rank has printed the message. */
-int ms_mpi_gather_topk(struct ms_topk *t, uint64_t k, uint64_t n_docs, struct ms_err *err);
+ * (the failing ranks join from ms_mpi_run instead). When every rank
+ * succeeded on one device model (`model`: its name and driver; different
+ * models could round differently, so that is an MS_ERR_INPUT error), rank
+ * 0's *t becomes the exact top-k (k at most `k`, over n_docs documents) of
+ * all shards, and MS_OK is returned on every rank: only rank 0 writes. Else
+ * the job's status is returned, with err->msg set on rank 0 for a model
+ * mismatch, and empty when a failing rank has printed its message. */
+int ms_mpi_gather_topk(struct ms_topk *t, uint64_t k, uint64_t n_docs, const char *model,
+                       struct ms_err *err);
 
 #endif

@@ -153,7 +153,10 @@ int cmd_search(int argc, char **argv)
         goto free_topk;
     }
     ms_topk_finish(&topk);
-    if ((rc = ms_mpi_gather_topk(&topk, k, d.n_rows, &err)) != MS_OK) {
+    char model[400];
+    snprintf(model, sizeof model, "%s, driver %s", devs.cl[0].info.name,
+             devs.cl[0].info.driver_version);
+    if ((rc = ms_mpi_gather_topk(&topk, k, d.n_rows, model, &err)) != MS_OK) {
         if (err.msg[0]) /* else another rank failed and said why */
             ms_report(&err);
         goto free_topk;

@@ -46,8 +46,8 @@ static void usage(FILE *f)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nglobal options:\n"
                "  --device <spec>  auto (default), cpu, gpu, or an index from 'maxsim devices';\n"
-               "                   all, or a list such as 0,2: search and score spread\n"
-               "                   over them (default from MAXSIM_DEVICE)\n"
+               "                   all, or a list such as 0,2: search, score and rerank\n"
+               "                   spread over them (default from MAXSIM_DEVICE)\n"
                "  -v, --verbose    more detail on stderr (kernel cache, build logs, timings)\n"
                "  -q, --quiet      no progress line and no warnings\n"
                "  -h, --help       this help\n"

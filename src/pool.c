@@ -21,6 +21,11 @@ struct worker {
     pthread_t thread;
     int started;
     int busy; /* a block was handed over and is not done yet */
+    /* a job of pairs: pq, pd [n_pairs] (owned copies), scores to out */
+    int pairs_job;
+    uint32_t *pq, *pd;
+    uint64_t n_pairs, pairs_cap;
+    float *out;
     double kernel_s;
 };
 
@@ -52,8 +57,13 @@ static void *work(void *arg)
             break;
         pthread_mutex_unlock(&p->lock);
 
-        int rc = ms_scorer_run(w->scorer, &w->block, w->scores, w->block.n_rows, &err);
-        if (rc == MS_OK) {
+        int rc;
+        if (w->pairs_job) {
+            rc = ms_scorer_run_pairs(w->scorer, &w->block, w->pq, w->pd, w->n_pairs, w->out, &err);
+            if (rc == MS_OK)
+                w->kernel_s += ms_scorer_last_kernel_s(w->scorer);
+        } else if ((rc = ms_scorer_run(w->scorer, &w->block, w->scores, w->block.n_rows, &err)) ==
+                   MS_OK) {
             w->kernel_s += ms_scorer_last_kernel_s(w->scorer);
             pthread_mutex_lock(&p->fn_lock);
             rc = p->fn(p->ctx, p->q0, p->nq, w->scores, w->block.n_rows, &w->block, &err);
@@ -86,6 +96,8 @@ static void pool_free(struct ms_pool *p)
         ms_scorer_free(w->scorer);
         ms_emb_release(&w->block);
         free(w->scores);
+        free(w->pq);
+        free(w->pd);
     }
     free(p->w);
     pthread_cond_destroy(&p->changed);
@@ -157,34 +169,75 @@ static int copy_block(struct ms_emb *dst, const struct ms_emb *src, struct ms_er
     return MS_OK;
 }
 
-int ms_pool_submit(struct ms_pool *p, const struct ms_emb *block, struct ms_err *err)
+/* Wait for an idle device: NULL with the pool's first error if there was one. */
+static struct worker *idle_worker(struct ms_pool *p, struct ms_err *err)
 {
     struct worker *w = NULL;
 
     pthread_mutex_lock(&p->lock);
-    for (;;) {
-        if (p->failed) {
-            *err = p->err;
-            pthread_mutex_unlock(&p->lock);
-            return err->status;
-        }
+    while (!p->failed && !w) {
         for (int i = 0; i < p->n && !w; i++)
             if (!p->w[i].busy)
                 w = &p->w[i];
-        if (w)
-            break;
-        pthread_cond_wait(&p->changed, &p->lock);
+        if (!w)
+            pthread_cond_wait(&p->changed, &p->lock);
+    }
+    if (p->failed) {
+        *err = p->err;
+        w = NULL;
     }
     pthread_mutex_unlock(&p->lock);
+    return w; /* idle: its buffers are the caller's to fill until it is handed over */
+}
 
-    /* the worker is idle, so its block is ours to fill */
-    const int rc = copy_block(&w->block, block, err);
-    if (rc != MS_OK)
-        return rc;
+static void hand_over(struct ms_pool *p, struct worker *w)
+{
     pthread_mutex_lock(&p->lock);
     w->busy = 1;
     pthread_cond_broadcast(&p->changed);
     pthread_mutex_unlock(&p->lock);
+}
+
+int ms_pool_submit(struct ms_pool *p, const struct ms_emb *block, struct ms_err *err)
+{
+    struct worker *w = idle_worker(p, err);
+    int rc;
+
+    if (!w)
+        return err->status;
+    if ((rc = copy_block(&w->block, block, err)) != MS_OK)
+        return rc;
+    w->pairs_job = 0;
+    hand_over(p, w);
+    return MS_OK;
+}
+
+int ms_pool_submit_pairs(struct ms_pool *p, const struct ms_emb *block, const uint32_t *pq,
+                         const uint32_t *pd, uint64_t n_pairs, float *out, struct ms_err *err)
+{
+    struct worker *w = idle_worker(p, err);
+    int rc;
+
+    if (!w)
+        return err->status;
+    if ((rc = copy_block(&w->block, block, err)) != MS_OK)
+        return rc;
+    if (n_pairs > w->pairs_cap) {
+        uint32_t *a = ms_realloc(w->pq, n_pairs * sizeof *a, err), *b;
+        if (!a)
+            return err->status;
+        w->pq = a;
+        if (!(b = ms_realloc(w->pd, n_pairs * sizeof *b, err)))
+            return err->status;
+        w->pd = b;
+        w->pairs_cap = n_pairs;
+    }
+    memcpy(w->pq, pq, n_pairs * sizeof *pq);
+    memcpy(w->pd, pd, n_pairs * sizeof *pd);
+    w->n_pairs = n_pairs;
+    w->out = out;
+    w->pairs_job = 1;
+    hand_over(p, w);
     return MS_OK;
 }
 

@@ -4,7 +4,8 @@
  *
  * The caller reads blocks (stream.c) and submits them; each goes to the
  * next idle device, which scores it against the same query batch and hands
- * the scores to the caller's function. Those calls are serialized (one at a
+ * the scores to the caller's function (or, for pairs, writes them where the
+ * caller said). Those calls are serialized (one at a
  * time, under a lock), in whatever order the devices finish: the consumers
  * (top-k heaps, a score matrix filled by columns) give the same result in
  * any order, so the output does not depend on the device count.
@@ -35,6 +36,12 @@ int ms_pool_start(struct ms_pool **out, struct ms_cl *cls, int n, const struct m
  * copied, so the caller may reuse it at once. Returns the first error any
  * device met so far. */
 int ms_pool_submit(struct ms_pool *p, const struct ms_emb *block, struct ms_err *err);
+/* The same for pairs (rerank): out[i] = score(query pq[i] of the batch,
+ * document pd[i] of block), i < n_pairs, written by the device that takes
+ * the block (fn is not called); pq and pd are copied, out must stay valid
+ * until ms_pool_finish. */
+int ms_pool_submit_pairs(struct ms_pool *p, const struct ms_emb *block, const uint32_t *pq,
+                         const uint32_t *pd, uint64_t n_pairs, float *out, struct ms_err *err);
 /* Wait for every submitted block, stop the threads and free the pool.
  * Returns the first error of any device; *kernel_s (may be NULL) gets the
  * devices' kernel time added. NULL p is fine. */

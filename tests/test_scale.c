@@ -201,6 +201,53 @@ Test(pool, same_bits_as_one_device)
     }
 }
 
+Test(pool, pairs_same_bits_as_one_device)
+{
+    uint64_t seed = 31;
+
+    for (int round = 0; round < 4; round++) {
+        struct ms_emb q, d, block;
+        struct ms_err err = { 0 };
+        const uint32_t dim = 16 + 16 * (uint32_t)test_rand_below(&seed, 4);
+        const uint64_t nq = 1 + test_rand_below(&seed, 6), nd = 1 + test_rand_below(&seed, 120);
+        const uint64_t max_docs = 1 + test_rand_below(&seed, 30), n = nq * nd;
+        struct ms_scorer_opts so = { .normalize = round == 1, .max_docs = max_docs };
+        struct ms_scorer *one;
+        struct ms_pool *pool;
+        uint32_t *pq = malloc(n * sizeof *pq), *pd = malloc(n * sizeof *pd);
+        uint32_t *bq = malloc(n * sizeof *bq), *bd = malloc(n * sizeof *bd);
+        float *want = malloc(n * sizeof *want), *got = malloc(n * sizeof *got);
+
+        test_random_emb(&q, MS_DTYPE_F16, dim, nq, 1, 30, &seed);
+        test_random_emb(&d, MS_DTYPE_F16, dim, nd, 0, 50, &seed);
+        so.max_tokens = ms_emb_n_tokens(&d) + 1;
+        for (uint64_t j = 0, i = 0; j < nd; j++) /* by document, as rerank lists them */
+            for (uint64_t qi = 0; qi < nq; qi++, i++)
+                pq[i] = (uint32_t)qi, pd[i] = (uint32_t)j, got[i] = NAN;
+        cr_assert(ms_scorer_create(&one, &devs.cl[0], &q, &so, &err) == MS_OK, "%s", err.msg);
+        cr_assert(ms_scorer_run_pairs(one, &d, pq, pd, n, want, &err) == MS_OK, "%s", err.msg);
+        ms_scorer_free(one);
+        cr_assert(ms_pool_start(&pool, devs.cl, devs.n, &q, 0, &so, NULL, NULL, &err) == MS_OK);
+        ms_emb_init(&block);
+        for (uint64_t a = 0; a < nd;) {
+            const uint64_t b0 = a + 1 + test_rand_below(&seed, max_docs), b = b0 < nd ? b0 : nd;
+            slice(&block, &d, a, b);
+            for (uint64_t i = 0; i < (b - a) * nq; i++) /* block-relative documents */
+                bq[i] = pq[a * nq + i], bd[i] = pd[a * nq + i] - (uint32_t)a;
+            cr_assert(ms_pool_submit_pairs(pool, &block, bq, bd, (b - a) * nq, got + a * nq,
+                                           &err) == MS_OK,
+                      "%s", err.msg);
+            a = b;
+        }
+        cr_assert(ms_pool_finish(pool, NULL, &err) == MS_OK, "%s", err.msg);
+        cr_assert(memcmp(want, got, n * sizeof *got) == 0, "round %d: pairs differ", round);
+        ms_emb_release(&block);
+        ms_emb_release(&q);
+        ms_emb_release(&d);
+        free(pq), free(pd), free(bq), free(bd), free(want), free(got);
+    }
+}
+
 Test(pool, first_error_wins)
 {
     struct ms_emb q, d, block;

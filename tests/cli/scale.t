@@ -176,6 +176,11 @@ $ maxsim --device 0,9 search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cl
 ? 2
 ~ ^maxsim: error: no device with index 9 \(devices: 0 CPU
 
-$ maxsim --device all rerank -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy --doc-ids $FIXTURES/cli_d_ids.txt -c $FIXTURES/cli_run.trec
+$ maxsim --device 0,1 plaid -q $FIXTURES/plaid_corpus_q.npy -i $FIXTURES/plaid_corpus
 ? 2
-! maxsim: error: --device all: this command runs on one device (search and score spread over several)
+! maxsim: error: --device 0,1: this command runs on one device (search, score and rerank spread over several)
+
+# rerank: the candidates' blocks spread over the devices, the same bytes.
+$ maxsim rerank -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy --doc-ids $FIXTURES/cli_d_ids.txt -c $FIXTURES/cli_run.trec > rr1.trec
+$ POCL_DEVICES="pthread pthread pthread" maxsim --device all rerank -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy --doc-ids $FIXTURES/cli_d_ids.txt -c $FIXTURES/cli_run.trec --chunk-docs 3 --query-batch 2 | cmp - rr1.trec && wc -l < rr1.trec
+> 276

@@ -44,3 +44,9 @@ $ mpirun -q --oversubscribe -n 2 maxsim search -q $FIXTURES/cli_q.npy -d $FIXTUR
 $ mpirun -q --oversubscribe -n 2 maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy
 ? 2
 ! maxsim: error: under mpirun only 'search' shares its work over the ranks; run 'score' as one process
+
+# Ranks on different device models (PoCL's pthread and basic devices) could
+# round differently: refused, after the scoring, with one message.
+$ mpirun -q -n 1 maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy : -n 1 -x POCL_DEVICES=basic maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy
+? 2
+~ ^maxsim: error: ranks 0 and 1 ran on different devices \('pthread-.*' and 'basic-.*'\): scores could differ in the last bit
