@@ -65,11 +65,6 @@ static int pick_list(const struct ms_cl_devinfo *list, int n, const char *spec, 
         const int i = ms_cl_pick(list, n, item, err);
         if (i < 0)
             return err->status;
-        for (int j = 0; j < k; j++)
-            if (idx[j] == i)
-                return ms_err_set(err, MS_ERR_INPUT,
-                                  "bad device list '%s': device %d is listed twice", spec,
-                                  list[i].index);
         if (k == MS_MAX_DEVICES)
             return ms_err_set(err, MS_ERR_INPUT, "bad device list '%s': more than %d devices", spec,
                               MS_MAX_DEVICES);

@@ -4,8 +4,11 @@
  *
  * Specs beyond cl_dev.h's single device: "all" (every device of the type
  * "auto" would pick: every GPU, else every CPU device) and lists of indices
- * as `maxsim devices` prints them ("0,2"). The devices of one set must be
- * one model on one driver: the same kernel then gives the same bits on each,
+ * as `maxsim devices` prints them ("0,2"). A device listed twice is opened
+ * twice: two contexts, queues and host threads on one device, so that one
+ * block's transfer can overlap another's kernel (and so that the several-
+ * device path can be checked on a machine with one GPU). The devices of one
+ * set must be one model on one driver: the same kernel then gives the same bits on each,
  * so a result does not depend on which device scored which document.
  *
  * Under mpirun (cmd_mpi.c) a rank passes its node-local rank as `nth`: the
@@ -30,7 +33,7 @@ int ms_devspec_is_multi(const char *spec);
 
 /* Indices (into list) of the devices spec names, at most MS_MAX_DEVICES:
  * *n_idx >= 1, or an error (MS_ERR_INPUT for a malformed spec, a device
- * listed twice, or devices of different models). nth < 0: no rank. */
+ * or devices of different models). nth < 0: no rank. */
 int ms_devset_pick(const struct ms_cl_devinfo *list, int n, const char *spec, int nth, int *idx,
                    int *n_idx, struct ms_err *err);
 

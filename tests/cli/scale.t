@@ -27,6 +27,10 @@ $ maxsim --device 0,1 score -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli
 $ cmp one.npy all.npy && echo same
 > same
 
+# One device listed twice: two queues and threads on it, the same bytes.
+$ POCL_DEVICES=pthread maxsim --device 0,0 search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 20 --chunk-docs 7 | cmp - d1.trec && echo same
+> same
+
 # The query batches are spread too.
 $ POCL_DEVICES="pthread pthread" maxsim --device all search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 20 --chunk-docs 13 --query-batch 2 | cmp - d1.trec && echo same
 > same
@@ -164,10 +168,6 @@ $ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --shard -1/2
 ? 2
 ~ --shard takes I/N
 
-$ maxsim --device 0,0 search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy
-? 2
-! maxsim: error: bad device list '0,0': device 0 is listed twice
-
 $ maxsim --device 0, search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy
 ? 2
 ! maxsim: error: bad device list '0,': expected device indices from 'maxsim devices' separated by commas (e.g. 0,2), found ''
@@ -184,3 +184,7 @@ $ maxsim --device 0,1 plaid -q $FIXTURES/plaid_corpus_q.npy -i $FIXTURES/plaid_c
 $ maxsim rerank -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy --doc-ids $FIXTURES/cli_d_ids.txt -c $FIXTURES/cli_run.trec > rr1.trec
 $ POCL_DEVICES="pthread pthread pthread" maxsim --device all rerank -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy --doc-ids $FIXTURES/cli_d_ids.txt -c $FIXTURES/cli_run.trec --chunk-docs 3 --query-batch 2 | cmp - rr1.trec && wc -l < rr1.trec
 > 276
+
+$ maxsim --device "$(printf '0,%.0s' $(seq 64))0" search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy
+? 2
+~ ^maxsim: error: bad device list '0,0,0,.*': more than 64 devices$
