@@ -36,8 +36,11 @@ int ms_mpi_local_rank(void)
 {
     return -1;
 }
-int ms_mpi_gather_topk(struct ms_topk *t, uint64_t k, uint64_t n_docs, const char *model,
-                       struct ms_err *err)
+int ms_mpi_checkpoint(const char *model, struct ms_err *err)
+{
+    return MS_OK;
+}
+int ms_mpi_gather_topk(struct ms_topk *t, uint64_t k, uint64_t n_docs, struct ms_err *err)
 {
     return MS_OK;
 }
@@ -52,7 +55,7 @@ int ms_mpi_gather_topk(struct ms_topk *t, uint64_t k, uint64_t n_docs, const cha
 static struct {
     int active; /* started by mpirun with more than one rank */
     int rank, size, local_rank;
-    int exchanged;    /* the ranks have agreed on a status */
+    int concluded;    /* the ranks have agreed on the job's end (a failure, or the gather) */
     int saved_stderr; /* the real stderr of a rank > 0, or -1 */
     FILE *captured;   /* what a rank > 0 wrote to stderr */
 } g = { 0, 0, 1, -1, 0, -1, NULL };
@@ -98,10 +101,10 @@ static int exchange(int rc)
 {
     int first = rc != MS_OK ? g.rank : g.size, who;
 
-    g.exchanged = 1;
     MPI_Allreduce(&first, &who, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
     if (who == g.size)
         return MS_OK;
+    g.concluded = 1;
     if (who == g.rank && g.rank > 0)
         show_captured();
     MPI_Bcast(&rc, 1, MPI_INT, who, MPI_COMM_WORLD);
@@ -143,7 +146,7 @@ int ms_mpi_run(const char *name, int (*run)(int, char **), int argc, char **argv
                          : MS_ERR_INPUT;
     else
         rc = run(argc, argv);
-    if (g.active && !g.exchanged) /* failed before its shard was done */
+    if (g.active && !g.concluded) /* failed: the others learn it at their next point */
         rc = exchange(rc);
     if (g.active && g.rank > 0 && rc == MS_OK && ms_global.verbose)
         show_captured();
@@ -218,8 +221,31 @@ static int same_models(const char *model, struct ms_err *err)
     return rc;
 }
 
-int ms_mpi_gather_topk(struct ms_topk *t, uint64_t k, uint64_t n_docs, const char *model,
-                       struct ms_err *err)
+/* A point where every rank succeeded so far, or MS_OK. */
+static int agree(struct ms_err *err)
+{
+    const int rc = exchange(MS_OK);
+    if (rc != MS_OK) {
+        err->status = rc;
+        err->msg[0] = '\0';
+    }
+    return rc;
+}
+
+int ms_mpi_checkpoint(const char *model, struct ms_err *err)
+{
+    int rc;
+
+    if (!g.active)
+        return MS_OK;
+    if ((rc = agree(err)) != MS_OK)
+        return rc;
+    if ((rc = same_models(model, err)) != MS_OK)
+        g.concluded = 1; /* every rank saw the same list: all stop here */
+    return rc;
+}
+
+int ms_mpi_gather_topk(struct ms_topk *t, uint64_t k, uint64_t n_docs, struct ms_err *err)
 {
     const uint64_t kk = k < n_docs ? k : n_docs, nq = t->n_queries;
     struct entry *mine = NULL, *all = NULL;
@@ -231,12 +257,9 @@ int ms_mpi_gather_topk(struct ms_topk *t, uint64_t k, uint64_t n_docs, const cha
 
     if (!g.active)
         return MS_OK;
-    if ((rc = exchange(MS_OK)) != MS_OK) {
-        err->status = rc;
-        err->msg[0] = '\0';
-        return rc;
-    }
-    if ((rc = same_models(model, err)) != MS_OK)
+    rc = agree(err);
+    g.concluded = 1;
+    if (rc != MS_OK)
         return rc;
     if (kk == 0 || nq == 0)
         return MS_OK;

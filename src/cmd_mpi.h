@@ -30,15 +30,25 @@ int ms_mpi_size(void);
 /* The rank among the ranks of this node, or -1 outside mpirun. */
 int ms_mpi_local_rank(void);
 
-/* Collective, called by `search` on every rank once its shard is scored
- * (the failing ranks join from ms_mpi_run instead). When every rank
- * succeeded on one device model (`model`: its name and driver; different
- * models could round differently, so that is an MS_ERR_INPUT error), rank
- * 0's *t becomes the exact top-k (k at most `k`, over n_docs documents) of
- * all shards, and MS_OK is returned on every rank: only rank 0 writes. Else
- * the job's status is returned, with err->msg set on rank 0 for a model
- * mismatch, and empty when a failing rank has printed its message. */
-int ms_mpi_gather_topk(struct ms_topk *t, uint64_t k, uint64_t n_docs, const char *model,
-                       struct ms_err *err);
+/*
+ * The ranks agree on the job's status at two points, collectively: the
+ * checkpoint before the work (so that an error found early on one rank,
+ * such as an unwritable output on rank 0, does not wait for the others to
+ * scan their shards) and the gather after it. A rank that fails anywhere
+ * returns from its command and joins the next of these points from
+ * ms_mpi_run; the first failure ends the job on every rank. A failed point
+ * returns the job's status with err->msg empty (the failing rank has
+ * printed its message) or, for a device mismatch, set on rank 0.
+ */
+
+/* Collective, before scoring: every rank has its inputs, output and device
+ * (`model`: name and driver; ranks on different models could round
+ * differently, which is an MS_ERR_INPUT error). */
+int ms_mpi_checkpoint(const char *model, struct ms_err *err);
+
+/* Collective, once the shard is scored: rank 0's *t becomes the exact
+ * top-k (k at most `k`, over n_docs documents) of all shards, and MS_OK is
+ * returned on every rank: only rank 0 writes. */
+int ms_mpi_gather_topk(struct ms_topk *t, uint64_t k, uint64_t n_docs, struct ms_err *err);
 
 #endif

@@ -137,6 +137,14 @@ int cmd_search(int argc, char **argv)
     }
     if ((rc = ms_devices_open(&devs)) != MS_OK)
         goto close_output;
+    char model[400]; /* under mpirun: every rank ready, on one device model? */
+    snprintf(model, sizeof model, "%s, driver %s", devs.cl[0].info.name,
+             devs.cl[0].info.driver_version);
+    if ((rc = ms_mpi_checkpoint(model, &err)) != MS_OK) {
+        if (err.msg[0]) /* else another rank failed and said why */
+            ms_report(&err);
+        goto close_device;
+    }
     ms_plan_blocks(devs.cl, &in, &q, &d, &nqb, &max_docs, &max_tokens);
     if ((rc = ms_topk_init(&topk, q.n_rows, k < shard_rows ? k : shard_rows, &err)) != MS_OK) {
         ms_report(&err);
@@ -153,10 +161,7 @@ int cmd_search(int argc, char **argv)
         goto free_topk;
     }
     ms_topk_finish(&topk);
-    char model[400];
-    snprintf(model, sizeof model, "%s, driver %s", devs.cl[0].info.name,
-             devs.cl[0].info.driver_version);
-    if ((rc = ms_mpi_gather_topk(&topk, k, d.n_rows, model, &err)) != MS_OK) {
+    if ((rc = ms_mpi_gather_topk(&topk, k, d.n_rows, &err)) != MS_OK) {
         if (err.msg[0]) /* else another rank failed and said why */
             ms_report(&err);
         goto free_topk;

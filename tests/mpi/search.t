@@ -46,7 +46,15 @@ $ mpirun -q --oversubscribe -n 2 maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURE
 ! maxsim: error: under mpirun only 'search' shares its work over the ranks; run 'score' as one process
 
 # Ranks on different device models (PoCL's pthread and basic devices) could
-# round differently: refused, after the scoring, with one message.
+# round differently: refused before the scoring, with one message.
 $ mpirun -q -n 1 maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy : -n 1 -x POCL_DEVICES=basic maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy
 ? 2
 ~ ^maxsim: error: ranks 0 and 1 ran on different devices \('pthread-.*' and 'basic-.*'\): scores could differ in the last bit
+
+# An error on rank 0 only, before the work (its output cannot be created):
+# the other ranks stop at the checkpoint, one message.
+$ mpirun -q --oversubscribe -n 3 maxsim search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -o no/such/dir/run.trec
+? 2
+! maxsim: error: cannot create 'no/such/dir/run.trec': No such file or directory
+$ mpirun -q --oversubscribe -n 3 maxsim search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -o no/such/dir/run.trec 2>&1 | grep -c error
+> 1
