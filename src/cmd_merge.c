@@ -136,7 +136,8 @@ int cmd_merge(int argc, char **argv)
         rc = ms_report(&err);
         goto done;
     }
-    rc = ms_runs_merge((const char *const *)argv + optind, argc - optind, &mo, w, &err);
+    struct ms_merge_stats st;
+    rc = ms_runs_merge((const char *const *)argv + optind, argc - optind, &mo, w, &st, &err);
     if (rc == MS_OK) {
         rc = ms_wfile_commit(w, &err);
         w = NULL;
@@ -144,8 +145,16 @@ int cmd_merge(int argc, char **argv)
     ms_wfile_abort(w);
     if (rc != MS_OK)
         ms_report(&err);
-    else if (to_stdout)
-        rc = copy_to_stdout(spool);
+    else {
+        /* the runs hold more than -k a query: likely searched with another -k */
+        if (st.most_per_query > mo.k)
+            ms_warn("the runs hold up to %llu results a query; merged the best %llu (-k %llu): "
+                    "give merge the -k of the search to get the unsharded run",
+                    (unsigned long long)st.most_per_query, (unsigned long long)mo.k,
+                    (unsigned long long)mo.k);
+        if (to_stdout)
+            rc = copy_to_stdout(spool);
+    }
 done:
     if (to_stdout) {
         unlink(spool);

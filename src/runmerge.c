@@ -333,10 +333,15 @@ static int merge_query(struct input *in, int n, int lead, enum ms_fmt fmt,
 }
 
 int ms_runs_merge(const char *const *paths, int n, const struct ms_merge_opts *o,
-                  struct ms_wfile *w, struct ms_err *err)
+                  struct ms_wfile *w, struct ms_merge_stats *stats, struct ms_err *err)
 {
+    struct ms_merge_stats none;
     struct input *in = ms_calloc((size_t)(n > 0 ? n : 1), sizeof *in, err);
     int rc = in ? MS_OK : err->status;
+
+    if (!stats)
+        stats = &none;
+    memset(stats, 0, sizeof *stats);
 
     for (int i = 0; i < n && rc == MS_OK; i++) {
         in[i].fmt = -1;
@@ -380,6 +385,10 @@ int ms_runs_merge(const char *const *paths, int n, const struct ms_merge_opts *o
         }
         if (rc != MS_OK || lead < 0)
             break;
+        stats->queries++;
+        for (int i = lead; i < n; i++)
+            if (in[i].n > stats->most_per_query)
+                stats->most_per_query = in[i].n;
         rc = merge_query(in, n, lead, o->fmt >= 0 ? (enum ms_fmt)o->fmt : (enum ms_fmt)in[lead].fmt,
                          o, w, err);
     }

@@ -45,9 +45,17 @@ struct ms_merge_opts {
     const char *tag; /* TREC run tag; NULL: each line keeps its own */
 };
 
+/* What a merge saw: the most lines one run held for one query (more than k
+ * means the runs were searched with a larger -k than the merge's). */
+struct ms_merge_stats {
+    uint64_t queries;
+    uint64_t most_per_query;
+};
+
 /* Merge the runs (paths; "-" is standard input, at most once) in shard order
- * into w. Bad input is an MS_ERR_INPUT error naming the run and line. */
+ * into w; stats may be NULL. Bad input is an MS_ERR_INPUT error naming the
+ * run and line. */
 int ms_runs_merge(const char *const *paths, int n, const struct ms_merge_opts *o,
-                  struct ms_wfile *w, struct ms_err *err);
+                  struct ms_wfile *w, struct ms_merge_stats *stats, struct ms_err *err);
 
 #endif

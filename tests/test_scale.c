@@ -389,7 +389,7 @@ Test(runmerge, shards_merge_to_the_unsharded_bytes)
         struct ms_err err;
         const struct ms_merge_opts mo = { .k = k, .fmt = -1, .tag = NULL };
         cr_assert(ms_wfile_open(&w, merged, 0, &err) == MS_OK);
-        cr_assert(ms_runs_merge(paths, (int)n_shards, &mo, w, &err) == MS_OK, "%s", err.msg);
+        cr_assert(ms_runs_merge(paths, (int)n_shards, &mo, w, NULL, &err) == MS_OK, "%s", err.msg);
         cr_assert(ms_wfile_commit(w, &err) == MS_OK);
 
         size_t a_len, b_len;

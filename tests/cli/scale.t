@@ -18,6 +18,13 @@ $ MAXSIM_DEVICE=2,0 maxsim search -q $FIXTURES/cli_q.npy --query-lengths $FIXTUR
 > 3
 > same
 
+# maxsim devices marks every device of the set.
+$ export POCL_DEVICES="pthread pthread pthread"
+$ maxsim --device all devices | grep -c '^\* '
+$ maxsim --device 2,0 devices --json | $PYTHON -c "import json,sys; d=json.load(sys.stdin); print(d['picked'], d['picked_all'])"
+> 3
+> 2 [2, 0]
+
 # score: each device fills the columns of its blocks (.npy, TSV and HDF5 alike).
 $ maxsim score -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -o one.npy
 $ maxsim score -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy > one.tsv
@@ -45,6 +52,12 @@ $ maxsim merge -k 12 t0.trec t1.trec t2.trec > g0.trec && maxsim merge -k 12 t3.
 $ maxsim merge -k 12 g0.trec g1.trec | cmp - dup1.trec && echo same
 > same
 
+# Shards of a zstd-compressed corpus (read forward only), several query batches.
+$ zstd -q $FIXTURES/cli_d.npy -o d.npy.zst
+$ for i in 0 1 2; do maxsim search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d d.npy.zst --doc-lengths $FIXTURES/cli_d_lengths.npy -k 20 --query-batch 2 --shard $i/3 -o z$i.trec || exit 1; done
+$ maxsim merge -k 20 z0.trec z1.trec z2.trec | cmp - d1.trec && echo same
+> same
+
 # A shard's run holds its own top-k with global document ids.
 $ maxsim search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_dup.npy --doc-lengths $FIXTURES/cli_dup_lengths.npy -k 2 --shard 2/3 --format tsv | head -2
 > 0	13	1	124.808739
@@ -59,12 +72,14 @@ $ maxsim merge -k 20 --format trec t0.tsv.zst t1.tsv.zst t2.tsv.zst | cmp - m.tr
 > maxsim
 > same
 
-# k: the default 10, larger than what the runs hold (all of it), --run-tag.
+# k: the default 10 (the runs hold 20 a query: a warning), larger than what
+# the runs hold (all of it), --run-tag; -q silences the warning.
 $ maxsim merge t0.tsv.zst t1.tsv.zst t2.tsv.zst | wc -l
 > 50
+! maxsim: warning: the runs hold up to 20 results a query; merged the best 10 (-k 10): give merge the -k of the search to get the unsharded run
 $ maxsim merge -k 1000 t0.tsv.zst t1.tsv.zst t2.tsv.zst | wc -l
 > 300
-$ maxsim merge -k 1 --run-tag exp2 --format trec t0.tsv.zst t1.tsv.zst t2.tsv.zst | head -1 | cut -d' ' -f1,2,4,6
+$ maxsim -q merge -k 1 --run-tag exp2 --format trec t0.tsv.zst t1.tsv.zst t2.tsv.zst | head -1 | cut -d' ' -f1,2,4,6
 > 0 Q0 1 exp2
 
 # The output appears whole or not at all, on stdout too.
@@ -185,6 +200,10 @@ $ maxsim --device 0,9 search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cl
 $ maxsim --device 0,1 plaid -q $FIXTURES/plaid_corpus_q.npy -i $FIXTURES/plaid_corpus
 ? 2
 ! maxsim: error: --device 0,1: this command runs on one device (search, score and rerank spread over several)
+
+$ maxsim --device all bench --shape 2,10,4,4,16
+? 2
+! maxsim: error: --device all names several devices; this command runs on one (search, score and rerank spread over several)
 
 # rerank: the candidates' blocks spread over the devices, the same bytes.
 $ maxsim rerank -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy --doc-ids $FIXTURES/cli_d_ids.txt -c $FIXTURES/cli_run.trec > rr1.trec
