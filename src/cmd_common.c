@@ -163,26 +163,26 @@ int ms_devices_open(struct ms_devset *devs)
     return MS_OK;
 }
 
-void ms_devices_close(struct ms_devset *devs)
-{
-    for (int i = 0; i < devs->n; i++) {
-        /* ms_device_close prints the notes; ms_devset_close closes */
-        for (const char *p = devs->cl[i].notes; ms_global.verbose && *p;) {
-            const size_t n = strcspn(p, "\n");
-            fprintf(stderr, "maxsim: %.*s\n", (int)n, p);
-            p += n + (p[n] == '\n');
-        }
-    }
-    ms_devset_close(devs);
-}
-
-void ms_device_close(struct ms_cl *cl)
+/* With -v, what the device layer noted, a line each. */
+static void print_notes(const struct ms_cl *cl)
 {
     for (const char *p = cl->notes; ms_global.verbose && *p;) {
         const size_t n = strcspn(p, "\n");
         fprintf(stderr, "maxsim: %.*s\n", (int)n, p);
         p += n + (p[n] == '\n');
     }
+}
+
+void ms_devices_close(struct ms_devset *devs)
+{
+    for (int i = 0; i < devs->n; i++)
+        print_notes(&devs->cl[i]);
+    ms_devset_close(devs);
+}
+
+void ms_device_close(struct ms_cl *cl)
+{
+    print_notes(cl);
     ms_cl_close(cl);
 }
 
