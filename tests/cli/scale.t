@@ -46,6 +46,11 @@ $ POCL_DEVICES="pthread pthread" maxsim --device all search -q $FIXTURES/cli_q.n
 $ for n in 1 2 3 4 7 16; do rm -f s*.trec; i=0; while [ $i -lt $n ]; do maxsim search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_dup.npy --doc-lengths $FIXTURES/cli_dup_lengths.npy -k 12 --shard $i/$n -o s$(printf %02d $i).trec || exit 1; i=$((i + 1)); done; maxsim merge -k 12 s*.trec | cmp - dup1.trec || exit 1; done; echo same
 > same
 
+# Shards and several devices together.
+$ maxsim search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_dup.npy --doc-lengths $FIXTURES/cli_dup_lengths.npy -k 12 --shard 1/3 > one1.trec
+$ POCL_DEVICES="pthread pthread" maxsim --device all search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_dup.npy --doc-lengths $FIXTURES/cli_dup_lengths.npy -k 12 --chunk-docs 2 --shard 1/3 | cmp - one1.trec && wc -l < one1.trec
+> 25
+
 # A merge tree: contiguous groups of shards merged first, then the groups in order.
 $ for i in 0 1 2 3 4 5 6; do maxsim search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_dup.npy --doc-lengths $FIXTURES/cli_dup_lengths.npy -k 12 --shard $i/7 -o t$i.trec || exit 1; done
 $ maxsim merge -k 12 t0.trec t1.trec t2.trec > g0.trec && maxsim merge -k 12 t3.trec t4.trec t5.trec t6.trec > g1.trec
