@@ -346,9 +346,16 @@ int ms_cl_pick(const struct ms_cl_devinfo *list, int n, const char *spec, struct
         ms_err_set(err, MS_ERR_INPUT, "no device with index %d (devices: %s)", i, devs);
         return -1;
     }
-    ms_err_set(err, MS_ERR_INPUT,
-               "unknown device '%s' (expected auto, cpu, gpu or an index from 'maxsim devices')",
-               spec);
+    if (strcmp(spec, "all") == 0 || strchr(spec, ','))
+        ms_err_set(err, MS_ERR_INPUT,
+                   "--device %s names several devices; this command runs on one (search, score "
+                   "and rerank spread over several)",
+                   spec);
+    else
+        ms_err_set(
+            err, MS_ERR_INPUT,
+            "unknown device '%s' (expected auto, cpu, gpu or an index from 'maxsim devices')",
+            spec);
     return -1;
 }
 
