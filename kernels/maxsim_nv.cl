@@ -163,42 +163,49 @@
 #endif
 #endif
 
-/*
- * Prep (any device): token g of the block (global size >= n_tok) into [g][KP] float16 bits,
- * normalized in float32 if asked, rounded to nearest even, zero columns from dim to KP.
- */
-#define MS_NV_PREP_BODY(LOAD)                                                                     \
-    const size_t g = get_global_id(0);                                                           \
-    if (g >= n_tok)                                                                              \
-        return;                                                                                  \
-    const size_t base = g * dim;                                                                 \
-    float scale = 1.0f;                                                                          \
-    if (normalize) {                                                                             \
+#define MS_NV_LOAD_F32(i) src[(i)]
+#define MS_NV_LOAD_F16(i) vload_half((i), src)
+
+/* 1 / max(|token|_2, 1e-12) in float32 of the dim values from src[base]: --normalize. */
+#define MS_NV_DEF_INV_NORM(NAME, T, LOAD)                                                         \
+    static inline float NAME(MS_GLOBAL const T *src, const size_t base, const uint dim)          \
+    {                                                                                            \
         float ss = 0.0f;                                                                         \
         for (uint k = 0; k < dim; k++) {                                                         \
             const float x = LOAD(base + k);                                                      \
             ss = fma(x, x, ss);                                                                  \
         }                                                                                        \
-        scale = 1.0f / fmax(sqrt(ss), 1e-12f);                                                   \
-    }                                                                                            \
+        return 1.0f / fmax(sqrt(ss), 1e-12f);                                                    \
+    }
+MS_NV_DEF_INV_NORM(ms_nv_inv_norm_f32, float, MS_NV_LOAD_F32)
+MS_NV_DEF_INV_NORM(ms_nv_inv_norm_f16, half, MS_NV_LOAD_F16)
+
+/*
+ * Prep (any device): token g of the block (global size >= n_tok) into [g][KP] float16 bits,
+ * normalized in float32 if asked, rounded to nearest even, zero columns from dim to KP.
+ */
+#define MS_NV_PREP_BODY(LOAD, NORM)                                                                     \
+    const size_t g = get_global_id(0);                                                           \
+    if (g >= n_tok)                                                                              \
+        return;                                                                                  \
+    const size_t base = g * dim;                                                                 \
+    const float scale = normalize ? NORM(src, base, dim) : 1.0f;                                 \
     for (uint k = 0; k < dim; k++)                                                               \
         vstore_half_rte(LOAD(base + k) * scale, g * MS_NV_KP + k, dst);                          \
     for (uint k = dim; k < MS_NV_KP; k++)                                                        \
         vstore_half_rte(0.0f, g * MS_NV_KP + k, dst);
 
-#define MS_NV_LOAD_F32(i) src[(i)]
-#define MS_NV_LOAD_F16(i) vload_half((i), src)
 
 MS_KERNEL void ms_nv_prep_f32(MS_GLOBAL const float *restrict src, const uint n_tok,
                               const uint dim, const int normalize, MS_GLOBAL half *restrict dst)
 {
-    MS_NV_PREP_BODY(MS_NV_LOAD_F32)
+    MS_NV_PREP_BODY(MS_NV_LOAD_F32, ms_nv_inv_norm_f32)
 }
 
 MS_KERNEL void ms_nv_prep_f16(MS_GLOBAL const half *restrict src, const uint n_tok,
                               const uint dim, const int normalize, MS_GLOBAL half *restrict dst)
 {
-    MS_NV_PREP_BODY(MS_NV_LOAD_F16)
+    MS_NV_PREP_BODY(MS_NV_LOAD_F16, ms_nv_inv_norm_f16)
 }
 
 /*
@@ -278,20 +285,12 @@ static inline uint ms_nv_e4m3x2(const float lo, const float hi)
 
 /* Prep for --precision f8: token g into [g][KP] "halves" = 2 * KP e4m3 bytes, normalized in
  * float32 if asked, zeros from dim on. Global size >= n_tok. */
-#define MS_NV_PREP8_BODY(LOAD)                                                                    \
+#define MS_NV_PREP8_BODY(LOAD, NORM)                                                                    \
     const size_t g = get_global_id(0);                                                           \
     if (g >= n_tok)                                                                              \
         return;                                                                                  \
     const size_t base = g * dim;                                                                 \
-    float scale = 1.0f;                                                                          \
-    if (normalize) {                                                                             \
-        float ss = 0.0f;                                                                         \
-        for (uint k = 0; k < dim; k++) {                                                         \
-            const float x = LOAD(base + k);                                                      \
-            ss = fma(x, x, ss);                                                                  \
-        }                                                                                        \
-        scale = 1.0f / fmax(sqrt(ss), 1e-12f);                                                   \
-    }                                                                                            \
+    const float scale = normalize ? NORM(src, base, dim) : 1.0f;                                 \
     for (uint k = 0; k < 2 * MS_NV_KP; k += 2) {                                                 \
         const float lo = k < dim ? LOAD(base + k) * scale : 0.0f;                                \
         const float hi = k + 1 < dim ? LOAD(base + k + 1) * scale : 0.0f;                        \
@@ -302,14 +301,14 @@ MS_KERNEL void ms_nv_prep8_f32(MS_GLOBAL const float *restrict src, const uint n
                                const uint dim, const int normalize,
                                MS_GLOBAL ushort *restrict dst)
 {
-    MS_NV_PREP8_BODY(MS_NV_LOAD_F32)
+    MS_NV_PREP8_BODY(MS_NV_LOAD_F32, ms_nv_inv_norm_f32)
 }
 
 MS_KERNEL void ms_nv_prep8_f16(MS_GLOBAL const half *restrict src, const uint n_tok,
                                const uint dim, const int normalize,
                                MS_GLOBAL ushort *restrict dst)
 {
-    MS_NV_PREP8_BODY(MS_NV_LOAD_F16)
+    MS_NV_PREP8_BODY(MS_NV_LOAD_F16, ms_nv_inv_norm_f16)
 }
 
 /* Butterfly exchange within the warp; every lane must take part (no divergence here). */

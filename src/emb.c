@@ -262,3 +262,13 @@ float ms_e4m3_to_float(uint8_t b)
     const float v = e ? ldexpf(1.0f + (float)m / 8.0f, e - 7) : ldexpf((float)m, -9);
     return (b & 0x80) ? -v : v;
 }
+
+double ms_emb_inv_norm(const struct ms_emb *emb, uint64_t t)
+{
+    double ss = 0.0;
+    for (uint32_t k = 0; k < emb->dim; k++) {
+        const double x = ms_emb_value(emb, t, k);
+        ss += x * x;
+    }
+    return 1.0 / fmax(sqrt(ss), 1e-12);
+}

@@ -70,6 +70,9 @@ static inline float ms_emb_value(const struct ms_emb *emb, uint64_t t, uint32_t 
     return ((const float *)emb->tokens)[i];
 }
 
+/* 1 / max(|token t|_2, 1e-12) in double: the factor --normalize applies (CONTRACT.md). */
+double ms_emb_inv_norm(const struct ms_emb *emb, uint64_t t);
+
 /* Find the first NaN or Inf among the block's valid tokens. Returns 0 when all
  * are finite, else 1 with *row (block-relative) and *token (within the row). */
 int ms_emb_find_nonfinite(const struct ms_emb *emb, uint64_t *row, uint64_t *token);

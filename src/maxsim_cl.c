@@ -98,15 +98,7 @@ static int upload_group(struct ms_scorer *s, const struct ms_emb *q, struct qgro
         for (uint64_t t = 0; t < n; t++) {
             const uint64_t tok = q->offsets[qi] + t;
             float *dst = host + (row + t) * s->dim;
-            double scale = 1.0;
-            if (s->normalize) {
-                double ss = 0.0;
-                for (uint32_t k = 0; k < s->dim; k++) {
-                    const double x = ms_emb_value(q, tok, k);
-                    ss += x * x;
-                }
-                scale = 1.0 / fmax(sqrt(ss), 1e-12);
-            }
+            const double scale = s->normalize ? ms_emb_inv_norm(q, tok) : 1.0;
             for (uint32_t k = 0; k < s->dim; k++)
                 dst[k] = (float)(ms_emb_value(q, tok, k) * scale);
         }

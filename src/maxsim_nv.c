@@ -314,15 +314,7 @@ static int nv_upload_group(struct ms_scorer *s, const struct ms_emb *q, struct q
         for (uint64_t t = 0; t < n; t++) {
             const uint64_t tok = q->offsets[qi] + t;
             uint16_t *dst = host + (n_rb * 16 + t) * kp;
-            double scale = 1.0;
-            if (s->normalize) {
-                double ss = 0.0;
-                for (uint32_t k = 0; k < s->dim; k++) {
-                    const double x = ms_emb_value(q, tok, k);
-                    ss += x * x;
-                }
-                scale = 1.0 / fmax(sqrt(ss), 1e-12);
-            }
+            const double scale = s->normalize ? ms_emb_inv_norm(q, tok) : 1.0;
             if (s->nv.f8) /* the row's 2 * kp bytes */
                 for (uint32_t k = 0; k < s->dim; k++)
                     ((uint8_t *)dst)[k] =
