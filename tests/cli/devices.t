@@ -45,4 +45,4 @@ $ env -u POCL_CACHE_DIR -u XDG_CACHE_HOME HOME=/dev/null maxsim search -q $DATA/
 
 # --json prints one object: the picked index and the devices.
 $ maxsim devices --json | $PYTHON -c "import json,sys; d=json.load(sys.stdin); print(sorted(d))"
-> ['devices', 'picked']
+> ['devices', 'picked', 'picked_all']
