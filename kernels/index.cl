@@ -1,0 +1,107 @@
+/*
+ * index.cl - building a PLAID index (`maxsim index`): nearest-centroid
+ * assignment and ColBERTv2 residual compression. Host side: src/index_cl.c.
+ *
+ *   index_assign  for every point i, the centroid c with the largest
+ *       <x_i, c> + bias[c] (ties: the lower c). With bias[c] = -|c|^2 / 2
+ *       that is the nearest centroid in L2 (k-means, as fastkmeans); with
+ *       bias = 0 the largest dot product (ColBERT's compress_into_codes).
+ *       Points come transposed ([dim][n], so neighbouring work-items read
+ *       neighbouring words); a work-item scores PT points against a tile of
+ *       CT centroids held in local memory, PT * CT accumulators in registers.
+ *   index_transpose  raw points [n][dim] (float32, or float16 read with
+ *       vload_half, which needs no extension) to float32 [dim][n].
+ *   index_compress  one work-item per packed byte of a token: the residual
+ *       x - centroid[code] of each of the byte's 8/nbits dimensions, its
+ *       bucket (the number of cutoffs strictly below it, torch.bucketize),
+ *       the bucket's bits least significant first, packed from the byte's
+ *       most significant bit down (ColBERT's binarize + packbits).
+ * Every result depends only on its own point and the centroids, never on
+ * how points are split into launches, so a build is the same whatever the
+ * block size.
+ *
+ * Standalone OpenCL C 1.2: `make check-kernels` compiles it with clang.
+ */
+
+__kernel void index_transpose(__global const float *restrict x32,
+                              __global const half *restrict x16, const uint is_half,
+                              const uint n, const uint dim, __global float *restrict xt)
+{
+    const uint d = (uint)get_global_id(0), i = (uint)get_global_id(1);
+    if (d >= dim || i >= n)
+        return;
+    const size_t at = (size_t)i * dim + d;
+    xt[(size_t)d * n + i] = is_half ? vload_half(at, x16) : x32[at];
+}
+
+#define CB 8 /* centroids per inner block: CB accumulators a work-item */
+
+__kernel void index_assign(__global const float *restrict xt, const uint n, const uint dim,
+                           __global const float *restrict cents,
+                           __global const float *restrict bias, const uint k,
+                           __global uint *restrict out)
+{
+    /* one point a work-item; every work-item reads the same centroid words
+     * (a broadcast on GPUs, a scalar on CPUs that vectorize across
+     * work-items), its own point's words are consecutive across work-items */
+    const uint i = (uint)get_global_id(0);
+    if (i >= n)
+        return;
+    float best = -INFINITY;
+    uint arg = 0;
+    uint c0 = 0;
+    for (; c0 + CB <= k; c0 += CB) {
+        float acc[CB];
+        for (uint j = 0; j < CB; j++)
+            acc[j] = 0.0f;
+        __global const float *c = cents + (size_t)c0 * dim;
+        for (uint d = 0; d < dim; d++) {
+            const float xv = xt[(size_t)d * n + i];
+            for (uint j = 0; j < CB; j++)
+                acc[j] = fma(xv, c[j * dim + d], acc[j]);
+        }
+        for (uint j = 0; j < CB; j++) {
+            const float s = acc[j] + bias[c0 + j];
+            if (s > best) {
+                best = s;
+                arg = c0 + j;
+            }
+        }
+    }
+    for (; c0 < k; c0++) {
+        float acc = 0.0f;
+        for (uint d = 0; d < dim; d++)
+            acc = fma(xt[(size_t)d * n + i], cents[(size_t)c0 * dim + d], acc);
+        const float s = acc + bias[c0];
+        if (s > best) {
+            best = s;
+            arg = c0;
+        }
+    }
+    out[i] = arg;
+}
+
+__kernel void index_compress(__global const float *restrict xt, const uint n, const uint dim,
+                             __global const float *restrict cents,
+                             __global const uint *restrict codes,
+                             __global const float *restrict cutoffs, const uint nbits,
+                             __global uchar *restrict out)
+{
+    const uint b = (uint)get_global_id(0), t = (uint)get_global_id(1);
+    const uint kpb = 8 / nbits, packed = dim * nbits / 8;
+    if (b >= packed || t >= n)
+        return;
+    const uint ncut = (1u << nbits) - 1;
+    const size_t crow = (size_t)codes[t] * dim;
+    uint byte = 0;
+    for (uint s = 0; s < kpb; s++) {
+        const uint d = b * kpb + s;
+        const float r = xt[(size_t)d * n + t] - cents[crow + d];
+        uint bucket = 0;
+        for (uint c = 0; c < ncut; c++)
+            bucket += cutoffs[c] < r ? 1u : 0u;
+        for (uint tb = 0; tb < nbits; tb++)
+            byte |= ((bucket >> tb) & 1u) << (7 - (s * nbits + tb));
+    }
+    out[(size_t)t * packed + b] = (uchar)byte;
+}
