@@ -113,11 +113,9 @@ int cmd_index(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    struct ms_index_opts o = { .nbits = 4,
-                               .kmeans_iters = 4,
-                               .seed = 42,
-                               .docs_per_chunk = 25000,
-                               .block_tokens = 1u << 19 };
+    struct ms_index_opts o = {
+        .nbits = 4, .kmeans_iters = 4, .seed = 42, .docs_per_chunk = 25000, .block_tokens = 1u << 19
+    };
     struct ms_src_opts dopts = { NULL, NULL, "documents" };
     const char *dpath = NULL, *out = NULL;
     uint64_t v;

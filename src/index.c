@@ -48,9 +48,9 @@
 #include "out.h"
 #include "stream.h"
 
-#define KMEANS_BLOCK   (1u << 18) /* training points per device launch */
-#define MAX_HELDOUT    50000      /* fast-plaid's cap on held-out tokens */
-#define POINTS_PER_CENT 256       /* fast-plaid's max_points_per_centroid */
+#define KMEANS_BLOCK    (1u << 18) /* training points per device launch */
+#define MAX_HELDOUT     50000      /* fast-plaid's cap on held-out tokens */
+#define POINTS_PER_CENT 256        /* fast-plaid's max_points_per_centroid */
 
 /* ---- seeded generator (splitmix64) ---- */
 
@@ -280,7 +280,7 @@ static void emb_to_f32(const struct ms_emb *e, float *out)
 
 struct codec {
     uint32_t dim, k, nbits;
-    float *cents;   /* [k * dim] as stored (float16-rounded for fast-plaid) */
+    float *cents; /* [k * dim] as stored (float16-rounded for fast-plaid) */
     float cutoffs[255];
     float weights[256];
     float *avg_residual; /* [dim] */
@@ -326,8 +326,8 @@ static int read_sample(struct ms_src *src, uint64_t n_pick, struct rng *r, float
 }
 
 /* Step 2: k-means on pts[0, n); cents [k * dim] out (not normalized). */
-static int kmeans(struct ms_index_dev *dev, const float *pts, uint64_t n, uint32_t dim,
-                  uint64_t k, uint32_t iters, struct rng *r, float *cents, struct ms_err *err)
+static int kmeans(struct ms_index_dev *dev, const float *pts, uint64_t n, uint32_t dim, uint64_t k,
+                  uint32_t iters, struct rng *r, float *cents, struct ms_err *err)
 {
     const uint64_t block = n < KMEANS_BLOCK ? n : KMEANS_BLOCK;
     uint64_t *pick = ms_malloc(k * sizeof *pick, err), *cnt = ms_calloc(k, sizeof *cnt, err);
@@ -390,8 +390,8 @@ out:
 
 /* Step 3: cutoffs, weights, avg_residual, cluster_threshold from held-out
  * points, coded with the stored centroids (already on the device). */
-static int residual_stats(struct ms_index_dev *dev, const float *pts, uint64_t n,
-                          struct codec *c, struct ms_err *err)
+static int residual_stats(struct ms_index_dev *dev, const float *pts, uint64_t n, struct codec *c,
+                          struct ms_err *err)
 {
     const uint32_t dim = c->dim, nb = 1u << c->nbits;
     uint32_t *codes = ms_malloc(n * sizeof *codes, err);
@@ -474,9 +474,9 @@ static int chunk_open(const struct layout *L, const struct ms_src *src, uint64_t
     ok = ok && fputs("]\n", f) != EOF;
     if (fclose(f) != 0 || !ok)
         return write_fail(err, path);
-    json_t *m = json_pack("{s:I,s:I,s:I}", "num_documents", (json_int_t)(d1 - d0),
-                          "num_embeddings", (json_int_t)(t1 - t0), "embedding_offset",
-                          (json_int_t)(L->token_base + t0));
+    json_t *m =
+        json_pack("{s:I,s:I,s:I}", "num_documents", (json_int_t)(d1 - d0), "num_embeddings",
+                  (json_int_t)(t1 - t0), "embedding_offset", (json_int_t)(L->token_base + t0));
     snprintf(name, sizeof name, "%llu.metadata.json", (unsigned long long)num);
     rc = m ? write_json(L->dir, name, m, err) : ms_err_set(err, MS_ERR_RUNTIME, "out of memory");
     json_decref(m);
@@ -565,7 +565,8 @@ static int encode_all(struct ms_index_dev *dev, struct ms_src *src, const struct
                 if ((rc = chunk_open(L, src, chunk, &fc, &fr, err)) != MS_OK)
                     break;
             }
-            const uint64_t r1 = b->n_rows < r + (chunk_end - doc) ? b->n_rows : r + (chunk_end - doc);
+            const uint64_t r1 =
+                b->n_rows < r + (chunk_end - doc) ? b->n_rows : r + (chunk_end - doc);
             const uint64_t t0 = b->offsets[r], t1 = b->offsets[r1];
             if (fwrite(codes64 + t0, 8, t1 - t0, fc) != t1 - t0 ||
                 fwrite(packed + t0 * L->packed, L->packed, t1 - t0, fr) != t1 - t0)
@@ -603,7 +604,7 @@ static int ivf_pass(const struct ms_plaid *old, const struct layout *L, const st
     if ((len) > cap) {                                                                             \
         free(buf);                                                                                 \
         free(b64);                                                                                 \
-        cap = (len) * 2;                                                                           \
+        cap = (len)*2;                                                                             \
         buf = ms_malloc(cap * 4, err);                                                             \
         b64 = ms_malloc(cap * 8, err);                                                             \
         if (!buf || !b64) {                                                                        \
@@ -630,7 +631,8 @@ static int ivf_pass(const struct ms_plaid *old, const struct layout *L, const st
     const uint64_t nch = n_chunks_for(src->n_rows, L->docs_per_chunk);
     for (uint64_t c = 0; c < nch && rc == MS_OK; c++) {
         const uint64_t d0 = c * L->docs_per_chunk;
-        const uint64_t d1 = d0 + L->docs_per_chunk < src->n_rows ? d0 + L->docs_per_chunk : src->n_rows;
+        const uint64_t d1 =
+            d0 + L->docs_per_chunk < src->n_rows ? d0 + L->docs_per_chunk : src->n_rows;
         char name[64], path[4096], hdr[256];
         const uint64_t shape[1] = { src->starts[d1] - src->starts[d0] };
         const size_t hl = ms_npy_header(hdr, "<i8", 1, shape);
@@ -732,8 +734,8 @@ static int write_metadata(const char *dir, json_t *base, uint64_t n_chunks, uint
                           uint32_t dim, struct ms_err *err)
 {
     json_t *m = base ? json_deep_copy(base) : json_object();
-    json_t *plan = json_pack("{s:I,s:I}", "nbits", (json_int_t)nbits, "num_chunks",
-                             (json_int_t)n_chunks);
+    json_t *plan =
+        json_pack("{s:I,s:I}", "nbits", (json_int_t)nbits, "num_chunks", (json_int_t)n_chunks);
     int rc;
     if (!m || !plan) {
         json_decref(m);
@@ -785,11 +787,9 @@ static int write_codec(const char *dir, const struct codec *c, int next_plaid, s
     if (rc == MS_OK)
         rc = write_npy(dir, "bucket_weights.npy", "<f4", 1, w, c->weights, nb * 4, err);
     if (rc == MS_OK)
-        rc = write_npy(dir, "avg_residual.npy", "<f4", 1, dshape, c->avg_residual, c->dim * 4,
-                       err);
+        rc = write_npy(dir, "avg_residual.npy", "<f4", 1, dshape, c->avg_residual, c->dim * 4, err);
     if (rc == MS_OK)
-        rc = write_npy(dir, "cluster_threshold.npy", "<f4", 1, one, &c->cluster_threshold, 4,
-                       err);
+        rc = write_npy(dir, "cluster_threshold.npy", "<f4", 1, one, &c->cluster_threshold, 4, err);
     return rc;
 }
 
@@ -826,8 +826,8 @@ int ms_index_build(struct ms_cl *cl, struct ms_src *docs, struct ms_src *again, 
 
     /* 1. the sample */
     t = ms_now();
-    uint64_t n_sample = o->sample_docs ? o->sample_docs
-                                       : 1 + (uint64_t)(16.0 * sqrt(120.0 * docs->n_rows));
+    uint64_t n_sample =
+        o->sample_docs ? o->sample_docs : 1 + (uint64_t)(16.0 * sqrt(120.0 * docs->n_rows));
     n_sample = n_sample < docs->n_rows ? n_sample : docs->n_rows;
     if (fn)
         fn(ctx, "sample", 0, n_sample);
@@ -927,8 +927,8 @@ int ms_index_build(struct ms_cl *cl, struct ms_src *docs, struct ms_src *again, 
     t = ms_now();
     if ((rc = write_ivf(NULL, &L, docs, c.k, err)) != MS_OK ||
         (rc = write_codec(tmp, &c, o->next_plaid, err)) != MS_OK ||
-        (rc = write_metadata(tmp, NULL, n_chunks_for(docs->n_rows, o->docs_per_chunk), o->nbits,
-                             k, docs->n_tokens, docs->n_rows, o->next_plaid, dim, err)) != MS_OK)
+        (rc = write_metadata(tmp, NULL, n_chunks_for(docs->n_rows, o->docs_per_chunk), o->nbits, k,
+                             docs->n_tokens, docs->n_rows, o->next_plaid, dim, err)) != MS_OK)
         goto out;
     st->ivf_s = ms_now() - t;
     if ((rc = commit_dir(tmp, out_dir, err)) == MS_OK)
@@ -971,8 +971,7 @@ static int read_cutoffs(const struct ms_plaid *p, float *out, struct ms_err *err
         return ms_err_set(err, MS_ERR_INPUT,
                           "'%s': expected %llu float32 or float16 values (nbits %u), found %s of "
                           "type %s",
-                          path, (unsigned long long)want, p->nbits, h.descr,
-                          ms_npy_type_name(&h));
+                          path, (unsigned long long)want, p->nbits, h.descr, ms_npy_type_name(&h));
     for (uint64_t i = 0; i < want; i++) {
         const uint8_t *e = buf + h.data_offset + i * h.itemsize;
         if (h.itemsize == 4)
@@ -984,7 +983,7 @@ static int read_cutoffs(const struct ms_plaid *p, float *out, struct ms_err *err
 }
 
 /* Hard links of the files an append keeps (chunks, codec) in tmp. */
-static int link_kept(const char *from, const char *tmp, struct ms_err *err)
+static int link_kept(const char *from, const char *tmp, int rechunk, struct ms_err *err)
 {
     static const char *const rewritten[] = { "ivf.npy", "ivf_lengths.npy", "metadata.json",
                                              "plan.json", "plaid.lock" };
@@ -997,6 +996,10 @@ static int link_kept(const char *from, const char *tmp, struct ms_err *err)
                           strerror(errno));
     while (rc == MS_OK && (e = readdir(d))) {
         int skip = e->d_name[0] == '.' || strncmp(e->d_name, "merged_", 7) == 0;
+        /* chunks are rewritten from the merged files: drop their doclens and metadata */
+        if (rechunk)
+            skip |= strncmp(e->d_name, "doclens.", 8) == 0 ||
+                    (e->d_name[0] >= '0' && e->d_name[0] <= '9');
         for (size_t i = 0; i < sizeof rewritten / sizeof *rewritten; i++)
             skip |= strcmp(e->d_name, rewritten[i]) == 0;
         path_of(a, sizeof a, from, e->d_name);
@@ -1009,6 +1012,76 @@ static int link_kept(const char *from, const char *tmp, struct ms_err *err)
                             strerror(errno));
     }
     closedir(d);
+    return rc;
+}
+
+/* The documents of a merged-only index as chunk files 0.. of L->dir. */
+static int write_old_chunks(const struct ms_plaid *p, const struct layout *L, struct ms_err *err)
+{
+    const uint64_t per = L->docs_per_chunk, nch = n_chunks_for(p->n_docs, per);
+    const uint64_t slice = 1 << 16;
+    uint32_t *c32 = ms_malloc(slice * 4, err);
+    int64_t *c64 = ms_malloc(slice * 8, err);
+    uint8_t *res = ms_malloc(slice * L->packed, err);
+    int rc = c32 && c64 && res ? MS_OK : err->status;
+
+    for (uint64_t c = 0; c < nch && rc == MS_OK; c++) {
+        const uint64_t d0 = c * per, d1 = d0 + per < p->n_docs ? d0 + per : p->n_docs;
+        const uint64_t t0 = p->doc_off[d0], t1 = p->doc_off[d1];
+        char name[64], path[4096], hdr[256];
+        FILE *f;
+        snprintf(name, sizeof name, "doclens.%llu.json", (unsigned long long)c);
+        path_of(path, sizeof path, L->dir, name);
+        if (!(f = fopen(path, "wbx"))) {
+            rc = write_fail(err, path);
+            break;
+        }
+        int ok = fputc('[', f) != EOF;
+        for (uint64_t d = d0; d < d1 && ok; d++)
+            ok = fprintf(f, d > d0 ? ",%llu" : "%llu",
+                         (unsigned long long)(p->doc_off[d + 1] - p->doc_off[d])) > 0;
+        ok = ok && fputs("]\n", f) != EOF;
+        if (fclose(f) != 0 || !ok) {
+            rc = write_fail(err, path);
+            break;
+        }
+        json_t *m =
+            json_pack("{s:I,s:I,s:I}", "num_documents", (json_int_t)(d1 - d0), "num_embeddings",
+                      (json_int_t)(t1 - t0), "embedding_offset", (json_int_t)t0);
+        snprintf(name, sizeof name, "%llu.metadata.json", (unsigned long long)c);
+        rc =
+            m ? write_json(L->dir, name, m, err) : ms_err_set(err, MS_ERR_RUNTIME, "out of memory");
+        json_decref(m);
+        const uint64_t shape[2] = { t1 - t0, L->packed };
+        FILE *fc = NULL, *fr = NULL;
+        for (int which = 0; which < 2 && rc == MS_OK; which++) {
+            snprintf(name, sizeof name, which ? "%llu.residuals.npy" : "%llu.codes.npy",
+                     (unsigned long long)c);
+            path_of(path, sizeof path, L->dir, name);
+            FILE *g = fopen(path, "wbx");
+            const size_t hl = ms_npy_header(hdr, which ? (L->next_plaid ? "|u1" : "<u1") : "<i8",
+                                            which + 1, shape);
+            if (!g || fwrite(hdr, 1, hl, g) != hl)
+                rc = write_fail(err, path);
+            *(which ? &fr : &fc) = g;
+        }
+        for (uint64_t t = t0; t < t1 && rc == MS_OK; t += slice) {
+            const uint64_t n = t1 - t < slice ? t1 - t : slice;
+            ms_plaid_codes(p, t, n, c32);
+            ms_plaid_residuals(p, t, n, res);
+            for (uint64_t i = 0; i < n; i++)
+                c64[i] = c32[i];
+            if (fwrite(c64, 8, n, fc) != n || fwrite(res, L->packed, n, fr) != n)
+                rc = write_fail(err, L->dir);
+        }
+        if (rc == MS_OK)
+            rc = chunk_close(&fc, &fr, L->dir, err);
+        else
+            chunk_close(&fc, &fr, L->dir, err);
+    }
+    free(c32);
+    free(c64);
+    free(res);
     return rc;
 }
 
@@ -1031,11 +1104,6 @@ int ms_index_append(struct ms_cl *cl, struct ms_plaid *p, struct ms_src *docs,
                           docs->spec, docs->dim, p->dir, p->dim);
     if (docs->n_rows == 0)
         return ms_err_set(err, MS_ERR_INPUT, "%s: no documents to append", docs->spec);
-    if (p->merged)
-        return ms_err_set(err, MS_ERR_INPUT,
-                          "'%s' has merged_codes.npy but no chunk files (0.codes.npy); --append "
-                          "adds chunk files, so it needs an index written in chunks",
-                          p->dir);
     c.dim = p->dim;
     c.k = p->n_centroids;
     c.nbits = p->nbits;
@@ -1047,14 +1115,19 @@ int ms_index_append(struct ms_cl *cl, struct ms_plaid *p, struct ms_src *docs,
         return ms_err_set(err, MS_ERR_INPUT, "'%s': %s", path, jerr.text);
     }
     const int next_plaid = strcmp(p->layout, "next-plaid") == 0;
-    const struct layout L = { tmp, (uint64_t)p->n_parts, o->docs_per_chunk, p->n_tokens,
-                              next_plaid, p->dim * p->nbits / 8 };
+    /* an index fast-plaid has loaded keeps only merged_*.npy: its documents
+     * are written back as chunk files first, then the new ones follow */
+    const uint64_t old_chunks =
+        p->merged ? n_chunks_for(p->n_docs, o->docs_per_chunk) : (uint64_t)p->n_parts;
+    const struct layout L = { tmp,         old_chunks, o->docs_per_chunk,
+                              p->n_tokens, next_plaid, p->dim * p->nbits / 8 };
     t = ms_now();
     if ((rc = make_tmp_dir(p->dir, tmp, sizeof tmp, err)) != MS_OK) {
         tmp[0] = 0;
         goto out;
     }
-    if ((rc = link_kept(p->dir, tmp, err)) != MS_OK ||
+    if ((rc = link_kept(p->dir, tmp, p->merged, err)) != MS_OK ||
+        (p->merged && (rc = write_old_chunks(p, &L, err)) != MS_OK) ||
         (rc = ms_index_dev_create(&dev, cl, p->dim, err)) != MS_OK ||
         (rc = ms_index_dev_set_centroids(dev, p->centroids, NULL, c.k, err)) != MS_OK ||
         (rc = encode_all(dev, docs, &c, &L, o, fn, ctx, err)) != MS_OK)

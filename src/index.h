@@ -41,7 +41,7 @@ struct ms_index_opts {
 
 /* What a build did, for -v and the benchmarks. */
 struct ms_index_stats {
-    uint64_t n_docs, n_tokens;         /* added by this build */
+    uint64_t n_docs, n_tokens; /* added by this build */
     uint64_t k, sample_docs, sample_tokens, train_points, heldout;
     double sample_s, kmeans_s, encode_s, ivf_s, kernel_s;
     uint64_t device_peak; /* bytes of device buffers, at most */

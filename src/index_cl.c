@@ -21,9 +21,9 @@ struct ms_index_dev {
     cl_kernel k_transpose, k_assign, k_compress;
     cl_mem cents, bias, cutoffs;
     cl_mem raw, xt, codes, packed; /* raw: the block as read (f32 or f16) */
-    uint64_t n, cap;       /* points loaded, and room for */
-    uint64_t packed_cap;   /* bytes of the packed buffer */
-    uint64_t bytes, peak;  /* device bytes held now, and the most */
+    uint64_t n, cap;               /* points loaded, and room for */
+    uint64_t packed_cap;           /* bytes of the packed buffer */
+    uint64_t bytes, peak;          /* device bytes held now, and the most */
     double kernel_s;
 };
 
@@ -65,8 +65,8 @@ static int upload(struct ms_index_dev *d, cl_mem m, const void *src, uint64_t by
     return rc == CL_SUCCESS ? MS_OK : cl_fail(err, what, rc);
 }
 
-static int download(struct ms_index_dev *d, cl_mem m, void *dst, uint64_t bytes,
-                    const char *what, struct ms_err *err)
+static int download(struct ms_index_dev *d, cl_mem m, void *dst, uint64_t bytes, const char *what,
+                    struct ms_err *err)
 {
     if (!bytes)
         return MS_OK;
