@@ -207,11 +207,12 @@ int cmd_index(int argc, char **argv)
         return ms_report(&err);
     }
     if (d.dim % 8 && !append) {
+        rc = ms_fail(MS_ERR_INPUT,
+                     "%s: dimension %u is not a multiple of 8; expected 8 dimensions a byte "
+                     "for the residual codec",
+                     dpath, d.dim);
         ms_src_close(&d);
-        return ms_fail(MS_ERR_INPUT,
-                       "%s: dimension %u is not a multiple of 8; expected 8 dimensions a byte "
-                       "for the residual codec",
-                       dpath, d.dim);
+        return rc;
     }
     if ((rc = ms_device_open(&cl)) != MS_OK) {
         if (append)
