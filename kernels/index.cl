@@ -25,18 +25,21 @@
 
 __kernel void index_transpose(__global const float *restrict x32,
                               __global const half *restrict x16, const uint is_half,
-                              const uint n, const uint dim, __global float *restrict xt)
+                              const uint n, const uint dim, const uint stride,
+                              __global float *restrict xt)
 {
+    /* stride: n rounded up to 16; the padding points are zeros */
     const uint d = (uint)get_global_id(0), i = (uint)get_global_id(1);
-    if (d >= dim || i >= n)
+    if (d >= dim || i >= stride)
         return;
     const size_t at = (size_t)i * dim + d;
-    xt[(size_t)d * n + i] = is_half ? vload_half(at, x16) : x32[at];
+    xt[(size_t)d * stride + i] = i >= n ? 0.0f : is_half ? vload_half(at, x16) : x32[at];
 }
 
 #define CB 8 /* centroids per inner block: CB accumulators a work-item */
 
-__kernel void index_assign(__global const float *restrict xt, const uint n, const uint dim,
+__kernel void index_assign(__global const float *restrict xt, const uint stride, const uint n,
+                           const uint dim,
                            __global const float *restrict cents,
                            __global const float *restrict bias, const uint k,
                            __global uint *restrict out)
@@ -56,7 +59,7 @@ __kernel void index_assign(__global const float *restrict xt, const uint n, cons
             acc[j] = 0.0f;
         __global const float *c = cents + (size_t)c0 * dim;
         for (uint d = 0; d < dim; d++) {
-            const float xv = xt[(size_t)d * n + i];
+            const float xv = xt[(size_t)d * stride + i];
             for (uint j = 0; j < CB; j++)
                 acc[j] = fma(xv, c[j * dim + d], acc[j]);
         }
@@ -71,7 +74,7 @@ __kernel void index_assign(__global const float *restrict xt, const uint n, cons
     for (; c0 < k; c0++) {
         float acc = 0.0f;
         for (uint d = 0; d < dim; d++)
-            acc = fma(xt[(size_t)d * n + i], cents[(size_t)c0 * dim + d], acc);
+            acc = fma(xt[(size_t)d * stride + i], cents[(size_t)c0 * dim + d], acc);
         const float s = acc + bias[c0];
         if (s > best) {
             best = s;
@@ -81,7 +84,62 @@ __kernel void index_assign(__global const float *restrict xt, const uint n, cons
     out[i] = arg;
 }
 
-__kernel void index_compress(__global const float *restrict xt, const uint n, const uint dim,
+/* The same result for CPUs: a work-item takes 16 consecutive points as one
+ * float16 vector per dimension (the transposed layout makes it one load)
+ * and CB broadcast centroid values; the per-point fma chain is the one of
+ * index_assign, so the codes are identical. */
+__kernel void index_assign_v16(__global const float *restrict xt, const uint stride, const uint n,
+                               const uint dim, __global const float *restrict cents,
+                               __global const float *restrict bias, const uint k,
+                               __global uint *restrict out)
+{
+    const uint i0 = (uint)get_global_id(0) * 16;
+    if (i0 >= n)
+        return;
+    float16 best = (float16)(-INFINITY);
+    uint16 arg = (uint16)(0);
+    uint c0 = 0;
+    for (; c0 + 8 <= k; c0 += 8) {
+        __global const float *c = cents + (size_t)c0 * dim;
+        float16 a0 = (float16)(0.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
+                a7 = a0;
+        for (uint d = 0; d < dim; d++) {
+            const float16 xv = vload16(0, xt + (size_t)d * stride + i0);
+            a0 = fma(xv, (float16)(c[d]), a0);
+            a1 = fma(xv, (float16)(c[dim + d]), a1);
+            a2 = fma(xv, (float16)(c[2 * dim + d]), a2);
+            a3 = fma(xv, (float16)(c[3 * dim + d]), a3);
+            a4 = fma(xv, (float16)(c[4 * dim + d]), a4);
+            a5 = fma(xv, (float16)(c[5 * dim + d]), a5);
+            a6 = fma(xv, (float16)(c[6 * dim + d]), a6);
+            a7 = fma(xv, (float16)(c[7 * dim + d]), a7);
+        }
+#define MS_TAKE(A, J)                                                                             \
+    {                                                                                             \
+        const float16 s = A + (float16)(bias[c0 + J]);                                            \
+        const int16 better = s > best;                                                            \
+        best = select(best, s, better);                                                           \
+        arg = select(arg, (uint16)(c0 + J), as_uint16(better));                                   \
+    }
+        MS_TAKE(a0, 0) MS_TAKE(a1, 1) MS_TAKE(a2, 2) MS_TAKE(a3, 3);
+        MS_TAKE(a4, 4) MS_TAKE(a5, 5) MS_TAKE(a6, 6) MS_TAKE(a7, 7);
+    }
+    for (; c0 < k; c0++) {
+        float16 a0 = (float16)(0.0f);
+        for (uint d = 0; d < dim; d++)
+            a0 = fma(vload16(0, xt + (size_t)d * stride + i0), (float16)(cents[(size_t)c0 * dim + d]),
+                     a0);
+        MS_TAKE(a0, 0);
+    }
+#undef MS_TAKE
+    uint r[16];
+    vstore16(arg, 0, r);
+    for (uint j = 0; j < 16 && i0 + j < n; j++)
+        out[i0 + j] = r[j];
+}
+
+__kernel void index_compress(__global const float *restrict xt, const uint stride, const uint n,
+                             const uint dim,
                              __global const float *restrict cents,
                              __global const uint *restrict codes,
                              __global const float *restrict cutoffs, const uint nbits,
@@ -96,7 +154,7 @@ __kernel void index_compress(__global const float *restrict xt, const uint n, co
     uint byte = 0;
     for (uint s = 0; s < kpb; s++) {
         const uint d = b * kpb + s;
-        const float r = xt[(size_t)d * n + t] - cents[crow + d];
+        const float r = xt[(size_t)d * stride + t] - cents[crow + d];
         uint bucket = 0;
         for (uint c = 0; c < ncut; c++)
             bucket += cutoffs[c] < r ? 1u : 0u;

@@ -18,10 +18,12 @@ struct ms_index_dev {
     struct ms_cl *cl;
     uint32_t dim, k;
     cl_program prog;
-    cl_kernel k_transpose, k_assign, k_compress;
+    cl_kernel k_transpose, k_assign, k_assign_v16, k_compress;
+    int v16; /* assign with index_assign_v16 (CPUs) */
     cl_mem cents, bias, cutoffs;
     cl_mem raw, xt, codes, packed; /* raw: the block as read (f32 or f16) */
-    uint64_t n, cap;               /* points loaded, and room for */
+    uint64_t n, cap;               /* points loaded, and room for (a multiple of 16) */
+    uint64_t stride;               /* n rounded up to 16: the row length of xt */
     uint64_t packed_cap;           /* bytes of the packed buffer */
     uint64_t bytes, peak;          /* device bytes held now, and the most */
     double kernel_s;
@@ -115,12 +117,17 @@ int ms_index_dev_create(struct ms_index_dev **out, struct ms_cl *cl, uint32_t di
         goto fail;
     if (!(d->k_transpose = clCreateKernel(d->prog, "index_transpose", &rc)) ||
         !(d->k_assign = clCreateKernel(d->prog, "index_assign", &rc)) ||
+        !(d->k_assign_v16 = clCreateKernel(d->prog, "index_assign_v16", &rc)) ||
         !(d->k_compress = clCreateKernel(d->prog, "index_compress", &rc))) {
         st = cl_fail(err, "clCreateKernel(index)", rc);
         goto fail;
     }
     if ((st = alloc(d, &d->cutoffs, CL_MEM_READ_ONLY, 255 * 4, "bucket cutoffs", err)) != MS_OK)
         goto fail;
+    /* CPUs: one work-item, 16 points in a vector (PoCL does not vectorize
+     * index_assign's loop across work-items: 3 GFLOP/s on 2 cores). GPUs:
+     * one point a work-item, the centroid words broadcast. Same codes. */
+    d->v16 = (cl->info.type & CL_DEVICE_TYPE_CPU) != 0;
     *out = d;
     return MS_OK;
 fail:
@@ -143,6 +150,8 @@ void ms_index_dev_free(struct ms_index_dev *d)
         clReleaseKernel(d->k_transpose);
     if (d->k_assign)
         clReleaseKernel(d->k_assign);
+    if (d->k_assign_v16)
+        clReleaseKernel(d->k_assign_v16);
     if (d->k_compress)
         clReleaseKernel(d->k_compress);
     if (d->prog)
@@ -175,7 +184,9 @@ int ms_index_dev_load(struct ms_index_dev *d, const void *x, enum ms_dtype dtype
                       struct ms_err *err)
 {
     const uint32_t dim = d->dim, packed_row = dim; /* at most dim bytes a row (nbits 8) */
+    const uint64_t stride = (n + 15) / 16 * 16;
     const cl_uint is_half = dtype == MS_DTYPE_F16, cn = (cl_uint)n, cdim = dim;
+    const cl_uint cstride = (cl_uint)stride;
     cl_int rc = CL_SUCCESS;
     int st;
 
@@ -202,18 +213,20 @@ int ms_index_dev_load(struct ms_index_dev *d, const void *x, enum ms_dtype dtype
         d->packed_cap = cap * packed_row;
     }
     d->n = n;
+    d->stride = stride;
     if (!n)
         return MS_OK;
     if ((st = upload(d, d->raw, x, n * dim * ms_dtype_size(dtype), "clEnqueueWriteBuffer(points)",
                      err)) != MS_OK)
         return st;
-    const size_t global[2] = { dim, n };
+    const size_t global[2] = { dim, stride };
     rc |= clSetKernelArg(d->k_transpose, 0, sizeof(cl_mem), &d->raw);
     rc |= clSetKernelArg(d->k_transpose, 1, sizeof(cl_mem), &d->raw);
     rc |= clSetKernelArg(d->k_transpose, 2, sizeof is_half, &is_half);
     rc |= clSetKernelArg(d->k_transpose, 3, sizeof cn, &cn);
     rc |= clSetKernelArg(d->k_transpose, 4, sizeof cdim, &cdim);
-    rc |= clSetKernelArg(d->k_transpose, 5, sizeof(cl_mem), &d->xt);
+    rc |= clSetKernelArg(d->k_transpose, 5, sizeof cstride, &cstride);
+    rc |= clSetKernelArg(d->k_transpose, 6, sizeof(cl_mem), &d->xt);
     if (rc != CL_SUCCESS)
         return cl_fail(err, "clSetKernelArg(index_transpose)", rc);
     return launch(d, d->k_transpose, 2, global, NULL, "index_transpose", err);
@@ -221,31 +234,41 @@ int ms_index_dev_load(struct ms_index_dev *d, const void *x, enum ms_dtype dtype
 
 int ms_index_dev_assign(struct ms_index_dev *d, uint32_t *codes, struct ms_err *err)
 {
-    const cl_uint n = (cl_uint)d->n, dim = d->dim, k = d->k;
-    const size_t local = ASSIGN_WG, global = (d->n + ASSIGN_WG - 1) / ASSIGN_WG * ASSIGN_WG;
+    const cl_uint n = (cl_uint)d->n, stride = (cl_uint)d->stride, dim = d->dim, k = d->k;
+    const cl_kernel kern = d->v16 ? d->k_assign_v16 : d->k_assign;
+    const size_t items = d->v16 ? d->stride / 16 : d->n;
+    const size_t local = ASSIGN_WG, global = (items + ASSIGN_WG - 1) / ASSIGN_WG * ASSIGN_WG;
     cl_int rc = CL_SUCCESS;
     int st;
 
     if (!d->n)
         return MS_OK;
-    rc |= clSetKernelArg(d->k_assign, 0, sizeof(cl_mem), &d->xt);
-    rc |= clSetKernelArg(d->k_assign, 1, sizeof n, &n);
-    rc |= clSetKernelArg(d->k_assign, 2, sizeof dim, &dim);
-    rc |= clSetKernelArg(d->k_assign, 3, sizeof(cl_mem), &d->cents);
-    rc |= clSetKernelArg(d->k_assign, 4, sizeof(cl_mem), &d->bias);
-    rc |= clSetKernelArg(d->k_assign, 5, sizeof k, &k);
-    rc |= clSetKernelArg(d->k_assign, 6, sizeof(cl_mem), &d->codes);
+    rc |= clSetKernelArg(kern, 0, sizeof(cl_mem), &d->xt);
+    rc |= clSetKernelArg(kern, 1, sizeof stride, &stride);
+    rc |= clSetKernelArg(kern, 2, sizeof n, &n);
+    rc |= clSetKernelArg(kern, 3, sizeof dim, &dim);
+    rc |= clSetKernelArg(kern, 4, sizeof(cl_mem), &d->cents);
+    rc |= clSetKernelArg(kern, 5, sizeof(cl_mem), &d->bias);
+    rc |= clSetKernelArg(kern, 6, sizeof k, &k);
+    rc |= clSetKernelArg(kern, 7, sizeof(cl_mem), &d->codes);
     if (rc != CL_SUCCESS)
         return cl_fail(err, "clSetKernelArg(index_assign)", rc);
-    if ((st = launch(d, d->k_assign, 1, &global, &local, "index_assign", err)) != MS_OK)
+    /* CPUs: let the runtime pick the work-group size (the item count need
+     * not be a multiple of anything) */
+    if ((st = launch(d, kern, 1, &global, d->v16 ? NULL : &local, "index_assign", err)) != MS_OK)
         return st;
     return download(d, d->codes, codes, d->n * 4, "clEnqueueReadBuffer(codes)", err);
+}
+
+void ms_index_dev_set_vectorized(struct ms_index_dev *d, int on)
+{
+    d->v16 = on;
 }
 
 int ms_index_dev_compress(struct ms_index_dev *d, const float *cutoffs, uint32_t nbits,
                           uint8_t *packed, struct ms_err *err)
 {
-    const cl_uint n = (cl_uint)d->n, dim = d->dim, nb = nbits;
+    const cl_uint n = (cl_uint)d->n, stride = (cl_uint)d->stride, dim = d->dim, nb = nbits;
     const uint32_t row = dim * nbits / 8;
     const size_t global[2] = { row, d->n };
     cl_int rc = CL_SUCCESS;
@@ -257,13 +280,14 @@ int ms_index_dev_compress(struct ms_index_dev *d, const float *cutoffs, uint32_t
                      "clEnqueueWriteBuffer(cutoffs)", err)) != MS_OK)
         return st;
     rc |= clSetKernelArg(d->k_compress, 0, sizeof(cl_mem), &d->xt);
-    rc |= clSetKernelArg(d->k_compress, 1, sizeof n, &n);
-    rc |= clSetKernelArg(d->k_compress, 2, sizeof dim, &dim);
-    rc |= clSetKernelArg(d->k_compress, 3, sizeof(cl_mem), &d->cents);
-    rc |= clSetKernelArg(d->k_compress, 4, sizeof(cl_mem), &d->codes);
-    rc |= clSetKernelArg(d->k_compress, 5, sizeof(cl_mem), &d->cutoffs);
-    rc |= clSetKernelArg(d->k_compress, 6, sizeof nb, &nb);
-    rc |= clSetKernelArg(d->k_compress, 7, sizeof(cl_mem), &d->packed);
+    rc |= clSetKernelArg(d->k_compress, 1, sizeof stride, &stride);
+    rc |= clSetKernelArg(d->k_compress, 2, sizeof n, &n);
+    rc |= clSetKernelArg(d->k_compress, 3, sizeof dim, &dim);
+    rc |= clSetKernelArg(d->k_compress, 4, sizeof(cl_mem), &d->cents);
+    rc |= clSetKernelArg(d->k_compress, 5, sizeof(cl_mem), &d->codes);
+    rc |= clSetKernelArg(d->k_compress, 6, sizeof(cl_mem), &d->cutoffs);
+    rc |= clSetKernelArg(d->k_compress, 7, sizeof nb, &nb);
+    rc |= clSetKernelArg(d->k_compress, 8, sizeof(cl_mem), &d->packed);
     if (rc != CL_SUCCESS)
         return cl_fail(err, "clSetKernelArg(index_compress)", rc);
     if ((st = launch(d, d->k_compress, 2, global, NULL, "index_compress", err)) != MS_OK)

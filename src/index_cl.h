@@ -32,6 +32,9 @@ int ms_index_dev_load(struct ms_index_dev *d, const void *x, enum ms_dtype dtype
                       struct ms_err *err);
 /* codes[i] = argmax_c <x_i, c> + bias[c] (ties: lower c) for the loaded points. */
 int ms_index_dev_assign(struct ms_index_dev *d, uint32_t *codes, struct ms_err *err);
+/* Use the CPU kernel (16 points a work-item in vectors; the default on
+ * CPUs) or the GPU one (one point a work-item); tests compare the two. */
+void ms_index_dev_set_vectorized(struct ms_index_dev *d, int on);
 /* Packed residual rows [n, dim * nbits / 8] of the loaded points against
  * the codes of the last assign, bucketed by the 2^nbits - 1 cutoffs. */
 int ms_index_dev_compress(struct ms_index_dev *d, const float *cutoffs, uint32_t nbits,
