@@ -36,52 +36,66 @@ __kernel void index_transpose(__global const float *restrict x32,
     xt[(size_t)d * stride + i] = i >= n ? 0.0f : is_half ? vload_half(at, x16) : x32[at];
 }
 
-#define CB 8 /* centroids per inner block: CB accumulators a work-item */
+#define CB 8 /* centroids per inner block */
+#define PT 4 /* points per work-item (GPU kernel) */
 
 __kernel void index_assign(__global const float *restrict xt, const uint stride, const uint n,
-                           const uint dim,
-                           __global const float *restrict cents,
+                           const uint dim, __global const float *restrict cents,
                            __global const float *restrict bias, const uint k,
                            __global uint *restrict out)
 {
-    /* one point a work-item; every work-item reads the same centroid words
-     * (a broadcast on GPUs, a scalar on CPUs that vectorize across
-     * work-items), its own point's words are consecutive across work-items */
-    const uint i = (uint)get_global_id(0);
-    if (i >= n)
-        return;
-    float best = -INFINITY;
-    uint arg = 0;
+    /* PT points a work-item, PT * CB accumulators: per dimension PT point
+     * loads (consecutive across work-items) and CB centroid loads (the same
+     * word for every work-item: a broadcast) feed PT * CB fmas */
+    const uint wg = (uint)get_local_size(0);
+    const uint i0 = (uint)get_group_id(0) * wg * PT + (uint)get_local_id(0);
+    float best[PT];
+    uint arg[PT];
+    for (uint p = 0; p < PT; p++) {
+        best[p] = -INFINITY;
+        arg[p] = 0;
+    }
     uint c0 = 0;
     for (; c0 + CB <= k; c0 += CB) {
-        float acc[CB];
-        for (uint j = 0; j < CB; j++)
-            acc[j] = 0.0f;
+        float acc[PT][CB];
+        for (uint p = 0; p < PT; p++)
+            for (uint j = 0; j < CB; j++)
+                acc[p][j] = 0.0f;
         __global const float *c = cents + (size_t)c0 * dim;
         for (uint d = 0; d < dim; d++) {
-            const float xv = xt[(size_t)d * stride + i];
+            float xv[PT], cv[CB];
+            for (uint p = 0; p < PT; p++) /* stride >= every i: padding reads zeros */
+                xv[p] = xt[(size_t)d * stride + min(i0 + p * wg, stride - 1)];
             for (uint j = 0; j < CB; j++)
-                acc[j] = fma(xv, c[j * dim + d], acc[j]);
+                cv[j] = c[j * dim + d];
+            for (uint p = 0; p < PT; p++)
+                for (uint j = 0; j < CB; j++)
+                    acc[p][j] = fma(xv[p], cv[j], acc[p][j]);
         }
-        for (uint j = 0; j < CB; j++) {
-            const float s = acc[j] + bias[c0 + j];
-            if (s > best) {
-                best = s;
-                arg = c0 + j;
+        for (uint p = 0; p < PT; p++)
+            for (uint j = 0; j < CB; j++) {
+                const float s = acc[p][j] + bias[c0 + j];
+                if (s > best[p]) {
+                    best[p] = s;
+                    arg[p] = c0 + j;
+                }
+            }
+    }
+    for (; c0 < k; c0++)
+        for (uint p = 0; p < PT; p++) {
+            float acc = 0.0f;
+            for (uint d = 0; d < dim; d++)
+                acc = fma(xt[(size_t)d * stride + min(i0 + p * wg, stride - 1)],
+                          cents[(size_t)c0 * dim + d], acc);
+            const float s = acc + bias[c0];
+            if (s > best[p]) {
+                best[p] = s;
+                arg[p] = c0;
             }
         }
-    }
-    for (; c0 < k; c0++) {
-        float acc = 0.0f;
-        for (uint d = 0; d < dim; d++)
-            acc = fma(xt[(size_t)d * stride + i], cents[(size_t)c0 * dim + d], acc);
-        const float s = acc + bias[c0];
-        if (s > best) {
-            best = s;
-            arg = c0;
-        }
-    }
-    out[i] = arg;
+    for (uint p = 0; p < PT; p++)
+        if (i0 + p * wg < n)
+            out[i0 + p * wg] = arg[p];
 }
 
 /* The same result for CPUs: a work-item takes 16 consecutive points as one

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #define ASSIGN_WG 64 /* work-items per group of index_assign */
+#define ASSIGN_PT 4  /* points per work-item of index_assign: PT in kernels/index.cl */
 
 struct ms_index_dev {
     struct ms_cl *cl;
@@ -236,7 +237,9 @@ int ms_index_dev_assign(struct ms_index_dev *d, uint32_t *codes, struct ms_err *
 {
     const cl_uint n = (cl_uint)d->n, stride = (cl_uint)d->stride, dim = d->dim, k = d->k;
     const cl_kernel kern = d->v16 ? d->k_assign_v16 : d->k_assign;
-    const size_t items = d->v16 ? d->stride / 16 : d->n;
+    const size_t items =
+        d->v16 ? d->stride / 16
+               : (d->n + ASSIGN_PT * ASSIGN_WG - 1) / (ASSIGN_PT * ASSIGN_WG) * ASSIGN_WG;
     const size_t local = ASSIGN_WG, global = (items + ASSIGN_WG - 1) / ASSIGN_WG * ASSIGN_WG;
     cl_int rc = CL_SUCCESS;
     int st;
