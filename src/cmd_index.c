@@ -120,6 +120,7 @@ int cmd_index(int argc, char **argv)
     const char *dpath = NULL, *out = NULL;
     uint64_t v;
     int append = 0, c, rc;
+    const char *build_only = NULL; /* an option --append does not take */
     struct progress_ctx pc = { 0 };
     struct ms_index_stats st;
     struct ms_plaid idx;
@@ -132,6 +133,7 @@ int cmd_index(int argc, char **argv)
         case 'd': dpath = optarg; break;
         case 'o': out = optarg; break;
         case OPT_NBITS:
+            build_only = "--nbits";
             if (ms_parse_u64("index", "--nbits", optarg, 1, &v))
                 return MS_ERR_INPUT;
             if (v != 1 && v != 2 && v != 4 && v != 8)
@@ -139,10 +141,12 @@ int cmd_index(int argc, char **argv)
             o.nbits = (uint32_t)v;
             break;
         case OPT_CENTROIDS:
+            build_only = "--centroids";
             if (ms_parse_u64("index", "--centroids", optarg, 1, &o.centroids))
                 return MS_ERR_INPUT;
             break;
         case OPT_ITERS:
+            build_only = "--kmeans-iters";
             if (ms_parse_u64("index", "--kmeans-iters", optarg, 0, &v))
                 return MS_ERR_INPUT;
             if (v > 1000)
@@ -151,14 +155,17 @@ int cmd_index(int argc, char **argv)
             o.kmeans_iters = (uint32_t)v;
             break;
         case OPT_SAMPLE:
+            build_only = "--sample";
             if (ms_parse_u64("index", "--sample", optarg, 1, &o.sample_docs))
                 return MS_ERR_INPUT;
             break;
         case OPT_SEED:
+            build_only = "--seed";
             if (ms_parse_u64("index", "--seed", optarg, 0, &o.seed))
                 return MS_ERR_INPUT;
             break;
         case OPT_LAYOUT:
+            build_only = "--layout";
             if (strcmp(optarg, "fast-plaid") == 0)
                 o.next_plaid = 0;
             else if (strcmp(optarg, "next-plaid") == 0)
@@ -193,6 +200,11 @@ int cmd_index(int argc, char **argv)
         return ms_usage_error("index", "no documents (-d DOCS)");
     if (!out)
         return ms_usage_error("index", "no index directory (-o INDEX_DIR)");
+    if (append && build_only)
+        return ms_usage_error("index",
+                              "'%s' does not go with --append: the index keeps its own centroids, "
+                              "nbits and layout",
+                              build_only);
 
     /* every input check before the device */
     if ((rc = ms_src_open(&d, dpath, &dopts, &err)) != MS_OK)

@@ -202,8 +202,21 @@ int ms_index_check_output(const char *dir, struct ms_err *err)
     struct stat st;
     char path[4096];
     if (stat(dir, &st) != 0) {
-        if (errno == ENOENT)
+        if (errno == ENOENT) {
+            /* the temporary directory goes beside it: the parent must exist */
+            size_t n = strlen(dir);
+            while (n > 1 && dir[n - 1] == '/')
+                n--;
+            while (n > 0 && dir[n - 1] != '/')
+                n--;
+            snprintf(path, sizeof path, "%.*s", n ? (int)n : 1, n ? dir : ".");
+            if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+                return ms_err_set(err, MS_ERR_INPUT,
+                                  "cannot create the index directory '%s': its parent '%s' is "
+                                  "not a directory",
+                                  dir, path);
             return MS_OK;
+        }
         return ms_err_set(err, MS_ERR_INPUT, "cannot use '%s' as the index directory: %s", dir,
                           strerror(errno));
     }

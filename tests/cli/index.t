@@ -102,3 +102,11 @@ $ maxsim index -o x
 $ maxsim index -d $FIXTURES/index_docs.npy
 ? 2
 ~ no index directory \(-o INDEX_DIR\)
+
+$ maxsim index --append -d $FIXTURES/index_b.npy --doc-lengths $FIXTURES/index_b_lens.npy -o ap --nbits 2
+? 2
+~ ^maxsim index: '--nbits' does not go with --append: the index keeps its own centroids, nbits and layout$
+
+$ maxsim index -d $FIXTURES/index_docs.npy --doc-lengths $FIXTURES/index_lens.npy -o nodir/sub/ix
+? 2
+! maxsim: error: cannot create the index directory 'nodir/sub/ix': its parent 'nodir/sub/' is not a directory
