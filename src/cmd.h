@@ -35,6 +35,7 @@ int cmd_info(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_plaid(int argc, char **argv);
+int cmd_index(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 
 /* The global options, accepted after the command name too (`maxsim search

@@ -30,6 +30,7 @@ static const struct ms_cmd commands[] = {
     { "score", cmd_score, "the full query x document MaxSim score matrix" },
     { "rerank", cmd_rerank, "rescore the candidates of a run with exact MaxSim" },
     { "plaid", cmd_plaid, "search or rerank with a PLAID (fast-plaid / NextPlaid) index" },
+    { "index", cmd_index, "build a PLAID index (fast-plaid layout), or append to one" },
     { "merge", cmd_merge, "merge the runs of search --shard into the global top-k" },
     { "info", cmd_info, "describe embedding files and PLAID index directories" },
     { "devices", cmd_devices, "list OpenCL platforms and devices" },

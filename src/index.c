@@ -1,0 +1,1171 @@
+/*
+ * index.c - building and appending to PLAID indexes (index.h), the way
+ * fast-plaid's create() does (research/plaid.md 1.1-1.5, 2.2):
+ *
+ *   1. a sample of documents (1 + 16 sqrt(120 N) of N, at most N), its
+ *      tokens gathered on the host;
+ *   2. K = 2^floor(log2(16 sqrt(estimated tokens))) centroids (at most the
+ *      sample's tokens), k-means on at most 256 K of the sample's tokens:
+ *      K random points to start, each iteration assigns every point to its
+ *      nearest centroid on the device and takes the means on the host (an
+ *      empty cluster restarts at a random point); then normalized and
+ *      stored as float16 (float32 for NextPlaid);
+ *   3. the held-out tokens (the sample's last min(5%, 50000)) are coded by
+ *      the largest dot product with the stored centroids; the quantiles of
+ *      their flattened residuals give the 2^nbits - 1 bucket cutoffs (i/n)
+ *      and the 2^nbits bucket weights ((i + 0.5)/n); avg_residual and
+ *      cluster_threshold come from them too;
+ *   4. every document, streamed block by block, is coded and compressed on
+ *      the device and appended to chunk files of docs_per_chunk documents;
+ *   5. the IVF: for each centroid the ascending ids of the documents with a
+ *      token coded by it, built from the chunk files in two passes (count,
+ *      then fill a memory-mapped ivf.npy), so it is never held in memory.
+ *
+ * Determinism (the lead's rule: results must not depend on block
+ * boundaries): the sample, the k-means start and restarts come from
+ * splitmix64 seeded with --seed (not torch's generator, so the centroids are
+ * not fast-plaid's own); the device computes each point's scores with fma
+ * in a fixed order, which is exact rounding on every device; k-means sums
+ * are accumulated on the host in double, in point order. Files are written
+ * in document order with no timestamps.
+ */
+#include "index.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "index_cl.h"
+#include "npy.h"
+#include "out.h"
+#include "stream.h"
+
+#define KMEANS_BLOCK    (1u << 18) /* training points per device launch */
+#define MAX_HELDOUT     50000      /* fast-plaid's cap on held-out tokens */
+#define POINTS_PER_CENT 256        /* fast-plaid's max_points_per_centroid */
+
+/* ---- seeded generator (splitmix64) ---- */
+
+struct rng {
+    uint64_t s;
+};
+
+static uint64_t rng_next(struct rng *r)
+{
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* uniform in [0, 1) with 53 random bits */
+static double rng_unit(struct rng *r)
+{
+    return (double)(rng_next(r) >> 11) * 0x1.0p-53;
+}
+
+static uint64_t rng_below(struct rng *r, uint64_t n)
+{
+    const uint64_t v = (uint64_t)(rng_unit(r) * (double)n);
+    return v < n ? v : n - 1;
+}
+
+/* m of 0..n-1, ascending, each subset equally likely (Knuth's Algorithm S):
+ * O(n) time and no memory beyond the output. */
+static void pick_sorted(struct rng *r, uint64_t n, uint64_t m, uint64_t *out)
+{
+    uint64_t need = m;
+    for (uint64_t i = 0; i < n && need; i++)
+        if (rng_unit(r) * (double)(n - i) < (double)need)
+            out[m - need--] = i;
+}
+
+/* ---- small helpers ---- */
+
+uint64_t ms_index_default_k(double est_tokens)
+{
+    if (est_tokens < 1)
+        return 1;
+    return 1ull << (int)floor(log2(16.0 * sqrt(est_tokens)));
+}
+
+double ms_index_quantile(const double *sorted, uint64_t n, double q)
+{
+    const double pos = q * (double)(n - 1);
+    const uint64_t lo = (uint64_t)floor(pos), hi = lo + 1 < n ? lo + 1 : n - 1;
+    return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - (double)lo);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    const uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Sort and deduplicate codes[0, n) in place; returns the distinct count. */
+static uint64_t unique_codes(uint32_t *codes, uint64_t n)
+{
+    uint64_t m = 0;
+    if (n < 32) { /* documents are short: insertion sort */
+        for (uint64_t i = 1; i < n; i++) {
+            const uint32_t v = codes[i];
+            uint64_t j = i;
+            for (; j > 0 && codes[j - 1] > v; j--)
+                codes[j] = codes[j - 1];
+            codes[j] = v;
+        }
+    } else {
+        qsort(codes, n, sizeof *codes, cmp_u32);
+    }
+    for (uint64_t i = 0; i < n; i++)
+        if (i == 0 || codes[i] != codes[i - 1])
+            codes[m++] = codes[i];
+    return m;
+}
+
+static void path_of(char *buf, size_t cap, const char *dir, const char *name)
+{
+    snprintf(buf, cap, "%s/%s", dir, name);
+}
+
+static int write_fail(struct ms_err *err, const char *path)
+{
+    return ms_err_set(err, MS_ERR_RUNTIME, "cannot write '%s': %s", path, strerror(errno));
+}
+
+/* Write a whole small file. */
+static int write_file(const char *dir, const char *name, const void *a, size_t na, const void *b,
+                      size_t nb, struct ms_err *err)
+{
+    char path[4096];
+    FILE *f;
+    path_of(path, sizeof path, dir, name);
+    if (!(f = fopen(path, "wbx")))
+        return write_fail(err, path);
+    const int ok = fwrite(a, 1, na, f) == na && (!nb || fwrite(b, 1, nb, f) == nb);
+    if (fclose(f) != 0 || !ok)
+        return write_fail(err, path);
+    return MS_OK;
+}
+
+static int write_npy(const char *dir, const char *name, const char *descr, int rank,
+                     const uint64_t *shape, const void *data, size_t bytes, struct ms_err *err)
+{
+    char hdr[256];
+    const size_t hlen = ms_npy_header(hdr, descr, rank, shape);
+    return write_file(dir, name, hdr, hlen, data, bytes, err);
+}
+
+static int write_json(const char *dir, const char *name, json_t *j, struct ms_err *err)
+{
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+    if (!s)
+        return ms_err_set(err, MS_ERR_RUNTIME, "out of memory");
+    const int rc = write_file(dir, name, s, strlen(s), "\n", 1, err);
+    free(s);
+    return rc;
+}
+
+/* Remove the plain files of a directory we made, then the directory. */
+static void remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[4096];
+    if (d) {
+        while ((e = readdir(d)))
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+                path_of(path, sizeof path, dir, e->d_name);
+                unlink(path);
+            }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+int ms_index_check_output(const char *dir, struct ms_err *err)
+{
+    struct stat st;
+    char path[4096];
+    if (stat(dir, &st) != 0) {
+        if (errno == ENOENT) {
+            /* the temporary directory goes beside it: the parent must exist */
+            size_t n = strlen(dir);
+            while (n > 1 && dir[n - 1] == '/')
+                n--;
+            while (n > 0 && dir[n - 1] != '/')
+                n--;
+            snprintf(path, sizeof path, "%.*s", n ? (int)n : 1, n ? dir : ".");
+            if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+                return ms_err_set(err, MS_ERR_INPUT,
+                                  "cannot create the index directory '%s': its parent '%s' is "
+                                  "not a directory",
+                                  dir, path);
+            return MS_OK;
+        }
+        return ms_err_set(err, MS_ERR_INPUT, "cannot use '%s' as the index directory: %s", dir,
+                          strerror(errno));
+    }
+    if (!S_ISDIR(st.st_mode))
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "'%s' exists and is not a directory; expected a new directory, an "
+                          "empty one or an index to replace",
+                          dir);
+    path_of(path, sizeof path, dir, "metadata.json");
+    if (access(path, F_OK) == 0)
+        return MS_OK;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int empty = 1;
+    if (!d)
+        return ms_err_set(err, MS_ERR_INPUT, "cannot read directory '%s': %s", dir,
+                          strerror(errno));
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            empty = 0;
+    closedir(d);
+    if (!empty)
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "'%s' is a directory that is neither empty nor an index (no "
+                          "metadata.json); expected a new directory, an empty one or an index",
+                          dir);
+    return MS_OK;
+}
+
+/* A temporary directory beside `dir`: DIR.tmp-XXXXXX. */
+static int make_tmp_dir(const char *dir, char *tmp, size_t cap, struct ms_err *err)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    if ((size_t)snprintf(tmp, cap, "%.*s.tmp-XXXXXX", (int)n, dir) >= cap)
+        return ms_err_set(err, MS_ERR_INPUT, "index path too long: '%s'", dir);
+    if (!mkdtemp(tmp))
+        return ms_err_set(err, MS_ERR_RUNTIME, "cannot create a directory beside '%s': %s", dir,
+                          strerror(errno));
+    return MS_OK;
+}
+
+/* Put the finished tmp directory at dir: a plain rename when dir is absent
+ * or empty, else an atomic exchange and the old index removed. */
+static int commit_dir(const char *tmp, const char *dir, struct ms_err *err)
+{
+    if (rename(tmp, dir) == 0)
+        return MS_OK;
+    if (errno != ENOTEMPTY && errno != EEXIST)
+        return ms_err_set(err, MS_ERR_RUNTIME, "cannot rename '%s' to '%s': %s", tmp, dir,
+                          strerror(errno));
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) != 0)
+        return ms_err_set(err, MS_ERR_RUNTIME, "cannot replace '%s' by '%s': %s", dir, tmp,
+                          strerror(errno));
+    remove_dir(tmp); /* now the old index */
+    return MS_OK;
+}
+
+/* Block of documents as float32 [tokens, dim]. */
+static void emb_to_f32(const struct ms_emb *e, float *out)
+{
+    const uint64_t n = ms_emb_n_tokens(e) * e->dim;
+    if (e->dtype == MS_DTYPE_F32) {
+        memcpy(out, e->tokens, n * 4);
+        return;
+    }
+    const uint16_t *h = e->tokens;
+    for (uint64_t i = 0; i < n; i++)
+        out[i] = ms_half_to_float(h[i]);
+}
+
+/* ---- the build ---- */
+
+struct codec {
+    uint32_t dim, k, nbits;
+    float *cents; /* [k * dim] as stored (float16-rounded for fast-plaid) */
+    float cutoffs[255];
+    float weights[256];
+    float *avg_residual; /* [dim] */
+    float cluster_threshold;
+};
+
+static void codec_release(struct codec *c)
+{
+    free(c->cents);
+    free(c->avg_residual);
+}
+
+/* Step 1: the sample's tokens, float32, in document order. */
+static int read_sample(struct ms_src *src, uint64_t n_pick, struct rng *r, float **pts,
+                       uint64_t *n_pts, struct ms_err *err)
+{
+    uint64_t *rows = ms_malloc((n_pick ? n_pick : 1) * sizeof *rows, err), total = 0, at = 0;
+    struct ms_emb e;
+    int rc = MS_OK;
+
+    *pts = NULL;
+    if (!rows)
+        return err->status;
+    pick_sorted(r, src->n_rows, n_pick, rows);
+    for (uint64_t i = 0; i < n_pick; i++)
+        total += ms_src_row_len(src, rows[i]);
+    if (!(*pts = ms_malloc((total ? total : 1) * src->dim * 4, err))) {
+        free(rows);
+        return err->status;
+    }
+    ms_emb_init(&e);
+    for (uint64_t i = 0; i < n_pick && rc == MS_OK; i += 4096) {
+        const uint64_t n = n_pick - i < 4096 ? n_pick - i : 4096;
+        if ((rc = ms_src_read_rows(src, rows + i, n, &e, err)) == MS_OK) {
+            emb_to_f32(&e, *pts + at * src->dim);
+            at += ms_emb_n_tokens(&e);
+        }
+    }
+    ms_emb_release(&e);
+    free(rows);
+    *n_pts = total;
+    return rc;
+}
+
+/* Step 2: k-means on pts[0, n); cents [k * dim] out (not normalized). */
+static int kmeans(struct ms_index_dev *dev, const float *pts, uint64_t n, uint32_t dim, uint64_t k,
+                  uint32_t iters, struct rng *r, float *cents, struct ms_err *err)
+{
+    const uint64_t block = n < KMEANS_BLOCK ? n : KMEANS_BLOCK;
+    uint64_t *pick = ms_malloc(k * sizeof *pick, err), *cnt = ms_calloc(k, sizeof *cnt, err);
+    double *sums = ms_malloc(k * dim * sizeof *sums, err);
+    float *bias = ms_malloc(k * sizeof *bias, err);
+    uint32_t *lab = ms_malloc(block * sizeof *lab, err);
+    int rc = MS_OK;
+
+    if (!pick || !cnt || !sums || !bias || !lab) {
+        rc = err->status;
+        goto out;
+    }
+    pick_sorted(r, n, k, pick);
+    for (uint64_t c = 0; c < k; c++)
+        memcpy(cents + c * dim, pts + pick[c] * dim, dim * 4);
+    for (uint32_t it = 0; it < iters && rc == MS_OK; it++) {
+        /* nearest in L2 = largest <x, c> - |c|^2 / 2 */
+        for (uint64_t c = 0; c < k; c++) {
+            double s = 0;
+            for (uint32_t d = 0; d < dim; d++)
+                s += (double)cents[c * dim + d] * cents[c * dim + d];
+            bias[c] = (float)(-0.5 * s);
+        }
+        if ((rc = ms_index_dev_set_centroids(dev, cents, bias, (uint32_t)k, err)) != MS_OK)
+            break;
+        memset(sums, 0, k * dim * sizeof *sums);
+        memset(cnt, 0, k * sizeof *cnt);
+        for (uint64_t b0 = 0; b0 < n && rc == MS_OK; b0 += block) {
+            const uint64_t nb = n - b0 < block ? n - b0 : block;
+            /* one block: loaded once for every iteration */
+            if ((n > block || it == 0) &&
+                (rc = ms_index_dev_load(dev, pts + b0 * dim, MS_DTYPE_F32, nb, err)) != MS_OK)
+                break;
+            if ((rc = ms_index_dev_assign(dev, lab, err)) != MS_OK)
+                break;
+            for (uint64_t i = 0; i < nb; i++) {
+                const float *x = pts + (b0 + i) * dim;
+                double *s = sums + (uint64_t)lab[i] * dim;
+                cnt[lab[i]]++;
+                for (uint32_t d = 0; d < dim; d++)
+                    s[d] += x[d];
+            }
+        }
+        for (uint64_t c = 0; c < k && rc == MS_OK; c++) {
+            if (cnt[c])
+                for (uint32_t d = 0; d < dim; d++)
+                    cents[c * dim + d] = (float)(sums[c * dim + d] / (double)cnt[c]);
+            else /* fastkmeans: an empty cluster restarts at a random point */
+                memcpy(cents + c * dim, pts + rng_below(r, n) * dim, dim * 4);
+        }
+    }
+out:
+    free(pick);
+    free(cnt);
+    free(sums);
+    free(bias);
+    free(lab);
+    return rc;
+}
+
+/* Step 3: cutoffs, weights, avg_residual, cluster_threshold from held-out
+ * points, coded with the stored centroids (already on the device). */
+static int residual_stats(struct ms_index_dev *dev, const float *pts, uint64_t n, struct codec *c,
+                          struct ms_err *err)
+{
+    const uint32_t dim = c->dim, nb = 1u << c->nbits;
+    uint32_t *codes = ms_malloc(n * sizeof *codes, err);
+    double *flat = ms_malloc(n * dim * sizeof *flat, err), *norms = ms_malloc(n * 8, err);
+    double *abs_sum = ms_calloc(dim, sizeof *abs_sum, err);
+    int rc = MS_OK;
+
+    if (!codes || !flat || !norms || !abs_sum || !(c->avg_residual = ms_malloc(dim * 4, err))) {
+        rc = err->status;
+        goto out;
+    }
+    for (uint64_t b0 = 0; b0 < n && rc == MS_OK; b0 += KMEANS_BLOCK) {
+        const uint64_t m = n - b0 < KMEANS_BLOCK ? n - b0 : KMEANS_BLOCK;
+        if ((rc = ms_index_dev_load(dev, pts + b0 * dim, MS_DTYPE_F32, m, err)) == MS_OK)
+            rc = ms_index_dev_assign(dev, codes + b0, err);
+    }
+    if (rc != MS_OK)
+        goto out;
+    for (uint64_t i = 0; i < n; i++) {
+        double ss = 0;
+        for (uint32_t d = 0; d < dim; d++) {
+            /* the residual as the device computes it: float32 */
+            const float r = pts[i * dim + d] - c->cents[(uint64_t)codes[i] * dim + d];
+            flat[i * dim + d] = r;
+            abs_sum[d] += fabs(r);
+            ss += (double)r * r;
+        }
+        norms[i] = sqrt(ss);
+    }
+    for (uint32_t d = 0; d < dim; d++)
+        c->avg_residual[d] = (float)(abs_sum[d] / (double)n);
+    qsort(flat, n * dim, sizeof *flat, cmp_double);
+    qsort(norms, n, sizeof *norms, cmp_double);
+    for (uint32_t i = 1; i < nb; i++)
+        c->cutoffs[i - 1] = (float)ms_index_quantile(flat, n * dim, (double)i / nb);
+    for (uint32_t i = 0; i < nb; i++)
+        c->weights[i] = (float)ms_index_quantile(flat, n * dim, (i + 0.5) / nb);
+    c->cluster_threshold = (float)ms_index_quantile(norms, n, 0.75);
+out:
+    free(codes);
+    free(flat);
+    free(norms);
+    free(abs_sum);
+    return rc;
+}
+
+/* Where new documents go: chunk files numbered from chunk_base. */
+struct layout {
+    const char *dir;
+    uint64_t chunk_base, docs_per_chunk;
+    uint64_t token_base; /* tokens of the index before these documents */
+    int next_plaid;
+    uint32_t packed; /* bytes of residuals per token */
+};
+
+static uint64_t n_chunks_for(uint64_t n_docs, uint64_t per)
+{
+    return n_docs ? (n_docs + per - 1) / per : 0;
+}
+
+/* Open chunk c (of the new documents): headers, doclens and metadata. */
+static int chunk_open(const struct layout *L, const struct ms_src *src, uint64_t c, FILE **fc,
+                      FILE **fr, struct ms_err *err)
+{
+    const uint64_t d0 = c * L->docs_per_chunk;
+    const uint64_t d1 = d0 + L->docs_per_chunk < src->n_rows ? d0 + L->docs_per_chunk : src->n_rows;
+    const uint64_t t0 = src->starts[d0], t1 = src->starts[d1], num = L->chunk_base + c;
+    char name[64], path[4096], hdr[256];
+    FILE *f;
+    int rc;
+
+    /* doclens.N.json: one integer a document */
+    snprintf(name, sizeof name, "doclens.%llu.json", (unsigned long long)num);
+    path_of(path, sizeof path, L->dir, name);
+    if (!(f = fopen(path, "wbx")))
+        return write_fail(err, path);
+    int ok = fputc('[', f) != EOF;
+    for (uint64_t d = d0; d < d1 && ok; d++)
+        ok = fprintf(f, d > d0 ? ",%llu" : "%llu", (unsigned long long)ms_src_row_len(src, d)) > 0;
+    ok = ok && fputs("]\n", f) != EOF;
+    if (fclose(f) != 0 || !ok)
+        return write_fail(err, path);
+    json_t *m =
+        json_pack("{s:I,s:I,s:I}", "num_documents", (json_int_t)(d1 - d0), "num_embeddings",
+                  (json_int_t)(t1 - t0), "embedding_offset", (json_int_t)(L->token_base + t0));
+    snprintf(name, sizeof name, "%llu.metadata.json", (unsigned long long)num);
+    rc = m ? write_json(L->dir, name, m, err) : ms_err_set(err, MS_ERR_RUNTIME, "out of memory");
+    json_decref(m);
+    if (rc != MS_OK)
+        return rc;
+    const uint64_t shape[2] = { t1 - t0, L->packed };
+    snprintf(name, sizeof name, "%llu.codes.npy", (unsigned long long)num);
+    path_of(path, sizeof path, L->dir, name);
+    if (!(*fc = fopen(path, "wbx")))
+        return write_fail(err, path);
+    size_t hl = ms_npy_header(hdr, "<i8", 1, shape);
+    if (fwrite(hdr, 1, hl, *fc) != hl)
+        return write_fail(err, path);
+    snprintf(name, sizeof name, "%llu.residuals.npy", (unsigned long long)num);
+    path_of(path, sizeof path, L->dir, name);
+    if (!(*fr = fopen(path, "wbx")))
+        return write_fail(err, path);
+    hl = ms_npy_header(hdr, L->next_plaid ? "|u1" : "<u1", 2, shape);
+    if (fwrite(hdr, 1, hl, *fr) != hl)
+        return write_fail(err, path);
+    return MS_OK;
+}
+
+static int chunk_close(FILE **fc, FILE **fr, const char *dir, struct ms_err *err)
+{
+    int bad = 0;
+    if (*fc && fclose(*fc) != 0)
+        bad = 1;
+    if (*fr && fclose(*fr) != 0)
+        bad = 1;
+    *fc = *fr = NULL;
+    if (bad)
+        return ms_err_set(err, MS_ERR_RUNTIME, "cannot write the chunk files in '%s': %s", dir,
+                          strerror(errno));
+    return MS_OK;
+}
+
+/* Step 4: code and compress every document of src into chunk files. */
+static int encode_all(struct ms_index_dev *dev, struct ms_src *src, const struct codec *c,
+                      const struct layout *L, const struct ms_index_opts *o,
+                      ms_index_progress_fn fn, void *ctx, struct ms_err *err)
+{
+    struct ms_stream *s = NULL;
+    const struct ms_emb *b;
+    uint32_t *codes = NULL;
+    int64_t *codes64 = NULL;
+    uint8_t *packed = NULL;
+    uint64_t cap = 0, chunk = 0, chunk_end = 0, done = 0;
+    FILE *fc = NULL, *fr = NULL;
+    int rc;
+
+    if (fn)
+        fn(ctx, "encode", 0, src->n_tokens);
+    if ((rc = ms_stream_start(&s, src, 0, src->n_rows, o->block_docs, o->block_tokens, err)) !=
+        MS_OK)
+        return rc;
+    while ((rc = ms_stream_next(s, &b, err)) == MS_OK && b) {
+        const uint64_t n = ms_emb_n_tokens(b);
+        if (n > cap) {
+            free(codes);
+            free(codes64);
+            free(packed);
+            cap = n;
+            codes = ms_malloc(cap * 4, err);
+            codes64 = ms_malloc(cap * 8, err);
+            packed = ms_malloc(cap * L->packed, err);
+            if (!codes || !codes64 || !packed) {
+                rc = err->status;
+                break;
+            }
+        }
+        if ((rc = ms_index_dev_load(dev, b->tokens, b->dtype, n, err)) != MS_OK ||
+            (rc = ms_index_dev_assign(dev, codes, err)) != MS_OK ||
+            (rc = ms_index_dev_compress(dev, c->cutoffs, c->nbits, packed, err)) != MS_OK)
+            break;
+        for (uint64_t i = 0; i < n; i++)
+            codes64[i] = codes[i];
+        /* the block's documents, cut at chunk boundaries */
+        for (uint64_t r = 0; r < b->n_rows && rc == MS_OK;) {
+            const uint64_t doc = b->first_row + r;
+            if (doc >= chunk_end) {
+                if ((rc = chunk_close(&fc, &fr, L->dir, err)) != MS_OK)
+                    break;
+                chunk = doc / L->docs_per_chunk;
+                chunk_end = (chunk + 1) * L->docs_per_chunk;
+                if ((rc = chunk_open(L, src, chunk, &fc, &fr, err)) != MS_OK)
+                    break;
+            }
+            const uint64_t r1 =
+                b->n_rows < r + (chunk_end - doc) ? b->n_rows : r + (chunk_end - doc);
+            const uint64_t t0 = b->offsets[r], t1 = b->offsets[r1];
+            if (fwrite(codes64 + t0, 8, t1 - t0, fc) != t1 - t0 ||
+                fwrite(packed + t0 * L->packed, L->packed, t1 - t0, fr) != t1 - t0)
+                rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot write the chunk files in '%s': %s",
+                                L->dir, strerror(errno));
+            r = r1;
+        }
+        done += n;
+        if (fn && rc == MS_OK)
+            fn(ctx, "encode", done, src->n_tokens);
+    }
+    if (rc == MS_OK)
+        rc = chunk_close(&fc, &fr, L->dir, err);
+    else
+        chunk_close(&fc, &fr, L->dir, err);
+    ms_stream_stop(s);
+    free(codes);
+    free(codes64);
+    free(packed);
+    return rc;
+}
+
+/* Step 5, one pass over every document's distinct codes: old ones of an
+ * index being appended to (through the reader), then the new chunk files.
+ * fill == NULL counts into cnt[k]; else writes doc ids at fill[pos[c]++]. */
+static int ivf_pass(const struct ms_plaid *old, const struct layout *L, const struct ms_src *src,
+                    uint32_t k, uint64_t *cnt, uint64_t *pos, int64_t *fill, struct ms_err *err)
+{
+    uint32_t *buf = NULL;
+    int64_t *b64 = NULL;
+    uint64_t cap = 0, doc = 0;
+    int rc = MS_OK;
+
+#define IVF_GROW(len)                                                                              \
+    if ((len) > cap) {                                                                             \
+        free(buf);                                                                                 \
+        free(b64);                                                                                 \
+        cap = (len)*2;                                                                             \
+        buf = ms_malloc(cap * 4, err);                                                             \
+        b64 = ms_malloc(cap * 8, err);                                                             \
+        if (!buf || !b64) {                                                                        \
+            rc = err->status;                                                                      \
+            goto out;                                                                              \
+        }                                                                                          \
+    }
+#define IVF_EMIT(m)                                                                                \
+    for (uint64_t i = 0; i < (m); i++) {                                                           \
+        if (fill)                                                                                  \
+            fill[pos[buf[i]]++] = (int64_t)doc;                                                    \
+        else                                                                                       \
+            cnt[buf[i]]++;                                                                         \
+    }
+
+    if (old)
+        for (; doc < old->n_docs; doc++) {
+            const uint64_t t0 = old->doc_off[doc], len = old->doc_off[doc + 1] - t0;
+            IVF_GROW(len + 1);
+            ms_plaid_codes(old, t0, len, buf);
+            const uint64_t m = unique_codes(buf, len);
+            IVF_EMIT(m);
+        }
+    const uint64_t nch = n_chunks_for(src->n_rows, L->docs_per_chunk);
+    for (uint64_t c = 0; c < nch && rc == MS_OK; c++) {
+        const uint64_t d0 = c * L->docs_per_chunk;
+        const uint64_t d1 =
+            d0 + L->docs_per_chunk < src->n_rows ? d0 + L->docs_per_chunk : src->n_rows;
+        char name[64], path[4096], hdr[256];
+        const uint64_t shape[1] = { src->starts[d1] - src->starts[d0] };
+        const size_t hl = ms_npy_header(hdr, "<i8", 1, shape);
+        snprintf(name, sizeof name, "%llu.codes.npy", (unsigned long long)(L->chunk_base + c));
+        path_of(path, sizeof path, L->dir, name);
+        FILE *f = fopen(path, "rb");
+        if (!f || fseek(f, (long)hl, SEEK_SET) != 0) {
+            rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot read '%s': %s", path, strerror(errno));
+            if (f)
+                fclose(f);
+            break;
+        }
+        for (uint64_t d = d0; d < d1; d++, doc++) {
+            const uint64_t len = ms_src_row_len(src, d);
+            IVF_GROW(len + 1);
+            if (fread(b64, 8, len, f) != len) {
+                rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot read '%s': short file", path);
+                break;
+            }
+            for (uint64_t i = 0; i < len; i++)
+                buf[i] = (uint32_t)b64[i];
+            const uint64_t m = unique_codes(buf, len);
+            IVF_EMIT(m);
+        }
+        fclose(f);
+    }
+out:
+#undef IVF_GROW
+#undef IVF_EMIT
+    (void)k;
+    free(buf);
+    free(b64);
+    return rc;
+}
+
+static int write_ivf(const struct ms_plaid *old, const struct layout *L, const struct ms_src *src,
+                     uint32_t k, struct ms_err *err)
+{
+    uint64_t *cnt = ms_calloc(k, sizeof *cnt, err), *pos = ms_malloc((uint64_t)k * 8, err);
+    int32_t *lens = ms_malloc((uint64_t)k * 4, err);
+    char path[4096], hdr[256];
+    int rc = MS_OK, fd = -1;
+    void *map = MAP_FAILED;
+    size_t map_len = 0;
+
+    if (!cnt || !pos || !lens) {
+        rc = err->status;
+        goto out;
+    }
+    if ((rc = ivf_pass(old, L, src, k, cnt, NULL, NULL, err)) != MS_OK)
+        goto out;
+    uint64_t total = 0;
+    for (uint32_t c = 0; c < k; c++) {
+        pos[c] = total;
+        total += cnt[c];
+        lens[c] = (int32_t)cnt[c];
+        if (cnt[c] > INT32_MAX) {
+            rc = ms_err_set(err, MS_ERR_RUNTIME, "centroid %u lists %llu documents (> 2^31)", c,
+                            (unsigned long long)cnt[c]);
+            goto out;
+        }
+    }
+    /* ivf.npy: sized now, filled through a shared mapping in a second pass */
+    const uint64_t shape[1] = { total };
+    const size_t hl = ms_npy_header(hdr, "<i8", 1, shape);
+    map_len = hl + total * 8;
+    path_of(path, sizeof path, L->dir, "ivf.npy");
+    if ((fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0644)) < 0 ||
+        ftruncate(fd, (off_t)map_len) != 0 ||
+        (map = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+        rc = write_fail(err, path);
+        goto out;
+    }
+    memcpy(map, hdr, hl);
+    if ((rc = ivf_pass(old, L, src, k, NULL, pos, (int64_t *)((char *)map + hl), err)) != MS_OK)
+        goto out;
+    if (munmap(map, map_len) != 0) {
+        map = MAP_FAILED;
+        rc = write_fail(err, path);
+        goto out;
+    }
+    map = MAP_FAILED;
+    const uint64_t kshape[1] = { k };
+    rc = write_npy(L->dir, "ivf_lengths.npy", "<i4", 1, kshape, lens, (size_t)k * 4, err);
+out:
+    if (map != MAP_FAILED)
+        munmap(map, map_len);
+    if (fd >= 0 && close(fd) != 0 && rc == MS_OK)
+        rc = write_fail(err, path);
+    free(cnt);
+    free(pos);
+    free(lens);
+    return rc;
+}
+
+/* metadata.json and plan.json. */
+static int write_metadata(const char *dir, json_t *base, uint64_t n_chunks, uint32_t nbits,
+                          uint64_t k, uint64_t n_tokens, uint64_t n_docs, int next_plaid,
+                          uint32_t dim, struct ms_err *err)
+{
+    json_t *m = base ? json_deep_copy(base) : json_object();
+    json_t *plan =
+        json_pack("{s:I,s:I}", "nbits", (json_int_t)nbits, "num_chunks", (json_int_t)n_chunks);
+    int rc;
+    if (!m || !plan) {
+        json_decref(m);
+        json_decref(plan);
+        return ms_err_set(err, MS_ERR_RUNTIME, "out of memory");
+    }
+    json_object_set_new(m, "num_chunks", json_integer((json_int_t)n_chunks));
+    json_object_set_new(m, "nbits", json_integer(nbits));
+    if (!json_object_get(m, "num_partitions")) /* an appended index keeps its own */
+        json_object_set_new(m, "num_partitions", json_integer((json_int_t)k));
+    json_object_set_new(m, "num_embeddings", json_integer((json_int_t)n_tokens));
+    json_object_set_new(m, "num_documents", json_integer((json_int_t)n_docs));
+    json_object_set_new(m, "avg_doclen", json_real(n_docs ? (double)n_tokens / n_docs : 0.0));
+    /* merged copies, if any, are not carried over (see ms_index_append) */
+    json_object_del(m, "frozen");
+    if (next_plaid) {
+        json_object_set_new(m, "embedding_dim", json_integer(dim));
+        json_object_set_new(m, "next_plaid_compatible", json_true());
+    } else if (!json_object_get(m, "compress_only")) {
+        json_object_set_new(m, "compress_only", json_false());
+    }
+    if ((rc = write_json(dir, "metadata.json", m, err)) == MS_OK)
+        rc = write_json(dir, "plan.json", plan, err);
+    json_decref(m);
+    json_decref(plan);
+    return rc;
+}
+
+static int write_codec(const char *dir, const struct codec *c, int next_plaid, struct ms_err *err)
+{
+    const uint64_t nb = 1u << c->nbits;
+    const uint64_t cshape[2] = { c->k, c->dim }, cut[1] = { nb - 1 }, w[1] = { nb },
+                   dshape[1] = { c->dim }, one[1] = { 1 };
+    const uint64_t n = (uint64_t)c->k * c->dim;
+    int rc;
+    if (next_plaid) {
+        rc = write_npy(dir, "centroids.npy", "<f4", 2, cshape, c->cents, n * 4, err);
+    } else {
+        uint16_t *h = ms_malloc(n * 2, err);
+        if (!h)
+            return err->status;
+        for (uint64_t i = 0; i < n; i++)
+            h[i] = ms_float_to_half(c->cents[i]);
+        rc = write_npy(dir, "centroids.npy", "<f2", 2, cshape, h, n * 2, err);
+        free(h);
+    }
+    if (rc == MS_OK)
+        rc = write_npy(dir, "bucket_cutoffs.npy", "<f4", 1, cut, c->cutoffs, (nb - 1) * 4, err);
+    if (rc == MS_OK)
+        rc = write_npy(dir, "bucket_weights.npy", "<f4", 1, w, c->weights, nb * 4, err);
+    if (rc == MS_OK)
+        rc = write_npy(dir, "avg_residual.npy", "<f4", 1, dshape, c->avg_residual, c->dim * 4, err);
+    if (rc == MS_OK)
+        rc = write_npy(dir, "cluster_threshold.npy", "<f4", 1, one, &c->cluster_threshold, 4, err);
+    return rc;
+}
+
+int ms_index_build(struct ms_cl *cl, struct ms_src *docs, struct ms_src *again, const char *out_dir,
+                   const struct ms_index_opts *o, ms_index_progress_fn fn, void *ctx,
+                   struct ms_index_stats *st, struct ms_err *err)
+{
+    struct rng r = { o->seed };
+    struct ms_index_dev *dev = NULL;
+    struct codec c = { 0 };
+    float *pts = NULL;
+    uint64_t n_pts = 0;
+    char tmp[4096] = "";
+    int rc;
+    double t;
+
+    memset(st, 0, sizeof *st);
+    const uint32_t dim = docs->dim;
+    if (docs->n_rows == 0 || docs->n_tokens == 0)
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "%s: empty corpus (%llu documents, 0 tokens); expected at least one "
+                          "token to index",
+                          docs->spec, (unsigned long long)docs->n_rows);
+    if (dim % 8)
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "%s: dimension %u is not a multiple of 8; the residual codec packs "
+                          "8 dimensions a byte",
+                          docs->spec, dim);
+    if (o->centroids && o->centroids > docs->n_tokens)
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "%s: %llu tokens, fewer than the %llu centroids asked for (--centroids)",
+                          docs->spec, (unsigned long long)docs->n_tokens,
+                          (unsigned long long)o->centroids);
+
+    /* 1. the sample */
+    t = ms_now();
+    uint64_t n_sample =
+        o->sample_docs ? o->sample_docs : 1 + (uint64_t)(16.0 * sqrt(120.0 * docs->n_rows));
+    n_sample = n_sample < docs->n_rows ? n_sample : docs->n_rows;
+    if (fn)
+        fn(ctx, "sample", 0, n_sample);
+    if ((rc = read_sample(docs, n_sample, &r, &pts, &n_pts, err)) != MS_OK)
+        goto out;
+    st->sample_docs = n_sample;
+    st->sample_tokens = n_pts;
+    st->sample_s = ms_now() - t;
+
+    /* 2. k-means */
+    t = ms_now();
+    uint64_t k = o->centroids;
+    if (!k) {
+        k = ms_index_default_k((double)n_pts / (double)n_sample * (double)docs->n_rows);
+        k = k < n_pts ? k : n_pts; /* fast-plaid: min(K, sample tokens) */
+    }
+    if (k > n_pts) {
+        rc = ms_err_set(err, MS_ERR_INPUT,
+                        "%s: the sample of %llu documents has %llu tokens, fewer than the %llu "
+                        "centroids asked for; sample more documents (--sample)",
+                        docs->spec, (unsigned long long)n_sample, (unsigned long long)n_pts,
+                        (unsigned long long)k);
+        goto out;
+    }
+    if (k > UINT32_MAX / 2) {
+        rc = ms_err_set(err, MS_ERR_INPUT, "%llu centroids: too many", (unsigned long long)k);
+        goto out;
+    }
+    /* training points: at most 256 per centroid, a seeded subset */
+    float *train = pts;
+    uint64_t n_train = n_pts;
+    if (n_pts > k * POINTS_PER_CENT) {
+        n_train = k * POINTS_PER_CENT;
+        uint64_t *pick = ms_malloc(n_train * 8, err);
+        if (!pick || !(train = ms_malloc(n_train * dim * 4, err))) {
+            free(pick);
+            train = pts;
+            rc = err->status;
+            goto out;
+        }
+        pick_sorted(&r, n_pts, n_train, pick);
+        for (uint64_t i = 0; i < n_train; i++)
+            memcpy(train + i * dim, pts + pick[i] * dim, dim * 4);
+        free(pick);
+    }
+    c.dim = dim;
+    c.k = (uint32_t)k;
+    c.nbits = o->nbits;
+    if (fn)
+        fn(ctx, "k-means", 0, o->kmeans_iters);
+    if (!(c.cents = ms_malloc(k * dim * 4, err)))
+        rc = err->status;
+    if (rc == MS_OK)
+        rc = ms_index_dev_create(&dev, cl, dim, err);
+    if (rc == MS_OK)
+        rc = kmeans(dev, train, n_train, dim, k, o->kmeans_iters, &r, c.cents, err);
+    if (train != pts)
+        free(train);
+    if (rc != MS_OK)
+        goto out;
+    /* normalized (F.normalize: x / max(|x|, 1e-12)), then as stored */
+    for (uint64_t i = 0; i < k; i++) {
+        float *v = c.cents + i * dim;
+        double ss = 0;
+        for (uint32_t d = 0; d < dim; d++)
+            ss += (double)v[d] * v[d];
+        const float inv = (float)(1.0 / fmax(sqrt(ss), 1e-12));
+        for (uint32_t d = 0; d < dim; d++)
+            v[d] = o->next_plaid ? v[d] * inv : ms_half_to_float(ms_float_to_half(v[d] * inv));
+    }
+    st->k = k;
+    st->train_points = n_train;
+    st->kmeans_s = ms_now() - t;
+
+    /* 3. bucket cutoffs and weights from the held-out tail of the sample */
+    uint64_t held = n_pts / 20 < MAX_HELDOUT ? n_pts / 20 : MAX_HELDOUT;
+    held = held ? held : n_pts;
+    if ((rc = ms_index_dev_set_centroids(dev, c.cents, NULL, c.k, err)) != MS_OK ||
+        (rc = residual_stats(dev, pts + (n_pts - held) * dim, held, &c, err)) != MS_OK)
+        goto out;
+    st->heldout = held;
+    free(pts);
+    pts = NULL;
+
+    /* 4. every document, into a new directory */
+    t = ms_now();
+    if ((rc = make_tmp_dir(out_dir, tmp, sizeof tmp, err)) != MS_OK) {
+        tmp[0] = 0;
+        goto out;
+    }
+    const struct layout L = { tmp, 0, o->docs_per_chunk, 0, o->next_plaid, dim * o->nbits / 8 };
+    if ((rc = encode_all(dev, again, &c, &L, o, fn, ctx, err)) != MS_OK)
+        goto out;
+    st->encode_s = ms_now() - t;
+
+    /* 5. IVF, codec and metadata */
+    t = ms_now();
+    if ((rc = write_ivf(NULL, &L, docs, c.k, err)) != MS_OK ||
+        (rc = write_codec(tmp, &c, o->next_plaid, err)) != MS_OK ||
+        (rc = write_metadata(tmp, NULL, n_chunks_for(docs->n_rows, o->docs_per_chunk), o->nbits, k,
+                             docs->n_tokens, docs->n_rows, o->next_plaid, dim, err)) != MS_OK)
+        goto out;
+    st->ivf_s = ms_now() - t;
+    if ((rc = commit_dir(tmp, out_dir, err)) == MS_OK)
+        tmp[0] = 0;
+    st->n_docs = docs->n_rows;
+    st->n_tokens = docs->n_tokens;
+out:
+    if (dev) {
+        st->kernel_s = ms_index_dev_kernel_s(dev);
+        st->device_peak = ms_index_dev_peak_bytes(dev);
+    }
+    if (tmp[0])
+        remove_dir(tmp);
+    ms_index_dev_free(dev);
+    codec_release(&c);
+    free(pts);
+    return rc;
+}
+
+/* bucket_cutoffs.npy of an index: 2^nbits - 1 floats (float32 or float16). */
+static int read_cutoffs(const struct ms_plaid *p, float *out, struct ms_err *err)
+{
+    char path[4096];
+    uint8_t buf[4096];
+    struct ms_npy_header h;
+    const uint64_t want = (1u << p->nbits) - 1;
+    path_of(path, sizeof path, p->dir, "bucket_cutoffs.npy");
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ms_err_set(err, MS_ERR_INPUT, "'%s': cannot open: %s (--append needs it)", path,
+                          strerror(errno));
+    const size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    memset(&h, 0, sizeof h);
+    if (ms_npy_parse_preamble(buf, n, &h, err) != MS_OK ||
+        ms_npy_parse_header(buf, n, &h, err) != MS_OK)
+        return ms_err_prefix(err, "'%s'", path);
+    if (h.kind != 'f' || (h.itemsize != 4 && h.itemsize != 2) || h.byteorder == '>' ||
+        h.rank != 1 || h.shape[0] != want || h.data_offset + want * h.itemsize > n)
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "'%s': expected %llu float32 or float16 values (nbits %u), found %s of "
+                          "type %s",
+                          path, (unsigned long long)want, p->nbits, h.descr, ms_npy_type_name(&h));
+    for (uint64_t i = 0; i < want; i++) {
+        const uint8_t *e = buf + h.data_offset + i * h.itemsize;
+        if (h.itemsize == 4)
+            memcpy(&out[i], e, 4);
+        else
+            out[i] = ms_half_to_float((uint16_t)(e[0] | e[1] << 8));
+    }
+    return MS_OK;
+}
+
+/* Hard links of the files an append keeps (chunks, codec) in tmp. */
+static int link_kept(const char *from, const char *tmp, int rechunk, struct ms_err *err)
+{
+    static const char *const rewritten[] = { "ivf.npy", "ivf_lengths.npy", "metadata.json",
+                                             "plan.json", "plaid.lock" };
+    DIR *d = opendir(from);
+    struct dirent *e;
+    char a[4096], b[4096];
+    int rc = MS_OK;
+    if (!d)
+        return ms_err_set(err, MS_ERR_INPUT, "cannot read directory '%s': %s", from,
+                          strerror(errno));
+    while (rc == MS_OK && (e = readdir(d))) {
+        int skip = e->d_name[0] == '.' || strncmp(e->d_name, "merged_", 7) == 0;
+        /* chunks are rewritten from the merged files: drop their doclens and metadata */
+        if (rechunk)
+            skip |= strncmp(e->d_name, "doclens.", 8) == 0 ||
+                    (e->d_name[0] >= '0' && e->d_name[0] <= '9');
+        for (size_t i = 0; i < sizeof rewritten / sizeof *rewritten; i++)
+            skip |= strcmp(e->d_name, rewritten[i]) == 0;
+        path_of(a, sizeof a, from, e->d_name);
+        struct stat st;
+        if (skip || lstat(a, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        path_of(b, sizeof b, tmp, e->d_name);
+        if (link(a, b) != 0)
+            rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot link '%s' to '%s': %s", a, b,
+                            strerror(errno));
+    }
+    closedir(d);
+    return rc;
+}
+
+/* The documents of a merged-only index as chunk files 0.. of L->dir. */
+static int write_old_chunks(const struct ms_plaid *p, const struct layout *L, struct ms_err *err)
+{
+    const uint64_t per = L->docs_per_chunk, nch = n_chunks_for(p->n_docs, per);
+    const uint64_t slice = 1 << 16;
+    uint32_t *c32 = ms_malloc(slice * 4, err);
+    int64_t *c64 = ms_malloc(slice * 8, err);
+    uint8_t *res = ms_malloc(slice * L->packed, err);
+    int rc = c32 && c64 && res ? MS_OK : err->status;
+
+    for (uint64_t c = 0; c < nch && rc == MS_OK; c++) {
+        const uint64_t d0 = c * per, d1 = d0 + per < p->n_docs ? d0 + per : p->n_docs;
+        const uint64_t t0 = p->doc_off[d0], t1 = p->doc_off[d1];
+        char name[64], path[4096], hdr[256];
+        FILE *f;
+        snprintf(name, sizeof name, "doclens.%llu.json", (unsigned long long)c);
+        path_of(path, sizeof path, L->dir, name);
+        if (!(f = fopen(path, "wbx"))) {
+            rc = write_fail(err, path);
+            break;
+        }
+        int ok = fputc('[', f) != EOF;
+        for (uint64_t d = d0; d < d1 && ok; d++)
+            ok = fprintf(f, d > d0 ? ",%llu" : "%llu",
+                         (unsigned long long)(p->doc_off[d + 1] - p->doc_off[d])) > 0;
+        ok = ok && fputs("]\n", f) != EOF;
+        if (fclose(f) != 0 || !ok) {
+            rc = write_fail(err, path);
+            break;
+        }
+        json_t *m =
+            json_pack("{s:I,s:I,s:I}", "num_documents", (json_int_t)(d1 - d0), "num_embeddings",
+                      (json_int_t)(t1 - t0), "embedding_offset", (json_int_t)t0);
+        snprintf(name, sizeof name, "%llu.metadata.json", (unsigned long long)c);
+        rc =
+            m ? write_json(L->dir, name, m, err) : ms_err_set(err, MS_ERR_RUNTIME, "out of memory");
+        json_decref(m);
+        const uint64_t shape[2] = { t1 - t0, L->packed };
+        FILE *fc = NULL, *fr = NULL;
+        for (int which = 0; which < 2 && rc == MS_OK; which++) {
+            snprintf(name, sizeof name, which ? "%llu.residuals.npy" : "%llu.codes.npy",
+                     (unsigned long long)c);
+            path_of(path, sizeof path, L->dir, name);
+            FILE *g = fopen(path, "wbx");
+            const size_t hl = ms_npy_header(hdr, which ? (L->next_plaid ? "|u1" : "<u1") : "<i8",
+                                            which + 1, shape);
+            if (!g || fwrite(hdr, 1, hl, g) != hl)
+                rc = write_fail(err, path);
+            *(which ? &fr : &fc) = g;
+        }
+        for (uint64_t t = t0; t < t1 && rc == MS_OK; t += slice) {
+            const uint64_t n = t1 - t < slice ? t1 - t : slice;
+            ms_plaid_codes(p, t, n, c32);
+            ms_plaid_residuals(p, t, n, res);
+            for (uint64_t i = 0; i < n; i++)
+                c64[i] = c32[i];
+            if (fwrite(c64, 8, n, fc) != n || fwrite(res, L->packed, n, fr) != n)
+                rc = write_fail(err, L->dir);
+        }
+        if (rc == MS_OK)
+            rc = chunk_close(&fc, &fr, L->dir, err);
+        else
+            chunk_close(&fc, &fr, L->dir, err);
+    }
+    free(c32);
+    free(c64);
+    free(res);
+    return rc;
+}
+
+int ms_index_append(struct ms_cl *cl, struct ms_plaid *p, struct ms_src *docs,
+                    const struct ms_index_opts *o, ms_index_progress_fn fn, void *ctx,
+                    struct ms_index_stats *st, struct ms_err *err)
+{
+    struct ms_index_dev *dev = NULL;
+    struct codec c = { 0 };
+    char tmp[4096] = "", path[4096];
+    json_t *base = NULL;
+    json_error_t jerr;
+    int rc;
+    double t;
+
+    memset(st, 0, sizeof *st);
+    if (docs->dim != p->dim)
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "%s: dimension %u does not match the index '%s' (dimension %u)",
+                          docs->spec, docs->dim, p->dir, p->dim);
+    if (docs->n_rows == 0)
+        return ms_err_set(err, MS_ERR_INPUT, "%s: no documents to append", docs->spec);
+    c.dim = p->dim;
+    c.k = p->n_centroids;
+    c.nbits = p->nbits;
+    if ((rc = read_cutoffs(p, c.cutoffs, err)) != MS_OK)
+        return rc;
+    path_of(path, sizeof path, p->dir, "metadata.json");
+    if (!(base = json_load_file(path, 0, &jerr)) || !json_is_object(base)) {
+        json_decref(base);
+        return ms_err_set(err, MS_ERR_INPUT, "'%s': %s", path, jerr.text);
+    }
+    const int next_plaid = strcmp(p->layout, "next-plaid") == 0;
+    /* an index fast-plaid has loaded keeps only merged_*.npy: its documents
+     * are written back as chunk files first, then the new ones follow */
+    const uint64_t old_chunks =
+        p->merged ? n_chunks_for(p->n_docs, o->docs_per_chunk) : (uint64_t)p->n_parts;
+    const struct layout L = { tmp,         old_chunks, o->docs_per_chunk,
+                              p->n_tokens, next_plaid, p->dim * p->nbits / 8 };
+    t = ms_now();
+    if ((rc = make_tmp_dir(p->dir, tmp, sizeof tmp, err)) != MS_OK) {
+        tmp[0] = 0;
+        goto out;
+    }
+    if ((rc = link_kept(p->dir, tmp, p->merged, err)) != MS_OK ||
+        (p->merged && (rc = write_old_chunks(p, &L, err)) != MS_OK) ||
+        (rc = ms_index_dev_create(&dev, cl, p->dim, err)) != MS_OK ||
+        (rc = ms_index_dev_set_centroids(dev, p->centroids, NULL, c.k, err)) != MS_OK ||
+        (rc = encode_all(dev, docs, &c, &L, o, fn, ctx, err)) != MS_OK)
+        goto out;
+    st->encode_s = ms_now() - t;
+    t = ms_now();
+    const uint64_t n_docs = p->n_docs + docs->n_rows, n_tok = p->n_tokens + docs->n_tokens;
+    if ((rc = write_ivf(p, &L, docs, c.k, err)) != MS_OK ||
+        (rc = write_metadata(tmp, base, L.chunk_base + n_chunks_for(docs->n_rows, L.docs_per_chunk),
+                             p->nbits, c.k, n_tok, n_docs, next_plaid, p->dim, err)) != MS_OK)
+        goto out;
+    st->ivf_s = ms_now() - t;
+    if ((rc = commit_dir(tmp, p->dir, err)) == MS_OK)
+        tmp[0] = 0;
+    st->n_docs = docs->n_rows;
+    st->n_tokens = docs->n_tokens;
+    st->k = c.k;
+out:
+    if (dev) {
+        st->kernel_s = ms_index_dev_kernel_s(dev);
+        st->device_peak = ms_index_dev_peak_bytes(dev);
+    }
+    if (tmp[0])
+        remove_dir(tmp);
+    ms_index_dev_free(dev);
+    json_decref(base);
+    return rc;
+}

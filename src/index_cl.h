@@ -1,0 +1,47 @@
+/*
+ * index_cl.h - the device side of `maxsim index` (host side of
+ * kernels/index.cl): nearest-centroid assignment of a block of points and
+ * ColBERTv2 residual compression of the same block.
+ *
+ * Usage: set the centroids (and the per-centroid bias that turns the
+ * largest dot product into the nearest centroid, or none), load a block of
+ * points, assign, and optionally compress the block against the centroids
+ * with the codes just computed. Buffers grow to the largest block seen.
+ */
+#ifndef MS_INDEX_CL_H
+#define MS_INDEX_CL_H
+
+#include <stdint.h>
+
+#include "cl_dev.h"
+#include "emb.h"
+#include "err.h"
+
+struct ms_index_dev;
+
+int ms_index_dev_create(struct ms_index_dev **out, struct ms_cl *cl, uint32_t dim,
+                        struct ms_err *err);
+void ms_index_dev_free(struct ms_index_dev *d);
+
+/* Centroids [k, dim] float32 and bias [k] (NULL: all 0). Copied. */
+int ms_index_dev_set_centroids(struct ms_index_dev *d, const float *cents, const float *bias,
+                               uint32_t k, struct ms_err *err);
+/* Points [n, dim] (float32 or float16), row-major, as a reader delivers
+ * them; they stay loaded until the next call. */
+int ms_index_dev_load(struct ms_index_dev *d, const void *x, enum ms_dtype dtype, uint64_t n,
+                      struct ms_err *err);
+/* codes[i] = argmax_c <x_i, c> + bias[c] (ties: lower c) for the loaded points. */
+int ms_index_dev_assign(struct ms_index_dev *d, uint32_t *codes, struct ms_err *err);
+/* Use the CPU kernel (16 points a work-item in vectors; the default on
+ * CPUs) or the GPU one (one point a work-item); tests compare the two. */
+void ms_index_dev_set_vectorized(struct ms_index_dev *d, int on);
+/* Packed residual rows [n, dim * nbits / 8] of the loaded points against
+ * the codes of the last assign, bucketed by the 2^nbits - 1 cutoffs. */
+int ms_index_dev_compress(struct ms_index_dev *d, const float *cutoffs, uint32_t nbits,
+                          uint8_t *packed, struct ms_err *err);
+/* Kernel time so far (OpenCL events), seconds; and the most device memory
+ * the buffers held, bytes. */
+double ms_index_dev_kernel_s(const struct ms_index_dev *d);
+uint64_t ms_index_dev_peak_bytes(const struct ms_index_dev *d);
+
+#endif

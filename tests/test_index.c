@@ -1,0 +1,226 @@
+/*
+ * test_index.c - `maxsim index` below the command line: the quantile and
+ * centroid-count formulas against worked values, the device assignment and
+ * residual compression (kernels/index.cl, both assignment kernels) against
+ * a double-precision reference on random shapes, independence from how points are split into
+ * launches, and a whole build read back by the index reader.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cl_dev.h"
+#include "index.h"
+#include "index_cl.h"
+#include "plaid.h"
+#include "src.h"
+#include "testutil.h"
+
+Test(index_formula, quantile_is_linear_interpolation)
+{
+    const double v[5] = { -2, 0, 1, 3, 10 };
+    /* numpy.quantile([-2, 0, 1, 3, 10], q) */
+    cr_assert_float_eq(ms_index_quantile(v, 5, 0.0), -2.0, 1e-12);
+    cr_assert_float_eq(ms_index_quantile(v, 5, 0.5), 1.0, 1e-12);
+    cr_assert_float_eq(ms_index_quantile(v, 5, 0.125), -1.0, 1e-12);
+    cr_assert_float_eq(ms_index_quantile(v, 5, 0.9), 7.2, 1e-12);
+    cr_assert_float_eq(ms_index_quantile(v, 5, 1.0), 10.0, 1e-12);
+    cr_assert_float_eq(ms_index_quantile(v, 1, 0.75), -2.0, 1e-12);
+}
+
+Test(index_formula, default_centroids_as_fast_plaid)
+{
+    /* research/plaid.md 1.1: 1M tokens -> 8192, 10M -> 32768, 100k -> 4096 */
+    cr_assert_eq(ms_index_default_k(1e6), 8192);
+    cr_assert_eq(ms_index_default_k(1e7), 32768);
+    cr_assert_eq(ms_index_default_k(1e5), 4096);
+    cr_assert_eq(ms_index_default_k(853477), 8192); /* ColBERT issue 195's log */
+}
+
+static struct ms_cl cl;
+static int have_cl;
+
+static void setup(void)
+{
+    struct ms_err err;
+    have_cl =
+        ms_cl_open(&cl, getenv("MAXSIM_DEVICE") ? getenv("MAXSIM_DEVICE") : "auto", &err) == MS_OK;
+    if (!have_cl)
+        cr_skip_test("no OpenCL device: %s", err.msg);
+}
+
+static void teardown(void)
+{
+    if (have_cl)
+        ms_cl_close(&cl);
+}
+
+/* The best <x, c> + bias over centroids, in double. */
+static double best_score(const float *x, const float *cents, const float *bias, uint32_t k,
+                         uint32_t dim)
+{
+    double best = -INFINITY;
+    for (uint32_t c = 0; c < k; c++) {
+        double s = bias ? bias[c] : 0.0;
+        for (uint32_t d = 0; d < dim; d++)
+            s += (double)x[d] * cents[(uint64_t)c * dim + d];
+        best = s > best ? s : best;
+    }
+    return best;
+}
+
+static double score_of(const float *x, const float *cents, const float *bias, uint32_t c,
+                       uint32_t dim)
+{
+    double s = bias ? bias[c] : 0.0;
+    for (uint32_t d = 0; d < dim; d++)
+        s += (double)x[d] * cents[(uint64_t)c * dim + d];
+    return s;
+}
+
+Test(index_device, assign_and_compress_match_the_reference, .init = setup, .fini = teardown)
+{
+    const uint32_t dims[] = { 8, 32, 128, 136 }, ks[] = { 1, 7, 100, 257 }, nbs[] = { 1, 2, 4, 8 };
+    uint64_t state = 14;
+    struct ms_err err = { 0 };
+    for (int v = 0; v < 4; v++) {
+        const uint32_t dim = dims[v], k = ks[v], nbits = nbs[v], n = 37 + 150 * (uint32_t)v;
+        const uint32_t row = dim * nbits / 8, ncut = (1u << nbits) - 1;
+        float *x = malloc((size_t)n * dim * 4), *cents = malloc((size_t)k * dim * 4);
+        float *bias = malloc(k * 4), cut[255];
+        uint32_t *codes = malloc(n * 4);
+        uint8_t *packed = malloc((size_t)n * row);
+        for (uint64_t i = 0; i < (uint64_t)n * dim; i++)
+            x[i] = test_rand_f(&state);
+        for (uint64_t i = 0; i < (uint64_t)k * dim; i++)
+            cents[i] = test_rand_f(&state);
+        for (uint32_t c = 0; c < k; c++)
+            bias[c] = -0.5f * test_rand_f(&state) * test_rand_f(&state);
+        for (uint32_t i = 0; i < ncut; i++)
+            cut[i] = -1.5f + 3.0f * (float)(i + 1) / (float)(ncut + 1);
+        struct ms_index_dev *dev;
+        cr_assert(ms_index_dev_create(&dev, &cl, dim, &err) == MS_OK, "%s", err.msg);
+        for (int var = 0; var < 4; var++) {
+            const int with_bias = var & 1;
+            const float *b = with_bias ? bias : NULL;
+            ms_index_dev_set_vectorized(dev, var >> 1); /* both kernels */
+            cr_assert(ms_index_dev_set_centroids(dev, cents, b, k, &err) == MS_OK, "%s", err.msg);
+            cr_assert(ms_index_dev_load(dev, x, MS_DTYPE_F32, n, &err) == MS_OK, "%s", err.msg);
+            cr_assert(ms_index_dev_assign(dev, codes, &err) == MS_OK, "%s", err.msg);
+            cr_assert(ms_index_dev_compress(dev, cut, nbits, packed, &err) == MS_OK, "%s", err.msg);
+            for (uint32_t i = 0; i < n; i++) {
+                const float *xi = x + (uint64_t)i * dim;
+                cr_assert_lt(codes[i], k);
+                const double best = best_score(xi, cents, b, k, dim);
+                cr_assert_geq(score_of(xi, cents, b, codes[i], dim), best - 1e-4,
+                              "dim %u k %u point %u: code %u is not the best", dim, k, i, codes[i]);
+                for (uint32_t d = 0; d < dim; d++) {
+                    const double r = (double)xi[d] - cents[(uint64_t)codes[i] * dim + d];
+                    unsigned want = 0, near = 0;
+                    for (uint32_t c = 0; c < ncut; c++) {
+                        want += cut[c] < r;
+                        near |= fabs(r - cut[c]) < 1e-6;
+                    }
+                    const unsigned got = ms_plaid_bucket(packed + (uint64_t)i * row, nbits, d);
+                    cr_assert(got == want || near,
+                              "dim %u nbits %u point %u d %u: bucket %u, want %u", dim, nbits, i, d,
+                              got, want);
+                }
+            }
+        }
+        ms_index_dev_free(dev);
+        free(x);
+        free(cents);
+        free(bias);
+        free(codes);
+        free(packed);
+    }
+}
+
+Test(index_device, results_do_not_depend_on_blocks_or_dtype, .init = setup, .fini = teardown)
+{
+    const uint32_t dim = 64, k = 300, n = 1000;
+    uint64_t state = 99;
+    struct ms_err err = { 0 };
+    float *x = malloc((size_t)n * dim * 4), *cents = malloc((size_t)k * dim * 4);
+    uint16_t *h = malloc((size_t)n * dim * 2);
+    uint32_t *whole = malloc(n * 4), *parts = malloc(n * 4), *half = malloc(n * 4);
+    for (uint64_t i = 0; i < (uint64_t)n * dim; i++) {
+        h[i] = ms_float_to_half(test_rand_f(&state));
+        x[i] = ms_half_to_float(h[i]);
+    }
+    for (uint64_t i = 0; i < (uint64_t)k * dim; i++)
+        cents[i] = test_rand_f(&state);
+    struct ms_index_dev *dev;
+    cr_assert(ms_index_dev_create(&dev, &cl, dim, &err) == MS_OK, "%s", err.msg);
+    cr_assert(ms_index_dev_set_centroids(dev, cents, NULL, k, &err) == MS_OK, "%s", err.msg);
+    cr_assert(ms_index_dev_load(dev, x, MS_DTYPE_F32, n, &err) == MS_OK, "%s", err.msg);
+    cr_assert(ms_index_dev_assign(dev, whole, &err) == MS_OK, "%s", err.msg);
+    const uint32_t cuts[] = { 0, 1, 333, 334, 999, 1000 };
+    for (int i = 0; i + 1 < 6; i++) {
+        cr_assert(ms_index_dev_load(dev, x + (uint64_t)cuts[i] * dim, MS_DTYPE_F32,
+                                    cuts[i + 1] - cuts[i], &err) == MS_OK);
+        cr_assert(ms_index_dev_assign(dev, parts + cuts[i], &err) == MS_OK, "%s", err.msg);
+    }
+    cr_assert(ms_index_dev_load(dev, h, MS_DTYPE_F16, n, &err) == MS_OK, "%s", err.msg);
+    cr_assert(ms_index_dev_assign(dev, half, &err) == MS_OK, "%s", err.msg);
+    cr_assert(memcmp(whole, parts, n * 4) == 0, "codes depend on the launch split");
+    /* the GPU kernel and the CPU one give the same codes (the same fma chains) */
+    ms_index_dev_set_vectorized(dev, 0);
+    cr_assert(ms_index_dev_assign(dev, parts, &err) == MS_OK, "%s", err.msg);
+    cr_assert(memcmp(half, parts, n * 4) == 0, "index_assign and index_assign_v16 differ");
+    cr_assert(memcmp(whole, half, n * 4) == 0, "float16 input codes differ from float32");
+    ms_index_dev_free(dev);
+    free(x);
+    free(h);
+    free(cents);
+    free(whole);
+    free(parts);
+    free(half);
+}
+
+Test(index_build, reads_back_through_the_index_reader, .init = setup, .fini = teardown)
+{
+    struct ms_src src;
+    struct ms_plaid p;
+    struct ms_index_stats st;
+    struct ms_err err = { 0 };
+    struct ms_src_opts so = { fixture("index_lens.npy"), NULL, "documents" };
+    struct ms_index_opts o = { .nbits = 2,
+                               .centroids = 24,
+                               .kmeans_iters = 3,
+                               .seed = 5,
+                               .docs_per_chunk = 128,
+                               .block_tokens = 700 };
+    char dir[] = "/tmp/maxsim-test-index-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    cr_assert(ms_src_open(&src, fixture("index_docs.npy"), &so, &err) == MS_OK, "%s", err.msg);
+    cr_assert(ms_index_build(&cl, &src, &src, dir, &o, NULL, NULL, &st, &err) == MS_OK, "%s",
+              err.msg);
+    cr_assert(ms_plaid_open(&p, dir, &err) == MS_OK, "%s", err.msg);
+    cr_assert_eq(p.n_docs, src.n_rows);
+    cr_assert_eq(p.n_tokens, src.n_tokens);
+    cr_assert_eq(p.n_centroids, 24);
+    cr_assert_eq(p.n_parts, 4); /* 400 documents, 128 a chunk */
+    cr_assert_eq(st.k, 24);
+    cr_assert_eq(st.sample_docs, 400); /* 1 + 16 sqrt(120 * 400) = 3506: all of them */
+    /* every document is in the list of each of its codes */
+    uint32_t codes[64];
+    for (uint64_t d = 0; d < p.n_docs; d++) {
+        const uint64_t t0 = p.doc_off[d], len = p.doc_off[d + 1] - t0;
+        cr_assert_leq(len, 64);
+        ms_plaid_codes(&p, t0, len, codes);
+        for (uint64_t t = 0; t < len; t++) {
+            int found = 0;
+            for (uint64_t j = p.ivf_off[codes[t]]; j < p.ivf_off[codes[t] + 1]; j++)
+                found |= p.ivf[j] == d;
+            cr_assert(found, "document %llu missing from list %u", (unsigned long long)d, codes[t]);
+        }
+    }
+    ms_plaid_close(&p);
+    ms_src_close(&src);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -r '%s'", dir);
+    cr_assert(system(cmd) == 0);
+}
