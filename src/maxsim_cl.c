@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "maxsim.h"
+#include "maxsim_gpu.h"
 
 #define DEFAULT_TN 16 /* tokens per tile: one AVX-512 vector; little padding for short docs */
 #define DEFAULT_QB 8  /* query tokens per register block */
@@ -81,6 +82,7 @@ struct ms_scorer {
     double last_kernel_s;
     int precision;
     struct nvpath nv;
+    struct ms_gpu *gpu; /* the portable GPU path (src/maxsim_gpu.c) when on */
 };
 
 static int cl_fail(struct ms_err *err, const char *call, cl_int rc)
@@ -335,6 +337,8 @@ int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_e
         goto fail;
     s->precision = opts->precision;
     if (nv_wanted(cl, queries, opts) && nv_create(s, queries, err) != MS_OK)
+        goto fail;
+    if (gpu_wanted(cl) && gpu_create(&s->gpu, cl, queries, opts, err) != MS_OK)
         goto fail;
     *out = s;
     return MS_OK;
@@ -902,6 +906,8 @@ int ms_scorer_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores,
         free(tmp);
         return status;
     }
+    if (s->gpu)
+        return gpu_run(s->gpu, docs, scores, ld, &s->last_kernel_s, err);
     /* Greedy sub-blocks that fit the buffers; normally the whole block. */
     while (j0 < docs->n_rows) {
         const uint64_t nd = fit_sub(s, docs, j0, NULL, err);
@@ -1016,6 +1022,8 @@ int ms_scorer_run_pairs(struct ms_scorer *s, const struct ms_emb *docs, const ui
                               "%llu documents)",
                               (unsigned long long)p, pair_q[p], pair_d[p],
                               (unsigned long long)s->n_queries, (unsigned long long)docs->n_rows);
+    if (s->gpu && !nv)
+        return gpu_run_pairs(s->gpu, docs, pair_q, pair_d, n_pairs, out, &s->last_kernel_s, err);
     /* Counting sort: order[start[j] .. start[j+1]-1] are the pairs of row j,
      * in the caller's order. */
     if (!(start = ms_calloc(docs->n_rows + 2, sizeof *start, err)) ||
@@ -1116,6 +1124,7 @@ void ms_scorer_free(struct ms_scorer *s)
     if (!s)
         return;
     nv_release(s);
+    gpu_release(s->gpu);
     for (int i = 0; i < s->n_groups; i++) {
         release(&s->groups[i].queries);
         release(&s->groups[i].q_blk);

@@ -1,0 +1,640 @@
+/*
+ * maxsim_gpu.c - the portable GPU path: host side of kernels/maxsim_gpu.cl.
+ *
+ * gpu_create picks the kernel's tiling from the device limits (local memory, work-group size,
+ * compute units) and the number of query rows, builds the program, and uploads the queries as
+ * float32 rows transposed ([KP][rows], every query token of a group back to back, zero-padded to
+ * a multiple of the row tile). gpu_run walks a document block in sub-blocks that fit its buffers:
+ * upload the tokens as they are (float16 or float32), msg_norm_* when normalizing, then per query
+ * group msg_score (the per-row maxima, [doc][row]) and msg_sum (a query's rows added in token
+ * order), and read the [nq][nd] scores back. gpu_run_pairs scores the sub-blocks that hold the
+ * pairs' documents with the same kernels (rows no pair names get length 0 and cost nothing) and
+ * picks the pairs out: bit for bit what gpu_run gives.
+ *
+ * No score depends on the sub-blocks, the query groups or the tiling: each dot product is one
+ * fma chain in k order, the max is exact, and msg_sum adds in token order (kernels/maxsim_gpu.cl).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "maxsim_gpu.h"
+
+/* One query group: its rows (tokens) transposed on the device. */
+struct gpu_group {
+    uint64_t q0, nq;     /* queries q0 .. q0+nq-1 of the batch */
+    uint32_t rows;       /* padded to a multiple of the row tile */
+    cl_mem qt;           /* [KP][rows] float32 */
+    cl_mem q_row, q_len; /* [nq]: first row and token count of each query */
+};
+
+/* The kernel's tiling (build options) and launch shape. */
+struct gpu_variant {
+    int tm, tn; /* rows and document tokens per work-item (4 or 8) */
+    int rx, cx; /* work-items per row tile column and row: the work-group is rx * cx */
+    int bk;     /* dims per staged slice (8..64, a multiple of 8) */
+    int qres;   /* the whole query tile stays in __local (when it fits) */
+    int wgmul;  /* work-groups to aim for per compute unit (0: one document per work-group) */
+};
+
+struct ms_gpu {
+    struct ms_cl *cl;
+    cl_program prog;
+    cl_kernel norm_f16, norm_f32, score_f16, score_f32, sum;
+    struct gpu_variant v;
+    int normalize;
+    uint32_t dim, kp, bm;
+    uint64_t n_queries, limit;
+    struct gpu_group *groups;
+    int n_groups;
+    uint32_t max_rows;
+    uint64_t max_group_nq;
+    /* Document side: capacities and buffers. */
+    uint64_t cap_docs, cap_tokens;
+    cl_mem raw;              /* [cap_tokens][dim] float32 or float16, as uploaded */
+    cl_mem scale;            /* [cap_tokens] normalization scales */
+    cl_mem doc_tok, doc_len; /* [cap_docs] */
+    cl_mem rowmax;           /* [cap_docs][max_rows] */
+    cl_mem out;              /* [max_group_nq][cap_docs] */
+    uint32_t *h_doc_tok, *h_doc_len;
+};
+
+static int cl_fail(struct ms_err *err, const char *call, cl_int rc)
+{
+    return ms_err_set(err, MS_ERR_RUNTIME, "%s failed: %s", call, ms_cl_strerror(rc));
+}
+
+static uint64_t ceil_div(uint64_t a, uint64_t b)
+{
+    return (a + b - 1) / b;
+}
+
+static cl_mem buffer(struct ms_gpu *g, cl_mem_flags flags, uint64_t bytes, const char *what,
+                     struct ms_err *err)
+{
+    cl_int rc;
+    cl_mem m = clCreateBuffer(g->cl->ctx, flags, bytes ? (size_t)bytes : 4, NULL, &rc);
+    if (!m)
+        ms_err_set(err, MS_ERR_RUNTIME, "clCreateBuffer(%s, %llu bytes) failed on '%s': %s", what,
+                   (unsigned long long)bytes, g->cl->info.name, ms_cl_strerror(rc));
+    return m;
+}
+
+static void release(cl_mem *m)
+{
+    if (*m)
+        clReleaseMemObject(*m);
+    *m = NULL;
+}
+
+int gpu_wanted(const struct ms_cl *cl)
+{
+    const char *e = getenv("MAXSIM_KERNEL");
+    if (e && strcmp(e, "gpu") == 0)
+        return 1;
+    if (e && strcmp(e, "portable") == 0)
+        return 0;
+    return (cl->info.type & CL_DEVICE_TYPE_GPU) != 0;
+}
+
+/* __local bytes a variant needs for dims padded to kp (kernels/maxsim_gpu.cl, MSG_LOCALS). */
+static uint64_t local_bytes(const struct gpu_variant *v, uint32_t kp)
+{
+    const uint64_t bm = (uint64_t)v->rx * v->tm, bn = (uint64_t)v->cx * v->tn;
+    const uint64_t qk = v->qres ? kp : (uint64_t)v->bk;
+    const uint64_t red = (uint64_t)v->cx * bm <= (uint64_t)v->bk * bn ? 0 : (uint64_t)v->cx * bm;
+    return 4 * (qk * bm + (uint64_t)v->bk * bn + red);
+}
+
+/* The dims per slice that pad dim least (ties: the larger slice, fewer barriers). */
+static int pick_bk(uint32_t dim)
+{
+    int best = 32;
+    for (int bk = 16; bk >= 8; bk /= 2)
+        if (ceil_div(dim, (uint64_t)bk) * (uint64_t)bk < ceil_div(dim, (uint64_t)best) * best)
+            best = bk;
+    return best;
+}
+
+/*
+ * The tiling. A row tile of BM = rx * tm query rows against chunks of BN = cx * tn document
+ * tokens, 8 x 8 or 8 x 4 registers per work-item (an SGEMM micro-kernel: per k, tm + tn __local
+ * reads feed tm * tn fma). Few rows (one text query): BM = 32 so that no row is wasted. More:
+ * BM = 64 with the query tile resident in __local (32 KiB at dim 128), each staged document
+ * slice reused by 64 rows. BN = 64 keeps the padding of 300-token documents at 6%.
+ * MAXSIM_GPU_VARIANT="tm,tn,rx,cx,bk,qres,wgmul" replaces it (scripts/gpu-portable-sweep).
+ * Planned: the fastest variant per device and shape class from the tuning cache.
+ */
+static int gpu_pick(struct ms_gpu *g, uint64_t total_rows, struct ms_err *err)
+{
+    struct gpu_variant *v = &g->v;
+    const char *e = getenv("MAXSIM_GPU_VARIANT");
+    const uint64_t lmem = g->cl->info.local_mem ? g->cl->info.local_mem : 32768;
+    const size_t max_wg = g->cl->info.max_work_group ? g->cl->info.max_work_group : 64;
+
+    if (total_rows <= 32)
+        *v = (struct gpu_variant){ 4, 4, 8, 16, 0, 1, 64 };
+    else
+        *v = (struct gpu_variant){ 8, 8, 8, 8, 0, 1, 64 };
+    v->bk = pick_bk(g->dim);
+    if (e && *e) {
+        struct gpu_variant o;
+        if (sscanf(e, "%d,%d,%d,%d,%d,%d,%d", &o.tm, &o.tn, &o.rx, &o.cx, &o.bk, &o.qres,
+                   &o.wgmul) != 7 ||
+            (o.tm != 4 && o.tm != 8) || (o.tn != 4 && o.tn != 8) || o.rx < 1 || o.cx < 1 ||
+            o.bk < 0 || o.bk > 64 || o.bk % 8 || o.wgmul < 0)
+            return ms_err_set(err, MS_ERR_INPUT,
+                              "MAXSIM_GPU_VARIANT='%s': expected tm,tn,rx,cx,bk,qres,wgmul (tm, tn "
+                              "4 or 8; bk a multiple of 8 up to 64, 0 for the default)",
+                              e);
+        if (o.bk == 0)
+            o.bk = v->bk;
+        *v = o;
+    }
+    /* Devices with small work-groups: halve the thread grid until it fits. */
+    while ((size_t)(v->rx * v->cx) > max_wg && (v->rx > 1 || v->cx > 1)) {
+        if (v->cx >= v->rx)
+            v->cx /= 2;
+        else
+            v->rx /= 2;
+    }
+    g->kp = (uint32_t)(ceil_div(g->dim, (uint64_t)v->bk) * (uint64_t)v->bk);
+    if (v->qres && local_bytes(v, g->kp) > lmem)
+        v->qres = 0;
+    if (local_bytes(v, g->kp) > lmem)
+        return ms_err_set(err, MS_ERR_RUNTIME,
+                          "portable GPU kernel: tiling %d,%d,%d,%d,%d needs %llu bytes of local "
+                          "memory, '%s' has %llu",
+                          v->tm, v->tn, v->rx, v->cx, v->bk,
+                          (unsigned long long)local_bytes(v, g->kp), g->cl->info.name,
+                          (unsigned long long)lmem);
+    g->bm = (uint32_t)(v->rx * v->tm);
+    return MS_OK;
+}
+
+static int build(struct ms_gpu *g, struct ms_err *err)
+{
+    const struct gpu_variant *v = &g->v;
+    char opts[256];
+    cl_int rc = CL_SUCCESS;
+
+    snprintf(opts, sizeof opts,
+             "-cl-std=CL1.2 -DMSG_TM=%d -DMSG_TN=%d -DMSG_RX=%d -DMSG_CX=%d -DMSG_BK=%d "
+             "-DMSG_DIM=%u -DMSG_KP=%u -DMSG_QRES=%d",
+             v->tm, v->tn, v->rx, v->cx, v->bk, g->dim, g->kp, v->qres);
+    if (ms_cl_program(g->cl, "maxsim_gpu.cl", opts, &g->prog, err) != MS_OK)
+        return err->status;
+    g->norm_f16 = clCreateKernel(g->prog, "msg_norm_f16", &rc);
+    if (g->norm_f16)
+        g->norm_f32 = clCreateKernel(g->prog, "msg_norm_f32", &rc);
+    if (g->norm_f32)
+        g->score_f16 = clCreateKernel(g->prog, "msg_score_f16", &rc);
+    if (g->score_f16)
+        g->score_f32 = clCreateKernel(g->prog, "msg_score_f32", &rc);
+    if (g->score_f32)
+        g->sum = clCreateKernel(g->prog, "msg_sum", &rc);
+    if (!g->sum)
+        return cl_fail(err, "clCreateKernel(msg_*)", rc);
+    ms_cl_note(g->cl, "portable GPU kernel (maxsim_gpu.cl), work-groups of %d, wgmul %d: %s",
+               v->rx * v->cx, v->wgmul, opts);
+    return MS_OK;
+}
+
+/* Prepare queries [gr->q0, gr->q0 + gr->nq): float32 (normalized in double as the portable path
+ * does), transposed into [kp][rows]; rows past the last token are zeros. */
+static int upload_group(struct ms_gpu *g, const struct ms_emb *q, struct gpu_group *gr,
+                        struct ms_err *err)
+{
+    const uint64_t rows = gr->rows;
+    float *qt = ms_calloc(rows * g->kp, sizeof *qt, err);
+    uint32_t *row = ms_malloc(gr->nq * sizeof *row + 4, err);
+    uint32_t *len = ms_malloc(gr->nq * sizeof *len + 4, err);
+    uint64_t r = 0;
+    cl_int rc = CL_SUCCESS;
+    int status = MS_OK;
+
+    if (!qt || !row || !len) {
+        status = err->status;
+        goto done;
+    }
+    for (uint64_t i = 0; i < gr->nq; i++) {
+        const uint64_t qi = gr->q0 + i, n = ms_emb_row_len(q, qi);
+        row[i] = (uint32_t)r;
+        len[i] = (uint32_t)n;
+        for (uint64_t t = 0; t < n; t++, r++) {
+            const uint64_t tok = q->offsets[qi] + t;
+            double scale = 1.0;
+            if (g->normalize) {
+                double ss = 0.0;
+                for (uint32_t k = 0; k < g->dim; k++) {
+                    const double x = ms_emb_value(q, tok, k);
+                    ss += x * x;
+                }
+                scale = 1.0 / fmax(sqrt(ss), 1e-12);
+            }
+            for (uint32_t k = 0; k < g->dim; k++)
+                qt[k * rows + r] = (float)(ms_emb_value(q, tok, k) * scale);
+        }
+    }
+    gr->qt = buffer(g, CL_MEM_READ_ONLY, rows * g->kp * 4, "GPU queries", err);
+    gr->q_row = buffer(g, CL_MEM_READ_ONLY, gr->nq * 4, "GPU query rows", err);
+    gr->q_len = buffer(g, CL_MEM_READ_ONLY, gr->nq * 4, "GPU query lengths", err);
+    if (!gr->qt || !gr->q_row || !gr->q_len) {
+        status = err->status;
+        goto done;
+    }
+    rc =
+        clEnqueueWriteBuffer(g->cl->queue, gr->qt, CL_TRUE, 0, rows * g->kp * 4, qt, 0, NULL, NULL);
+    if (rc == CL_SUCCESS && gr->nq)
+        rc = clEnqueueWriteBuffer(g->cl->queue, gr->q_row, CL_TRUE, 0, gr->nq * 4, row, 0, NULL,
+                                  NULL);
+    if (rc == CL_SUCCESS && gr->nq)
+        rc = clEnqueueWriteBuffer(g->cl->queue, gr->q_len, CL_TRUE, 0, gr->nq * 4, len, 0, NULL,
+                                  NULL);
+    if (rc != CL_SUCCESS)
+        status = cl_fail(err, "clEnqueueWriteBuffer(GPU queries)", rc);
+done:
+    free(qt);
+    free(row);
+    free(len);
+    return status;
+}
+
+int gpu_create(struct ms_gpu **out, struct ms_cl *cl, const struct ms_emb *q,
+               const struct ms_scorer_opts *opts, struct ms_err *err)
+{
+    struct ms_gpu *g = ms_calloc(1, sizeof *g, err);
+    uint64_t total_rows = 0, row_cap, lim;
+
+    *out = NULL;
+    if (!g)
+        return err->status;
+    g->cl = cl;
+    g->normalize = opts->normalize;
+    g->dim = q->dim;
+    g->n_queries = q->n_rows;
+    for (uint64_t i = 0; i < q->n_rows; i++)
+        total_rows += ms_emb_row_len(q, i);
+    if (gpu_pick(g, total_rows, err) != MS_OK || build(g, err) != MS_OK)
+        goto fail;
+
+    /* One buffer's bytes: the allocation limit and a quarter of the memory (as maxsim_cl.c). */
+    lim = opts->max_buffer;
+    if (!lim) {
+        lim = cl->info.max_alloc ? cl->info.max_alloc : (128ull << 20);
+        if (cl->info.global_mem && cl->info.global_mem / 4 < lim)
+            lim = cl->info.global_mem / 4;
+        if (lim < (1ull << 20))
+            lim = 1ull << 20;
+    }
+    g->limit = lim;
+    g->cap_docs = opts->max_docs ? opts->max_docs : 1;
+    if (g->cap_docs > UINT32_MAX / 2)
+        g->cap_docs = UINT32_MAX / 2;
+    /* Query groups: rows whose transposed copy fits one buffer, and whose per-row maxima for
+     * at least min(cap_docs, 1024) documents do too. */
+    {
+        const uint64_t some_docs = g->cap_docs < 1024 ? g->cap_docs : 1024;
+        row_cap = lim / (4 * (g->kp > some_docs ? g->kp : some_docs));
+    }
+    if (row_cap > UINT32_MAX / 2)
+        row_cap = UINT32_MAX / 2;
+    row_cap = row_cap / g->bm * g->bm;
+    if (row_cap < g->bm) /* tiny test buffers: one row tile anyway */
+        row_cap = g->bm;
+    g->groups = ms_calloc(q->n_rows ? q->n_rows : 1, sizeof *g->groups, err);
+    if (!g->groups)
+        goto fail;
+    for (uint64_t i = 0; i < q->n_rows;) {
+        struct gpu_group *gr = &g->groups[g->n_groups];
+        uint64_t rows = 0, n = 0;
+        while (i + n < q->n_rows &&
+               (n == 0 || ceil_div(rows + ms_emb_row_len(q, i + n), g->bm) * g->bm <= row_cap)) {
+            rows += ms_emb_row_len(q, i + n);
+            n++;
+        }
+        rows = ceil_div(rows ? rows : 1, g->bm) * g->bm;
+        if (rows > row_cap) {
+            ms_err_set(err, MS_ERR_RUNTIME,
+                       "query %llu has %llu tokens: more than the portable GPU kernel's buffers "
+                       "hold (%llu rows on '%s')",
+                       (unsigned long long)i, (unsigned long long)ms_emb_row_len(q, i),
+                       (unsigned long long)row_cap, cl->info.name);
+            goto fail;
+        }
+        gr->q0 = i;
+        gr->nq = n;
+        gr->rows = (uint32_t)rows;
+        g->n_groups++;
+        if (upload_group(g, q, gr, err) != MS_OK)
+            goto fail;
+        if (gr->rows > g->max_rows)
+            g->max_rows = gr->rows;
+        if (n > g->max_group_nq)
+            g->max_group_nq = n;
+        i += n;
+    }
+    if (!g->max_rows)
+        g->max_rows = g->bm;
+    /* Documents of a sub-block: their rows of maxima and their scores fit one buffer each. */
+    if (g->cap_docs > lim / (4 * (uint64_t)g->max_rows))
+        g->cap_docs = lim / (4 * (uint64_t)g->max_rows);
+    if (g->max_group_nq && g->cap_docs > lim / (4 * g->max_group_nq))
+        g->cap_docs = lim / (4 * g->max_group_nq);
+    g->cap_tokens = opts->max_tokens ? opts->max_tokens : 1;
+    if (g->cap_tokens > lim / (4 * (uint64_t)g->dim))
+        g->cap_tokens = lim / (4 * (uint64_t)g->dim);
+    if (g->cap_docs == 0 || g->cap_tokens == 0) {
+        ms_err_set(err, MS_ERR_RUNTIME, "dim %u is too large for the buffers of '%s'", g->dim,
+                   cl->info.name);
+        goto fail;
+    }
+    g->raw = buffer(g, CL_MEM_READ_ONLY, g->cap_tokens * g->dim * 4, "GPU documents", err);
+    g->scale = buffer(g, CL_MEM_READ_WRITE, g->normalize ? g->cap_tokens * 4 : 4,
+                      "GPU document scales", err);
+    g->doc_tok = buffer(g, CL_MEM_READ_ONLY, g->cap_docs * 4, "GPU document tokens", err);
+    g->doc_len = buffer(g, CL_MEM_READ_ONLY, g->cap_docs * 4, "GPU document lengths", err);
+    g->rowmax = buffer(g, CL_MEM_READ_WRITE, g->cap_docs * g->max_rows * 4, "GPU row maxima", err);
+    g->out = buffer(g, CL_MEM_WRITE_ONLY, g->max_group_nq * g->cap_docs * 4, "GPU scores", err);
+    if (!g->raw || !g->scale || !g->doc_tok || !g->doc_len || !g->rowmax || !g->out)
+        goto fail;
+    g->h_doc_tok = ms_malloc(g->cap_docs * 4, err);
+    g->h_doc_len = g->h_doc_tok ? ms_malloc(g->cap_docs * 4, err) : NULL;
+    if (!g->h_doc_len)
+        goto fail;
+    *out = g;
+    return MS_OK;
+fail:
+    gpu_release(g);
+    return err->status ? err->status : MS_ERR_RUNTIME;
+}
+
+static int launch(struct ms_gpu *g, cl_kernel k, cl_uint dims, const size_t *global,
+                  const size_t *local, const char *what, double *kernel_s, struct ms_err *err)
+{
+    cl_event ev = NULL;
+    cl_ulong a = 0, b = 0;
+    cl_int rc = clEnqueueNDRangeKernel(g->cl->queue, k, dims, NULL, global, local, 0, NULL, &ev);
+    if (rc != CL_SUCCESS)
+        return ms_err_set(err, MS_ERR_RUNTIME, "clEnqueueNDRangeKernel(%s) failed: %s", what,
+                          ms_cl_strerror(rc));
+    rc = clWaitForEvents(1, &ev);
+    if (clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof a, &a, NULL) == CL_SUCCESS &&
+        clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof b, &b, NULL) == CL_SUCCESS &&
+        b > a)
+        *kernel_s += (double)(b - a) * 1e-9;
+    clReleaseEvent(ev);
+    if (rc != CL_SUCCESS)
+        return ms_err_set(err, MS_ERR_RUNTIME, "clWaitForEvents(%s) failed: %s", what,
+                          ms_cl_strerror(rc));
+    return MS_OK;
+}
+
+/* The longest run of rows from j0 that fits the buffers; 0 with the error set when row j0 alone
+ * does not fit. */
+static uint64_t fit_sub(const struct ms_gpu *g, const struct ms_emb *docs, uint64_t j0,
+                        struct ms_err *err)
+{
+    uint64_t nd = 0, ntok = 0;
+    while (j0 + nd < docs->n_rows && nd < g->cap_docs &&
+           ntok + ms_emb_row_len(docs, j0 + nd) <= g->cap_tokens)
+        ntok += ms_emb_row_len(docs, j0 + nd++);
+    if (nd == 0)
+        ms_err_set(err, MS_ERR_RUNTIME,
+                   "document %llu has %llu tokens: more than the buffers of '%s' hold (%llu "
+                   "tokens of dim %u)",
+                   (unsigned long long)(docs->first_row + j0),
+                   (unsigned long long)ms_emb_row_len(docs, j0), g->cl->info.name,
+                   (unsigned long long)g->cap_tokens, g->dim);
+    return nd;
+}
+
+/* Upload rows j0 .. j0+nd-1 (a row with used[j] == 0 gets length 0: uploaded with its
+ * neighbours, never scored) and compute the normalization scales. */
+static int upload_docs(struct ms_gpu *g, const struct ms_emb *docs, uint64_t j0, uint64_t nd,
+                       const unsigned char *used, double *kernel_s, struct ms_err *err)
+{
+    const uint64_t tok0 = docs->offsets[j0], ntok = docs->offsets[j0 + nd] - tok0;
+    const size_t es = ms_dtype_size(docs->dtype);
+    cl_command_queue qu = g->cl->queue;
+    cl_int rc = CL_SUCCESS;
+
+    for (uint64_t j = 0; j < nd; j++) {
+        g->h_doc_tok[j] = (uint32_t)(docs->offsets[j0 + j] - tok0);
+        g->h_doc_len[j] = !used || used[j0 + j] ? (uint32_t)ms_emb_row_len(docs, j0 + j) : 0;
+    }
+    if (ntok)
+        rc = clEnqueueWriteBuffer(qu, g->raw, CL_TRUE, 0, ntok * g->dim * es,
+                                  (const char *)docs->tokens + tok0 * g->dim * es, 0, NULL, NULL);
+    if (rc == CL_SUCCESS)
+        rc = clEnqueueWriteBuffer(qu, g->doc_tok, CL_TRUE, 0, nd * 4, g->h_doc_tok, 0, NULL, NULL);
+    if (rc == CL_SUCCESS)
+        rc = clEnqueueWriteBuffer(qu, g->doc_len, CL_TRUE, 0, nd * 4, g->h_doc_len, 0, NULL, NULL);
+    if (rc != CL_SUCCESS)
+        return cl_fail(err, "clEnqueueWriteBuffer(GPU documents)", rc);
+    if (g->normalize && ntok) {
+        cl_kernel k = docs->dtype == MS_DTYPE_F16 ? g->norm_f16 : g->norm_f32;
+        const cl_uint n_tok = (cl_uint)ntok;
+        const size_t global = (size_t)ntok;
+        rc = clSetKernelArg(k, 0, sizeof(cl_mem), &g->raw);
+        rc |= clSetKernelArg(k, 1, sizeof n_tok, &n_tok);
+        rc |= clSetKernelArg(k, 2, sizeof(cl_mem), &g->scale);
+        if (rc != CL_SUCCESS)
+            return cl_fail(err, "clSetKernelArg(msg_norm)", rc);
+        return launch(g, k, 1, &global, NULL, "msg_norm", kernel_s, err);
+    }
+    return MS_OK;
+}
+
+/* Score the uploaded sub-block of nd documents against group gi into g->out ([nq][nd]). */
+static int score_group(struct ms_gpu *g, int gi, enum ms_dtype dtype, uint64_t nd, double *kernel_s,
+                       struct ms_err *err)
+{
+    const struct gpu_group *gr = &g->groups[gi];
+    const struct gpu_variant *v = &g->v;
+    const size_t wg = (size_t)(v->rx * v->cx);
+    const uint64_t n_rt = gr->rows / g->bm;
+    const uint64_t cus = g->cl->info.compute_units ? g->cl->info.compute_units : 1;
+    const uint64_t want = v->wgmul ? (uint64_t)v->wgmul * cus : nd * n_rt;
+    const uint64_t per = ceil_div(nd * n_rt, want); /* documents per work-group, >= 1 */
+    const cl_uint n_docs = (cl_uint)nd, dpw = (cl_uint)per, n_rows = gr->rows;
+    const cl_int normalize = g->normalize;
+    cl_kernel k = dtype == MS_DTYPE_F16 ? g->score_f16 : g->score_f32;
+    cl_int rc;
+
+    if (gr->nq == 0)
+        return MS_OK;
+    {
+        const size_t global[2] = { (size_t)n_rt * wg, (size_t)ceil_div(nd, per) };
+        const size_t local[2] = { wg, 1 };
+        rc = clSetKernelArg(k, 0, sizeof(cl_mem), &g->raw);
+        rc |= clSetKernelArg(k, 1, sizeof(cl_mem), &g->doc_tok);
+        rc |= clSetKernelArg(k, 2, sizeof(cl_mem), &g->doc_len);
+        rc |= clSetKernelArg(k, 3, sizeof n_docs, &n_docs);
+        rc |= clSetKernelArg(k, 4, sizeof dpw, &dpw);
+        rc |= clSetKernelArg(k, 5, sizeof(cl_mem), &g->scale);
+        rc |= clSetKernelArg(k, 6, sizeof normalize, &normalize);
+        rc |= clSetKernelArg(k, 7, sizeof(cl_mem), &gr->qt);
+        rc |= clSetKernelArg(k, 8, sizeof n_rows, &n_rows);
+        rc |= clSetKernelArg(k, 9, sizeof(cl_mem), &g->rowmax);
+        if (rc != CL_SUCCESS)
+            return cl_fail(err, "clSetKernelArg(msg_score)", rc);
+        if (launch(g, k, 2, global, local, "msg_score", kernel_s, err) != MS_OK)
+            return err->status;
+    }
+    {
+        const size_t global[2] = { (size_t)ceil_div(nd, 64) * 64, (size_t)gr->nq };
+        const size_t local[2] = { 64, 1 };
+        rc = clSetKernelArg(g->sum, 0, sizeof(cl_mem), &g->rowmax);
+        rc |= clSetKernelArg(g->sum, 1, sizeof n_rows, &n_rows);
+        rc |= clSetKernelArg(g->sum, 2, sizeof(cl_mem), &g->doc_len);
+        rc |= clSetKernelArg(g->sum, 3, sizeof n_docs, &n_docs);
+        rc |= clSetKernelArg(g->sum, 4, sizeof(cl_mem), &gr->q_row);
+        rc |= clSetKernelArg(g->sum, 5, sizeof(cl_mem), &gr->q_len);
+        rc |= clSetKernelArg(g->sum, 6, sizeof(cl_mem), &g->out);
+        if (rc != CL_SUCCESS)
+            return cl_fail(err, "clSetKernelArg(msg_sum)", rc);
+        return launch(g, g->sum, 2, global, g->cl->info.max_work_group >= 64 ? local : NULL,
+                      "msg_sum", kernel_s, err);
+    }
+}
+
+int gpu_run(struct ms_gpu *g, const struct ms_emb *docs, float *scores, uint64_t ld,
+            double *kernel_s, struct ms_err *err)
+{
+    for (uint64_t j0 = 0; j0 < docs->n_rows;) {
+        const uint64_t nd = fit_sub(g, docs, j0, err);
+        if (nd == 0 || upload_docs(g, docs, j0, nd, NULL, kernel_s, err) != MS_OK)
+            return err->status;
+        for (int gi = 0; gi < g->n_groups; gi++) {
+            const struct gpu_group *gr = &g->groups[gi];
+            const size_t origin[3] = { 0, 0, 0 };
+            const size_t region[3] = { nd * sizeof(float), gr->nq, 1 };
+            cl_int rc;
+            if (gr->nq == 0)
+                continue;
+            if (score_group(g, gi, docs->dtype, nd, kernel_s, err) != MS_OK)
+                return err->status;
+            /* Rows of nd floats on the device, rows of ld floats in `scores`. */
+            rc = clEnqueueReadBufferRect(g->cl->queue, g->out, CL_TRUE, origin, origin, region,
+                                         nd * sizeof(float), 0, ld * sizeof(float), 0,
+                                         scores + gr->q0 * ld + j0, 0, NULL, NULL);
+            if (rc != CL_SUCCESS)
+                return cl_fail(err, "clEnqueueReadBufferRect(GPU scores)", rc);
+        }
+        j0 += nd;
+    }
+    return MS_OK;
+}
+
+int gpu_run_pairs(struct ms_gpu *g, const struct ms_emb *docs, const uint32_t *pair_q,
+                  const uint32_t *pair_d, uint64_t n_pairs, float *out, double *kernel_s,
+                  struct ms_err *err)
+{
+    uint64_t *start = NULL, *order = NULL;
+    unsigned char *used = NULL;
+    float *tmp = NULL;
+    int status = MS_OK;
+
+    /* Counting sort: order[start[j] .. start[j+1]-1] are the pairs of row j. */
+    if (!(start = ms_calloc(docs->n_rows + 2, sizeof *start, err)) ||
+        !(order = ms_malloc(n_pairs * sizeof *order, err)) ||
+        !(used = ms_calloc(docs->n_rows + 1, 1, err)) ||
+        !(tmp = ms_malloc((g->max_group_nq ? g->max_group_nq : 1) * g->cap_docs * sizeof *tmp,
+                          err))) {
+        status = err->status;
+        goto done;
+    }
+    for (uint64_t p = 0; p < n_pairs; p++) {
+        start[pair_d[p] + 2]++;
+        used[pair_d[p]] = 1;
+    }
+    for (uint64_t j = 0; j < docs->n_rows; j++)
+        start[j + 2] += start[j + 1];
+    for (uint64_t p = 0; p < n_pairs; p++)
+        order[start[pair_d[p] + 1]++] = p;
+
+    for (uint64_t j0 = 0; j0 < docs->n_rows;) {
+        uint64_t nd;
+        if (!used[j0]) {
+            j0++;
+            continue;
+        }
+        nd = fit_sub(g, docs, j0, err);
+        if (nd == 0) {
+            status = err->status;
+            goto done;
+        }
+        while (!used[j0 + nd - 1]) /* trailing rows no pair needs */
+            nd--;
+        if (upload_docs(g, docs, j0, nd, used, kernel_s, err) != MS_OK) {
+            status = err->status;
+            goto done;
+        }
+        for (int gi = 0; gi < g->n_groups; gi++) {
+            const struct gpu_group *gr = &g->groups[gi];
+            int any = 0;
+            cl_int rc;
+            for (uint64_t k = start[j0]; k < start[j0 + nd] && !any; k++)
+                any = pair_q[order[k]] >= gr->q0 && pair_q[order[k]] - gr->q0 < gr->nq;
+            if (!any)
+                continue;
+            if (score_group(g, gi, docs->dtype, nd, kernel_s, err) != MS_OK) {
+                status = err->status;
+                goto done;
+            }
+            rc = clEnqueueReadBuffer(g->cl->queue, g->out, CL_TRUE, 0, gr->nq * nd * sizeof *tmp,
+                                     tmp, 0, NULL, NULL);
+            if (rc != CL_SUCCESS) {
+                status = cl_fail(err, "clEnqueueReadBuffer(GPU scores)", rc);
+                goto done;
+            }
+            for (uint64_t k = start[j0]; k < start[j0 + nd]; k++) {
+                const uint64_t p = order[k];
+                if (pair_q[p] >= gr->q0 && pair_q[p] - gr->q0 < gr->nq)
+                    out[p] = tmp[(pair_q[p] - gr->q0) * nd + (pair_d[p] - j0)];
+            }
+        }
+        j0 += nd;
+    }
+done:
+    free(start);
+    free(order);
+    free(used);
+    free(tmp);
+    return status;
+}
+
+void gpu_release(struct ms_gpu *g)
+{
+    if (!g)
+        return;
+    for (int i = 0; i < g->n_groups; i++) {
+        release(&g->groups[i].qt);
+        release(&g->groups[i].q_row);
+        release(&g->groups[i].q_len);
+    }
+    free(g->groups);
+    release(&g->raw);
+    release(&g->scale);
+    release(&g->doc_tok);
+    release(&g->doc_len);
+    release(&g->rowmax);
+    release(&g->out);
+    if (g->norm_f16)
+        clReleaseKernel(g->norm_f16);
+    if (g->norm_f32)
+        clReleaseKernel(g->norm_f32);
+    if (g->score_f16)
+        clReleaseKernel(g->score_f16);
+    if (g->score_f32)
+        clReleaseKernel(g->score_f32);
+    if (g->sum)
+        clReleaseKernel(g->sum);
+    if (g->prog)
+        clReleaseProgram(g->prog);
+    free(g->h_doc_tok);
+    free(g->h_doc_len);
+    free(g);
+}
