@@ -94,6 +94,8 @@ test: $(BIN) $(TESTS) $(FUZZ_REPLAY) $(BUILD)/fixtures/.stamp
 	$(Q)for f in $(FUZZ_REPLAY); do n=$$(basename $$f -replay); \
 	    $$f tests/fuzz/corpus/$${n#fuzz_} || exit 1; done
 	$(Q)MAXSIM=$(CURDIR)/$(BIN) FIXTURES=$(CURDIR)/$(BUILD)/fixtures bash tests/cli/run.sh tests/cli/*.t
+	@echo "== the CLI tests through the portable GPU kernel (MAXSIM_KERNEL=gpu)"
+	$(Q)MAXSIM_KERNEL=gpu MAXSIM=$(CURDIR)/$(BIN) FIXTURES=$(CURDIR)/$(BUILD)/fixtures bash tests/cli/run.sh tests/cli/*.t
 	$(Q)$(MAKE) --no-print-directory check-man check-kernels check-format BIN=$(BIN)
 	@echo "all tests passed"
 
