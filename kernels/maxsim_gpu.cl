@@ -25,7 +25,8 @@
  * Build options (the host picks them from the device limits and the shape; MAXSIM_GPU_VARIANT
  * overrides): MSG_TM, MSG_TN (4 or 8: rows / columns per work-item), MSG_RX, MSG_CX (work-items
  * per tile row / column), MSG_BK (dims per staged slice, a multiple of 8), MSG_DIM, MSG_KP (dim
- * rounded up to BK), MSG_QRES (0/1).
+ * rounded up to BK), MSG_QRES (0/1), MSG_PF (0/1: fetch the next document slice into registers
+ * while the current one is multiplied).
  * Work-item ownership is strided so that __local float4 reads are conflict-free: row block i4 of
  * work-item (tr, tc) is rows i4*RX*4 + tr*4 .. +3, column block j4 is j4*CX*4 + tc*4 .. +3.
  */
@@ -53,6 +54,9 @@
 #endif
 #ifndef MSG_QRES
 #define MSG_QRES 1
+#endif
+#ifndef MSG_PF
+#define MSG_PF 1
 #endif
 #if MSG_TM % 4 != 0 || MSG_TN % 4 != 0 || MSG_BK % 8 != 0 || MSG_KP % MSG_BK != 0
 #error "MSG_TM and MSG_TN must be multiples of 4, MSG_BK of 8, MSG_KP of MSG_BK"
@@ -97,43 +101,62 @@ __kernel void msg_norm_f16(__global const half *restrict src, const uint n_tok,
 }
 
 /*
- * Stage dims k0 .. k0+BK-1 of tokens tok .. tok+BN-1 of one document (nv of them real) into
- * ds[k][n]; tokens past nv and dims past DIM are zeros. Consecutive work-items take consecutive
- * tokens, so one store instruction writes consecutive __local words (no bank conflicts); the
- * float16 reads are 16-byte aligned vloada_half8 when DIM % 8 == 0.
+ * A document slice: dims k0 .. k0+BK-1 of tokens tok .. tok+BN-1 (nv of them real), BN * BK / 8
+ * units of 8 dims, MSG_U per work-item. msg_fetch reads a work-item's units from global memory
+ * into registers (float32, scaled when normalizing; tokens past nv and dims past DIM are zeros),
+ * msg_store writes them to ds[k][n]. Consecutive work-items take consecutive tokens, so one store
+ * instruction writes consecutive __local words (no bank conflicts); the float16 reads are
+ * 16-byte aligned vloada_half8 when DIM % 8 == 0. With MSG_PF the next slice is fetched while the
+ * current one is multiplied (software pipelining: the global latency hides behind the FMAs).
  */
-static inline void msg_stage_doc(const int f16, __global const half *restrict dh,
-                                 __global const float *restrict df, const uint tok, const uint nv,
-                                 const uint k0, __global const float *restrict scale,
-                                 const int normalize, __local float *restrict ds1, const uint lid)
+#define MSG_UNITS (MSG_BN * (MSG_BK / 8))
+#define MSG_U     ((MSG_UNITS + MSG_WG - 1) / MSG_WG)
+
+static inline void msg_fetch(const int f16, __global const half *restrict dh,
+                             __global const float *restrict df, const uint tok, const uint nv,
+                             const uint k0, __global const float *restrict scale,
+                             const int normalize, float8 *v, const uint lid)
 {
-    for (uint u = lid; u < MSG_BN * (MSG_BK / 8); u += MSG_WG) {
+#pragma unroll
+    for (int i = 0; i < MSG_U; i++) {
+        const uint u = lid + (uint)i * MSG_WG;
         const uint n = u % MSG_BN, kv = u / MSG_BN, k = k0 + kv * 8;
-        float8 v = (float8)(0.0f);
-        if (n < nv) {
+        float8 x = (float8)(0.0f);
+        if (u < MSG_UNITS && n < nv) {
             const size_t at = (size_t)(tok + n) * MSG_DIM + k;
             if (MSG_VEC) {
                 if (k < MSG_DIM)
-                    v = f16 ? vloada_half8(0, dh + at) : vload8(0, df + at);
+                    x = f16 ? vloada_half8(0, dh + at) : vload8(0, df + at);
             } else {
                 float e[8];
 #pragma unroll
-                for (uint i = 0; i < 8; i++)
-                    e[i] = k + i < MSG_DIM ? (f16 ? vload_half(at + i, dh) : df[at + i]) : 0.0f;
-                v = (float8)(e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]);
+                for (uint c = 0; c < 8; c++)
+                    e[c] = k + c < MSG_DIM ? (f16 ? vload_half(at + c, dh) : df[at + c]) : 0.0f;
+                x = (float8)(e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]);
             }
             if (normalize)
-                v *= scale[tok + n];
+                x *= scale[tok + n];
         }
-        __local float *dd = ds1 + kv * 8 * MSG_BN + n;
-        dd[0 * MSG_BN] = v.s0;
-        dd[1 * MSG_BN] = v.s1;
-        dd[2 * MSG_BN] = v.s2;
-        dd[3 * MSG_BN] = v.s3;
-        dd[4 * MSG_BN] = v.s4;
-        dd[5 * MSG_BN] = v.s5;
-        dd[6 * MSG_BN] = v.s6;
-        dd[7 * MSG_BN] = v.s7;
+        v[i] = x;
+    }
+}
+
+static inline void msg_store(const float8 *v, __local float *ds1, const uint lid)
+{
+#pragma unroll
+    for (int i = 0; i < MSG_U; i++) {
+        const uint u = lid + (uint)i * MSG_WG;
+        if (u < MSG_UNITS) {
+            __local float *dd = ds1 + (u / MSG_BN) * 8 * MSG_BN + u % MSG_BN;
+            dd[0 * MSG_BN] = v[i].s0;
+            dd[1 * MSG_BN] = v[i].s1;
+            dd[2 * MSG_BN] = v[i].s2;
+            dd[3 * MSG_BN] = v[i].s3;
+            dd[4 * MSG_BN] = v[i].s4;
+            dd[5 * MSG_BN] = v[i].s5;
+            dd[6 * MSG_BN] = v[i].s6;
+            dd[7 * MSG_BN] = v[i].s7;
+        }
     }
 }
 
@@ -178,24 +201,39 @@ static inline void msg_score_body(const int f16, __global const half *restrict d
         msg_stage_q(qt, n_rows, row0, 0, MSG_KP, qs, lid);
     for (uint j = j0; j < j1; j++) {
         const uint len = doc_len[j], base = doc_tok[j];
-        float mx[MSG_TM];
+        /* The document's steps: chunks of BN tokens, each KP / BK slices of BK dims. */
+        const uint n_steps = (len + MSG_BN - 1) / MSG_BN * (MSG_KP / MSG_BK);
+        float mx[MSG_TM], acc[MSG_TM][MSG_TN];
+        float8 pf[MSG_U];
+        uint t0 = 0, k0 = 0;
 #pragma unroll
         for (int i = 0; i < MSG_TM; i++)
             mx[i] = -INFINITY;
-        for (uint t0 = 0; t0 < len; t0 += MSG_BN) {
+        if (MSG_PF && n_steps)
+            msg_fetch(f16, dh, df, base, min((uint)MSG_BN, len), 0, scale, normalize, pf, lid);
+        for (uint st = 0; st < n_steps; st++) {
             const uint nv = min((uint)MSG_BN, len - t0);
-            float acc[MSG_TM][MSG_TN];
+            if (k0 == 0) {
 #pragma unroll
-            for (int i = 0; i < MSG_TM; i++)
+                for (int i = 0; i < MSG_TM; i++)
 #pragma unroll
-                for (int c = 0; c < MSG_TN; c++)
-                    acc[i][c] = 0.0f;
-            for (uint k0 = 0; k0 < MSG_KP; k0 += MSG_BK) {
-                barrier(CLK_LOCAL_MEM_FENCE); /* the previous slice is consumed */
-                msg_stage_doc(f16, dh, df, base + t0, nv, k0, scale, normalize, ds1, lid);
-                if (!MSG_QRES)
-                    msg_stage_q(qt, n_rows, row0, k0, MSG_BK, qs, lid);
-                barrier(CLK_LOCAL_MEM_FENCE);
+                    for (int c = 0; c < MSG_TN; c++)
+                        acc[i][c] = 0.0f;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE); /* the previous slice is consumed */
+            if (!MSG_PF)
+                msg_fetch(f16, dh, df, base + t0, nv, k0, scale, normalize, pf, lid);
+            msg_store(pf, ds1, lid);
+            if (!MSG_QRES)
+                msg_stage_q(qt, n_rows, row0, k0, MSG_BK, qs, lid);
+            barrier(CLK_LOCAL_MEM_FENCE);
+            if (MSG_PF && st + 1 < n_steps) {
+                const uint nk0 = k0 + MSG_BK == MSG_KP ? 0 : k0 + MSG_BK;
+                const uint nt0 = nk0 ? t0 : t0 + MSG_BN;
+                msg_fetch(f16, dh, df, base + nt0, min((uint)MSG_BN, len - nt0), nk0, scale,
+                          normalize, pf, lid);
+            }
+            {
                 __local const float4 *qk = qs + (MSG_QRES ? k0 : 0) * (MSG_BM / 4) + tr;
                 __local const float4 *dk = ds + tc;
 #pragma unroll
@@ -224,13 +262,18 @@ static inline void msg_score_body(const int f16, __global const half *restrict d
                             acc[i][c] = fma(a[i], b[c], acc[i][c]);
                 }
             }
-            /* Tokens past the document's end must never win the max. */
+            k0 += MSG_BK;
+            if (k0 == MSG_KP) {
+                /* The chunk is done. Tokens past the document's end must never win the max. */
 #pragma unroll
-            for (int c = 0; c < MSG_TN; c++)
-                if ((uint)((c / 4) * MSG_CX * 4 + c % 4) + tc * 4 < nv)
+                for (int c = 0; c < MSG_TN; c++)
+                    if ((uint)((c / 4) * MSG_CX * 4 + c % 4) + tc * 4 < nv)
 #pragma unroll
-                    for (int i = 0; i < MSG_TM; i++)
-                        mx[i] = fmax(mx[i], acc[i][c]);
+                        for (int i = 0; i < MSG_TM; i++)
+                            mx[i] = fmax(mx[i], acc[i][c]);
+                k0 = 0;
+                t0 += MSG_BN;
+            }
         }
         /* The CX work-items of a row meet in __local; then one work-item a row writes it. */
         barrier(CLK_LOCAL_MEM_FENCE);

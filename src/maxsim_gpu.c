@@ -36,6 +36,7 @@ struct gpu_variant {
     int bk;     /* dims per staged slice (8..64, a multiple of 8) */
     int qres;   /* the whole query tile stays in __local (when it fits) */
     int wgmul;  /* work-groups to aim for per compute unit (0: one document per work-group) */
+    int pf;     /* fetch the next document slice while multiplying the current one */
 };
 
 struct ms_gpu {
@@ -123,7 +124,7 @@ static int pick_bk(uint32_t dim)
  * reads feed tm * tn fma). Few rows (one text query): BM = 32 so that no row is wasted. More:
  * BM = 64 with the query tile resident in __local (32 KiB at dim 128), each staged document
  * slice reused by 64 rows. BN = 64 keeps the padding of 300-token documents at 6%.
- * MAXSIM_GPU_VARIANT="tm,tn,rx,cx,bk,qres,wgmul" replaces it (scripts/gpu-portable-sweep).
+ * MAXSIM_GPU_VARIANT="tm,tn,rx,cx,bk,qres,wgmul[,pf]" replaces it (scripts/gpu-portable-sweep).
  * Planned: the fastest variant per device and shape class from the tuning cache.
  */
 static int gpu_pick(struct ms_gpu *g, uint64_t total_rows, struct ms_err *err)
@@ -134,19 +135,21 @@ static int gpu_pick(struct ms_gpu *g, uint64_t total_rows, struct ms_err *err)
     const size_t max_wg = g->cl->info.max_work_group ? g->cl->info.max_work_group : 64;
 
     if (total_rows <= 32)
-        *v = (struct gpu_variant){ 4, 4, 8, 16, 0, 1, 64 };
+        *v = (struct gpu_variant){ 4, 4, 8, 16, 0, 1, 64, 1 };
     else
-        *v = (struct gpu_variant){ 8, 8, 8, 8, 0, 1, 64 };
+        *v = (struct gpu_variant){ 8, 8, 8, 8, 0, 1, 64, 1 };
     v->bk = pick_bk(g->dim);
     if (e && *e) {
-        struct gpu_variant o;
-        if (sscanf(e, "%d,%d,%d,%d,%d,%d,%d", &o.tm, &o.tn, &o.rx, &o.cx, &o.bk, &o.qres,
-                   &o.wgmul) != 7 ||
-            (o.tm != 4 && o.tm != 8) || (o.tn != 4 && o.tn != 8) || o.rx < 1 || o.cx < 1 ||
-            o.bk < 0 || o.bk > 64 || o.bk % 8 || o.wgmul < 0)
+        struct gpu_variant o = { 0 };
+        const int n = sscanf(e, "%d,%d,%d,%d,%d,%d,%d,%d", &o.tm, &o.tn, &o.rx, &o.cx, &o.bk,
+                             &o.qres, &o.wgmul, &o.pf);
+        if (n == 7)
+            o.pf = v->pf;
+        if ((n != 7 && n != 8) || (o.tm != 4 && o.tm != 8) || (o.tn != 4 && o.tn != 8) ||
+            o.rx < 1 || o.cx < 1 || o.bk < 0 || o.bk > 64 || o.bk % 8 || o.wgmul < 0)
             return ms_err_set(err, MS_ERR_INPUT,
-                              "MAXSIM_GPU_VARIANT='%s': expected tm,tn,rx,cx,bk,qres,wgmul (tm, tn "
-                              "4 or 8; bk a multiple of 8 up to 64, 0 for the default)",
+                              "MAXSIM_GPU_VARIANT='%s': expected tm,tn,rx,cx,bk,qres,wgmul[,pf] "
+                              "(tm, tn 4 or 8; bk a multiple of 8 up to 64, 0 for the default)",
                               e);
         if (o.bk == 0)
             o.bk = v->bk;
@@ -181,8 +184,8 @@ static int build(struct ms_gpu *g, struct ms_err *err)
 
     snprintf(opts, sizeof opts,
              "-cl-std=CL1.2 -DMSG_TM=%d -DMSG_TN=%d -DMSG_RX=%d -DMSG_CX=%d -DMSG_BK=%d "
-             "-DMSG_DIM=%u -DMSG_KP=%u -DMSG_QRES=%d",
-             v->tm, v->tn, v->rx, v->cx, v->bk, g->dim, g->kp, v->qres);
+             "-DMSG_DIM=%u -DMSG_KP=%u -DMSG_QRES=%d -DMSG_PF=%d",
+             v->tm, v->tn, v->rx, v->cx, v->bk, g->dim, g->kp, v->qres, v->pf);
     if (ms_cl_program(g->cl, "maxsim_gpu.cl", opts, &g->prog, err) != MS_OK)
         return err->status;
     g->norm_f16 = clCreateKernel(g->prog, "msg_norm_f16", &rc);

@@ -263,15 +263,16 @@ Test(maxsim, split_blocks_identical)
 /*
  * The portable GPU kernel (kernels/maxsim_gpu.cl), forced on whatever device this is, under
  * tilings that differ in every build option (register blocks, work-group shape, dims per slice
- * with and without padding, query tile resident or streamed, documents per work-group): each
+ * with and without padding, query tile resident or streamed, documents per work-group, the next
+ * document slice prefetched or not): each
  * agrees with the reference, and all give the same bits, because each dot product is one fma
  * chain in k order, the max is exact and the sum runs in token order. Queries of 0..40 tokens
  * (row tiles hold parts of several queries) and documents of 0..150 tokens (several chunks).
  */
 Test(maxsim, gpu_kernel_tilings_identical, .timeout = 180)
 {
-    static const char *variants[] = { "4,4,8,16,32,1,64", "8,8,8,8,16,1,0", "8,4,4,16,8,0,3",
-                                      "4,8,2,4,0,0,1" };
+    static const char *variants[] = { "4,4,8,16,32,1,64,1", "8,8,8,8,16,1,0,1", "8,4,4,16,8,0,3,0",
+                                      "4,8,2,4,0,0,1,0" };
     uint64_t seed = 71;
     struct ms_emb q, d, d32;
     float *first[2] = { NULL, NULL };
