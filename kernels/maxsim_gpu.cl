@@ -23,7 +23,7 @@
  * per-token scale from msg_norm_* (one pass), applied at staging.
  *
  * Build options (the host picks them from the device limits and the shape; MAXSIM_GPU_VARIANT
- * overrides): MSG_TM, MSG_TN (4 or 8: rows / columns per work-item), MSG_RX, MSG_CX (work-items
+ * overrides): MSG_TM, MSG_TN (multiples of 4: rows / columns per work-item), MSG_RX, MSG_CX (work-items
  * per tile row / column), MSG_BK (dims per staged slice, a multiple of 8), MSG_DIM, MSG_KP (dim
  * rounded up to BK), MSG_QRES (0/1), MSG_PF (0/1: fetch the next document slice into registers
  * while the current one is multiplied).

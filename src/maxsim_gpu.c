@@ -31,7 +31,7 @@ struct gpu_group {
 
 /* The kernel's tiling (build options) and launch shape. */
 struct gpu_variant {
-    int tm, tn; /* rows and document tokens per work-item (4 or 8) */
+    int tm, tn; /* rows and document tokens per work-item (4, 8, 12 or 16) */
     int rx, cx; /* work-items per row tile column and row: the work-group is rx * cx */
     int bk;     /* dims per staged slice (8..64, a multiple of 8) */
     int qres;   /* the whole query tile stays in __local (when it fits) */
@@ -145,11 +145,12 @@ static int gpu_pick(struct ms_gpu *g, uint64_t total_rows, struct ms_err *err)
                              &o.qres, &o.wgmul, &o.pf);
         if (n == 7)
             o.pf = v->pf;
-        if ((n != 7 && n != 8) || (o.tm != 4 && o.tm != 8) || (o.tn != 4 && o.tn != 8) ||
-            o.rx < 1 || o.cx < 1 || o.bk < 0 || o.bk > 64 || o.bk % 8 || o.wgmul < 0)
+        if ((n != 7 && n != 8) || o.tm < 4 || o.tm > 16 || o.tm % 4 || o.tn < 4 || o.tn > 16 ||
+            o.tn % 4 || o.rx < 1 || o.cx < 1 || o.bk < 0 || o.bk > 64 || o.bk % 8 || o.wgmul < 0)
             return ms_err_set(err, MS_ERR_INPUT,
                               "MAXSIM_GPU_VARIANT='%s': expected tm,tn,rx,cx,bk,qres,wgmul[,pf] "
-                              "(tm, tn 4 or 8; bk a multiple of 8 up to 64, 0 for the default)",
+                              "(tm, tn 4, 8, 12 or 16; bk a multiple of 8 up to 64, 0 for the "
+                              "default)",
                               e);
         if (o.bk == 0)
             o.bk = v->bk;
