@@ -172,20 +172,19 @@ static inline void msg_stage_q(__global const float4 *restrict qt, const uint n_
 }
 
 /*
- * Score: grid (n_row_tiles * WG, n_runs), work-groups of WG. Group (rt, run) scores rows
- * rt*BM .. rt*BM+BM-1 against documents run*docs_per_wg .. (+docs_per_wg, < n_docs).
+ * One work-group: rows row0 .. row0+BM-1 against documents j0 .. j1-1.
  *   docs      uploaded tokens of the block, [token][DIM]; doc_tok[j], doc_len[j] per document
  *   scale     per-token scale when normalize (msg_norm_*), else unused
  *   qt        [KP][n_rows] float32 query rows, transposed (float4 over rows)
  *   rowmax    [n_docs][n_rows]: the max over document j's tokens of row r's dot products
  *             (-INFINITY for an empty document: msg_sum never reads it)
+ * (qs, ds and red are not restrict: red may be ds itself, see MSG_RED_IN_DS.)
  */
-/* (qs, ds and red are not restrict: red may be ds itself, see MSG_RED_IN_DS.) */
 static inline void msg_score_body(const int f16, __global const half *restrict dh,
                                   __global const float *restrict df,
                                   __global const uint *restrict doc_tok,
-                                  __global const uint *restrict doc_len, const uint n_docs,
-                                  const uint docs_per_wg, __global const float *restrict scale,
+                                  __global const uint *restrict doc_len, const uint row0,
+                                  const uint j0, const uint j1, __global const float *restrict scale,
                                   const int normalize, __global const float4 *restrict qt,
                                   const uint n_rows, __global float *restrict rowmax,
                                   __local float4 *qs, __local float4 *ds, __local float *red)
@@ -193,9 +192,6 @@ static inline void msg_score_body(const int f16, __global const half *restrict d
     __local float *ds1 = (__local float *)ds;
     const uint lid = (uint)get_local_id(0);
     const uint tr = lid / MSG_CX, tc = lid % MSG_CX;
-    const uint row0 = (uint)get_group_id(0) * MSG_BM;
-    const uint j0 = (uint)get_group_id(1) * docs_per_wg;
-    const uint j1 = min(n_docs, j0 + docs_per_wg);
 
     if (MSG_QRES) /* the whole query tile, once for the run (the first barrier below covers it) */
         msg_stage_q(qt, n_rows, row0, 0, MSG_KP, qs, lid);
@@ -303,28 +299,80 @@ static inline void msg_score_body(const int f16, __global const half *restrict d
     __local float red[MSG_CX * MSG_BM];
 #endif
 
+/*
+ * Score: grid (n_row_tiles * WG, n_runs), work-groups of WG. Group (rt, run) scores rows
+ * rt*BM .. rt*BM+BM-1 against documents run*docs_per_wg .. (+docs_per_wg, < n_docs).
+ */
+#define MSG_SCORE_ARGS                                                                            \
+    __global const uint *restrict doc_tok, __global const uint *restrict doc_len,                \
+        const uint n_docs, const uint docs_per_wg, __global const float *restrict scale,         \
+        const int normalize, __global const float4 *restrict qt, const uint n_rows,              \
+        __global float *restrict rowmax
+#define MSG_SCORE_RANGE                                                                           \
+    const uint row0 = (uint)get_group_id(0) * MSG_BM;                                            \
+    const uint j0 = (uint)get_group_id(1) * docs_per_wg;                                         \
+    const uint j1 = min(n_docs, j0 + docs_per_wg);
+
 __kernel __attribute__((reqd_work_group_size(MSG_WG, 1, 1))) void
-msg_score_f16(__global const half *restrict docs, __global const uint *restrict doc_tok,
-              __global const uint *restrict doc_len, const uint n_docs, const uint docs_per_wg,
-              __global const float *restrict scale, const int normalize,
-              __global const float4 *restrict qt, const uint n_rows,
-              __global float *restrict rowmax)
+msg_score_f16(__global const half *restrict docs, MSG_SCORE_ARGS)
 {
     MSG_LOCALS
-    msg_score_body(1, docs, (__global const float *)docs, doc_tok, doc_len, n_docs, docs_per_wg, scale, normalize, qt,
-                   n_rows, rowmax, qs, ds, red);
+    MSG_SCORE_RANGE
+    msg_score_body(1, docs, (__global const float *)docs, doc_tok, doc_len, row0, j0, j1, scale,
+                   normalize, qt, n_rows, rowmax, qs, ds, red);
 }
 
 __kernel __attribute__((reqd_work_group_size(MSG_WG, 1, 1))) void
-msg_score_f32(__global const float *restrict docs, __global const uint *restrict doc_tok,
-              __global const uint *restrict doc_len, const uint n_docs, const uint docs_per_wg,
-              __global const float *restrict scale, const int normalize,
-              __global const float4 *restrict qt, const uint n_rows,
-              __global float *restrict rowmax)
+msg_score_f32(__global const float *restrict docs, MSG_SCORE_ARGS)
 {
     MSG_LOCALS
-    msg_score_body(0, (__global const half *)docs, docs, doc_tok, doc_len, n_docs, docs_per_wg, scale, normalize, qt,
-                   n_rows, rowmax, qs, ds, red);
+    MSG_SCORE_RANGE
+    msg_score_body(0, (__global const half *)docs, docs, doc_tok, doc_len, row0, j0, j1, scale,
+                   normalize, qt, n_rows, rowmax, qs, ds, red);
+}
+
+/*
+ * Score a work list (pairs, `maxsim rerank`): 1-D grid of n_work work-groups; group g scores row
+ * tile work[g].x against document work[g].y, with the same body as msg_score: the same bits.
+ */
+#define MSG_LIST_ARGS                                                                             \
+    __global const uint *restrict doc_tok, __global const uint *restrict doc_len,                \
+        __global const uint2 *restrict work, const uint n_work,                                  \
+        __global const float *restrict scale, const int normalize,                               \
+        __global const float4 *restrict qt, const uint n_rows, __global float *restrict rowmax
+#define MSG_LIST_RANGE                                                                            \
+    const uint g = (uint)get_group_id(0);                                                        \
+    if (g >= n_work)                                                                             \
+        return;                                                                                  \
+    const uint row0 = work[g].x * MSG_BM, j0 = work[g].y, j1 = j0 + 1;
+
+__kernel __attribute__((reqd_work_group_size(MSG_WG, 1, 1))) void
+msg_score_list_f16(__global const half *restrict docs, MSG_LIST_ARGS)
+{
+    MSG_LOCALS
+    MSG_LIST_RANGE
+    msg_score_body(1, docs, (__global const float *)docs, doc_tok, doc_len, row0, j0, j1, scale,
+                   normalize, qt, n_rows, rowmax, qs, ds, red);
+}
+
+__kernel __attribute__((reqd_work_group_size(MSG_WG, 1, 1))) void
+msg_score_list_f32(__global const float *restrict docs, MSG_LIST_ARGS)
+{
+    MSG_LOCALS
+    MSG_LIST_RANGE
+    msg_score_body(0, (__global const half *)docs, docs, doc_tok, doc_len, row0, j0, j1, scale,
+                   normalize, qt, n_rows, rowmax, qs, ds, red);
+}
+
+/* A query's score against a document from its rows' maxima m[0 .. n-1]: added in token order
+ * (msg_sum and msg_sum_pairs both, so `rerank` and `score` agree bit for bit). */
+static inline float msg_query_sum(__global const float *restrict m, const uint n)
+{
+    float s = 0.0f;
+#pragma unroll 8
+    for (uint t = 0; t < n; t++)
+        s += m[t];
+    return s;
 }
 
 /*
@@ -340,12 +388,21 @@ __kernel void msg_sum(__global const float *restrict rowmax, const uint n_rows,
     const uint j = (uint)get_global_id(0), i = (uint)get_global_id(1);
     if (j >= n_docs)
         return;
-    float s = 0.0f;
-    if (doc_len[j] != 0) {
-        __global const float *m = rowmax + (size_t)j * n_rows + q_row[i];
-        const uint n = q_len[i];
-        for (uint t = 0; t < n; t++)
-            s += m[t];
-    }
-    out[(size_t)i * n_docs + j] = s;
+    out[(size_t)i * n_docs + j] =
+        doc_len[j] ? msg_query_sum(rowmax + (size_t)j * n_rows + q_row[i], q_len[i]) : 0.0f;
+}
+
+/* Sum for pairs: one work-item per pair; out[p] = query pair_q[p] against document pair_d[p]. */
+__kernel void msg_sum_pairs(__global const float *restrict rowmax, const uint n_rows,
+                            __global const uint *restrict doc_len,
+                            __global const uint *restrict q_row, __global const uint *restrict q_len,
+                            __global const uint *restrict pair_q,
+                            __global const uint *restrict pair_d, const uint n_pairs,
+                            __global float *restrict out)
+{
+    const uint p = (uint)get_global_id(0);
+    if (p >= n_pairs)
+        return;
+    const uint i = pair_q[p], j = pair_d[p];
+    out[p] = doc_len[j] ? msg_query_sum(rowmax + (size_t)j * n_rows + q_row[i], q_len[i]) : 0.0f;
 }

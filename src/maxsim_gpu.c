@@ -43,6 +43,7 @@ struct ms_gpu {
     struct ms_cl *cl;
     cl_program prog;
     cl_kernel norm_f16, norm_f32, score_f16, score_f32, sum;
+    cl_kernel list_f16, list_f32, sum_pairs; /* pairs: a work list of (row tile, document) */
     struct gpu_variant v;
     int normalize;
     uint32_t dim, kp, bm;
@@ -59,6 +60,12 @@ struct ms_gpu {
     cl_mem rowmax;           /* [cap_docs][max_rows] */
     cl_mem out;              /* [max_group_nq][cap_docs] */
     uint32_t *h_doc_tok, *h_doc_len;
+    uint32_t *h_q_row, *h_q_len; /* [n_queries]: first row in its group, token count */
+    /* Pairs: the most row tiles one query spans, and lists grown on demand. */
+    uint32_t max_span;
+    uint64_t cap_pairs, cap_work;
+    cl_mem pair_q, pair_d, pair_out; /* [cap_pairs] */
+    cl_mem work;                     /* [cap_work] (row tile, document) */
 };
 
 static int cl_fail(struct ms_err *err, const char *call, cl_int rc)
@@ -120,10 +127,17 @@ static int pick_bk(uint32_t dim)
 
 /*
  * The tiling. A row tile of BM = rx * tm query rows against chunks of BN = cx * tn document
- * tokens, 8 x 8 or 8 x 4 registers per work-item (an SGEMM micro-kernel: per k, tm + tn __local
- * reads feed tm * tn fma). Few rows (one text query): BM = 32 so that no row is wasted. More:
- * BM = 64 with the query tile resident in __local (32 KiB at dim 128), each staged document
- * slice reused by 64 rows. BN = 64 keeps the padding of 300-token documents at 6%.
+ * tokens; each work-item an SGEMM register block (per k, tm/4 + tn/4 float4 reads of __local feed
+ * tm * tn fma). The defaults are the fastest of the sweep on an H200 through NVIDIA's OpenCL
+ * (docs/kernel-notes.md, run1, 2026-12-02):
+ *   <= 32 rows (one text query): 8 x 4 blocks, 4 x 16 work-items (BM 32, BN 64), query tile
+ *     resident: text-1q 0.243 ms (4x4 blocks, 8 x 16: 0.277).
+ *   more rows: 8 x 8 blocks, 16 x 8 work-items (BM 128, BN 64), query slices streamed beside the
+ *     document slices: text-64q-10k 56.9 ms, colpali-1q 9.4 ms (BM 64 with the query tile
+ *     resident: 76.7 and 12.7 ms). Up to 96 rows BM 64 (8 x 8, 8 x 8, resident) wastes fewer
+ *     padded rows (not measured on a GPU).
+ * BN = 64 keeps the padding of 300-token documents at 6%. Work-groups are shrunk to the device's
+ * limit, the query tile streamed when it does not fit its local memory.
  * MAXSIM_GPU_VARIANT="tm,tn,rx,cx,bk,qres,wgmul[,pf]" replaces it (scripts/gpu-portable-sweep).
  * Planned: the fastest variant per device and shape class from the tuning cache.
  */
@@ -135,9 +149,11 @@ static int gpu_pick(struct ms_gpu *g, uint64_t total_rows, struct ms_err *err)
     const size_t max_wg = g->cl->info.max_work_group ? g->cl->info.max_work_group : 64;
 
     if (total_rows <= 32)
-        *v = (struct gpu_variant){ 4, 4, 8, 16, 0, 1, 64, 1 };
-    else
+        *v = (struct gpu_variant){ 8, 4, 4, 16, 0, 1, 64, 1 };
+    else if (total_rows <= 96)
         *v = (struct gpu_variant){ 8, 8, 8, 8, 0, 1, 64, 1 };
+    else
+        *v = (struct gpu_variant){ 8, 8, 16, 8, 0, 0, 64, 1 };
     v->bk = pick_bk(g->dim);
     if (e && *e) {
         struct gpu_variant o = { 0 };
@@ -198,7 +214,13 @@ static int build(struct ms_gpu *g, struct ms_err *err)
         g->score_f32 = clCreateKernel(g->prog, "msg_score_f32", &rc);
     if (g->score_f32)
         g->sum = clCreateKernel(g->prog, "msg_sum", &rc);
-    if (!g->sum)
+    if (g->sum)
+        g->list_f16 = clCreateKernel(g->prog, "msg_score_list_f16", &rc);
+    if (g->list_f16)
+        g->list_f32 = clCreateKernel(g->prog, "msg_score_list_f32", &rc);
+    if (g->list_f32)
+        g->sum_pairs = clCreateKernel(g->prog, "msg_sum_pairs", &rc);
+    if (!g->sum_pairs)
         return cl_fail(err, "clCreateKernel(msg_*)", rc);
     ms_cl_note(g->cl, "portable GPU kernel (maxsim_gpu.cl), work-groups of %d, wgmul %d: %s",
                v->rx * v->cx, v->wgmul, opts);
@@ -224,8 +246,10 @@ static int upload_group(struct ms_gpu *g, const struct ms_emb *q, struct gpu_gro
     }
     for (uint64_t i = 0; i < gr->nq; i++) {
         const uint64_t qi = gr->q0 + i, n = ms_emb_row_len(q, qi);
-        row[i] = (uint32_t)r;
-        len[i] = (uint32_t)n;
+        row[i] = g->h_q_row[qi] = (uint32_t)r;
+        len[i] = g->h_q_len[qi] = (uint32_t)n;
+        if (n && (r + n - 1) / g->bm - r / g->bm + 1 > g->max_span)
+            g->max_span = (uint32_t)((r + n - 1) / g->bm - r / g->bm + 1);
         for (uint64_t t = 0; t < n; t++, r++) {
             const uint64_t tok = q->offsets[qi] + t;
             double scale = 1.0;
@@ -308,7 +332,9 @@ int gpu_create(struct ms_gpu **out, struct ms_cl *cl, const struct ms_emb *q,
     if (row_cap < g->bm) /* tiny test buffers: one row tile anyway */
         row_cap = g->bm;
     g->groups = ms_calloc(q->n_rows ? q->n_rows : 1, sizeof *g->groups, err);
-    if (!g->groups)
+    g->h_q_row = g->groups ? ms_malloc(q->n_rows * 4 + 4, err) : NULL;
+    g->h_q_len = g->h_q_row ? ms_malloc(q->n_rows * 4 + 4, err) : NULL;
+    if (!g->h_q_len)
         goto fail;
     for (uint64_t i = 0; i < q->n_rows;) {
         struct gpu_group *gr = &g->groups[g->n_groups];
@@ -532,21 +558,139 @@ int gpu_run(struct ms_gpu *g, const struct ms_emb *docs, float *scores, uint64_t
     return MS_OK;
 }
 
+/* Room for n pairs and n * max_span work items on the device (n <= the buffer limit allows). */
+static int reserve_pairs(struct ms_gpu *g, uint64_t n, struct ms_err *err)
+{
+    const uint64_t w = n * (g->max_span ? g->max_span : 1);
+    if (n > g->cap_pairs) {
+        release(&g->pair_q);
+        release(&g->pair_d);
+        release(&g->pair_out);
+        g->cap_pairs = 0;
+        g->pair_q = buffer(g, CL_MEM_READ_ONLY, n * 4, "GPU pair queries", err);
+        g->pair_d = buffer(g, CL_MEM_READ_ONLY, n * 4, "GPU pair documents", err);
+        g->pair_out = buffer(g, CL_MEM_WRITE_ONLY, n * 4, "GPU pair scores", err);
+        if (!g->pair_q || !g->pair_d || !g->pair_out)
+            return err->status;
+        g->cap_pairs = n;
+    }
+    if (w > g->cap_work) {
+        release(&g->work);
+        g->cap_work = 0;
+        if (!(g->work = buffer(g, CL_MEM_READ_ONLY, w * 8, "GPU work list", err)))
+            return err->status;
+        g->cap_work = w;
+    }
+    return MS_OK;
+}
+
+/*
+ * Score n pairs of group gi against the uploaded sub-block: pq[k] (a query of the group), pd[k]
+ * (a row of the sub-block), listed by document. The work list holds each (row tile, document)
+ * some pair needs once; msg_score_list computes their row maxima exactly as msg_score would, and
+ * msg_sum_pairs adds them up as msg_sum does.
+ */
+static int score_pairs(struct ms_gpu *g, int gi, enum ms_dtype dtype, const uint32_t *pq,
+                       const uint32_t *pd, uint64_t n, uint32_t *work, uint64_t *stamp,
+                       uint64_t *mark, const uint32_t *q_row, const uint32_t *q_len, float *pout,
+                       double *kernel_s, struct ms_err *err)
+{
+    const struct gpu_group *gr = &g->groups[gi];
+    const size_t wg = (size_t)(g->v.rx * g->v.cx);
+    const cl_int normalize = g->normalize;
+    const cl_uint n_rows = gr->rows, n_pairs = (cl_uint)n;
+    cl_kernel k = dtype == MS_DTYPE_F16 ? g->list_f16 : g->list_f32;
+    cl_command_queue qu = g->cl->queue;
+    cl_uint n_work = 0;
+    cl_int rc;
+
+    for (uint64_t p = 0; p < n; p++) {
+        if (p == 0 || pd[p] != pd[p - 1])
+            (*mark)++; /* a new document: every row tile is needed afresh */
+        if (!q_len[pq[p]])
+            continue;
+        for (uint32_t rt = q_row[pq[p]] / g->bm; rt <= (q_row[pq[p]] + q_len[pq[p]] - 1) / g->bm;
+             rt++) {
+            if (stamp[rt] == *mark)
+                continue;
+            stamp[rt] = *mark;
+            work[2 * n_work] = rt;
+            work[2 * n_work + 1] = pd[p];
+            n_work++;
+        }
+    }
+    rc = clEnqueueWriteBuffer(qu, g->pair_q, CL_TRUE, 0, n * 4, pq, 0, NULL, NULL);
+    if (rc == CL_SUCCESS)
+        rc = clEnqueueWriteBuffer(qu, g->pair_d, CL_TRUE, 0, n * 4, pd, 0, NULL, NULL);
+    if (rc == CL_SUCCESS && n_work)
+        rc = clEnqueueWriteBuffer(qu, g->work, CL_TRUE, 0, (size_t)n_work * 8, work, 0, NULL, NULL);
+    if (rc != CL_SUCCESS)
+        return cl_fail(err, "clEnqueueWriteBuffer(GPU pairs)", rc);
+    if (n_work) {
+        const size_t global = (size_t)n_work * wg;
+        rc = clSetKernelArg(k, 0, sizeof(cl_mem), &g->raw);
+        rc |= clSetKernelArg(k, 1, sizeof(cl_mem), &g->doc_tok);
+        rc |= clSetKernelArg(k, 2, sizeof(cl_mem), &g->doc_len);
+        rc |= clSetKernelArg(k, 3, sizeof(cl_mem), &g->work);
+        rc |= clSetKernelArg(k, 4, sizeof n_work, &n_work);
+        rc |= clSetKernelArg(k, 5, sizeof(cl_mem), &g->scale);
+        rc |= clSetKernelArg(k, 6, sizeof normalize, &normalize);
+        rc |= clSetKernelArg(k, 7, sizeof(cl_mem), &gr->qt);
+        rc |= clSetKernelArg(k, 8, sizeof n_rows, &n_rows);
+        rc |= clSetKernelArg(k, 9, sizeof(cl_mem), &g->rowmax);
+        if (rc != CL_SUCCESS)
+            return cl_fail(err, "clSetKernelArg(msg_score_list)", rc);
+        if (launch(g, k, 1, &global, &wg, "msg_score_list", kernel_s, err) != MS_OK)
+            return err->status;
+    }
+    {
+        const size_t global = (size_t)ceil_div(n, 64) * 64, local = 64;
+        rc = clSetKernelArg(g->sum_pairs, 0, sizeof(cl_mem), &g->rowmax);
+        rc |= clSetKernelArg(g->sum_pairs, 1, sizeof n_rows, &n_rows);
+        rc |= clSetKernelArg(g->sum_pairs, 2, sizeof(cl_mem), &g->doc_len);
+        rc |= clSetKernelArg(g->sum_pairs, 3, sizeof(cl_mem), &gr->q_row);
+        rc |= clSetKernelArg(g->sum_pairs, 4, sizeof(cl_mem), &gr->q_len);
+        rc |= clSetKernelArg(g->sum_pairs, 5, sizeof(cl_mem), &g->pair_q);
+        rc |= clSetKernelArg(g->sum_pairs, 6, sizeof(cl_mem), &g->pair_d);
+        rc |= clSetKernelArg(g->sum_pairs, 7, sizeof n_pairs, &n_pairs);
+        rc |= clSetKernelArg(g->sum_pairs, 8, sizeof(cl_mem), &g->pair_out);
+        if (rc != CL_SUCCESS)
+            return cl_fail(err, "clSetKernelArg(msg_sum_pairs)", rc);
+        if (launch(g, g->sum_pairs, 1, &global, g->cl->info.max_work_group >= 64 ? &local : NULL,
+                   "msg_sum_pairs", kernel_s, err) != MS_OK)
+            return err->status;
+    }
+    rc = clEnqueueReadBuffer(qu, g->pair_out, CL_TRUE, 0, n * 4, pout, 0, NULL, NULL);
+    return rc == CL_SUCCESS ? MS_OK : cl_fail(err, "clEnqueueReadBuffer(GPU pair scores)", rc);
+}
+
 int gpu_run_pairs(struct ms_gpu *g, const struct ms_emb *docs, const uint32_t *pair_q,
                   const uint32_t *pair_d, uint64_t n_pairs, float *out, double *kernel_s,
                   struct ms_err *err)
 {
-    uint64_t *start = NULL, *order = NULL;
+    /* Pairs per launch: what one buffer holds of their work list (<= max_span items a pair). */
+    const uint64_t span = g->max_span ? g->max_span : 1;
+    uint64_t piece = g->limit / 8 / span;
+    uint64_t *start = NULL, *order = NULL, *stamp = NULL, mark = 0;
+    uint32_t *pq = NULL, *pd = NULL, *work = NULL;
     unsigned char *used = NULL;
-    float *tmp = NULL;
+    float *pout = NULL;
     int status = MS_OK;
 
-    /* Counting sort: order[start[j] .. start[j+1]-1] are the pairs of row j. */
+    if (piece > n_pairs)
+        piece = n_pairs;
+    if (piece < 1)
+        piece = 1;
+    /* Counting sort: order[start[j] .. start[j+1]-1] are the pairs of row j, in the caller's order.
+     */
     if (!(start = ms_calloc(docs->n_rows + 2, sizeof *start, err)) ||
         !(order = ms_malloc(n_pairs * sizeof *order, err)) ||
         !(used = ms_calloc(docs->n_rows + 1, 1, err)) ||
-        !(tmp = ms_malloc((g->max_group_nq ? g->max_group_nq : 1) * g->cap_docs * sizeof *tmp,
-                          err))) {
+        !(pq = ms_malloc(piece * sizeof *pq, err)) || !(pd = ms_malloc(piece * sizeof *pd, err)) ||
+        !(pout = ms_malloc(piece * sizeof *pout, err)) ||
+        !(work = ms_malloc(piece * span * 2 * sizeof *work, err)) ||
+        !(stamp = ms_calloc(g->max_rows / g->bm + 1, sizeof *stamp, err)) ||
+        reserve_pairs(g, piece, err) != MS_OK) {
         status = err->status;
         goto done;
     }
@@ -578,26 +722,29 @@ int gpu_run_pairs(struct ms_gpu *g, const struct ms_emb *docs, const uint32_t *p
         }
         for (int gi = 0; gi < g->n_groups; gi++) {
             const struct gpu_group *gr = &g->groups[gi];
-            int any = 0;
-            cl_int rc;
-            for (uint64_t k = start[j0]; k < start[j0 + nd] && !any; k++)
-                any = pair_q[order[k]] >= gr->q0 && pair_q[order[k]] - gr->q0 < gr->nq;
-            if (!any)
-                continue;
-            if (score_group(g, gi, docs->dtype, nd, kernel_s, err) != MS_OK) {
-                status = err->status;
-                goto done;
-            }
-            rc = clEnqueueReadBuffer(g->cl->queue, g->out, CL_TRUE, 0, gr->nq * nd * sizeof *tmp,
-                                     tmp, 0, NULL, NULL);
-            if (rc != CL_SUCCESS) {
-                status = cl_fail(err, "clEnqueueReadBuffer(GPU scores)", rc);
-                goto done;
-            }
-            for (uint64_t k = start[j0]; k < start[j0 + nd]; k++) {
-                const uint64_t p = order[k];
-                if (pair_q[p] >= gr->q0 && pair_q[p] - gr->q0 < gr->nq)
-                    out[p] = tmp[(pair_q[p] - gr->q0) * nd + (pair_d[p] - j0)];
+            uint64_t k = start[j0];
+            while (k < start[j0 + nd]) {
+                uint64_t n = 0, k1 = k;
+                for (; k1 < start[j0 + nd] && n < piece; k1++) {
+                    const uint64_t p = order[k1];
+                    if (pair_q[p] < gr->q0 || pair_q[p] - gr->q0 >= gr->nq)
+                        continue;
+                    pq[n] = (uint32_t)(pair_q[p] - gr->q0);
+                    pd[n] = (uint32_t)(pair_d[p] - j0);
+                    n++;
+                }
+                if (n && score_pairs(g, gi, docs->dtype, pq, pd, n, work, stamp, &mark,
+                                     g->h_q_row + gr->q0, g->h_q_len + gr->q0, pout, kernel_s,
+                                     err) != MS_OK) {
+                    status = err->status;
+                    goto done;
+                }
+                n = 0;
+                for (; k < k1; k++) {
+                    const uint64_t p = order[k];
+                    if (pair_q[p] >= gr->q0 && pair_q[p] - gr->q0 < gr->nq)
+                        out[p] = pout[n++];
+                }
             }
         }
         j0 += nd;
@@ -606,7 +753,11 @@ done:
     free(start);
     free(order);
     free(used);
-    free(tmp);
+    free(pq);
+    free(pd);
+    free(pout);
+    free(work);
+    free(stamp);
     return status;
 }
 
@@ -626,6 +777,16 @@ void gpu_release(struct ms_gpu *g)
     release(&g->doc_len);
     release(&g->rowmax);
     release(&g->out);
+    release(&g->pair_q);
+    release(&g->pair_d);
+    release(&g->pair_out);
+    release(&g->work);
+    if (g->list_f16)
+        clReleaseKernel(g->list_f16);
+    if (g->list_f32)
+        clReleaseKernel(g->list_f32);
+    if (g->sum_pairs)
+        clReleaseKernel(g->sum_pairs);
     if (g->norm_f16)
         clReleaseKernel(g->norm_f16);
     if (g->norm_f32)
@@ -640,5 +801,7 @@ void gpu_release(struct ms_gpu *g)
         clReleaseProgram(g->prog);
     free(g->h_doc_tok);
     free(g->h_doc_len);
+    free(g->h_q_row);
+    free(g->h_q_len);
     free(g);
 }
