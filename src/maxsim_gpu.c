@@ -182,6 +182,14 @@ static int gpu_pick(struct ms_gpu *g, uint64_t total_rows, struct ms_err *err)
     g->kp = (uint32_t)(ceil_div(g->dim, (uint64_t)v->bk) * (uint64_t)v->bk);
     if (v->qres && local_bytes(v, g->kp) > lmem)
         v->qres = 0;
+    /* Small local memories: thinner slices, then fewer rows a tile, before giving up. */
+    while (local_bytes(v, g->kp) > lmem && (v->bk > 8 || v->rx > 1)) {
+        if (v->bk > 8)
+            v->bk = v->bk / 16 * 8 > 8 ? v->bk / 16 * 8 : 8; /* halved, a multiple of 8 */
+        else
+            v->rx /= 2;
+        g->kp = (uint32_t)(ceil_div(g->dim, (uint64_t)v->bk) * (uint64_t)v->bk);
+    }
     if (local_bytes(v, g->kp) > lmem)
         return ms_err_set(err, MS_ERR_RUNTIME,
                           "portable GPU kernel: tiling %d,%d,%d,%d,%d needs %llu bytes of local "
