@@ -184,7 +184,8 @@ static inline void msg_score_body(const int f16, __global const half *restrict d
                                   __global const float *restrict df,
                                   __global const uint *restrict doc_tok,
                                   __global const uint *restrict doc_len, const uint row0,
-                                  const uint j0, const uint j1, __global const float *restrict scale,
+                                  const uint j0, const uint j1, const uint sp, const uint n_sp,
+                                  __global const float *restrict scale,
                                   const int normalize, __global const float4 *restrict qt,
                                   const uint n_rows, __global float *restrict rowmax,
                                   __local float4 *qs, __local float4 *ds, __local float *red)
@@ -196,17 +197,21 @@ static inline void msg_score_body(const int f16, __global const half *restrict d
     if (MSG_QRES) /* the whole query tile, once for the run (the first barrier below covers it) */
         msg_stage_q(qt, n_rows, row0, 0, MSG_KP, qs, lid);
     for (uint j = j0; j < j1; j++) {
-        const uint len = doc_len[j], base = doc_tok[j];
-        /* The document's steps: chunks of BN tokens, each KP / BK slices of BK dims. */
-        const uint n_steps = (len + MSG_BN - 1) / MSG_BN * (MSG_KP / MSG_BK);
+        /* This work-group's part sp of n_sp of the document's chunks of BN tokens (all of them
+         * when n_sp == 1), each chunk KP / BK slices of BK dims. */
+        const uint n_ch = (doc_len[j] + MSG_BN - 1) / MSG_BN, per = (n_ch + n_sp - 1) / n_sp;
+        const uint c0 = min(n_ch, sp * per), c1 = min(n_ch, c0 + per);
+        const uint len = min(doc_len[j], c1 * MSG_BN), base = doc_tok[j];
+        const uint n_steps = (c1 - c0) * (MSG_KP / MSG_BK);
         float mx[MSG_TM], acc[MSG_TM][MSG_TN];
         float8 pf[MSG_U];
-        uint t0 = 0, k0 = 0;
+        uint t0 = c0 * MSG_BN, k0 = 0;
 #pragma unroll
         for (int i = 0; i < MSG_TM; i++)
             mx[i] = -INFINITY;
         if (MSG_PF && n_steps)
-            msg_fetch(f16, dh, df, base, min((uint)MSG_BN, len), 0, scale, normalize, pf, lid);
+            msg_fetch(f16, dh, df, base + t0, min((uint)MSG_BN, len - t0), 0, scale, normalize,
+                      pf, lid);
         for (uint st = 0; st < n_steps; st++) {
             const uint nv = min((uint)MSG_BN, len - t0);
             if (k0 == 0) {
@@ -281,7 +286,7 @@ static inline void msg_score_body(const int f16, __global const half *restrict d
             float m = red[r];
             for (uint c = 1; c < MSG_CX; c++)
                 m = fmax(m, red[c * MSG_BM + r]);
-            rowmax[(size_t)j * n_rows + row0 + r] = m;
+            rowmax[((size_t)j * n_sp + sp) * n_rows + row0 + r] = m;
         }
     }
 }
@@ -300,17 +305,21 @@ static inline void msg_score_body(const int f16, __global const half *restrict d
 #endif
 
 /*
- * Score: grid (n_row_tiles * WG, n_runs), work-groups of WG. Group (rt, run) scores rows
- * rt*BM .. rt*BM+BM-1 against documents run*docs_per_wg .. (+docs_per_wg, < n_docs).
+ * Score: grid (n_row_tiles * WG, n_runs * n_sp), work-groups of WG. Group (rt, run * n_sp + sp)
+ * scores rows rt*BM .. rt*BM+BM-1 against part sp of the chunks of documents run*docs_per_wg ..
+ * (+docs_per_wg, < n_docs). n_sp > 1 splits each document over work-groups (few documents or
+ * few rows: more work-groups in flight); their maxima meet in msg_sum (max is exact).
  */
 #define MSG_SCORE_ARGS                                                                            \
     __global const uint *restrict doc_tok, __global const uint *restrict doc_len,                \
-        const uint n_docs, const uint docs_per_wg, __global const float *restrict scale,         \
+        const uint n_docs, const uint docs_per_wg, const uint n_sp,                              \
+        __global const float *restrict scale,                                                    \
         const int normalize, __global const float4 *restrict qt, const uint n_rows,              \
         __global float *restrict rowmax
 #define MSG_SCORE_RANGE                                                                           \
     const uint row0 = (uint)get_group_id(0) * MSG_BM;                                            \
-    const uint j0 = (uint)get_group_id(1) * docs_per_wg;                                         \
+    const uint sp = (uint)get_group_id(1) % n_sp;                                                \
+    const uint j0 = (uint)get_group_id(1) / n_sp * docs_per_wg;                                  \
     const uint j1 = min(n_docs, j0 + docs_per_wg);
 
 __kernel __attribute__((reqd_work_group_size(MSG_WG, 1, 1))) void
@@ -318,7 +327,7 @@ msg_score_f16(__global const half *restrict docs, MSG_SCORE_ARGS)
 {
     MSG_LOCALS
     MSG_SCORE_RANGE
-    msg_score_body(1, docs, (__global const float *)docs, doc_tok, doc_len, row0, j0, j1, scale,
+    msg_score_body(1, docs, (__global const float *)docs, doc_tok, doc_len, row0, j0, j1, sp, n_sp, scale,
                    normalize, qt, n_rows, rowmax, qs, ds, red);
 }
 
@@ -327,7 +336,7 @@ msg_score_f32(__global const float *restrict docs, MSG_SCORE_ARGS)
 {
     MSG_LOCALS
     MSG_SCORE_RANGE
-    msg_score_body(0, (__global const half *)docs, docs, doc_tok, doc_len, row0, j0, j1, scale,
+    msg_score_body(0, (__global const half *)docs, docs, doc_tok, doc_len, row0, j0, j1, sp, n_sp, scale,
                    normalize, qt, n_rows, rowmax, qs, ds, red);
 }
 
@@ -344,14 +353,14 @@ msg_score_f32(__global const float *restrict docs, MSG_SCORE_ARGS)
     const uint g = (uint)get_group_id(0);                                                        \
     if (g >= n_work)                                                                             \
         return;                                                                                  \
-    const uint row0 = work[g].x * MSG_BM, j0 = work[g].y, j1 = j0 + 1;
+    const uint row0 = work[g].x * MSG_BM, j0 = work[g].y, j1 = j0 + 1, sp = 0, n_sp = 1;
 
 __kernel __attribute__((reqd_work_group_size(MSG_WG, 1, 1))) void
 msg_score_list_f16(__global const half *restrict docs, MSG_LIST_ARGS)
 {
     MSG_LOCALS
     MSG_LIST_RANGE
-    msg_score_body(1, docs, (__global const float *)docs, doc_tok, doc_len, row0, j0, j1, scale,
+    msg_score_body(1, docs, (__global const float *)docs, doc_tok, doc_len, row0, j0, j1, sp, n_sp, scale,
                    normalize, qt, n_rows, rowmax, qs, ds, red);
 }
 
@@ -360,27 +369,33 @@ msg_score_list_f32(__global const float *restrict docs, MSG_LIST_ARGS)
 {
     MSG_LOCALS
     MSG_LIST_RANGE
-    msg_score_body(0, (__global const half *)docs, docs, doc_tok, doc_len, row0, j0, j1, scale,
+    msg_score_body(0, (__global const half *)docs, docs, doc_tok, doc_len, row0, j0, j1, sp, n_sp, scale,
                    normalize, qt, n_rows, rowmax, qs, ds, red);
 }
 
-/* A query's score against a document from its rows' maxima m[0 .. n-1]: added in token order
- * (msg_sum and msg_sum_pairs both, so `rerank` and `score` agree bit for bit). */
-static inline float msg_query_sum(__global const float *restrict m, const uint n)
+/* A query's score against a document from its rows' maxima: row t's is the max over the n_sp
+ * parts of m[p * n_rows + t] (exact), and the rows are added in token order (msg_sum and
+ * msg_sum_pairs both, so `rerank` and `score` agree bit for bit whatever n_sp). */
+static inline float msg_query_sum(__global const float *restrict m, const uint n, const uint n_sp,
+                                  const uint n_rows)
 {
     float s = 0.0f;
-#pragma unroll 8
-    for (uint t = 0; t < n; t++)
-        s += m[t];
+    for (uint t = 0; t < n; t++) {
+        float v = m[t];
+        for (uint p = 1; p < n_sp; p++)
+            v = fmax(v, m[(size_t)p * n_rows + t]);
+        s += v;
+    }
     return s;
 }
 
 /*
  * Sum: grid (>= n_docs, n_q). out[i][j] = the sum over query i's rows (q_row[i] ..
- * q_row[i]+q_len[i]-1) of rowmax[j][row], in token order; 0 for an empty query or document.
+ * q_row[i]+q_len[i]-1) of the max over parts of rowmax[j][part][row], in token order; 0 for an
+ * empty query or document.
  * Shared by ms_scorer_run and ms_scorer_run_pairs, so both give the same bits.
  */
-__kernel void msg_sum(__global const float *restrict rowmax, const uint n_rows,
+__kernel void msg_sum(__global const float *restrict rowmax, const uint n_rows, const uint n_sp,
                       __global const uint *restrict doc_len, const uint n_docs,
                       __global const uint *restrict q_row, __global const uint *restrict q_len,
                       __global float *restrict out)
@@ -389,7 +404,9 @@ __kernel void msg_sum(__global const float *restrict rowmax, const uint n_rows,
     if (j >= n_docs)
         return;
     out[(size_t)i * n_docs + j] =
-        doc_len[j] ? msg_query_sum(rowmax + (size_t)j * n_rows + q_row[i], q_len[i]) : 0.0f;
+        doc_len[j] ? msg_query_sum(rowmax + (size_t)j * n_sp * n_rows + q_row[i], q_len[i], n_sp,
+                                   n_rows)
+                   : 0.0f;
 }
 
 /* Sum for pairs: one work-item per pair; out[p] = query pair_q[p] against document pair_d[p]. */
@@ -404,5 +421,6 @@ __kernel void msg_sum_pairs(__global const float *restrict rowmax, const uint n_
     if (p >= n_pairs)
         return;
     const uint i = pair_q[p], j = pair_d[p];
-    out[p] = doc_len[j] ? msg_query_sum(rowmax + (size_t)j * n_rows + q_row[i], q_len[i]) : 0.0f;
+    out[p] =
+        doc_len[j] ? msg_query_sum(rowmax + (size_t)j * n_rows + q_row[i], q_len[i], 1, n_rows) : 0.0f;
 }

@@ -37,6 +37,7 @@ struct gpu_variant {
     int qres;   /* the whole query tile stays in __local (when it fits) */
     int wgmul;  /* work-groups to aim for per compute unit (0: one document per work-group) */
     int pf;     /* fetch the next document slice while multiplying the current one */
+    int split;  /* work-groups that share each document's chunks (their maxima meet in msg_sum) */
 };
 
 struct ms_gpu {
@@ -138,8 +139,9 @@ static int pick_bk(uint32_t dim)
  *     padded rows (not measured on a GPU).
  * BN = 64 keeps the padding of 300-token documents at 6%. Work-groups are shrunk to the device's
  * limit, the query tile streamed when it does not fit its local memory.
- * MAXSIM_GPU_VARIANT="tm,tn,rx,cx,bk,qres,wgmul[,pf]" replaces it (scripts/gpu-portable-sweep).
- * Planned: the fastest variant per device and shape class from the tuning cache.
+ * MAXSIM_GPU_VARIANT="tm,tn,rx,cx,bk,qres,wgmul[,pf[,split]]" replaces it
+ * (scripts/gpu-portable-sweep). Planned: the fastest variant per device and shape class from the
+ * tuning cache.
  */
 static int gpu_pick(struct ms_gpu *g, uint64_t total_rows, struct ms_err *err)
 {
@@ -149,24 +151,27 @@ static int gpu_pick(struct ms_gpu *g, uint64_t total_rows, struct ms_err *err)
     const size_t max_wg = g->cl->info.max_work_group ? g->cl->info.max_work_group : 64;
 
     if (total_rows <= 32)
-        *v = (struct gpu_variant){ 8, 4, 4, 16, 0, 1, 64, 1 };
+        *v = (struct gpu_variant){ 8, 4, 4, 16, 0, 1, 64, 1, 1 };
     else if (total_rows <= 96)
-        *v = (struct gpu_variant){ 8, 8, 8, 8, 0, 1, 64, 1 };
+        *v = (struct gpu_variant){ 8, 8, 8, 8, 0, 1, 64, 1, 1 };
     else
-        *v = (struct gpu_variant){ 8, 8, 16, 8, 0, 0, 64, 1 };
+        *v = (struct gpu_variant){ 8, 8, 16, 8, 0, 0, 64, 1, 1 };
     v->bk = pick_bk(g->dim);
     if (e && *e) {
         struct gpu_variant o = { 0 };
-        const int n = sscanf(e, "%d,%d,%d,%d,%d,%d,%d,%d", &o.tm, &o.tn, &o.rx, &o.cx, &o.bk,
-                             &o.qres, &o.wgmul, &o.pf);
-        if (n == 7)
+        const int n = sscanf(e, "%d,%d,%d,%d,%d,%d,%d,%d,%d", &o.tm, &o.tn, &o.rx, &o.cx, &o.bk,
+                             &o.qres, &o.wgmul, &o.pf, &o.split);
+        if (n < 8)
             o.pf = v->pf;
-        if ((n != 7 && n != 8) || o.tm < 4 || o.tm > 16 || o.tm % 4 || o.tn < 4 || o.tn > 16 ||
-            o.tn % 4 || o.rx < 1 || o.cx < 1 || o.bk < 0 || o.bk > 64 || o.bk % 8 || o.wgmul < 0)
+        if (n < 9)
+            o.split = v->split;
+        if (n < 7 || o.split < 1 || o.split > 64 || o.tm < 4 || o.tm > 16 || o.tm % 4 || o.tn < 4 ||
+            o.tn > 16 || o.tn % 4 || o.rx < 1 || o.cx < 1 || o.bk < 0 || o.bk > 64 || o.bk % 8 ||
+            o.wgmul < 0)
             return ms_err_set(err, MS_ERR_INPUT,
-                              "MAXSIM_GPU_VARIANT='%s': expected tm,tn,rx,cx,bk,qres,wgmul[,pf] "
-                              "(tm, tn 4, 8, 12 or 16; bk a multiple of 8 up to 64, 0 for the "
-                              "default)",
+                              "MAXSIM_GPU_VARIANT='%s': expected tm,tn,rx,cx,bk,qres,wgmul[,pf[,"
+                              "split]] (tm, tn 4, 8, 12 or 16; bk a multiple of 8 up to 64, 0 for "
+                              "the default; split 1..64)",
                               e);
         if (o.bk == 0)
             o.bk = v->bk;
@@ -230,8 +235,9 @@ static int build(struct ms_gpu *g, struct ms_err *err)
         g->sum_pairs = clCreateKernel(g->prog, "msg_sum_pairs", &rc);
     if (!g->sum_pairs)
         return cl_fail(err, "clCreateKernel(msg_*)", rc);
-    ms_cl_note(g->cl, "portable GPU kernel (maxsim_gpu.cl), work-groups of %d, wgmul %d: %s",
-               v->rx * v->cx, v->wgmul, opts);
+    ms_cl_note(g->cl,
+               "portable GPU kernel (maxsim_gpu.cl), work-groups of %d, wgmul %d, split %d: %s",
+               v->rx * v->cx, v->wgmul, v->split, opts);
     return MS_OK;
 }
 
@@ -376,8 +382,8 @@ int gpu_create(struct ms_gpu **out, struct ms_cl *cl, const struct ms_emb *q,
     if (!g->max_rows)
         g->max_rows = g->bm;
     /* Documents of a sub-block: their rows of maxima and their scores fit one buffer each. */
-    if (g->cap_docs > lim / (4 * (uint64_t)g->max_rows))
-        g->cap_docs = lim / (4 * (uint64_t)g->max_rows);
+    if (g->cap_docs > lim / (4 * (uint64_t)g->max_rows * (uint64_t)g->v.split))
+        g->cap_docs = lim / (4 * (uint64_t)g->max_rows * (uint64_t)g->v.split);
     if (g->max_group_nq && g->cap_docs > lim / (4 * g->max_group_nq))
         g->cap_docs = lim / (4 * g->max_group_nq);
     g->cap_tokens = opts->max_tokens ? opts->max_tokens : 1;
@@ -393,7 +399,8 @@ int gpu_create(struct ms_gpu **out, struct ms_cl *cl, const struct ms_emb *q,
                       "GPU document scales", err);
     g->doc_tok = buffer(g, CL_MEM_READ_ONLY, g->cap_docs * 4, "GPU document tokens", err);
     g->doc_len = buffer(g, CL_MEM_READ_ONLY, g->cap_docs * 4, "GPU document lengths", err);
-    g->rowmax = buffer(g, CL_MEM_READ_WRITE, g->cap_docs * g->max_rows * 4, "GPU row maxima", err);
+    g->rowmax = buffer(g, CL_MEM_READ_WRITE, g->cap_docs * g->max_rows * 4 * (uint64_t)g->v.split,
+                       "GPU row maxima", err);
     g->out = buffer(g, CL_MEM_WRITE_ONLY, g->max_group_nq * g->cap_docs * 4, "GPU scores", err);
     if (!g->raw || !g->scale || !g->doc_tok || !g->doc_len || !g->rowmax || !g->out)
         goto fail;
@@ -494,9 +501,11 @@ static int score_group(struct ms_gpu *g, int gi, enum ms_dtype dtype, uint64_t n
     const size_t wg = (size_t)(v->rx * v->cx);
     const uint64_t n_rt = gr->rows / g->bm;
     const uint64_t cus = g->cl->info.compute_units ? g->cl->info.compute_units : 1;
-    const uint64_t want = v->wgmul ? (uint64_t)v->wgmul * cus : nd * n_rt;
-    const uint64_t per = ceil_div(nd * n_rt, want); /* documents per work-group, >= 1 */
+    const uint64_t parts = nd * n_rt * (uint64_t)v->split;
+    const uint64_t want = v->wgmul ? (uint64_t)v->wgmul * cus : parts;
+    const uint64_t per = ceil_div(parts, want); /* documents per work-group, >= 1 */
     const cl_uint n_docs = (cl_uint)nd, dpw = (cl_uint)per, n_rows = gr->rows;
+    const cl_uint n_sp = (cl_uint)v->split;
     const cl_int normalize = g->normalize;
     cl_kernel k = dtype == MS_DTYPE_F16 ? g->score_f16 : g->score_f32;
     cl_int rc;
@@ -504,18 +513,19 @@ static int score_group(struct ms_gpu *g, int gi, enum ms_dtype dtype, uint64_t n
     if (gr->nq == 0)
         return MS_OK;
     {
-        const size_t global[2] = { (size_t)n_rt * wg, (size_t)ceil_div(nd, per) };
+        const size_t global[2] = { (size_t)n_rt * wg, (size_t)ceil_div(nd, per) * n_sp };
         const size_t local[2] = { wg, 1 };
         rc = clSetKernelArg(k, 0, sizeof(cl_mem), &g->raw);
         rc |= clSetKernelArg(k, 1, sizeof(cl_mem), &g->doc_tok);
         rc |= clSetKernelArg(k, 2, sizeof(cl_mem), &g->doc_len);
         rc |= clSetKernelArg(k, 3, sizeof n_docs, &n_docs);
         rc |= clSetKernelArg(k, 4, sizeof dpw, &dpw);
-        rc |= clSetKernelArg(k, 5, sizeof(cl_mem), &g->scale);
-        rc |= clSetKernelArg(k, 6, sizeof normalize, &normalize);
-        rc |= clSetKernelArg(k, 7, sizeof(cl_mem), &gr->qt);
-        rc |= clSetKernelArg(k, 8, sizeof n_rows, &n_rows);
-        rc |= clSetKernelArg(k, 9, sizeof(cl_mem), &g->rowmax);
+        rc |= clSetKernelArg(k, 5, sizeof n_sp, &n_sp);
+        rc |= clSetKernelArg(k, 6, sizeof(cl_mem), &g->scale);
+        rc |= clSetKernelArg(k, 7, sizeof normalize, &normalize);
+        rc |= clSetKernelArg(k, 8, sizeof(cl_mem), &gr->qt);
+        rc |= clSetKernelArg(k, 9, sizeof n_rows, &n_rows);
+        rc |= clSetKernelArg(k, 10, sizeof(cl_mem), &g->rowmax);
         if (rc != CL_SUCCESS)
             return cl_fail(err, "clSetKernelArg(msg_score)", rc);
         if (launch(g, k, 2, global, local, "msg_score", kernel_s, err) != MS_OK)
@@ -526,11 +536,12 @@ static int score_group(struct ms_gpu *g, int gi, enum ms_dtype dtype, uint64_t n
         const size_t local[2] = { 64, 1 };
         rc = clSetKernelArg(g->sum, 0, sizeof(cl_mem), &g->rowmax);
         rc |= clSetKernelArg(g->sum, 1, sizeof n_rows, &n_rows);
-        rc |= clSetKernelArg(g->sum, 2, sizeof(cl_mem), &g->doc_len);
-        rc |= clSetKernelArg(g->sum, 3, sizeof n_docs, &n_docs);
-        rc |= clSetKernelArg(g->sum, 4, sizeof(cl_mem), &gr->q_row);
-        rc |= clSetKernelArg(g->sum, 5, sizeof(cl_mem), &gr->q_len);
-        rc |= clSetKernelArg(g->sum, 6, sizeof(cl_mem), &g->out);
+        rc |= clSetKernelArg(g->sum, 2, sizeof n_sp, &n_sp);
+        rc |= clSetKernelArg(g->sum, 3, sizeof(cl_mem), &g->doc_len);
+        rc |= clSetKernelArg(g->sum, 4, sizeof n_docs, &n_docs);
+        rc |= clSetKernelArg(g->sum, 5, sizeof(cl_mem), &gr->q_row);
+        rc |= clSetKernelArg(g->sum, 6, sizeof(cl_mem), &gr->q_len);
+        rc |= clSetKernelArg(g->sum, 7, sizeof(cl_mem), &g->out);
         if (rc != CL_SUCCESS)
             return cl_fail(err, "clSetKernelArg(msg_sum)", rc);
         return launch(g, g->sum, 2, global, g->cl->info.max_work_group >= 64 ? local : NULL,

@@ -264,15 +264,15 @@ Test(maxsim, split_blocks_identical)
  * The portable GPU kernel (kernels/maxsim_gpu.cl), forced on whatever device this is, under
  * tilings that differ in every build option (register blocks, work-group shape, dims per slice
  * with and without padding, query tile resident or streamed, documents per work-group, the next
- * document slice prefetched or not): each
+ * document slice prefetched or not, documents split over 1-3 work-groups): each
  * agrees with the reference, and all give the same bits, because each dot product is one fma
  * chain in k order, the max is exact and the sum runs in token order. Queries of 0..40 tokens
  * (row tiles hold parts of several queries) and documents of 0..150 tokens (several chunks).
  */
 Test(maxsim, gpu_kernel_tilings_identical, .timeout = 180)
 {
-    static const char *variants[] = { "4,4,8,16,32,1,64,1", "8,8,8,8,16,1,0,1", "8,4,4,16,8,0,3,0",
-                                      "4,8,2,4,0,0,1,0" };
+    static const char *variants[] = { "4,4,8,16,32,1,64,1", "8,8,8,8,16,1,0,1,3",
+                                      "8,4,4,16,8,0,3,0", "4,8,2,4,0,0,1,0,2" };
     uint64_t seed = 71;
     struct ms_emb q, d, d32;
     float *first[2] = { NULL, NULL };
@@ -288,6 +288,30 @@ Test(maxsim, gpu_kernel_tilings_identical, .timeout = 180)
         got[1] = cl_scores(&q, &d32, 1, 60, ms_emb_n_tokens(&d32), 0, 0, 0);
         check_against_ref(&q, &d, 0, got[0], variants[v]);
         check_against_ref(&q, &d32, 1, got[1], variants[v]);
+        {
+            /* Every pair through ms_scorer_run_pairs (its own kernels, never split): the same
+             * bits as the run. */
+            struct ms_err err = { 0 };
+            const struct ms_scorer_opts o = { 0, 150, ms_emb_n_tokens(&d), 0, 0, 0, 0, 0 };
+            struct ms_scorer *sc;
+            uint32_t *pq = malloc(q.n_rows * 150 * sizeof *pq), *pd = malloc(q.n_rows * 150 * 4);
+            float *pout = malloc(q.n_rows * 150 * sizeof *pout);
+            for (uint64_t p = 0; p < q.n_rows * 150; p++) {
+                pq[p] = (uint32_t)(p % q.n_rows);
+                pd[p] = (uint32_t)(149 - p / q.n_rows);
+            }
+            cr_assert(ms_scorer_create(&sc, &cl, &q, &o, &err) == MS_OK, "%s", err.msg);
+            cr_assert(ms_scorer_run_pairs(sc, &d, pq, pd, q.n_rows * 150, pout, &err) == MS_OK,
+                      "%s", err.msg);
+            for (uint64_t p = 0; p < q.n_rows * 150; p++)
+                cr_assert(memcmp(&pout[p], &got[0][pq[p] * 150 + pd[p]], sizeof(float)) == 0,
+                          "tiling %s: pair (%u, %u) = %.9g, run %.9g", variants[v], pq[p], pd[p],
+                          pout[p], got[0][pq[p] * 150 + pd[p]]);
+            ms_scorer_free(sc);
+            free(pq);
+            free(pd);
+            free(pout);
+        }
         for (int i = 0; i < 2; i++) {
             if (!first[i])
                 first[i] = got[i];
