@@ -10,6 +10,15 @@ MAN1DIR ?= $(PREFIX)/share/man/man1
 PYTHON  ?= /usr/bin/python3
 CLANG   ?= clang
 
+# MPI=1: build with Open MPI's mpicc, so that `mpirun -n N maxsim search ...`
+# shares the corpus over the ranks (src/cmd_mpi.c); its objects live apart.
+MPI     ?= 0
+MPICC   ?= mpicc
+ifeq ($(MPI),1)
+BUILD   ?= build-mpi
+CC      := $(MPICC)
+MPI_CFLAGS := -DMS_MPI=1
+endif
 BUILD   ?= build
 BIN     ?= maxsim
 CC      ?= cc
@@ -19,7 +28,7 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla
 HDF5_CFLAGS := $(shell pkg-config --cflags hdf5 2>/dev/null || echo -I/usr/include/hdf5/serial)
 HDF5_LIBS   := $(shell pkg-config --libs hdf5 2>/dev/null || echo -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5)
 ALL_CFLAGS   = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(HDF5_CFLAGS) -Isrc -I$(BUILD)/gen \
-               -MMD -MP -pthread $(SANFLAGS) $(MOREFLAGS) $(CFLAGS)
+               -MMD -MP -pthread $(MPI_CFLAGS) $(SANFLAGS) $(MOREFLAGS) $(CFLAGS)
 ALL_LDFLAGS  = -pthread $(SANFLAGS) $(LDFLAGS)
 LIBS         = -lOpenCL $(HDF5_LIBS) -lzstd -ljansson -lm $(LDLIBS)
 
@@ -41,9 +50,14 @@ endif
 ## all: build ./maxsim (the default)
 all: $(BIN)
 
-$(BIN): $(BUILD)/obj/main.o $(BUILD)/libmaxsim.a
+# Which build directory ./maxsim was last linked from: switching between
+# `make` and `make MPI=1` relinks it even when its objects are older.
+FLAVOR := build/.flavor-$(subst /,_,$(BIN))
+$(shell mkdir -p build; [ "$$(cat $(FLAVOR) 2>/dev/null)" = "$(BUILD)" ] || echo "$(BUILD)" > $(FLAVOR))
+
+$(BIN): $(BUILD)/obj/main.o $(BUILD)/libmaxsim.a $(FLAVOR)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(BUILD)/obj/main.o $(BUILD)/libmaxsim.a $(LIBS)
 
 $(BUILD)/libmaxsim.a: $(LIB_OBJS)
 	@echo "  AR      $@"
@@ -96,8 +110,23 @@ test: $(BIN) $(TESTS) $(FUZZ_REPLAY) $(BUILD)/fixtures/.stamp
 	$(Q)MAXSIM=$(CURDIR)/$(BIN) FIXTURES=$(CURDIR)/$(BUILD)/fixtures bash tests/cli/run.sh tests/cli/*.t
 	@echo "== the CLI tests through the portable GPU kernel (MAXSIM_KERNEL=gpu)"
 	$(Q)MAXSIM_KERNEL=gpu MAXSIM=$(CURDIR)/$(BIN) FIXTURES=$(CURDIR)/$(BUILD)/fixtures bash tests/cli/run.sh tests/cli/*.t
+	$(Q)if command -v $(MPICC) >/dev/null && command -v mpirun >/dev/null; then \
+	    $(MAKE) --no-print-directory test-mpi FIXTURES=$(CURDIR)/$(BUILD)/fixtures; \
+	else echo "  mpirun tests skipped: no Open MPI (scripts/install-deps installs it)"; fi
 	$(Q)$(MAKE) --no-print-directory check-man check-kernels check-format BIN=$(BIN)
 	@echo "all tests passed"
+
+## test-mpi: build $(BUILD)-mpi/maxsim (MPI=1) and run the mpirun tests (tests/mpi/*.t)
+test-mpi: $(BUILD)/fixtures/.stamp
+	$(Q)$(MAKE) --no-print-directory MPI=1 BUILD=$(BUILD)-mpi BIN=$(BUILD)-mpi/maxsim \
+	    MOREFLAGS=-Werror $(BUILD)-mpi/maxsim
+	$(Q)# Open MPI's own allocations outlive MPI_Finalize: no leak check under make asan here.
+	$(Q)# Root and containers (CI): allow root, and no cross-memory attach (needs ptrace).
+	$(Q)ASAN_OPTIONS="$$ASAN_OPTIONS:detect_leaks=0" \
+	    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+	    OMPI_MCA_btl_vader_single_copy_mechanism=none \
+	    MAXSIM=$(CURDIR)/$(BUILD)-mpi/maxsim FIXTURES=$(or $(FIXTURES),$(CURDIR)/$(BUILD)/fixtures) \
+	    bash tests/cli/run.sh tests/mpi/*.t
 
 ## asan: run the tests under AddressSanitizer and UBSan (PoCL), in build-asan/
 asan:
@@ -149,7 +178,7 @@ uninstall:
 
 ## clean: remove build outputs
 clean:
-	rm -rf build build-asan build-fuzz maxsim
+	rm -rf build build-asan build-fuzz build-mpi build-asan-mpi maxsim
 
 ## help: list the targets
 help:
@@ -159,7 +188,7 @@ help:
 show:
 	@echo "CC=$(CC)"; echo "CFLAGS=$(ALL_CFLAGS)"; echo "LDFLAGS=$(ALL_LDFLAGS)"; echo "LIBS=$(LIBS)"
 
-.PHONY: all test asan fuzz check-kernels check-man check-format format install uninstall clean help show
+.PHONY: all test test-mpi asan fuzz check-kernels check-man check-format format install uninstall clean help show
 .DELETE_ON_ERROR:
 
 -include $(wildcard $(BUILD)/obj/*.d $(BUILD)/tests/*.d)

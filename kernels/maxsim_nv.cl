@@ -78,8 +78,43 @@
 #if MS_NV_KP % 16 != 0 || MS_NV_KP < 16 || MS_NV_KP > 512
 #error "MS_NV_KP must be a multiple of 16 in 16..512"
 #endif
-#if MS_NV_MR != 1 && MS_NV_MR != 2
-#error "MS_NV_MR must be 1 or 2"
+#if MS_NV_MR != 1 && MS_NV_MR != 2 && MS_NV_MR != 4
+#error "MS_NV_MR must be 1, 2 or 4"
+#endif
+#ifndef MS_NV_SMR
+#define MS_NV_SMR 2
+#endif
+#ifndef MS_NV_SW
+#define MS_NV_SW 2
+#endif
+#ifndef MS_NV_SS
+#define MS_NV_SS 4
+#endif
+#ifndef MS_NV_ST
+#define MS_NV_ST 16
+#endif
+/* Stream, split: the SW warps of a work-group share each document, warp w taking its tiles w,
+ * w + SW, ...; their row maxima meet in __local (exact). Else every warp has its own documents. */
+#ifndef MS_NV_SPLIT
+#define MS_NV_SPLIT 0
+#endif
+/* float8 e4m3 operands (--precision f8, sm_89+): rows of KP "halves" hold 2 * KP e4m3 bytes. */
+#ifndef MS_NV_F8
+#define MS_NV_F8 0
+#endif
+#if MS_NV_SPLIT
+#define MS_NV_TSTEP MS_NV_SW
+#else
+#define MS_NV_TSTEP 1
+#endif
+#if MS_NV_ST != 16 && MS_NV_ST != 32 && MS_NV_ST != 64
+#error "MS_NV_ST must be 16, 32 or 64"
+#endif
+#if MS_NV_SMR < 1 || MS_NV_SMR > 4
+#error "MS_NV_SMR must be in 1..4"
+#endif
+#if MS_NV_SW < 1 || MS_NV_SW > 8 || MS_NV_SS < 2 || MS_NV_SS > 8
+#error "MS_NV_SW must be in 1..8 and MS_NV_SS in 2..8"
 #endif
 #if MS_NV_WC != 1 && MS_NV_WC != 2 && MS_NV_WC != 4
 #error "MS_NV_WC must be 1, 2 or 4"
@@ -118,6 +153,7 @@
 #define MS_GLOBAL_ADDR(p) ((ulong)(size_t)(p))
 #define MS_BARRIER() barrier(CLK_LOCAL_MEM_FENCE)
 #define MS_REQD_WG __attribute__((reqd_work_group_size(32 * MS_NV_WARPS, 1, 1)))
+#define MS_REQD_WG_STREAM __attribute__((reqd_work_group_size(32 * MS_NV_SW, 1, 1)))
 /* NVIDIA's compiler takes `asm` (verified on the H100, ANCHORS.md); clang's OpenCL mode only
  * knows `__asm__`, which lets `make check-kernels` parse every statement. */
 #if defined(__clang__) && !defined(cl_nv_pragma_unroll)
@@ -127,42 +163,49 @@
 #endif
 #endif
 
-/*
- * Prep (any device): token g of the block (global size >= n_tok) into [g][KP] float16 bits,
- * normalized in float32 if asked, rounded to nearest even, zero columns from dim to KP.
- */
-#define MS_NV_PREP_BODY(LOAD)                                                                     \
-    const size_t g = get_global_id(0);                                                           \
-    if (g >= n_tok)                                                                              \
-        return;                                                                                  \
-    const size_t base = g * dim;                                                                 \
-    float scale = 1.0f;                                                                          \
-    if (normalize) {                                                                             \
+#define MS_NV_LOAD_F32(i) src[(i)]
+#define MS_NV_LOAD_F16(i) vload_half((i), src)
+
+/* 1 / max(|token|_2, 1e-12) in float32 of the dim values from src[base]: --normalize. */
+#define MS_NV_DEF_INV_NORM(NAME, T, LOAD)                                                         \
+    static inline float NAME(MS_GLOBAL const T *src, const size_t base, const uint dim)          \
+    {                                                                                            \
         float ss = 0.0f;                                                                         \
         for (uint k = 0; k < dim; k++) {                                                         \
             const float x = LOAD(base + k);                                                      \
             ss = fma(x, x, ss);                                                                  \
         }                                                                                        \
-        scale = 1.0f / fmax(sqrt(ss), 1e-12f);                                                   \
-    }                                                                                            \
+        return 1.0f / fmax(sqrt(ss), 1e-12f);                                                    \
+    }
+MS_NV_DEF_INV_NORM(ms_nv_inv_norm_f32, float, MS_NV_LOAD_F32)
+MS_NV_DEF_INV_NORM(ms_nv_inv_norm_f16, half, MS_NV_LOAD_F16)
+
+/*
+ * Prep (any device): token g of the block (global size >= n_tok) into [g][KP] float16 bits,
+ * normalized in float32 if asked, rounded to nearest even, zero columns from dim to KP.
+ */
+#define MS_NV_PREP_BODY(LOAD, NORM)                                                                     \
+    const size_t g = get_global_id(0);                                                           \
+    if (g >= n_tok)                                                                              \
+        return;                                                                                  \
+    const size_t base = g * dim;                                                                 \
+    const float scale = normalize ? NORM(src, base, dim) : 1.0f;                                 \
     for (uint k = 0; k < dim; k++)                                                               \
         vstore_half_rte(LOAD(base + k) * scale, g * MS_NV_KP + k, dst);                          \
     for (uint k = dim; k < MS_NV_KP; k++)                                                        \
         vstore_half_rte(0.0f, g * MS_NV_KP + k, dst);
 
-#define MS_NV_LOAD_F32(i) src[(i)]
-#define MS_NV_LOAD_F16(i) vload_half((i), src)
 
 MS_KERNEL void ms_nv_prep_f32(MS_GLOBAL const float *restrict src, const uint n_tok,
                               const uint dim, const int normalize, MS_GLOBAL half *restrict dst)
 {
-    MS_NV_PREP_BODY(MS_NV_LOAD_F32)
+    MS_NV_PREP_BODY(MS_NV_LOAD_F32, ms_nv_inv_norm_f32)
 }
 
 MS_KERNEL void ms_nv_prep_f16(MS_GLOBAL const half *restrict src, const uint n_tok,
                               const uint dim, const int normalize, MS_GLOBAL half *restrict dst)
 {
-    MS_NV_PREP_BODY(MS_NV_LOAD_F16)
+    MS_NV_PREP_BODY(MS_NV_LOAD_F16, ms_nv_inv_norm_f16)
 }
 
 /*
@@ -184,10 +227,15 @@ MS_KERNEL void ms_nv_sum(MS_GLOBAL const float *restrict part, const uint n_docs
 
 #if defined(MS_NVIDIA) && MS_NVIDIA
 
-/* D += A * B on one 16x8x16 tile; c, a: the lane's fragment registers. */
+/* D += A * B on one 16x8x16 tile (MS_NV_F8: 16x8x32 of e4m3 bytes, the same registers and byte
+ * positions: a "half" of the layout is then two e4m3 values); c, a: the lane's fragments. */
 static inline void ms_nv_mma(float *c, const uint *a, const uint b0, const uint b1)
 {
+#if MS_NV_F8
+    MS_ASM("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 "
+#else
     MS_ASM("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+#endif
            "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
@@ -224,6 +272,45 @@ static inline void ms_nv_cp_wait0(void)
 }
 #endif
 
+/* Two floats to two e4m3 bytes, rounded to nearest even and saturated to +-448 (lo at the lower
+ * address). */
+static inline uint ms_nv_e4m3x2(const float lo, const float hi)
+{
+    uint r;
+    MS_ASM("{ .reg .b16 t; cvt.rn.satfinite.e4m3x2.f32 t, %1, %2; cvt.u32.u16 %0, t; }"
+           : "=r"(r)
+           : "f"(hi), "f"(lo));
+    return r;
+}
+
+/* Prep for --precision f8: token g into [g][KP] "halves" = 2 * KP e4m3 bytes, normalized in
+ * float32 if asked, zeros from dim on. Global size >= n_tok. */
+#define MS_NV_PREP8_BODY(LOAD, NORM)                                                                    \
+    const size_t g = get_global_id(0);                                                           \
+    if (g >= n_tok)                                                                              \
+        return;                                                                                  \
+    const size_t base = g * dim;                                                                 \
+    const float scale = normalize ? NORM(src, base, dim) : 1.0f;                                 \
+    for (uint k = 0; k < 2 * MS_NV_KP; k += 2) {                                                 \
+        const float lo = k < dim ? LOAD(base + k) * scale : 0.0f;                                \
+        const float hi = k + 1 < dim ? LOAD(base + k + 1) * scale : 0.0f;                        \
+        dst[g * MS_NV_KP + k / 2] = (ushort)ms_nv_e4m3x2(lo, hi);                                \
+    }
+
+MS_KERNEL void ms_nv_prep8_f32(MS_GLOBAL const float *restrict src, const uint n_tok,
+                               const uint dim, const int normalize,
+                               MS_GLOBAL ushort *restrict dst)
+{
+    MS_NV_PREP8_BODY(MS_NV_LOAD_F32, ms_nv_inv_norm_f32)
+}
+
+MS_KERNEL void ms_nv_prep8_f16(MS_GLOBAL const half *restrict src, const uint n_tok,
+                               const uint dim, const int normalize,
+                               MS_GLOBAL ushort *restrict dst)
+{
+    MS_NV_PREP8_BODY(MS_NV_LOAD_F16, ms_nv_inv_norm_f16)
+}
+
 /* Butterfly exchange within the warp; every lane must take part (no divergence here). */
 static inline float ms_nv_shfl_xor(const float v, const uint mask)
 {
@@ -233,6 +320,26 @@ static inline float ms_nv_shfl_xor(const float v, const uint mask)
            : "r"(as_uint(v)), "r"(mask));
     return as_float(r);
 }
+
+/* The running max of a 16x16 product tile (acc, two n8 halves) into mx; columns past `valid`
+ * (tokens past the document's end) never count. Full tiles skip the mask (warp-uniform). */
+#define MS_NV_MAX_TILE(NM, acc, mx, valid)                                                       \
+    if ((valid) >= 16) {                                                                         \
+        _Pragma("unroll") for (int m = 0; m < (NM); m++)                                         \
+            _Pragma("unroll") for (int r = 0; r < 4; r++)                                        \
+                mx[m][r >> 1] = fmax(mx[m][r >> 1], fmax(acc[m][0][r], acc[m][1][r]));           \
+    } else {                                                                                     \
+        _Pragma("unroll") for (int n = 0; n < 2; n++)                                            \
+            _Pragma("unroll") for (int r = 0; r < 4; r++)                                        \
+            {                                                                                    \
+                const uint col = (uint)n * 8 + MS_NV_C_COL(lane, r);                             \
+                _Pragma("unroll") for (int m = 0; m < (NM); m++)                                 \
+                {                                                                                \
+                    const float v = col < (valid) ? acc[m][n][r] : -INFINITY;                    \
+                    mx[m][r >> 1] = fmax(mx[m][r >> 1], v);                                      \
+                }                                                                                \
+            }                                                                                    \
+    }
 
 /* Stage rows tok0 .. tok0 + nrows - 1 of the documents into buf ([NCH][LDS] halves), 16 bytes
  * per copy, the work-group's 128 threads striding over (row, 16-byte piece). */
@@ -381,17 +488,8 @@ ms_nv_score(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restric
                     }
                 }
                 /* Tokens past the document's end (stale __local rows) never win the max. */
-#pragma unroll
-                for (int n = 0; n < 2; n++)
-#pragma unroll
-                    for (int r = 0; r < 4; r++) {
-                        const uint col = t * 16 + (uint)n * 8 + MS_NV_C_COL(lane, r);
-#pragma unroll
-                        for (int m = 0; m < MS_NV_MR; m++) {
-                            const float v = col < valid ? acc[m][n][r] : -INFINITY;
-                            mx[m][r >> 1] = fmax(mx[m][r >> 1], v);
-                        }
-                    }
+                const uint sub_valid = valid - t * 16;
+                MS_NV_MAX_TILE(MS_NV_MR, acc, mx, sub_valid)
             }
             MS_BARRIER(); /* sbuf[cur] is read; the next iteration refills it */
             cur ^= 1;
@@ -448,6 +546,280 @@ ms_nv_score(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restric
     }
 #if MS_NV_CPASYNC
     ms_nv_cp_wait0(); /* nothing may still be writing __local when the work-group ends */
+#endif
+}
+
+/* Wait until every lane's cp.async of the warp has landed and is visible to the whole warp (and,
+ * before a slot is refilled, until every lane has read it): bar.warp.sync orders the warp's
+ * shared-memory accesses, as CUDA's __syncwarp does. */
+static inline void ms_nv_warp_sync(void)
+{
+    MS_ASM("bar.warp.sync 0xffffffff;" : : : "memory");
+}
+
+#if MS_NV_CPASYNC
+/* All groups but the newest SS - 1 are complete: the tile about to be used is in __local. */
+#define MS_NV_STR2(x) #x
+#define MS_NV_STR(x) MS_NV_STR2(x)
+#if MS_NV_SS == 2
+#define MS_NV_SS_M1 1
+#elif MS_NV_SS == 3
+#define MS_NV_SS_M1 2
+#elif MS_NV_SS == 4
+#define MS_NV_SS_M1 3
+#elif MS_NV_SS == 5
+#define MS_NV_SS_M1 4
+#elif MS_NV_SS == 6
+#define MS_NV_SS_M1 5
+#elif MS_NV_SS == 7
+#define MS_NV_SS_M1 6
+#else
+#define MS_NV_SS_M1 7
+#endif
+static inline void ms_nv_cp_wait_ring(void)
+{
+    /* a literal in the text: wait_group takes an immediate */
+    MS_ASM("cp.async.wait_group " MS_NV_STR(MS_NV_SS_M1) ";" : : : "memory");
+}
+#endif
+
+/* Stage ST tokens of one document into a warp's ring slot ([ST][LDS] halves): token tok0 + r
+ * for r < ST, clamped to the document's last token (the copies past its end are masked out by
+ * the caller, and the clamp keeps every address inside the buffer). One commit group. */
+static inline void ms_nv_stage_tile(MS_LOCAL_PTR ushort *slot, MS_GLOBAL const ushort *docs,
+                                    const uint first, const uint tok0, const uint len,
+                                    const uint lane)
+{
+    const uint per_row = MS_NV_KP / 8;
+#pragma unroll 4
+    for (uint p = lane; p < MS_NV_ST * per_row; p += 32) {
+        const uint row = p / per_row, piece = p % per_row;
+        const uint tok = min(tok0 + row, len - 1);
+        MS_LOCAL_PTR ushort *d = slot + row * MS_NV_LDS + piece * 8;
+        MS_GLOBAL const ushort *src = docs + (size_t)(first + tok) * MS_NV_KP + piece * 8;
+#if MS_NV_CPASYNC
+        ms_nv_cp16(MS_SHARED_ADDR(d), MS_GLOBAL_ADDR(src));
+#else
+        *(MS_LOCAL_PTR uint4 *)d = *(MS_GLOBAL const uint4 *)src;
+#endif
+    }
+#if MS_NV_CPASYNC
+    ms_nv_cp_commit();
+#endif
+}
+
+/* The next (document, ST-token tile) after (*j, *t) for a warp whose documents are j, j + stride,
+ * ... and whose tiles of each are t0, t0 + TSTEP, ...; *j >= n_docs when none is left. */
+static inline void ms_nv_next_tile(uint *j, uint *t, const uint t0, const uint stride,
+                                   const uint n_docs, MS_GLOBAL const uint *doc_len)
+{
+    if (*j < n_docs && (*t + MS_NV_TSTEP) * MS_NV_ST < doc_len[*j]) {
+        *t += MS_NV_TSTEP;
+        return;
+    }
+    *t = t0;
+    for (*j += stride; *j < n_docs && doc_len[*j] <= t0 * MS_NV_ST; *j += stride)
+        ;
+}
+
+/*
+ * Stream: few queries, memory-bound (one query of up to SMR row blocks against many documents).
+ * Each warp works alone: it holds the A fragments of one whole query (work-group dimension 1 is
+ * the query) and streams its documents (j = its warp index, then every warp_stride-th) through a
+ * private ring of SS slots of ST tokens in __local, filled by cp.async SS - 1 slots ahead across
+ * document boundaries, so that each warp keeps several KiB of loads in flight with no
+ * work-group barrier at all. B fragments come from the ring by ldmatrix.x4 and the products by
+ * the same mma as ms_nv_score, in the same k order; the row maxima and the fixed butterfly sums
+ * are those of ms_nv_score, and the row blocks' sums are added in order as ms_nv_sum adds them,
+ * so both kernels give the same bits. The score goes straight to out[q][j]: one launch, no
+ * partial sums.
+ *   docs, doc_tok, doc_len, n_docs   as for ms_nv_score
+ *   warp_stride                      warps in grid dimension 0 (the document stride)
+ *   queries, rb_nvalid               the group's row blocks; q_blk[q] .. q_blk[q+1]-1 are query
+ *                                    q's (at most SMR of them: the host checks)
+ *   out                              [n_q][n_docs] float32
+ * Global size (warp_stride / SW * 32 * SW, n_q), local (32 * SW, 1).
+ */
+MS_KERNEL MS_REQD_WG_STREAM void
+ms_nv_stream(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restrict doc_tok,
+             MS_GLOBAL const uint *restrict doc_len, const uint n_docs, const uint warp_stride,
+             MS_GLOBAL const ushort *restrict queries, MS_GLOBAL const uint *restrict rb_nvalid,
+             MS_GLOBAL const uint *restrict q_blk, MS_GLOBAL float *restrict out)
+{
+#ifdef MS_NV_CUDA
+    __shared__ __align__(16) ushort ring[MS_NV_SW][MS_NV_SS][MS_NV_ST * MS_NV_LDS];
+#else
+    __local ushort ring[MS_NV_SW][MS_NV_SS][MS_NV_ST * MS_NV_LDS] __attribute__((aligned(16)));
+#endif
+#if MS_NV_SPLIT
+#ifdef MS_NV_CUDA
+    __shared__ float red[2][MS_NV_SW][MS_NV_SMR][16];
+#else
+    __local float red[2][MS_NV_SW][MS_NV_SMR][16];
+#endif
+    uint parity = 0;
+#endif
+    const uint lid = (uint)get_local_id(0), lane = lid & 31, warp = lid >> 5;
+    const uint q = (uint)get_group_id(1);
+    const uint rb0 = q_blk[q], nrb = q_blk[q + 1] - rb0;
+#if MS_NV_SPLIT
+    const uint j_first = (uint)get_group_id(0), t0 = warp; /* the whole work-group: uniform */
+#else
+    const uint j_first = (uint)get_group_id(0) * MS_NV_SW + warp, t0 = 0;
+#endif
+    const uint g = MS_NV_G(lane);
+
+    if (j_first >= n_docs)
+        return; /* this warp only: the kernel has no work-group barrier */
+    uint a[MS_NV_SMR][MS_NV_KS][4];
+    uint nvalid[MS_NV_SMR];
+#pragma unroll
+    for (int m = 0; m < MS_NV_SMR; m++) {
+        const uint rb = rb0 + (uint)m;
+        nvalid[m] = (uint)m < nrb ? rb_nvalid[rb] : 0;
+#pragma unroll
+        for (int ks = 0; ks < MS_NV_KS; ks++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                const size_t off = ((size_t)rb * 16 + MS_NV_A_ROW(lane, r)) * MS_NV_KP +
+                                   (size_t)(ks * 16 + MS_NV_A_COL(lane, r));
+                a[m][ks][r] = (uint)m < nrb ? *(MS_GLOBAL const uint *)(queries + off) : 0u;
+            }
+    }
+
+    MS_LOCAL_PTR ushort *myring = ring[warp][0];
+    /* Prologue: slots 0 .. SS-2 in flight (empty groups past the last document). */
+    uint pj = j_first, pt = t0;
+    while (pj < n_docs && doc_len[pj] <= t0 * MS_NV_ST)
+        pj += warp_stride;
+    uint slot = 0; /* ring slot of the next tile to stage */
+#pragma unroll
+    for (int i = 0; i < MS_NV_SS - 1; i++) {
+        if (pj < n_docs) {
+            ms_nv_stage_tile(myring + slot * MS_NV_ST * MS_NV_LDS, docs, doc_tok[pj],
+                             pt * MS_NV_ST, doc_len[pj], lane);
+            ms_nv_next_tile(&pj, &pt, t0, warp_stride, n_docs, doc_len);
+        }
+#if MS_NV_CPASYNC
+        else
+            ms_nv_cp_commit();
+#endif
+        slot = slot + 1 == MS_NV_SS ? 0 : slot + 1;
+    }
+    uint cur = 0; /* ring slot of the tile being scored */
+
+    for (uint j = j_first; j < n_docs; j += warp_stride) {
+        const uint len = doc_len[j];
+        float mx[MS_NV_SMR][2];
+#pragma unroll
+        for (int m = 0; m < MS_NV_SMR; m++)
+            mx[m][0] = mx[m][1] = -INFINITY;
+
+        for (uint t = t0; t * MS_NV_ST < len; t += MS_NV_TSTEP) {
+            ms_nv_warp_sync(); /* every lane has read the slot refilled now */
+            if (pj < n_docs) {
+                ms_nv_stage_tile(myring + slot * MS_NV_ST * MS_NV_LDS, docs, doc_tok[pj],
+                                 pt * MS_NV_ST, doc_len[pj], lane);
+                ms_nv_next_tile(&pj, &pt, t0, warp_stride, n_docs, doc_len);
+            }
+#if MS_NV_CPASYNC
+            else
+                ms_nv_cp_commit(); /* keeps "SS - 1 newer groups" meaning "tile t is in" */
+            ms_nv_cp_wait_ring();
+#endif
+            ms_nv_warp_sync();
+            slot = slot + 1 == MS_NV_SS ? 0 : slot + 1;
+
+            const uint valid = min((uint)MS_NV_ST, len - t * MS_NV_ST);
+            MS_LOCAL_PTR const ushort *tbuf = myring + cur * MS_NV_ST * MS_NV_LDS;
+            for (uint u = 0; u * 16 < valid; u++) { /* warp-uniform */
+                MS_LOCAL_PTR const ushort *buf = tbuf + u * 16 * MS_NV_LDS;
+                float acc[MS_NV_SMR][2][4];
+#pragma unroll
+                for (int m = 0; m < MS_NV_SMR; m++)
+#pragma unroll
+                    for (int n = 0; n < 2; n++)
+#pragma unroll
+                        for (int r = 0; r < 4; r++)
+                            acc[m][n][r] = 0.0f;
+#pragma unroll
+                for (int ks = 0; ks < MS_NV_KS; ks++) {
+                    uint b[4];
+#if MS_NV_LDSM
+                    ms_nv_ldsm_x4(b, MS_SHARED_ADDR(buf + MS_NV_LDSM_TOK(lane) * MS_NV_LDS +
+                                                    ks * 16 + MS_NV_LDSM_K(lane)));
+#else
+#pragma unroll
+                    for (int qq = 0; qq < 4; qq++)
+                        b[qq] = *(MS_LOCAL_PTR const uint *)(buf +
+                                                             MS_NV_B_TOK(lane, qq) * MS_NV_LDS +
+                                                             ks * 16 + MS_NV_B_K(lane, qq));
+#endif
+#pragma unroll
+                    for (int m = 0; m < MS_NV_SMR; m++)
+                        if ((uint)m < nrb) { /* warp-uniform */
+                            ms_nv_mma(acc[m][0], a[m][ks], b[0], b[1]);
+                            ms_nv_mma(acc[m][1], a[m][ks], b[2], b[3]);
+                        }
+                }
+                const uint sub_valid = valid - u * 16;
+                MS_NV_MAX_TILE(MS_NV_SMR, acc, mx, sub_valid)
+            }
+            cur = cur + 1 == MS_NV_SS ? 0 : cur + 1;
+        }
+
+        /* As ms_nv_score and ms_nv_sum: row max over the 4 lanes of a row, the 16 rows' sum by
+         * the same butterfly, then the row blocks added in order starting from 0. */
+        float score = 0.0f;
+#pragma unroll
+        for (int m = 0; m < MS_NV_SMR; m++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                mx[m][h] = fmax(mx[m][h], ms_nv_shfl_xor(mx[m][h], 1));
+                mx[m][h] = fmax(mx[m][h], ms_nv_shfl_xor(mx[m][h], 2));
+            }
+#if MS_NV_SPLIT
+        /* The warps' maxima of each row meet (max is exact: any order gives the same bits);
+         * red alternates between two buffers, so one barrier a document suffices. */
+        if (MS_NV_T(lane) == 0) {
+#pragma unroll
+            for (int m = 0; m < MS_NV_SMR; m++) {
+                red[parity][warp][m][g] = mx[m][0];
+                red[parity][warp][m][g + 8] = mx[m][1];
+            }
+        }
+        MS_BARRIER();
+#pragma unroll
+        for (int w = 0; w < MS_NV_SW; w++)
+#pragma unroll
+            for (int m = 0; m < MS_NV_SMR; m++) {
+                mx[m][0] = fmax(mx[m][0], red[parity][w][m][g]);
+                mx[m][1] = fmax(mx[m][1], red[parity][w][m][g + 8]);
+            }
+        parity ^= 1;
+#endif
+#pragma unroll
+        for (int m = 0; m < MS_NV_SMR; m++) {
+            float x = 0.0f;
+            if (len > 0) {
+                x = g < nvalid[m] ? mx[m][0] : 0.0f;
+                x += g + 8 < nvalid[m] ? mx[m][1] : 0.0f;
+            }
+            x += ms_nv_shfl_xor(x, 4);
+            x += ms_nv_shfl_xor(x, 8);
+            x += ms_nv_shfl_xor(x, 16);
+            if ((uint)m < nrb)
+                score += x;
+        }
+#if MS_NV_SPLIT
+        if (lane == 0 && warp == 0)
+#else
+        if (lane == 0)
+#endif
+            out[(size_t)q * n_docs + j] = score;
+    }
+#if MS_NV_CPASYNC
+    ms_nv_cp_wait0(); /* nothing may still be writing __local when the warp ends */
 #endif
 }
 

@@ -74,7 +74,8 @@ int main(int argc, char **argv)
                                 argc > 9 ? atoi(argv[9]) : 0,
                                 argc > 10 ? atoi(argv[10]) : 0,
                                 0,
-                                MS_PREC_EXACT };
+                                MS_PREC_EXACT,
+                                NULL };
     struct ms_cl cl;
     struct ms_err err = { 0 };
     struct ms_emb q, d;

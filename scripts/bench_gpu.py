@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """bench_gpu.py - maxsim against its peers on the ANCHORS.md shapes; writes docs/benchmarks.md.
 
-Run by scripts/bench-gpu on the NVIDIA machine (not yet run: written without a GPU). For each
-shape (Nq, Nd, Lq, Ld, dim), float16 inputs:
-  maxsim     `maxsim bench --json` kernel median, MAXSIM_NV_MMA=0 (portable) and =1 (tensor cores)
+Run by scripts/bench-gpu on the NVIDIA machine. For each shape (Nq, Nd, Lq, Ld, dim), float16
+inputs:
+  maxsim     `maxsim bench --json` kernel median: the default path (tensor cores) and
+             MAXSIM_NV_MMA=0 (the portable kernels through NVIDIA's OpenCL)
   torch      naive: S = einsum(Q, D) materialized, amax over Ld, sum over Lq; fp32-accumulate
              (inputs upcast) and fp16 (output fp16), timed with triton.testing.do_bench median
-  flash      flash_maxsim.flash_maxsim(Q, D)          (if installed)
-  lik        late_interaction_kernels.maxsim(Q, D)    (if installed)
+  flash      flash_maxsim.flash_maxsim_batched(Q, D, shared_docs=True)   (if installed)
+  lik        late_interaction_kernels.maxsim(Q, D)                       (if installed)
+With --sweep, every tensor-core variant of SWEEP is timed too (MAXSIM_NV_VARIANT), for tuning.
+Usage: python3 scripts/bench_gpu.py [--sweep] [--portable-reps N] [--no-portable] [--no-naive]
 floor = max(GFLOP / GEMM rate, bytes once / copy rate); both ceilings measured in the same run
 (cuBLAS fp16 8192^3 and a device-to-device copy), as ANCHORS.md did.
 """
@@ -27,18 +30,36 @@ SHAPES = [  # name, Nq, Nd, Lq, Ld, dim
 ]
 
 
-def maxsim_bench(shape, nv):
+# Tensor-core variants timed with --sweep (MAXSIM_NV_VARIANT); a stream variant applies only to
+# queries of at most its row blocks.
+SWEEP = {
+    "text-1q": ["stream,2,1,4", "stream,2,2,3", "stream,2,2,4", "stream,2,4,2", "staged,2,4,64"],
+    "text-1q-5k": ["stream,2,2,4", "stream,2,1,6", "staged,2,4,64"],
+    "longdoc-1q": ["stream,2,2,4", "stream,2,1,6", "staged,2,4,64"],
+    "edge-d48": ["stream,2,4,4", "stream,2,2,8", "stream,2,8,4", "staged,2,4,64"],
+    "colpali-1q": ["staged,2,1,64", "staged,4,1,64", "staged,4,1,32", "staged,1,1,64",
+                   "staged,2,1,32"],
+    "text-64q-10k": ["staged,2,1,64", "staged,4,1,64", "staged,4,1,32", "staged,1,1,64",
+                     "staged,2,1,32"],
+}
+
+
+def maxsim_bench(shape, env_add, reps=50):
     _, nq, nd, lq, ld, dim = shape
-    env = dict(os.environ, MAXSIM_NV_MMA="1" if nv else "0")
+    env = dict(os.environ, **env_add)
     r = subprocess.run(["./maxsim", "bench", "--shape", f"{nq},{nd},{lq},{ld},{dim}",
-                        "--dtype", "f16", "--reps", "50", "--json"],
+                        "--dtype", "f16", "--reps", str(reps), "--json"],
                        env=env, capture_output=True, text=True)
     if r.returncode != 0:
         return None, r.stderr.strip()
-    return json.loads(r.stdout.strip().splitlines()[-1])["kernel_ms_median"], ""
+    j = json.loads(r.stdout.strip().splitlines()[-1])
+    return j["kernel_ms_median"], j.get("path", "")
 
 
 def main():
+    args = sys.argv[1:]
+    sweep = "--sweep" in args
+    portable_reps = int(args[args.index("--portable-reps") + 1]) if "--portable-reps" in args else 5
     import torch
     from triton.testing import do_bench
 
@@ -57,7 +78,8 @@ def main():
     peers = {}
     try:
         import flash_maxsim
-        peers["flash-maxsim"] = lambda Q, D: flash_maxsim.flash_maxsim(Q, D)
+        peers["flash-maxsim"] = lambda Q, D: flash_maxsim.flash_maxsim_batched(Q, D,
+                                                                              shared_docs=True)
     except Exception as e:  # noqa: BLE001 - report and go on
         print(f"flash-maxsim unavailable: {e}", file=sys.stderr)
     try:
@@ -66,7 +88,7 @@ def main():
     except Exception as e:  # noqa: BLE001
         print(f"late-interaction-kernels unavailable: {e}", file=sys.stderr)
 
-    rows = []
+    rows, sweeps = [], []
     for shape in SHAPES:
         name, nq, nd, lq, ld, dim = shape
         gflop = 2 * nq * nd * lq * ld * dim / 1e9
@@ -75,11 +97,16 @@ def main():
         Q = torch.randn(nq, lq, dim, device=dev, dtype=torch.float16)
         D = torch.randn(nd, ld, dim, device=dev, dtype=torch.float16)
         t = {}
-        t["maxsim portable"], err0 = maxsim_bench(shape, False)
-        t["maxsim tensor-core"], err1 = maxsim_bench(shape, True)
-        for e in (err0, err1):
-            if e:
-                print(f"{name}: maxsim: {e}", file=sys.stderr)
+        t["maxsim tensor-core"], info = maxsim_bench(shape, {})
+        print(f"{name}: maxsim default: {t['maxsim tensor-core']} ms [{info}]", flush=True)
+        if "--no-portable" not in args:
+            t["maxsim portable"], info = maxsim_bench(shape, {"MAXSIM_NV_MMA": "0"}, portable_reps)
+            print(f"{name}: maxsim portable: {t['maxsim portable']} ms [{info}]", flush=True)
+        if sweep:
+            for v in SWEEP.get(name, []):
+                ms, info = maxsim_bench(shape, {"MAXSIM_NV_VARIANT": v})
+                sweeps.append((name, v, ms, gflop / ms if ms else None, info))
+                print(f"{name}: sweep {v}: {ms} ms [{info}]", flush=True)
 
         def naive32():
             return torch.einsum("qid,njd->qnij", Q.float(), D.float()).amax(-1).sum(-1)
@@ -87,14 +114,15 @@ def main():
         def naive16():
             return torch.einsum("qid,njd->qnij", Q, D).amax(-1).float().sum(-1)
 
-        for label, fn in [("torch fp32-acc", naive32), ("torch fp16", naive16)] + \
-                [(k, (lambda f: lambda: f(Q, D))(f)) for k, f in peers.items()]:
+        naive = [] if "--no-naive" in args else [("torch fp32-acc", naive32), ("torch fp16", naive16)]
+        for label, fn in naive + [(k, (lambda f: lambda: f(Q, D))(f)) for k, f in peers.items()]:
             try:
                 t[label] = do_bench(fn, warmup=50, rep=300, return_mode="median")
             except Exception as e:  # noqa: BLE001 - e.g. out of memory for the naive grid
                 print(f"{name}: {label}: {e}", file=sys.stderr)
                 t[label] = None
             torch.cuda.empty_cache()
+            print(f"{name}: {label}: {t[label]} ms", flush=True)
         rows.append((shape, gflop, floor, t))
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -118,6 +146,11 @@ def main():
         vp = f"{min(peer) / ours:.2f}x" if ours and peer else "-"
         lines.append(f"| {name} ({nq}, {nd}, {lq}, {ld}, {dim}) | {gflop:.1f} | {floor:.3f} | " +
                      " | ".join(cells) + f" | {tf} | {xf} | {vp} |")
+    if sweeps:
+        lines += ["", "Tensor-core variants (MAXSIM_NV_VARIANT), same run:", "",
+                  "| shape | variant | ms | TFLOP/s |", "|---|---|---|---|"]
+        for name, v, ms, tf, info in sweeps:
+            lines.append(f"| {name} | {v} | {ms:.4f} | {tf:.0f} |" if ms else f"| {name} | {v} | - | - |")
     text = "\n".join(lines) + "\n"
     os.makedirs("docs", exist_ok=True)
     with open("docs/benchmarks.md", "w") as f:

@@ -346,9 +346,16 @@ int ms_cl_pick(const struct ms_cl_devinfo *list, int n, const char *spec, struct
         ms_err_set(err, MS_ERR_INPUT, "no device with index %d (devices: %s)", i, devs);
         return -1;
     }
-    ms_err_set(err, MS_ERR_INPUT,
-               "unknown device '%s' (expected auto, cpu, gpu or an index from 'maxsim devices')",
-               spec);
+    if (strcmp(spec, "all") == 0 || strchr(spec, ','))
+        ms_err_set(err, MS_ERR_INPUT,
+                   "--device %s names several devices; this command runs on one (search, score "
+                   "and rerank spread over several)",
+                   spec);
+    else
+        ms_err_set(
+            err, MS_ERR_INPUT,
+            "unknown device '%s' (expected auto, cpu, gpu or an index from 'maxsim devices')",
+            spec);
     return -1;
 }
 
@@ -401,4 +408,75 @@ void ms_cl_close(struct ms_cl *cl)
         clReleaseContext(cl->ctx);
     cl->queue = NULL;
     cl->ctx = NULL;
+}
+
+int ms_cl_fail(struct ms_err *err, const char *call, cl_int rc)
+{
+    return ms_err_set(err, MS_ERR_RUNTIME, "%s failed: %s", call, ms_cl_strerror(rc));
+}
+
+cl_mem ms_cl_buffer(const struct ms_cl *cl, cl_mem_flags flags, size_t bytes, const void *host,
+                    const char *what, struct ms_err *err)
+{
+    cl_int rc;
+    cl_mem m = clCreateBuffer(cl->ctx, flags | (host && bytes ? CL_MEM_COPY_HOST_PTR : 0),
+                              bytes ? bytes : 4, bytes ? (void *)(uintptr_t)host : NULL, &rc);
+    if (!m)
+        ms_err_set(err, MS_ERR_RUNTIME, "clCreateBuffer(%s, %zu bytes) failed on '%s': %s", what,
+                   bytes, cl->info.name, ms_cl_strerror(rc));
+    return m;
+}
+
+void ms_cl_release(cl_mem *m)
+{
+    if (*m)
+        clReleaseMemObject(*m);
+    *m = NULL;
+}
+
+int ms_cl_set_args(cl_kernel k, const char *name, const struct ms_cl_arg *args, int n,
+                   struct ms_err *err)
+{
+    for (int i = 0; i < n; i++) {
+        const cl_int rc = clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].value);
+        if (rc != CL_SUCCESS)
+            return ms_err_set(err, MS_ERR_RUNTIME, "clSetKernelArg(%s, argument %d) failed: %s",
+                              name, i, ms_cl_strerror(rc));
+    }
+    return MS_OK;
+}
+
+int ms_cl_launch(struct ms_cl *cl, cl_kernel k, cl_uint dims, const size_t *global,
+                 const size_t *local, const char *name, double *time_s, struct ms_err *err)
+{
+    cl_event ev = NULL;
+    cl_int rc = clEnqueueNDRangeKernel(cl->queue, k, dims, NULL, global, local, 0, NULL, &ev);
+    if (rc != CL_SUCCESS)
+        return ms_err_set(err, MS_ERR_RUNTIME, "clEnqueueNDRangeKernel(%s) failed on '%s': %s",
+                          name, cl->info.name, ms_cl_strerror(rc));
+    rc = clWaitForEvents(1, &ev);
+    if (rc == CL_SUCCESS && time_s) {
+        cl_ulong a = 0, b = 0;
+        if (clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof a, &a, NULL) ==
+                CL_SUCCESS &&
+            clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof b, &b, NULL) ==
+                CL_SUCCESS &&
+            b > a)
+            *time_s += (double)(b - a) * 1e-9;
+    }
+    clReleaseEvent(ev);
+    if (rc != CL_SUCCESS)
+        return ms_err_set(err, MS_ERR_RUNTIME, "kernel %s failed on '%s': %s", name, cl->info.name,
+                          ms_cl_strerror(rc));
+    return MS_OK;
+}
+
+int ms_cl_kernel(cl_program prog, const char *name, cl_kernel *k, struct ms_err *err)
+{
+    cl_int rc;
+    *k = clCreateKernel(prog, name, &rc);
+    if (!*k)
+        return ms_err_set(err, MS_ERR_RUNTIME, "clCreateKernel(%s) failed: %s", name,
+                          ms_cl_strerror(rc));
+    return MS_OK;
 }

@@ -70,6 +70,42 @@ void ms_cl_note(struct ms_cl *cl, const char *fmt, ...) __attribute__((format(pr
 int ms_cl_open(struct ms_cl *cl, const char *spec, struct ms_err *err);
 void ms_cl_close(struct ms_cl *cl);
 
+/*
+ * The helpers every device module uses (maxsim_cl.c, maxsim_nv.c, plaid_cl.c), so that buffer
+ * creation, launches and their error texts are written once.
+ */
+
+/* Set err to "CALL failed: CL_ERROR_NAME (code)" (MS_ERR_RUNTIME) and return that status. */
+int ms_cl_fail(struct ms_err *err, const char *call, cl_int rc);
+/* A buffer of `bytes` (one word when 0: zero-sized buffers are invalid in OpenCL), filled from
+ * `host` when it is not NULL; NULL with the error set (naming `what` and the device). */
+cl_mem ms_cl_buffer(const struct ms_cl *cl, cl_mem_flags flags, size_t bytes, const void *host,
+                    const char *what, struct ms_err *err);
+/* Release *m if set and clear it. */
+void ms_cl_release(cl_mem *m);
+
+/* One kernel argument: its size and address. MS_ARG(x) for a variable or cl_mem. */
+struct ms_cl_arg {
+    size_t size;
+    const void *value;
+};
+#define MS_ARG(x) ((struct ms_cl_arg){ sizeof(x), &(x) })
+/* Set the arguments of kernel `name` one at a time; a failure names the kernel and the
+ * argument's index (as ggml's CL_CHECK and CLBlast's SetArgument do). */
+int ms_cl_set_args(cl_kernel k, const char *name, const struct ms_cl_arg *args, int n,
+                   struct ms_err *err);
+#define MS_CL_SET_ARGS(k, name, err, ...)                                                          \
+    ms_cl_set_args(                                                                                \
+        (k), (name), (const struct ms_cl_arg[]){ __VA_ARGS__ },                                    \
+        (int)(sizeof((const struct ms_cl_arg[]){ __VA_ARGS__ }) / sizeof(struct ms_cl_arg)),       \
+        (err))
+/* Enqueue kernel `name` on the device's queue, wait for it, and add its run time from the
+ * profiling event to *time_s (when not NULL). */
+int ms_cl_launch(struct ms_cl *cl, cl_kernel k, cl_uint dims, const size_t *global,
+                 const size_t *local, const char *name, double *time_s, struct ms_err *err);
+/* Create kernel `name` of prog into *k. */
+int ms_cl_kernel(cl_program prog, const char *name, cl_kernel *k, struct ms_err *err);
+
 /* Build (or load from the on-disk cache) the program of kernels/<file> with
  * the given options. On a build failure the error message holds the file,
  * device, options and the build log (several lines: the one exception). */

@@ -34,6 +34,7 @@ int cmd_info(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_plaid(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 /* `maxsim info` on index directories (cmd_plaid.c). */
 int cmd_plaid_info(char **dirs, int n, int json);
 

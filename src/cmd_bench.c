@@ -16,14 +16,16 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "cmd_common.h"
 #include "maxsim.h"
 #include "stream.h"
 #include "topk.h"
+#include "tune.h"
 
 static const char usage_text[] =
     "usage: maxsim bench --shape <nq>,<nd>,<lq>,<ld>,<dim> [--dtype (f16 | f32)]\n"
     "                    [--op (score | search | rerank)] [--reps <n>] [--normalize]\n"
-    "                    [--peak-tflops <x>] [--json]\n"
+    "                    [--precision (exact | f16 | f8)] [--peak-tflops <x>] [--json] [--tune]\n"
     "\n"
     "Time the MaxSim kernels on random data of one shape: nq queries of lq tokens\n"
     "against nd documents of ld tokens, dim dimensions.\n"
@@ -34,8 +36,13 @@ static const char usage_text[] =
     "                       rerank (nd candidates per query, through the pair kernel)\n"
     "  --reps <n>           timed runs after one warm-up (default 20)\n"
     "  --normalize          normalize tokens inside the kernels\n"
+    "  --precision <p>      exact (default), f16 or f8, as for search; f16 and f8 also print\n"
+    "                       their ranking agreement with exact scores of the same data\n"
     "  --peak-tflops <x>    the device's arithmetic ceiling, for the floor\n"
     "  --json               one JSON object\n"
+    "  --tune               time every tensor-core kernel variant on this shape and keep the\n"
+    "                       fastest for its class of shapes in the tuning table (beside the\n"
+    "                       kernel cache), where search, score and rerank find it\n"
     "  -h, --help           this help\n";
 
 static uint64_t bench_rng = 0x2545f4914f6cdd1dull;
@@ -117,10 +124,138 @@ static double copy_rate(struct ms_cl *cl)
     return best;
 }
 
+static const char *precision_name(int p)
+{
+    return p == MS_PREC_F8 ? "f8" : p == MS_PREC_F16 ? "f16" : "exact";
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     const double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
+}
+
+/* Rows of s ordered by score descending, ties by row (as search ranks), into idx[0 .. n-1]. */
+static const float *rank_scores;
+static int by_rank(const void *a, const void *b)
+{
+    const uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    if (rank_scores[x] != rank_scores[y])
+        return rank_scores[x] > rank_scores[y] ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+/* How far scores `low` (a lower --precision) rank like `exact`, over nq queries of nd
+ * documents: the mean recall@10 of the exact top-10, and the mean Kendall tau (tau-a) of the
+ * two orders over each query's exact top-100. */
+static int agreement(const float *exact, const float *low, uint64_t nq, uint64_t nd, double *recall,
+                     double *tau, struct ms_err *err)
+{
+    uint32_t *ie = ms_malloc(nd * sizeof *ie, err),
+             *il = ie ? ms_malloc(nd * sizeof *il, err) : NULL;
+    const uint64_t k = nd < 10 ? nd : 10, t = nd < 100 ? nd : 100;
+    *recall = *tau = 0;
+    if (!il) {
+        free(ie);
+        return err->status;
+    }
+    for (uint64_t i = 0; i < nq; i++) {
+        const float *e = exact + i * nd, *l = low + i * nd;
+        for (uint64_t j = 0; j < nd; j++)
+            ie[j] = il[j] = (uint32_t)j;
+        rank_scores = e;
+        qsort(ie, nd, sizeof *ie, by_rank);
+        rank_scores = l;
+        qsort(il, nd, sizeof *il, by_rank);
+        uint64_t hit = 0;
+        for (uint64_t a = 0; a < k; a++)
+            for (uint64_t b = 0; b < k; b++)
+                hit += ie[a] == il[b];
+        *recall += (double)hit / (double)(k ? k : 1);
+        double conc = 0, disc = 0;
+        for (uint64_t a = 0; a < t; a++)
+            for (uint64_t b = a + 1; b < t; b++) {
+                const double de = (double)e[ie[a]] - e[ie[b]], dl = (double)l[ie[a]] - l[ie[b]];
+                if (de * dl > 0)
+                    conc++;
+                else if (de * dl < 0)
+                    disc++;
+            }
+        *tau += t > 1 ? (conc - disc) / ((double)t * (double)(t - 1) / 2) : 1.0;
+    }
+    *recall /= (double)(nq ? nq : 1);
+    *tau /= (double)(nq ? nq : 1);
+    free(ie);
+    free(il);
+    return MS_OK;
+}
+
+/* The median kernel time of `reps` runs (after one warm-up) of a scorer over d; < 0 on error. */
+static double median_kernel(struct ms_scorer *s, const struct ms_emb *d, float *scores, uint64_t nd,
+                            double *kt, uint64_t reps, struct ms_err *err)
+{
+    for (uint64_t r = 0; r <= reps; r++) {
+        if (ms_scorer_run(s, d, scores, nd, err) != MS_OK)
+            return -1;
+        if (r > 0)
+            kt[r - 1] = ms_scorer_last_kernel_s(s);
+    }
+    qsort(kt, reps, sizeof *kt, cmp_double);
+    return kt[reps / 2];
+}
+
+/* --tune: time the scorer's default choice and every candidate variant on this shape, and keep
+ * the fastest in the tuning table for the shape's class. */
+static int bench_tune(struct ms_cl *cl, const struct ms_emb *q, const struct ms_emb *d,
+                      const struct ms_scorer_opts *so, uint64_t nd, uint64_t reps, float *scores,
+                      double *kt, struct ms_err *err)
+{
+    char device[640], klass[160], cand[64][64];
+    struct ms_scorer *s = NULL;
+    double best = -1, dflt;
+    int best_i = -1;
+    if (!ms_scorer_tune_keys(cl, q, so, device, sizeof device, klass, sizeof klass))
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "nothing to tune on '%s': only the NVIDIA tensor-core path has variants "
+                          "(an NVIDIA GPU of compute capability 8.0 or more, float16 inputs or "
+                          "--precision f16)",
+                          cl->info.name);
+    const int n = ms_scorer_tune_candidates(cl, q, so, cand, 64);
+    if (ms_scorer_create(&s, cl, q, so, err) != MS_OK)
+        return err->status;
+    printf("class       %s\n", klass);
+    printf("default     %s\n", ms_scorer_path(s));
+    dflt = median_kernel(s, d, scores, nd, kt, reps, err);
+    ms_scorer_free(s);
+    if (dflt < 0)
+        return err->status;
+    printf("            %.4f ms\n", dflt * 1e3);
+    for (int i = 0; i < n; i++) {
+        struct ms_scorer_opts o = *so;
+        struct ms_err e = { 0 };
+        double t = -1;
+        o.variant = cand[i];
+        s = NULL;
+        if (ms_scorer_create(&s, cl, q, &o, &e) == MS_OK)
+            t = median_kernel(s, d, scores, nd, kt, reps, &e);
+        ms_scorer_free(s);
+        if (t < 0) {
+            printf("%-28s failed: %s\n", cand[i], e.msg);
+            continue;
+        }
+        printf("%-28s %.4f ms\n", cand[i], t * 1e3);
+        if (best < 0 || t < best) {
+            best = t;
+            best_i = i;
+        }
+    }
+    if (best_i < 0)
+        return ms_err_set(err, MS_ERR_RUNTIME, "no kernel variant ran on '%s'", cl->info.name);
+    if (ms_tune_store(device, klass, cand[best_i], best * 1e3, err) != MS_OK)
+        return err->status;
+    printf("tuned       %s: %.4f ms (default %.4f ms, %.2fx)\n", cand[best_i], best * 1e3,
+           dflt * 1e3, dflt / best);
+    return MS_OK;
 }
 
 int cmd_bench(int argc, char **argv)
@@ -132,7 +267,9 @@ int cmd_bench(int argc, char **argv)
         { "reps", required_argument, NULL, 'r' },
         { "normalize", no_argument, NULL, 'n' },
         { "peak-tflops", required_argument, NULL, 'p' },
+        { "precision", required_argument, NULL, 'P' },
         { "json", no_argument, NULL, 'j' },
+        { "tune", no_argument, NULL, 'T' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -141,7 +278,7 @@ int cmd_bench(int argc, char **argv)
     enum ms_dtype dtype = MS_DTYPE_F16;
     uint64_t reps = 20;
     double peak_tflops = 0;
-    int normalize = 0, json = 0, c, rc = MS_OK;
+    int normalize = 0, json = 0, tune = 0, precision = MS_PREC_EXACT, c, rc = MS_OK;
     struct ms_err err = { 0 };
 
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
@@ -181,7 +318,12 @@ int cmd_bench(int argc, char **argv)
                                       optarg);
             break;
         }
+        case 'P':
+            if (ms_parse_precision("bench", optarg, &precision))
+                return MS_ERR_INPUT;
+            break;
         case 'j': json = 1; break;
+        case 'T': tune = 1; break;
         case 'h': fputs(usage_text, stdout); return ms_close_stdout();
         case ':': return ms_usage_error("bench", "option '%s' needs a value", argv[optind - 1]);
         default: return ms_usage_error("bench", "unknown option '%s'", argv[optind - 1]);
@@ -191,6 +333,8 @@ int cmd_bench(int argc, char **argv)
         return ms_usage_error("bench", "unexpected argument '%s'", argv[optind]);
     if (!nq)
         return ms_usage_error("bench", "no shape (e.g. --shape 1,1000,32,300,128)");
+    if (tune && strcmp(op, "score") != 0)
+        return ms_usage_error("bench", "--tune times scoring (--op score), got --op %s", op);
 
     const int rerank = strcmp(op, "rerank") == 0;
     /* rerank: nd candidates for each query, each its own document */
@@ -210,13 +354,19 @@ int cmd_bench(int argc, char **argv)
         goto fail;
     const struct ms_scorer_opts so = { .normalize = normalize,
                                        .max_docs = n_docs,
-                                       .max_tokens = n_docs * ld };
+                                       .max_tokens = n_docs * ld,
+                                       .precision = precision };
     if ((rc = ms_scorer_create(&s, &cl, &q, &so, &err)) != MS_OK)
         goto fail;
     const uint64_t n_out = rerank ? nq * nd : nq * nd;
     if (!(scores = ms_malloc(n_out * sizeof *scores, &err)) ||
         !(kt = ms_malloc(reps * sizeof *kt, &err)) || !(wt = ms_malloc(reps * sizeof *wt, &err))) {
         rc = err.status;
+        goto fail;
+    }
+    if (tune) {
+        if ((rc = bench_tune(&cl, &q, &d, &so, nd, reps, scores, kt, &err)) == MS_OK)
+            rc = ms_close_stdout();
         goto fail;
     }
     if (rerank) {
@@ -251,6 +401,24 @@ int cmd_bench(int argc, char **argv)
     }
     qsort(kt, reps, sizeof *kt, cmp_double);
     qsort(wt, reps, sizeof *wt, cmp_double);
+    /* A lower precision: how its ranking agrees with exact scores of the same data. */
+    double recall = -1, tau = -1;
+    if (precision != MS_PREC_EXACT && !rerank) {
+        struct ms_scorer_opts eo = so;
+        struct ms_scorer *es = NULL;
+        float *ex = ms_malloc(nq * nd * sizeof *ex, &err);
+        eo.precision = MS_PREC_EXACT;
+        eo.variant = NULL;
+        rc = ex ? ms_scorer_create(&es, &cl, &q, &eo, &err) : err.status;
+        if (rc == MS_OK)
+            rc = ms_scorer_run(es, &d, ex, nd, &err);
+        if (rc == MS_OK)
+            rc = agreement(ex, scores, nq, nd, &recall, &tau, &err);
+        ms_scorer_free(es);
+        free(ex);
+        if (rc != MS_OK)
+            goto fail;
+    }
     {
         const size_t es = ms_dtype_size(dtype);
         const double med = kt[reps / 2], wmed = wt[reps / 2];
@@ -267,16 +435,23 @@ int cmd_bench(int argc, char **argv)
                 "\"dtype\": \"%s\", \"normalize\": %s, \"reps\": %llu, \"kernel_ms_median\": %.4f, "
                 "\"kernel_ms_min\": %.4f, \"kernel_ms_max\": %.4f, \"wall_ms_median\": %.4f, "
                 "\"gflop\": %.3f, \"tflops\": %.3f, \"gbs\": %.1f, \"copy_gbs\": %.1f, "
-                "\"floor_ms\": %.4f, \"ratio_to_floor\": %.2f}\n",
+                "\"floor_ms\": %.4f, \"ratio_to_floor\": %.2f, \"path\": \"%s\", "
+                "\"precision\": \"%s\", \"recall_at_10\": %.4f, \"kendall_tau\": %.4f}\n",
                 cl.info.name, op, nq, nd, lq, ld, dim, dtype == MS_DTYPE_F16 ? "f16" : "f32",
                 normalize ? "true" : "false", (unsigned long long)reps, med * 1e3, kt[0] * 1e3,
                 kt[reps - 1] * 1e3, wmed * 1e3, flops * 1e-9, flops / med * 1e-12,
-                bytes / med * 1e-9, rate * 1e-9, floor_s * 1e3, floor_s > 0 ? med / floor_s : 0);
+                bytes / med * 1e-9, rate * 1e-9, floor_s * 1e3, floor_s > 0 ? med / floor_s : 0,
+                ms_scorer_path(s), precision_name(precision), recall, tau);
         } else {
             printf("device      %s\n", cl.info.name);
             printf("op          %s, shape nq=%llu nd=%llu lq=%llu ld=%llu dim=%llu, %s%s\n", op, nq,
                    nd, lq, ld, dim, dtype == MS_DTYPE_F16 ? "float16" : "float32",
                    normalize ? ", normalized in the kernel" : "");
+            printf("path        %s\n", ms_scorer_path(s));
+            if (recall >= 0)
+                printf("agreement   --precision %s against exact, same data: recall@10 %.4f, "
+                       "Kendall tau %.4f over each query's exact top-100\n",
+                       precision_name(precision), recall, tau);
             printf("kernel      %.4f ms median (min %.4f, max %.4f) over %llu runs\n", med * 1e3,
                    kt[0] * 1e3, kt[reps - 1] * 1e3, (unsigned long long)reps);
             printf("wall        %.4f ms median (with transfers%s)\n", wmed * 1e3,

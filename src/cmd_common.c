@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "cmd_mpi.h"
 #include "maxsim.h"
+#include "pool.h"
 #include "stream.h"
 
 int ms_inputs_option(const char *cmd, struct ms_inputs_opts *o, int c, const char *arg)
@@ -23,11 +25,71 @@ int ms_inputs_option(const char *cmd, struct ms_inputs_opts *o, int c, const cha
     case OPT_DOC_IDS: o->dopts.ids_path = arg; return 1;
     case OPT_NORMALIZE: o->normalize = 1; return 1;
     case OPT_PROGRESS: o->progress = 1; return 1;
+    case OPT_PRECISION: return ms_parse_precision(cmd, arg, &o->precision) ? 2 : 1;
     case OPT_CHUNK_DOCS: return ms_parse_u64(cmd, "--chunk-docs", arg, 1, &o->chunk_docs) ? 2 : 1;
     case OPT_QUERY_BATCH:
         return ms_parse_u64(cmd, "--query-batch", arg, 1, &o->query_batch) ? 2 : 1;
     default: return 0;
     }
+}
+
+int ms_parse_precision(const char *cmd, const char *arg, int *out)
+{
+    if (strcmp(arg, "exact") == 0)
+        *out = MS_PREC_EXACT;
+    else if (strcmp(arg, "f16") == 0)
+        *out = MS_PREC_F16;
+    else if (strcmp(arg, "f8") == 0)
+        *out = MS_PREC_F8;
+    else
+        return ms_usage_error(cmd, "--precision takes exact, f16 or f8, got '%s'", arg);
+    return 0;
+}
+
+/* A decimal number of 1 to 18 digits, the whole of s[0, len). */
+static int parse_digits(const char *s, size_t len, uint64_t *v)
+{
+    if (len == 0 || len > 18 || strspn(s, "0123456789") < len)
+        return -1;
+    *v = 0;
+    for (size_t i = 0; i < len; i++)
+        *v = *v * 10 + (uint64_t)(s[i] - '0');
+    return 0;
+}
+
+int ms_parse_shard(const char *cmd, const char *arg, struct ms_inputs_opts *o)
+{
+    const char *slash = strchr(arg, '/');
+    uint64_t i, n;
+
+    if (!slash || parse_digits(arg, (size_t)(slash - arg), &i) ||
+        parse_digits(slash + 1, strlen(slash + 1), &n))
+        return ms_usage_error(cmd,
+                              "--shard takes I/N, shard I (from 0) of N (e.g. --shard 0/4), "
+                              "got '%s'",
+                              arg);
+    if (n == 0 || i >= n)
+        return ms_usage_error(cmd, "--shard %s: expected a shard index from 0 to N-1 of N >= 1",
+                              arg);
+    o->shard_index = i;
+    o->shard_count = n;
+    return 0;
+}
+
+void ms_shard_rows(const struct ms_inputs_opts *o, uint64_t n_rows, uint64_t *first, uint64_t *n)
+{
+    if (!o->shard_count) {
+        *first = 0;
+        *n = n_rows;
+        return;
+    }
+    /* 128-bit products: n_rows * I overflows 64 bits only for absurd inputs,
+     * but a wrong shard would silently lose documents */
+    const uint64_t lo = (uint64_t)((unsigned __int128)n_rows * o->shard_index / o->shard_count);
+    const uint64_t hi =
+        (uint64_t)((unsigned __int128)n_rows * (o->shard_index + 1) / o->shard_count);
+    *first = lo;
+    *n = hi - lo;
 }
 
 int ms_parse_run_tag(const char *cmd, const char *arg)
@@ -85,6 +147,12 @@ int ms_device_open(struct ms_cl *cl)
 {
     struct ms_err err;
 
+    if (ms_devspec_is_multi(ms_global.device))
+        return ms_fail(MS_ERR_INPUT,
+                       "--device %s: this command runs on one device (search, score and "
+                       "rerank spread over several)",
+                       ms_global.device);
+
     if (ms_cl_open(cl, ms_global.device, &err) != MS_OK)
         return ms_report(&err);
     cl->verbose = ms_global.verbose;
@@ -94,13 +162,41 @@ int ms_device_open(struct ms_cl *cl)
     return MS_OK;
 }
 
-void ms_device_close(struct ms_cl *cl)
+int ms_devices_open(struct ms_devset *devs)
+{
+    struct ms_err err;
+
+    if (ms_devset_open(devs, ms_global.device, ms_mpi_local_rank(), &err) != MS_OK)
+        return ms_report(&err);
+    for (int i = 0; i < devs->n; i++) {
+        devs->cl[i].verbose = ms_global.verbose;
+        if (ms_global.verbose)
+            fprintf(stderr, "maxsim: device %d: %s (%s)\n", devs->cl[i].info.index,
+                    devs->cl[i].info.name, devs->cl[i].info.platform_name);
+    }
+    return MS_OK;
+}
+
+/* With -v, what the device layer noted, a line each. */
+static void print_notes(const struct ms_cl *cl)
 {
     for (const char *p = cl->notes; ms_global.verbose && *p;) {
         const size_t n = strcspn(p, "\n");
         fprintf(stderr, "maxsim: %.*s\n", (int)n, p);
         p += n + (p[n] == '\n');
     }
+}
+
+void ms_devices_close(struct ms_devset *devs)
+{
+    for (int i = 0; i < devs->n; i++)
+        print_notes(&devs->cl[i]);
+    ms_devset_close(devs);
+}
+
+void ms_device_close(struct ms_cl *cl)
+{
+    print_notes(cl);
     ms_cl_close(cl);
 }
 
@@ -197,45 +293,68 @@ void ms_progress_end(struct ms_progress *p)
         show(p, 1);
 }
 
-/* Score rows [q0, q0 + nq) of the queries against the whole corpus. */
-static int score_pass(struct ms_cl *cl, int normalize, struct ms_src *q, struct ms_src *d,
-                      uint64_t q0, uint64_t nq, uint64_t max_docs, uint64_t max_tokens,
-                      ms_block_fn fn, void *ctx, struct ms_progress *prog,
+/* Score rows [q0, q0 + nq) of the queries against the documents of the shard. */
+static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, struct ms_src *q,
+                      struct ms_src *d, uint64_t q0, uint64_t nq, uint64_t max_docs,
+                      uint64_t max_tokens, ms_block_fn fn, void *ctx, struct ms_progress *prog,
                       struct ms_run_stats *stats, struct ms_err *err)
 {
     struct ms_emb queries;
     struct ms_scorer *scorer = NULL;
+    struct ms_pool *pool = NULL;
     struct ms_stream *stream = NULL;
     const struct ms_emb *block;
     float *scores = NULL;
-    const struct ms_scorer_opts so = { .normalize = normalize,
+    const struct ms_scorer_opts so = { .normalize = o->normalize,
                                        .max_docs = max_docs,
-                                       .max_tokens = max_tokens };
+                                       .max_tokens = max_tokens,
+                                       .precision = o->precision };
+    uint64_t first, n_docs;
     int rc;
 
+    ms_shard_rows(o, d->n_rows, &first, &n_docs);
     ms_emb_init(&queries);
     if ((rc = ms_src_read(q, q0, nq, &queries, err)) != MS_OK)
         goto done;
-    if (!(scores = ms_malloc(nq * max_docs * sizeof *scores, err))) {
-        rc = err->status;
-        goto done;
+    if (devs->n > 1) {
+        if ((rc = ms_pool_start(&pool, devs->cl, devs->n, &queries, q0, &so, fn, ctx, err)) !=
+            MS_OK)
+            goto done;
+    } else {
+        if (!(scores = ms_malloc(nq * max_docs * sizeof *scores, err))) {
+            rc = err->status;
+            goto done;
+        }
+        if ((rc = ms_scorer_create(&scorer, &devs->cl[0], &queries, &so, err)) != MS_OK)
+            goto done;
     }
-    if ((rc = ms_scorer_create(&scorer, cl, &queries, &so, err)) != MS_OK)
-        goto done;
-    if ((rc = ms_stream_start(&stream, d, 0, d->n_rows, max_docs, max_tokens, err)) != MS_OK)
+    if ((rc = ms_stream_start(&stream, d, first, n_docs, max_docs, max_tokens, err)) != MS_OK)
         goto done;
     while ((rc = ms_stream_next(stream, &block, err)) == MS_OK && block) {
-        if ((rc = ms_scorer_run(scorer, block, scores, block->n_rows, err)) != MS_OK)
-            break;
-        stats->kernel_s += ms_scorer_last_kernel_s(scorer);
-        if ((rc = fn(ctx, q0, nq, scores, block->n_rows, block, err)) != MS_OK)
-            break;
+        if (pool) {
+            if ((rc = ms_pool_submit(pool, block, err)) != MS_OK)
+                break;
+        } else {
+            if ((rc = ms_scorer_run(scorer, block, scores, block->n_rows, err)) != MS_OK)
+                break;
+            stats->kernel_s += ms_scorer_last_kernel_s(scorer);
+            if ((rc = fn(ctx, q0, nq, scores, block->n_rows, block, err)) != MS_OK)
+                break;
+        }
         ms_progress_add(prog, block->n_rows);
         stats->blocks++;
     }
     stats->read_s += ms_stream_read_s(stream);
     stats->wait_s += ms_stream_wait_s(stream);
 done:
+    if (pool) { /* every block handed over is scored (or the first error kept) */
+        struct ms_err perr;
+        const int prc = ms_pool_finish(pool, &stats->kernel_s, &perr);
+        if (rc == MS_OK && prc != MS_OK) {
+            rc = prc;
+            *err = perr;
+        }
+    }
     ms_stream_stop(stream);
     ms_scorer_free(scorer);
     free(scores);
@@ -243,7 +362,7 @@ done:
     return rc;
 }
 
-int ms_score_all(struct ms_cl *cl, const struct ms_inputs_opts *o, struct ms_src *q,
+int ms_score_all(struct ms_devset *devs, const struct ms_inputs_opts *o, struct ms_src *q,
                  struct ms_src *d, uint64_t query_batch, uint64_t max_docs, uint64_t max_tokens,
                  ms_block_fn fn, void *ctx, struct ms_progress *prog, struct ms_run_stats *stats,
                  struct ms_err *err)
@@ -261,8 +380,7 @@ int ms_score_all(struct ms_cl *cl, const struct ms_inputs_opts *o, struct ms_src
             ms_src_close(d);
             *d = again;
         }
-        rc = score_pass(cl, o->normalize, q, d, q0, nq, max_docs, max_tokens, fn, ctx, prog, stats,
-                        err);
+        rc = score_pass(devs, o, q, d, q0, nq, max_docs, max_tokens, fn, ctx, prog, stats, err);
     }
     return rc;
 }

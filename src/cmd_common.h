@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "cl_dev.h"
+#include "devset.h"
 #include "idmap.h"
 #include "run.h"
 #include "src.h"
@@ -26,6 +27,7 @@ enum {
     OPT_QUERY_BATCH,
     OPT_RUN_TAG,
     OPT_PROGRESS,
+    OPT_PRECISION,
 };
 
 /* The entries of those options for a command's `struct option` table. */
@@ -38,6 +40,7 @@ enum {
         { "doc-ids", required_argument, NULL, OPT_DOC_IDS },                                       \
         { "chunk-docs", required_argument, NULL, OPT_CHUNK_DOCS },                                 \
         { "query-batch", required_argument, NULL, OPT_QUERY_BATCH },                               \
+        { "precision", required_argument, NULL, OPT_PRECISION },                                   \
     {                                                                                              \
         "progress", no_argument, NULL, OPT_PROGRESS                                                \
     }
@@ -49,7 +52,22 @@ struct ms_inputs_opts {
     uint64_t chunk_docs;  /* 0: from device memory */
     uint64_t query_batch; /* 0: automatic */
     int progress;         /* --progress: even when stderr is not a terminal */
+    int precision;        /* --precision: enum ms_precision */
+    /* --shard I/N (search; also set by mpirun): score only shard I of N
+     * contiguous, near-equal ranges of document rows. shard_count 0: all. */
+    uint64_t shard_index, shard_count;
 };
+
+/* Parse a --precision value into *out (enum ms_precision): 0, or 2 after printing a usage
+ * error. */
+int ms_parse_precision(const char *cmd, const char *arg, int *out);
+
+/* Parse --shard I/N (0 <= I < N) into o; 0, or 2 after a usage error. */
+int ms_parse_shard(const char *cmd, const char *arg, struct ms_inputs_opts *o);
+
+/* The document rows [*first, *first + *n) of the shard of o over n_rows rows
+ * (all of them without --shard). Shard I holds rows from I*n_rows/N on. */
+void ms_shard_rows(const struct ms_inputs_opts *o, uint64_t n_rows, uint64_t *first, uint64_t *n);
 
 /* Handle one of the shared options; returns 1 if it was one, 0 if not, or
  * 2 (after printing a usage error) for a bad value. */
@@ -69,8 +87,15 @@ int ms_parse_run_tag(const char *cmd, const char *arg);
 int ms_read_candidates(const char *path, const struct ms_idmap *qmap, const struct ms_idmap *dmap,
                        int skip_missing, struct ms_cand **out, uint64_t *n);
 
-/* Open the device of --device (ms_global.device); prints the error. */
+/* Open the device of --device (ms_global.device); prints the error. A spec
+ * of several devices is refused: this is for the commands that use one. */
 int ms_device_open(struct ms_cl *cl);
+
+/* Open every device of --device ("all", "0,2", or one), for the commands
+ * that spread their work over several; prints the error. Under mpirun a
+ * single-device spec picks the rank's device of its node. */
+int ms_devices_open(struct ms_devset *devs);
+void ms_devices_close(struct ms_devset *devs);
 
 /* Print what the device layer noted (kernel cache, kernel source) with -v,
  * then close the device. */
@@ -93,10 +118,12 @@ struct ms_run_stats {
     uint64_t blocks;
 };
 
-/* Score every query against every document: queries in batches of
- * query_batch, each batch against the whole corpus streamed in blocks (a
- * stream is reopened for each further batch). */
-int ms_score_all(struct ms_cl *cl, const struct ms_inputs_opts *o, struct ms_src *q,
+/* Score every query against every document (of the shard, with --shard):
+ * queries in batches of query_batch, each batch against the whole corpus
+ * streamed in blocks (a stream is reopened for each further batch). With
+ * several devices the blocks are spread over them (pool.c) and fn is called
+ * in the order they finish, one call at a time. */
+int ms_score_all(struct ms_devset *devs, const struct ms_inputs_opts *o, struct ms_src *q,
                  struct ms_src *d, uint64_t query_batch, uint64_t max_docs, uint64_t max_tokens,
                  ms_block_fn fn, void *ctx, struct ms_progress *prog, struct ms_run_stats *stats,
                  struct ms_err *err);

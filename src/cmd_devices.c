@@ -1,6 +1,7 @@
 /*
  * cmd_devices.c - `maxsim devices`: list every OpenCL platform and device,
- * marking with '*' the one `--device` (default auto) picks, the way
+ * marking with '*' the one `--device` (default auto) picks (every one, for
+ * a spec of several such as "all"), the way
  * `clinfo -l` lists them but with what maxsim cares about: type, memory,
  * the largest buffer, the OpenCL C version and the driver.
  *
@@ -15,6 +16,7 @@
 
 #include "cl_dev.h"
 #include "cmd.h"
+#include "devset.h"
 
 static void usage(FILE *f)
 {
@@ -46,7 +48,16 @@ static double mib(cl_ulong bytes)
     return (double)bytes / (1024.0 * 1024.0);
 }
 
-static void print_text(const struct ms_cl_devinfo *list, int n, int picked)
+/* 1 if list[i] is one of the picked devices. */
+static int is_picked(int i, const int *picked, int n_picked)
+{
+    for (int j = 0; j < n_picked; j++)
+        if (picked[j] == i)
+            return 1;
+    return 0;
+}
+
+static void print_text(const struct ms_cl_devinfo *list, int n, const int *picked, int n_picked)
 {
     const char *platform = NULL;
 
@@ -56,8 +67,8 @@ static void print_text(const struct ms_cl_devinfo *list, int n, int picked)
             printf("platform: %s (%s)\n", d->platform_name, d->platform_version);
             platform = d->platform_name;
         }
-        printf("%c %d  %-4s %s: %s\n", i == picked ? '*' : ' ', d->index, ms_cl_type_name(d->type),
-               d->vendor, d->name);
+        printf("%c %d  %-4s %s: %s\n", is_picked(i, picked, n_picked) ? '*' : ' ', d->index,
+               ms_cl_type_name(d->type), d->vendor, d->name);
         printf("       %u compute units, %.0f MiB global, %.0f KiB local, %.0f MiB max buffer\n",
                d->compute_units, mib(d->global_mem), (double)d->local_mem / 1024.0,
                mib(d->max_alloc));
@@ -68,9 +79,13 @@ static void print_text(const struct ms_cl_devinfo *list, int n, int picked)
     }
 }
 
-static void print_json(const struct ms_cl_devinfo *list, int n, int picked)
+static void print_json(const struct ms_cl_devinfo *list, int n, const int *picked, int n_picked)
 {
-    printf("{\"picked\": %d, \"devices\": [", picked);
+    /* "picked": the first (or only) device, -1 for a bad spec; "picked_all": every one */
+    printf("{\"picked\": %d, \"picked_all\": [", n_picked ? list[picked[0]].index : -1);
+    for (int j = 0; j < n_picked; j++)
+        printf("%s%d", j ? ", " : "", list[picked[j]].index);
+    printf("], \"devices\": [");
     for (int i = 0; i < n; i++) {
         const struct ms_cl_devinfo *d = &list[i];
         printf("%s\n  {\"index\": %d, \"type\": \"%s\", \"platform\": ", i ? "," : "", d->index,
@@ -105,7 +120,7 @@ int cmd_devices(int argc, char **argv)
     };
     struct ms_cl_devinfo *list = NULL;
     struct ms_err err = { 0 };
-    int n = 0, json = 0, picked, c;
+    int n = 0, json = 0, picked[MS_MAX_DEVICES], n_picked = 0, c;
 
     while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
         switch (c) {
@@ -123,14 +138,16 @@ int cmd_devices(int argc, char **argv)
                                        "e.g. pocl-opencl-icd for the CPU)");
     /* A bad --device still lists the devices (that is how one finds a good
      * one), then reports the spec error. */
-    picked = ms_cl_pick(list, n, ms_global.device, &err);
+    const int bad = ms_devset_pick(list, n, ms_global.device, -1, picked, &n_picked, &err);
+    if (bad)
+        n_picked = 0;
     if (json)
-        print_json(list, n, picked);
+        print_json(list, n, picked, n_picked);
     else
-        print_text(list, n, picked);
+        print_text(list, n, picked, n_picked);
     free(list);
     c = ms_close_stdout();
-    if (picked < 0)
+    if (bad)
         return ms_report(&err);
     return c;
 }

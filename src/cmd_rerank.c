@@ -20,6 +20,7 @@
 #include "idmap.h"
 #include "maxsim.h"
 #include "out.h"
+#include "pool.h"
 #include "run.h"
 #include "stream.h"
 
@@ -30,6 +31,7 @@ static const char usage_text[] =
     "<file.npy>]\n"
     "                     [--query-ids <file>] [--doc-ids <file>]\n"
     "                     [--chunk-docs <n>] [--query-batch <n>] [--progress]\n"
+    "                     [--precision (exact | f16 | f8)]\n"
     "\n"
     "Rescore the candidates of a run (TREC or QID<TAB>DOCID lines; '-' for stdin;\n"
     "zstd-compressed accepted) with exact MaxSim.\n"
@@ -39,6 +41,8 @@ static const char usage_text[] =
     "  -c, --candidates <run>   the candidate run\n"
     "  -k <n>                   results per query (default: all candidates)\n"
     "  --normalize              L2-normalize every token before scoring\n"
+    "  --precision <p>          exact (default), f16 (float32 inputs rounded to float16) or\n"
+    "                           f8 (e4m3 on NVIDIA tensor cores, cc >= 8.9)\n"
     "  -o, --output <file>      write here instead of stdout (.trec .tsv, + .zst)\n"
     "  --format <fmt>           trec (default) or tsv\n"
     "  --run-tag <tag>          the TREC run tag (default maxsim)\n"
@@ -63,9 +67,9 @@ static int by_doc_query(const void *a, const void *b)
 }
 
 struct batch_ctx {
-    struct ms_cl *cl;
+    struct ms_devset *devs;
     struct ms_src *q, *d;
-    int normalize;
+    int normalize, precision;
     uint64_t max_docs, max_tokens;
     struct ms_progress *prog;
     struct ms_run_stats *stats;
@@ -79,6 +83,7 @@ static int score_batch(struct batch_ctx *c, struct ms_cand *pairs, uint64_t n, s
     float *ps = NULL;
     struct ms_emb queries;
     struct ms_scorer *scorer = NULL;
+    struct ms_pool *pool = NULL;
     struct ms_stream *stream = NULL;
     const struct ms_emb *block;
     int rc = MS_OK;
@@ -109,8 +114,14 @@ static int score_batch(struct batch_ctx *c, struct ms_cand *pairs, uint64_t n, s
             drows[nd++] = pairs[i].d;
     const struct ms_scorer_opts so = { .normalize = c->normalize,
                                        .max_docs = c->max_docs,
-                                       .max_tokens = c->max_tokens };
-    if ((rc = ms_scorer_create(&scorer, c->cl, &queries, &so, err)) != MS_OK)
+                                       .max_tokens = c->max_tokens,
+                                       .precision = c->precision };
+    /* several devices: each block goes to the next idle one, its scores to ps[p0..p) */
+    if (c->devs->n > 1)
+        rc = ms_pool_start(&pool, c->devs->cl, c->devs->n, &queries, 0, &so, NULL, NULL, err);
+    else
+        rc = ms_scorer_create(&scorer, &c->devs->cl[0], &queries, &so, err);
+    if (rc != MS_OK)
         goto done;
     if ((rc = ms_stream_start_rows(&stream, c->d, drows, nd, c->max_docs, c->max_tokens, err)) !=
         MS_OK)
@@ -123,17 +134,32 @@ static int score_batch(struct batch_ctx *c, struct ms_cand *pairs, uint64_t n, s
                 pq[p - p0] = pairs[p].u.qi;
                 pd[p - p0] = (uint32_t)j;
             }
-        if ((rc = ms_scorer_run_pairs(scorer, block, pq, pd, p - p0, ps, err)) != MS_OK)
-            break;
-        c->stats->kernel_s += ms_scorer_last_kernel_s(scorer);
+        if (pool) {
+            if ((rc = ms_pool_submit_pairs(pool, block, pq, pd, p - p0, ps + p0, err)) != MS_OK)
+                break;
+        } else {
+            if ((rc = ms_scorer_run_pairs(scorer, block, pq, pd, p - p0, ps + p0, err)) != MS_OK)
+                break;
+            c->stats->kernel_s += ms_scorer_last_kernel_s(scorer);
+        }
         c->stats->blocks++;
-        for (uint64_t i = p0; i < p; i++)
-            pairs[i].u.score = ps[i - p0];
         ms_progress_add(c->prog, p - p0);
     }
     c->stats->read_s += ms_stream_read_s(stream);
     c->stats->wait_s += ms_stream_wait_s(stream);
+    if (pool) { /* every block handed over is scored (or the first error kept) */
+        struct ms_err perr;
+        const int prc = ms_pool_finish(pool, &c->stats->kernel_s, &perr);
+        pool = NULL;
+        if (rc == MS_OK && prc != MS_OK) {
+            rc = prc;
+            *err = perr;
+        }
+    }
+    for (uint64_t i = 0; rc == MS_OK && i < n; i++)
+        pairs[i].u.score = ps[i];
 done:
+    ms_pool_finish(pool, NULL, &(struct ms_err){ 0 });
     ms_stream_stop(stream);
     ms_scorer_free(scorer);
     ms_emb_release(&queries);
@@ -165,7 +191,7 @@ int cmd_rerank(int argc, char **argv)
     struct ms_idmap qmap = { 0 }, dmap = { 0 };
     struct ms_cand *pairs = NULL;
     struct ms_src q, d;
-    struct ms_cl cl;
+    struct ms_devset devs;
     struct ms_progress prog;
     struct ms_wfile *w = NULL;
     struct ms_err err;
@@ -226,12 +252,13 @@ int cmd_rerank(int argc, char **argv)
         ms_report(&err);
         goto close_inputs;
     }
-    if ((rc = ms_device_open(&cl)) != MS_OK)
+    if ((rc = ms_devices_open(&devs)) != MS_OK)
         goto close_output;
-    ms_plan_blocks(&cl, &in, &q, &d, &nqb, &max_docs, &max_tokens);
+    ms_plan_blocks(devs.cl, &in, &q, &d, &nqb, &max_docs, &max_tokens);
     ms_progress_init(&prog, in.progress, "rerank", n_pairs);
     prog.unit = "pairs";
-    struct batch_ctx ctx = { &cl, &q, &d, in.normalize, max_docs, max_tokens, &prog, &stats };
+    struct batch_ctx ctx = { &devs,    &q,         &d,    in.normalize, in.precision,
+                             max_docs, max_tokens, &prog, &stats };
     const double t0 = ms_now();
     /* batches of at most nqb queries; pairs are sorted by query */
     for (uint64_t p = 0, batch = 0; p < n_pairs && rc == MS_OK; batch++) {
@@ -270,7 +297,7 @@ int cmd_rerank(int argc, char **argv)
                 (unsigned long long)n_pairs, (unsigned long long)stats.blocks, stats.read_s,
                 stats.wait_s, stats.kernel_s, total, total > 0 ? (double)n_pairs / total : 0.0);
     }
-    ms_device_close(&cl);
+    ms_devices_close(&devs);
 close_output:
     ms_wfile_abort(w);
 close_inputs:

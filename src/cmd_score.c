@@ -26,12 +26,15 @@ static const char usage_text[] =
     "                    [--query-lengths <file.npy>] [--doc-lengths <file.npy>]\n"
     "                    [--query-ids <file>] [--doc-ids <file>]\n"
     "                    [--chunk-docs <n>] [--query-batch <n>] [--progress]\n"
+    "                    [--precision (exact | f16 | f8)]\n"
     "\n"
     "The MaxSim score of every query against every document.\n"
     "\n"
     "  -q, --queries <file>     query embeddings (.npy, .npy.zst, .h5[:/group])\n"
     "  -d, --docs <file>        document embeddings (same formats)\n"
     "  --normalize              L2-normalize every token before scoring\n"
+    "  --precision <p>          exact (default), f16 (float32 inputs rounded to float16) or\n"
+    "                           f8 (e4m3 on NVIDIA tensor cores, cc >= 8.9)\n"
     "  -o, --output <file>      OUT.npy or OUT.h5 (dataset 'scores' [queries, docs]\n"
     "                           float32), or OUT.tsv[.zst]; default TSV on stdout\n"
     "  --format <fmt>           tsv, npy or h5 (default: from the suffix)\n"
@@ -117,7 +120,7 @@ int cmd_score(int argc, char **argv)
     struct ms_run_stats stats = { 0 };
     struct sink sink = { 0 };
     struct ms_src q, d;
-    struct ms_cl cl;
+    struct ms_devset devs;
     struct ms_progress prog;
     struct ms_wfile *w = NULL;
     FILE *scratch = NULL;
@@ -203,13 +206,13 @@ int cmd_score(int argc, char **argv)
             sink.name = "the scratch file";
         }
     }
-    if ((rc = ms_device_open(&cl)) != MS_OK)
+    if ((rc = ms_devices_open(&devs)) != MS_OK)
         goto close_output;
-    ms_plan_blocks(&cl, &in, &q, &d, &nqb, &max_docs, &max_tokens);
+    ms_plan_blocks(devs.cl, &in, &q, &d, &nqb, &max_docs, &max_tokens);
     ms_progress_init(&prog, in.progress, "score",
                      d.n_rows * ((q.n_rows + nqb - 1) / (nqb ? nqb : 1)));
-    rc = ms_score_all(&cl, &in, &q, &d, nqb, max_docs, max_tokens, put_block, &sink, &prog, &stats,
-                      &err);
+    rc = ms_score_all(&devs, &in, &q, &d, nqb, max_docs, max_tokens, put_block, &sink, &prog,
+                      &stats, &err);
     ms_progress_end(&prog);
     if (rc == MS_OK && sink.fmt == MS_FMT_TSV)
         rc = write_tsv(&sink, w, &q.ids, &d.ids, &err);
@@ -230,7 +233,7 @@ int cmd_score(int argc, char **argv)
         fprintf(stderr, "maxsim: score: %llu x %llu in %llu blocks: read %.3f s, kernels %.3f s\n",
                 (unsigned long long)q.n_rows, (unsigned long long)d.n_rows,
                 (unsigned long long)stats.blocks, stats.read_s, stats.kernel_s);
-    ms_device_close(&cl);
+    ms_devices_close(&devs);
 close_output:
     ms_wfile_abort(w);
     if (sink.h5)

@@ -15,6 +15,7 @@
 
 #include "cmd.h"
 #include "cmd_common.h"
+#include "cmd_mpi.h"
 #include "maxsim.h"
 #include "out.h"
 #include "stream.h"
@@ -26,6 +27,8 @@ static const char usage_text[] =
     "                     [--query-lengths <file.npy>] [--doc-lengths <file.npy>]\n"
     "                     [--query-ids <file>] [--doc-ids <file>]\n"
     "                     [--chunk-docs <n>] [--query-batch <n>] [--progress]\n"
+    "                     [--precision (exact | f16 | f8)]\n"
+    "                     [--shard <i>/<n>]\n"
     "\n"
     "Exact MaxSim top-k of every query over a corpus of any size, as a TREC run.\n"
     "\n"
@@ -33,6 +36,8 @@ static const char usage_text[] =
     "  -d, --docs <file>        document embeddings (same formats)\n"
     "  -k <n>                   results per query (default 10; all if fewer documents)\n"
     "  --normalize              L2-normalize every token before scoring\n"
+    "  --precision <p>          exact (default), f16 (float32 inputs rounded to float16) or\n"
+    "                           f8 (e4m3 on NVIDIA tensor cores, cc >= 8.9)\n"
     "  -o, --output <file>      write here instead of stdout (.trec .tsv .npy .h5, + .zst)\n"
     "  --format <fmt>           trec (default), tsv, npy or h5\n"
     "  --run-tag <tag>          the TREC run tag (default maxsim)\n"
@@ -43,7 +48,11 @@ static const char usage_text[] =
     "  --chunk-docs <n>         documents scored per block (default: from device memory)\n"
     "  --query-batch <n>        queries scored together (default: all that fit)\n"
     "  --progress               show progress even when stderr is not a terminal\n"
+    "  --shard <i>/<n>          only shard i (from 0) of n of the documents (ids stay\n"
+    "                           global; 'maxsim merge' joins the shards' runs)\n"
     "  -h, --help               this help\n";
+
+enum { OPT_SHARD = 2000 };
 
 /* Merge one block of scores into the top-k heaps. */
 static int merge_block(void *ctx, uint64_t q0, uint64_t nq, const float *scores, uint64_t ld,
@@ -60,15 +69,16 @@ int cmd_search(int argc, char **argv)
         { "output", required_argument, NULL, 'o' },
         { "format", required_argument, NULL, OPT_FORMAT },
         { "run-tag", required_argument, NULL, OPT_RUN_TAG },
+        { "shard", required_argument, NULL, OPT_SHARD },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     struct ms_inputs_opts in = { 0 };
     const char *out_path = NULL, *format = NULL, *tag = "maxsim";
-    uint64_t k = 10, nqb, max_docs, max_tokens;
+    uint64_t k = 10, nqb, max_docs, max_tokens, shard_first, shard_rows;
     struct ms_run_stats stats = { 0 };
     struct ms_src q, d;
-    struct ms_cl cl;
+    struct ms_devset devs;
     struct ms_topk topk;
     struct ms_progress prog;
     struct ms_wfile *w = NULL;
@@ -94,6 +104,10 @@ int cmd_search(int argc, char **argv)
                 return MS_ERR_INPUT;
             tag = optarg;
             break;
+        case OPT_SHARD:
+            if (ms_parse_shard("search", optarg, &in))
+                return MS_ERR_INPUT;
+            break;
         case 'h': fputs(usage_text, stdout); return ms_close_stdout();
         case ':': return ms_usage_error("search", "option '%s' needs a value", argv[optind - 1]);
         default: return ms_usage_error("search", "unknown option '%s'", argv[optind - 1]);
@@ -103,8 +117,17 @@ int cmd_search(int argc, char **argv)
         return ms_usage_error("search", "unexpected argument '%s'", argv[optind]);
     if (ms_fmt_resolve(out_path, format, &fmt, &zst, &err) != MS_OK)
         return ms_report(&err);
+    if (ms_mpi_size() > 1) { /* under mpirun: rank r scores shard r, rank 0 writes */
+        if (in.shard_count)
+            return ms_usage_error("search", "--shard is not for mpirun: each rank takes its shard");
+        in.shard_index = (uint64_t)ms_mpi_rank();
+        in.shard_count = (uint64_t)ms_mpi_size();
+        if (ms_mpi_rank() > 0)
+            out_path = NULL; /* its standard output goes nowhere */
+    }
     if ((rc = ms_inputs_open("search", &in, &q, &d)) != MS_OK)
         return rc;
+    ms_shard_rows(&in, d.n_rows, &shard_first, &shard_rows);
     /* Create the output now (as a temporary file) so an unwritable path
      * fails before any work; it is renamed into place only at the end. */
     if ((rc = ms_wfile_open(&w, out_path, zst, &err)) != MS_OK) {
@@ -115,17 +138,25 @@ int cmd_search(int argc, char **argv)
         ms_wfile_abort(w);
         w = NULL;
     }
-    if ((rc = ms_device_open(&cl)) != MS_OK)
+    if ((rc = ms_devices_open(&devs)) != MS_OK)
         goto close_output;
-    ms_plan_blocks(&cl, &in, &q, &d, &nqb, &max_docs, &max_tokens);
-    if ((rc = ms_topk_init(&topk, q.n_rows, k < d.n_rows ? k : d.n_rows, &err)) != MS_OK) {
+    char model[400]; /* under mpirun: every rank ready, on one device model? */
+    snprintf(model, sizeof model, "%s, driver %s", devs.cl[0].info.name,
+             devs.cl[0].info.driver_version);
+    if ((rc = ms_mpi_checkpoint(model, &err)) != MS_OK) {
+        if (err.msg[0]) /* else another rank failed and said why */
+            ms_report(&err);
+        goto close_device;
+    }
+    ms_plan_blocks(devs.cl, &in, &q, &d, &nqb, &max_docs, &max_tokens);
+    if ((rc = ms_topk_init(&topk, q.n_rows, k < shard_rows ? k : shard_rows, &err)) != MS_OK) {
         ms_report(&err);
         goto close_device;
     }
     ms_progress_init(&prog, in.progress, "search",
-                     d.n_rows * ((q.n_rows + nqb - 1) / (nqb ? nqb : 1)));
+                     shard_rows * ((q.n_rows + nqb - 1) / (nqb ? nqb : 1)));
     const double t0 = ms_now();
-    rc = ms_score_all(&cl, &in, &q, &d, nqb, max_docs, max_tokens, merge_block, &topk, &prog,
+    rc = ms_score_all(&devs, &in, &q, &d, nqb, max_docs, max_tokens, merge_block, &topk, &prog,
                       &stats, &err);
     ms_progress_end(&prog);
     if (rc != MS_OK) {
@@ -133,6 +164,13 @@ int cmd_search(int argc, char **argv)
         goto free_topk;
     }
     ms_topk_finish(&topk);
+    if ((rc = ms_mpi_gather_topk(&topk, k, d.n_rows, &err)) != MS_OK) {
+        if (err.msg[0]) /* else another rank failed and said why */
+            ms_report(&err);
+        goto free_topk;
+    }
+    if (ms_mpi_rank() > 0)
+        goto free_topk;
     if (fmt == MS_FMT_NPY || fmt == MS_FMT_H5)
         rc = ms_topk_write_arrays(out_path, fmt, &topk, &q.ids, &err);
     else if ((rc = ms_run_write(w, fmt, &topk, &q.ids, &d.ids, tag, &err)) == MS_OK) {
@@ -147,15 +185,15 @@ int cmd_search(int argc, char **argv)
                 "maxsim: search: %llu queries x %llu documents in %llu blocks (%llu queries, "
                 "%llu documents, %llu tokens at most): read %.3f s (waited %.3f s), kernels "
                 "%.3f s, total %.3f s, %.0f documents/s\n",
-                (unsigned long long)q.n_rows, (unsigned long long)d.n_rows,
+                (unsigned long long)q.n_rows, (unsigned long long)shard_rows,
                 (unsigned long long)stats.blocks, (unsigned long long)nqb,
                 (unsigned long long)max_docs, (unsigned long long)max_tokens, stats.read_s,
-                stats.wait_s, stats.kernel_s, total, total > 0 ? (double)d.n_rows / total : 0.0);
+                stats.wait_s, stats.kernel_s, total, total > 0 ? (double)shard_rows / total : 0.0);
     }
 free_topk:
     ms_topk_release(&topk);
 close_device:
-    ms_device_close(&cl);
+    ms_devices_close(&devs);
 close_output:
     ms_wfile_abort(w);
 close_inputs:

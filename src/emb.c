@@ -234,3 +234,41 @@ int ms_ids_read_text(struct ms_ids *ids, const char *path, struct ms_err *err)
         ms_ids_release(ids);
     return rc;
 }
+
+uint8_t ms_float_to_e4m3(float f)
+{
+    const uint8_t sign = signbit(f) ? 0x80 : 0;
+    const float a = fabsf(f);
+    int e;
+    if (!(a < 448.0f)) /* saturate; NaN cannot reach here (inputs are checked) */
+        return sign | 0x7E;
+    if (a < 0x1p-6f) /* subnormal: steps of 2^-9; 8 steps round up into the first normal */
+        return sign | (uint8_t)nearbyintf(a * 512.0f);
+    const float fr = frexpf(a, &e);      /* a = fr * 2^e, fr in [0.5, 1) */
+    int q = (int)nearbyintf(fr * 16.0f); /* 1.mmm as 8..16, nearest even */
+    if (q == 16) {
+        q = 8;
+        e++;
+    }
+    const int biased = e + 6; /* a = 1.mmm * 2^(e - 1), bias 7 */
+    if (biased > 15 || (biased == 15 && (q & 7) == 7))
+        return sign | 0x7E;
+    return sign | (uint8_t)(biased << 3) | (uint8_t)(q & 7);
+}
+
+float ms_e4m3_to_float(uint8_t b)
+{
+    const int e = (b >> 3) & 15, m = b & 7;
+    const float v = e ? ldexpf(1.0f + (float)m / 8.0f, e - 7) : ldexpf((float)m, -9);
+    return (b & 0x80) ? -v : v;
+}
+
+double ms_emb_inv_norm(const struct ms_emb *emb, uint64_t t)
+{
+    double ss = 0.0;
+    for (uint32_t k = 0; k < emb->dim; k++) {
+        const double x = ms_emb_value(emb, t, k);
+        ss += x * x;
+    }
+    return 1.0 / fmax(sqrt(ss), 1e-12);
+}

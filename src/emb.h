@@ -29,6 +29,11 @@ const char *ms_dtype_name(enum ms_dtype dtype); /* "float32" / "float16" */
  * float -> half rounds to nearest even. */
 float ms_half_to_float(uint16_t h);
 uint16_t ms_float_to_half(float f);
+/* float8 e4m3 (1 sign, 4 exponent bits of bias 7, 3 mantissa bits; no infinities, 448 the
+ * largest finite): f rounded to nearest even and saturated at +-448, as the device's
+ * cvt.rn.satfinite.e4m3x2.f32 rounds (--precision f8); and back (0x7F/0xFF, NaN, never made). */
+uint8_t ms_float_to_e4m3(float f);
+float ms_e4m3_to_float(uint8_t b);
 
 struct ms_emb {
     enum ms_dtype dtype;
@@ -64,6 +69,9 @@ static inline float ms_emb_value(const struct ms_emb *emb, uint64_t t, uint32_t 
         return ms_half_to_float(((const uint16_t *)emb->tokens)[i]);
     return ((const float *)emb->tokens)[i];
 }
+
+/* 1 / max(|token t|_2, 1e-12) in double: the factor --normalize applies (CONTRACT.md). */
+double ms_emb_inv_norm(const struct ms_emb *emb, uint64_t t);
 
 /* Find the first NaN or Inf among the block's valid tokens. Returns 0 when all
  * are finite, else 1 with *row (block-relative) and *token (within the row). */

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "cmd_mpi.h"
 #include "h5.h"
 #include "out.h"
 
@@ -29,6 +30,7 @@ static const struct ms_cmd commands[] = {
     { "score", cmd_score, "the full query x document MaxSim score matrix" },
     { "rerank", cmd_rerank, "rescore the candidates of a run with exact MaxSim" },
     { "plaid", cmd_plaid, "search or rerank with a PLAID (fast-plaid / NextPlaid) index" },
+    { "merge", cmd_merge, "merge the runs of search --shard into the global top-k" },
     { "info", cmd_info, "describe embedding files and PLAID index directories" },
     { "devices", cmd_devices, "list OpenCL platforms and devices" },
     { "bench", cmd_bench, "time the kernels on synthetic data of a given shape" },
@@ -43,8 +45,9 @@ static void usage(FILE *f)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nglobal options:\n"
-               "  --device <spec>  auto (default), cpu, gpu, or an index from 'maxsim devices'\n"
-               "                   (default from MAXSIM_DEVICE)\n"
+               "  --device <spec>  auto (default), cpu, gpu, or an index from 'maxsim devices';\n"
+               "                   all, or a list such as 0,2: search, score and rerank\n"
+               "                   spread over them (default from MAXSIM_DEVICE)\n"
                "  -v, --verbose    more detail on stderr (kernel cache, build logs, timings)\n"
                "  -q, --quiet      no progress line and no warnings\n"
                "  -h, --help       this help\n"
@@ -171,7 +174,7 @@ int main(int argc, char **argv)
             int subc = argc - optind;
             optind = 0;
             opterr = 0;
-            return commands[i].run(subc, sub);
+            return ms_mpi_run(commands[i].name, commands[i].run, subc, sub);
         }
     }
     if (strcmp(argv[optind], "help") == 0) {

@@ -8,6 +8,7 @@
 #ifndef MS_MAXSIM_H
 #define MS_MAXSIM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "cl_dev.h"
@@ -25,12 +26,17 @@ void ms_ref_scores(const struct ms_emb *q, const struct ms_emb *d, int normalize
  */
 struct ms_scorer;
 
-/* How float32 inputs may be computed. EXACT (the default): float32 products and sums, as the
- * portable kernel does. F16: operands rounded to float16 (float32 accumulation) so that the
- * NVIDIA tensor-core path may take them; float16 inputs are exact either way. */
+/* How inputs may be computed (--precision). EXACT (the default): products at the precision of
+ * the stored inputs (float32 in float32; float16 in float16, exact in float32, with float32
+ * sums). F16: float32 or normalized operands rounded to float16 (float32 accumulation) so that
+ * the NVIDIA tensor-core path takes them; float16 inputs score the same either way. F8: every
+ * operand rounded to float8 e4m3 (nearest even, saturated at +-448), float32 sums: twice the
+ * tensor-core rate, half the bytes of the prepared documents; ranking agreement is measured by
+ * `maxsim bench --precision f8` (docs/kernel-notes.md). */
 enum ms_precision {
     MS_PREC_EXACT = 0,
     MS_PREC_F16 = 1,
+    MS_PREC_F8 = 2, /* float8 e4m3 operands (NVIDIA sm_89+ tensor cores only), float32 sums */
 };
 
 struct ms_scorer_opts {
@@ -45,10 +51,13 @@ struct ms_scorer_opts {
      * of its memory, at most CL_DEVICE_MAX_MEM_ALLOC_SIZE); tests set it
      * small to exercise the splitting of queries and documents. */
     uint64_t max_buffer;
-    /* enum ms_precision. The NVIDIA tensor-core path (kernels/maxsim_nv.cl) is opt-in: it is
-     * used only with MAXSIM_NV_MMA=1 in the environment, on an NVIDIA device of compute
-     * capability >= 8.0, for float16 inputs without normalization or with MS_PREC_F16. */
+    /* enum ms_precision. The NVIDIA tensor-core path (src/maxsim_nv.c) is taken on NVIDIA
+     * devices of compute capability >= 8.0 (unless MAXSIM_NV_MMA=0) for float16 inputs without
+     * normalization, or for any inputs under MS_PREC_F16. */
     int precision;
+    /* A tensor-core kernel variant to use instead of the tuned or default one, as
+     * MAXSIM_NV_VARIANT spells it (bench --tune); NULL for none. */
+    const char *variant;
 };
 
 /* Prepare for scoring against `queries` (any number of rows, any length). */
@@ -68,6 +77,18 @@ int ms_scorer_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores,
  * is MS_ERR_INPUT. */
 int ms_scorer_run_pairs(struct ms_scorer *s, const struct ms_emb *docs, const uint32_t *pair_q,
                         const uint32_t *pair_d, uint64_t n_pairs, float *out, struct ms_err *err);
+/* Tuning (bench --tune): the keys of the tuning table's line for a scorer of these queries on
+ * this device with these options (tune.h), and the variants worth timing for it. Both return 0
+ * when no tunable path would score them. */
+int ms_scorer_tune_keys(const struct ms_cl *cl, const struct ms_emb *q,
+                        const struct ms_scorer_opts *o, char *device, size_t dcap, char *klass,
+                        size_t kcap);
+int ms_scorer_tune_candidates(const struct ms_cl *cl, const struct ms_emb *q,
+                              const struct ms_scorer_opts *o, char (*out)[64], int max);
+
+/* Which kernels score, for -v and bench: "NVIDIA tensor cores, stream kernel (...)" or
+ * "portable kernels (...)". */
+const char *ms_scorer_path(const struct ms_scorer *s);
 /* Kernel time of the last ms_scorer_run or ms_scorer_run_pairs, in seconds,
  * from OpenCL events. */
 double ms_scorer_last_kernel_s(const struct ms_scorer *s);

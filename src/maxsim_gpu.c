@@ -14,7 +14,6 @@
  * No score depends on the sub-blocks, the query groups or the tiling: each dot product is one
  * fma chain in k order, the max is exact, and msg_sum adds in token order (kernels/maxsim_gpu.cl).
  */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,17 +61,13 @@ struct ms_gpu {
     cl_mem out;              /* [max_group_nq][cap_docs] */
     uint32_t *h_doc_tok, *h_doc_len;
     uint32_t *h_q_row, *h_q_len; /* [n_queries]: first row in its group, token count */
+    char describe[160];          /* gpu_describe */
     /* Pairs: the most row tiles one query spans, and lists grown on demand. */
     uint32_t max_span;
     uint64_t cap_pairs, cap_work;
     cl_mem pair_q, pair_d, pair_out; /* [cap_pairs] */
     cl_mem work;                     /* [cap_work] (row tile, document) */
 };
-
-static int cl_fail(struct ms_err *err, const char *call, cl_int rc)
-{
-    return ms_err_set(err, MS_ERR_RUNTIME, "%s failed: %s", call, ms_cl_strerror(rc));
-}
 
 static uint64_t ceil_div(uint64_t a, uint64_t b)
 {
@@ -82,19 +77,7 @@ static uint64_t ceil_div(uint64_t a, uint64_t b)
 static cl_mem buffer(struct ms_gpu *g, cl_mem_flags flags, uint64_t bytes, const char *what,
                      struct ms_err *err)
 {
-    cl_int rc;
-    cl_mem m = clCreateBuffer(g->cl->ctx, flags, bytes ? (size_t)bytes : 4, NULL, &rc);
-    if (!m)
-        ms_err_set(err, MS_ERR_RUNTIME, "clCreateBuffer(%s, %llu bytes) failed on '%s': %s", what,
-                   (unsigned long long)bytes, g->cl->info.name, ms_cl_strerror(rc));
-    return m;
-}
-
-static void release(cl_mem *m)
-{
-    if (*m)
-        clReleaseMemObject(*m);
-    *m = NULL;
+    return ms_cl_buffer(g->cl, flags, (size_t)bytes, NULL, what, err);
 }
 
 int gpu_wanted(const struct ms_cl *cl)
@@ -234,7 +217,11 @@ static int build(struct ms_gpu *g, struct ms_err *err)
     if (g->list_f32)
         g->sum_pairs = clCreateKernel(g->prog, "msg_sum_pairs", &rc);
     if (!g->sum_pairs)
-        return cl_fail(err, "clCreateKernel(msg_*)", rc);
+        return ms_cl_fail(err, "clCreateKernel(msg_*)", rc);
+    snprintf(g->describe, sizeof g->describe,
+             "portable GPU kernel (%dx%d per work-item, %dx%d work-items, %d dims a slice, query "
+             "tile %s, split %d)",
+             v->tm, v->tn, v->rx, v->cx, v->bk, v->qres ? "resident" : "streamed", v->split);
     ms_cl_note(g->cl,
                "portable GPU kernel (maxsim_gpu.cl), work-groups of %d, wgmul %d, split %d: %s",
                v->rx * v->cx, v->wgmul, v->split, opts);
@@ -266,15 +253,7 @@ static int upload_group(struct ms_gpu *g, const struct ms_emb *q, struct gpu_gro
             g->max_span = (uint32_t)((r + n - 1) / g->bm - r / g->bm + 1);
         for (uint64_t t = 0; t < n; t++, r++) {
             const uint64_t tok = q->offsets[qi] + t;
-            double scale = 1.0;
-            if (g->normalize) {
-                double ss = 0.0;
-                for (uint32_t k = 0; k < g->dim; k++) {
-                    const double x = ms_emb_value(q, tok, k);
-                    ss += x * x;
-                }
-                scale = 1.0 / fmax(sqrt(ss), 1e-12);
-            }
+            const double scale = g->normalize ? ms_emb_inv_norm(q, tok) : 1.0;
             for (uint32_t k = 0; k < g->dim; k++)
                 qt[k * rows + r] = (float)(ms_emb_value(q, tok, k) * scale);
         }
@@ -295,7 +274,7 @@ static int upload_group(struct ms_gpu *g, const struct ms_emb *q, struct gpu_gro
         rc = clEnqueueWriteBuffer(g->cl->queue, gr->q_len, CL_TRUE, 0, gr->nq * 4, len, 0, NULL,
                                   NULL);
     if (rc != CL_SUCCESS)
-        status = cl_fail(err, "clEnqueueWriteBuffer(GPU queries)", rc);
+        status = ms_cl_fail(err, "clEnqueueWriteBuffer(GPU queries)", rc);
 done:
     free(qt);
     free(row);
@@ -415,27 +394,6 @@ fail:
     return err->status ? err->status : MS_ERR_RUNTIME;
 }
 
-static int launch(struct ms_gpu *g, cl_kernel k, cl_uint dims, const size_t *global,
-                  const size_t *local, const char *what, double *kernel_s, struct ms_err *err)
-{
-    cl_event ev = NULL;
-    cl_ulong a = 0, b = 0;
-    cl_int rc = clEnqueueNDRangeKernel(g->cl->queue, k, dims, NULL, global, local, 0, NULL, &ev);
-    if (rc != CL_SUCCESS)
-        return ms_err_set(err, MS_ERR_RUNTIME, "clEnqueueNDRangeKernel(%s) failed: %s", what,
-                          ms_cl_strerror(rc));
-    rc = clWaitForEvents(1, &ev);
-    if (clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof a, &a, NULL) == CL_SUCCESS &&
-        clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof b, &b, NULL) == CL_SUCCESS &&
-        b > a)
-        *kernel_s += (double)(b - a) * 1e-9;
-    clReleaseEvent(ev);
-    if (rc != CL_SUCCESS)
-        return ms_err_set(err, MS_ERR_RUNTIME, "clWaitForEvents(%s) failed: %s", what,
-                          ms_cl_strerror(rc));
-    return MS_OK;
-}
-
 /* The longest run of rows from j0 that fits the buffers; 0 with the error set when row j0 alone
  * does not fit. */
 static uint64_t fit_sub(const struct ms_gpu *g, const struct ms_emb *docs, uint64_t j0,
@@ -477,7 +435,7 @@ static int upload_docs(struct ms_gpu *g, const struct ms_emb *docs, uint64_t j0,
     if (rc == CL_SUCCESS)
         rc = clEnqueueWriteBuffer(qu, g->doc_len, CL_TRUE, 0, nd * 4, g->h_doc_len, 0, NULL, NULL);
     if (rc != CL_SUCCESS)
-        return cl_fail(err, "clEnqueueWriteBuffer(GPU documents)", rc);
+        return ms_cl_fail(err, "clEnqueueWriteBuffer(GPU documents)", rc);
     if (g->normalize && ntok) {
         cl_kernel k = docs->dtype == MS_DTYPE_F16 ? g->norm_f16 : g->norm_f32;
         const cl_uint n_tok = (cl_uint)ntok;
@@ -486,8 +444,8 @@ static int upload_docs(struct ms_gpu *g, const struct ms_emb *docs, uint64_t j0,
         rc |= clSetKernelArg(k, 1, sizeof n_tok, &n_tok);
         rc |= clSetKernelArg(k, 2, sizeof(cl_mem), &g->scale);
         if (rc != CL_SUCCESS)
-            return cl_fail(err, "clSetKernelArg(msg_norm)", rc);
-        return launch(g, k, 1, &global, NULL, "msg_norm", kernel_s, err);
+            return ms_cl_fail(err, "clSetKernelArg(msg_norm)", rc);
+        return ms_cl_launch(g->cl, k, 1, &global, NULL, "msg_norm", kernel_s, err);
     }
     return MS_OK;
 }
@@ -527,8 +485,8 @@ static int score_group(struct ms_gpu *g, int gi, enum ms_dtype dtype, uint64_t n
         rc |= clSetKernelArg(k, 9, sizeof n_rows, &n_rows);
         rc |= clSetKernelArg(k, 10, sizeof(cl_mem), &g->rowmax);
         if (rc != CL_SUCCESS)
-            return cl_fail(err, "clSetKernelArg(msg_score)", rc);
-        if (launch(g, k, 2, global, local, "msg_score", kernel_s, err) != MS_OK)
+            return ms_cl_fail(err, "clSetKernelArg(msg_score)", rc);
+        if (ms_cl_launch(g->cl, k, 2, global, local, "msg_score", kernel_s, err) != MS_OK)
             return err->status;
     }
     {
@@ -543,9 +501,10 @@ static int score_group(struct ms_gpu *g, int gi, enum ms_dtype dtype, uint64_t n
         rc |= clSetKernelArg(g->sum, 6, sizeof(cl_mem), &gr->q_len);
         rc |= clSetKernelArg(g->sum, 7, sizeof(cl_mem), &g->out);
         if (rc != CL_SUCCESS)
-            return cl_fail(err, "clSetKernelArg(msg_sum)", rc);
-        return launch(g, g->sum, 2, global, g->cl->info.max_work_group >= 64 ? local : NULL,
-                      "msg_sum", kernel_s, err);
+            return ms_cl_fail(err, "clSetKernelArg(msg_sum)", rc);
+        return ms_cl_launch(g->cl, g->sum, 2, global,
+                            g->cl->info.max_work_group >= 64 ? local : NULL, "msg_sum", kernel_s,
+                            err);
     }
 }
 
@@ -570,7 +529,7 @@ int gpu_run(struct ms_gpu *g, const struct ms_emb *docs, float *scores, uint64_t
                                          nd * sizeof(float), 0, ld * sizeof(float), 0,
                                          scores + gr->q0 * ld + j0, 0, NULL, NULL);
             if (rc != CL_SUCCESS)
-                return cl_fail(err, "clEnqueueReadBufferRect(GPU scores)", rc);
+                return ms_cl_fail(err, "clEnqueueReadBufferRect(GPU scores)", rc);
         }
         j0 += nd;
     }
@@ -582,9 +541,9 @@ static int reserve_pairs(struct ms_gpu *g, uint64_t n, struct ms_err *err)
 {
     const uint64_t w = n * (g->max_span ? g->max_span : 1);
     if (n > g->cap_pairs) {
-        release(&g->pair_q);
-        release(&g->pair_d);
-        release(&g->pair_out);
+        ms_cl_release(&g->pair_q);
+        ms_cl_release(&g->pair_d);
+        ms_cl_release(&g->pair_out);
         g->cap_pairs = 0;
         g->pair_q = buffer(g, CL_MEM_READ_ONLY, n * 4, "GPU pair queries", err);
         g->pair_d = buffer(g, CL_MEM_READ_ONLY, n * 4, "GPU pair documents", err);
@@ -594,7 +553,7 @@ static int reserve_pairs(struct ms_gpu *g, uint64_t n, struct ms_err *err)
         g->cap_pairs = n;
     }
     if (w > g->cap_work) {
-        release(&g->work);
+        ms_cl_release(&g->work);
         g->cap_work = 0;
         if (!(g->work = buffer(g, CL_MEM_READ_ONLY, w * 8, "GPU work list", err)))
             return err->status;
@@ -644,7 +603,7 @@ static int score_pairs(struct ms_gpu *g, int gi, enum ms_dtype dtype, const uint
     if (rc == CL_SUCCESS && n_work)
         rc = clEnqueueWriteBuffer(qu, g->work, CL_TRUE, 0, (size_t)n_work * 8, work, 0, NULL, NULL);
     if (rc != CL_SUCCESS)
-        return cl_fail(err, "clEnqueueWriteBuffer(GPU pairs)", rc);
+        return ms_cl_fail(err, "clEnqueueWriteBuffer(GPU pairs)", rc);
     if (n_work) {
         const size_t global = (size_t)n_work * wg;
         rc = clSetKernelArg(k, 0, sizeof(cl_mem), &g->raw);
@@ -658,8 +617,8 @@ static int score_pairs(struct ms_gpu *g, int gi, enum ms_dtype dtype, const uint
         rc |= clSetKernelArg(k, 8, sizeof n_rows, &n_rows);
         rc |= clSetKernelArg(k, 9, sizeof(cl_mem), &g->rowmax);
         if (rc != CL_SUCCESS)
-            return cl_fail(err, "clSetKernelArg(msg_score_list)", rc);
-        if (launch(g, k, 1, &global, &wg, "msg_score_list", kernel_s, err) != MS_OK)
+            return ms_cl_fail(err, "clSetKernelArg(msg_score_list)", rc);
+        if (ms_cl_launch(g->cl, k, 1, &global, &wg, "msg_score_list", kernel_s, err) != MS_OK)
             return err->status;
     }
     {
@@ -674,13 +633,14 @@ static int score_pairs(struct ms_gpu *g, int gi, enum ms_dtype dtype, const uint
         rc |= clSetKernelArg(g->sum_pairs, 7, sizeof n_pairs, &n_pairs);
         rc |= clSetKernelArg(g->sum_pairs, 8, sizeof(cl_mem), &g->pair_out);
         if (rc != CL_SUCCESS)
-            return cl_fail(err, "clSetKernelArg(msg_sum_pairs)", rc);
-        if (launch(g, g->sum_pairs, 1, &global, g->cl->info.max_work_group >= 64 ? &local : NULL,
-                   "msg_sum_pairs", kernel_s, err) != MS_OK)
+            return ms_cl_fail(err, "clSetKernelArg(msg_sum_pairs)", rc);
+        if (ms_cl_launch(g->cl, g->sum_pairs, 1, &global,
+                         g->cl->info.max_work_group >= 64 ? &local : NULL, "msg_sum_pairs",
+                         kernel_s, err) != MS_OK)
             return err->status;
     }
     rc = clEnqueueReadBuffer(qu, g->pair_out, CL_TRUE, 0, n * 4, pout, 0, NULL, NULL);
-    return rc == CL_SUCCESS ? MS_OK : cl_fail(err, "clEnqueueReadBuffer(GPU pair scores)", rc);
+    return rc == CL_SUCCESS ? MS_OK : ms_cl_fail(err, "clEnqueueReadBuffer(GPU pair scores)", rc);
 }
 
 int gpu_run_pairs(struct ms_gpu *g, const struct ms_emb *docs, const uint32_t *pair_q,
@@ -780,26 +740,31 @@ done:
     return status;
 }
 
+const char *gpu_describe(const struct ms_gpu *g)
+{
+    return g->describe;
+}
+
 void gpu_release(struct ms_gpu *g)
 {
     if (!g)
         return;
     for (int i = 0; i < g->n_groups; i++) {
-        release(&g->groups[i].qt);
-        release(&g->groups[i].q_row);
-        release(&g->groups[i].q_len);
+        ms_cl_release(&g->groups[i].qt);
+        ms_cl_release(&g->groups[i].q_row);
+        ms_cl_release(&g->groups[i].q_len);
     }
     free(g->groups);
-    release(&g->raw);
-    release(&g->scale);
-    release(&g->doc_tok);
-    release(&g->doc_len);
-    release(&g->rowmax);
-    release(&g->out);
-    release(&g->pair_q);
-    release(&g->pair_d);
-    release(&g->pair_out);
-    release(&g->work);
+    ms_cl_release(&g->raw);
+    ms_cl_release(&g->scale);
+    ms_cl_release(&g->doc_tok);
+    ms_cl_release(&g->doc_len);
+    ms_cl_release(&g->rowmax);
+    ms_cl_release(&g->out);
+    ms_cl_release(&g->pair_q);
+    ms_cl_release(&g->pair_d);
+    ms_cl_release(&g->pair_out);
+    ms_cl_release(&g->work);
     if (g->list_f16)
         clReleaseKernel(g->list_f16);
     if (g->list_f32)

@@ -1,7 +1,7 @@
 /*
  * maxsim_gpu.h - private to the scorer (src/maxsim_cl.c): the portable GPU path, the host side
  * of kernels/maxsim_gpu.cl (plain OpenCL C 1.2, register-blocked tiles in __local; for any GPU
- * without a vendor path, and NVIDIA without MAXSIM_NV_MMA=1).
+ * without a vendor path, and NVIDIA where the tensor-core path is off or does not take the input).
  *
  * The path owns its program, its prepared queries and its document buffers; the scorer only asks
  * gpu_wanted at creation and hands every ms_scorer_run / ms_scorer_run_pairs to it when it is on.
@@ -36,6 +36,8 @@ int gpu_run(struct ms_gpu *g, const struct ms_emb *docs, float *scores, uint64_t
 int gpu_run_pairs(struct ms_gpu *g, const struct ms_emb *docs, const uint32_t *pair_q,
                   const uint32_t *pair_d, uint64_t n_pairs, float *out, double *kernel_s,
                   struct ms_err *err);
+/* What `-v` and `bench` name as the scorer's path: the kernel and its tiling. */
+const char *gpu_describe(const struct ms_gpu *g);
 void gpu_release(struct ms_gpu *g);
 
 #endif

@@ -31,54 +31,6 @@ struct ms_plaid_dev {
     struct ms_plaid_stats stats;
 };
 
-static int cl_fail(struct ms_err *err, const char *call, cl_int rc)
-{
-    return ms_err_set(err, MS_ERR_RUNTIME, "%s failed: %s", call, ms_cl_strerror(rc));
-}
-
-static cl_mem buffer(struct ms_plaid_dev *d, cl_mem_flags flags, size_t bytes, const void *host,
-                     const char *what, struct ms_err *err)
-{
-    cl_int rc;
-    /* zero-sized buffers are invalid in OpenCL: one word keeps the code uniform */
-    cl_mem m = clCreateBuffer(d->cl->ctx, flags | (host && bytes ? CL_MEM_COPY_HOST_PTR : 0),
-                              bytes ? bytes : 4, bytes ? (void *)(uintptr_t)host : NULL, &rc);
-    if (!m)
-        ms_err_set(err, MS_ERR_RUNTIME, "clCreateBuffer(%s, %zu bytes) failed on '%s': %s", what,
-                   bytes, d->cl->info.name, ms_cl_strerror(rc));
-    return m;
-}
-
-static void release(cl_mem *m)
-{
-    if (*m)
-        clReleaseMemObject(*m);
-    *m = NULL;
-}
-
-/* Run a kernel over n_groups work-groups of WG and wait; adds its time. */
-static int launch(struct ms_plaid_dev *d, cl_kernel k, int dims, const size_t *global,
-                  const size_t *local, double *time_s, const char *name, struct ms_err *err)
-{
-    cl_event ev;
-    cl_int rc =
-        clEnqueueNDRangeKernel(d->cl->queue, k, (cl_uint)dims, NULL, global, local, 0, NULL, &ev);
-    if (rc != CL_SUCCESS)
-        return cl_fail(err, name, rc);
-    rc = clWaitForEvents(1, &ev);
-    if (rc == CL_SUCCESS) {
-        cl_ulong a = 0, b = 0;
-        if (clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof a, &a, NULL) ==
-                CL_SUCCESS &&
-            clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof b, &b, NULL) ==
-                CL_SUCCESS &&
-            b > a)
-            *time_s += (double)(b - a) * 1e-9;
-    }
-    clReleaseEvent(ev);
-    return rc == CL_SUCCESS ? MS_OK : cl_fail(err, name, rc);
-}
-
 int ms_plaid_dev_create(struct ms_plaid_dev **out, struct ms_cl *cl, const struct ms_plaid *p,
                         int flags, struct ms_err *err)
 {
@@ -101,13 +53,14 @@ int ms_plaid_dev_create(struct ms_plaid_dev **out, struct ms_cl *cl, const struc
     if (!(d->k_cs = clCreateKernel(d->prog, "plaid_centroid_scores", &rc)) ||
         !(d->k_approx = clCreateKernel(d->prog, "plaid_approx", &rc)) ||
         !(d->k_rerank = clCreateKernel(d->prog, "plaid_rerank", &rc))) {
-        st = cl_fail(err, "clCreateKernel(plaid)", rc);
+        st = ms_cl_fail(err, "clCreateKernel(plaid)", rc);
         goto fail;
     }
     ms_plaid_lut(p, lut);
-    if (!(d->centroids =
-              buffer(d, CL_MEM_READ_ONLY, (size_t)K * dim * 4, p->centroids, "centroids", err)) ||
-        !(d->lut = buffer(d, CL_MEM_READ_ONLY, 256 * kpb * 4, lut, "decode table", err))) {
+    if (!(d->centroids = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, (size_t)K * dim * 4, p->centroids,
+                                      "centroids", err)) ||
+        !(d->lut =
+              ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, 256 * kpb * 4, lut, "decode table", err))) {
         st = err->status;
         goto fail;
     }
@@ -137,11 +90,12 @@ int ms_plaid_dev_create(struct ms_plaid_dev **out, struct ms_cl *cl, const struc
         }
         for (uint64_t i = 0; i <= p->n_docs; i++)
             off32[i] = (uint32_t)p->doc_off[i];
-        if (!(d->centroids_t =
-                  buffer(d, CL_MEM_READ_ONLY, (size_t)K * dim * 4, ct, "centroids", err)) ||
-            !(d->doc_off = buffer(d, CL_MEM_READ_ONLY, (p->n_docs + 1) * 4, off32,
-                                  "document offsets", err)) ||
-            !(d->codes = buffer(d, CL_MEM_READ_ONLY, p->n_tokens * 4, NULL, "codes", err))) {
+        if (!(d->centroids_t = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, (size_t)K * dim * 4, ct,
+                                            "centroids", err)) ||
+            !(d->doc_off = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, (p->n_docs + 1) * 4, off32,
+                                        "document offsets", err)) ||
+            !(d->codes =
+                  ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, p->n_tokens * 4, NULL, "codes", err))) {
             st = err->status;
             goto fail;
         }
@@ -158,7 +112,7 @@ int ms_plaid_dev_create(struct ms_plaid_dev **out, struct ms_cl *cl, const struc
             rc = clEnqueueWriteBuffer(cl->queue, d->codes, CL_TRUE, t * 4, n * 4, buf, 0, NULL,
                                       NULL);
             if (rc != CL_SUCCESS)
-                st = cl_fail(err, "clEnqueueWriteBuffer(codes)", rc);
+                st = ms_cl_fail(err, "clEnqueueWriteBuffer(codes)", rc);
         }
         free(buf);
         if (st != MS_OK)
@@ -204,12 +158,12 @@ void ms_plaid_dev_free(struct ms_plaid_dev *d)
 {
     if (!d)
         return;
-    release(&d->centroids);
-    release(&d->centroids_t);
-    release(&d->lut);
-    release(&d->codes);
-    release(&d->doc_off);
-    release(&d->residuals);
+    ms_cl_release(&d->centroids);
+    ms_cl_release(&d->centroids_t);
+    ms_cl_release(&d->lut);
+    ms_cl_release(&d->codes);
+    ms_cl_release(&d->doc_off);
+    ms_cl_release(&d->residuals);
     if (d->k_cs)
         clReleaseKernel(d->k_cs);
     if (d->k_approx)
@@ -234,9 +188,9 @@ struct qbuf {
 
 static void qbuf_release(struct qbuf *b)
 {
-    release(&b->tok);
-    release(&b->off);
-    release(&b->len);
+    ms_cl_release(&b->tok);
+    ms_cl_release(&b->off);
+    ms_cl_release(&b->len);
 }
 
 static int qbuf_upload(struct ms_plaid_dev *d, const struct ms_emb *q, struct qbuf *b,
@@ -265,9 +219,9 @@ static int qbuf_upload(struct ms_plaid_dev *d, const struct ms_emb *q, struct qb
         b->max_len = len[r] > b->max_len ? len[r] : b->max_len;
     }
     b->n_tok = (uint32_t)nt;
-    if (!(b->tok = buffer(d, CL_MEM_READ_ONLY, nt * q->dim * 4, tok, "queries", err)) ||
-        !(b->off = buffer(d, CL_MEM_READ_ONLY, nr * 4, off, "query offsets", err)) ||
-        !(b->len = buffer(d, CL_MEM_READ_ONLY, nr * 4, len, "query lengths", err)))
+    if (!(b->tok = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nt * q->dim * 4, tok, "queries", err)) ||
+        !(b->off = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nr * 4, off, "query offsets", err)) ||
+        !(b->len = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nr * 4, len, "query lengths", err)))
         st = err->status;
 done:
     free(tok);
@@ -333,9 +287,10 @@ static int rerank_block(struct ms_plaid_dev *d, const struct qbuf *qb, const uin
         const uint32_t *f = bsearch(&pair_doc[i], docs, nd, 4, cmp_u32);
         pg[i] = (uint32_t)(f - docs);
     }
-    if (!(b_goff = buffer(d, CL_MEM_READ_ONLY, (nd + 1ull) * 4, goff, "offsets", err)) ||
-        !(b_codes = buffer(d, CL_MEM_READ_ONLY, ntok * 4, gcodes, "codes", err)) ||
-        !(b_res = buffer(d, CL_MEM_READ_ONLY, ntok * p->packed, gres, "residuals", err))) {
+    if (!(b_goff = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, (nd + 1ull) * 4, goff, "offsets", err)) ||
+        !(b_codes = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, ntok * 4, gcodes, "codes", err)) ||
+        !(b_res =
+              ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, ntok * p->packed, gres, "residuals", err))) {
         st = err->status;
         goto done;
     }
@@ -353,56 +308,40 @@ gathered:;
                         lq_cap, dim, (unsigned long long)lmem, d->cl->info.name);
         goto done;
     }
-    if (!(b_pq = buffer(d, CL_MEM_READ_ONLY, n * 4, pair_q, "pairs", err)) ||
-        !(b_pg = buffer(d, CL_MEM_READ_ONLY, n * 4, pg, "pairs", err)) ||
-        !(b_out = buffer(d, CL_MEM_WRITE_ONLY, n * 4, NULL, "scores", err))) {
+    if (!(b_pq = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, n * 4, pair_q, "pairs", err)) ||
+        !(b_pg = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, n * 4, pg, "pairs", err)) ||
+        !(b_out = ms_cl_buffer(d->cl, CL_MEM_WRITE_ONLY, n * 4, NULL, "scores", err))) {
         st = err->status;
         goto done;
     }
     {
         const cl_uint kpb = 8 / p->nbits, packed = p->packed, np = (cl_uint)n;
         cl_kernel k = d->k_rerank;
-        int a = 0;
-        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &d->centroids);
-        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &d->lut);
-        rc |= clSetKernelArg(k, a++, sizeof dim, &dim);
-        rc |= clSetKernelArg(k, a++, sizeof kpb, &kpb);
-        rc |= clSetKernelArg(k, a++, sizeof packed, &packed);
-        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &qb->tok);
-        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &qb->off);
-        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &qb->len);
-        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), d->residuals ? &d->doc_off : &b_goff);
-        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), d->residuals ? &d->codes : &b_codes);
-        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), d->residuals ? &d->residuals : &b_res);
-        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &b_pq);
-        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &b_pg);
-        rc |= clSetKernelArg(k, a++, sizeof np, &np);
-        rc |= clSetKernelArg(k, a++, sizeof tile, &tile);
-        rc |= clSetKernelArg(k, a++, sizeof lq_cap, &lq_cap);
-        rc |= clSetKernelArg(k, a++, (size_t)lq_cap * dim * 4, NULL);
-        rc |= clSetKernelArg(k, a++, (size_t)tile * dim * 4, NULL);
-        rc |= clSetKernelArg(k, a++, (size_t)tile * 4, NULL);
-        rc |= clSetKernelArg(k, a++, (size_t)lq_cap * 4, NULL);
-        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &b_out);
-        if (rc != CL_SUCCESS) {
-            st = cl_fail(err, "clSetKernelArg(plaid_rerank)", rc);
+        if ((st = MS_CL_SET_ARGS(
+                 k, "plaid_rerank", err, MS_ARG(d->centroids), MS_ARG(d->lut), MS_ARG(dim),
+                 MS_ARG(kpb), MS_ARG(packed), MS_ARG(qb->tok), MS_ARG(qb->off), MS_ARG(qb->len),
+                 { sizeof(cl_mem), d->residuals ? &d->doc_off : &b_goff },
+                 { sizeof(cl_mem), d->residuals ? &d->codes : &b_codes },
+                 { sizeof(cl_mem), d->residuals ? &d->residuals : &b_res }, MS_ARG(b_pq),
+                 MS_ARG(b_pg), MS_ARG(np), MS_ARG(tile), MS_ARG(lq_cap),
+                 { (size_t)lq_cap * dim * 4, NULL }, { (size_t)tile * dim * 4, NULL },
+                 { (size_t)tile * 4, NULL }, { (size_t)lq_cap * 4, NULL }, MS_ARG(b_out))) != MS_OK)
             goto done;
-        }
         const size_t global = (size_t)n * WG, local = WG;
-        if (n && (st = launch(d, k, 1, &global, &local, &d->stats.rerank_s, "plaid_rerank", err)) !=
-                     MS_OK)
+        if (n && (st = ms_cl_launch(d->cl, k, 1, &global, &local, "plaid_rerank",
+                                    &d->stats.rerank_s, err)) != MS_OK)
             goto done;
     }
     if (n && (rc = clEnqueueReadBuffer(d->cl->queue, b_out, CL_TRUE, 0, n * 4, out, 0, NULL,
                                        NULL)) != CL_SUCCESS)
-        st = cl_fail(err, "clEnqueueReadBuffer(scores)", rc);
+        st = ms_cl_fail(err, "clEnqueueReadBuffer(scores)", rc);
 done:
-    release(&b_goff);
-    release(&b_codes);
-    release(&b_res);
-    release(&b_pq);
-    release(&b_pg);
-    release(&b_out);
+    ms_cl_release(&b_goff);
+    ms_cl_release(&b_codes);
+    ms_cl_release(&b_res);
+    ms_cl_release(&b_pq);
+    ms_cl_release(&b_pg);
+    ms_cl_release(&b_out);
     free(docs);
     free(pg);
     free(goff);
@@ -443,25 +382,21 @@ static int centroid_scores(struct ms_plaid_dev *d, const struct qbuf *qb, cl_mem
     cl_int rc = CL_SUCCESS;
     int st;
 
-    if (!(*s = buffer(d, CL_MEM_READ_WRITE, (size_t)K * nt * 4, NULL, "centroid scores", err)))
+    if (!(*s = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, (size_t)K * nt * 4, NULL, "centroid scores",
+                            err)))
         return err->status;
-    rc |= clSetKernelArg(d->k_cs, 0, sizeof(cl_mem), &d->centroids_t);
-    rc |= clSetKernelArg(d->k_cs, 1, sizeof K, &K);
-    rc |= clSetKernelArg(d->k_cs, 2, sizeof dim, &dim);
-    rc |= clSetKernelArg(d->k_cs, 3, sizeof(cl_mem), &qb->tok);
-    rc |= clSetKernelArg(d->k_cs, 4, sizeof nt, &nt);
-    rc |= clSetKernelArg(d->k_cs, 5, sizeof(cl_mem), s);
-    if (rc != CL_SUCCESS)
-        return cl_fail(err, "clSetKernelArg(plaid_centroid_scores)", rc);
+    if (MS_CL_SET_ARGS(d->k_cs, "plaid_centroid_scores", err, MS_ARG(d->centroids_t), MS_ARG(K),
+                       MS_ARG(dim), MS_ARG(qb->tok), MS_ARG(nt), MS_ARG(*s)) != MS_OK)
+        return err->status;
     if (nt == 0)
         return MS_OK;
     const size_t global[2] = { ((size_t)K + 63) / 64 * 64, nt }, local[2] = { 64, 1 };
-    if ((st = launch(d, d->k_cs, 2, global, local, &d->stats.centroid_s, "plaid_centroid_scores",
-                     err)) != MS_OK)
+    if ((st = ms_cl_launch(d->cl, d->k_cs, 2, global, local, "plaid_centroid_scores",
+                           &d->stats.centroid_s, err)) != MS_OK)
         return st;
     if (host && (rc = clEnqueueReadBuffer(d->cl->queue, *s, CL_TRUE, 0, (size_t)K * nt * 4, host, 0,
                                           NULL, NULL)) != CL_SUCCESS)
-        return cl_fail(err, "clEnqueueReadBuffer(centroid scores)", rc);
+        return ms_cl_fail(err, "clEnqueueReadBuffer(centroid scores)", rc);
     return MS_OK;
 }
 
@@ -474,42 +409,34 @@ static int approx_pairs(struct ms_plaid_dev *d, const struct qbuf *qb, cl_mem s,
         /* GPUs want many work-groups; CPUs few, each with more work */
         const cl_uint nt = qb->n_tok, np = (cl_uint)m,
                       per_group = d->cl->info.type & CL_DEVICE_TYPE_GPU ? 1 : 16;
-        cl_mem b_pq = buffer(d, CL_MEM_READ_ONLY, m * 4, pair_q + i0, "pairs", err);
-        cl_mem b_pd = b_pq ? buffer(d, CL_MEM_READ_ONLY, m * 4, pair_doc + i0, "pairs", err) : NULL;
-        cl_mem b_out = b_pd ? buffer(d, CL_MEM_WRITE_ONLY, m * 4, NULL, "scores", err) : NULL;
+        cl_mem b_pq = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, m * 4, pair_q + i0, "pairs", err);
+        cl_mem b_pd =
+            b_pq ? ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, m * 4, pair_doc + i0, "pairs", err) : NULL;
+        cl_mem b_out =
+            b_pd ? ms_cl_buffer(d->cl, CL_MEM_WRITE_ONLY, m * 4, NULL, "scores", err) : NULL;
         cl_kernel k = d->k_approx;
         cl_int rc = CL_SUCCESS;
-        int st = MS_OK, a = 0;
+        int st = MS_OK;
         if (!b_out) {
             st = err->status;
             goto next;
         }
-        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &s);
-        rc |= clSetKernelArg(k, a++, sizeof nt, &nt);
-        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &d->codes);
-        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &d->doc_off);
-        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &qb->off);
-        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &qb->len);
-        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &b_pq);
-        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &b_pd);
-        rc |= clSetKernelArg(k, a++, sizeof np, &np);
-        rc |= clSetKernelArg(k, a++, sizeof per_group, &per_group);
-        rc |= clSetKernelArg(k, a++, (size_t)(qb->max_len ? qb->max_len : 1) * 4, NULL);
-        rc |= clSetKernelArg(k, a++, sizeof(cl_mem), &b_out);
-        if (rc != CL_SUCCESS) {
-            st = cl_fail(err, "clSetKernelArg(plaid_approx)", rc);
+        if ((st = MS_CL_SET_ARGS(k, "plaid_approx", err, MS_ARG(s), MS_ARG(nt), MS_ARG(d->codes),
+                                 MS_ARG(d->doc_off), MS_ARG(qb->off), MS_ARG(qb->len), MS_ARG(b_pq),
+                                 MS_ARG(b_pd), MS_ARG(np), MS_ARG(per_group),
+                                 { (size_t)(qb->max_len ? qb->max_len : 1) * 4, NULL },
+                                 MS_ARG(b_out))) != MS_OK)
             goto next;
-        }
         const size_t global = (size_t)((m + per_group - 1) / per_group) * WG, local = WG;
-        if ((st = launch(d, k, 1, &global, &local, &d->stats.approx_s, "plaid_approx", err)) ==
-                MS_OK &&
+        if ((st = ms_cl_launch(d->cl, k, 1, &global, &local, "plaid_approx", &d->stats.approx_s,
+                               err)) == MS_OK &&
             (rc = clEnqueueReadBuffer(d->cl->queue, b_out, CL_TRUE, 0, m * 4, out + i0, 0, NULL,
                                       NULL)) != CL_SUCCESS)
-            st = cl_fail(err, "clEnqueueReadBuffer(approximate scores)", rc);
+            st = ms_cl_fail(err, "clEnqueueReadBuffer(approximate scores)", rc);
     next:
-        release(&b_pq);
-        release(&b_pd);
-        release(&b_out);
+        ms_cl_release(&b_pq);
+        ms_cl_release(&b_pd);
+        ms_cl_release(&b_out);
         if (st != MS_OK)
             return st;
     }
@@ -529,7 +456,7 @@ int ms_plaid_dev_approx(struct ms_plaid_dev *d, const struct ms_emb *q, const ui
         return st;
     if ((st = centroid_scores(d, &qb, &s, NULL, err)) == MS_OK)
         st = approx_pairs(d, &qb, s, pair_q, pair_doc, n, out, err);
-    release(&s);
+    ms_cl_release(&s);
     qbuf_release(&qb);
     return st;
 }
@@ -650,7 +577,7 @@ int ms_plaid_dev_search(struct ms_plaid_dev *d, const struct ms_emb *q,
     d->stats.candidates += np;
     if ((st = approx_pairs(d, &qb, s, pq, pd, np, approx, err)) != MS_OK)
         goto done;
-    release(&s);
+    ms_cl_release(&s);
     /* per query: the best `keep` by approximate score; pairs compacted in place */
     uint64_t nr = 0;
     for (uint64_t r = 0; r < q->n_rows; r++) {
@@ -672,7 +599,7 @@ int ms_plaid_dev_search(struct ms_plaid_dev *d, const struct ms_emb *q,
     for (uint64_t i = 0; i < nr; i++)
         ms_topk_push_one(t, q0 + pq[i], exact[i], pd[i]);
 done:
-    release(&s);
+    ms_cl_release(&s);
     qbuf_release(&qb);
     free(sh);
     free(approx);

@@ -60,7 +60,9 @@ static float *cl_scores(const struct ms_emb *q, const struct ms_emb *d, int norm
                         uint64_t max_docs, uint64_t max_tokens, int tn, int qb, int wg)
 {
     struct ms_err err = { 0 };
-    struct ms_scorer_opts o = { normalize, max_docs, max_tokens, tn, qb, wg, 0, MS_PREC_EXACT };
+    struct ms_scorer_opts o = {
+        normalize, max_docs, max_tokens, tn, qb, wg, 0, MS_PREC_EXACT, NULL
+    };
     struct ms_scorer *s;
     float *out = malloc((q->n_rows * d->n_rows + 1) * sizeof *out);
 
@@ -226,7 +228,7 @@ Test(maxsim, split_blocks_identical)
     uint64_t seed = 51;
     struct ms_emb q, d;
     struct ms_err err = { 0 };
-    struct ms_scorer_opts o = { 1, 37, 2000, 0, 0, 0, 0, MS_PREC_EXACT };
+    struct ms_scorer_opts o = { 1, 37, 2000, 0, 0, 0, 0, MS_PREC_EXACT, NULL };
     struct ms_scorer *s;
     float *one, *small, *runs;
     const uint64_t nd = 500;
@@ -292,7 +294,7 @@ Test(maxsim, gpu_kernel_tilings_identical, .timeout = 180)
             /* Every pair through ms_scorer_run_pairs (its own kernels, never split): the same
              * bits as the run. */
             struct ms_err err = { 0 };
-            const struct ms_scorer_opts o = { 0, 150, ms_emb_n_tokens(&d), 0, 0, 0, 0, 0 };
+            const struct ms_scorer_opts o = { 0, 150, ms_emb_n_tokens(&d), 0, 0, 0, 0, 0, NULL };
             struct ms_scorer *sc;
             uint32_t *pq = malloc(q.n_rows * 150 * sizeof *pq), *pd = malloc(q.n_rows * 150 * 4);
             float *pout = malloc(q.n_rows * 150 * sizeof *pout);
@@ -334,7 +336,7 @@ Test(maxsim, dim_mismatch)
     uint64_t seed = 61;
     struct ms_emb q, d;
     struct ms_err err = { 0 };
-    struct ms_scorer_opts o = { 0, 10, 100, 0, 0, 0, 0, MS_PREC_EXACT };
+    struct ms_scorer_opts o = { 0, 10, 100, 0, 0, 0, 0, MS_PREC_EXACT, NULL };
     struct ms_scorer *s;
     float out[40];
 
@@ -355,7 +357,7 @@ Test(maxsim, small_buffers_split_queries_and_docs)
     uint64_t seed = 71;
     struct ms_emb q, d, big;
     struct ms_err err = { 0 };
-    struct ms_scorer_opts o = { 0, 300, 100000, 0, 0, 0, 16384, MS_PREC_EXACT };
+    struct ms_scorer_opts o = { 0, 300, 100000, 0, 0, 0, 16384, MS_PREC_EXACT, NULL };
     struct ms_scorer *s;
     float *one, *got;
 
@@ -468,7 +470,7 @@ static void pairs_case(enum ms_dtype qt, enum ms_dtype dt, uint32_t dim, uint64_
                        uint64_t lq_min, uint64_t lq_max, uint64_t nd, uint64_t ld_min,
                        uint64_t ld_max, int normalize, int shuffle, uint64_t seed)
 {
-    const struct ms_scorer_opts o = { normalize, nd ? nd : 1, 0, 0, 0, 0, 0, MS_PREC_EXACT };
+    const struct ms_scorer_opts o = { normalize, nd ? nd : 1, 0, 0, 0, 0, 0, MS_PREC_EXACT, NULL };
     struct ms_emb q, d;
     struct pairlist pl;
     struct ms_scorer_opts oo = o;
@@ -531,7 +533,7 @@ Test(maxsim, pairs_other_tilings)
     for (size_t t = 0; t < sizeof tilings / sizeof tilings[0]; t++) {
         const struct ms_scorer_opts o = {
             (int)(t % 2),  150, ms_emb_n_tokens(&d), tilings[t][0], tilings[t][1],
-            tilings[t][2], 0,   MS_PREC_EXACT
+            tilings[t][2], 0,   MS_PREC_EXACT,       NULL
         };
         check_pairs(&q, &d, (int)(t % 2), &o, &pl, "pairs tiling");
     }
@@ -548,7 +550,7 @@ Test(maxsim, pairs_identical_to_run_in_blocks)
     uint64_t seed = 111;
     struct ms_emb q, d;
     struct ms_err err = { 0 };
-    const struct ms_scorer_opts o = { 1, 40, 3000, 0, 0, 0, 0, MS_PREC_EXACT };
+    const struct ms_scorer_opts o = { 1, 40, 3000, 0, 0, 0, 0, MS_PREC_EXACT, NULL };
     struct ms_scorer *s;
     struct pairlist pl;
     float *all, *got;
@@ -589,7 +591,7 @@ Test(maxsim, pairs_none)
     uint64_t seed = 121;
     struct ms_emb q, d;
     struct ms_err err = { 0 };
-    const struct ms_scorer_opts o = { 0, 10, 100, 0, 0, 0, 0, MS_PREC_EXACT };
+    const struct ms_scorer_opts o = { 0, 10, 100, 0, 0, 0, 0, MS_PREC_EXACT, NULL };
     struct ms_scorer *s;
     float out[1] = { 42.0f };
     uint32_t pq[1] = { 0 }, pd[1] = { 0 };
@@ -611,7 +613,7 @@ Test(maxsim, pairs_bad_input)
     uint64_t seed = 131;
     struct ms_emb q, d, d96;
     struct ms_err err = { 0 };
-    const struct ms_scorer_opts o = { 0, 10, 100, 0, 0, 0, 0, MS_PREC_EXACT };
+    const struct ms_scorer_opts o = { 0, 10, 100, 0, 0, 0, 0, MS_PREC_EXACT, NULL };
     struct ms_scorer *s;
     float out[2];
     uint32_t pq[2] = { 0, 2 }, pd[2] = { 0, 1 };
@@ -654,7 +656,7 @@ Test(maxsim, pairs_small_buffers)
     test_random_emb(&d, MS_DTYPE_F16, 128, 200, 0, 32, &seed);
     random_pairs(&pl, q.n_rows, d.n_rows, 300, 1, &seed);
     {
-        const struct ms_scorer_opts o = { 0, 300, 100000, 0, 0, 0, 16384, MS_PREC_EXACT };
+        const struct ms_scorer_opts o = { 0, 300, 100000, 0, 0, 0, 16384, MS_PREC_EXACT, NULL };
         check_pairs(&q, &d, 0, &o, &pl, "pairs 16 KiB buffers");
     }
     free(pl.q);
@@ -668,7 +670,7 @@ Test(maxsim, pairs_small_buffers)
     random_pairs(&pl, q.n_rows, d.n_rows, 3000, 1, &seed);
     cr_assert(pl.n > q.n_rows * d.n_rows);
     {
-        const struct ms_scorer_opts o = { 1, 300, 100000, 0, 0, 0, 1024, MS_PREC_EXACT };
+        const struct ms_scorer_opts o = { 1, 300, 100000, 0, 0, 0, 1024, MS_PREC_EXACT, NULL };
         check_pairs(&q, &d, 1, &o, &pl, "pairs 1 KiB buffers");
     }
     /* A document needed by no pair may be too long for the buffers; one
@@ -676,7 +678,7 @@ Test(maxsim, pairs_small_buffers)
     test_random_emb(&big, MS_DTYPE_F32, 8, 2, 40, 40, &seed);
     big.offsets[1] = 1; /* row 0: 1 token, row 1: 79 */
     {
-        const struct ms_scorer_opts o = { 1, 300, 100000, 0, 0, 0, 1024, MS_PREC_EXACT };
+        const struct ms_scorer_opts o = { 1, 300, 100000, 0, 0, 0, 1024, MS_PREC_EXACT, NULL };
         cr_assert(ms_scorer_create(&s, &cl, &q, &o, &err) == MS_OK, "%s", err.msg);
     }
     out = malloc(2 * sizeof *out);

@@ -20,6 +20,7 @@ typedef __half half;
 #define MS_LOCAL_PTR
 #define MS_KERNEL extern "C" __global__
 #define MS_REQD_WG __launch_bounds__(32 * MS_NV_WARPS)
+#define MS_REQD_WG_STREAM __launch_bounds__(32 * MS_NV_SW)
 #define MS_SHARED_ADDR(p) ((uint)__cvta_generic_to_shared((const void *)(p)))
 #define MS_GLOBAL_ADDR(p) ((ulong)__cvta_generic_to_global((const void *)(p)))
 #define MS_BARRIER() __syncthreads()

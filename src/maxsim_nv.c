@@ -1,0 +1,614 @@
+/*
+ * maxsim_nv.c - the NVIDIA tensor-core path: host side of kernels/maxsim_nv.cl.
+ *
+ * The default on NVIDIA devices of compute capability >= 8.0 for float16 inputs (float32 or
+ * normalized inputs under --precision f16); MAXSIM_NV_MMA=0 turns it off. Queries are uploaded
+ * once per group as float16 row blocks of 16 rows; documents are used as uploaded when they are
+ * float16 with dim % 16 == 0 and no normalization, and converted by ms_nv_prep_* otherwise.
+ *
+ * Two kernels, picked per scorer from the query batch (nv_pick), never from the document block,
+ * so that every block of a run, and `score`, `search` and `rerank` alike, use the same kernel
+ * and get the same bits:
+ *   stream  (ms_nv_stream) few queries of few row blocks: memory-bound, each warp streams its
+ *           own documents through a private cp.async ring and writes final scores.
+ *   staged  (ms_nv_score + ms_nv_sum) many query rows: compute-bound, document chunks staged in
+ *           __local feed the row blocks of 4 warps; per row block partial sums, then their sum.
+ * Both compute each (query, document) with the same operations in the same order (the kernel
+ * file says how), so the choice never changes a score.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "maxsim_priv.h"
+#include "tune.h"
+
+static int env_int(const char *name, int dflt)
+{
+    const char *e = getenv(name);
+    return e && *e ? atoi(e) : dflt;
+}
+
+int ms_nv_wanted(const struct ms_cl *cl, const struct ms_emb *q, const struct ms_scorer_opts *o)
+{
+    const char *e = getenv("MAXSIM_NV_MMA");
+    if (e && strcmp(e, "0") == 0)
+        return 0;
+    if (!cl->info.is_nvidia || cl->info.nv_cc_major < 8)
+        return 0;
+    if ((q->dim + 15) / 16 * 16 > 512) /* the query fragments live in registers */
+        return 0;
+    if (o->precision == MS_PREC_F8) /* mma.m16n8k32 on e4m3: Ada and Hopper on */
+        return cl->info.nv_cc_major > 8 || (cl->info.nv_cc_major == 8 && cl->info.nv_cc_minor >= 9);
+    if (o->precision == MS_PREC_F16)
+        return 1;
+    return o->precision == MS_PREC_EXACT && q->dtype == MS_DTYPE_F16 && !o->normalize;
+}
+
+int ms_nv_usable(const struct ms_scorer *s, const struct ms_emb *docs)
+{
+    return s->nv.on && (s->precision == MS_PREC_F16 || s->precision == MS_PREC_F8 ||
+                        (docs->dtype == MS_DTYPE_F16 && !s->normalize));
+}
+
+/* Row blocks (of 16 rows) per warp that the stream kernel can hold in registers: its A
+ * fragments take 4 * kp / 16 registers per row block; keep them to about 128. */
+static int stream_max_rb(uint32_t kp)
+{
+    const int most = (int)(512 / kp);
+    return most < 1 ? 1 : most > 4 ? 4 : most;
+}
+
+/* The stream kernel's ring: slots of st tokens (kp + 8 halves each), as many stages as fit 40 KiB
+ * of __local for one warp (2 at least, ss at most), then as many warps (a power of two, at most
+ * sw) as fit. */
+static void stream_ring(struct nvpath *nv)
+{
+    const uint32_t slot = (uint32_t)nv->st * (nv->kp + 8) * 2;
+    while (nv->st > 16 && 2u * slot > 40960)
+        nv->st /= 2;
+    while (nv->ss > 2 && (uint32_t)nv->ss * nv->st * (nv->kp + 8) * 2 > 40960)
+        nv->ss--;
+    while (nv->sw > 1 && (uint32_t)(nv->sw * nv->ss * nv->st) * (nv->kp + 8) * 2 > 40960)
+        nv->sw /= 2;
+}
+
+/* What nv_pick decides from: the query batch, the block capacity and the device. */
+struct nv_shape {
+    uint64_t n_q, max_rb, total_rb, cap_docs, cus;
+};
+
+static struct nv_shape nv_shape_of(const struct ms_cl *cl, const struct ms_emb *q,
+                                   uint64_t cap_docs)
+{
+    struct nv_shape sh = { .n_q = q->n_rows,
+                           .cap_docs = cap_docs,
+                           .cus = cl->info.compute_units ? cl->info.compute_units : 1 };
+    for (uint64_t i = 0; i < q->n_rows; i++) {
+        const uint64_t rb = ms_ceil_div(ms_emb_row_len(q, i), 16);
+        sh.total_rb += rb;
+        if (rb > sh.max_rb)
+            sh.max_rb = rb;
+    }
+    return sh;
+}
+
+/* Whether the stream kernel may take these queries: at most two, each held by one warp. */
+static int stream_fits(uint32_t kp, const struct nv_shape *sh)
+{
+    return sh->max_rb <= (uint64_t)stream_max_rb(kp) && sh->n_q <= 2;
+}
+
+/* The tuning table's key of a device: a new driver or platform is a new device. */
+static void device_key(const struct ms_cl *cl, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s|%s|%s", cl->info.name, cl->info.driver_version,
+             cl->info.platform_version);
+    for (char *p = buf; *p; p++)
+        if (*p == '\t' || *p == '\n')
+            *p = ' ';
+}
+
+/* The class of shapes that share a tuned variant: what changes the best choice (dim, queries,
+ * rows a query, all rows, documents a block), bucketed so that a handful of tunings cover a
+ * workload. */
+static void shape_class(uint32_t kp, const struct nv_shape *sh, char *buf, size_t cap)
+{
+    static const uint64_t rb_edges[] = { 1, 2, 4, 8, 16, 64 };
+    static const char *const small[] = { "0", "1", "2", "3", "4" };
+    int b = 0;
+    while (b + 1 < 6 && sh->total_rb >= rb_edges[b + 1])
+        b++;
+    snprintf(buf, cap, "nv kp=%u nq=%s maxrb=%s rb>=%llu docs=%s", kp,
+             sh->n_q <= 2 ? (sh->n_q <= 1 ? "1" : "2") : "3+",
+             sh->max_rb <= 4 ? small[sh->max_rb] : "5+", (unsigned long long)rb_edges[b],
+             sh->cap_docs > 16 * sh->cus ? "many" : "few");
+}
+
+/* Apply a variant string ("stream,SMR,SW,SS[,ST,K,SPLIT]" or "staged,MR,WC,NCH"); 0 when it
+ * does not parse or does not fit these queries (a stream variant holds at most SMR row blocks). */
+static int apply_variant(struct nvpath *nv, const char *v, const struct nv_shape *sh)
+{
+    int a = 0, b = 0, c = 0, st = 0, k = 0, split = -1;
+    if (!v || !*v)
+        return 0;
+    if (sscanf(v, "stream,%d,%d,%d,%d,%d,%d", &a, &b, &c, &st, &k, &split) >= 3) {
+        if (sh->max_rb > (uint64_t)a || a < 1 || a > 4 || b < 1 || b > 8 || c < 2 || c > 8)
+            return 0;
+        nv->kernel = NV_STREAM;
+        nv->smr = a;
+        nv->sw = b;
+        nv->ss = c;
+        if (st == 16 || st == 32 || st == 64)
+            nv->st = st;
+        if (k > 0)
+            nv->warps_per_cu = k;
+        nv->split = split > 0;
+        stream_ring(nv); /* a forced ring still has to fit __local */
+        return 1;
+    }
+    if (sscanf(v, "staged,%d,%d,%d", &a, &b, &c) == 3 || sscanf(v, "%d,%d,%d", &a, &b, &c) == 3) {
+        if ((a != 1 && a != 2 && a != 4) || (b != 1 && b != 2 && b != 4) || c < 16 || c > 128 ||
+            c % (16 * b) != 0)
+            return 0;
+        nv->kernel = NV_STAGED;
+        nv->mr = a;
+        nv->wc = b;
+        nv->nch = c;
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * The kernel and its variant, from the query batch (never from a document block, so that every
+ * block and every command get the same kernel). Defaults, measured on the H200
+ * (docs/kernel-notes.md): one or two queries that a warp holds whole take the stream kernel
+ * (memory-bound: every document byte is read once per query, and a query's rows make little
+ * arithmetic), with 16-token slots, 4 stages, as many warps a work-group as fit; blocks of many
+ * documents: 2 warps share each document (3 stages, 32 warps a CU). Otherwise the staged kernel,
+ * where one document chunk feeds many row blocks: MR = 4 row blocks a warp for 16+ row blocks
+ * (dim <= 128), WC = 1 (every warp its own rows) for 8+ row blocks, the warps splitting the
+ * tokens below that; NCH the largest chunk whose two stages fit 40 KiB of __local.
+ * Then, first match wins: the scorer's forced variant (bench --tune), MAXSIM_NV_VARIANT, the
+ * tuning table (tune.h).
+ */
+static void nv_pick(struct nvpath *nv, const struct ms_cl *cl, const struct nv_shape *sh,
+                    const char *forced)
+{
+    const int smr_most = stream_max_rb(nv->kp);
+    char dev[640], klass[160], tuned[128];
+
+    nv->ldsm = env_int("MAXSIM_NV_LDSM", 1);
+    nv->cpasync = env_int("MAXSIM_NV_CPASYNC", 1);
+    nv->kernel = stream_fits(nv->kp, sh) ? NV_STREAM : NV_STAGED;
+    nv->smr = sh->max_rb < 1
+                  ? 1
+                  : (int)(sh->max_rb <= (uint64_t)smr_most ? sh->max_rb : (uint64_t)smr_most);
+    nv->split = sh->cap_docs > 16 * sh->cus;
+    nv->sw = nv->split ? 2 : 4;
+    nv->ss = nv->split ? 3 : 4;
+    nv->st = 16;
+    nv->warps_per_cu = nv->split ? 32 : 16;
+    stream_ring(nv);
+    nv->mr = sh->total_rb >= 16 && nv->kp <= 128 ? 4 : sh->total_rb >= 2 && nv->kp <= 256 ? 2 : 1;
+    nv->wc = sh->total_rb >= 8 ? 1 : sh->total_rb >= 4 ? 2 : 4;
+    nv->nch = 0;
+    nv->tuned = 0;
+    if (!apply_variant(nv, forced, sh) && !apply_variant(nv, getenv("MAXSIM_NV_VARIANT"), sh)) {
+        device_key(cl, dev, sizeof dev);
+        shape_class(nv->kp, sh, klass, sizeof klass);
+        if (ms_tune_lookup(dev, klass, tuned, sizeof tuned))
+            nv->tuned = apply_variant(nv, tuned, sh);
+    }
+    while (nv->nch == 0) {
+        for (int ch = 128; ch >= 16; ch /= 2)
+            if (2u * (uint32_t)ch * (nv->kp + 8) * 2 <= 40960 && ch % (16 * nv->wc) == 0) {
+                nv->nch = ch;
+                break;
+            }
+        if (nv->nch || nv->wc == 1)
+            break;
+        nv->wc /= 2;
+    }
+    if (nv->kernel == NV_STREAM)
+        snprintf(nv->variant, sizeof nv->variant,
+                 "stream (row blocks per warp %d, warps %d%s, ring %d x %d tokens, %d warps per "
+                 "CU)%s",
+                 nv->smr, nv->sw, nv->split ? " sharing each document" : "", nv->ss, nv->st,
+                 nv->warps_per_cu, nv->tuned ? ", tuned" : "");
+    else
+        snprintf(nv->variant, sizeof nv->variant,
+                 "staged (row blocks per warp %d, column warps %d, chunk %d)%s", nv->mr, nv->wc,
+                 nv->nch, nv->tuned ? ", tuned" : "");
+}
+
+int ms_scorer_tune_keys(const struct ms_cl *cl, const struct ms_emb *q,
+                        const struct ms_scorer_opts *o, char *device, size_t dcap, char *klass,
+                        size_t kcap)
+{
+    if (!ms_nv_wanted(cl, q, o))
+        return 0;
+    const struct nv_shape sh = nv_shape_of(cl, q, o->max_docs ? o->max_docs : 1);
+    device_key(cl, device, dcap);
+    shape_class((q->dim + 15) / 16 * 16, &sh, klass, kcap);
+    return 1;
+}
+
+int ms_scorer_tune_candidates(const struct ms_cl *cl, const struct ms_emb *q,
+                              const struct ms_scorer_opts *o, char (*out)[64], int max)
+{
+    static const int ring[][2] = { { 1, 4 }, { 2, 4 }, { 4, 4 }, { 2, 3 }, { 4, 3 }, { 1, 6 } };
+    const uint32_t kp = (q->dim + 15) / 16 * 16;
+    const struct nv_shape sh = nv_shape_of(cl, q, o->max_docs ? o->max_docs : 1);
+    const int smr = sh.max_rb < 1 ? 1 : (int)sh.max_rb;
+    int n = 0;
+    if (!ms_nv_wanted(cl, q, o))
+        return 0;
+    if (stream_fits(kp, &sh))
+        for (int split = 0; split <= 1; split++)
+            for (size_t r = 0; r < sizeof ring / sizeof ring[0] && n < max; r++)
+                if ((uint32_t)(ring[r][0] * ring[r][1]) * 16u * (kp + 8) * 2 <= 40960 &&
+                    !(split && ring[r][0] == 1))
+                    snprintf(out[n++], 64, "stream,%d,%d,%d,16,%d,%d", smr, ring[r][0], ring[r][1],
+                             split ? 32 : 16, split);
+    for (int mr = 1; mr <= 4; mr *= 2)
+        for (int wc = 1; wc <= 4; wc *= 2)
+            for (int nch = 32; nch <= 64; nch *= 2) {
+                if ((mr == 4 && kp > 128) || (mr == 2 && kp > 256) || nch % (16 * wc) != 0 ||
+                    2u * (uint32_t)nch * (kp + 8) * 2 > 40960 || n >= max)
+                    continue;
+                /* a row tile more than twice the batch's rows only multiplies zeros */
+                if ((uint64_t)(4 / wc) * (uint64_t)mr > 2 * (sh.total_rb ? sh.total_rb : 1))
+                    continue;
+                snprintf(out[n++], 64, "staged,%d,%d,%d", mr, wc, nch);
+            }
+    return n;
+}
+
+void ms_nv_release(struct ms_scorer *s)
+{
+    struct nvpath *nv = &s->nv;
+    for (int i = 0; i < s->n_groups; i++) {
+        ms_cl_release(&s->groups[i].nv_q);
+        ms_cl_release(&s->groups[i].nv_rb_valid);
+        ms_cl_release(&s->groups[i].nv_q_blk);
+    }
+    ms_cl_release(&nv->docs);
+    ms_cl_release(&nv->part);
+    cl_kernel *ks[] = { &nv->prep_f32, &nv->prep_f16, &nv->prep8_f32, &nv->prep8_f16,
+                        &nv->score,    &nv->sum,      &nv->stream };
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
+        if (*ks[i])
+            clReleaseKernel(*ks[i]);
+    if (nv->prog)
+        clReleaseProgram(nv->prog);
+    memset(nv, 0, sizeof *nv);
+}
+
+/* Queries of group g as float16 bits, each padded to a multiple of 16 rows and kp columns. */
+static int nv_upload_group(struct ms_scorer *s, const struct ms_emb *q, struct qgroup *g,
+                           struct ms_err *err)
+{
+    const uint32_t kp = s->nv.kp;
+    uint64_t n_rb = 0;
+    uint16_t *host = NULL;
+    uint32_t *valid = NULL, *blk = NULL;
+    int status = MS_OK;
+
+    for (uint64_t i = 0; i < g->nq; i++)
+        n_rb += ms_ceil_div(ms_emb_row_len(q, g->q0 + i), 16);
+    if (n_rb > UINT32_MAX / 16)
+        return ms_err_set(err, MS_ERR_RUNTIME, "too many query tokens for the NVIDIA path");
+    if (!(host = ms_calloc(n_rb ? n_rb * 16 * kp : 1, sizeof *host, err)) ||
+        !(valid = ms_malloc((n_rb ? n_rb : 1) * sizeof *valid, err)) ||
+        !(blk = ms_malloc((g->nq + 1) * sizeof *blk, err))) {
+        status = err->status;
+        goto done;
+    }
+    n_rb = 0;
+    blk[0] = 0;
+    for (uint64_t i = 0; i < g->nq; i++) {
+        const uint64_t qi = g->q0 + i, n = ms_emb_row_len(q, qi);
+        for (uint64_t t = 0; t < n; t++) {
+            const uint64_t tok = q->offsets[qi] + t;
+            uint16_t *dst = host + (n_rb * 16 + t) * kp;
+            const double scale = s->normalize ? ms_emb_inv_norm(q, tok) : 1.0;
+            if (s->nv.f8) /* the row's 2 * kp bytes */
+                for (uint32_t k = 0; k < s->dim; k++)
+                    ((uint8_t *)dst)[k] =
+                        ms_float_to_e4m3((float)(ms_emb_value(q, tok, k) * scale));
+            else
+                for (uint32_t k = 0; k < s->dim; k++)
+                    dst[k] = q->dtype == MS_DTYPE_F16 && !s->normalize
+                                 ? ((const uint16_t *)q->tokens)[tok * s->dim + k]
+                                 : ms_float_to_half((float)(ms_emb_value(q, tok, k) * scale));
+        }
+        for (uint64_t t = 0; t < n; t += 16)
+            valid[n_rb++] = (uint32_t)(n - t < 16 ? n - t : 16);
+        blk[i + 1] = (uint32_t)n_rb;
+    }
+    g->n_rb = (uint32_t)n_rb;
+    if (!(g->nv_q =
+              ms_cl_buffer(s->cl, CL_MEM_READ_ONLY, n_rb * 16 * kp * 2, host, "NV queries", err)) ||
+        !(g->nv_rb_valid =
+              ms_cl_buffer(s->cl, CL_MEM_READ_ONLY, n_rb * 4, valid, "NV row blocks", err)) ||
+        !(g->nv_q_blk =
+              ms_cl_buffer(s->cl, CL_MEM_READ_ONLY, (g->nq + 1) * 4, blk, "NV query blocks", err)))
+        status = err->status;
+done:
+    free(host);
+    free(valid);
+    free(blk);
+    return status;
+}
+
+/*
+ * A failure to build or allocate is an error, not a silent fallback to the portable kernel:
+ * the user would otherwise get a path 100 times slower without a word (MAXSIM_NV_MMA=0 is the
+ * way out, and the error says so).
+ */
+int ms_nv_create(struct ms_scorer *s, const struct ms_emb *q, struct ms_err *err)
+{
+    struct nvpath *nv = &s->nv;
+    uint64_t max_rb = 0;
+    char opts[320];
+    const char *extra = getenv("MAXSIM_NV_BUILD_OPTS"); /* e.g. -cl-nv-verbose */
+
+    nv->f8 = s->precision == MS_PREC_F8;
+    /* f8: rows of dim bytes padded to a k-step of 32, counted in 16-bit "halves" */
+    nv->kp = nv->f8 ? (s->dim + 31) / 32 * 16 : (s->dim + 15) / 16 * 16;
+    const struct nv_shape sh = nv_shape_of(s->cl, q, s->cap_docs);
+    nv_pick(nv, s->cl, &sh, s->variant);
+    snprintf(
+        opts, sizeof opts,
+        "-cl-std=CL1.2 -DMS_NVIDIA=1 -DMS_NV_KP=%u -DMS_NV_MR=%d -DMS_NV_WC=%d "
+        "-DMS_NV_NCH=%d -DMS_NV_SMR=%d -DMS_NV_SW=%d -DMS_NV_SS=%d -DMS_NV_ST=%d -DMS_NV_SPLIT=%d "
+        "-DMS_NV_LDSM=%d -DMS_NV_CPASYNC=%d -DMS_NV_F8=%d%s%s",
+        nv->kp, nv->mr, nv->wc, nv->nch, nv->smr, nv->sw, nv->ss, nv->st, nv->split, nv->ldsm,
+        nv->cpasync, nv->f8, extra ? " " : "", extra ? extra : "");
+    if (ms_cl_program(s->cl, "maxsim_nv.cl", opts, &nv->prog, err) != MS_OK)
+        return ms_err_prefix(err, "NVIDIA tensor-core path (MAXSIM_NV_MMA=0 turns it off)");
+    if (ms_cl_kernel(nv->prog, "ms_nv_prep_f32", &nv->prep_f32, err) != MS_OK ||
+        ms_cl_kernel(nv->prog, "ms_nv_prep_f16", &nv->prep_f16, err) != MS_OK ||
+        ms_cl_kernel(nv->prog, "ms_nv_prep8_f32", &nv->prep8_f32, err) != MS_OK ||
+        ms_cl_kernel(nv->prog, "ms_nv_prep8_f16", &nv->prep8_f16, err) != MS_OK ||
+        ms_cl_kernel(nv->prog, "ms_nv_score", &nv->score, err) != MS_OK ||
+        ms_cl_kernel(nv->prog, "ms_nv_sum", &nv->sum, err) != MS_OK ||
+        ms_cl_kernel(nv->prog, "ms_nv_stream", &nv->stream, err) != MS_OK)
+        return err->status;
+    for (int i = 0; i < s->n_groups; i++) {
+        if (nv_upload_group(s, q, &s->groups[i], err) != MS_OK)
+            return err->status;
+        if (s->groups[i].n_rb > max_rb)
+            max_rb = s->groups[i].n_rb;
+    }
+    if (nv->kernel == NV_STAGED) {
+        if (max_rb * s->cap_docs * sizeof(float) > s->limit)
+            return ms_err_set(err, MS_ERR_RUNTIME,
+                              "NVIDIA path: %llu row blocks x %llu documents of partial scores "
+                              "exceed one buffer; lower the block size",
+                              (unsigned long long)max_rb, (unsigned long long)s->cap_docs);
+        if (!(nv->part =
+                  ms_cl_buffer(s->cl, CL_MEM_READ_WRITE, max_rb * s->cap_docs * sizeof(float), NULL,
+                               "NV partial scores", err)))
+            return err->status;
+    }
+    nv->on = 1;
+    snprintf(s->path, sizeof s->path, "NVIDIA tensor cores (sm_%d%d), %s", s->cl->info.nv_cc_major,
+             s->cl->info.nv_cc_minor, nv->variant);
+    ms_cl_note(s->cl, "scorer: %s", s->path);
+    return MS_OK;
+}
+
+/* The stream kernel on group g: scores straight into s->out ([nq][nd]). */
+static int nv_stream_group(struct ms_scorer *s, const struct qgroup *g, cl_mem dsrc, uint64_t nd,
+                           struct ms_err *err)
+{
+    struct nvpath *nv = &s->nv;
+    const uint64_t cus = s->cl->info.compute_units ? s->cl->info.compute_units : 1;
+    /* A grid that is resident at once (warps_per_cu warps on every multiprocessor, all queries
+     * of the group together), each warp taking every warp_stride-th document: no second wave
+     * and no tail of idle multiprocessors; at most one warp a document. */
+    uint64_t warps = (uint64_t)nv->warps_per_cu * cus / (g->nq ? g->nq : 1);
+    /* split: the work-group's warps share each document, so a work-group per document */
+    const uint64_t per_doc = nv->split ? (uint64_t)nv->sw : 1;
+    if (warps > nd * per_doc)
+        warps = nd * per_doc;
+    if (warps < 1)
+        warps = 1;
+    const uint64_t n_wg = ms_ceil_div(warps, (uint64_t)nv->sw);
+    const cl_uint n_docs = (cl_uint)nd;
+    const cl_uint warp_stride = (cl_uint)(nv->split ? n_wg : n_wg * (uint64_t)nv->sw);
+    const size_t local[2] = { 32 * (size_t)nv->sw, 1 };
+    const size_t global[2] = { n_wg * local[0], g->nq };
+    if (MS_CL_SET_ARGS(nv->stream, "ms_nv_stream", err, MS_ARG(dsrc), MS_ARG(s->doc_tile),
+                       MS_ARG(s->doc_len), MS_ARG(n_docs), MS_ARG(warp_stride), MS_ARG(g->nv_q),
+                       MS_ARG(g->nv_rb_valid), MS_ARG(g->nv_q_blk), MS_ARG(s->out)) != MS_OK)
+        return err->status;
+    return ms_cl_launch(s->cl, nv->stream, 2, global, local, "ms_nv_stream", &s->last_kernel_s,
+                        err);
+}
+
+/* The staged kernel on group g, then the sum of each query's row blocks into s->out. */
+static int nv_staged_group(struct ms_scorer *s, const struct qgroup *g, cl_mem dsrc, uint64_t nd,
+                           struct ms_err *err)
+{
+    struct nvpath *nv = &s->nv;
+    const cl_uint n_rb = g->n_rb, n_q = (cl_uint)g->nq, n_docs = (cl_uint)nd;
+    const uint64_t tile_rb = (uint64_t)(4 / nv->wc) * (uint64_t)nv->mr;
+    const uint64_t n_rt = ms_ceil_div(n_rb, tile_rb);
+    /* Enough work-groups to fill the device several times over, each a run of documents long
+     * enough that its register-resident query fragments are reused. */
+    const uint64_t want = 8 * (uint64_t)(s->cl->info.compute_units ? s->cl->info.compute_units : 1);
+    uint64_t per = n_rt ? ms_ceil_div(nd * n_rt, want) : 1;
+    if (per < 1)
+        per = 1;
+    const cl_uint docs_per_wg = (cl_uint)per;
+    if (n_rb) {
+        const size_t local[2] = { 128, 1 };
+        const size_t global[2] = { ms_ceil_div(nd, per) * 128, n_rt };
+        if (MS_CL_SET_ARGS(nv->score, "ms_nv_score", err, MS_ARG(dsrc), MS_ARG(s->doc_tile),
+                           MS_ARG(s->doc_len), MS_ARG(n_docs), MS_ARG(docs_per_wg), MS_ARG(g->nv_q),
+                           MS_ARG(g->nv_rb_valid), MS_ARG(n_rb), MS_ARG(nv->part)) != MS_OK ||
+            ms_cl_launch(s->cl, nv->score, 2, global, local, "ms_nv_score", &s->last_kernel_s,
+                         err) != MS_OK)
+            return err->status;
+    }
+    const size_t local[2] = { 64, 1 };
+    const size_t global[2] = { ms_ceil_div(nd, 64) * 64, g->nq };
+    if (MS_CL_SET_ARGS(nv->sum, "ms_nv_sum", err, MS_ARG(nv->part), MS_ARG(n_docs),
+                       MS_ARG(g->nv_q_blk), MS_ARG(n_q), MS_ARG(s->out)) != MS_OK)
+        return err->status;
+    return g->nq
+               ? ms_cl_launch(s->cl, nv->sum, 2, global, local, "ms_nv_sum", &s->last_kernel_s, err)
+               : MS_OK;
+}
+
+/*
+ * Score documents j0 .. j0+nd-1 (rows no pair needs, see ms_row_used, get length 0) against
+ * every query group; group gi's [nq][nd] scores go to sink(gi). Float16 documents of
+ * dim % 16 == 0 without normalization are used as uploaded; others are converted by
+ * ms_nv_prep_* into [token][kp] float16 first.
+ */
+typedef int (*nv_sink)(void *ctx, int gi, const float *block, struct ms_err *err);
+
+static int nv_run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0, uint64_t nd,
+                      const uint64_t *start, float *tmp, nv_sink sink, void *ctx,
+                      struct ms_err *err)
+{
+    struct nvpath *nv = &s->nv;
+    const uint64_t tok0 = docs->offsets[j0], ntok = docs->offsets[j0 + nd] - tok0;
+    const size_t esize = ms_dtype_size(docs->dtype);
+    const int direct = docs->dtype == MS_DTYPE_F16 && s->dim == nv->kp && !s->normalize && !nv->f8;
+    const cl_uint dim = s->dim, n_tok = (cl_uint)ntok;
+    const cl_int normalize = s->normalize;
+    cl_command_queue qu = s->cl->queue;
+    cl_int rc = CL_SUCCESS;
+
+    for (uint64_t j = 0; j < nd; j++) {
+        s->h_doc_tile[j] = (uint32_t)(docs->offsets[j0 + j] - tok0); /* first token */
+        s->h_doc_len[j] = ms_row_used(start, j0 + j) ? (uint32_t)ms_emb_row_len(docs, j0 + j) : 0;
+    }
+    if (ntok)
+        rc = clEnqueueWriteBuffer(qu, s->raw, CL_TRUE, 0, ntok * dim * esize,
+                                  (const char *)docs->tokens + tok0 * dim * esize, 0, NULL, NULL);
+    if (rc == CL_SUCCESS)
+        rc =
+            clEnqueueWriteBuffer(qu, s->doc_tile, CL_TRUE, 0, nd * 4, s->h_doc_tile, 0, NULL, NULL);
+    if (rc == CL_SUCCESS)
+        rc = clEnqueueWriteBuffer(qu, s->doc_len, CL_TRUE, 0, nd * 4, s->h_doc_len, 0, NULL, NULL);
+    if (rc != CL_SUCCESS)
+        return ms_cl_fail(err, "clEnqueueWriteBuffer(NV documents)", rc);
+    if (!direct && !nv->docs &&
+        !(nv->docs = ms_cl_buffer(s->cl, CL_MEM_READ_WRITE, s->cap_tokens * nv->kp * 2, NULL,
+                                  "NV documents", err)))
+        return err->status;
+    if (!direct && ntok) {
+        cl_kernel prep = nv->f8 ? (docs->dtype == MS_DTYPE_F16 ? nv->prep8_f16 : nv->prep8_f32)
+                                : (docs->dtype == MS_DTYPE_F16 ? nv->prep_f16 : nv->prep_f32);
+        const size_t local = 64, global = ms_ceil_div(ntok, 64) * 64;
+        if (MS_CL_SET_ARGS(prep, "ms_nv_prep", err, MS_ARG(s->raw), MS_ARG(n_tok), MS_ARG(dim),
+                           MS_ARG(normalize), MS_ARG(nv->docs)) != MS_OK ||
+            ms_cl_launch(s->cl, prep, 1, &global, &local, "ms_nv_prep", &s->last_kernel_s, err) !=
+                MS_OK)
+            return err->status;
+    }
+    const cl_mem dsrc = direct ? s->raw : nv->docs;
+    for (int gi = 0; gi < s->n_groups; gi++) {
+        const struct qgroup *g = &s->groups[gi];
+        if (g->nq == 0)
+            continue;
+        if ((nv->kernel == NV_STREAM ? nv_stream_group(s, g, dsrc, nd, err)
+                                     : nv_staged_group(s, g, dsrc, nd, err)) != MS_OK)
+            return err->status;
+        rc = clEnqueueReadBuffer(qu, s->out, CL_TRUE, 0, g->nq * nd * sizeof(float), tmp, 0, NULL,
+                                 NULL);
+        if (rc != CL_SUCCESS)
+            return ms_cl_fail(err, "clEnqueueReadBuffer(NV scores)", rc);
+        if (sink(ctx, gi, tmp, err) != MS_OK)
+            return err->status;
+    }
+    return MS_OK;
+}
+
+/* Where nv_run_sub's per-group blocks go: ms_scorer_run's score matrix, or the pairs. */
+struct nv_ctx {
+    struct ms_scorer *s;
+    uint64_t j0, nd;
+    float *scores; /* run: scores[i * ld + j] */
+    uint64_t ld;
+    const uint64_t *start, *order; /* pairs: as in ms_scorer_run_pairs */
+    const uint32_t *pair_q, *pair_d;
+    float *out;
+};
+
+static int nv_sink_run(void *ctx, int gi, const float *block, struct ms_err *err)
+{
+    const struct nv_ctx *c = ctx;
+    const struct qgroup *g = &c->s->groups[gi];
+    (void)err;
+    for (uint64_t i = 0; i < g->nq; i++)
+        memcpy(c->scores + (g->q0 + i) * c->ld + c->j0, block + i * c->nd, c->nd * sizeof(float));
+    return MS_OK;
+}
+
+static int nv_sink_pairs(void *ctx, int gi, const float *block, struct ms_err *err)
+{
+    const struct nv_ctx *c = ctx;
+    const struct qgroup *g = &c->s->groups[gi];
+    (void)err;
+    for (uint64_t k = c->start[c->j0]; k < c->start[c->j0 + c->nd]; k++) {
+        const uint64_t p = c->order[k];
+        if (c->pair_q[p] >= g->q0 && c->pair_q[p] - g->q0 < g->nq)
+            c->out[p] = block[(c->pair_q[p] - g->q0) * c->nd + (c->pair_d[p] - c->j0)];
+    }
+    return MS_OK;
+}
+
+/* Room for one group's [nq][cap_docs] block on the host. */
+static float *nv_tmp(const struct ms_scorer *s, struct ms_err *err)
+{
+    uint64_t most = 1;
+    for (int i = 0; i < s->n_groups; i++)
+        if (s->groups[i].nq > most)
+            most = s->groups[i].nq;
+    return ms_malloc(most * s->cap_docs * sizeof(float), err);
+}
+
+int ms_nv_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores, uint64_t ld,
+              struct ms_err *err)
+{
+    struct nv_ctx c = { .s = s, .scores = scores, .ld = ld };
+    float *tmp = nv_tmp(s, err);
+    int status = tmp ? MS_OK : err->status;
+    for (uint64_t j0 = 0; status == MS_OK && j0 < docs->n_rows; j0 += c.nd) {
+        c.j0 = j0;
+        c.nd = ms_scorer_fit(s, docs, j0, NULL, err);
+        if (c.nd == 0 || nv_run_sub(s, docs, j0, c.nd, NULL, tmp, nv_sink_run, &c, err) != MS_OK)
+            status = err->status;
+    }
+    free(tmp);
+    return status;
+}
+
+int ms_nv_run_pairs(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0, uint64_t nd,
+                    const uint64_t *start, const uint64_t *order, const uint32_t *pair_q,
+                    const uint32_t *pair_d, float *out, struct ms_err *err)
+{
+    struct nv_ctx c = { .s = s,
+                        .j0 = j0,
+                        .nd = nd,
+                        .start = start,
+                        .order = order,
+                        .pair_q = pair_q,
+                        .pair_d = pair_d,
+                        .out = out };
+    float *tmp = nv_tmp(s, err);
+    int status = tmp ? nv_run_sub(s, docs, j0, nd, start, tmp, nv_sink_pairs, &c, err) : MS_OK;
+    if (!tmp)
+        status = err->status;
+    free(tmp);
+    return status;
+}

@@ -1,0 +1,58 @@
+# maxsim bench and the kernel choice: --precision, --tune, and their errors.
+
+# bench names the path that scored (the portable kernels on the CPU; MAXSIM_KERNEL pins them,
+# since make test runs this file a second time with MAXSIM_KERNEL=gpu)
+$ MAXSIM_KERNEL=portable maxsim bench --shape 1,20,8,9,16 --reps 2 | grep '^path'
+> path        portable kernels (tile 16 tokens, query block 8)
+
+$ MAXSIM_KERNEL=portable maxsim bench --shape 1,20,8,9,16 --reps 2 --precision f16 --json | grep -c '"path": "portable kernels'
+> 1
+
+# MAXSIM_KERNEL=gpu: the portable GPU kernel on any device, named with its tiling
+$ MAXSIM_KERNEL=gpu maxsim bench --shape 1,20,8,9,16 --reps 2 | grep '^path'
+> path        portable GPU kernel (8x4 per work-item, 4x16 work-items, 16 dims a slice, query tile resident, split 1)
+
+$ MAXSIM_KERNEL=gpu MAXSIM_GPU_VARIANT=4,4,2,4,8,0,0 maxsim bench --shape 1,20,8,9,16 --reps 2 | grep '^path'
+> path        portable GPU kernel (4x4 per work-item, 2x4 work-items, 8 dims a slice, query tile streamed, split 1)
+
+$ MAXSIM_KERNEL=gpu MAXSIM_GPU_VARIANT=4,4,2 maxsim bench --shape 1,20,8,9,16 --reps 2
+? 2
+~ MAXSIM_GPU_VARIANT='4,4,2': expected tm,tn,rx,cx,bk,qres,wgmul
+
+$ maxsim bench --shape 1,20,8,9,16 --precision f4
+? 2
+~ --precision takes exact, f16 or f8, got 'f4'
+
+# f8 needs e4m3 tensor cores: an error elsewhere, before any output
+$ maxsim bench --shape 1,20,8,9,16 --precision f8
+? 2
+~ --precision f8 needs the tensor cores of an NVIDIA GPU of compute capability 8.9 or more
+
+$ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy --precision f8 -o $TMP/f8.npy
+? 2
+~ --precision f8 needs
+
+$ test -e $TMP/f8.npy && echo written || echo none
+> none
+
+# --tune needs a path with variants: on PoCL there is none, and nothing is written
+$ maxsim bench --tune --shape 1,20,8,9,16 --reps 2
+? 2
+~ nothing to tune on .*: only the NVIDIA tensor-core path has variants
+
+$ test -e "$MAXSIM_CACHE_DIR/tune.tsv" && echo written || echo none
+> none
+
+$ maxsim bench --tune --op search --shape 1,20,8,9,16
+? 2
+~ --tune times scoring \(--op score\), got --op search
+
+# --precision on the scoring commands: f16 rounds float32 inputs, exact is the default
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy --precision exact -k 1 > $TMP/a
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 1 > $TMP/b
+$ cmp $TMP/a $TMP/b && echo same
+> same
+
+$ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --precision tf32 -o $TMP/s.npy
+? 2
+~ --precision takes exact, f16 or f8, got 'tf32'
