@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "maxsim_gpu.h"
+#include "tune.h"
 
 /* One query group: its rows (tokens) transposed on the device. */
 struct gpu_group {
@@ -62,6 +63,7 @@ struct ms_gpu {
     uint32_t *h_doc_tok, *h_doc_len;
     uint32_t *h_q_row, *h_q_len; /* [n_queries]: first row in its group, token count */
     char describe[160];          /* gpu_describe */
+    int tuned;                   /* the variant came from the tuning table */
     /* Pairs: the most row tiles one query spans, and lists grown on demand. */
     uint32_t max_span;
     uint64_t cap_pairs, cap_work;
@@ -109,6 +111,81 @@ static int pick_bk(uint32_t dim)
     return best;
 }
 
+/* Parse a variant string "tm,tn,rx,cx,bk,qres,wgmul[,pf[,split]]" into *o (missing pf and split,
+ * and bk 0, from *dflt); 0 when it does not parse or is out of range. */
+static int parse_variant(const char *e, const struct gpu_variant *dflt, struct gpu_variant *o)
+{
+    char tail;
+    const int n = sscanf(e, "%d,%d,%d,%d,%d,%d,%d,%d,%d%c", &o->tm, &o->tn, &o->rx, &o->cx, &o->bk,
+                         &o->qres, &o->wgmul, &o->pf, &o->split, &tail);
+    if (n < 8)
+        o->pf = dflt->pf;
+    if (n < 9)
+        o->split = dflt->split;
+    if (o->bk == 0)
+        o->bk = dflt->bk;
+    return n >= 7 && n <= 9 && o->split >= 1 && o->split <= 64 && o->tm >= 4 && o->tm <= 16 &&
+           o->tm % 4 == 0 && o->tn >= 4 && o->tn <= 16 && o->tn % 4 == 0 && o->rx >= 1 &&
+           o->cx >= 1 && o->bk >= 8 && o->bk <= 64 && o->bk % 8 == 0 && o->wgmul >= 0;
+}
+
+/* The tuning table's keys (tune.h): the device with its driver, and the class of shapes that
+ * share a variant (dim, query rows bucketed, few or many documents a block). */
+static void tune_keys(const struct ms_cl *cl, uint32_t dim, uint64_t rows, uint64_t docs,
+                      char *device, size_t dcap, char *klass, size_t kcap)
+{
+    const uint64_t cus = cl->info.compute_units ? cl->info.compute_units : 1;
+    snprintf(device, dcap, "%s|%s|%s", cl->info.name, cl->info.driver_version,
+             cl->info.platform_version);
+    for (char *p = device; *p; p++)
+        if (*p == '\t' || *p == '\n')
+            *p = ' ';
+    snprintf(klass, kcap, "gpu dim=%u rows=%s docs=%s", dim,
+             rows <= 32    ? "<=32"
+             : rows <= 96  ? "<=96"
+             : rows <= 512 ? "<=512"
+                           : "more",
+             docs > 16 * cus ? "many" : "few");
+}
+
+static uint64_t total_rows_of(const struct ms_emb *q)
+{
+    uint64_t rows = 0;
+    for (uint64_t i = 0; i < q->n_rows; i++)
+        rows += ms_emb_row_len(q, i);
+    return rows;
+}
+
+int gpu_tune_keys(const struct ms_cl *cl, const struct ms_emb *q, const struct ms_scorer_opts *o,
+                  char *device, size_t dcap, char *klass, size_t kcap)
+{
+    tune_keys(cl, q->dim, total_rows_of(q), o->max_docs ? o->max_docs : 1, device, dcap, klass,
+              kcap);
+    return 1;
+}
+
+int gpu_tune_candidates(const struct ms_cl *cl, const struct ms_emb *q,
+                        const struct ms_scorer_opts *o, char (*out)[64], int max)
+{
+    /* The H200 sweep's winners and their neighbours (docs/kernel-notes.md). */
+    static const char *const few[] = { "8,4,4,16,0,1,64,1,1", "8,4,4,16,0,1,64,1,2",
+                                       "8,4,4,16,0,1,64,1,4", "4,4,8,16,0,1,64,1,1",
+                                       "4,8,8,8,0,1,64,1,1",  "8,8,4,8,0,1,64,1,2" };
+    static const char *const many[] = { "8,8,16,8,0,0,64,1,1",  "8,8,8,8,0,1,64,1,1",
+                                        "8,16,16,4,0,0,64,1,1", "16,8,8,8,0,0,64,1,1",
+                                        "8,16,8,4,0,1,64,1,1",  "8,8,16,8,16,0,64,1,1",
+                                        "8,8,16,8,0,0,64,1,2" };
+    const int few_rows = total_rows_of(q) <= 32;
+    const int n_list =
+        few_rows ? (int)(sizeof few / sizeof few[0]) : (int)(sizeof many / sizeof many[0]);
+    int n = 0;
+    (void)cl;
+    (void)o;
+    for (int i = 0; i < n_list && n < max; i++)
+        snprintf(out[n++], 64, "%s", few_rows ? few[i] : many[i]);
+    return n;
+}
+
 /*
  * The tiling. A row tile of BM = rx * tm query rows against chunks of BN = cx * tn document
  * tokens; each work-item an SGEMM register block (per k, tm/4 + tn/4 float4 reads of __local feed
@@ -126,10 +203,12 @@ static int pick_bk(uint32_t dim)
  * (scripts/gpu-portable-sweep). Planned: the fastest variant per device and shape class from the
  * tuning cache.
  */
-static int gpu_pick(struct ms_gpu *g, uint64_t total_rows, struct ms_err *err)
+static int gpu_pick(struct ms_gpu *g, uint64_t total_rows, const struct ms_scorer_opts *opts,
+                    struct ms_err *err)
 {
     struct gpu_variant *v = &g->v;
     const char *e = getenv("MAXSIM_GPU_VARIANT");
+    char device[640], klass[160], tuned[128];
     const uint64_t lmem = g->cl->info.local_mem ? g->cl->info.local_mem : 32768;
     const size_t max_wg = g->cl->info.max_work_group ? g->cl->info.max_work_group : 64;
 
@@ -140,25 +219,27 @@ static int gpu_pick(struct ms_gpu *g, uint64_t total_rows, struct ms_err *err)
     else
         *v = (struct gpu_variant){ 8, 8, 16, 8, 0, 0, 64, 1, 1 };
     v->bk = pick_bk(g->dim);
-    if (e && *e) {
-        struct gpu_variant o = { 0 };
-        const int n = sscanf(e, "%d,%d,%d,%d,%d,%d,%d,%d,%d", &o.tm, &o.tn, &o.rx, &o.cx, &o.bk,
-                             &o.qres, &o.wgmul, &o.pf, &o.split);
-        if (n < 8)
-            o.pf = v->pf;
-        if (n < 9)
-            o.split = v->split;
-        if (n < 7 || o.split < 1 || o.split > 64 || o.tm < 4 || o.tm > 16 || o.tm % 4 || o.tn < 4 ||
-            o.tn > 16 || o.tn % 4 || o.rx < 1 || o.cx < 1 || o.bk < 0 || o.bk > 64 || o.bk % 8 ||
-            o.wgmul < 0)
+    /* First match wins: the scorer's forced variant (bench --tune; a tensor-core variant string
+     * does not parse here and is not ours), MAXSIM_GPU_VARIANT, the tuning table. */
+    struct gpu_variant o = { 0 };
+    g->tuned = 0;
+    if (opts->variant && parse_variant(opts->variant, v, &o)) {
+        *v = o;
+    } else if (e && *e) {
+        if (!parse_variant(e, v, &o))
             return ms_err_set(err, MS_ERR_INPUT,
                               "MAXSIM_GPU_VARIANT='%s': expected tm,tn,rx,cx,bk,qres,wgmul[,pf[,"
                               "split]] (tm, tn 4, 8, 12 or 16; bk a multiple of 8 up to 64, 0 for "
                               "the default; split 1..64)",
                               e);
-        if (o.bk == 0)
-            o.bk = v->bk;
         *v = o;
+    } else {
+        tune_keys(g->cl, g->dim, total_rows, g->cap_docs, device, sizeof device, klass,
+                  sizeof klass);
+        if (ms_tune_lookup(device, klass, tuned, sizeof tuned) && parse_variant(tuned, v, &o)) {
+            *v = o;
+            g->tuned = 1;
+        }
     }
     /* Devices with small work-groups: halve the thread grid until it fits. */
     while ((size_t)(v->rx * v->cx) > max_wg && (v->rx > 1 || v->cx > 1)) {
@@ -220,8 +301,9 @@ static int build(struct ms_gpu *g, struct ms_err *err)
         return ms_cl_fail(err, "clCreateKernel(msg_*)", rc);
     snprintf(g->describe, sizeof g->describe,
              "portable GPU kernel (%dx%d per work-item, %dx%d work-items, %d dims a slice, query "
-             "tile %s, split %d)",
-             v->tm, v->tn, v->rx, v->cx, v->bk, v->qres ? "resident" : "streamed", v->split);
+             "tile %s, split %d)%s",
+             v->tm, v->tn, v->rx, v->cx, v->bk, v->qres ? "resident" : "streamed", v->split,
+             g->tuned ? ", tuned" : "");
     ms_cl_note(g->cl,
                "portable GPU kernel (maxsim_gpu.cl), work-groups of %d, wgmul %d, split %d: %s",
                v->rx * v->cx, v->wgmul, v->split, opts);
@@ -297,7 +379,10 @@ int gpu_create(struct ms_gpu **out, struct ms_cl *cl, const struct ms_emb *q,
     g->n_queries = q->n_rows;
     for (uint64_t i = 0; i < q->n_rows; i++)
         total_rows += ms_emb_row_len(q, i);
-    if (gpu_pick(g, total_rows, err) != MS_OK || build(g, err) != MS_OK)
+    g->cap_docs = opts->max_docs ? opts->max_docs : 1; /* the tuning class needs it */
+    if (g->cap_docs > UINT32_MAX / 2)
+        g->cap_docs = UINT32_MAX / 2;
+    if (gpu_pick(g, total_rows, opts, err) != MS_OK || build(g, err) != MS_OK)
         goto fail;
 
     /* One buffer's bytes: the allocation limit and a quarter of the memory (as maxsim_cl.c). */

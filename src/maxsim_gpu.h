@@ -36,6 +36,13 @@ int gpu_run(struct ms_gpu *g, const struct ms_emb *docs, float *scores, uint64_t
 int gpu_run_pairs(struct ms_gpu *g, const struct ms_emb *docs, const uint32_t *pair_q,
                   const uint32_t *pair_d, uint64_t n_pairs, float *out, double *kernel_s,
                   struct ms_err *err);
+/* The tuning table's keys for these queries, and the variants `bench --tune` times (as the
+ * tensor-core path's ms_scorer_tune_keys / ms_scorer_tune_candidates, which hand over to these
+ * when that path is not wanted). */
+int gpu_tune_keys(const struct ms_cl *cl, const struct ms_emb *q, const struct ms_scorer_opts *o,
+                  char *device, size_t dcap, char *klass, size_t kcap);
+int gpu_tune_candidates(const struct ms_cl *cl, const struct ms_emb *q,
+                        const struct ms_scorer_opts *o, char (*out)[64], int max);
 /* What `-v` and `bench` name as the scorer's path: the kernel and its tiling. */
 const char *gpu_describe(const struct ms_gpu *g);
 void gpu_release(struct ms_gpu *g);

@@ -35,13 +35,26 @@ $ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXT
 $ test -e $TMP/f8.npy && echo written || echo none
 > none
 
-# --tune needs a path with variants: on PoCL there is none, and nothing is written
-$ maxsim bench --tune --shape 1,20,8,9,16 --reps 2
+# --tune needs a path with variants: on PoCL there is none (unless MAXSIM_KERNEL=gpu puts the
+# portable GPU kernel there), and nothing is written
+$ MAXSIM_KERNEL=portable maxsim bench --tune --shape 1,20,8,9,16 --reps 2
 ? 2
-~ nothing to tune on .*: only the NVIDIA tensor-core path has variants
+~ nothing to tune on .*: only the GPU kernels have variants
 
 $ test -e "$MAXSIM_CACHE_DIR/tune.tsv" && echo written || echo none
 > none
+
+# The portable GPU kernel's variants: the fastest is kept for the class and taken next time
+$ MAXSIM_KERNEL=gpu maxsim bench --tune --shape 1,20,8,9,16 --reps 1 | grep -c '^tuned  *[0-9,]*: '
+> 1
+
+$ grep -c 'gpu dim=16 rows=<=32 docs=few' "$MAXSIM_CACHE_DIR/tune.tsv"
+> 1
+
+$ MAXSIM_KERNEL=gpu maxsim bench --shape 2,20,8,9,16 --reps 1 | grep -c '^path .*portable GPU kernel.*, tuned$'
+> 1
+
+$ rm "$MAXSIM_CACHE_DIR/tune.tsv"
 
 $ maxsim bench --tune --op search --shape 1,20,8,9,16
 ? 2
