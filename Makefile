@@ -130,7 +130,8 @@ test-mpi: $(BUILD)/fixtures/.stamp
 
 ## asan: run the tests under AddressSanitizer and UBSan (PoCL), in build-asan/
 asan:
-	ASAN_OPTIONS=detect_leaks=1 $(MAKE) test BUILD=build-asan BIN=build-asan/maxsim OPT="-O1 -g" \
+	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
+	    $(MAKE) test BUILD=build-asan BIN=build-asan/maxsim OPT="-O1 -g" \
 	    SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 
 ## fuzz: build libFuzzer targets (clang) into build-fuzz/

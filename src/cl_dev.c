@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cl_dev.h"
 
@@ -308,6 +310,41 @@ static int first_of_type(const struct ms_cl_devinfo *list, int n, cl_device_type
     return -1;
 }
 
+/* PoCL lists no platform at all when it cannot create its cache directory
+ * (POCL_CACHE_DIR, else $XDG_CACHE_HOME/pocl, else $HOME/.cache/pocl). Say
+ * so rather than "install a driver": find the nearest existing ancestor of
+ * that directory and check it is a writable directory (nothing is created).
+ * Returns 1 and a description in why, or 0. */
+static int pocl_cache_unusable(char *why, size_t cap)
+{
+    const char *env = getenv("POCL_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    char dir[1024], p[1024];
+    struct stat st;
+
+    if (env && *env)
+        snprintf(dir, sizeof dir, "%s", env);
+    else if (xdg && *xdg)
+        snprintf(dir, sizeof dir, "%s/pocl", xdg);
+    else if (home && *home)
+        snprintf(dir, sizeof dir, "%s/.cache/pocl", home);
+    else
+        return 0;
+    snprintf(p, sizeof p, "%s", dir);
+    for (;;) {
+        if (stat(p, &st) == 0) {
+            if (S_ISDIR(st.st_mode) && access(p, W_OK) == 0)
+                return 0;
+            snprintf(why, cap, "'%s': '%s' is not a writable directory", dir, p);
+            return 1;
+        }
+        char *slash = strrchr(p, '/');
+        if (!slash || slash == p)
+            return 0;
+        *slash = '\0';
+    }
+}
+
 int ms_cl_pick(const struct ms_cl_devinfo *list, int n, const char *spec, struct ms_err *err)
 {
     char devs[512];
@@ -316,9 +353,16 @@ int ms_cl_pick(const struct ms_cl_devinfo *list, int n, const char *spec, struct
     if (!spec || !*spec)
         spec = "auto";
     if (n == 0) {
-        ms_err_set(err, MS_ERR_RUNTIME,
-                   "no OpenCL platform found (install an OpenCL driver, "
-                   "e.g. pocl-opencl-icd for the CPU)");
+        char why[2400];
+        if (pocl_cache_unusable(why, sizeof why))
+            ms_err_set(err, MS_ERR_RUNTIME,
+                       "no OpenCL platform found; PoCL lists none when it cannot create its "
+                       "cache directory %s (set POCL_CACHE_DIR to a writable directory)",
+                       why);
+        else
+            ms_err_set(err, MS_ERR_RUNTIME,
+                       "no OpenCL platform found (install an OpenCL driver, "
+                       "e.g. pocl-opencl-icd for the CPU)");
         return -1;
     }
     if (strcmp(spec, "auto") == 0) {

@@ -2,7 +2,7 @@
  * cl_dev.h - OpenCL devices: listing, choosing one from --device, and the
  * context, queue and compiled programs the kernels run in.
  *
- * Device specs (CONTRACT.md): "auto" (the first GPU, else the first CPU),
+ * Device specs (man/maxsim.1, --device): "auto" (the first GPU, else the first CPU),
  * "cpu", "gpu", or an index as `maxsim devices` prints it. MAXSIM_DEVICE
  * gives the default. Programs come from kernels/ embedded at build time, or
  * from $MAXSIM_KERNEL_DIR when set (development), and are cached on disk as

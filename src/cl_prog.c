@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "cl_dev.h"
+#include "tempfile.h"
 
 #define CACHE_MAGIC  "MSCLBIN1"
 #define CACHE_FORMAT 1u
@@ -295,10 +296,10 @@ done:
 static void cache_save(struct ms_cl *cl, cl_program prog, const char *path, const char *key,
                        size_t key_len)
 {
-    char tmp[4300];
+    struct ms_tempfile t;
+    struct ms_err err;
     size_t bin_len = 0;
     unsigned char *bin = NULL;
-    FILE *f;
     uint32_t version = CACHE_FORMAT;
     uint64_t klen = key_len, blen;
     int ok;
@@ -315,21 +316,25 @@ static void cache_save(struct ms_cl *cl, cl_program prog, const char *path, cons
         return;
     }
     blen = bin_len;
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    f = fopen(tmp, "wb");
-    if (!f) {
+    /* a temporary beside the entry, renamed into place: a concurrent reader
+     * sees the whole entry or none (tempfile.h) */
+    if (ms_tempfile_create(&t, NULL, path, 0, &err) != MS_OK) {
         free(bin);
-        ms_cl_note(cl, "cache: cannot write '%s': %s", tmp, strerror(errno));
+        ms_cl_note(cl, "cache: %s", err.msg);
         return;
     }
-    ok = fwrite(CACHE_MAGIC, 1, 8, f) == 8 && fwrite(&version, sizeof version, 1, f) == 1 &&
-         fwrite(&klen, sizeof klen, 1, f) == 1 && fwrite(key, 1, key_len, f) == key_len &&
-         fwrite(&blen, sizeof blen, 1, f) == 1 && fwrite(bin, 1, bin_len, f) == bin_len;
-    ok = (fclose(f) == 0) && ok;
+    ok = ms_write_all(t.fd, CACHE_MAGIC, 8) == 0 &&
+         ms_write_all(t.fd, &version, sizeof version) == 0 &&
+         ms_write_all(t.fd, &klen, sizeof klen) == 0 && ms_write_all(t.fd, key, key_len) == 0 &&
+         ms_write_all(t.fd, &blen, sizeof blen) == 0 && ms_write_all(t.fd, bin, bin_len) == 0;
     free(bin);
-    if (!ok || rename(tmp, path) != 0) {
+    if (!ok) {
         ms_cl_note(cl, "cache: cannot write '%s': %s", path, strerror(errno));
-        unlink(tmp);
+        ms_tempfile_abort(&t);
+        return;
+    }
+    if (ms_tempfile_commit(&t, &err) != MS_OK) {
+        ms_cl_note(cl, "cache: %s", err.msg);
         return;
     }
     ms_cl_note(cl, "cache SAVE %s", path);
@@ -363,6 +368,52 @@ static int build_error(struct ms_cl *cl, cl_program prog, const char *file, cons
     err->status = MS_ERR_RUNTIME;
     free(log);
     return MS_ERR_RUNTIME;
+}
+
+/* Build from source with the driver's own stderr output held back: PoCL's
+ * compiler prints "N warnings generated." straight to file descriptor 2,
+ * past -q. What it says is in the build log, which becomes a note (shown
+ * with -v) after a successful build and the error text after a failed one. */
+static cl_int build_from_source(struct ms_cl *cl, cl_program prog, const char *file,
+                                const char *options)
+{
+    FILE *held = tmpfile();
+    const int saved = held ? dup(STDERR_FILENO) : -1;
+    size_t log_len = 0;
+    char *log;
+    cl_int rc;
+
+    fflush(stderr);
+    if (saved >= 0)
+        dup2(fileno(held), STDERR_FILENO);
+    rc = clBuildProgram(prog, 1, &cl->info.device, options, NULL, NULL);
+    if (saved >= 0) {
+        fflush(stderr);
+        dup2(saved, STDERR_FILENO);
+        close(saved);
+    }
+    if (held)
+        fclose(held);
+    if (rc == CL_SUCCESS &&
+        clGetProgramBuildInfo(prog, cl->info.device, CL_PROGRAM_BUILD_LOG, 0, NULL, &log_len) ==
+            CL_SUCCESS &&
+        log_len > 1 && (log = malloc(log_len + 1)) != NULL) {
+        if (clGetProgramBuildInfo(prog, cl->info.device, CL_PROGRAM_BUILD_LOG, log_len, log,
+                                  NULL) == CL_SUCCESS) {
+            log[log_len] = '\0';
+            for (size_t l = strlen(log); l > 0 && (log[l - 1] == '\n' || log[l - 1] == ' '); l--)
+                log[l - 1] = '\0';
+            if (*log) /* indented: the driver's lines are not maxsim's messages */
+                ms_cl_note(cl, "build log of '%s':", file);
+            for (const char *p = log; *p;) {
+                const size_t n = strcspn(p, "\n");
+                ms_cl_note(cl, "  %.*s", (int)n, p);
+                p += n + (p[n] == '\n');
+            }
+        }
+        free(log);
+    }
+    return rc;
 }
 
 int ms_cl_program(struct ms_cl *cl, const char *file, const char *options, cl_program *out,
@@ -408,7 +459,7 @@ int ms_cl_program(struct ms_cl *cl, const char *file, const char *options, cl_pr
                    file, ms_cl_strerror(rc));
         goto done;
     }
-    rc = clBuildProgram(prog, 1, &cl->info.device, options, NULL, NULL);
+    rc = build_from_source(cl, prog, file, options);
     if (rc != CL_SUCCESS) {
         build_error(cl, prog, file, options, rc, err);
         clReleaseProgram(prog);

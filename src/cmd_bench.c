@@ -259,7 +259,18 @@ static int bench_tune(struct ms_cl *cl, const struct ms_emb *q, const struct ms_
     return MS_OK;
 }
 
-int cmd_bench(int argc, char **argv)
+/* What the command line asked for. */
+struct bench_args {
+    unsigned long long nq, nd, lq, ld, dim;
+    const char *op; /* score, search or rerank */
+    enum ms_dtype dtype;
+    uint64_t reps;
+    double peak_tflops;
+    int normalize, json, tune, precision;
+};
+
+/* The options into a; -1 to go on, else the exit status (after the message or --help). */
+static int parse_args(int argc, char **argv, struct bench_args *a)
 {
     static const struct option longopts[] = {
         { "shape", required_argument, NULL, 's' },
@@ -271,24 +282,22 @@ int cmd_bench(int argc, char **argv)
         { "precision", required_argument, NULL, 'P' },
         { "json", no_argument, NULL, 'j' },
         { "tune", no_argument, NULL, 'T' },
-        { "help", no_argument, NULL, 'h' },
+        MS_GLOBAL_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
-    unsigned long long nq = 0, nd = 0, lq = 0, ld = 0, dim = 0;
-    const char *op = "score";
-    enum ms_dtype dtype = MS_DTYPE_F16;
-    uint64_t reps = 20;
-    double peak_tflops = 0;
-    int normalize = 0, json = 0, tune = 0, precision = MS_PREC_EXACT, c, rc = MS_OK;
-    struct ms_err err = { 0 };
+    static const struct ms_optspec spec = { "bench", ":hv", longopts, usage_text, 0 };
+    int c, status;
 
-    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+    *a = (struct bench_args){
+        .op = "score", .dtype = MS_DTYPE_F16, .reps = 20, .precision = MS_PREC_EXACT
+    };
+    while ((c = ms_getopt(&spec, argc, argv, &status)) != 0) {
         switch (c) {
         case 's': {
             char tail;
-            if (sscanf(optarg, "%llu,%llu,%llu,%llu,%llu%c", &nq, &nd, &lq, &ld, &dim, &tail) !=
-                    5 ||
-                !nq || !nd || !lq || !ld || !dim || dim > 4096)
+            if (sscanf(optarg, "%llu,%llu,%llu,%llu,%llu%c", &a->nq, &a->nd, &a->lq, &a->ld,
+                       &a->dim, &tail) != 5 ||
+                !a->nq || !a->nd || !a->lq || !a->ld || !a->dim || a->dim > 4096)
                 return ms_usage_error("bench",
                                       "--shape takes nq,nd,lq,ld,dim, all >= 1, dim <= 4096 (e.g. "
                                       "--shape 1,1000,32,300,128), got '%s'",
@@ -298,100 +307,86 @@ int cmd_bench(int argc, char **argv)
         case 't':
             if (strcmp(optarg, "f16") && strcmp(optarg, "f32"))
                 return ms_usage_error("bench", "--dtype takes f16 or f32, got '%s'", optarg);
-            dtype = optarg[1] == '1' ? MS_DTYPE_F16 : MS_DTYPE_F32;
+            a->dtype = optarg[1] == '1' ? MS_DTYPE_F16 : MS_DTYPE_F32;
             break;
         case 'o':
             if (strcmp(optarg, "score") && strcmp(optarg, "search") && strcmp(optarg, "rerank"))
                 return ms_usage_error("bench", "--op takes score, search or rerank, got '%s'",
                                       optarg);
-            op = optarg;
+            a->op = optarg;
             break;
         case 'r':
-            if (ms_parse_u64("bench", "--reps", optarg, 1, &reps))
+            if (ms_parse_u64("bench", "--reps", optarg, 1, &a->reps))
                 return MS_ERR_INPUT;
             break;
-        case 'n': normalize = 1; break;
+        case 'n': a->normalize = 1; break;
         case 'p': {
             char *end;
-            peak_tflops = strtod(optarg, &end);
-            if (*end || !(peak_tflops > 0))
+            a->peak_tflops = strtod(optarg, &end);
+            if (*end || !(a->peak_tflops > 0))
                 return ms_usage_error("bench", "--peak-tflops takes a positive number, got '%s'",
                                       optarg);
             break;
         }
         case 'P':
-            if (ms_parse_precision("bench", optarg, &precision))
+            if (ms_parse_precision("bench", optarg, &a->precision))
                 return MS_ERR_INPUT;
             break;
-        case 'j': json = 1; break;
-        case 'T': tune = 1; break;
-        case 'h': fputs(usage_text, stdout); return ms_close_stdout();
-        case ':': return ms_usage_error("bench", "option '%s' needs a value", argv[optind - 1]);
+        case 'j': a->json = 1; break;
+        case 'T': a->tune = 1; break;
         default: return ms_usage_error("bench", "unknown option '%s'", argv[optind - 1]);
         }
     }
-    if (optind < argc)
-        return ms_usage_error("bench", "unexpected argument '%s'", argv[optind]);
-    if (!nq)
+    if (status >= 0)
+        return status;
+    if (!a->nq)
         return ms_usage_error("bench", "no shape (e.g. --shape 1,1000,32,300,128)");
-    if (tune && strcmp(op, "score") != 0)
-        return ms_usage_error("bench", "--tune times scoring (--op score), got --op %s", op);
+    if (a->tune && strcmp(a->op, "score") != 0)
+        return ms_usage_error("bench", "--tune times scoring (--op score), got --op %s", a->op);
+    return -1;
+}
 
-    const int rerank = strcmp(op, "rerank") == 0;
-    /* rerank: nd candidates for each query, each its own document */
-    const uint64_t n_docs = rerank ? nq * nd : nd;
-    struct ms_cl cl;
-    struct ms_emb q, d;
-    struct ms_scorer *s = NULL;
-    float *scores = NULL;
+/* What the timed runs measured. */
+struct bench_result {
+    double kmed, kmin, kmax, wmed; /* kernel and wall seconds */
+    double recall, tau;            /* agreement with exact scores, -1 when exact */
+};
+
+/* The warm-up and reps timed runs of s (as the op asks), then, for a lower precision, the
+ * ranking agreement with an exact scorer on the same data. */
+static int run_timed(struct ms_cl *cl, const struct bench_args *a, const struct ms_emb *q,
+                     const struct ms_emb *d, struct ms_scorer *s, const struct ms_scorer_opts *so,
+                     float *scores, double *kt, double *wt, struct bench_result *res,
+                     struct ms_err *err)
+{
+    const int rerank = strcmp(a->op, "rerank") == 0;
+    const uint64_t n_out = a->nq * a->nd;
     uint32_t *pq = NULL, *pd = NULL;
-    double *kt = NULL, *wt = NULL;
-    ms_emb_init(&q);
-    ms_emb_init(&d);
-    if ((rc = ms_cl_open(&cl, ms_global.device, &err)) != MS_OK)
-        return ms_report(&err);
-    if ((rc = make_rows(&q, dtype, (uint32_t)dim, nq, lq, &err)) != MS_OK ||
-        (rc = make_rows(&d, dtype, (uint32_t)dim, n_docs, ld, &err)) != MS_OK)
-        goto fail;
-    const struct ms_scorer_opts so = { .normalize = normalize,
-                                       .max_docs = n_docs,
-                                       .max_tokens = n_docs * ld,
-                                       .precision = precision };
-    if ((rc = ms_scorer_create(&s, &cl, &q, &so, &err)) != MS_OK)
-        goto fail;
-    const uint64_t n_out = rerank ? nq * nd : nq * nd;
-    if (!(scores = ms_malloc(n_out * sizeof *scores, &err)) ||
-        !(kt = ms_malloc(reps * sizeof *kt, &err)) || !(wt = ms_malloc(reps * sizeof *wt, &err))) {
-        rc = err.status;
-        goto fail;
-    }
-    if (tune) {
-        if ((rc = bench_tune(&cl, &q, &d, &so, nd, reps, scores, kt, &err)) == MS_OK)
-            rc = ms_close_stdout();
-        goto fail;
-    }
-    if (rerank) {
-        if (!(pq = ms_malloc(n_out * sizeof *pq, &err)) ||
-            !(pd = ms_malloc(n_out * sizeof *pd, &err))) {
-            rc = err.status;
-            goto fail;
+    int rc = MS_OK;
+
+    res->recall = res->tau = -1;
+    if (rerank) { /* nd candidates for each query, each its own document */
+        if (!(pq = ms_malloc(n_out * sizeof *pq, err)) ||
+            !(pd = ms_malloc(n_out * sizeof *pd, err))) {
+            rc = err->status;
+            goto done;
         }
         for (uint64_t i = 0; i < n_out; i++) {
-            pq[i] = (uint32_t)(i / nd);
+            pq[i] = (uint32_t)(i / a->nd);
             pd[i] = (uint32_t)i;
         }
     }
-    for (uint64_t r = 0; r <= reps; r++) { /* run 0 is the warm-up */
+    for (uint64_t r = 0; r <= a->reps; r++) { /* run 0 is the warm-up */
         const double t0 = ms_now();
-        rc = rerank ? ms_scorer_run_pairs(s, &d, pq, pd, n_out, scores, &err)
-                    : ms_scorer_run(s, &d, scores, nd, &err);
+        rc = rerank ? ms_scorer_run_pairs(s, d, pq, pd, n_out, scores, err)
+                    : ms_scorer_run(s, d, scores, a->nd, err);
         if (rc != MS_OK)
-            goto fail;
-        if (strcmp(op, "search") == 0) { /* the host top-10 merge, as search does it */
+            goto done;
+        if (strcmp(a->op, "search") == 0) { /* the host top-10 merge, as search does it */
             struct ms_topk t;
-            if ((rc = ms_topk_init(&t, nq, nd < 10 ? nd : 10, &err)) != MS_OK)
-                goto fail;
-            ms_topk_push(&t, 0, nq, scores, nd, nd, 0);
+            if ((rc = ms_topk_init(&t, a->nq, a->nd < 10 ? a->nd : 10, err)) != MS_OK)
+                goto done;
+            ms_topk_push(&t, 0, a->nq, scores, a->nd, a->nd, 0);
             ms_topk_finish(&t);
             ms_topk_release(&t);
         }
@@ -400,82 +395,132 @@ int cmd_bench(int argc, char **argv)
             wt[r - 1] = ms_now() - t0;
         }
     }
-    qsort(kt, reps, sizeof *kt, cmp_double);
-    qsort(wt, reps, sizeof *wt, cmp_double);
-    /* A lower precision: how its ranking agrees with exact scores of the same data. */
-    double recall = -1, tau = -1;
-    if (precision != MS_PREC_EXACT && !rerank) {
-        struct ms_scorer_opts eo = so;
+    qsort(kt, a->reps, sizeof *kt, cmp_double);
+    qsort(wt, a->reps, sizeof *wt, cmp_double);
+    res->kmed = kt[a->reps / 2];
+    res->kmin = kt[0];
+    res->kmax = kt[a->reps - 1];
+    res->wmed = wt[a->reps / 2];
+    if (a->precision != MS_PREC_EXACT && !rerank) {
+        struct ms_scorer_opts eo = *so;
         struct ms_scorer *es = NULL;
-        float *ex = ms_malloc(nq * nd * sizeof *ex, &err);
+        float *ex = ms_malloc(n_out * sizeof *ex, err);
         eo.precision = MS_PREC_EXACT;
         eo.variant = NULL;
-        rc = ex ? ms_scorer_create(&es, &cl, &q, &eo, &err) : err.status;
+        rc = ex ? ms_scorer_create(&es, cl, q, &eo, err) : err->status;
         if (rc == MS_OK)
-            rc = ms_scorer_run(es, &d, ex, nd, &err);
+            rc = ms_scorer_run(es, d, ex, a->nd, err);
         if (rc == MS_OK)
-            rc = agreement(ex, scores, nq, nd, &recall, &tau, &err);
+            rc = agreement(ex, scores, a->nq, a->nd, &res->recall, &res->tau, err);
         ms_scorer_free(es);
         free(ex);
-        if (rc != MS_OK)
-            goto fail;
     }
-    {
-        const size_t es = ms_dtype_size(dtype);
-        const double med = kt[reps / 2], wmed = wt[reps / 2];
-        const double flops = 2.0 * (double)nq * (double)nd * (double)lq * (double)ld * (double)dim;
-        const double bytes =
-            (double)(n_docs * ld + nq * lq) * (double)dim * (double)es + (double)n_out * 4.0;
-        const double rate = copy_rate(&cl);
-        double floor_s = rate > 0 ? bytes / rate : 0;
-        if (peak_tflops > 0 && flops / (peak_tflops * 1e12) > floor_s)
-            floor_s = flops / (peak_tflops * 1e12);
-        if (json) {
-            printf(
-                "{\"device\": \"%s\", \"op\": \"%s\", \"shape\": [%llu, %llu, %llu, %llu, %llu], "
-                "\"dtype\": \"%s\", \"normalize\": %s, \"reps\": %llu, \"kernel_ms_median\": %.4f, "
-                "\"kernel_ms_min\": %.4f, \"kernel_ms_max\": %.4f, \"wall_ms_median\": %.4f, "
-                "\"gflop\": %.3f, \"tflops\": %.3f, \"gbs\": %.1f, \"copy_gbs\": %.1f, "
-                "\"floor_ms\": %.4f, \"ratio_to_floor\": %.2f, \"path\": \"%s\", "
-                "\"precision\": \"%s\", \"recall_at_10\": %.4f, \"kendall_tau\": %.4f}\n",
-                cl.info.name, op, nq, nd, lq, ld, dim, dtype == MS_DTYPE_F16 ? "f16" : "f32",
-                normalize ? "true" : "false", (unsigned long long)reps, med * 1e3, kt[0] * 1e3,
-                kt[reps - 1] * 1e3, wmed * 1e3, flops * 1e-9, flops / med * 1e-12,
-                bytes / med * 1e-9, rate * 1e-9, floor_s * 1e3, floor_s > 0 ? med / floor_s : 0,
-                ms_scorer_path(s), precision_name(precision), recall, tau);
-        } else {
-            printf("device      %s\n", cl.info.name);
-            printf("op          %s, shape nq=%llu nd=%llu lq=%llu ld=%llu dim=%llu, %s%s\n", op, nq,
-                   nd, lq, ld, dim, dtype == MS_DTYPE_F16 ? "float16" : "float32",
-                   normalize ? ", normalized in the kernel" : "");
-            printf("path        %s\n", ms_scorer_path(s));
-            if (recall >= 0)
-                printf("agreement   --precision %s against exact, same data: recall@10 %.4f, "
-                       "Kendall tau %.4f over each query's exact top-100\n",
-                       precision_name(precision), recall, tau);
-            printf("kernel      %.4f ms median (min %.4f, max %.4f) over %llu runs\n", med * 1e3,
-                   kt[0] * 1e3, kt[reps - 1] * 1e3, (unsigned long long)reps);
-            printf("wall        %.4f ms median (with transfers%s)\n", wmed * 1e3,
-                   strcmp(op, "search") == 0 ? " and the top-k merge" : "");
-            printf("rate        %.3f TFLOP/s, %.1f GB/s effective (%.3f GFLOP, %.1f MB)\n",
-                   flops / med * 1e-12, bytes / med * 1e-9, flops * 1e-9, bytes * 1e-6);
-            printf("floor       %.4f ms (copy rate %.1f GB/s measured%s): %.2fx the floor\n",
-                   floor_s * 1e3, rate * 1e-9, peak_tflops > 0 ? ", with --peak-tflops" : "",
-                   floor_s > 0 ? med / floor_s : 0);
-        }
-        rc = ms_close_stdout();
+done:
+    free(pq);
+    free(pd);
+    return rc;
+}
+
+static void print_result(struct ms_cl *cl, const struct bench_args *a, const struct ms_scorer *s,
+                         const struct bench_result *r)
+{
+    const int rerank = strcmp(a->op, "rerank") == 0;
+    const uint64_t n_docs = rerank ? a->nq * a->nd : a->nd;
+    const size_t es = ms_dtype_size(a->dtype);
+    const double flops =
+        2.0 * (double)a->nq * (double)a->nd * (double)a->lq * (double)a->ld * (double)a->dim;
+    const double bytes = (double)(n_docs * a->ld + a->nq * a->lq) * (double)a->dim * (double)es +
+                         (double)(a->nq * a->nd) * 4.0;
+    const double rate = copy_rate(cl);
+    double floor_s = rate > 0 ? bytes / rate : 0;
+    if (a->peak_tflops > 0 && flops / (a->peak_tflops * 1e12) > floor_s)
+        floor_s = flops / (a->peak_tflops * 1e12);
+    const char *dtype = a->dtype == MS_DTYPE_F16 ? "f16" : "f32";
+    if (a->json) {
+        printf("{\"device\": \"%s\", \"op\": \"%s\", \"shape\": [%llu, %llu, %llu, %llu, %llu], "
+               "\"dtype\": \"%s\", \"normalize\": %s, \"reps\": %llu, \"kernel_ms_median\": %.4f, "
+               "\"kernel_ms_min\": %.4f, \"kernel_ms_max\": %.4f, \"wall_ms_median\": %.4f, "
+               "\"gflop\": %.3f, \"tflops\": %.3f, \"gbs\": %.1f, \"copy_gbs\": %.1f, "
+               "\"floor_ms\": %.4f, \"ratio_to_floor\": %.2f, \"path\": \"%s\", "
+               "\"precision\": \"%s\", \"recall_at_10\": %.4f, \"kendall_tau\": %.4f}\n",
+               cl->info.name, a->op, a->nq, a->nd, a->lq, a->ld, a->dim, dtype,
+               a->normalize ? "true" : "false", (unsigned long long)a->reps, r->kmed * 1e3,
+               r->kmin * 1e3, r->kmax * 1e3, r->wmed * 1e3, flops * 1e-9, flops / r->kmed * 1e-12,
+               bytes / r->kmed * 1e-9, rate * 1e-9, floor_s * 1e3,
+               floor_s > 0 ? r->kmed / floor_s : 0, ms_scorer_path(s), precision_name(a->precision),
+               r->recall, r->tau);
+        return;
     }
-fail:
+    printf("device      %s\n", cl->info.name);
+    printf("op          %s, shape nq=%llu nd=%llu lq=%llu ld=%llu dim=%llu, %s%s\n", a->op, a->nq,
+           a->nd, a->lq, a->ld, a->dim, a->dtype == MS_DTYPE_F16 ? "float16" : "float32",
+           a->normalize ? ", normalized in the kernel" : "");
+    printf("path        %s\n", ms_scorer_path(s));
+    if (r->recall >= 0)
+        printf("agreement   --precision %s against exact, same data: recall@10 %.4f, "
+               "Kendall tau %.4f over each query's exact top-100\n",
+               precision_name(a->precision), r->recall, r->tau);
+    printf("kernel      %.4f ms median (min %.4f, max %.4f) over %llu runs\n", r->kmed * 1e3,
+           r->kmin * 1e3, r->kmax * 1e3, (unsigned long long)a->reps);
+    printf("wall        %.4f ms median (with transfers%s)\n", r->wmed * 1e3,
+           strcmp(a->op, "search") == 0 ? " and the top-k merge" : "");
+    printf("rate        %.3f TFLOP/s, %.1f GB/s effective (%.3f GFLOP, %.1f MB)\n",
+           flops / r->kmed * 1e-12, bytes / r->kmed * 1e-9, flops * 1e-9, bytes * 1e-6);
+    printf("floor       %.4f ms (copy rate %.1f GB/s measured%s): %.2fx the floor\n", floor_s * 1e3,
+           rate * 1e-9, a->peak_tflops > 0 ? ", with --peak-tflops" : "",
+           floor_s > 0 ? r->kmed / floor_s : 0);
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    struct bench_args a;
+    struct bench_result res = { 0 };
+    struct ms_err err = { 0 };
+    int rc = parse_args(argc, argv, &a);
+    if (rc >= 0)
+        return rc;
+
+    /* rerank: nd candidates for each query, each its own document */
+    const uint64_t n_docs = strcmp(a.op, "rerank") == 0 ? a.nq * a.nd : a.nd;
+    struct ms_cl cl;
+    struct ms_emb q, d;
+    struct ms_scorer *s = NULL;
+    float *scores = NULL;
+    double *kt = NULL, *wt = NULL;
+    ms_emb_init(&q);
+    ms_emb_init(&d);
+    if ((rc = ms_cl_open(&cl, ms_global.device, &err)) != MS_OK)
+        return ms_report(&err);
+    if ((rc = make_rows(&q, a.dtype, (uint32_t)a.dim, a.nq, a.lq, &err)) != MS_OK ||
+        (rc = make_rows(&d, a.dtype, (uint32_t)a.dim, n_docs, a.ld, &err)) != MS_OK)
+        goto done;
+    const struct ms_scorer_opts so = { .normalize = a.normalize,
+                                       .max_docs = n_docs,
+                                       .max_tokens = n_docs * a.ld,
+                                       .precision = a.precision };
+    if (!(scores = ms_malloc(a.nq * a.nd * sizeof *scores, &err)) ||
+        !(kt = ms_malloc(a.reps * sizeof *kt, &err)) ||
+        !(wt = ms_malloc(a.reps * sizeof *wt, &err))) {
+        rc = err.status;
+        goto done;
+    }
+    if (a.tune) {
+        rc = bench_tune(&cl, &q, &d, &so, a.nd, a.reps, scores, kt, &err);
+        goto done;
+    }
+    if ((rc = ms_scorer_create(&s, &cl, &q, &so, &err)) != MS_OK ||
+        (rc = run_timed(&cl, &a, &q, &d, s, &so, scores, kt, wt, &res, &err)) != MS_OK)
+        goto done;
+    print_result(&cl, &a, s, &res);
+done:
     if (rc != MS_OK && err.status)
         ms_report(&err);
     free(scores);
-    free(pq);
-    free(pd);
     free(kt);
     free(wt);
     ms_scorer_free(s);
     ms_emb_release(&q);
     ms_emb_release(&d);
-    ms_cl_close(&cl);
+    ms_device_close(&cl);
     return rc;
 }

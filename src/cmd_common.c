@@ -1,8 +1,12 @@
 /*
- * cmd_common.c - shared parts of the scoring commands (cmd_common.h).
+ * cmd_common.c - shared parts of the scoring commands (cmd_common.h), and
+ * the helpers every command uses for messages, option values and standard
+ * output (cmd.h).
  */
 #include "cmd_common.h"
 
+#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +14,9 @@
 
 #include "cmd.h"
 #include "cmd_mpi.h"
+#include "h5.h"
 #include "maxsim.h"
+#include "out.h"
 #include "pool.h"
 #include "stream.h"
 
@@ -29,6 +35,14 @@ int ms_inputs_option(const char *cmd, struct ms_inputs_opts *o, int c, const cha
     case OPT_CHUNK_DOCS: return ms_parse_u64(cmd, "--chunk-docs", arg, 1, &o->chunk_docs) ? 2 : 1;
     case OPT_QUERY_BATCH:
         return ms_parse_u64(cmd, "--query-batch", arg, 1, &o->query_batch) ? 2 : 1;
+    case 'o': o->out_path = arg; return 1;
+    case OPT_FORMAT: o->format = arg; return 1;
+    case 'k': return ms_parse_u64(cmd, "-k", arg, 1, &o->k) ? 2 : 1;
+    case OPT_RUN_TAG:
+        if (ms_parse_run_tag(cmd, arg))
+            return 2;
+        o->tag = arg;
+        return 1;
     default: return 0;
     }
 }
@@ -114,6 +128,20 @@ int ms_read_candidates(const char *path, const struct ms_idmap *qmap, const stru
     return MS_OK;
 }
 
+int ms_check_unique_ids(const struct ms_ids *ids, const char *ids_path, const char *input)
+{
+    struct ms_idmap map = { 0 };
+    struct ms_err err;
+    char what[512];
+
+    if (ids->n == 0) /* row numbers: unique */
+        return MS_OK;
+    snprintf(what, sizeof what, "'%s'", ids_path ? ids_path : input);
+    const int rc = ms_idmap_init(&map, ids, ids->n, what, &err);
+    ms_idmap_release(&map);
+    return rc == MS_OK ? MS_OK : ms_report(&err);
+}
+
 int ms_inputs_open(const char *cmd, const struct ms_inputs_opts *o, struct ms_src *q,
                    struct ms_src *d)
 {
@@ -140,7 +168,35 @@ int ms_inputs_open(const char *cmd, const struct ms_inputs_opts *o, struct ms_sr
         ms_src_close(d);
         return MS_ERR_INPUT;
     }
+    /* A 2-D corpus needs its lengths to be more than one document; silence
+     * would let a forgotten --doc-lengths pass for a result. */
+    if (d->layout == MS_LAYOUT_FLAT && !o->dopts.lengths_path && !d->raw.lengths)
+        ms_warn("'%s' is a 2-D [tokens, dim] array without lengths (--doc-lengths): it is read "
+                "as one document of all %llu tokens",
+                o->docs, (unsigned long long)d->n_tokens);
+    if (d->n_rows == 0)
+        ms_warn("'%s' has no documents: the output is empty", o->docs);
+    else if (q->n_rows == 0)
+        ms_warn("'%s' has no queries: the output is empty", o->queries);
+    /* ids name the rows of every output: two rows with one id would be confused */
+    int rc;
+    if ((rc = ms_check_unique_ids(&q->ids, o->qopts.ids_path, o->queries)) != MS_OK ||
+        (rc = ms_check_unique_ids(&d->ids, o->dopts.ids_path, o->docs)) != MS_OK) {
+        ms_src_close(q);
+        ms_src_close(d);
+        return rc;
+    }
     return MS_OK;
+}
+
+int ms_output_finish(struct ms_wfile **w, int rc, struct ms_err *err)
+{
+    if (rc == MS_OK && *w)
+        rc = ms_wfile_commit(*w, err);
+    else
+        ms_wfile_abort(*w);
+    *w = NULL;
+    return rc == MS_OK ? MS_OK : ms_report(err);
 }
 
 int ms_device_open(struct ms_cl *cl)
@@ -241,6 +297,9 @@ void ms_plan_blocks(const struct ms_cl *cl, const struct ms_inputs_opts *o, cons
         if (docs < 16)
             docs = 16;
     }
+    /* never more than the corpus: buffers are sized for a block */
+    if (docs > d->n_rows)
+        docs = d->n_rows ? d->n_rows : 1;
     /* a block always holds at least one whole document */
     for (uint64_t r = 0; r < d->n_rows; r++)
         if (ms_src_row_len(d, r) > tokens)
@@ -383,4 +442,105 @@ int ms_score_all(struct ms_devset *devs, const struct ms_inputs_opts *o, struct 
         rc = score_pass(devs, o, q, d, q0, nq, max_docs, max_tokens, fn, ctx, prog, stats, err);
     }
     return rc;
+}
+
+int ms_report(const struct ms_err *err)
+{
+    fprintf(stderr, "maxsim: error: %s\n", err->msg);
+    return err->status ? err->status : MS_ERR_RUNTIME;
+}
+
+int ms_fail(int status, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("maxsim: error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return status;
+}
+
+void ms_warn(const char *fmt, ...)
+{
+    va_list ap;
+    if (ms_global.quiet)
+        return;
+    fputs("maxsim: warning: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int ms_getopt(const struct ms_optspec *spec, int argc, char **argv, int *status)
+{
+    int c;
+
+    *status = -1;
+    while ((c = getopt_long(argc, argv, spec->optstring, spec->longopts, NULL)) != -1) {
+        switch (c) {
+        case 'v':
+            ms_global.verbose++;
+            ms_h5_set_verbose(1);
+            break;
+        case OPT_GLOBAL_QUIET: ms_global.quiet = 1; break;
+        case OPT_GLOBAL_DEVICE: ms_global.device = optarg; break;
+        case 'h': fputs(spec->help_text, stdout); return *status = 0;
+        case ':':
+            *status = ms_usage_error(spec->cmd, "option '%s' needs a value", argv[optind - 1]);
+            return 0;
+        case '?':
+            *status = ms_usage_error(spec->cmd, "unknown option '%s'", argv[optind - 1]);
+            return 0;
+        default: return c;
+        }
+    }
+    if (!spec->operands && optind < argc)
+        *status = ms_usage_error(spec->cmd, "unexpected argument '%s'", argv[optind]);
+    return 0;
+}
+
+int ms_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "maxsim%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'maxsim%s%s --help'.\n", cmd ? " " : "", cmd ? cmd : "");
+    return MS_ERR_INPUT;
+}
+
+int ms_parse_u64(const char *cmd, const char *opt, const char *arg, uint64_t min, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    if (!arg || !*arg || *arg == '-' || *arg == '+')
+        goto bad;
+    errno = 0;
+    v = strtoull(arg, &end, 10);
+    if (errno || *end || v < min)
+        goto bad;
+    *out = v;
+    return 0;
+bad:
+    return ms_usage_error(cmd, "%s takes an integer >= %llu (e.g. %s %llu), got '%s'", opt,
+                          (unsigned long long)min, opt, (unsigned long long)(min > 10 ? min : 10),
+                          arg ? arg : "");
+}
+
+int ms_close_stdout(void)
+{
+    static int closed;
+
+    if (closed)
+        return 0;
+    closed = 1;
+    if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) {
+        ms_fail(MS_ERR_RUNTIME, "cannot write to standard output: %s", strerror(errno));
+        return MS_ERR_RUNTIME;
+    }
+    return 0;
 }

@@ -30,6 +30,13 @@ enum {
     OPT_PRECISION,
 };
 
+/* The entries for -o, --format and --run-tag in a `struct option` table. */
+#define MS_OUTPUT_LONGOPTS                                                                         \
+    { "output", required_argument, NULL, 'o' }, { "format", required_argument, NULL, OPT_FORMAT }, \
+    {                                                                                              \
+        "run-tag", required_argument, NULL, OPT_RUN_TAG                                            \
+    }
+
 /* The entries of those options for a command's `struct option` table. */
 #define MS_INPUTS_LONGOPTS                                                                         \
     { "queries", required_argument, NULL, 'q' }, { "docs", required_argument, NULL, 'd' },         \
@@ -46,6 +53,9 @@ enum {
     }
 
 struct ms_inputs_opts {
+    /* the output: -o, --format, --run-tag, -k (set their defaults first) */
+    const char *out_path, *format, *tag;
+    uint64_t k;
     const char *queries, *docs;
     struct ms_src_opts qopts, dopts;
     int normalize;
@@ -69,14 +79,19 @@ int ms_parse_shard(const char *cmd, const char *arg, struct ms_inputs_opts *o);
  * (all of them without --shard). Shard I holds rows from I*n_rows/N on. */
 void ms_shard_rows(const struct ms_inputs_opts *o, uint64_t n_rows, uint64_t *first, uint64_t *n);
 
-/* Handle one of the shared options; returns 1 if it was one, 0 if not, or
- * 2 (after printing a usage error) for a bad value. */
+/* Handle one of the shared options (those above, and -o, --format,
+ * --run-tag, -k); returns 1 if it was one, 0 if not, or 2 (after printing a
+ * usage error) for a bad value. */
 int ms_inputs_option(const char *cmd, struct ms_inputs_opts *o, int c, const char *arg);
 
 /* Open queries and documents and check they can be scored together (both
  * given, same dim). Prints the error and returns the exit status on failure. */
 int ms_inputs_open(const char *cmd, const struct ms_inputs_opts *o, struct ms_src *q,
                    struct ms_src *d);
+
+/* Refuse duplicate ids (they name the rows of outputs): 0, or the exit
+ * status after printing an error naming the file (ids_path, else input). */
+int ms_check_unique_ids(const struct ms_ids *ids, const char *ids_path, const char *input);
 
 /* Check a --run-tag value (one word): 0, or 2 after printing a usage error. */
 int ms_parse_run_tag(const char *cmd, const char *arg);
@@ -86,6 +101,13 @@ int ms_parse_run_tag(const char *cmd, const char *arg);
  * and returns the exit status on failure. */
 int ms_read_candidates(const char *path, const struct ms_idmap *qmap, const struct ms_idmap *dmap,
                        int skip_missing, struct ms_cand **out, uint64_t *n);
+
+struct ms_wfile;
+
+/* The end of a command's output: when rc is MS_OK, commit *w (if any), else
+ * remove it; *w is then NULL. Prints the error if there is one; returns the
+ * status. */
+int ms_output_finish(struct ms_wfile **w, int rc, struct ms_err *err);
 
 /* Open the device of --device (ms_global.device); prints the error. A spec
  * of several devices is refused: this is for the commands that use one. */

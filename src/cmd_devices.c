@@ -18,15 +18,13 @@
 #include "cmd.h"
 #include "devset.h"
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: maxsim devices [--json]\n\n"
-               "List OpenCL platforms and devices; '*' marks the one --device picks\n"
-               "(default: auto, the first GPU, else the first CPU).\n\n"
-               "options:\n"
-               "  --json      one JSON object instead of text\n"
-               "  -h, --help  this help\n");
-}
+static const char usage_text[] =
+    "usage: maxsim devices [--json]\n\n"
+    "List OpenCL platforms and devices; '*' marks the one --device picks\n"
+    "(default: auto, the first GPU, else the first CPU).\n\n"
+    "options:\n"
+    "  --json      one JSON object instead of text\n"
+    "  -h, --help  this help\n";
 
 static void json_str(const char *s)
 {
@@ -115,27 +113,28 @@ int cmd_devices(int argc, char **argv)
 {
     static const struct option longopts[] = {
         { "json", no_argument, NULL, 'j' },
-        { "help", no_argument, NULL, 'h' },
+        MS_GLOBAL_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
+    static const struct ms_optspec spec = { "devices", ":hv", longopts, usage_text, 0 };
     struct ms_cl_devinfo *list = NULL;
     struct ms_err err = { 0 };
-    int n = 0, json = 0, picked[MS_MAX_DEVICES], n_picked = 0, c;
+    int n = 0, json = 0, picked[MS_MAX_DEVICES], n_picked = 0, c, status;
 
-    while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+    while ((c = ms_getopt(&spec, argc, argv, &status)) != 0) {
         switch (c) {
         case 'j': json = 1; break;
-        case 'h': usage(stdout); return ms_close_stdout();
-        default: return ms_usage_error("devices", "unknown option '%s'", argv[optind - 1]);
+        default: break;
         }
     }
-    if (optind < argc)
-        return ms_usage_error("devices", "unexpected argument '%s'", argv[optind]);
+    if (status >= 0)
+        return status;
     if (ms_cl_list(&list, &n, &err) != MS_OK)
         return ms_report(&err);
-    if (n == 0)
-        return ms_fail(MS_ERR_RUNTIME, "no OpenCL platform found (install an OpenCL driver, "
-                                       "e.g. pocl-opencl-icd for the CPU)");
+    if (n == 0) { /* the one message for no platform, with its likely cause */
+        ms_cl_pick(list, 0, ms_global.device, &err);
+        return ms_report(&err);
+    }
     /* A bad --device still lists the devices (that is how one finds a good
      * one), then reports the spec error. */
     const int bad = ms_devset_pick(list, n, ms_global.device, -1, picked, &n_picked, &err);
@@ -146,8 +145,7 @@ int cmd_devices(int argc, char **argv)
     else
         print_text(list, n, picked, n_picked);
     free(list);
-    c = ms_close_stdout();
     if (bad)
         return ms_report(&err);
-    return c;
+    return MS_OK;
 }

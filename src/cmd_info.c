@@ -1,5 +1,6 @@
 /*
- * cmd_info.c - `maxsim info`: describe embedding files.
+ * cmd_info.c - `maxsim info`: describe embedding files and PLAID index
+ * directories (describe_indexes).
  *
  * For each input: its layout (padded 3-D or flat 2-D), element type, dim,
  * rows, valid tokens, row length statistics, empty rows, whether ids are
@@ -16,6 +17,7 @@
 
 #include "cl_dev.h"
 #include "cmd.h"
+#include "plaid.h"
 #include "src.h"
 #include "stream.h"
 
@@ -187,7 +189,64 @@ static int print_cache(int json)
     } else {
         printf("cache    off\n");
     }
-    return ms_close_stdout();
+    return MS_OK;
+}
+
+/* `maxsim info DIR...`: describe index directories (table or JSON). */
+static int describe_indexes(char **dirs, int n, int json)
+{
+    struct ms_plaid *p = calloc((size_t)(n ? n : 1), sizeof *p);
+    struct ms_err err;
+    int rc = MS_OK, opened = 0;
+
+    if (!p)
+        return ms_fail(MS_ERR_RUNTIME, "out of memory");
+    for (; opened < n; opened++)
+        if ((rc = ms_plaid_open(&p[opened], dirs[opened], &err)) != MS_OK) {
+            ms_report(&err);
+            break;
+        }
+    if (rc == MS_OK && json) {
+        json_t *arr = json_array();
+        for (int i = 0; i < n; i++) {
+            json_t *o = json_object();
+            json_object_set_new(o, "index", json_string(dirs[i]));
+            json_object_set_new(o, "layout", json_string(p[i].layout));
+            json_object_set_new(o, "documents", json_integer((json_int_t)p[i].n_docs));
+            json_object_set_new(o, "tokens", json_integer((json_int_t)p[i].n_tokens));
+            json_object_set_new(o, "dim", json_integer(p[i].dim));
+            json_object_set_new(o, "nbits", json_integer(p[i].nbits));
+            json_object_set_new(o, "centroids", json_integer(p[i].n_centroids));
+            json_object_set_new(o, "centroid_dtype",
+                                json_string(ms_dtype_name(p[i].centroid_dtype)));
+            json_object_set_new(o, "code_bytes", json_integer(p[i].code_bytes));
+            json_object_set_new(o, "bytes_per_token", json_integer(p[i].code_bytes + p[i].packed));
+            json_object_set_new(o, "merged", json_boolean(p[i].merged));
+            json_object_set_new(o, "max_doclen", json_integer(p[i].max_doclen));
+            json_object_set_new(o, "disk_bytes", json_integer((json_int_t)p[i].disk_bytes));
+            json_array_append_new(arr, o);
+        }
+        char *s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (s)
+            puts(s);
+        free(s);
+        json_decref(arr);
+    } else if (rc == MS_OK) {
+        int wi = 5;
+        for (int i = 0; i < n; i++)
+            wi = (int)strlen(dirs[i]) > wi ? (int)strlen(dirs[i]) : wi;
+        printf("%-*s  %-10s  %9s  %10s  %4s  %5s  %9s  %11s  %s\n", wi, "INDEX", "LAYOUT", "DOCS",
+               "TOKENS", "DIM", "NBITS", "CENTROIDS", "BYTES/TOKEN", "DISK");
+        for (int i = 0; i < n; i++)
+            printf("%-*s  %-10s  %9llu  %10llu  %4u  %5u  %9u  %11u  %llu\n", wi, dirs[i],
+                   p[i].layout, (unsigned long long)p[i].n_docs, (unsigned long long)p[i].n_tokens,
+                   p[i].dim, p[i].nbits, p[i].n_centroids, p[i].code_bytes + p[i].packed,
+                   (unsigned long long)p[i].disk_bytes);
+    }
+    for (int i = 0; i < opened; i++)
+        ms_plaid_close(&p[i]);
+    free(p);
+    return rc;
 }
 
 int cmd_info(int argc, char **argv)
@@ -198,26 +257,27 @@ int cmd_info(int argc, char **argv)
         { "lengths", required_argument, NULL, 'l' },
         { "ids", required_argument, NULL, 'i' },
         { "cache", no_argument, NULL, 'C' },
-        { "help", no_argument, NULL, 'h' },
+        MS_GLOBAL_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
+    static const struct ms_optspec spec = { "info", ":hv", longopts, usage_text, 1 };
     struct ms_src_opts opts = { NULL, NULL, "input" };
-    int json = 0, check = 0, cache = 0, c, rc = MS_OK;
+    int json = 0, check = 0, cache = 0, c, status, rc = MS_OK;
     struct ms_err err;
     struct info *infos;
 
-    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+    while ((c = ms_getopt(&spec, argc, argv, &status)) != 0) {
         switch (c) {
         case 'j': json = 1; break;
         case 'c': check = 1; break;
         case 'l': opts.lengths_path = optarg; break;
         case 'i': opts.ids_path = optarg; break;
         case 'C': cache = 1; break;
-        case 'h': fputs(usage_text, stdout); return ms_close_stdout();
-        case ':': return ms_usage_error("info", "option '%s' needs a value", argv[optind - 1]);
-        default: return ms_usage_error("info", "unknown option '%s'", argv[optind - 1]);
+        default: break;
         }
     }
+    if (status >= 0)
+        return status;
     if (cache) {
         if (optind < argc)
             return ms_usage_error("info", "--cache takes no files, got '%s'", argv[optind]);
@@ -251,7 +311,7 @@ int cmd_info(int argc, char **argv)
         if ((rc = describe(files[i], &opts, check, &infos[i], &err)) != MS_OK)
             ms_report(&err);
     if (rc == MS_OK && n_dirs) /* prints its own table, or an error and nothing */
-        rc = cmd_plaid_info(dirs, n_dirs, json);
+        rc = describe_indexes(dirs, n_dirs, json);
     if (rc == MS_OK && n_files) {
         if (n_dirs)
             putchar('\n');
@@ -268,8 +328,6 @@ int cmd_info(int argc, char **argv)
             print_table(infos, n_files);
         }
     }
-    if (rc == MS_OK)
-        rc = ms_close_stdout();
     free(files);
     free(dirs);
     free(infos);

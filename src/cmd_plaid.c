@@ -1,7 +1,6 @@
 /*
  * cmd_plaid.c - `maxsim plaid`: search a PLAID index (fast-plaid or NextPlaid
- * directory) or rerank a candidate run against it; and the index branch of
- * `maxsim info` (cmd_plaid_info).
+ * directory) or rerank a candidate run against it.
  *
  * Search follows fast-plaid's pipeline and defaults (plaid_cl.h): nprobe 8,
  * 4096 candidates by centroid-interaction score, 1024 of them scored exactly
@@ -13,7 +12,6 @@
  * every score is known; -o files appear whole or not at all.
  */
 #include <getopt.h>
-#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,7 +138,18 @@ static int parse_float(const char *opt, const char *arg, float *out)
     return 0;
 }
 
-int cmd_plaid(int argc, char **argv)
+/* What the command line asked for. */
+struct plaid_args {
+    const char *qpath, *ipath, *run_path, *out_path, *format, *tag, *doc_ids;
+    struct ms_src_opts qopts;
+    struct ms_plaid_search_opts so;
+    uint64_t k;
+    int skip_missing, progress;
+};
+
+/* Parse and check the options, filling in the defaults that depend on each
+ * other (k, nrerank). Returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, struct plaid_args *a)
 {
     static const struct option longopts[] = {
         { "queries", required_argument, NULL, 'q' },
@@ -150,23 +159,150 @@ int cmd_plaid(int argc, char **argv)
         { "ncandidates", required_argument, NULL, OPT_NCAND },
         { "nrerank", required_argument, NULL, OPT_NRERANK },
         { "centroid-threshold", required_argument, NULL, OPT_THRESHOLD },
-        { "output", required_argument, NULL, 'o' },
-        { "format", required_argument, NULL, OPT_FORMAT },
-        { "run-tag", required_argument, NULL, OPT_RUN_TAG },
+        MS_OUTPUT_LONGOPTS,
         { "doc-ids", required_argument, NULL, OPT_DOC_IDS },
         { "query-ids", required_argument, NULL, OPT_QUERY_IDS },
         { "query-lengths", required_argument, NULL, OPT_QUERY_LENGTHS },
         { "skip-missing", no_argument, NULL, OPT_SKIP },
         { "progress", no_argument, NULL, OPT_PROGRESS },
-        { "help", no_argument, NULL, 'h' },
+        MS_GLOBAL_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
-    const char *qpath = NULL, *ipath = NULL, *run_path = NULL, *out_path = NULL, *format = NULL;
-    const char *tag = "maxsim", *doc_ids = NULL;
-    struct ms_src_opts qopts = { NULL, NULL, "queries" };
-    struct ms_plaid_search_opts so = { .nprobe = 8, .ncandidates = 4096, .nrerank = 0 };
-    uint64_t k = 0, n_pairs = 0;
-    int skip_missing = 0, progress = 0, zst, c, rc;
+    static const struct ms_optspec spec = { "plaid", ":q:i:c:k:o:hv", longopts, usage_text, 0 };
+    int c, status;
+
+    memset(a, 0, sizeof *a);
+    a->tag = "maxsim";
+    a->qopts.role = "queries";
+    a->so.nprobe = 8;
+    a->so.ncandidates = 4096;
+    while ((c = ms_getopt(&spec, argc, argv, &status)) != 0) {
+        switch (c) {
+        case 'q': a->qpath = optarg; break;
+        case 'i': a->ipath = optarg; break;
+        case 'c': a->run_path = optarg; break;
+        case 'k':
+            if (ms_parse_u64("plaid", "-k", optarg, 1, &a->k))
+                return MS_ERR_INPUT;
+            break;
+        case OPT_NPROBE:
+            if (ms_parse_u64("plaid", "--nprobe", optarg, 1, &a->so.nprobe))
+                return MS_ERR_INPUT;
+            break;
+        case OPT_NCAND:
+            if (ms_parse_u64("plaid", "--ncandidates", optarg, 1, &a->so.ncandidates))
+                return MS_ERR_INPUT;
+            break;
+        case OPT_NRERANK:
+            if (ms_parse_u64("plaid", "--nrerank", optarg, 1, &a->so.nrerank))
+                return MS_ERR_INPUT;
+            break;
+        case OPT_THRESHOLD:
+            if (parse_float("--centroid-threshold", optarg, &a->so.threshold))
+                return MS_ERR_INPUT;
+            a->so.use_threshold = 1;
+            break;
+        case 'o': a->out_path = optarg; break;
+        case OPT_FORMAT: a->format = optarg; break;
+        case OPT_RUN_TAG:
+            if (ms_parse_run_tag("plaid", optarg))
+                return MS_ERR_INPUT;
+            a->tag = optarg;
+            break;
+        case OPT_DOC_IDS: a->doc_ids = optarg; break;
+        case OPT_QUERY_IDS: a->qopts.ids_path = optarg; break;
+        case OPT_QUERY_LENGTHS: a->qopts.lengths_path = optarg; break;
+        case OPT_SKIP: a->skip_missing = 1; break;
+        case OPT_PROGRESS: a->progress = 1; break;
+        default: break;
+        }
+    }
+    if (status >= 0)
+        return status;
+    if (!a->qpath)
+        return ms_usage_error("plaid", "no queries (-q QUERIES)");
+    if (!a->ipath)
+        return ms_usage_error("plaid", "no index (-i INDEX_DIR)");
+    if (a->skip_missing && !a->run_path)
+        return ms_usage_error("plaid", "--skip-missing needs a candidate run (-c RUN)");
+    if (!a->k)
+        a->k = a->run_path ? UINT64_MAX : 10;
+    if (!a->so.nrerank) /* fast-plaid: n_full_scores / 4; NextPlaid: at least top_k */
+        a->so.nrerank = a->so.ncandidates / 4 > a->k || a->run_path ? a->so.ncandidates / 4 : a->k;
+    if (!a->so.nrerank)
+        a->so.nrerank = 1;
+    return -1;
+}
+
+/* Search mode: the top k of every query, written as run lines to w. */
+static int plaid_search(const struct plaid_args *a, struct ms_plaid_dev *dev,
+                        const struct ms_plaid *idx, struct ms_src *q, const struct ms_ids *dids,
+                        struct ms_wfile *w, enum ms_fmt fmt, struct ms_err *err)
+{
+    struct ms_topk topk = { 0 };
+    struct ms_progress prog;
+    int rc;
+
+    ms_progress_init(&prog, a->progress, "plaid search", q->n_rows);
+    prog.unit = "queries";
+    if ((rc = ms_topk_init(&topk, q->n_rows, a->k < idx->n_docs ? a->k : idx->n_docs, err)) ==
+        MS_OK)
+        rc = search_all(dev, idx, q, &a->so, &topk, &prog, err);
+    ms_progress_end(&prog);
+    if (rc == MS_OK) {
+        ms_topk_finish(&topk);
+        rc = ms_run_write(w, fmt, &topk, &q->ids, dids, a->tag, err);
+    }
+    ms_topk_release(&topk);
+    return rc;
+}
+
+/* Rerank mode: score the run's pairs and write the best k of each query. */
+static int plaid_rerank(const struct plaid_args *a, struct ms_plaid_dev *dev, struct ms_src *q,
+                        const struct ms_ids *dids, struct ms_cand *pairs, uint64_t n_pairs,
+                        struct ms_wfile *w, enum ms_fmt fmt, struct ms_err *err)
+{
+    struct ms_progress prog;
+    int rc;
+
+    ms_progress_init(&prog, a->progress, "plaid rerank", n_pairs);
+    prog.unit = "pairs";
+    rc = rerank_run(dev, q, pairs, n_pairs, &prog, err);
+    ms_progress_end(&prog);
+    if (rc == MS_OK) {
+        ms_cands_sort_ranked(pairs, n_pairs);
+        rc = ms_cands_write(w, fmt, pairs, n_pairs, a->k, &q->ids, dids, a->tag, err);
+    }
+    return rc;
+}
+
+/* With -v: where the time went. */
+static void print_stats(const struct plaid_args *a, const struct ms_plaid_dev *dev,
+                        uint64_t n_queries, uint64_t n_pairs, double total)
+{
+    const struct ms_plaid_stats *st = ms_plaid_dev_stats(dev);
+    const double ks = st->centroid_s + st->approx_s + st->rerank_s;
+
+    if (a->run_path)
+        fprintf(stderr,
+                "maxsim: plaid rerank: %llu pairs in %.3f s (kernels %.3f s), %.0f pairs/s\n",
+                (unsigned long long)n_pairs, total, ks, total > 0 ? (double)n_pairs / total : 0.0);
+    else
+        fprintf(stderr,
+                "maxsim: plaid search: %llu queries in %.3f s (kernels %.3f s: centroid scores "
+                "%.3f, approximate %.3f, rerank %.3f), %.1f queries/s, %.0f candidates and "
+                "%.0f reranked per query\n",
+                (unsigned long long)n_queries, total, ks, st->centroid_s, st->approx_s,
+                st->rerank_s, total > 0 ? (double)n_queries / total : 0.0,
+                n_queries ? (double)st->candidates / (double)n_queries : 0.0,
+                n_queries ? (double)st->reranked / (double)n_queries : 0.0);
+}
+
+int cmd_plaid(int argc, char **argv)
+{
+    struct plaid_args a;
+    uint64_t n_pairs = 0;
+    int zst, rc;
     struct ms_idmap qmap = { 0 }, dmap = { 0 };
     struct ms_ids dids;
     struct ms_cand *pairs = NULL;
@@ -174,176 +310,77 @@ int cmd_plaid(int argc, char **argv)
     struct ms_plaid_dev *dev = NULL;
     struct ms_src q;
     struct ms_cl cl;
-    struct ms_topk topk = { 0 };
-    struct ms_progress prog;
     struct ms_wfile *w = NULL;
     struct ms_err err;
     enum ms_fmt fmt;
 
-    while ((c = getopt_long(argc, argv, ":q:i:c:k:o:h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'q': qpath = optarg; break;
-        case 'i': ipath = optarg; break;
-        case 'c': run_path = optarg; break;
-        case 'k':
-            if (ms_parse_u64("plaid", "-k", optarg, 1, &k))
-                return MS_ERR_INPUT;
-            break;
-        case OPT_NPROBE:
-            if (ms_parse_u64("plaid", "--nprobe", optarg, 1, &so.nprobe))
-                return MS_ERR_INPUT;
-            break;
-        case OPT_NCAND:
-            if (ms_parse_u64("plaid", "--ncandidates", optarg, 1, &so.ncandidates))
-                return MS_ERR_INPUT;
-            break;
-        case OPT_NRERANK:
-            if (ms_parse_u64("plaid", "--nrerank", optarg, 1, &so.nrerank))
-                return MS_ERR_INPUT;
-            break;
-        case OPT_THRESHOLD:
-            if (parse_float("--centroid-threshold", optarg, &so.threshold))
-                return MS_ERR_INPUT;
-            so.use_threshold = 1;
-            break;
-        case 'o': out_path = optarg; break;
-        case OPT_FORMAT: format = optarg; break;
-        case OPT_RUN_TAG:
-            if (ms_parse_run_tag("plaid", optarg))
-                return MS_ERR_INPUT;
-            tag = optarg;
-            break;
-        case OPT_DOC_IDS: doc_ids = optarg; break;
-        case OPT_QUERY_IDS: qopts.ids_path = optarg; break;
-        case OPT_QUERY_LENGTHS: qopts.lengths_path = optarg; break;
-        case OPT_SKIP: skip_missing = 1; break;
-        case OPT_PROGRESS: progress = 1; break;
-        case 'h': fputs(usage_text, stdout); return ms_close_stdout();
-        case ':': return ms_usage_error("plaid", "option '%s' needs a value", argv[optind - 1]);
-        default: return ms_usage_error("plaid", "unknown option '%s'", argv[optind - 1]);
-        }
+    if ((rc = parse_args(argc, argv, &a)) >= 0)
+        return rc;
+    if (ms_fmt_resolve(a.out_path, a.format, MS_FMT_TEXT, MS_FMT_TREC, &fmt, &zst, &err) != MS_OK)
+        return ms_report(&err);
+    /* the output first, so an unusable path fails before any input is read */
+    if (ms_wfile_open(&w, a.out_path, zst, 0, &err) != MS_OK)
+        return ms_report(&err);
+    if (ms_src_open(&q, a.qpath, &a.qopts, &err) != MS_OK) {
+        ms_wfile_abort(w);
+        return ms_report(&err);
     }
-    if (optind < argc)
-        return ms_usage_error("plaid", "unexpected argument '%s'", argv[optind]);
-    if (!qpath)
-        return ms_usage_error("plaid", "no queries (-q QUERIES)");
-    if (!ipath)
-        return ms_usage_error("plaid", "no index (-i INDEX_DIR)");
-    if (skip_missing && !run_path)
-        return ms_usage_error("plaid", "--skip-missing needs a candidate run (-c RUN)");
-    if (!k)
-        k = run_path ? UINT64_MAX : 10;
-    if (!so.nrerank) /* fast-plaid: n_full_scores / 4; NextPlaid: at least top_k */
-        so.nrerank = so.ncandidates / 4 > k || run_path ? so.ncandidates / 4 : k;
-    if (!so.nrerank)
-        so.nrerank = 1;
-    if (ms_fmt_resolve(out_path, format, &fmt, &zst, &err) != MS_OK)
-        return ms_report(&err);
-    if (fmt != MS_FMT_TREC && fmt != MS_FMT_TSV)
-        return ms_usage_error("plaid", "--format takes trec or tsv, got '%s'", ms_fmt_name(fmt));
-    if (ms_src_open(&q, qpath, &qopts, &err) != MS_OK)
-        return ms_report(&err);
     ms_ids_init(&dids);
-    if ((rc = ms_plaid_open(&idx, ipath, &err)) != MS_OK) {
+    if ((rc = ms_plaid_open(&idx, a.ipath, &err)) != MS_OK) {
         ms_report(&err);
         goto close_queries;
     }
     rc = MS_ERR_INPUT;
     if (q.dim != idx.dim) {
-        ms_fail(rc, "dim mismatch: queries '%s' have dim %u but the index '%s' has dim %u", qpath,
-                q.dim, ipath, idx.dim);
+        ms_fail(rc, "dim mismatch: queries '%s' have dim %u but the index '%s' has dim %u", a.qpath,
+                q.dim, a.ipath, idx.dim);
         goto close_index;
     }
     if (q.n_rows > UINT32_MAX) {
-        ms_fail(rc, "'%s': %llu queries; at most %u", qpath, (unsigned long long)q.n_rows,
+        ms_fail(rc, "'%s': %llu queries; at most %u", a.qpath, (unsigned long long)q.n_rows,
                 UINT32_MAX);
         goto close_index;
     }
-    if (doc_ids) {
-        if ((rc = ms_ids_read_text(&dids, doc_ids, &err)) != MS_OK) {
+    if (ms_check_unique_ids(&q.ids, a.qopts.ids_path, a.qpath) != MS_OK)
+        goto close_index;
+    if (a.doc_ids) {
+        if ((rc = ms_ids_read_text(&dids, a.doc_ids, &err)) != MS_OK) {
             ms_report(&err);
             goto close_index;
         }
         if (dids.n != idx.n_docs) {
-            rc =
-                ms_fail(MS_ERR_INPUT, "'%s': %llu ids, but the index '%s' has %llu documents",
-                        doc_ids, (unsigned long long)dids.n, ipath, (unsigned long long)idx.n_docs);
+            rc = ms_fail(MS_ERR_INPUT, "'%s': %llu ids, but the index '%s' has %llu documents",
+                         a.doc_ids, (unsigned long long)dids.n, a.ipath,
+                         (unsigned long long)idx.n_docs);
             goto close_index;
         }
+        if ((rc = ms_check_unique_ids(&dids, a.doc_ids, a.ipath)) != MS_OK)
+            goto close_index;
     }
-    if (run_path) {
+    if (a.run_path) {
         char qwhat[512], dwhat[512];
-        snprintf(qwhat, sizeof qwhat, "'%s'", qopts.ids_path ? qopts.ids_path : qpath);
-        snprintf(dwhat, sizeof dwhat, "'%s'", doc_ids ? doc_ids : ipath);
+        snprintf(qwhat, sizeof qwhat, "'%s'", a.qopts.ids_path ? a.qopts.ids_path : a.qpath);
+        snprintf(dwhat, sizeof dwhat, "'%s'", a.doc_ids ? a.doc_ids : a.ipath);
         if ((rc = ms_idmap_init(&qmap, &q.ids, q.n_rows, qwhat, &err)) != MS_OK ||
             (rc = ms_idmap_init(&dmap, &dids, idx.n_docs, dwhat, &err)) != MS_OK) {
             ms_report(&err);
             goto close_index;
         }
-        if ((rc = ms_read_candidates(run_path, &qmap, &dmap, skip_missing, &pairs, &n_pairs)) !=
+        if ((rc = ms_read_candidates(a.run_path, &qmap, &dmap, a.skip_missing, &pairs, &n_pairs)) !=
             MS_OK)
             goto close_index;
     }
-    if ((rc = ms_wfile_open(&w, out_path, zst, &err)) != MS_OK) {
-        ms_report(&err);
-        goto close_index;
-    }
     if ((rc = ms_device_open(&cl)) != MS_OK)
-        goto close_output;
+        goto close_index;
     const double t0 = ms_now();
-    if ((rc = ms_plaid_dev_create(&dev, &cl, &idx, run_path ? 0 : MS_PLAID_SEARCH, &err)) != MS_OK)
-        goto report;
-    if (run_path) {
-        ms_progress_init(&prog, progress, "plaid rerank", n_pairs);
-        prog.unit = "pairs";
-        rc = rerank_run(dev, &q, pairs, n_pairs, &prog, &err);
-        ms_progress_end(&prog);
-        if (rc == MS_OK) {
-            ms_cands_sort_ranked(pairs, n_pairs);
-            rc = ms_cands_write(w, fmt, pairs, n_pairs, k, &q.ids, &dids, tag, &err);
-        }
-    } else {
-        ms_progress_init(&prog, progress, "plaid search", q.n_rows);
-        prog.unit = "queries";
-        if ((rc = ms_topk_init(&topk, q.n_rows, k < idx.n_docs ? k : idx.n_docs, &err)) == MS_OK)
-            rc = search_all(dev, &idx, &q, &so, &topk, &prog, &err);
-        ms_progress_end(&prog);
-        if (rc == MS_OK) {
-            ms_topk_finish(&topk);
-            rc = ms_run_write(w, fmt, &topk, &q.ids, &dids, tag, &err);
-        }
-    }
-    if (rc == MS_OK) {
-        rc = ms_wfile_commit(w, &err);
-        w = NULL;
-    }
-report:
-    if (rc != MS_OK)
-        ms_report(&err);
-    else if (ms_global.verbose) {
-        const double total = ms_now() - t0;
-        const struct ms_plaid_stats *st = ms_plaid_dev_stats(dev);
-        const double ks = st->centroid_s + st->approx_s + st->rerank_s;
-        if (run_path)
-            fprintf(stderr,
-                    "maxsim: plaid rerank: %llu pairs in %.3f s (kernels %.3f s), %.0f pairs/s\n",
-                    (unsigned long long)n_pairs, total, ks,
-                    total > 0 ? (double)n_pairs / total : 0.0);
-        else
-            fprintf(stderr,
-                    "maxsim: plaid search: %llu queries in %.3f s (kernels %.3f s: centroid scores "
-                    "%.3f, approximate %.3f, rerank %.3f), %.1f queries/s, %.0f candidates and "
-                    "%.0f reranked per query\n",
-                    (unsigned long long)q.n_rows, total, ks, st->centroid_s, st->approx_s,
-                    st->rerank_s, total > 0 ? (double)q.n_rows / total : 0.0,
-                    q.n_rows ? (double)st->candidates / (double)q.n_rows : 0.0,
-                    q.n_rows ? (double)st->reranked / (double)q.n_rows : 0.0);
-    }
-    ms_topk_release(&topk);
+    if ((rc = ms_plaid_dev_create(&dev, &cl, &idx, a.run_path ? 0 : MS_PLAID_SEARCH, &err)) ==
+        MS_OK)
+        rc = a.run_path ? plaid_rerank(&a, dev, &q, &dids, pairs, n_pairs, w, fmt, &err)
+                        : plaid_search(&a, dev, &idx, &q, &dids, w, fmt, &err);
+    if ((rc = ms_output_finish(&w, rc, &err)) == MS_OK && ms_global.verbose)
+        print_stats(&a, dev, q.n_rows, n_pairs, ms_now() - t0);
     ms_plaid_dev_free(dev);
-    ms_cl_close(&cl);
-close_output:
-    ms_wfile_abort(w);
+    ms_device_close(&cl);
 close_index:
     free(pairs);
     ms_idmap_release(&qmap);
@@ -351,65 +388,7 @@ close_index:
     ms_ids_release(&dids);
     ms_plaid_close(&idx);
 close_queries:
+    ms_wfile_abort(w);
     ms_src_close(&q);
-    if (rc == MS_OK && (!out_path || strcmp(out_path, "-") == 0))
-        rc = ms_close_stdout();
     return rc;
-}
-
-/* `maxsim info DIR...`: describe index directories (table or JSON). */
-int cmd_plaid_info(char **dirs, int n, int json)
-{
-    struct ms_plaid *p = calloc((size_t)(n ? n : 1), sizeof *p);
-    struct ms_err err;
-    int rc = MS_OK, opened = 0;
-
-    if (!p)
-        return ms_fail(MS_ERR_RUNTIME, "out of memory");
-    for (; opened < n; opened++)
-        if ((rc = ms_plaid_open(&p[opened], dirs[opened], &err)) != MS_OK) {
-            ms_report(&err);
-            break;
-        }
-    if (rc == MS_OK && json) {
-        json_t *arr = json_array();
-        for (int i = 0; i < n; i++) {
-            json_t *o = json_object();
-            json_object_set_new(o, "index", json_string(dirs[i]));
-            json_object_set_new(o, "layout", json_string(p[i].layout));
-            json_object_set_new(o, "documents", json_integer((json_int_t)p[i].n_docs));
-            json_object_set_new(o, "tokens", json_integer((json_int_t)p[i].n_tokens));
-            json_object_set_new(o, "dim", json_integer(p[i].dim));
-            json_object_set_new(o, "nbits", json_integer(p[i].nbits));
-            json_object_set_new(o, "centroids", json_integer(p[i].n_centroids));
-            json_object_set_new(o, "centroid_dtype",
-                                json_string(ms_dtype_name(p[i].centroid_dtype)));
-            json_object_set_new(o, "code_bytes", json_integer(p[i].code_bytes));
-            json_object_set_new(o, "bytes_per_token", json_integer(p[i].code_bytes + p[i].packed));
-            json_object_set_new(o, "merged", json_boolean(p[i].merged));
-            json_object_set_new(o, "max_doclen", json_integer(p[i].max_doclen));
-            json_object_set_new(o, "disk_bytes", json_integer((json_int_t)p[i].disk_bytes));
-            json_array_append_new(arr, o);
-        }
-        char *s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        if (s)
-            puts(s);
-        free(s);
-        json_decref(arr);
-    } else if (rc == MS_OK) {
-        int wi = 5;
-        for (int i = 0; i < n; i++)
-            wi = (int)strlen(dirs[i]) > wi ? (int)strlen(dirs[i]) : wi;
-        printf("%-*s  %-10s  %9s  %10s  %4s  %5s  %9s  %11s  %s\n", wi, "INDEX", "LAYOUT", "DOCS",
-               "TOKENS", "DIM", "NBITS", "CENTROIDS", "BYTES/TOKEN", "DISK");
-        for (int i = 0; i < n; i++)
-            printf("%-*s  %-10s  %9llu  %10llu  %4u  %5u  %9u  %11u  %llu\n", wi, dirs[i],
-                   p[i].layout, (unsigned long long)p[i].n_docs, (unsigned long long)p[i].n_tokens,
-                   p[i].dim, p[i].nbits, p[i].n_centroids, p[i].code_bytes + p[i].packed,
-                   (unsigned long long)p[i].disk_bytes);
-    }
-    for (int i = 0; i < opened; i++)
-        ms_plaid_close(&p[i]);
-    free(p);
-    return rc; /* cmd_info closes stdout */
 }

@@ -174,19 +174,15 @@ done:
 int cmd_rerank(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        MS_INPUTS_LONGOPTS,
-        { "candidates", required_argument, NULL, 'c' },
-        { "output", required_argument, NULL, 'o' },
-        { "format", required_argument, NULL, OPT_FORMAT },
-        { "run-tag", required_argument, NULL, OPT_RUN_TAG },
-        { "skip-missing", no_argument, NULL, OPT_SKIP_MISSING },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
+        MS_INPUTS_LONGOPTS, { "candidates", required_argument, NULL, 'c' },
+        MS_OUTPUT_LONGOPTS, { "skip-missing", no_argument, NULL, OPT_SKIP_MISSING },
+        MS_GLOBAL_LONGOPTS, { NULL, 0, NULL, 0 },
     };
-    struct ms_inputs_opts in = { 0 };
-    const char *out_path = NULL, *format = NULL, *tag = "maxsim", *run_path = NULL;
-    uint64_t k = UINT64_MAX, nqb, max_docs, max_tokens, n_pairs = 0;
-    int skip_missing = 0, zst, c, rc;
+    static const struct ms_optspec spec = { "rerank", ":q:d:c:k:o:hv", longopts, usage_text, 0 };
+    struct ms_inputs_opts in = { .tag = "maxsim", .k = UINT64_MAX };
+    const char *run_path = NULL;
+    uint64_t nqb, max_docs, max_tokens, n_pairs = 0;
+    int skip_missing = 0, zst, c, rc, status;
     struct ms_run_stats stats = { 0 };
     struct ms_idmap qmap = { 0 }, dmap = { 0 };
     struct ms_cand *pairs = NULL;
@@ -197,7 +193,7 @@ int cmd_rerank(int argc, char **argv)
     struct ms_err err;
     enum ms_fmt fmt;
 
-    while ((c = getopt_long(argc, argv, ":q:d:c:k:o:h", longopts, NULL)) != -1) {
+    while ((c = ms_getopt(&spec, argc, argv, &status)) != 0) {
         const int r = ms_inputs_option("rerank", &in, c, optarg);
         if (r == 2)
             return MS_ERR_INPUT;
@@ -205,34 +201,23 @@ int cmd_rerank(int argc, char **argv)
             continue;
         switch (c) {
         case 'c': run_path = optarg; break;
-        case 'k':
-            if (ms_parse_u64("rerank", "-k", optarg, 1, &k))
-                return MS_ERR_INPUT;
-            break;
-        case 'o': out_path = optarg; break;
-        case OPT_FORMAT: format = optarg; break;
         case OPT_SKIP_MISSING: skip_missing = 1; break;
-        case OPT_RUN_TAG:
-            if (ms_parse_run_tag("rerank", optarg))
-                return MS_ERR_INPUT;
-            tag = optarg;
-            break;
-        case 'h': fputs(usage_text, stdout); return ms_close_stdout();
-        case ':': return ms_usage_error("rerank", "option '%s' needs a value", argv[optind - 1]);
-        default: return ms_usage_error("rerank", "unknown option '%s'", argv[optind - 1]);
+        default: break;
         }
     }
-    if (optind < argc)
-        return ms_usage_error("rerank", "unexpected argument '%s'", argv[optind]);
+    if (status >= 0)
+        return status;
     if (!run_path)
         return ms_usage_error("rerank", "no candidate run (-c RUN, or -c - for stdin)");
-    if (ms_fmt_resolve(out_path, format, &fmt, &zst, &err) != MS_OK)
+    if (ms_fmt_resolve(in.out_path, in.format, MS_FMT_TEXT, MS_FMT_TREC, &fmt, &zst, &err) != MS_OK)
         return ms_report(&err);
-    if (fmt != MS_FMT_TREC && fmt != MS_FMT_TSV)
-        return ms_usage_error("rerank", "--format takes trec or tsv for a reranked run, got '%s'",
-                              ms_fmt_name(fmt));
-    if ((rc = ms_inputs_open("rerank", &in, &q, &d)) != MS_OK)
+    /* the output first, so an unusable path fails before any input is read */
+    if (ms_wfile_open(&w, in.out_path, zst, 0, &err) != MS_OK)
+        return ms_report(&err);
+    if ((rc = ms_inputs_open("rerank", &in, &q, &d)) != MS_OK) {
+        ms_wfile_abort(w);
         return rc;
+    }
     if (q.n_rows > UINT32_MAX) {
         rc = ms_fail(MS_ERR_INPUT, "'%s': %llu queries; rerank takes at most %u", in.queries,
                      (unsigned long long)q.n_rows, UINT32_MAX);
@@ -248,12 +233,8 @@ int cmd_rerank(int argc, char **argv)
     }
     if ((rc = ms_read_candidates(run_path, &qmap, &dmap, skip_missing, &pairs, &n_pairs)) != MS_OK)
         goto close_inputs;
-    if ((rc = ms_wfile_open(&w, out_path, zst, &err)) != MS_OK) {
-        ms_report(&err);
-        goto close_inputs;
-    }
     if ((rc = ms_devices_open(&devs)) != MS_OK)
-        goto close_output;
+        goto close_inputs;
     ms_plan_blocks(devs.cl, &in, &q, &d, &nqb, &max_docs, &max_tokens);
     ms_progress_init(&prog, in.progress, "rerank", n_pairs);
     prog.unit = "pairs";
@@ -282,14 +263,9 @@ int cmd_rerank(int argc, char **argv)
     ms_progress_end(&prog);
     if (rc == MS_OK) {
         ms_cands_sort_ranked(pairs, n_pairs);
-        if ((rc = ms_cands_write(w, fmt, pairs, n_pairs, k, &q.ids, &d.ids, tag, &err)) == MS_OK) {
-            rc = ms_wfile_commit(w, &err);
-            w = NULL;
-        }
+        rc = ms_cands_write(w, fmt, pairs, n_pairs, in.k, &q.ids, &d.ids, in.tag, &err);
     }
-    if (rc != MS_OK)
-        ms_report(&err);
-    else if (ms_global.verbose) {
+    if ((rc = ms_output_finish(&w, rc, &err)) == MS_OK && ms_global.verbose) {
         const double total = ms_now() - t0;
         fprintf(stderr,
                 "maxsim: rerank: %llu pairs in %llu blocks: read %.3f s (waited %.3f s), kernels "
@@ -298,15 +274,12 @@ int cmd_rerank(int argc, char **argv)
                 stats.wait_s, stats.kernel_s, total, total > 0 ? (double)n_pairs / total : 0.0);
     }
     ms_devices_close(&devs);
-close_output:
-    ms_wfile_abort(w);
 close_inputs:
+    ms_wfile_abort(w);
     free(pairs);
     ms_idmap_release(&qmap);
     ms_idmap_release(&dmap);
     ms_src_close(&q);
     ms_src_close(&d);
-    if (rc == MS_OK && (!out_path || strcmp(out_path, "-") == 0))
-        rc = ms_close_stdout();
     return rc;
 }

@@ -19,6 +19,7 @@
 #include "maxsim.h"
 #include "out.h"
 #include "stream.h"
+#include "tempfile.h"
 
 static const char usage_text[] =
     "usage: maxsim score -q <queries> -d <docs> [--normalize] [-o <out>]\n"
@@ -69,7 +70,7 @@ static int put_block(void *ctx, uint64_t q0, uint64_t nq, const float *scores, u
     for (uint64_t i = 0; i < nq; i++) {
         const size_t len = n * sizeof(float);
         const off_t off = (off_t)(s->data_off + ((q0 + i) * s->nd + d0) * sizeof(float));
-        if (pwrite(s->fd, scores + i * ld, len, off) != (ssize_t)len)
+        if (ms_pwrite_all(s->fd, scores + i * ld, len, off) != 0)
             return ms_err_set(err, MS_ERR_RUNTIME, "cannot write to '%s': %s", s->name,
                               strerror(errno));
     }
@@ -111,11 +112,11 @@ int cmd_score(int argc, char **argv)
         MS_INPUTS_LONGOPTS,
         { "output", required_argument, NULL, 'o' },
         { "format", required_argument, NULL, OPT_FORMAT },
-        { "help", no_argument, NULL, 'h' },
+        MS_GLOBAL_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
+    static const struct ms_optspec spec = { "score", ":q:d:o:hv", longopts, usage_text, 0 };
     struct ms_inputs_opts in = { 0 };
-    const char *out_path = NULL, *format = NULL;
     uint64_t nqb, max_docs, max_tokens;
     struct ms_run_stats stats = { 0 };
     struct sink sink = { 0 };
@@ -124,87 +125,56 @@ int cmd_score(int argc, char **argv)
     struct ms_progress prog;
     struct ms_wfile *w = NULL;
     FILE *scratch = NULL;
-    char *h5_tmp = NULL;
     struct ms_err err;
-    int zst, c, rc;
+    int zst, c, rc, status;
 
-    while ((c = getopt_long(argc, argv, ":q:d:o:h", longopts, NULL)) != -1) {
-        const int r = ms_inputs_option("score", &in, c, optarg);
-        if (r == 2)
+    while ((c = ms_getopt(&spec, argc, argv, &status)) != 0)
+        if (ms_inputs_option("score", &in, c, optarg) == 2)
             return MS_ERR_INPUT;
-        if (r == 1)
-            continue;
-        switch (c) {
-        case 'o': out_path = optarg; break;
-        case OPT_FORMAT: format = optarg; break;
-        case 'h': fputs(usage_text, stdout); return ms_close_stdout();
-        case ':': return ms_usage_error("score", "option '%s' needs a value", argv[optind - 1]);
-        default: return ms_usage_error("score", "unknown option '%s'", argv[optind - 1]);
-        }
-    }
-    if (optind < argc)
-        return ms_usage_error("score", "unexpected argument '%s'", argv[optind]);
-    if (!out_path && !format)
-        format = "tsv";
-    if (ms_fmt_resolve(out_path, format, &sink.fmt, &zst, &err) != MS_OK)
+    if (status >= 0)
+        return status;
+    if (ms_fmt_resolve(in.out_path, in.format,
+                       1u << MS_FMT_TSV | 1u << MS_FMT_NPY | 1u << MS_FMT_H5, MS_FMT_TSV, &sink.fmt,
+                       &zst, &err) != MS_OK)
         return ms_report(&err);
-    if (sink.fmt == MS_FMT_TREC) {
-        if (format)
-            return ms_usage_error(
-                "score", "--format takes tsv, npy or h5 for a score matrix, got '%s'", format);
-        sink.fmt = MS_FMT_TSV; /* any other suffix: TSV text */
-    }
-    if ((rc = ms_inputs_open("score", &in, &q, &d)) != MS_OK)
+    /* Open the destination before reading any input, so an unusable path
+     * fails at once. .npy and HDF5 are written by offset: they need a
+     * seekable file (a scratch file when -o names a device or a FIFO). */
+    const int seekable = sink.fmt != MS_FMT_TSV ? MS_TEMPFILE_SEEKABLE : 0;
+    if (ms_wfile_open(&w, in.out_path, sink.fmt == MS_FMT_TSV && zst, seekable, &err) != MS_OK)
+        return ms_report(&err);
+    if ((rc = ms_inputs_open("score", &in, &q, &d)) != MS_OK) {
+        ms_wfile_abort(w);
         return rc;
+    }
     sink.nq = q.n_rows;
     sink.nd = d.n_rows;
-    sink.name = out_path ? out_path : "standard output";
-
-    /* Open the destination before any work, so a bad path fails at once. */
+    sink.name = in.out_path ? in.out_path : "standard output";
     if (sink.fmt == MS_FMT_H5) {
-        /* probe the path the way every other output is created, for the same message */
-        if ((rc = ms_wfile_open(&w, out_path, 0, &err)) != MS_OK) {
-            ms_report(&err);
-            goto close_inputs;
-        }
-        ms_wfile_abort(w);
-        w = NULL;
-        if (!(h5_tmp = malloc(strlen(out_path) + 32))) {
-            rc = ms_fail(MS_ERR_RUNTIME, "out of memory");
-            goto close_inputs;
-        }
-        sprintf(h5_tmp, "%s.tmp.%ld", out_path, (long)getpid());
-        ms_tmp_register(h5_tmp);
-        if ((rc = ms_h5_out_create(&sink.h5, h5_tmp, &err)) != MS_OK ||
+        if ((rc = ms_h5_out_create(&sink.h5, ms_wfile_path(w), &err)) != MS_OK ||
             (rc = sink.h5_set = ms_h5_out_dataset(sink.h5, "scores", 0, sink.nq, sink.nd, &err)) <
                 0) {
             rc = ms_report(&err);
             goto close_output;
         }
         rc = MS_OK;
-    } else {
-        if ((rc = ms_wfile_open(&w, out_path, zst, &err)) != MS_OK) {
-            ms_report(&err);
-            goto close_inputs;
-        }
-        if (sink.fmt == MS_FMT_NPY) {
-            char hdr[256];
-            const uint64_t shape[2] = { sink.nq, sink.nd };
-            const size_t hlen = ms_npy_header(hdr, "<f4", 2, shape);
-            sink.fd = ms_wfile_fd(w);
-            sink.data_off = hlen;
-            if (pwrite(sink.fd, hdr, hlen, 0) != (ssize_t)hlen ||
-                ftruncate(sink.fd, (off_t)(hlen + sink.nq * sink.nd * sizeof(float))) != 0) {
-                rc = ms_fail(MS_ERR_RUNTIME, "cannot write to '%s': %s", out_path, strerror(errno));
-                goto close_output;
-            }
-        } else if (!(scratch = tmpfile())) {
-            rc = ms_fail(MS_ERR_RUNTIME, "cannot create a scratch file: %s", strerror(errno));
+    } else if (sink.fmt == MS_FMT_NPY) {
+        char hdr[256];
+        const uint64_t shape[2] = { sink.nq, sink.nd };
+        const size_t hlen = ms_npy_header(hdr, "<f4", 2, shape);
+        sink.fd = ms_wfile_fd(w);
+        sink.data_off = hlen;
+        if (ms_pwrite_all(sink.fd, hdr, hlen, 0) != 0 ||
+            ftruncate(sink.fd, (off_t)(hlen + sink.nq * sink.nd * sizeof(float))) != 0) {
+            rc = ms_fail(MS_ERR_RUNTIME, "cannot write to '%s': %s", in.out_path, strerror(errno));
             goto close_output;
-        } else {
-            sink.fd = fileno(scratch);
-            sink.name = "the scratch file";
         }
+    } else if (!(scratch = tmpfile())) {
+        rc = ms_fail(MS_ERR_RUNTIME, "cannot create a scratch file: %s", strerror(errno));
+        goto close_output;
+    } else {
+        sink.fd = fileno(scratch);
+        sink.name = "the scratch file";
     }
     if ((rc = ms_devices_open(&devs)) != MS_OK)
         goto close_output;
@@ -216,39 +186,22 @@ int cmd_score(int argc, char **argv)
     ms_progress_end(&prog);
     if (rc == MS_OK && sink.fmt == MS_FMT_TSV)
         rc = write_tsv(&sink, w, &q.ids, &d.ids, &err);
-    if (rc == MS_OK && w) {
-        rc = ms_wfile_commit(w, &err);
-        w = NULL;
-    }
     if (rc == MS_OK && sink.h5) {
         rc = ms_h5_out_close(sink.h5, &err);
         sink.h5 = NULL;
-        if (rc == MS_OK && rename(h5_tmp, out_path) != 0)
-            rc = ms_err_set(&err, MS_ERR_RUNTIME, "cannot rename '%s' to '%s': %s", h5_tmp,
-                            out_path, strerror(errno));
     }
-    if (rc != MS_OK)
-        ms_report(&err);
-    else if (ms_global.verbose)
+    if ((rc = ms_output_finish(&w, rc, &err)) == MS_OK && ms_global.verbose)
         fprintf(stderr, "maxsim: score: %llu x %llu in %llu blocks: read %.3f s, kernels %.3f s\n",
                 (unsigned long long)q.n_rows, (unsigned long long)d.n_rows,
                 (unsigned long long)stats.blocks, stats.read_s, stats.kernel_s);
     ms_devices_close(&devs);
 close_output:
-    ms_wfile_abort(w);
     if (sink.h5)
         ms_h5_out_abort(sink.h5);
-    if (h5_tmp && rc != MS_OK)
-        unlink(h5_tmp);
-    if (h5_tmp)
-        ms_tmp_forget(h5_tmp);
-    free(h5_tmp);
+    ms_wfile_abort(w);
     if (scratch)
         fclose(scratch);
-close_inputs:
     ms_src_close(&q);
     ms_src_close(&d);
-    if (rc == MS_OK && (!out_path || strcmp(out_path, "-") == 0))
-        rc = ms_close_stdout();
     return rc;
 }

@@ -65,17 +65,12 @@ static int merge_block(void *ctx, uint64_t q0, uint64_t nq, const float *scores,
 int cmd_search(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        MS_INPUTS_LONGOPTS,
-        { "output", required_argument, NULL, 'o' },
-        { "format", required_argument, NULL, OPT_FORMAT },
-        { "run-tag", required_argument, NULL, OPT_RUN_TAG },
-        { "shard", required_argument, NULL, OPT_SHARD },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
+        MS_INPUTS_LONGOPTS, MS_OUTPUT_LONGOPTS,   { "shard", required_argument, NULL, OPT_SHARD },
+        MS_GLOBAL_LONGOPTS, { NULL, 0, NULL, 0 },
     };
-    struct ms_inputs_opts in = { 0 };
-    const char *out_path = NULL, *format = NULL, *tag = "maxsim";
-    uint64_t k = 10, nqb, max_docs, max_tokens, shard_first, shard_rows;
+    static const struct ms_optspec spec = { "search", ":q:d:k:o:hv", longopts, usage_text, 0 };
+    struct ms_inputs_opts in = { .tag = "maxsim", .k = 10 };
+    uint64_t nqb, max_docs, max_tokens, shard_first, shard_rows;
     struct ms_run_stats stats = { 0 };
     struct ms_src q, d;
     struct ms_devset devs;
@@ -84,60 +79,35 @@ int cmd_search(int argc, char **argv)
     struct ms_wfile *w = NULL;
     struct ms_err err;
     enum ms_fmt fmt;
-    int zst, c, rc;
+    int zst, c, rc, status;
 
-    while ((c = getopt_long(argc, argv, ":q:d:k:o:h", longopts, NULL)) != -1) {
-        const int r = ms_inputs_option("search", &in, c, optarg);
-        if (r == 2)
+    while ((c = ms_getopt(&spec, argc, argv, &status)) != 0)
+        if (c == OPT_SHARD ? ms_parse_shard("search", optarg, &in) != 0
+                           : ms_inputs_option("search", &in, c, optarg) == 2)
             return MS_ERR_INPUT;
-        if (r == 1)
-            continue;
-        switch (c) {
-        case 'k':
-            if (ms_parse_u64("search", "-k", optarg, 1, &k))
-                return MS_ERR_INPUT;
-            break;
-        case 'o': out_path = optarg; break;
-        case OPT_FORMAT: format = optarg; break;
-        case OPT_RUN_TAG:
-            if (ms_parse_run_tag("search", optarg))
-                return MS_ERR_INPUT;
-            tag = optarg;
-            break;
-        case OPT_SHARD:
-            if (ms_parse_shard("search", optarg, &in))
-                return MS_ERR_INPUT;
-            break;
-        case 'h': fputs(usage_text, stdout); return ms_close_stdout();
-        case ':': return ms_usage_error("search", "option '%s' needs a value", argv[optind - 1]);
-        default: return ms_usage_error("search", "unknown option '%s'", argv[optind - 1]);
-        }
-    }
-    if (optind < argc)
-        return ms_usage_error("search", "unexpected argument '%s'", argv[optind]);
-    if (ms_fmt_resolve(out_path, format, &fmt, &zst, &err) != MS_OK)
+    if (status >= 0)
+        return status;
+    if (ms_fmt_resolve(in.out_path, in.format, MS_FMT_ANY, MS_FMT_TREC, &fmt, &zst, &err) != MS_OK)
         return ms_report(&err);
     if (ms_mpi_size() > 1) { /* under mpirun: rank r scores shard r, rank 0 writes */
         if (in.shard_count)
             return ms_usage_error("search", "--shard is not for mpirun: each rank takes its shard");
         in.shard_index = (uint64_t)ms_mpi_rank();
         in.shard_count = (uint64_t)ms_mpi_size();
-        if (ms_mpi_rank() > 0)
-            out_path = NULL; /* its standard output goes nowhere */
     }
-    if ((rc = ms_inputs_open("search", &in, &q, &d)) != MS_OK)
-        return rc;
-    ms_shard_rows(&in, d.n_rows, &shard_first, &shard_rows);
-    /* Create the output now (as a temporary file) so an unwritable path
-     * fails before any work; it is renamed into place only at the end. */
-    if ((rc = ms_wfile_open(&w, out_path, zst, &err)) != MS_OK) {
-        ms_report(&err);
-        goto close_inputs;
-    }
-    if (fmt == MS_FMT_NPY || fmt == MS_FMT_H5) { /* arrays are written by name at the end */
+    /* Create the output now (as a temporary file) so an unusable path fails
+     * before any input is read; it is put in place only at the end. Arrays
+     * are written by name at the end: their path is only tried here. Under
+     * mpirun only rank 0 writes. */
+    if (ms_mpi_rank() == 0 &&
+        (fmt == MS_FMT_NPY || fmt == MS_FMT_H5 ? ms_output_try(in.out_path, fmt, &err)
+                                               : ms_wfile_open(&w, in.out_path, zst, 0, &err)))
+        return ms_report(&err);
+    if ((rc = ms_inputs_open("search", &in, &q, &d)) != MS_OK) {
         ms_wfile_abort(w);
-        w = NULL;
+        return rc;
     }
+    ms_shard_rows(&in, d.n_rows, &shard_first, &shard_rows);
     if ((rc = ms_devices_open(&devs)) != MS_OK)
         goto close_output;
     char model[400]; /* under mpirun: every rank ready, on one device model? */
@@ -149,7 +119,8 @@ int cmd_search(int argc, char **argv)
         goto close_device;
     }
     ms_plan_blocks(devs.cl, &in, &q, &d, &nqb, &max_docs, &max_tokens);
-    if ((rc = ms_topk_init(&topk, q.n_rows, k < shard_rows ? k : shard_rows, &err)) != MS_OK) {
+    if ((rc = ms_topk_init(&topk, q.n_rows, in.k < shard_rows ? in.k : shard_rows, &err)) !=
+        MS_OK) {
         ms_report(&err);
         goto close_device;
     }
@@ -164,7 +135,7 @@ int cmd_search(int argc, char **argv)
         goto free_topk;
     }
     ms_topk_finish(&topk);
-    if ((rc = ms_mpi_gather_topk(&topk, k, d.n_rows, &err)) != MS_OK) {
+    if ((rc = ms_mpi_gather_topk(&topk, in.k, d.n_rows, &err)) != MS_OK) {
         if (err.msg[0]) /* else another rank failed and said why */
             ms_report(&err);
         goto free_topk;
@@ -172,14 +143,10 @@ int cmd_search(int argc, char **argv)
     if (ms_mpi_rank() > 0)
         goto free_topk;
     if (fmt == MS_FMT_NPY || fmt == MS_FMT_H5)
-        rc = ms_topk_write_arrays(out_path, fmt, &topk, &q.ids, &err);
-    else if ((rc = ms_run_write(w, fmt, &topk, &q.ids, &d.ids, tag, &err)) == MS_OK) {
-        rc = ms_wfile_commit(w, &err);
-        w = NULL;
-    }
-    if (rc != MS_OK)
-        ms_report(&err);
-    else if (ms_global.verbose) {
+        rc = ms_topk_write_arrays(in.out_path, fmt, &topk, &q.ids, &err);
+    else
+        rc = ms_run_write(w, fmt, &topk, &q.ids, &d.ids, in.tag, &err);
+    if ((rc = ms_output_finish(&w, rc, &err)) == MS_OK && ms_global.verbose) {
         const double total = ms_now() - t0;
         fprintf(stderr,
                 "maxsim: search: %llu queries x %llu documents in %llu blocks (%llu queries, "
@@ -196,10 +163,7 @@ close_device:
     ms_devices_close(&devs);
 close_output:
     ms_wfile_abort(w);
-close_inputs:
     ms_src_close(&q);
     ms_src_close(&d);
-    if (rc == MS_OK && (!out_path || strcmp(out_path, "-") == 0))
-        rc = ms_close_stdout();
     return rc;
 }

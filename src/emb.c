@@ -194,6 +194,22 @@ const char *ms_ids_get(const struct ms_ids *ids, uint64_t row, char buf[24])
     return ids->pool + ids->offs[row];
 }
 
+const char *ms_id_flaw(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        switch (s[i]) {
+        case ' ': return "a space";
+        case '\t': return "a tab";
+        case '\n': return "a newline";
+        case '\r': return "a carriage return";
+        case '\v':
+        case '\f': return "a vertical whitespace character";
+        case '\0': return "a NUL character";
+        default: break;
+        }
+    return NULL;
+}
+
 int ms_ids_read_text(struct ms_ids *ids, const char *path, struct ms_err *err)
 {
     FILE *f = fopen(path, "rb");
@@ -218,9 +234,11 @@ int ms_ids_read_text(struct ms_ids *ids, const char *path, struct ms_err *err)
                            path, (unsigned long long)lineno);
             break;
         }
-        if (memchr(line, '\0', (size_t)len) || memchr(line, '\t', (size_t)len)) {
-            rc = ms_err_set(err, MS_ERR_INPUT, "'%s' line %llu: id contains a tab or NUL character",
-                            path, (unsigned long long)lineno);
+        const char *flaw = ms_id_flaw(line, (size_t)len);
+        if (flaw) { /* run lines are split on whitespace: such an id would break them */
+            rc = ms_err_set(err, MS_ERR_INPUT,
+                            "'%s' line %llu: id contains %s (expected no whitespace in an id)",
+                            path, (unsigned long long)lineno, flaw);
             break;
         }
         if ((rc = ms_ids_push(ids, line, (size_t)len, err)) != MS_OK)

@@ -96,7 +96,11 @@ void ms_ids_release(struct ms_ids *ids);
 int ms_ids_push(struct ms_ids *ids, const char *s, size_t len, struct ms_err *err);
 /* The id of row `row`: the stored string, or the row number written into buf. */
 const char *ms_ids_get(const struct ms_ids *ids, uint64_t row, char buf[24]);
-/* Read ids from a text file, one per line (LF or CRLF); empty lines are errors. */
+/* What makes an id unusable in a run line (TREC and TSV split on
+ * whitespace): "a space", "a tab", "a newline", ... or NULL if it is fine. */
+const char *ms_id_flaw(const char *s, size_t len);
+/* Read ids from a text file, one per line (LF or CRLF); empty lines and ids
+ * with whitespace or NUL (ms_id_flaw) are errors. */
 int ms_ids_read_text(struct ms_ids *ids, const char *path, struct ms_err *err);
 
 #endif

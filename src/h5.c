@@ -654,9 +654,15 @@ done:
 static int push_id(struct ms_ids *ids, const char *s, size_t len, const char *where,
                    struct ms_err *err)
 {
+    const char *flaw = ms_id_flaw(s, len);
+
     if (len == 0)
         return ms_err_set(err, MS_ERR_INPUT, "%s: empty id at row %llu", where,
                           (unsigned long long)ids->n);
+    if (flaw) /* run lines are split on whitespace: such an id would break them */
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "%s: id at row %llu contains %s (expected no whitespace in an id)", where,
+                          (unsigned long long)ids->n, flaw);
     return ms_ids_push(ids, s, len, err);
 }
 

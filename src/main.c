@@ -4,12 +4,12 @@
  * `maxsim [--device SPEC] [-v|--verbose] [-q|--quiet] <command> [options]`.
  * The global options come before the command name (getopt stops there: the
  * optstring starts with '+'), so `maxsim -q search -q Q.npy ...` means quiet,
- * then queries. Each command parses the rest itself (cmd_<name>.c).
+ * then queries. Each command parses the rest itself (cmd_<name>.c), global
+ * options given after its name included (ms_option_tail). Standard output is
+ * closed here once the command succeeded.
  */
-#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +17,7 @@
 #include "cmd.h"
 #include "cmd_mpi.h"
 #include "h5.h"
-#include "out.h"
+#include "tempfile.h"
 
 #ifndef MS_VERSION
 #define MS_VERSION "0.1.0"
@@ -50,83 +50,17 @@ static void usage(FILE *f)
                "                   spread over them (default from MAXSIM_DEVICE)\n"
                "  -v, --verbose    more detail on stderr (kernel cache, build logs, timings)\n"
                "  -q, --quiet      no progress line and no warnings\n"
+               "                   (--device, -v and --quiet may also follow the command;\n"
+               "                   there -q means --queries)\n"
                "  -h, --help       this help\n"
                "  --version        print the version\n");
-}
-
-int ms_report(const struct ms_err *err)
-{
-    fprintf(stderr, "maxsim: error: %s\n", err->msg);
-    return err->status ? err->status : MS_ERR_RUNTIME;
-}
-
-int ms_fail(int status, const char *fmt, ...)
-{
-    va_list ap;
-    fputs("maxsim: error: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return status;
-}
-
-void ms_warn(const char *fmt, ...)
-{
-    va_list ap;
-    if (ms_global.quiet)
-        return;
-    fputs("maxsim: warning: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-int ms_usage_error(const char *cmd, const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "maxsim%s%s: ", cmd ? " " : "", cmd ? cmd : "");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nTry 'maxsim%s%s --help'.\n", cmd ? " " : "", cmd ? cmd : "");
-    return MS_ERR_INPUT;
-}
-
-int ms_parse_u64(const char *cmd, const char *opt, const char *arg, uint64_t min, uint64_t *out)
-{
-    char *end;
-    unsigned long long v;
-
-    if (!arg || !*arg || *arg == '-' || *arg == '+')
-        goto bad;
-    errno = 0;
-    v = strtoull(arg, &end, 10);
-    if (errno || *end || v < min)
-        goto bad;
-    *out = v;
-    return 0;
-bad:
-    return ms_usage_error(cmd, "%s takes an integer >= %llu (e.g. %s %llu), got '%s'", opt,
-                          (unsigned long long)min, opt, (unsigned long long)(min > 10 ? min : 10),
-                          arg ? arg : "");
-}
-
-int ms_close_stdout(void)
-{
-    if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) {
-        ms_fail(MS_ERR_RUNTIME, "cannot write to standard output: %s", strerror(errno));
-        return MS_ERR_RUNTIME;
-    }
-    return 0;
 }
 
 /* Interrupted: remove the temporary outputs (no partial file is left), then
  * die of the same signal so the shell sees why. */
 static void on_signal(int sig)
 {
-    ms_tmp_remove_all();
+    ms_tempfile_remove_all();
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -174,7 +108,10 @@ int main(int argc, char **argv)
             int subc = argc - optind;
             optind = 0;
             opterr = 0;
-            return ms_mpi_run(commands[i].name, commands[i].run, subc, sub);
+            const int status = ms_mpi_run(commands[i].name, commands[i].run, subc, sub);
+            /* standard output is closed here, once, for every command
+             * (git's run_builtin): a failed write (`> /dev/full`) is an error */
+            return status == 0 ? ms_close_stdout() : status;
         }
     }
     if (strcmp(argv[optind], "help") == 0) {

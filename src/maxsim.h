@@ -3,7 +3,7 @@
  *
  * score(q, d) = sum over q's tokens i of max over d's tokens j of <q_i, d_j>,
  * 0 when either row has no token; with normalize, every token x is first
- * replaced by x / max(|x|_2, 1e-12). (CONTRACT.md "Scores".)
+ * replaced by x / max(|x|_2, 1e-12). (man/maxsim.1, DESCRIPTION.)
  */
 #ifndef MS_MAXSIM_H
 #define MS_MAXSIM_H

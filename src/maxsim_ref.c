@@ -4,7 +4,7 @@
  *
  * Deliberately the plainest loop nest: every element widened to double, every
  * product and sum in double, normalization in double with the same
- * max(norm, 1e-12) floor as the kernels (CONTRACT.md "Scores"). Rows with no
+ * max(norm, 1e-12) floor as the kernels (man/maxsim.1, DESCRIPTION). Rows with no
  * token score exactly 0. Speed does not matter here; obviousness does.
  */
 #include <math.h>

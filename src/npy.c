@@ -11,8 +11,8 @@
  * it is input to distrust, so this parser is fuzzed (tests/fuzz/fuzz_npy.c).
  * Plain .npy data is never slurped: the backend keeps the descriptor and
  * reads the spans asked for with pread(). A .npy.zst file is decompressed as
- * a stream (ZSTD_decompressStream, fixed buffers), so it can only be read
- * forward; its size cannot be checked up front, so a short stream is
+ * a stream (zin.c, the input stream the run reader uses too), so it can only
+ * be read forward; its size cannot be checked up front, so a short stream is
  * reported when the reader reaches its end.
  */
 #include "npy.h"
@@ -25,9 +25,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zstd.h>
 
 #include "src.h"
+#include "zin.h"
 
 /* ---------------------------------------------------------------------- */
 /* The header parser, on memory                                            */
@@ -532,191 +532,20 @@ static int pread_full(int fd, void *dst, size_t n, uint64_t off, size_t *got, co
     return MS_OK;
 }
 
-/* A zstd frame (28 b5 2f fd) or a skippable frame (5? 2a 4d 18). */
-static int is_zstd_magic(const uint8_t *m)
-{
-    return (m[0] == 0x28 && m[1] == 0xb5 && m[2] == 0x2f && m[3] == 0xfd) ||
-           ((m[0] & 0xf0) == 0x50 && m[1] == 0x2a && m[2] == 0x4d && m[3] == 0x18);
-}
-
-/* A forward-only zstd stream over a descriptor (read(), so pipes work too). */
-struct zs {
-    int fd;
-    ZSTD_DCtx *dctx;
-    uint8_t *in, *out;
-    size_t in_cap, out_cap;
-    ZSTD_inBuffer inb;
-    size_t out_pos, out_len; /* decompressed bytes not yet handed out: out[out_pos, out_len) */
-    int in_eof;
-    int at_boundary;   /* the last frame seen is complete (none seen: 0) */
-    uint64_t produced; /* decompressed bytes handed out so far */
-    const char *where; /* "'PATH'" for messages */
-};
-
-static int zs_fill_input(struct zs *z, struct ms_err *err)
-{
-    for (;;) {
-        const ssize_t r = read(z->fd, z->in, z->in_cap);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return ms_err_set(err, MS_ERR_RUNTIME, "cannot read %s: %s", z->where, strerror(errno));
-        z->inb.src = z->in;
-        z->inb.size = (size_t)r;
-        z->inb.pos = 0;
-        z->in_eof = r == 0;
-        return MS_OK;
-    }
-}
-
-static void zs_release(struct zs *z)
-{
-    ZSTD_freeDCtx(z->dctx);
-    free(z->in);
-    free(z->out);
-    if (z->fd >= 0)
-        close(z->fd);
-    z->fd = -1;
-    z->dctx = NULL;
-    z->in = z->out = NULL;
-}
-
-/* Take ownership of fd; check that the stream starts like a zstd frame. */
-static int zs_init(struct zs *z, int fd, const char *where, struct ms_err *err)
-{
-    int rc;
-
-    memset(z, 0, sizeof *z);
-    z->fd = fd;
-    z->where = where;
-    z->in_cap = ZSTD_DStreamInSize();
-    z->out_cap = ZSTD_DStreamOutSize();
-    if (!(z->in = ms_malloc(z->in_cap, err)) || !(z->out = ms_malloc(z->out_cap, err)))
-        return err->status;
-    if (!(z->dctx = ZSTD_createDCtx()))
-        return ms_err_set(err, MS_ERR_RUNTIME, "out of memory creating a zstd context");
-    if ((rc = zs_fill_input(z, err)) != MS_OK)
-        return rc;
-    /* read() of a regular file gives at least 4 bytes when it has them */
-    if (z->inb.size < 4 || !is_zstd_magic(z->in))
-        return ms_err_set(err, MS_ERR_INPUT, "%s: not a zstd file (bad magic bytes)", where);
-    return MS_OK;
-}
-
-/* Decompress at least one byte into dst[0, cap), or report the clean end of
- * the stream with *got = 0. A stream that stops inside a frame is an error. */
-static int zs_decode(struct zs *z, void *dst, size_t cap, size_t *got, struct ms_err *err)
-{
-    ZSTD_outBuffer ob = { dst, cap, 0 };
-    int rc;
-
-    for (;;) {
-        if (z->inb.pos == z->inb.size && !z->in_eof && (rc = zs_fill_input(z, err)) != MS_OK)
-            return rc;
-        const size_t in_before = z->inb.pos;
-        const size_t ret = ZSTD_decompressStream(z->dctx, &ob, &z->inb);
-        if (ZSTD_isError(ret))
-            return ms_err_set(err, MS_ERR_INPUT, "%s: corrupt zstd data: %s", z->where,
-                              ZSTD_getErrorName(ret));
-        /* ret is 0 once a frame is fully decoded and flushed; a call that did
-         * nothing (no input left) only hints at the next frame's header size */
-        if (ob.pos > 0 || z->inb.pos != in_before)
-            z->at_boundary = ret == 0;
-        if (ob.pos > 0)
-            break;
-        if (z->in_eof && z->inb.pos == z->inb.size) {
-            if (!z->at_boundary)
-                return ms_err_set(err, MS_ERR_INPUT,
-                                  "%s: truncated zstd data (the file ends inside a frame)",
-                                  z->where);
-            break;
-        }
-    }
-    *got = ob.pos;
-    return MS_OK;
-}
-
-/* Hand out the next n decompressed bytes (dst NULL: discard them). *got < n
- * only at the end of the stream. Large reads decompress straight into dst. */
-static int zs_read(struct zs *z, void *dst, uint64_t n, uint64_t *got, struct ms_err *err)
-{
-    uint64_t done = 0;
-    size_t g;
-    int rc;
-
-    while (done < n) {
-        if (z->out_pos < z->out_len) {
-            const size_t avail = z->out_len - z->out_pos;
-            const size_t take = n - done < avail ? (size_t)(n - done) : avail;
-            if (dst)
-                memcpy((char *)dst + done, z->out + z->out_pos, take);
-            z->out_pos += take;
-            done += take;
-            continue;
-        }
-        if (dst && n - done >= z->out_cap) {
-            const uint64_t left = n - done;
-            const size_t cap = left > SIZE_MAX ? SIZE_MAX : (size_t)left;
-            if ((rc = zs_decode(z, (char *)dst + done, cap, &g, err)) != MS_OK)
-                return rc;
-            done += g;
-        } else {
-            if ((rc = zs_decode(z, z->out, z->out_cap, &g, err)) != MS_OK)
-                return rc;
-            z->out_pos = 0;
-            z->out_len = g;
-        }
-        if (g == 0)
-            break;
-    }
-    z->produced += done;
-    *got = done;
-    return MS_OK;
-}
-
-/* Sequential access to either kind of file, for the header and for
- * read_ints: read() rather than pread(), so a lengths file may be a pipe. */
-struct seq {
-    int zst;
-    int fd;       /* plain: the file, read from its start */
-    struct zs *z; /* zst: the stream (owns its fd) */
-    const char *where;
-};
-
-static int seq_read(struct seq *s, void *dst, uint64_t n, uint64_t *got, struct ms_err *err)
-{
-    uint64_t done = 0;
-
-    if (s->zst)
-        return zs_read(s->z, dst, n, got, err);
-    while (done < n) {
-        const size_t want = n - done > (1u << 30) ? (1u << 30) : (size_t)(n - done);
-        const ssize_t r = read(s->fd, (char *)dst + done, want);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return ms_err_set(err, MS_ERR_RUNTIME, "cannot read %s: %s", s->where, strerror(errno));
-        if (r == 0)
-            break;
-        done += (uint64_t)r;
-    }
-    *got = done;
-    return MS_OK;
-}
-
 /* Read and parse the header: the preamble in two steps (10 bytes, then 2
  * more for version 2 and 3) so that a stream never reads past the data
  * offset, then the dict into a buffer of exactly the announced length. */
-static int read_header(struct seq *s, const char *path, struct ms_npy_header *h, struct ms_err *err)
+static int read_header(struct ms_zin *s, const char *path, struct ms_npy_header *h,
+                       struct ms_err *err)
 {
     uint8_t pre[MS_NPY_PREAMBLE];
     uint8_t *buf = NULL;
     uint64_t got, more = 0;
     int rc;
 
-    if ((rc = seq_read(s, pre, 10, &got, err)) != MS_OK)
+    if ((rc = ms_zin_read(s, pre, 10, &got, err)) != MS_OK)
         return rc;
-    if (got == 10 && pre[6] >= 2 && (rc = seq_read(s, pre + 10, 2, &more, err)) != MS_OK)
+    if (got == 10 && pre[6] >= 2 && (rc = ms_zin_read(s, pre + 10, 2, &more, err)) != MS_OK)
         return rc;
     got += more;
     if ((rc = ms_npy_parse_preamble(pre, (size_t)got, h, err)) != MS_OK)
@@ -724,14 +553,15 @@ static int read_header(struct seq *s, const char *path, struct ms_npy_header *h,
     if (!(buf = ms_malloc((size_t)h->data_offset, err)))
         return err->status;
     memcpy(buf, pre, (size_t)got);
-    if ((rc = seq_read(s, buf + got, h->data_offset - got, &more, err)) != MS_OK)
+    if ((rc = ms_zin_read(s, buf + got, h->data_offset - got, &more, err)) != MS_OK)
         goto done;
     if (got + more < h->data_offset) {
         rc = ms_err_set(err, MS_ERR_INPUT,
                         "'%s': header length %" PRIu32 " goes beyond the end of the %s (the "
                         "header ends at byte %" PRIu64 ", the %s has %" PRIu64 " bytes)",
-                        path, h->header_len, s->zst ? "decompressed data" : "file", h->data_offset,
-                        s->zst ? "decompressed data" : "file", got + more);
+                        path, h->header_len, ms_zin_is_zstd(s) ? "decompressed data" : "file",
+                        h->data_offset, ms_zin_is_zstd(s) ? "decompressed data" : "file",
+                        got + more);
         goto done;
     }
     if ((rc = ms_npy_parse_header(buf, (size_t)h->data_offset, h, err)) != MS_OK)
@@ -770,31 +600,23 @@ static int size_mismatch(const char *where, const struct ms_npy_header *h, uint6
 
 /* After the last array byte of a stream, the stream must end (this also
  * makes zstd check the frame's checksum). Counts at most 1 MiB of excess. */
-static int seq_expect_end(struct seq *s, const struct ms_npy_header *h, uint64_t need,
-                          struct ms_err *err)
+static int expect_end(struct ms_zin *s, const struct ms_npy_header *h, uint64_t need,
+                      struct ms_err *err)
 {
     uint8_t extra[64];
     uint64_t got, total = 0;
     int rc;
 
     do {
-        if ((rc = seq_read(s, extra, sizeof extra, &got, err)) != MS_OK)
+        if ((rc = ms_zin_read(s, extra, sizeof extra, &got, err)) != MS_OK)
             return rc;
         total += got;
     } while (got == sizeof extra && total < (1u << 20));
     if (total)
-        return size_mismatch(s->where, h, need, need + total,
+        return size_mismatch(ms_zin_where(s), h, need, need + total,
                              total < (1u << 20) ? "the stream has" : "the stream has at least",
                              err);
     return MS_OK;
-}
-
-static int zs_expect_end(struct zs *z, const struct ms_npy_header *h, uint64_t need,
-                         struct ms_err *err)
-{
-    struct seq s = { .zst = 1, .fd = -1, .z = z, .where = z->where };
-
-    return seq_expect_end(&s, h, need, err);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -883,7 +705,7 @@ static int npy_read_span(void *impl, uint64_t first, uint64_t n, void *dst, stru
 {
     struct npy_file *f = impl;
     const uint64_t bytes = n * f->tok_bytes, off = f->data_offset + first * f->tok_bytes;
-    size_t got;
+    size_t got = 0;
     int rc;
 
     if ((rc = check_span(f->where, first, n, f->n_tokens, err)) != MS_OK)
@@ -918,15 +740,14 @@ int ms_npy_open(const char *path, struct ms_raw *raw, struct ms_err *err)
 {
     struct ms_npy_header h;
     struct npy_file *f = NULL;
-    struct seq s = { 0 };
+    struct ms_zin *s = NULL;
     struct stat st;
     enum ms_dtype dtype;
     uint64_t need, have;
-    int rc;
+    int fd, rc;
 
-    if ((s.fd = open_input(path, &st, err)) < 0)
+    if ((fd = open_input(path, &st, err)) < 0)
         return err->status;
-    s.where = raw->where;
     snprintf(raw->where, sizeof raw->where, "'%s'", path);
     if (!S_ISREG(st.st_mode)) {
         /* data is read at random offsets; a pipe can only be read as .npy.zst */
@@ -935,9 +756,13 @@ int ms_npy_open(const char *path, struct ms_raw *raw, struct ms_err *err)
                        "'%s': not a regular file (a .npy input is read at random positions)", path);
         goto fail;
     }
-    if ((rc = read_header(&s, path, &h, err)) != MS_OK ||
+    /* the header in order from the start; the data later by pread() */
+    if ((rc = ms_zin_open_fd(&s, fd, 0, raw->where, MS_ZIN_PLAIN, err)) != MS_OK ||
+        (rc = read_header(s, path, &h, err)) != MS_OK ||
         (rc = check_embedding_header(path, &h, &dtype, err)) != MS_OK)
         goto fail;
+    ms_zin_close(s);
+    s = NULL;
     if ((rc = ms_npy_data_bytes(&h, &need, err)) != MS_OK) {
         ms_err_prefix(err, "'%s'", path);
         goto fail;
@@ -951,7 +776,7 @@ int ms_npy_open(const char *path, struct ms_raw *raw, struct ms_err *err)
         rc = err->status;
         goto fail;
     }
-    f->fd = s.fd;
+    f->fd = fd;
     f->data_offset = h.data_offset;
     f->itemsize = ms_dtype_size(dtype);
     f->tok_bytes = h.shape[h.rank - 1] * f->itemsize;
@@ -964,12 +789,13 @@ int ms_npy_open(const char *path, struct ms_raw *raw, struct ms_err *err)
     raw->impl = f;
     return MS_OK;
 fail:
-    close(s.fd);
+    ms_zin_close(s);
+    close(fd);
     return rc;
 }
 
 struct zst_file {
-    struct zs z;
+    struct ms_zin *z;
     struct ms_npy_header h;
     uint64_t data_bytes; /* decompressed array bytes the header promises */
     uint64_t tok_bytes;
@@ -981,7 +807,7 @@ struct zst_file {
 
 static int zst_truncated(struct zst_file *f, struct ms_err *err)
 {
-    return size_mismatch(f->where, &f->h, f->data_bytes, f->z.produced - f->h.data_offset,
+    return size_mismatch(f->where, &f->h, f->data_bytes, ms_zin_produced(f->z) - f->h.data_offset,
                          "the stream ends after", err);
 }
 
@@ -999,17 +825,17 @@ static int zst_read_span(void *impl, uint64_t first, uint64_t n, void *dst, stru
                           " was read",
                           f->where, first, f->next);
     const uint64_t skip = (first - f->next) * f->tok_bytes, bytes = n * f->tok_bytes;
-    if ((rc = zs_read(&f->z, NULL, skip, &got, err)) != MS_OK)
+    if ((rc = ms_zin_read(f->z, NULL, skip, &got, err)) != MS_OK)
         return rc;
     if (got < skip)
         return zst_truncated(f, err);
     f->next = first;
-    if ((rc = zs_read(&f->z, dst, bytes, &got, err)) != MS_OK)
+    if ((rc = ms_zin_read(f->z, dst, bytes, &got, err)) != MS_OK)
         return rc;
     if (got < bytes)
         return zst_truncated(f, err);
     f->next = first + n;
-    if (f->next == f->n_tokens && (rc = zs_expect_end(&f->z, &f->h, f->data_bytes, err)) != MS_OK)
+    if (f->next == f->n_tokens && (rc = expect_end(f->z, &f->h, f->data_bytes, err)) != MS_OK)
         return rc;
     to_host_order(dst, bytes / f->itemsize, f->itemsize);
     return MS_OK;
@@ -1020,7 +846,7 @@ static void zst_close(void *impl)
     struct zst_file *f = impl;
 
     if (f) {
-        zs_release(&f->z);
+        ms_zin_close(f->z);
         free(f);
     }
 }
@@ -1031,7 +857,6 @@ int ms_npy_zst_open(const char *path, struct ms_raw *raw, struct ms_err *err)
 {
     struct zst_file *f;
     struct stat st;
-    struct seq s = { 0 };
     enum ms_dtype dtype;
     int fd, rc;
 
@@ -1042,12 +867,23 @@ int ms_npy_zst_open(const char *path, struct ms_raw *raw, struct ms_err *err)
         return err->status;
     }
     snprintf(f->where, sizeof f->where, "'%s'", path);
-    if ((rc = zs_init(&f->z, fd, f->where, err)) != MS_OK)
+    if ((rc = ms_zin_open_fd(&f->z, fd, 1, f->where, MS_ZIN_AUTO, err)) != MS_OK)
         goto fail;
-    s.zst = 1;
-    s.z = &f->z;
-    s.where = f->where;
-    if ((rc = read_header(&s, path, &f->h, err)) != MS_OK ||
+    if (!ms_zin_is_zstd(f->z)) { /* say what came instead, if it is a plain .npy */
+        uint8_t magic[6];
+        uint64_t got;
+        if ((rc = ms_zin_read(f->z, magic, sizeof magic, &got, err)) != MS_OK)
+            goto fail;
+        if (got == 6 && memcmp(magic, npy_magic, 6) == 0 && !S_ISREG(st.st_mode))
+            rc = ms_err_set(err, MS_ERR_INPUT,
+                            "'%s': a plain .npy through a pipe (it is read at random positions: "
+                            "give a file, or compress it with zstd)",
+                            path);
+        else
+            rc = ms_err_set(err, MS_ERR_INPUT, "'%s': not a zstd file (bad magic bytes)", path);
+        goto fail;
+    }
+    if ((rc = read_header(f->z, path, &f->h, err)) != MS_OK ||
         (rc = check_embedding_header(path, &f->h, &dtype, err)) != MS_OK)
         goto fail;
     if ((rc = ms_npy_data_bytes(&f->h, &f->data_bytes, err)) != MS_OK) {
@@ -1057,7 +893,7 @@ int ms_npy_zst_open(const char *path, struct ms_raw *raw, struct ms_err *err)
     f->itemsize = ms_dtype_size(dtype);
     f->tok_bytes = f->h.shape[f->h.rank - 1] * f->itemsize;
     f->n_tokens = storage_tokens(&f->h);
-    if (f->data_bytes == 0 && (rc = zs_expect_end(&f->z, &f->h, 0, err)) != MS_OK)
+    if (f->data_bytes == 0 && (rc = expect_end(f->z, &f->h, 0, err)) != MS_OK)
         goto fail;
     fill_raw(raw, path, &f->h, dtype);
     raw->data_bytes = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
@@ -1119,14 +955,12 @@ static int load_int(const uint8_t *b, size_t size, char kind, int64_t *out)
 int ms_npy_read_ints(const char *path, int64_t **values, uint64_t *n, struct ms_err *err)
 {
     struct ms_npy_header h;
-    struct seq s = { 0 };
-    struct zs z;
+    struct ms_zin *s = NULL;
     struct stat st;
-    uint8_t chunk[65536], magic[4];
+    uint8_t chunk[65536];
     char where[256];
     int64_t *vals = NULL;
     uint64_t need, count, cap = 0, done = 0, got;
-    size_t g;
     int fd, rc;
 
     *values = NULL;
@@ -1134,33 +968,19 @@ int ms_npy_read_ints(const char *path, int64_t **values, uint64_t *n, struct ms_
     if ((fd = open_input(path, &st, err)) < 0)
         return err->status;
     snprintf(where, sizeof where, "'%s'", path);
-    s.where = where;
-    s.fd = fd;
-    /* Pick the format from the content: lengths files are often named by hand. */
-    if (S_ISREG(st.st_mode)) {
-        if ((rc = pread_full(fd, magic, 4, 0, &g, where, err)) != MS_OK)
-            goto done_fd;
-        s.zst = g == 4 && is_zstd_magic(magic);
-    } else {
-        const size_t len = strlen(path);
-        s.zst = (len > 4 && strcmp(path + len - 4, ".zst") == 0) ||
-                (len > 5 && strcmp(path + len - 5, ".zstd") == 0);
-    }
-    if (s.zst) {
-        s.z = &z;
-        rc = zs_init(&z, fd, where, err);
-        fd = -1; /* the stream owns it now */
-        if (rc != MS_OK)
-            goto done;
-    }
-    if ((rc = read_header(&s, path, &h, err)) != MS_OK ||
+    /* The format from the content, read in order (a pipe works): lengths
+     * files are often named by hand. */
+    if ((rc = ms_zin_open_fd(&s, fd, 1, where, MS_ZIN_AUTO, err)) != MS_OK)
+        return rc;
+    const int stream = ms_zin_is_zstd(s) || !S_ISREG(st.st_mode);
+    if ((rc = read_header(s, path, &h, err)) != MS_OK ||
         (rc = check_int_header(path, &h, err)) != MS_OK)
         goto done;
     if ((rc = ms_npy_data_bytes(&h, &need, err)) != MS_OK) {
         ms_err_prefix(err, "'%s'", path);
         goto done;
     }
-    if (!s.zst && S_ISREG(st.st_mode) && (uint64_t)st.st_size - h.data_offset != need) {
+    if (!stream && (uint64_t)st.st_size - h.data_offset != need) {
         rc = size_mismatch(where, &h, need, (uint64_t)st.st_size - h.data_offset, "the file has",
                            err);
         goto done;
@@ -1171,12 +991,11 @@ int ms_npy_read_ints(const char *path, int64_t **values, uint64_t *n, struct ms_
     while (done < count) {
         const uint64_t want =
             count - done < sizeof chunk / h.itemsize ? count - done : sizeof chunk / h.itemsize;
-        if ((rc = seq_read(&s, chunk, want * h.itemsize, &got, err)) != MS_OK)
+        if ((rc = ms_zin_read(s, chunk, want * h.itemsize, &got, err)) != MS_OK)
             goto done;
         if (got < want * h.itemsize) {
-            rc = size_mismatch(
-                where, &h, need, done * h.itemsize + got,
-                s.zst || !S_ISREG(st.st_mode) ? "the stream ends after" : "the file has", err);
+            rc = size_mismatch(where, &h, need, done * h.itemsize + got,
+                               stream ? "the stream ends after" : "the file has", err);
             goto done;
         }
         if (done + want > cap) {
@@ -1202,7 +1021,7 @@ int ms_npy_read_ints(const char *path, int64_t **values, uint64_t *n, struct ms_
             }
         done += want;
     }
-    if ((s.zst || !S_ISREG(st.st_mode)) && (rc = seq_expect_end(&s, &h, need, err)) != MS_OK)
+    if (stream && (rc = expect_end(s, &h, need, err)) != MS_OK)
         goto done;
     /* never NULL on success: src.c reads NULL as "no lengths" */
     if (!vals && !(vals = ms_malloc(sizeof *vals, err))) {
@@ -1215,10 +1034,6 @@ int ms_npy_read_ints(const char *path, int64_t **values, uint64_t *n, struct ms_
     rc = MS_OK;
 done:
     free(vals);
-    if (s.zst)
-        zs_release(&z);
-done_fd:
-    if (fd >= 0)
-        close(fd);
+    ms_zin_close(s);
     return rc;
 }

@@ -1,9 +1,10 @@
 /*
- * out.c - output files written atomically (temp file + rename), streamed
+ * out.c - output files (through tempfile.c: whole or not at all), streamed
  * through zstd when asked, and the TREC / TSV / .npy / .h5 result formats.
  */
 #include "out.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -11,48 +12,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
 
 #include "h5.h"
+#include "tempfile.h"
 
 struct ms_wfile {
-    FILE *f;
     int is_stdout;
-    char *path;      /* final name; NULL for stdout */
-    char *tmp;       /* temporary name beside it */
-    ZSTD_CStream *z; /* non-NULL for a compressed output */
+    struct ms_tempfile t; /* a named output */
+    const char *name;     /* for messages */
+    ZSTD_CStream *z;      /* non-NULL for a compressed output */
     char *zbuf;
     size_t zcap;
     char buf[1 << 16]; /* text is gathered here, then written in large pieces */
     size_t used;
 };
-
-/* A few slots are enough: a command writes at most two outputs at a time. */
-static const char *volatile tmp_paths[8];
-
-void ms_tmp_register(const char *path)
-{
-    for (int i = 0; i < 8; i++)
-        if (!tmp_paths[i]) {
-            tmp_paths[i] = path;
-            return;
-        }
-}
-
-void ms_tmp_forget(const char *path)
-{
-    for (int i = 0; i < 8; i++)
-        if (tmp_paths[i] == path)
-            tmp_paths[i] = NULL;
-}
-
-void ms_tmp_remove_all(void)
-{
-    for (int i = 0; i < 8; i++)
-        if (tmp_paths[i])
-            unlink(tmp_paths[i]);
-}
 
 static int ends_with(const char *s, const char *suffix)
 {
@@ -66,39 +42,76 @@ const char *ms_fmt_name(enum ms_fmt fmt)
     return names[fmt];
 }
 
-int ms_fmt_resolve(const char *path, const char *format, enum ms_fmt *fmt, int *zst,
-                   struct ms_err *err)
+/* The format a name stands for; -1 for none of them. */
+static int fmt_of_name(const char *name)
+{
+    for (int f = MS_FMT_TREC; f <= MS_FMT_H5; f++)
+        if (strcmp(name, ms_fmt_name((enum ms_fmt)f)) == 0)
+            return f;
+    return strcmp(name, "hdf5") == 0 ? MS_FMT_H5 : -1;
+}
+
+/* "trec or tsv", "tsv, npy or h5": the formats of a mask, for messages. */
+static const char *fmt_list(unsigned allowed, char *buf, size_t cap)
+{
+    int n = 0, total = 0;
+    size_t used = 0;
+
+    for (int f = MS_FMT_TREC; f <= MS_FMT_H5; f++)
+        total += (allowed >> f) & 1;
+    buf[0] = '\0';
+    for (int f = MS_FMT_TREC; f <= MS_FMT_H5; f++)
+        if ((allowed >> f) & 1) {
+            n++;
+            used += (size_t)snprintf(buf + used, cap - used, "%s%s",
+                                     n == 1       ? ""
+                                     : n == total ? " or "
+                                                  : ", ",
+                                     ms_fmt_name((enum ms_fmt)f));
+        }
+    return buf;
+}
+
+int ms_fmt_resolve(const char *path, const char *format, unsigned allowed, enum ms_fmt dflt,
+                   enum ms_fmt *fmt, int *zst, struct ms_err *err)
 {
     const int to_stdout = !path || strcmp(path, "-") == 0;
+    int named = -1, by_suffix = -1;
+    char list[64];
 
+    fmt_list(allowed, list, sizeof list);
     *zst = !to_stdout && (ends_with(path, ".zst") || ends_with(path, ".zstd"));
-    if (format) {
-        if (strcmp(format, "trec") == 0)
-            *fmt = MS_FMT_TREC;
-        else if (strcmp(format, "tsv") == 0)
-            *fmt = MS_FMT_TSV;
-        else if (strcmp(format, "npy") == 0)
-            *fmt = MS_FMT_NPY;
-        else if (strcmp(format, "h5") == 0)
-            *fmt = MS_FMT_H5;
-        else
-            return ms_err_set(err, MS_ERR_INPUT,
-                              "unknown format '%s' (expected trec, tsv, npy or h5)", format);
-    } else if (to_stdout) {
-        *fmt = MS_FMT_TREC;
-    } else {
+    if (format && (named = fmt_of_name(format)) < 0)
+        return ms_err_set(err, MS_ERR_INPUT, "unknown format '%s' (expected %s)", format, list);
+    if (!to_stdout) {
+        const char *dot;
         char base[4096];
         snprintf(base, sizeof base, "%s", path);
         if (*zst)
             *strrchr(base, '.') = '\0';
-        if (ends_with(base, ".tsv"))
-            *fmt = MS_FMT_TSV;
-        else if (ends_with(base, ".npy"))
-            *fmt = MS_FMT_NPY;
-        else if (ends_with(base, ".h5") || ends_with(base, ".hdf5"))
-            *fmt = MS_FMT_H5;
-        else
-            *fmt = MS_FMT_TREC; /* .trec, .run, .txt or anything else: a run file */
+        /* .trec .tsv .npy .h5 .hdf5 name a format; .run, .txt or anything else do not */
+        if ((dot = strrchr(base, '.')) && !strchr(dot, '/') && strlen(dot + 1) < 8) {
+            char lower[8];
+            size_t i = 0;
+            for (; dot[1 + i]; i++)
+                lower[i] = (char)tolower((unsigned char)dot[1 + i]);
+            lower[i] = '\0';
+            by_suffix = fmt_of_name(lower);
+        }
+    }
+    if (named >= 0 && by_suffix >= 0 && named != by_suffix)
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "--format %s contradicts the name '%s' (a .%s file); give one or the "
+                          "other",
+                          format, path, ms_fmt_name((enum ms_fmt)by_suffix));
+    *fmt = named >= 0 ? (enum ms_fmt)named : by_suffix >= 0 ? (enum ms_fmt)by_suffix : dflt;
+    if (!((allowed >> *fmt) & 1)) {
+        if (named >= 0)
+            return ms_err_set(err, MS_ERR_INPUT, "--format takes %s here, got '%s'", list, format);
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "-o '%s' names %s output, which this command does not write (expected "
+                          "%s)",
+                          path, ms_fmt_name(*fmt), list);
     }
     if ((*fmt == MS_FMT_NPY || *fmt == MS_FMT_H5) && to_stdout)
         return ms_err_set(err, MS_ERR_INPUT, "%s output needs a file name (-o OUT.%s)",
@@ -109,43 +122,26 @@ int ms_fmt_resolve(const char *path, const char *format, enum ms_fmt *fmt, int *
     return MS_OK;
 }
 
-int ms_wfile_open(struct ms_wfile **out, const char *path, int zst, struct ms_err *err)
+int ms_wfile_open(struct ms_wfile **out, const char *path, int zst, int flags, struct ms_err *err)
 {
     struct ms_wfile *w = ms_calloc(1, sizeof *w, err);
-    int fd;
+    int rc;
 
     *out = NULL;
     if (!w)
         return err->status;
+    w->t.fd = w->t.out_fd = -1;
     if (!path || strcmp(path, "-") == 0) {
-        w->f = stdout;
         w->is_stdout = 1;
+        w->name = "standard output";
         *out = w;
         return MS_OK;
     }
-    w->path = strdup(path);
-    w->tmp = malloc(strlen(path) + 32);
-    if (!w->path || !w->tmp) {
-        ms_wfile_abort(w);
-        return ms_err_set(err, MS_ERR_RUNTIME, "out of memory");
+    if ((rc = ms_tempfile_create(&w->t, "-o", path, flags, err)) != MS_OK) {
+        free(w);
+        return rc;
     }
-    sprintf(w->tmp, "%s.tmp.%ld", path, (long)getpid());
-    fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd >= 0)
-        ms_tmp_register(w->tmp);
-    if (fd < 0 || !(w->f = fdopen(fd, "wb"))) {
-        const int e = errno;
-        if (fd >= 0) {
-            close(fd);
-            unlink(w->tmp);
-            ms_tmp_forget(w->tmp);
-        }
-        free(w->tmp);
-        w->tmp = NULL;
-        ms_wfile_abort(w);
-        /* the user named an output we cannot create: their input, status 2 */
-        return ms_err_set(err, MS_ERR_INPUT, "cannot create '%s': %s", path, strerror(e));
-    }
+    w->name = w->t.target;
     if (zst) {
         w->z = ZSTD_createCStream();
         w->zcap = ZSTD_CStreamOutSize();
@@ -161,29 +157,37 @@ int ms_wfile_open(struct ms_wfile **out, const char *path, int zst, struct ms_er
 
 int ms_wfile_fd(const struct ms_wfile *w)
 {
-    return w->is_stdout || w->z ? -1 : fileno(w->f);
+    return w->is_stdout || w->z ? -1 : w->t.fd;
+}
+
+const char *ms_wfile_path(const struct ms_wfile *w)
+{
+    return w->is_stdout ? NULL : w->t.path;
+}
+
+static int write_out(struct ms_wfile *w, const void *buf, size_t len, struct ms_err *err)
+{
+    if (w->is_stdout ? len && fwrite(buf, 1, len, stdout) != len
+                     : ms_write_all(w->t.fd, buf, len) != 0)
+        return ms_err_set(err, MS_ERR_RUNTIME, "cannot write to '%s': %s", w->name,
+                          strerror(errno));
+    return MS_OK;
 }
 
 static int write_raw(struct ms_wfile *w, const void *buf, size_t len, struct ms_err *err)
 {
-    const char *name = w->path ? w->path : "standard output";
-
-    if (!w->z) {
-        if (len && fwrite(buf, 1, len, w->f) != len)
-            return ms_err_set(err, MS_ERR_RUNTIME, "cannot write to '%s': %s", name,
-                              strerror(errno));
-        return MS_OK;
-    }
+    if (!w->z)
+        return write_out(w, buf, len, err);
     ZSTD_inBuffer in = { buf, len, 0 };
     while (in.pos < in.size) {
         ZSTD_outBuffer o = { w->zbuf, w->zcap, 0 };
         const size_t r = ZSTD_compressStream(w->z, &o, &in);
         if (ZSTD_isError(r))
-            return ms_err_set(err, MS_ERR_RUNTIME, "zstd compression of '%s' failed: %s", name,
+            return ms_err_set(err, MS_ERR_RUNTIME, "zstd compression of '%s' failed: %s", w->name,
                               ZSTD_getErrorName(r));
-        if (o.pos && fwrite(w->zbuf, 1, o.pos, w->f) != o.pos)
-            return ms_err_set(err, MS_ERR_RUNTIME, "cannot write to '%s': %s", name,
-                              strerror(errno));
+        const int rc = write_out(w, w->zbuf, o.pos, err);
+        if (rc != MS_OK)
+            return rc;
     }
     return MS_OK;
 }
@@ -211,59 +215,37 @@ int ms_wfile_write(struct ms_wfile *w, const void *buf, size_t len, struct ms_er
 
 int ms_wfile_commit(struct ms_wfile *w, struct ms_err *err)
 {
-    const char *name = w->path ? w->path : "standard output";
     int rc = flush_buf(w, err);
 
     while (rc == MS_OK && w->z) {
         ZSTD_outBuffer o = { w->zbuf, w->zcap, 0 };
         const size_t left = ZSTD_endStream(w->z, &o);
         if (ZSTD_isError(left))
-            rc = ms_err_set(err, MS_ERR_RUNTIME, "zstd compression of '%s' failed: %s", name,
+            rc = ms_err_set(err, MS_ERR_RUNTIME, "zstd compression of '%s' failed: %s", w->name,
                             ZSTD_getErrorName(left));
-        else if (o.pos && fwrite(w->zbuf, 1, o.pos, w->f) != o.pos)
-            rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot write to '%s': %s", name, strerror(errno));
+        else
+            rc = write_out(w, w->zbuf, o.pos, err);
         if (left == 0)
             break;
     }
-    if (rc == MS_OK && fflush(w->f) != 0)
-        rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot write to '%s': %s", name, strerror(errno));
     if (w->is_stdout) {
-        free(w);
-        return rc;
+        if (rc == MS_OK && fflush(stdout) != 0)
+            rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot write to '%s': %s", w->name,
+                            strerror(errno));
+    } else if (rc == MS_OK) {
+        rc = ms_tempfile_commit(&w->t, err);
     }
-    if (fclose(w->f) != 0 && rc == MS_OK)
-        rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot write to '%s': %s", name, strerror(errno));
-    w->f = NULL;
-    if (rc == MS_OK && rename(w->tmp, w->path) != 0)
-        rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot rename '%s' to '%s': %s", w->tmp, w->path,
-                        strerror(errno));
-    if (rc != MS_OK) {
-        ms_wfile_abort(w);
-        return rc;
-    }
-    ms_tmp_forget(w->tmp);
-    ZSTD_freeCStream(w->z);
-    free(w->zbuf);
-    free(w->path);
-    free(w->tmp);
-    free(w);
-    return MS_OK;
+    ms_wfile_abort(w);
+    return rc;
 }
 
 void ms_wfile_abort(struct ms_wfile *w)
 {
     if (!w)
         return;
-    if (w->f && !w->is_stdout)
-        fclose(w->f);
-    if (w->tmp) {
-        unlink(w->tmp);
-        ms_tmp_forget(w->tmp);
-    }
+    ms_tempfile_abort(&w->t);
     ZSTD_freeCStream(w->z);
     free(w->zbuf);
-    free(w->path);
-    free(w->tmp);
     free(w);
 }
 
@@ -357,23 +339,18 @@ static void topk_arrays(const struct ms_topk *t, float *scores, int64_t *indices
         }
 }
 
-static int write_npy_file(const char *path, const char *descr, uint64_t rows, uint64_t cols,
-                          const void *data, size_t elem, struct ms_err *err)
+/* Open an output and write a 2-D .npy array to it; committed by the caller. */
+static int write_npy_file(struct ms_wfile **w, const char *path, const char *descr, uint64_t rows,
+                          uint64_t cols, const void *data, size_t elem, struct ms_err *err)
 {
-    struct ms_wfile *w;
     char hdr[256];
     const uint64_t shape[2] = { rows, cols };
     const size_t hlen = ms_npy_header(hdr, descr, 2, shape);
-    int rc = ms_wfile_open(&w, path, 0, err);
+    int rc = ms_wfile_open(w, path, 0, 0, err);
 
-    if (rc != MS_OK)
-        return rc;
-    if ((rc = ms_wfile_write(w, hdr, hlen, err)) != MS_OK ||
-        (rc = ms_wfile_write(w, data, rows * cols * elem, err)) != MS_OK) {
-        ms_wfile_abort(w);
-        return rc;
-    }
-    return ms_wfile_commit(w, err);
+    if (rc == MS_OK && (rc = ms_wfile_write(*w, hdr, hlen, err)) == MS_OK)
+        rc = ms_wfile_write(*w, data, rows * cols * elem, err);
+    return rc;
 }
 
 /* scores, indices and (when the queries have ids) query_ids in one .h5
@@ -382,15 +359,13 @@ static int write_h5_topk(const char *path, uint64_t nq, uint64_t k, const float 
                          const int64_t *indices, const struct ms_ids *qids, struct ms_err *err)
 {
     struct ms_h5_out *o = NULL;
-    char *tmp = malloc(strlen(path) + 32);
+    struct ms_tempfile t;
     const char **ids = NULL;
     int rc, set;
 
-    if (!tmp)
-        return ms_err_set(err, MS_ERR_RUNTIME, "out of memory");
-    sprintf(tmp, "%s.tmp.%ld", path, (long)getpid());
-    ms_tmp_register(tmp);
-    if ((rc = ms_h5_out_create(&o, tmp, err)) != MS_OK)
+    if ((rc = ms_tempfile_create(&t, "-o", path, MS_TEMPFILE_SEEKABLE, err)) != MS_OK)
+        return rc;
+    if ((rc = ms_h5_out_create(&o, t.path, err)) != MS_OK)
         goto fail;
     if ((set = ms_h5_out_dataset(o, "scores", 0, nq, k, err)) < 0 ||
         (rc = ms_h5_out_write(o, set, 0, 0, nq, k, scores, k, err)) != MS_OK)
@@ -408,24 +383,48 @@ static int write_h5_topk(const char *path, uint64_t nq, uint64_t k, const float 
     }
     rc = ms_h5_out_close(o, err);
     o = NULL;
-    if (rc != MS_OK)
+    if (rc != MS_OK || (rc = ms_tempfile_commit(&t, err)) != MS_OK)
         goto fail;
-    if (rename(tmp, path) != 0) {
-        rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot rename '%s' to '%s': %s", tmp, path,
-                        strerror(errno));
-        goto fail;
-    }
-    ms_tmp_forget(tmp);
     free(ids);
-    free(tmp);
     return MS_OK;
 fail:
     ms_h5_out_abort(o);
-    unlink(tmp);
-    ms_tmp_forget(tmp);
+    ms_tempfile_abort(&t);
     free(ids);
-    free(tmp);
     return err->status ? err->status : MS_ERR_RUNTIME;
+}
+
+/* The .npy file of search's arrays named part ("scores", "indices"). */
+static char *npy_part_path(const char *path, const char *part)
+{
+    const size_t n = strlen(path) - (ends_with(path, ".npy") ? 4 : 0);
+    char *p = malloc(n + strlen(part) + 8);
+    if (p)
+        sprintf(p, "%.*s.%s.npy", (int)n, path, part);
+    return p;
+}
+
+int ms_output_try(const char *path, enum ms_fmt fmt, struct ms_err *err)
+{
+    char *part = fmt == MS_FMT_NPY ? npy_part_path(path, "scores") : NULL;
+    struct ms_tempfile t;
+    struct stat st;
+    int rc;
+
+    if (fmt == MS_FMT_NPY && !part)
+        return ms_err_set(err, MS_ERR_RUNTIME, "out of memory");
+    /* OUT.npy names two new files: beside a device they would be made in /dev */
+    if (fmt == MS_FMT_NPY && stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        free(part);
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "-o '%s': npy output is two files, OUT.scores.npy and "
+                          "OUT.indices.npy; expected a file name, not a %s",
+                          path, S_ISDIR(st.st_mode) ? "directory" : "device or FIFO");
+    }
+    rc = ms_tempfile_create(&t, "-o", part ? part : path, MS_TEMPFILE_SEEKABLE, err);
+    ms_tempfile_abort(&t);
+    free(part);
+    return rc;
 }
 
 int ms_topk_write_arrays(const char *path, enum ms_fmt fmt, const struct ms_topk *t,
@@ -446,22 +445,28 @@ int ms_topk_write_arrays(const char *path, enum ms_fmt fmt, const struct ms_topk
     topk_arrays(t, scores, indices, k);
     if (fmt == MS_FMT_NPY) {
         /* OUT.npy -> OUT.scores.npy and OUT.indices.npy */
-        const size_t n = strlen(path) - (ends_with(path, ".npy") ? 4 : 0);
-        char *sp = malloc(n + 16), *ip = malloc(n + 16);
+        char *sp = npy_part_path(path, "scores"), *ip = npy_part_path(path, "indices");
         if (!sp || !ip) {
             free(sp);
             free(ip);
             rc = ms_err_set(err, MS_ERR_RUNTIME, "out of memory");
             goto done;
         }
-        sprintf(sp, "%.*s.scores.npy", (int)n, path);
-        sprintf(ip, "%.*s.indices.npy", (int)n, path);
-        rc = write_npy_file(sp, "<f4", t->n_queries, k, scores, sizeof *scores, err);
+        /* both written in full before either is put in place */
+        struct ms_wfile *sw = NULL, *iw = NULL;
+        rc = write_npy_file(&sw, sp, "<f4", t->n_queries, k, scores, sizeof *scores, err);
+        if (rc == MS_OK)
+            rc = write_npy_file(&iw, ip, "<i8", t->n_queries, k, indices, sizeof *indices, err);
         if (rc == MS_OK) {
-            rc = write_npy_file(ip, "<i8", t->n_queries, k, indices, sizeof *indices, err);
-            if (rc != MS_OK)
-                unlink(sp);
+            rc = ms_wfile_commit(sw, err);
+            sw = NULL;
         }
+        if (rc == MS_OK) {
+            rc = ms_wfile_commit(iw, err);
+            iw = NULL;
+        }
+        ms_wfile_abort(sw);
+        ms_wfile_abort(iw);
         free(sp);
         free(ip);
     } else {

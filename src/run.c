@@ -11,21 +11,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zstd.h>
 
 #include "emb.h"
+#include "zin.h"
 
 enum { LINE_MAX_BYTES = 1 << 20, PIECE = 1 << 20 };
 
 struct ms_lines {
-    FILE *f;
-    int is_stdin;
+    struct ms_zin *in; /* plain or zstd, told by the first bytes (zin.h) */
     char *name;
-    ZSTD_DStream *z; /* non-NULL for zstd input */
-    char *zin;       /* compressed bytes read from f */
-    ZSTD_inBuffer in;
-    int z_frame_open; /* inside a frame: its end must come before EOF */
-    char *buf;        /* text: [start, end) not yet returned */
+    char *buf; /* text: [start, end) not yet returned */
     size_t start, end, cap;
     int eof;
     uint64_t lineno;
@@ -34,41 +29,21 @@ struct ms_lines {
 int ms_lines_open(struct ms_lines **out, const char *path, struct ms_err *err)
 {
     struct ms_lines *l = ms_calloc(1, sizeof *l, err);
-    unsigned char magic[4];
-    size_t got;
+    int rc;
 
     *out = NULL;
     if (!l)
         return err->status;
-    l->is_stdin = strcmp(path, "-") == 0;
-    l->name = strdup(l->is_stdin ? "standard input" : path);
+    l->name = strdup(strcmp(path, "-") == 0 ? "standard input" : path);
     l->cap = 2 * PIECE + LINE_MAX_BYTES;
     l->buf = malloc(l->cap);
     if (!l->name || !l->buf) {
         ms_lines_close(l);
         return ms_err_set(err, MS_ERR_RUNTIME, "out of memory");
     }
-    l->f = l->is_stdin ? stdin : fopen(path, "rb");
-    if (!l->f) {
-        const int e = errno;
+    if ((rc = ms_zin_open(&l->in, path, MS_ZIN_AUTO, err)) != MS_OK) {
         ms_lines_close(l);
-        return ms_err_set(err, MS_ERR_INPUT, "cannot open '%s': %s", path, strerror(e));
-    }
-    got = fread(magic, 1, sizeof magic, l->f);
-    if (got == 4 && memcmp(magic, "\x28\xb5\x2f\xfd", 4) == 0) {
-        l->z = ZSTD_createDStream();
-        l->zin = malloc(ZSTD_DStreamInSize() + 4);
-        if (!l->z || !l->zin || ZSTD_isError(ZSTD_initDStream(l->z))) {
-            ms_lines_close(l);
-            return ms_err_set(err, MS_ERR_RUNTIME, "cannot start zstd decompression");
-        }
-        memcpy(l->zin, magic, 4);
-        l->in.src = l->zin;
-        l->in.size = 4;
-        l->in.pos = 0;
-    } else {
-        memcpy(l->buf, magic, got);
-        l->end = got;
+        return rc;
     }
     *out = l;
     return MS_OK;
@@ -77,43 +52,14 @@ int ms_lines_open(struct ms_lines **out, const char *path, struct ms_err *err)
 /* Append more text after l->end; sets eof when the input is exhausted. */
 static int fill(struct ms_lines *l, struct ms_err *err)
 {
-    if (!l->z) {
-        const size_t n = fread(l->buf + l->end, 1, PIECE, l->f);
-        if (n == 0) {
-            if (ferror(l->f))
-                return ms_err_set(err, MS_ERR_INPUT, "cannot read '%s': %s", l->name,
-                                  strerror(errno));
-            l->eof = 1;
-        }
-        l->end += n;
-        return MS_OK;
-    }
-    for (;;) {
-        if (l->in.pos == l->in.size) {
-            const size_t n = fread(l->zin, 1, ZSTD_DStreamInSize(), l->f);
-            if (n == 0) {
-                if (ferror(l->f))
-                    return ms_err_set(err, MS_ERR_INPUT, "cannot read '%s': %s", l->name,
-                                      strerror(errno));
-                if (l->z_frame_open)
-                    return ms_err_set(err, MS_ERR_INPUT, "'%s': truncated zstd data", l->name);
-                l->eof = 1;
-                return MS_OK;
-            }
-            l->in.src = l->zin;
-            l->in.size = n;
-            l->in.pos = 0;
-        }
-        ZSTD_outBuffer o = { l->buf + l->end, PIECE, 0 };
-        const size_t r = ZSTD_decompressStream(l->z, &o, &l->in);
-        if (ZSTD_isError(r))
-            return ms_err_set(err, MS_ERR_INPUT, "'%s': corrupt zstd data: %s", l->name,
-                              ZSTD_getErrorName(r));
-        l->z_frame_open = r != 0;
-        l->end += o.pos;
-        if (o.pos)
-            return MS_OK;
-    }
+    uint64_t got;
+    const int rc = ms_zin_read(l->in, l->buf + l->end, PIECE, &got, err);
+
+    if (rc != MS_OK)
+        return rc;
+    l->end += (size_t)got;
+    l->eof = got < PIECE;
+    return MS_OK;
 }
 
 int ms_lines_next(struct ms_lines *l, const char **line, size_t *len, struct ms_err *err)
@@ -123,6 +69,9 @@ int ms_lines_next(struct ms_lines *l, const char **line, size_t *len, struct ms_
         if (nl || (l->eof && l->end > l->start)) {
             char *s = l->buf + l->start;
             size_t n = nl ? (size_t)(nl - s) : l->end - l->start;
+            if (n > LINE_MAX_BYTES) /* the same limit however the pieces fell */
+                return ms_err_set(err, MS_ERR_INPUT, "'%s' line %llu: longer than %d bytes",
+                                  l->name, (unsigned long long)l->lineno + 1, LINE_MAX_BYTES);
             l->start += n + (nl ? 1 : 0);
             if (n > 0 && s[n - 1] == '\r')
                 n--;
@@ -161,10 +110,7 @@ void ms_lines_close(struct ms_lines *l)
 {
     if (!l)
         return;
-    if (l->f && !l->is_stdin)
-        fclose(l->f);
-    ZSTD_freeDStream(l->z);
-    free(l->zin);
+    ms_zin_close(l->in);
     free(l->buf);
     free(l->name);
     free(l);

@@ -3,7 +3,7 @@
  * standard input, or zstd-compressed either way), and the parsing of one run
  * line into its query and document ids.
  *
- * Accepted lines (CONTRACT.md): TREC `QID Q0 DOCID RANK SCORE TAG` (fields
+ * Accepted lines (man/maxsim.1, rerank): TREC `QID Q0 DOCID RANK SCORE TAG` (fields
  * separated by spaces or tabs) and `QID<TAB>DOCID[<TAB>...]`. CRLF line ends
  * are tolerated; blank lines are skipped.
  */

@@ -26,6 +26,7 @@ static int parse_spec(struct ms_src *src, const char *spec, struct ms_err *err)
 {
     const char *colon = NULL;
     size_t flen = strlen(spec);
+    struct stat st;
 
     for (const char *p = strstr(spec, ":"); p; p = strstr(p + 1, ":")) {
         if (ends_with(spec, (size_t)(p - spec), ".h5") ||
@@ -44,6 +45,11 @@ static int parse_spec(struct ms_src *src, const char *spec, struct ms_err *err)
         src->format = MS_FORMAT_NPY;
     else if (ends_with(spec, flen, ".h5") || ends_with(spec, flen, ".hdf5"))
         src->format = MS_FORMAT_H5;
+    else if (stat(src->file, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+        /* a pipe (/dev/stdin): reading its magic here would consume it, and
+         * only a stream can come through one, so it is .npy.zst (zin.c
+         * checks the magic as it reads) */
+        src->format = MS_FORMAT_NPY_ZST;
     else {
         unsigned char magic[8] = { 0 };
         FILE *f = fopen(src->file, "rb");

@@ -2,7 +2,7 @@
  * src.h - an opened embeddings input that delivers any range of rows.
  *
  * A user names an input as PATH.npy, PATH.npy.zst, PATH.h5 or PATH.h5:/group
- * (see CONTRACT.md). ms_src_open() picks the format backend from the name,
+ * (see man/maxsim.1). ms_src_open() picks the format backend from the name,
  * applies lengths and ids (from the file or from --*-lengths / --*-ids
  * files), validates everything it can without reading the token data, and
  * keeps the per-row lengths. ms_src_read() then delivers rows [first,

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cl_dev.h"
+#include "tempfile.h"
 
 int ms_tune_path(char *buf, size_t cap)
 {
@@ -75,8 +76,9 @@ int ms_tune_store(const char *device, const char *klass, const char *variant, do
                   struct ms_err *err)
 {
     char path[4096], tmp[4200], line[1024], copy[1024], *f[4];
+    struct ms_tempfile t;
     FILE *in, *out;
-    int fd;
+    int rc;
     if (!ms_tune_path(path, sizeof path))
         return ms_err_set(err, MS_ERR_INPUT,
                           "the kernel cache is off (MAXSIM_CACHE_DIR=off or no home directory): "
@@ -85,11 +87,15 @@ int ms_tune_store(const char *device, const char *klass, const char *variant, do
     *strrchr(tmp, '/') = 0;
     if (mkdirs(tmp) != 0)
         return ms_err_set(err, MS_ERR_RUNTIME, "cannot create '%s': %s", tmp, strerror(errno));
-    snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
-    if ((fd = mkstemp(tmp)) < 0 || !(out = fdopen(fd, "w"))) {
+    /* a temporary beside the table, renamed into place (tempfile.h) */
+    if ((rc = ms_tempfile_create(&t, NULL, path, 0, err)) != MS_OK)
+        return rc;
+    const int fd = dup(t.fd);
+    if (fd < 0 || !(out = fdopen(fd, "w"))) {
         if (fd >= 0)
             close(fd);
-        return ms_err_set(err, MS_ERR_RUNTIME, "cannot create a file beside '%s': %s", path,
+        ms_tempfile_abort(&t);
+        return ms_err_set(err, MS_ERR_RUNTIME, "cannot write beside '%s': %s", path,
                           strerror(errno));
     }
     if ((in = fopen(path, "r"))) {
@@ -104,15 +110,9 @@ int ms_tune_store(const char *device, const char *klass, const char *variant, do
     if (fflush(out) != 0 || ferror(out) || fsync(fileno(out)) != 0) {
         const int e = errno;
         fclose(out);
-        unlink(tmp);
-        return ms_err_set(err, MS_ERR_RUNTIME, "cannot write '%s': %s", tmp, strerror(e));
+        ms_tempfile_abort(&t);
+        return ms_err_set(err, MS_ERR_RUNTIME, "cannot write '%s': %s", path, strerror(e));
     }
     fclose(out);
-    if (rename(tmp, path) != 0) {
-        const int e = errno;
-        unlink(tmp);
-        return ms_err_set(err, MS_ERR_RUNTIME, "cannot rename '%s' to '%s': %s", tmp, path,
-                          strerror(e));
-    }
-    return MS_OK;
+    return ms_tempfile_commit(&t, err);
 }

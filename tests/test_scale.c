@@ -353,7 +353,7 @@ static void write_run(const char *path, enum ms_fmt fmt, const float *scores, ui
         for (uint64_t j = first; j < first + n; j++)
             ms_topk_push_one(&t, q, scores[q * nd + j], j);
     ms_topk_finish(&t);
-    cr_assert(ms_wfile_open(&w, path, 0, &err) == MS_OK, "%s", err.msg);
+    cr_assert(ms_wfile_open(&w, path, 0, 0, &err) == MS_OK, "%s", err.msg);
     cr_assert(ms_run_write(w, fmt, &t, &none, &none, "run", &err) == MS_OK, "%s", err.msg);
     cr_assert(ms_wfile_commit(w, &err) == MS_OK, "%s", err.msg);
     ms_topk_release(&t);
@@ -388,7 +388,7 @@ Test(runmerge, shards_merge_to_the_unsharded_bytes)
         struct ms_wfile *w;
         struct ms_err err;
         const struct ms_merge_opts mo = { .k = k, .fmt = -1, .tag = NULL };
-        cr_assert(ms_wfile_open(&w, merged, 0, &err) == MS_OK);
+        cr_assert(ms_wfile_open(&w, merged, 0, 0, &err) == MS_OK);
         cr_assert(ms_runs_merge(paths, (int)n_shards, &mo, w, NULL, &err) == MS_OK, "%s", err.msg);
         cr_assert(ms_wfile_commit(w, &err) == MS_OK);
 

@@ -32,3 +32,17 @@ $ MAXSIM_DEVICE=tpu maxsim search -q $DATA/queries.npy -d $DATA/sample.h5:/docs
 $ maxsim devices extra
 ? 2
 ~ ^maxsim devices: 
+
+# PoCL lists no platform when it cannot create its cache directory (HOME
+# unwritable): say that, not "install a driver" (issue 12).
+$ env -u POCL_CACHE_DIR -u XDG_CACHE_HOME HOME=/dev/null maxsim devices
+? 1
+! maxsim: error: no OpenCL platform found; PoCL lists none when it cannot create its cache directory '/dev/null/.cache/pocl': '/dev/null' is not a writable directory (set POCL_CACHE_DIR to a writable directory)
+
+$ env -u POCL_CACHE_DIR -u XDG_CACHE_HOME HOME=/dev/null maxsim search -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs
+? 1
+~ ^maxsim: error: no OpenCL platform found; PoCL lists none when it cannot create its cache directory
+
+# --json prints one object: the picked index and the devices.
+$ maxsim devices --json | $PYTHON -c "import json,sys; d=json.load(sys.stdin); print(sorted(d))"
+> ['devices', 'picked', 'picked_all']

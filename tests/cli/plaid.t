@@ -136,8 +136,7 @@ $ maxsim plaid -q $FIXTURES/plaid_q.npy
 
 $ maxsim plaid -q $FIXTURES/plaid_q.npy -i $FIXTURES/plaid_fp2 -o out.npy
 ? 2
-! maxsim plaid: --format takes trec or tsv, got 'npy'
-! Try 'maxsim plaid --help'.
+! maxsim: error: -o 'out.npy' names npy output, which this command does not write (expected trec or tsv)
 
 $ maxsim plaid -q $FIXTURES/plaid_q.npy -i $FIXTURES/plaid_fp2 --nprobe 0
 ? 2
@@ -160,3 +159,7 @@ $ maxsim info --json $FIXTURES/plaid_fp2 $DATA/queries.npy
 ? 2
 ! maxsim info: --json describes either embedding files or index directories; name them in two calls
 ! Try 'maxsim info --help'.
+
+# -v shows what the device layer noted (kernel cache), as for the other commands.
+$ MAXSIM_CACHE_DIR=$TMP/vcache maxsim -v plaid -q $FIXTURES/plaid_corpus_q.npy -i $FIXTURES/plaid_corpus -k 1 2>&1 >/dev/null | grep -c '^maxsim: cache SAVE'
+> 1

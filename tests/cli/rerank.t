@@ -58,8 +58,7 @@ $ maxsim rerank -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.h5:/docs -c $TMP/none.
 
 $ maxsim rerank -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.h5:/docs -c $FIXTURES/cli_run.trec -o x.npy
 ? 2
-! maxsim rerank: --format takes trec or tsv for a reranked run, got 'npy'
-! Try 'maxsim rerank --help'.
+! maxsim: error: -o 'x.npy' names npy output, which this command does not write (expected trec or tsv)
 
 $ maxsim rerank -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.h5:/docs -c $FIXTURES/cli_run.trec -k 0
 ? 2
@@ -69,3 +68,8 @@ $ maxsim rerank -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.h5:/docs -c $FIXTURES/
 $ printf 'a\nb\nc\na\ne\n' > ids.txt && maxsim rerank -q $FIXTURES/cli_q.npy --query-ids ids.txt -d $FIXTURES/cli_d.h5:/docs -c $FIXTURES/cli_run.trec
 ? 2
 ! maxsim: error: 'ids.txt': id 'a' appears twice (rows 0 and 3)
+
+# A candidate line longer than 1 MiB is refused (documented in the man page).
+$ $PYTHON -c "print('q1 Q0 ' + 'd' * (1 << 20) + ' 1 1 x')" > long.trec && maxsim rerank -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -c long.trec
+? 2
+! maxsim: error: 'long.trec' line 1: longer than 1048576 bytes

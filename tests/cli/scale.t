@@ -159,8 +159,7 @@ $ maxsim merge -k 0 a.trec
 
 $ maxsim merge -o m.npy a.trec
 ? 2
-! maxsim merge: merge writes trec or tsv, not npy
-! Try 'maxsim merge --help'.
+! maxsim: error: -o 'm.npy' names npy output, which this command does not write (expected trec or tsv)
 
 $ maxsim merge --run-tag 'a b' a.trec
 ? 2

@@ -37,8 +37,7 @@ $ maxsim score -q $FIXTURES/cli_d.h5:/queries -d $FIXTURES/cli_d.h5:/docs | awk 
 # Errors.
 $ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --format trec -o x.trec
 ? 2
-! maxsim score: --format takes tsv, npy or h5 for a score matrix, got 'trec'
-! Try 'maxsim score --help'.
+! maxsim: error: --format takes tsv, npy or h5 here, got 'trec'
 
 $ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d64.npy -o x.npy; s=$?; test -e x.npy || echo none; exit $s
 ? 2
@@ -47,9 +46,13 @@ $ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d64.npy -o x.npy; s=$?; t
 
 $ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -o /nonexistent/m.h5
 ? 2
-~ ^maxsim: error: cannot create '/nonexistent/m.h5
+~ ^maxsim: error: -o: cannot create '/nonexistent/m.h5
 
 $ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_nan.npy --doc-lengths $FIXTURES/cli_nan_lengths.npy -o nan.npy; s=$?; ls | grep -q nan || echo clean; exit $s
 ? 2
 > clean
 ! maxsim: error: '$FIXTURES/cli_nan.npy': row 3 token 3 holds a NaN or Inf (embeddings must be finite)
+
+# --chunk-docs larger than the corpus: buffers for the corpus, not the option.
+$ maxsim score -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs --chunk-docs 100000000000 | head -1
+> q1	doc-0000	4.00032616

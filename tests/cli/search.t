@@ -44,9 +44,19 @@ $ awk -F'\t' 'NR==1{a=$2} NR==2{b=$2} NR==3{c=$2} END{print (a<5 && b==a+5 && c=
 $ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 100000 | wc -l
 > 1500
 
-# An empty corpus gives an empty run; empty documents score 0.
+# An empty corpus gives an empty run, and says so; empty documents score 0.
 $ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_empty_corpus.npy --doc-lengths $FIXTURES/cli_empty_corpus_lengths.npy | wc -c
 > 0
+! maxsim: warning: '$FIXTURES/cli_empty_corpus.npy' has no documents: the output is empty
+
+$ maxsim -q search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_empty_corpus.npy --doc-lengths $FIXTURES/cli_empty_corpus_lengths.npy | wc -c
+> 0
+
+# A 2-D corpus without lengths is one document of all its tokens: a warning,
+# since a forgotten --doc-lengths would otherwise pass for a result.
+$ maxsim search -q $DATA/queries.npy -d $DATA/docs.npy -k 1 --format tsv | head -1
+> 0	0	1	20.1906166
+! maxsim: warning: '$DATA/docs.npy' is a 2-D [tokens, dim] array without lengths (--doc-lengths): it is read as one document of all 2492 tokens
 
 $ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_empty_corpus.npy --doc-lengths $FIXTURES/cli_empty_rows_lengths.npy -k 2 --format tsv | head -2
 > 0	0	1	0
@@ -125,7 +135,7 @@ $ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --format npy
 
 $ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy -o /nonexistent/dir/run.trec
 ? 2
-! maxsim: error: cannot create '/nonexistent/dir/run.trec': No such file or directory
+! maxsim: error: -o: cannot create '/nonexistent/dir/run.trec': No such file or directory
 
 $ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_nan.npy --doc-lengths $FIXTURES/cli_nan_lengths.npy -o nan.trec; s=$?; test -e nan.trec || ls | grep -q 'tmp' || echo clean; exit $s
 ? 2
@@ -142,3 +152,27 @@ $ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIX
 
 $ maxsim -q search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy --progress | wc -l
 > 50
+
+# --chunk-docs larger than the corpus sizes buffers for the corpus, not the
+# option (10^11 ran out of memory on 500 documents).
+$ maxsim search -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -k 1 --chunk-docs 100000000000 | head -1
+> q1 Q0 doc-0042 1 16.5641651 maxsim
+
+# zstd through a pipe (/dev/stdin), told by its first bytes (it said "bad
+# magic bytes": the format probe had consumed them); lengths too.
+$ zstd -q -c $DATA/queries.npy | maxsim search -q /dev/stdin -d $DATA/docs.npy --doc-lengths $DATA/docs_lengths.npy -k 1 --format tsv
+> 0	42	1	16.5641651
+> 1	137	1	16.9055138
+> 2	256	1	16.852972
+> 3	499	1	16.7030907
+
+$ zstd -q -c $DATA/docs_lengths.npy | maxsim search -q $DATA/queries.npy -d $DATA/docs.npy --doc-lengths /dev/stdin -k 1 --format tsv | head -1
+> 0	42	1	16.5641651
+
+$ cat $DATA/queries.npy | maxsim search -q /dev/stdin -d $DATA/docs.npy --doc-lengths $DATA/docs_lengths.npy
+? 2
+! maxsim: error: '/dev/stdin': a plain .npy through a pipe (it is read at random positions: give a file, or compress it with zstd)
+
+$ zstd -q -c $DATA/queries.npy | head -c 3000 | maxsim search -q /dev/stdin -d $DATA/docs.npy --doc-lengths $DATA/docs_lengths.npy
+? 2
+! maxsim: error: '/dev/stdin': truncated zstd data (the file ends inside a frame)

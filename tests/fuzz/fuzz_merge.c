@@ -61,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct ms_wfile *w;
     struct ms_err err = { 0 };
     const struct ms_merge_opts mo = { .k = 1 + (size ? data[0] % 8 : 0), .fmt = -1, .tag = NULL };
-    if (ms_wfile_open(&w, out, 0, &err) != MS_OK)
+    if (ms_wfile_open(&w, out, 0, 0, &err) != MS_OK)
         abort();
     const int rc = ms_runs_merge(list, n, &mo, w, NULL, &err);
     if (rc != MS_OK && (!err.msg[0] || strchr(err.msg, '\n')))

@@ -55,6 +55,6 @@ $ mpirun -q -n 1 maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --d
 # the other ranks stop at the checkpoint, one message.
 $ mpirun -q --oversubscribe -n 3 maxsim search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -o no/such/dir/run.trec
 ? 2
-! maxsim: error: cannot create 'no/such/dir/run.trec': No such file or directory
+! maxsim: error: -o: cannot create 'no/such/dir/run.trec': No such file or directory
 $ mpirun -q --oversubscribe -n 3 maxsim search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -o no/such/dir/run.trec 2>&1 | grep -c error
 > 1

@@ -1,0 +1,64 @@
+/*
+ * tempfile.h - output files that appear whole or not at all, after git's
+ * lockfile/tempfile: create, write, then commit (rename into place) or abort
+ * (remove). Every output of maxsim and the kernel cache go through it.
+ *
+ * What ms_tempfile_create() does depends on what the path names:
+ *  - a regular file, or nothing yet: a temporary is created with O_EXCL
+ *    beside it, and commit renames it over the file (an existing file keeps
+ *    its mode). A symlink is followed: its target is replaced, not the link.
+ *  - anything else (a device such as /dev/null, a FIFO, /dev/stdout, a
+ *    terminal): there is nothing to replace, and replacing it would destroy
+ *    it, so the output is written through to it.
+ * With MS_TEMPFILE_SEEKABLE (outputs written by offset: .npy by pwrite,
+ * HDF5) a target that is not a regular file gets a scratch file in $TMPDIR
+ * instead, copied through to it at commit.
+ *
+ * Temporaries stay on a list that ms_tempfile_remove_all() clears when the
+ * process is interrupted (main.c's signal handler), until committed or
+ * aborted.
+ */
+#ifndef MS_TEMPFILE_H
+#define MS_TEMPFILE_H
+
+#include <sys/types.h>
+
+#include "err.h"
+
+enum { MS_TEMPFILE_SEEKABLE = 1 };
+
+struct ms_tempfile {
+    char *target; /* the file the output becomes (symlinks followed) */
+    char *path;   /* where to write: the temporary, or target when written through */
+    int fd;       /* open for writing on path; -1 once closed */
+    int out_fd;   /* a scratch file's destination, open for writing; else -1 */
+    int through;  /* 1: path is the target itself, written in place */
+    int scratch;  /* 1: path is a scratch file, copied to out_fd at commit */
+    int keep_mode;
+    mode_t mode; /* an existing target's mode, given to the temporary */
+};
+
+/* Prepare an output at `path`. `opt` names the option that gave the path in
+ * messages ("-o"; NULL for none). An unusable path (empty, a directory, a
+ * missing directory, no permission) is MS_ERR_INPUT: it is the user's. */
+int ms_tempfile_create(struct ms_tempfile *t, const char *opt, const char *path, int flags,
+                       struct ms_err *err);
+
+/* Close the file and put it in place: rename, or copy a scratch file through.
+ * On failure the temporary is removed. */
+int ms_tempfile_commit(struct ms_tempfile *t, struct ms_err *err);
+
+/* Give up: close and remove the temporary (a written-through target is left
+ * as it is). Safe on a zeroed or already finished struct. */
+void ms_tempfile_abort(struct ms_tempfile *t);
+
+/* write(2) all of buf, retrying short writes; on failure errno says why
+ * (ENOSPC when the device took nothing). Returns 0 or -1. */
+int ms_write_all(int fd, const void *buf, size_t len);
+/* The same with pwrite(2) at offset off. */
+int ms_pwrite_all(int fd, const void *buf, size_t len, off_t off);
+
+/* Remove every temporary still listed: async-signal-safe (only unlink). */
+void ms_tempfile_remove_all(void);
+
+#endif
