@@ -7,9 +7,10 @@
  * a multiple of the row tile). gpu_run walks a document block in sub-blocks that fit its buffers:
  * upload the tokens as they are (float16 or float32), msg_norm_* when normalizing, then per query
  * group msg_score (the per-row maxima, [doc][row]) and msg_sum (a query's rows added in token
- * order), and read the [nq][nd] scores back. gpu_run_pairs scores the sub-blocks that hold the
- * pairs' documents with the same kernels (rows no pair names get length 0 and cost nothing) and
- * picks the pairs out: bit for bit what gpu_run gives.
+ * order), and read the [nq][nd] scores back. gpu_run_pairs uploads the sub-blocks that hold the
+ * pairs' documents and scores a work list of the (row tile, document) pairs its pairs need with
+ * the same kernel body (msg_score_list_*), then msg_sum_pairs: bit for bit what gpu_run gives,
+ * with work proportional to the pairs.
  *
  * No score depends on the sub-blocks, the query groups or the tiling: each dot product is one
  * fma chain in k order, the max is exact, and msg_sum adds in token order (kernels/maxsim_gpu.cl).
