@@ -103,9 +103,13 @@ $(BUILD)/fixtures/.stamp: tests/gen_fixtures.py $(wildcard tests/fixtures_*.py)
 test: MOREFLAGS += -Werror
 test: $(BIN) $(TESTS) $(FUZZ_REPLAY) $(BUILD)/fixtures/.stamp
 	$(Q)MAXSIM_FIXTURES=$(BUILD)/fixtures sh tests/run-unit.sh $(TESTS)
+	@echo "== the same OpenCL scorer tests through the portable GPU kernel (MAXSIM_KERNEL=gpu)"
+	$(Q)MAXSIM_KERNEL=gpu sh tests/run-unit.sh $(BUILD)/tests/test_maxsim
 	$(Q)for f in $(FUZZ_REPLAY); do n=$$(basename $$f -replay); \
 	    $$f tests/fuzz/corpus/$${n#fuzz_} || exit 1; done
 	$(Q)MAXSIM=$(CURDIR)/$(BIN) FIXTURES=$(CURDIR)/$(BUILD)/fixtures bash tests/cli/run.sh tests/cli/*.t
+	@echo "== the CLI tests through the portable GPU kernel (MAXSIM_KERNEL=gpu)"
+	$(Q)MAXSIM_KERNEL=gpu MAXSIM=$(CURDIR)/$(BIN) FIXTURES=$(CURDIR)/$(BUILD)/fixtures bash tests/cli/run.sh tests/cli/*.t
 	$(Q)if command -v $(MPICC) >/dev/null && command -v mpirun >/dev/null; then \
 	    $(MAKE) --no-print-directory test-mpi FIXTURES=$(CURDIR)/$(BUILD)/fixtures; \
 	else echo "  mpirun tests skipped: no Open MPI (scripts/install-deps installs it)"; fi

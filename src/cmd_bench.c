@@ -40,7 +40,8 @@ static const char usage_text[] =
     "                       their ranking agreement with exact scores of the same data\n"
     "  --peak-tflops <x>    the device's arithmetic ceiling, for the floor\n"
     "  --json               one JSON object\n"
-    "  --tune               time every tensor-core kernel variant on this shape and keep the\n"
+    "  --tune               time every variant of the GPU path (tensor-core kernels, or the\n"
+    "                       portable GPU kernel's tilings) on this shape and keep the\n"
     "                       fastest for its class of shapes in the tuning table (beside the\n"
     "                       kernel cache), where search, score and rerank find it\n"
     "  -h, --help           this help\n";
@@ -216,9 +217,9 @@ static int bench_tune(struct ms_cl *cl, const struct ms_emb *q, const struct ms_
     int best_i = -1;
     if (!ms_scorer_tune_keys(cl, q, so, device, sizeof device, klass, sizeof klass))
         return ms_err_set(err, MS_ERR_INPUT,
-                          "nothing to tune on '%s': only the NVIDIA tensor-core path has variants "
-                          "(an NVIDIA GPU of compute capability 8.0 or more, float16 inputs or "
-                          "--precision f16)",
+                          "nothing to tune on '%s': only the GPU kernels have variants (the "
+                          "NVIDIA tensor-core path: compute capability 8.0 or more, float16 "
+                          "inputs or --precision f16; the portable GPU kernel: any GPU)",
                           cl->info.name);
     const int n = ms_scorer_tune_candidates(cl, q, so, cand, 64);
     if (ms_scorer_create(&s, cl, q, so, err) != MS_OK)

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "maxsim_gpu.h"
 #include "maxsim_priv.h"
 
 #define DEFAULT_TN 16 /* tokens per tile: one AVX-512 vector; little padding for short docs */
@@ -251,6 +252,10 @@ int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_e
                    cl->info.name);
         goto fail;
     }
+    if (gpu_wanted(cl) && gpu_create(&s->gpu, cl, queries, opts, err) != MS_OK)
+        goto fail;
+    if (s->gpu && !s->nv.on)
+        snprintf(s->path, sizeof s->path, "%s", gpu_describe(s->gpu));
     if (!s->nv.on)
         ms_cl_note(cl, "scorer: %s", s->path);
     *out = s;
@@ -404,6 +409,8 @@ int ms_scorer_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores,
         return MS_OK;
     if (ms_nv_usable(s, docs))
         return ms_nv_run(s, docs, scores, ld, err);
+    if (s->gpu)
+        return gpu_run(s->gpu, docs, scores, ld, &s->last_kernel_s, err);
     /* Greedy sub-blocks that fit the buffers; normally the whole block. */
     while (j0 < docs->n_rows) {
         const uint64_t nd = ms_scorer_fit(s, docs, j0, NULL, err);
@@ -510,6 +517,8 @@ int ms_scorer_run_pairs(struct ms_scorer *s, const struct ms_emb *docs, const ui
                               "%llu documents)",
                               (unsigned long long)p, pair_q[p], pair_d[p],
                               (unsigned long long)s->n_queries, (unsigned long long)docs->n_rows);
+    if (s->gpu && !nv)
+        return gpu_run_pairs(s->gpu, docs, pair_q, pair_d, n_pairs, out, &s->last_kernel_s, err);
     /* Counting sort: order[start[j] .. start[j+1]-1] are the pairs of row j,
      * in the caller's order. */
     if (!(start = ms_calloc(docs->n_rows + 2, sizeof *start, err)) ||
@@ -605,6 +614,7 @@ void ms_scorer_free(struct ms_scorer *s)
     if (!s)
         return;
     ms_nv_release(s);
+    gpu_release(s->gpu);
     for (int i = 0; i < s->n_groups; i++) {
         ms_cl_release(&s->groups[i].queries);
         ms_cl_release(&s->groups[i].q_blk);

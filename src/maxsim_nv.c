@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "maxsim_gpu.h"
 #include "maxsim_priv.h"
 #include "tune.h"
 
@@ -228,8 +229,8 @@ int ms_scorer_tune_keys(const struct ms_cl *cl, const struct ms_emb *q,
                         const struct ms_scorer_opts *o, char *device, size_t dcap, char *klass,
                         size_t kcap)
 {
-    if (!ms_nv_wanted(cl, q, o))
-        return 0;
+    if (!ms_nv_wanted(cl, q, o)) /* the portable GPU kernel has variants too */
+        return gpu_wanted(cl) ? gpu_tune_keys(cl, q, o, device, dcap, klass, kcap) : 0;
     const struct nv_shape sh = nv_shape_of(cl, q, o->max_docs ? o->max_docs : 1);
     device_key(cl, device, dcap);
     shape_class((q->dim + 15) / 16 * 16, &sh, klass, kcap);
@@ -245,7 +246,7 @@ int ms_scorer_tune_candidates(const struct ms_cl *cl, const struct ms_emb *q,
     const int smr = sh.max_rb < 1 ? 1 : (int)sh.max_rb;
     int n = 0;
     if (!ms_nv_wanted(cl, q, o))
-        return 0;
+        return gpu_wanted(cl) ? gpu_tune_candidates(cl, q, o, out, max) : 0;
     if (stream_fits(kp, &sh))
         for (int split = 0; split <= 1; split++)
             for (size_t r = 0; r < sizeof ring / sizeof ring[0] && n < max; r++)

@@ -76,6 +76,7 @@ struct ms_scorer {
     char path[224];      /* ms_scorer_path */
     const char *variant; /* ms_scorer_opts.variant */
     struct nvpath nv;
+    struct ms_gpu *gpu; /* the portable GPU path (src/maxsim_gpu.c, maxsim_gpu.h) when on */
 };
 
 static inline uint64_t ms_ceil_div(uint64_t a, uint64_t b)

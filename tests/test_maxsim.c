@@ -40,7 +40,9 @@ static void teardown(void)
     ms_cl_close(&cl);
 }
 
-TestSuite(maxsim, .init = setup, .fini = teardown, .timeout = 60);
+/* 180 s: a first run with the portable GPU kernel forced (MAXSIM_KERNEL=gpu) compiles one program
+ * per dim and tiling on PoCL, a few seconds each, inside the tests that need them. */
+TestSuite(maxsim, .init = setup, .fini = teardown, .timeout = 180);
 
 static double norm_of(const struct ms_emb *e, uint64_t t)
 {
@@ -258,6 +260,75 @@ Test(maxsim, split_blocks_identical)
     free(runs);
     ms_emb_release(&q);
     ms_emb_release(&d);
+}
+
+/*
+ * The portable GPU kernel (kernels/maxsim_gpu.cl), forced on whatever device this is, under
+ * tilings that differ in every build option (register blocks, work-group shape, dims per slice
+ * with and without padding, query tile resident or streamed, documents per work-group, the next
+ * document slice prefetched or not, documents split over 1-3 work-groups): each
+ * agrees with the reference, and all give the same bits, because each dot product is one fma
+ * chain in k order, the max is exact and the sum runs in token order. Queries of 0..40 tokens
+ * (row tiles hold parts of several queries) and documents of 0..150 tokens (several chunks).
+ */
+Test(maxsim, gpu_kernel_tilings_identical, .timeout = 180)
+{
+    static const char *variants[] = { "4,4,8,16,32,1,64,1", "8,8,8,8,16,1,0,1,3",
+                                      "8,4,4,16,8,0,3,0", "4,8,2,4,0,0,1,0,2" };
+    uint64_t seed = 71;
+    struct ms_emb q, d, d32;
+    float *first[2] = { NULL, NULL };
+
+    setenv("MAXSIM_KERNEL", "gpu", 1);
+    test_random_emb(&q, MS_DTYPE_F32, 40, 5, 0, 40, &seed);
+    test_random_emb(&d, MS_DTYPE_F16, 40, 150, 0, 150, &seed);
+    test_random_emb(&d32, MS_DTYPE_F32, 40, 60, 0, 70, &seed);
+    for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
+        float *got[2];
+        setenv("MAXSIM_GPU_VARIANT", variants[v], 1);
+        got[0] = cl_scores(&q, &d, 0, 150, ms_emb_n_tokens(&d), 0, 0, 0);
+        got[1] = cl_scores(&q, &d32, 1, 60, ms_emb_n_tokens(&d32), 0, 0, 0);
+        check_against_ref(&q, &d, 0, got[0], variants[v]);
+        check_against_ref(&q, &d32, 1, got[1], variants[v]);
+        {
+            /* Every pair through ms_scorer_run_pairs (its own kernels, never split): the same
+             * bits as the run. */
+            struct ms_err err = { 0 };
+            const struct ms_scorer_opts o = { 0, 150, ms_emb_n_tokens(&d), 0, 0, 0, 0, 0, NULL };
+            struct ms_scorer *sc;
+            uint32_t *pq = malloc(q.n_rows * 150 * sizeof *pq), *pd = malloc(q.n_rows * 150 * 4);
+            float *pout = malloc(q.n_rows * 150 * sizeof *pout);
+            for (uint64_t p = 0; p < q.n_rows * 150; p++) {
+                pq[p] = (uint32_t)(p % q.n_rows);
+                pd[p] = (uint32_t)(149 - p / q.n_rows);
+            }
+            cr_assert(ms_scorer_create(&sc, &cl, &q, &o, &err) == MS_OK, "%s", err.msg);
+            cr_assert(ms_scorer_run_pairs(sc, &d, pq, pd, q.n_rows * 150, pout, &err) == MS_OK,
+                      "%s", err.msg);
+            for (uint64_t p = 0; p < q.n_rows * 150; p++)
+                cr_assert(memcmp(&pout[p], &got[0][pq[p] * 150 + pd[p]], sizeof(float)) == 0,
+                          "tiling %s: pair (%u, %u) = %.9g, run %.9g", variants[v], pq[p], pd[p],
+                          pout[p], got[0][pq[p] * 150 + pd[p]]);
+            ms_scorer_free(sc);
+            free(pq);
+            free(pd);
+            free(pout);
+        }
+        for (int i = 0; i < 2; i++) {
+            if (!first[i])
+                first[i] = got[i];
+            else {
+                cr_assert(memcmp(first[i], got[i], q.n_rows * (i ? 60 : 150) * sizeof(float)) == 0,
+                          "tiling %s changed the scores' bits (case %d)", variants[v], i);
+                free(got[i]);
+            }
+        }
+    }
+    free(first[0]);
+    free(first[1]);
+    ms_emb_release(&q);
+    ms_emb_release(&d);
+    ms_emb_release(&d32);
 }
 
 Test(maxsim, dim_mismatch)

@@ -1,11 +1,23 @@
 # maxsim bench and the kernel choice: --precision, --tune, and their errors.
 
-# bench names the path that scored (the portable kernels on the CPU)
-$ maxsim bench --shape 1,20,8,9,16 --reps 2 | grep '^path'
+# bench names the path that scored (the portable kernels on the CPU; MAXSIM_KERNEL pins them,
+# since make test runs this file a second time with MAXSIM_KERNEL=gpu)
+$ MAXSIM_KERNEL=portable maxsim bench --shape 1,20,8,9,16 --reps 2 | grep '^path'
 > path        portable kernels (tile 16 tokens, query block 8)
 
-$ maxsim bench --shape 1,20,8,9,16 --reps 2 --precision f16 --json | grep -c '"path": "portable kernels'
+$ MAXSIM_KERNEL=portable maxsim bench --shape 1,20,8,9,16 --reps 2 --precision f16 --json | grep -c '"path": "portable kernels'
 > 1
+
+# MAXSIM_KERNEL=gpu: the portable GPU kernel on any device, named with its tiling
+$ MAXSIM_KERNEL=gpu maxsim bench --shape 1,20,8,9,16 --reps 2 | grep '^path'
+> path        portable GPU kernel (8x4 per work-item, 4x16 work-items, 16 dims a slice, query tile resident, split 1)
+
+$ MAXSIM_KERNEL=gpu MAXSIM_GPU_VARIANT=4,4,2,4,8,0,0 maxsim bench --shape 1,20,8,9,16 --reps 2 | grep '^path'
+> path        portable GPU kernel (4x4 per work-item, 2x4 work-items, 8 dims a slice, query tile streamed, split 1)
+
+$ MAXSIM_KERNEL=gpu MAXSIM_GPU_VARIANT=4,4,2 maxsim bench --shape 1,20,8,9,16 --reps 2
+? 2
+~ MAXSIM_GPU_VARIANT='4,4,2': expected tm,tn,rx,cx,bk,qres,wgmul
 
 $ maxsim bench --shape 1,20,8,9,16 --precision f4
 ? 2
@@ -23,13 +35,26 @@ $ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXT
 $ test -e $TMP/f8.npy && echo written || echo none
 > none
 
-# --tune needs a path with variants: on PoCL there is none, and nothing is written
-$ maxsim bench --tune --shape 1,20,8,9,16 --reps 2
+# --tune needs a path with variants: on PoCL there is none (unless MAXSIM_KERNEL=gpu puts the
+# portable GPU kernel there), and nothing is written
+$ MAXSIM_KERNEL=portable maxsim bench --tune --shape 1,20,8,9,16 --reps 2
 ? 2
-~ nothing to tune on .*: only the NVIDIA tensor-core path has variants
+~ nothing to tune on .*: only the GPU kernels have variants
 
 $ test -e "$MAXSIM_CACHE_DIR/tune.tsv" && echo written || echo none
 > none
+
+# The portable GPU kernel's variants: the fastest is kept for the class and taken next time
+$ MAXSIM_KERNEL=gpu maxsim bench --tune --shape 1,20,8,9,16 --reps 1 | grep -c '^tuned  *[0-9,]*: '
+> 1
+
+$ grep -c 'gpu dim=16 rows=<=32 docs=few' "$MAXSIM_CACHE_DIR/tune.tsv"
+> 1
+
+$ MAXSIM_KERNEL=gpu maxsim bench --shape 2,20,8,9,16 --reps 1 | grep -c '^path .*portable GPU kernel.*, tuned$'
+> 1
+
+$ rm "$MAXSIM_CACHE_DIR/tune.tsv"
 
 $ maxsim bench --tune --op search --shape 1,20,8,9,16
 ? 2
