@@ -252,7 +252,10 @@ int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_e
                    cl->info.name);
         goto fail;
     }
-    if (gpu_wanted(cl) && gpu_create(&s->gpu, cl, queries, opts, err) != MS_OK)
+    /* Under the tensor cores every block of one corpus takes them (a corpus has one dtype), so
+     * the portable GPU kernel is built only where they do not score: no program and no buffers
+     * that a run would never use. */
+    if (!s->nv.on && gpu_wanted(cl) && gpu_create(&s->gpu, cl, queries, opts, err) != MS_OK)
         goto fail;
     if (s->gpu && !s->nv.on)
         snprintf(s->path, sizeof s->path, "%s", gpu_describe(s->gpu));
