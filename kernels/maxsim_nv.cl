@@ -283,19 +283,19 @@ static inline uint ms_nv_e4m3x2(const float lo, const float hi)
     return r;
 }
 
-/* Prep for --precision f8: token g into [g][KP] "halves" = 2 * KP e4m3 bytes, normalized in
- * float32 if asked, zeros from dim on. Global size >= n_tok. */
-#define MS_NV_PREP8_BODY(LOAD, NORM)                                                                    \
-    const size_t g = get_global_id(0);                                                           \
-    if (g >= n_tok)                                                                              \
+/* Prep for --precision f8: one work-item per pair of values, so that neighbouring work-items read
+ * neighbouring values (a work-item per token read 256-byte strides and cost more than the
+ * products): element pair g of [n_tok][KP] "halves" = 2 * KP e4m3 bytes, normalized in float32
+ * if asked, zeros from dim on. Global size >= n_tok * KP. */
+#define MS_NV_PREP8_BODY(LOAD, NORM)                                                              \
+    const size_t g = get_global_id(0), tok = g / MS_NV_KP, k = 2 * (g % MS_NV_KP);              \
+    if (tok >= n_tok)                                                                            \
         return;                                                                                  \
-    const size_t base = g * dim;                                                                 \
+    const size_t base = tok * dim;                                                               \
     const float scale = normalize ? NORM(src, base, dim) : 1.0f;                                 \
-    for (uint k = 0; k < 2 * MS_NV_KP; k += 2) {                                                 \
-        const float lo = k < dim ? LOAD(base + k) * scale : 0.0f;                                \
-        const float hi = k + 1 < dim ? LOAD(base + k + 1) * scale : 0.0f;                        \
-        dst[g * MS_NV_KP + k / 2] = (ushort)ms_nv_e4m3x2(lo, hi);                                \
-    }
+    const float lo = k < dim ? LOAD(base + k) * scale : 0.0f;                                    \
+    const float hi = k + 1 < dim ? LOAD(base + k + 1) * scale : 0.0f;                            \
+    dst[g] = (ushort)ms_nv_e4m3x2(lo, hi);
 
 MS_KERNEL void ms_nv_prep8_f32(MS_GLOBAL const float *restrict src, const uint n_tok,
                                const uint dim, const int normalize,

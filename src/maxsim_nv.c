@@ -509,7 +509,7 @@ static int nv_run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j
     if (!direct && ntok) {
         cl_kernel prep = nv->f8 ? (docs->dtype == MS_DTYPE_F16 ? nv->prep8_f16 : nv->prep8_f32)
                                 : (docs->dtype == MS_DTYPE_F16 ? nv->prep_f16 : nv->prep_f32);
-        const size_t local = 64, global = ms_ceil_div(ntok, 64) * 64;
+        const size_t local = 64, global = ms_ceil_div(nv->f8 ? ntok * nv->kp : ntok, 64) * 64;
         if (MS_CL_SET_ARGS(prep, "ms_nv_prep", err, MS_ARG(s->raw), MS_ARG(n_tok), MS_ARG(dim),
                            MS_ARG(normalize), MS_ARG(nv->docs)) != MS_OK ||
             ms_cl_launch(s->cl, prep, 1, &global, &local, "ms_nv_prep", &s->last_kernel_s, err) !=
