@@ -30,11 +30,6 @@ struct ms_index_dev {
     double kernel_s;
 };
 
-static int cl_fail(struct ms_err *err, const char *call, cl_int rc)
-{
-    return ms_err_set(err, MS_ERR_RUNTIME, "%s failed: %s", call, ms_cl_strerror(rc));
-}
-
 static void release(struct ms_index_dev *d, cl_mem *m, uint64_t bytes)
 {
     if (*m) {
@@ -65,7 +60,7 @@ static int upload(struct ms_index_dev *d, cl_mem m, const void *src, uint64_t by
     if (!bytes)
         return MS_OK;
     const cl_int rc = clEnqueueWriteBuffer(d->cl->queue, m, CL_TRUE, 0, bytes, src, 0, NULL, NULL);
-    return rc == CL_SUCCESS ? MS_OK : cl_fail(err, what, rc);
+    return rc == CL_SUCCESS ? MS_OK : ms_cl_fail(err, what, rc);
 }
 
 static int download(struct ms_index_dev *d, cl_mem m, void *dst, uint64_t bytes, const char *what,
@@ -74,30 +69,7 @@ static int download(struct ms_index_dev *d, cl_mem m, void *dst, uint64_t bytes,
     if (!bytes)
         return MS_OK;
     const cl_int rc = clEnqueueReadBuffer(d->cl->queue, m, CL_TRUE, 0, bytes, dst, 0, NULL, NULL);
-    return rc == CL_SUCCESS ? MS_OK : cl_fail(err, what, rc);
-}
-
-/* Run a kernel and wait; adds its event time. */
-static int launch(struct ms_index_dev *d, cl_kernel k, int dims, const size_t *global,
-                  const size_t *local, const char *name, struct ms_err *err)
-{
-    cl_event ev;
-    cl_int rc =
-        clEnqueueNDRangeKernel(d->cl->queue, k, (cl_uint)dims, NULL, global, local, 0, NULL, &ev);
-    if (rc != CL_SUCCESS)
-        return cl_fail(err, name, rc);
-    rc = clWaitForEvents(1, &ev);
-    if (rc == CL_SUCCESS) {
-        cl_ulong a = 0, b = 0;
-        if (clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof a, &a, NULL) ==
-                CL_SUCCESS &&
-            clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof b, &b, NULL) ==
-                CL_SUCCESS &&
-            b > a)
-            d->kernel_s += (double)(b - a) * 1e-9;
-    }
-    clReleaseEvent(ev);
-    return rc == CL_SUCCESS ? MS_OK : cl_fail(err, name, rc);
+    return rc == CL_SUCCESS ? MS_OK : ms_cl_fail(err, what, rc);
 }
 
 int ms_index_dev_create(struct ms_index_dev **out, struct ms_cl *cl, uint32_t dim,
@@ -120,7 +92,7 @@ int ms_index_dev_create(struct ms_index_dev **out, struct ms_cl *cl, uint32_t di
         !(d->k_assign = clCreateKernel(d->prog, "index_assign", &rc)) ||
         !(d->k_assign_v16 = clCreateKernel(d->prog, "index_assign_v16", &rc)) ||
         !(d->k_compress = clCreateKernel(d->prog, "index_compress", &rc))) {
-        st = cl_fail(err, "clCreateKernel(index)", rc);
+        st = ms_cl_fail(err, "clCreateKernel(index)", rc);
         goto fail;
     }
     if ((st = alloc(d, &d->cutoffs, CL_MEM_READ_ONLY, 255 * 4, "bucket cutoffs", err)) != MS_OK)
@@ -229,8 +201,9 @@ int ms_index_dev_load(struct ms_index_dev *d, const void *x, enum ms_dtype dtype
     rc |= clSetKernelArg(d->k_transpose, 5, sizeof cstride, &cstride);
     rc |= clSetKernelArg(d->k_transpose, 6, sizeof(cl_mem), &d->xt);
     if (rc != CL_SUCCESS)
-        return cl_fail(err, "clSetKernelArg(index_transpose)", rc);
-    return launch(d, d->k_transpose, 2, global, NULL, "index_transpose", err);
+        return ms_cl_fail(err, "clSetKernelArg(index_transpose)", rc);
+    return ms_cl_launch(d->cl, d->k_transpose, 2, global, NULL, "index_transpose", &d->kernel_s,
+                        err);
 }
 
 int ms_index_dev_assign(struct ms_index_dev *d, uint32_t *codes, struct ms_err *err)
@@ -255,10 +228,11 @@ int ms_index_dev_assign(struct ms_index_dev *d, uint32_t *codes, struct ms_err *
     rc |= clSetKernelArg(kern, 6, sizeof k, &k);
     rc |= clSetKernelArg(kern, 7, sizeof(cl_mem), &d->codes);
     if (rc != CL_SUCCESS)
-        return cl_fail(err, "clSetKernelArg(index_assign)", rc);
+        return ms_cl_fail(err, "clSetKernelArg(index_assign)", rc);
     /* CPUs: let the runtime pick the work-group size (the item count need
      * not be a multiple of anything) */
-    if ((st = launch(d, kern, 1, &global, d->v16 ? NULL : &local, "index_assign", err)) != MS_OK)
+    if ((st = ms_cl_launch(d->cl, kern, 1, &global, d->v16 ? NULL : &local, "index_assign",
+                           &d->kernel_s, err)) != MS_OK)
         return st;
     return download(d, d->codes, codes, d->n * 4, "clEnqueueReadBuffer(codes)", err);
 }
@@ -292,8 +266,9 @@ int ms_index_dev_compress(struct ms_index_dev *d, const float *cutoffs, uint32_t
     rc |= clSetKernelArg(d->k_compress, 7, sizeof nb, &nb);
     rc |= clSetKernelArg(d->k_compress, 8, sizeof(cl_mem), &d->packed);
     if (rc != CL_SUCCESS)
-        return cl_fail(err, "clSetKernelArg(index_compress)", rc);
-    if ((st = launch(d, d->k_compress, 2, global, NULL, "index_compress", err)) != MS_OK)
+        return ms_cl_fail(err, "clSetKernelArg(index_compress)", rc);
+    if ((st = ms_cl_launch(d->cl, d->k_compress, 2, global, NULL, "index_compress", &d->kernel_s,
+                           err)) != MS_OK)
         return st;
     return download(d, d->packed, packed, d->n * row, "clEnqueueReadBuffer(residuals)", err);
 }
