@@ -116,9 +116,40 @@ void ms_lines_close(struct ms_lines *l)
     free(l);
 }
 
-static int is_space(char c)
+int ms_split_tabs(const char *line, size_t len, const char **f, size_t *flen, int max)
 {
-    return c == ' ' || c == '\t';
+    const char *p = line, *end = line + len;
+    int n = 0;
+    while (n < max) {
+        const char *t = memchr(p, '\t', (size_t)(end - p));
+        f[n] = p;
+        flen[n] = t ? (size_t)(t - p) : (size_t)(end - p);
+        n++;
+        if (!t)
+            break;
+        p = t + 1;
+    }
+    return n;
+}
+
+int ms_split_words(const char *line, size_t len, const char *seps, const char **f, size_t *flen,
+                   int max)
+{
+    int n = 0;
+    for (size_t i = 0; i < len;) {
+        while (i < len && strchr(seps, line[i]) && line[i])
+            i++;
+        if (i == len)
+            break;
+        if (n == max)
+            return max + 1;
+        f[n] = line + i;
+        while (i < len && !(strchr(seps, line[i]) && line[i]))
+            i++;
+        flen[n] = (size_t)(line + i - f[n]);
+        n++;
+    }
+    return n;
 }
 
 int ms_run_parse(const char *line, size_t len, struct ms_run_line *out, const char **why)
@@ -130,16 +161,7 @@ int ms_run_parse(const char *line, size_t len, struct ms_run_line *out, const ch
     if (memchr(line, '\t', len) && !memchr(line, ' ', len)) {
         /* tab-separated: QID<TAB>DOCID[<TAB>...], or a TREC line written with tabs
          * (6 fields, the second "Q0") */
-        const char *p = line, *end = line + len;
-        while (n < 7) {
-            const char *t = memchr(p, '\t', (size_t)(end - p));
-            f[n] = p;
-            flen[n] = t ? (size_t)(t - p) : (size_t)(end - p);
-            n++;
-            if (!t)
-                break;
-            p = t + 1;
-        }
+        n = ms_split_tabs(line, len, f, flen, 7);
         const int trec = n == 6 && flen[1] == 2 && memcmp(f[1], "Q0", 2) == 0;
         const int d = trec ? 2 : 1;
         if (n < 2 || flen[0] == 0 || flen[d] == 0) {
@@ -150,21 +172,7 @@ int ms_run_parse(const char *line, size_t len, struct ms_run_line *out, const ch
         out->did = f[d], out->dlen = flen[d];
         return 0;
     }
-    for (size_t i = 0; i < len;) {
-        while (i < len && is_space(line[i]))
-            i++;
-        if (i == len)
-            break;
-        if (n == 7) {
-            n++;
-            break;
-        }
-        f[n] = line + i;
-        while (i < len && !is_space(line[i]))
-            i++;
-        flen[n] = (size_t)(line + i - f[n]);
-        n++;
-    }
+    n = ms_split_words(line, len, " \t", f, flen, 7);
     if (n == 0)
         return 1;
     if (n != 6) {

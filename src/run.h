@@ -33,6 +33,13 @@ struct ms_run_line {
     size_t qlen, dlen;
 };
 
+/* The fields of a line split at every tab (empty fields count), at most max of them: their
+ * count. */
+int ms_split_tabs(const char *line, size_t len, const char **f, size_t *flen, int max);
+/* The fields of a line separated by runs of the characters of seps (runs at the ends ignored):
+ * their count, max + 1 when there are more than max. */
+int ms_split_words(const char *line, size_t len, const char *seps, const char **f, size_t *flen,
+                   int max);
 /* Parse one line: 0 = parsed, 1 = blank, -1 = malformed with a reason in
  * `why` (a static string). */
 int ms_run_parse(const char *line, size_t len, struct ms_run_line *out, const char **why);

@@ -56,16 +56,7 @@ int ms_scored_parse(const char *line, size_t len, struct ms_scored_line *out, co
         len--;
     memset(out, 0, sizeof *out);
     if (memchr(line, '\t', len) && !memchr(line, ' ', len)) {
-        const char *p = line, *end = line + len;
-        while (n < 7) {
-            const char *t = memchr(p, '\t', (size_t)(end - p));
-            f[n] = p;
-            flen[n] = t ? (size_t)(t - p) : (size_t)(end - p);
-            n++;
-            if (!t)
-                break;
-            p = t + 1;
-        }
+        n = ms_split_tabs(line, len, f, flen, 7);
         if (n == 4) {
             if (flen[0] == 0 || flen[1] == 0) {
                 *why = "expected 'QID<TAB>DOCID<TAB>RANK<TAB>SCORE' with non-empty ids";
@@ -86,19 +77,7 @@ int ms_scored_parse(const char *line, size_t len, struct ms_scored_line *out, co
         }
         n = 0; /* not TSV: a TREC line written with tabs */
     }
-    for (size_t i = 0; i < len;) {
-        while (i < len && is_blank(line[i]))
-            i++;
-        if (i == len)
-            break;
-        if (n == 7)
-            break;
-        f[n] = line + i;
-        while (i < len && !is_blank(line[i]))
-            i++;
-        flen[n] = (size_t)(line + i - f[n]);
-        n++;
-    }
+    n = ms_split_words(line, len, " \t\r", f, flen, 7);
     if (n == 0)
         return 1;
     if (n != 6) {
