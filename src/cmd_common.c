@@ -148,6 +148,13 @@ int ms_inputs_open(const char *cmd, const struct ms_inputs_opts *o, struct ms_sr
     struct ms_err err;
     struct ms_src_opts qo = o->qopts, dopt = o->dopts;
 
+    const char *env = getenv("MAXSIM_READ_THREADS");
+    uint64_t threads = 0;
+    if (env && *env &&
+        (ms_parse_u64(cmd, "MAXSIM_READ_THREADS", env, 1, &threads) != 0 || threads > 256))
+        return threads > 256
+                   ? ms_usage_error(cmd, "MAXSIM_READ_THREADS takes 1 to 256, got '%s'", env)
+                   : MS_ERR_INPUT;
     if (!o->queries)
         return ms_usage_error(cmd, "no queries (-q QUERIES)");
     if (!o->docs)
@@ -160,6 +167,7 @@ int ms_inputs_open(const char *cmd, const struct ms_inputs_opts *o, struct ms_sr
         ms_src_close(q);
         return ms_report(&err);
     }
+    q->threads = d->threads = (int)threads; /* 0: ms_read_threads_default() */
     if (q->dim != d->dim) {
         ms_fail(MS_ERR_INPUT,
                 "dim mismatch: queries '%s' have dim %u but documents '%s' have dim %u", o->queries,
@@ -436,6 +444,7 @@ int ms_score_all(struct ms_devset *devs, const struct ms_inputs_opts *o, struct 
             dopt.role = "documents";
             if ((rc = ms_src_open(&again, o->docs, &dopt, err)) != MS_OK)
                 break;
+            again.threads = d->threads;
             ms_src_close(d);
             *d = again;
         }

@@ -72,8 +72,29 @@ void ms_emb_init(struct ms_emb *emb)
 void ms_emb_release(struct ms_emb *emb)
 {
     free(emb->offsets);
-    free(emb->tokens);
+    if (emb->alloc) {
+        if (emb->tokens_handle)
+            emb->alloc->free(emb->alloc->ctx, emb->tokens_handle);
+    } else
+        free(emb->tokens);
     ms_emb_init(emb);
+}
+
+/* Tokens of `bytes` from the allocator; the old ones are given back first so that a
+ * stream never holds more than its blocks (contents are not kept). */
+static void *alloc_tokens(struct ms_emb *emb, size_t bytes, struct ms_err *err)
+{
+    if (!emb->alloc)
+        return ms_realloc(emb->tokens, bytes, err);
+    if (emb->tokens_handle)
+        emb->alloc->free(emb->alloc->ctx, emb->tokens_handle);
+    emb->tokens = NULL;
+    emb->tokens_handle = NULL;
+    emb->tokens_cap = 0;
+    void *p = emb->alloc->alloc(emb->alloc->ctx, bytes ? bytes : 1, &emb->tokens_handle);
+    if (!p)
+        ms_err_set(err, MS_ERR_RUNTIME, "out of memory (%zu bytes of pinned memory)", bytes);
+    return p;
 }
 
 int ms_emb_reserve(struct ms_emb *emb, enum ms_dtype dtype, uint32_t dim, uint64_t n_rows,
@@ -95,7 +116,7 @@ int ms_emb_reserve(struct ms_emb *emb, enum ms_dtype dtype, uint32_t dim, uint64
     if (emb->dtype != dtype || emb->dim != dim || n_tokens > emb->tokens_cap || !emb->tokens) {
         size_t old = (size_t)emb->tokens_cap * emb->dim * ms_dtype_size(emb->dtype);
         if (!emb->tokens || bytes > old) {
-            void *t = ms_realloc(emb->tokens, (size_t)bytes, err);
+            void *t = alloc_tokens(emb, (size_t)bytes, err);
             if (!t)
                 return err->status;
             emb->tokens = t;
@@ -110,29 +131,38 @@ int ms_emb_reserve(struct ms_emb *emb, enum ms_dtype dtype, uint32_t dim, uint64
     return MS_OK;
 }
 
-int ms_emb_find_nonfinite(const struct ms_emb *emb, uint64_t *row, uint64_t *token)
-{
-    const uint64_t n = ms_emb_n_tokens(emb) * emb->dim;
-    uint64_t bad = UINT64_MAX;
+/* Blocks of elements are first tested with a loop the compiler vectorizes (no early exit);
+ * only a block that holds a bad value is searched element by element. */
+#define SCAN_BLOCK 4096
 
-    if (emb->dtype == MS_DTYPE_F16) {
-        const uint16_t *h = emb->tokens;
-        for (uint64_t i = 0; i < n; i++)
-            if ((h[i] & 0x7c00) == 0x7c00) {
-                bad = i;
-                break;
-            }
-    } else {
-        const uint32_t *w = emb->tokens;
-        for (uint64_t i = 0; i < n; i++)
-            if ((w[i] & 0x7f800000u) == 0x7f800000u) {
-                bad = i;
-                break;
-            }
+uint64_t ms_nonfinite_first(const void *p, enum ms_dtype dtype, uint64_t from, uint64_t n)
+{
+    for (uint64_t b = from; b < from + n; b += SCAN_BLOCK) {
+        const uint64_t m = from + n - b < SCAN_BLOCK ? from + n - b : SCAN_BLOCK;
+        int any = 0;
+        if (dtype == MS_DTYPE_F16) {
+            const uint16_t *h = (const uint16_t *)p + b;
+            for (uint64_t i = 0; i < m; i++)
+                any |= (h[i] & 0x7c00) == 0x7c00;
+            if (any)
+                for (uint64_t i = 0; i < m; i++)
+                    if ((h[i] & 0x7c00) == 0x7c00)
+                        return b + i;
+        } else {
+            const uint32_t *w = (const uint32_t *)p + b;
+            for (uint64_t i = 0; i < m; i++)
+                any |= (w[i] & 0x7f800000u) == 0x7f800000u;
+            if (any)
+                for (uint64_t i = 0; i < m; i++)
+                    if ((w[i] & 0x7f800000u) == 0x7f800000u)
+                        return b + i;
+        }
     }
-    if (bad == UINT64_MAX)
-        return 0;
-    const uint64_t t = bad / emb->dim;
+    return UINT64_MAX;
+}
+
+void ms_emb_locate(const struct ms_emb *emb, uint64_t t, uint64_t *row, uint64_t *token)
+{
     uint64_t lo = 0, hi = emb->n_rows; /* find r with offsets[r] <= t < offsets[r+1] */
     while (hi - lo > 1) {
         const uint64_t mid = lo + (hi - lo) / 2;
@@ -145,6 +175,16 @@ int ms_emb_find_nonfinite(const struct ms_emb *emb, uint64_t *row, uint64_t *tok
         lo++;
     *row = lo;
     *token = t - emb->offsets[lo];
+}
+
+int ms_emb_find_nonfinite(const struct ms_emb *emb, uint64_t *row, uint64_t *token)
+{
+    const uint64_t bad =
+        ms_nonfinite_first(emb->tokens, emb->dtype, 0, ms_emb_n_tokens(emb) * emb->dim);
+
+    if (bad == UINT64_MAX)
+        return 0;
+    ms_emb_locate(emb, bad / emb->dim, row, token);
     return 1;
 }
 

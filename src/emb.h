@@ -35,6 +35,16 @@ uint16_t ms_float_to_half(float f);
 uint8_t ms_float_to_e4m3(float f);
 float ms_e4m3_to_float(uint8_t b);
 
+/* Where a block's token storage may come from instead of malloc: the command layer
+ * passes one in to have blocks read straight into memory the device copies from fastest
+ * (pinned, cmd_common.c) while readers stay free of OpenCL. alloc returns bytes of storage
+ * and a handle for free, or NULL when it cannot (the error is then "out of memory"). */
+struct ms_alloc {
+    void *(*alloc)(void *ctx, size_t bytes, void **handle);
+    void (*free)(void *ctx, void *handle);
+    void *ctx;
+};
+
 struct ms_emb {
     enum ms_dtype dtype;
     uint32_t dim;
@@ -44,13 +54,17 @@ struct ms_emb {
     void *tokens;        /* [offsets[n_rows] * dim] elements; owned */
     uint64_t rows_cap;   /* capacity of offsets, in rows */
     uint64_t tokens_cap; /* capacity of tokens, in tokens */
+    /* Set (after ms_emb_init) to take tokens from an allocator; tokens_handle is its handle. */
+    const struct ms_alloc *alloc;
+    void *tokens_handle;
 };
 
 void ms_emb_init(struct ms_emb *emb);
 /* Release the buffers and reinitialize (git's _release). */
 void ms_emb_release(struct ms_emb *emb);
 /* Make room for n_rows rows and n_tokens tokens of `dim` elements of `dtype`,
- * keeping the buffers when they are big enough (blocks are reused while streaming). */
+ * keeping the buffers when they are big enough (blocks are reused while streaming).
+ * With an allocator, tokens that must grow are allocated anew: their contents are not kept. */
 int ms_emb_reserve(struct ms_emb *emb, enum ms_dtype dtype, uint32_t dim, uint64_t n_rows,
                    uint64_t n_tokens, struct ms_err *err);
 static inline uint64_t ms_emb_n_tokens(const struct ms_emb *emb)
@@ -76,6 +90,11 @@ double ms_emb_inv_norm(const struct ms_emb *emb, uint64_t t);
 /* Find the first NaN or Inf among the block's valid tokens. Returns 0 when all
  * are finite, else 1 with *row (block-relative) and *token (within the row). */
 int ms_emb_find_nonfinite(const struct ms_emb *emb, uint64_t *row, uint64_t *token);
+/* The first NaN or Inf among elements [from, from + n) of elements of dtype at p, as an
+ * element index, or UINT64_MAX: the piece of that search one reader thread does. */
+uint64_t ms_nonfinite_first(const void *p, enum ms_dtype dtype, uint64_t from, uint64_t n);
+/* The row (block-relative, skipping empty rows) and token within it of block token t. */
+void ms_emb_locate(const struct ms_emb *emb, uint64_t t, uint64_t *row, uint64_t *token);
 
 /*
  * Row ids: one string per row. Integer ids are kept as their decimal text so

@@ -785,6 +785,7 @@ int ms_npy_open(const char *path, struct ms_raw *raw, struct ms_err *err)
     snprintf(f->where, sizeof f->where, "%s", raw->where);
     raw->data_bytes = need;
     raw->sequential_only = 0;
+    raw->concurrent = 1; /* pread at an offset: no shared file position */
     raw->ops = &npy_ops;
     raw->impl = f;
     return MS_OK;

@@ -9,11 +9,13 @@
 #include "src.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static int ends_with(const char *s, size_t len, const char *suffix)
 {
@@ -229,12 +231,213 @@ static void compact_rows(struct ms_emb *out, const struct ms_src *src, uint64_t 
     }
 }
 
+/* ---------------------------------------------------------------------- */
+/* Reading spans on several threads                                        */
+/* ---------------------------------------------------------------------- */
+
+/* One storage read: n tokens from storage token `first` to block token `dst`. A read is a
+ * list of spans whose destinations ascend, so the concatenation of the spans is the block's
+ * token order and the first bad value of the lowest piece is the first in row order. */
+struct span {
+    uint64_t first, n, dst;
+};
+
+struct job {
+    struct ms_src *src;
+    char *tokens;
+    size_t tok_bytes;
+    const struct span *spans;
+    const uint64_t *cum; /* [n_spans + 1]: tokens of the spans before span i */
+    size_t n_spans;
+    int read, check;
+    uint64_t chunk; /* tokens read before they are checked (still in cache), 0: whole spans */
+};
+
+struct piece {
+    const struct job *job;
+    uint64_t lo, hi; /* tokens [lo, hi) of the concatenated spans */
+    uint64_t bad;    /* first non-finite element of the piece (index into tokens), or UINT64_MAX */
+    int rc;
+    struct ms_err err;
+    pthread_t thread;
+};
+
+/* One thread's piece. After a bad value it goes on reading (not checking), so that a read
+ * error anywhere is reported as a single-threaded read would report it: before any value. */
+static void *do_piece(void *arg)
+{
+    struct piece *p = arg;
+    const struct job *j = p->job;
+    const struct ms_backend_ops *ops = j->src->raw.ops;
+    const uint32_t dim = j->src->dim;
+    size_t i = 0, lo = 0, hi = j->n_spans;
+
+    p->bad = UINT64_MAX;
+    p->rc = MS_OK;
+    while (hi - lo > 1) { /* the span holding token lo: cum[i] <= p->lo < cum[i + 1] */
+        const size_t mid = lo + (hi - lo) / 2;
+        if (j->cum[mid] <= p->lo)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    i = lo;
+    for (uint64_t pos = p->lo; pos < p->hi;) {
+        while (j->cum[i + 1] <= pos)
+            i++;
+        const struct span *sp = &j->spans[i];
+        const uint64_t off = pos - j->cum[i];
+        uint64_t n = (j->cum[i + 1] < p->hi ? j->cum[i + 1] : p->hi) - pos;
+        if (j->chunk && n > j->chunk)
+            n = j->chunk;
+        const uint64_t at = sp->dst + off;
+        if (j->read && (p->rc = ops->read_span(j->src->raw.impl, sp->first + off, n,
+                                               j->tokens + at * j->tok_bytes, &p->err)) != MS_OK)
+            return NULL;
+        if (j->check && p->bad == UINT64_MAX)
+            p->bad = ms_nonfinite_first(j->tokens, j->src->dtype, at * dim, n * dim);
+        pos += n;
+    }
+    return NULL;
+}
+
+int ms_read_threads_default(void)
+{
+    const long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 8 ? 8 : (int)n;
+}
+
+#define MAX_THREADS 256
+
+/* Run a job over `total` tokens in pieces of near-equal size on up to src->threads threads
+ * (the caller's among them). *bad: the first non-finite element of the whole job. */
+static int run_job(const struct job *j, uint64_t total, uint64_t *bad, struct ms_err *err)
+{
+    const struct ms_src *src = j->src;
+    const uint64_t piece_bytes = src->piece_bytes ? src->piece_bytes : 4u << 20;
+    const uint64_t bytes = total * j->tok_bytes;
+    uint64_t nw = src->threads > 0 ? (uint64_t)src->threads : (uint64_t)ms_read_threads_default();
+    struct piece pieces[MAX_THREADS];
+    int started[MAX_THREADS] = { 0 };
+
+    if (nw > MAX_THREADS)
+        nw = MAX_THREADS;
+    if (nw > (bytes + piece_bytes - 1) / piece_bytes)
+        nw = (bytes + piece_bytes - 1) / piece_bytes;
+    if (nw > total)
+        nw = total;
+    if (nw < 1)
+        nw = 1;
+    for (uint64_t w = 0; w < nw; w++) {
+        pieces[w].job = j;
+        pieces[w].lo = total / nw * w + (w < total % nw ? w : total % nw);
+        pieces[w].hi = pieces[w].lo + total / nw + (w < total % nw);
+    }
+    /* piece 0 on this thread; a thread that cannot start has its piece done here too */
+    for (uint64_t w = 1; w < nw; w++)
+        started[w] = pthread_create(&pieces[w].thread, NULL, do_piece, &pieces[w]) == 0;
+    do_piece(&pieces[0]);
+    for (uint64_t w = 1; w < nw; w++) {
+        if (started[w])
+            pthread_join(pieces[w].thread, NULL);
+        else
+            do_piece(&pieces[w]);
+    }
+    *bad = UINT64_MAX;
+    for (uint64_t w = 0; w < nw; w++)
+        if (pieces[w].rc != MS_OK) {
+            *err = pieces[w].err;
+            return pieces[w].rc;
+        }
+    for (uint64_t w = 0; w < nw && *bad == UINT64_MAX; w++)
+        *bad = pieces[w].bad;
+    return MS_OK;
+}
+
+/* Read the spans into out->tokens and, with check, find the first bad value (*bad). A
+ * concurrent backend is read and checked by several threads, each its own piece, while the
+ * piece is in cache; any other is read here and checked by several threads afterwards. */
+static int read_spans(struct ms_src *src, struct ms_emb *out, const struct span *spans,
+                      size_t n_spans, int check, uint64_t *bad, struct ms_err *err)
+{
+    struct job j = { .src = src,
+                     .tokens = out->tokens,
+                     .tok_bytes = (size_t)src->dim * ms_dtype_size(src->dtype),
+                     .spans = spans,
+                     .n_spans = n_spans,
+                     .read = 1 };
+    uint64_t *cum = ms_malloc((n_spans + 1) * sizeof *cum, err);
+    int rc;
+
+    *bad = UINT64_MAX;
+    if (!cum)
+        return err->status;
+    cum[0] = 0;
+    for (size_t i = 0; i < n_spans; i++)
+        cum[i + 1] = cum[i] + spans[i].n;
+    j.cum = cum;
+    if (src->raw.concurrent) {
+        j.check = check;
+        j.chunk = (1u << 20) / j.tok_bytes + 1;
+        rc = run_job(&j, cum[n_spans], bad, err);
+    } else {
+        struct piece p = { .job = &j, .lo = 0, .hi = cum[n_spans] };
+        do_piece(&p);
+        if ((rc = p.rc) != MS_OK)
+            *err = p.err;
+        else if (check) {
+            struct span all = { 0, ms_emb_n_tokens(out), 0 };
+            uint64_t cum1[2] = { 0, all.n };
+            struct job c = { .src = src,
+                             .tokens = out->tokens,
+                             .tok_bytes = j.tok_bytes,
+                             .spans = &all,
+                             .cum = cum1,
+                             .n_spans = 1,
+                             .check = 1 };
+            rc = run_job(&c, all.n, bad, err);
+        }
+    }
+    free(cum);
+    return rc;
+}
+
+/* Check every valid token of out (after compaction) on several threads. */
+static uint64_t check_block(struct ms_src *src, struct ms_emb *out)
+{
+    struct span all = { 0, ms_emb_n_tokens(out), 0 };
+    uint64_t cum[2] = { 0, all.n }, bad;
+    struct job c = { .src = src,
+                     .tokens = out->tokens,
+                     .tok_bytes = (size_t)src->dim * ms_dtype_size(src->dtype),
+                     .spans = &all,
+                     .cum = cum,
+                     .n_spans = 1,
+                     .check = 1 };
+    struct ms_err ignored;
+
+    run_job(&c, all.n, &bad, &ignored); /* checking alone cannot fail */
+    return bad;
+}
+
+static int nonfinite_error(const struct ms_src *src, const struct ms_emb *out, const uint64_t *rows,
+                           uint64_t bad, struct ms_err *err)
+{
+    uint64_t row, token;
+
+    ms_emb_locate(out, bad / src->dim, &row, &token);
+    return ms_err_set(err, MS_ERR_INPUT,
+                      "%s: row %llu token %llu holds a NaN or Inf (embeddings must be finite)",
+                      src->raw.where, (unsigned long long)(rows ? rows[row] : out->first_row + row),
+                      (unsigned long long)token);
+}
+
 int ms_src_read(struct ms_src *src, uint64_t first, uint64_t n, struct ms_emb *out,
                 struct ms_err *err)
 {
-    const struct ms_backend_ops *ops = src->raw.ops;
-    const size_t tok_bytes = (size_t)src->dim * ms_dtype_size(src->dtype);
-    uint64_t valid, row, token;
+    uint64_t valid, bad = UINT64_MAX;
+    struct span *spans = NULL;
+    size_t n_spans = 0;
     int rc;
 
     if (first > src->n_rows || n > src->n_rows - first)
@@ -257,47 +460,49 @@ int ms_src_read(struct ms_src *src, uint64_t first, uint64_t n, struct ms_emb *o
     for (uint64_t r = 0; r < n; r++)
         out->offsets[r + 1] = src->starts[first + r + 1] - src->starts[first];
 
+    if (!(spans = ms_malloc(
+              (src->layout == MS_LAYOUT_FLAT || padded_block ? 1 : n + 1) * sizeof *spans, err)))
+        return err->status;
     if (src->layout == MS_LAYOUT_FLAT) {
         if (valid)
-            rc = ops->read_span(src->raw.impl, src->starts[first], valid, out->tokens, err);
+            spans[n_spans++] = (struct span){ src->starts[first], valid, 0 };
     } else if (padded_block) {
-        rc = ops->read_span(src->raw.impl, first * src->padded_len, n * src->padded_len,
-                            out->tokens, err);
-        if (rc == MS_OK)
-            compact_rows(out, src, first, n);
+        spans[n_spans++] = (struct span){ first * src->padded_len, n * src->padded_len, 0 };
     } else {
         /* Sparse padded block: read each row's valid prefix, joining runs of full rows. */
-        for (uint64_t r = 0; r < n && rc == MS_OK;) {
-            uint64_t len = ms_src_row_len(src, first + r), end = r + 1;
-            if (len == src->padded_len)
+        for (uint64_t r = 0; r < n;) {
+            uint64_t end = r + 1;
+            if (ms_src_row_len(src, first + r) == src->padded_len)
                 while (end < n && ms_src_row_len(src, first + end) == src->padded_len)
                     end++;
-            else
-                end = r + 1;
-            len = out->offsets[end] - out->offsets[r];
+            const uint64_t len = out->offsets[end] - out->offsets[r];
             if (len)
-                rc = ops->read_span(src->raw.impl, (first + r) * src->padded_len, len,
-                                    (char *)out->tokens + out->offsets[r] * tok_bytes, err);
+                spans[n_spans++] =
+                    (struct span){ (first + r) * src->padded_len, len, out->offsets[r] };
             r = end;
         }
     }
+    /* a padded block holds padding until it is compacted: checked after that */
+    rc = read_spans(src, out, spans, n_spans, !padded_block, &bad, err);
+    free(spans);
     if (rc != MS_OK)
         return rc;
+    if (padded_block) {
+        compact_rows(out, src, first, n);
+        bad = check_block(src, out);
+    }
     src->next_row = first + n;
-    if (ms_emb_find_nonfinite(out, &row, &token))
-        return ms_err_set(err, MS_ERR_INPUT,
-                          "%s: row %llu token %llu holds a NaN or Inf (embeddings must be finite)",
-                          src->raw.where, (unsigned long long)(first + row),
-                          (unsigned long long)token);
+    if (bad != UINT64_MAX)
+        return nonfinite_error(src, out, NULL, bad, err);
     return MS_OK;
 }
 
 int ms_src_read_rows(struct ms_src *src, const uint64_t *rows, uint64_t n, struct ms_emb *out,
                      struct ms_err *err)
 {
-    const struct ms_backend_ops *ops = src->raw.ops;
-    const size_t tok_bytes = (size_t)src->dim * ms_dtype_size(src->dtype);
-    uint64_t total = 0, row, token;
+    uint64_t total = 0, bad = UINT64_MAX;
+    struct span *spans;
+    size_t n_spans = 0;
     int rc = MS_OK;
 
     for (uint64_t i = 0; i < n; i++) {
@@ -316,8 +521,10 @@ int ms_src_read_rows(struct ms_src *src, const uint64_t *rows, uint64_t n, struc
     out->n_rows = n;
     for (uint64_t i = 0; i < n; i++)
         out->offsets[i + 1] = out->offsets[i] + ms_src_row_len(src, rows[i]);
+    if (!(spans = ms_malloc((n + 1) * sizeof *spans, err)))
+        return err->status;
     /* one span per run of consecutive rows (flat), or of consecutive full rows (padded) */
-    for (uint64_t i = 0; i < n && rc == MS_OK;) {
+    for (uint64_t i = 0; i < n;) {
         uint64_t j = i + 1;
         if (src->layout == MS_LAYOUT_FLAT)
             while (j < n && rows[j] == rows[j - 1] + 1)
@@ -330,18 +537,17 @@ int ms_src_read_rows(struct ms_src *src, const uint64_t *rows, uint64_t n, struc
         const uint64_t first =
             src->layout == MS_LAYOUT_FLAT ? src->starts[rows[i]] : rows[i] * src->padded_len;
         if (len)
-            rc = ops->read_span(src->raw.impl, first, len,
-                                (char *)out->tokens + out->offsets[i] * tok_bytes, err);
+            spans[n_spans++] = (struct span){ first, len, out->offsets[i] };
         i = j;
     }
+    rc = read_spans(src, out, spans, n_spans, 1, &bad, err);
+    free(spans);
     if (rc != MS_OK)
         return rc;
     if (n)
         src->next_row = rows[n - 1] + 1;
-    if (ms_emb_find_nonfinite(out, &row, &token))
-        return ms_err_set(err, MS_ERR_INPUT,
-                          "%s: row %llu token %llu holds a NaN or Inf (embeddings must be finite)",
-                          src->raw.where, (unsigned long long)rows[row], (unsigned long long)token);
+    if (bad != UINT64_MAX)
+        return nonfinite_error(src, out, rows, bad, err);
     return MS_OK;
 }
 

@@ -44,6 +44,7 @@ struct ms_raw {
     uint64_t shape[3];   /* [T, dim] or [N, L, dim] */
     uint64_t data_bytes; /* bytes of embedding data on disk (compressed size for .zst) */
     int sequential_only; /* reads must go forward (zstd streams) */
+    int concurrent;      /* read_span may run on several threads at once (pread) */
     char where[256];     /* how messages name the data, e.g. "'d.h5' dataset '/g/embeddings'" */
     int64_t *lengths;    /* from the file itself (HDF5 'lengths'), or NULL; owned */
     uint64_t n_lengths;
@@ -93,13 +94,24 @@ struct ms_src {
     struct ms_ids ids; /* n == 0: row numbers are the ids */
     struct ms_raw raw; /* the backend; owned */
     uint64_t next_row; /* for sequential-only sources: where the next read must start */
+    /* Reader threads for one read (0: ms_read_threads_default()); the command layer sets it
+     * from MAXSIM_READ_THREADS. Pieces smaller than piece_bytes (0: 4 MiB) are not split
+     * further: tests make it small to exercise the splitting on small files. */
+    int threads;
+    uint64_t piece_bytes;
 };
+
+/* min(8, online cores): what one read uses unless told otherwise. */
+int ms_read_threads_default(void);
 
 /* Open an input; opts may be NULL. On failure *src is left released. */
 int ms_src_open(struct ms_src *src, const char *spec, const struct ms_src_opts *opts,
                 struct ms_err *err);
 /* Read rows [first, first + n) into out (buffers reused), and check that every
- * value is finite (a NaN or Inf is an MS_ERR_INPUT error naming the row). */
+ * value is finite (a NaN or Inf is an MS_ERR_INPUT error naming the first such row and
+ * token in row order). Backends that allow it (raw.concurrent) are read by several threads
+ * at once, each reading and checking its own contiguous piece; the others are read on the
+ * calling thread and checked by several. The result is the same whatever the thread count. */
 int ms_src_read(struct ms_src *src, uint64_t first, uint64_t n, struct ms_emb *out,
                 struct ms_err *err);
 /* Read the given rows (strictly ascending) into out, back to back in that

@@ -1,0 +1,235 @@
+/*
+ * test_readers.c - reading with several threads gives what one thread gives (src.c).
+ *
+ * ms_src_read and ms_src_read_rows split a block's read into pieces over reader threads,
+ * each checking its own values. These tests write .npy and .npy.zst files of odd sizes
+ * (flat and padded, float16 and float32), read the same blocks and row lists with 1 thread
+ * and with several (pieces made tiny so that small files are split), and compare every byte;
+ * a NaN planted in the middle of a piece must give the single-threaded message, which names
+ * the first bad value in row order.
+ */
+#include <math.h>
+#include <zstd.h>
+
+#include "src.h"
+#include "testutil.h"
+
+/* A version 1.0 .npy file of the given descr and shape around `data`. */
+static const char *write_npy(const char *descr, const uint64_t *shape, int rank, const void *data,
+                             size_t bytes, int zst)
+{
+    char dict[256], shp[128] = "";
+    size_t n = 0;
+
+    for (int i = 0; i < rank; i++)
+        n += (size_t)snprintf(shp + n, sizeof shp - n, "%llu%s", (unsigned long long)shape[i],
+                              rank == 1 || i + 1 < rank ? ", " : "");
+    int len = snprintf(dict, sizeof dict,
+                       "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", descr, shp);
+    const size_t total_hdr = ((size_t)len + 10 + 1 + 63) / 64 * 64;
+    const size_t hlen = total_hdr - 10;
+    char *buf = malloc(total_hdr + bytes);
+    cr_assert(buf);
+    memcpy(buf, "\x93NUMPY\x01\x00", 8);
+    buf[8] = (char)(hlen & 0xff);
+    buf[9] = (char)(hlen >> 8);
+    memset(buf + 10, ' ', hlen);
+    memcpy(buf + 10, dict, (size_t)len);
+    buf[total_hdr - 1] = '\n';
+    memcpy(buf + total_hdr, data, bytes);
+    const char *path;
+    if (zst) {
+        /* several frames, as `zstd -T0` or pzstd write them */
+        const size_t all = total_hdr + bytes, cap = ZSTD_compressBound(all) + 1024;
+        char *z = malloc(cap);
+        size_t zn = 0;
+        cr_assert(z);
+        for (size_t off = 0; off < all; off += 777) {
+            const size_t part = all - off < 777 ? all - off : 777;
+            const size_t r = ZSTD_compress(z + zn, cap - zn, buf + off, part, 1);
+            cr_assert(!ZSTD_isError(r));
+            zn += r;
+        }
+        path = tmpfile_with(z, zn, ".npy.zst");
+        free(z);
+    } else
+        path = tmpfile_with(buf, total_hdr + bytes, ".npy");
+    free(buf);
+    return path;
+}
+
+struct corpus {
+    char *data, *lengths; /* owned copies */
+    uint64_t n_rows;
+};
+
+/* Random rows (lengths 0..maxlen), values from the seed, stored flat or padded. */
+static struct corpus make_corpus(enum ms_dtype dt, int padded, int zst, uint64_t n_rows,
+                                 uint32_t dim, uint64_t maxlen, uint64_t seed)
+{
+    uint64_t st = seed, total = 0;
+    int64_t *len = malloc(n_rows * sizeof *len);
+    cr_assert(len);
+    for (uint64_t r = 0; r < n_rows; r++) {
+        /* runs of full rows too, so that padded spans join */
+        len[r] =
+            (int64_t)(test_rand_below(&st, 3) == 0 ? maxlen : test_rand_below(&st, maxlen + 1));
+        total += (uint64_t)len[r];
+    }
+    const uint64_t stored = padded ? n_rows * maxlen : total;
+    const size_t es = dt == MS_DTYPE_F16 ? 2 : 4;
+    char *v = malloc(stored * dim * es + 1);
+    cr_assert(v);
+    for (uint64_t i = 0; i < stored * dim; i++) {
+        const float f = test_rand_f(&st);
+        if (dt == MS_DTYPE_F16) {
+            const uint16_t h = ms_float_to_half(f);
+            memcpy(v + i * 2, &h, 2);
+        } else
+            memcpy(v + i * 4, &f, 4);
+    }
+    struct corpus c = { .n_rows = n_rows };
+    const uint64_t s3[3] = { n_rows, maxlen, dim }, s2[2] = { stored, dim }, s1[1] = { n_rows };
+    c.data = strdup(write_npy(dt == MS_DTYPE_F16 ? "<f2" : "<f4", padded ? s3 : s2, padded ? 3 : 2,
+                              v, stored * dim * es, zst));
+    c.lengths = strdup(write_npy("<i8", s1, 1, len, n_rows * sizeof *len, 0));
+    free(v);
+    free(len);
+    return c;
+}
+
+static void open_src(struct ms_src *s, const struct corpus *c, int threads, uint64_t piece)
+{
+    struct ms_src_opts o = { .lengths_path = c->lengths, .role = "documents" };
+    struct ms_err err;
+    cr_assert(ms_src_open(s, c->data, &o, &err) == MS_OK, "%s", err.msg);
+    s->threads = threads;
+    s->piece_bytes = piece;
+}
+
+static void same_emb(const char *what, const struct ms_emb *a, const struct ms_emb *b)
+{
+    cr_assert(a->n_rows == b->n_rows && a->first_row == b->first_row, "%s: rows differ", what);
+    cr_assert(memcmp(a->offsets, b->offsets, (a->n_rows + 1) * sizeof *a->offsets) == 0,
+              "%s: offsets differ", what);
+    cr_assert(memcmp(a->tokens, b->tokens, ms_emb_n_tokens(a) * a->dim * ms_dtype_size(a->dtype)) ==
+                  0,
+              "%s: tokens differ", what);
+}
+
+static const int thread_counts[] = { 2, 3, 5, 8 };
+
+/* Blocks of several sizes, in order (the streams need it), against one thread. */
+static void compare_blocks(const struct corpus *c, int zst, const char *what)
+{
+    static const uint64_t block_sizes[] = { 1, 7, 64, 1000 };
+    for (size_t t = 0; t < sizeof thread_counts / sizeof *thread_counts; t++)
+        for (size_t b = 0; b < sizeof block_sizes / sizeof *block_sizes; b++) {
+            struct ms_src one, many;
+            struct ms_emb e1, e2;
+            struct ms_err err;
+            open_src(&one, c, 1, 0);
+            open_src(&many, c, thread_counts[t], 48);
+            ms_emb_init(&e1);
+            ms_emb_init(&e2);
+            for (uint64_t r = 0; r < c->n_rows; r += block_sizes[b]) {
+                const uint64_t n = c->n_rows - r < block_sizes[b] ? c->n_rows - r : block_sizes[b];
+                char name[160];
+                snprintf(name, sizeof name, "%s threads %d block %llu at %llu", what,
+                         thread_counts[t], (unsigned long long)block_sizes[b],
+                         (unsigned long long)r);
+                cr_assert(ms_src_read(&one, r, n, &e1, &err) == MS_OK, "%s: %s", name, err.msg);
+                cr_assert(ms_src_read(&many, r, n, &e2, &err) == MS_OK, "%s: %s", name, err.msg);
+                same_emb(name, &e1, &e2);
+            }
+            if (!zst) { /* row lists: random ascending subsets */
+                uint64_t st = 99 + t, *rows = malloc(c->n_rows * sizeof *rows), m = 0;
+                cr_assert(rows);
+                for (uint64_t r = 0; r < c->n_rows; r++)
+                    if (test_rand_below(&st, 3) != 0)
+                        rows[m++] = r;
+                cr_assert(ms_src_read_rows(&one, rows, m, &e1, &err) == MS_OK, "%s", err.msg);
+                cr_assert(ms_src_read_rows(&many, rows, m, &e2, &err) == MS_OK, "%s", err.msg);
+                same_emb(what, &e1, &e2);
+                free(rows);
+            }
+            ms_emb_release(&e1);
+            ms_emb_release(&e2);
+            ms_src_close(&one);
+            ms_src_close(&many);
+        }
+}
+
+Test(readers, threads_read_what_one_thread_reads)
+{
+    for (int zst = 0; zst <= 1; zst++)
+        for (int padded = 0; padded <= 1; padded++)
+            for (int f16 = 0; f16 <= 1; f16++) {
+                char what[64];
+                snprintf(what, sizeof what, "%s %s %s", zst ? "zst" : "npy",
+                         padded ? "padded" : "flat", f16 ? "f16" : "f32");
+                struct corpus c = make_corpus(f16 ? MS_DTYPE_F16 : MS_DTYPE_F32, padded, zst, 301,
+                                              7, 13, 1234 + (uint64_t)(zst * 4 + padded * 2 + f16));
+                compare_blocks(&c, zst, what);
+                free(c.data);
+                free(c.lengths);
+            }
+}
+
+/* Plant bad values at storage elements a and b (a first) of a copy of a flat f32 corpus. */
+Test(readers, first_nonfinite_in_row_order_whatever_the_threads)
+{
+    const uint32_t dim = 5;
+    const uint64_t n_rows = 200;
+    uint64_t st = 7, total = 0;
+    int64_t len[200];
+    for (uint64_t r = 0; r < n_rows; r++)
+        total += (uint64_t)(len[r] = (int64_t)(1 + test_rand_below(&st, 9)));
+    float *v = malloc(total * dim * sizeof *v);
+    cr_assert(v);
+    for (uint64_t i = 0; i < total * dim; i++)
+        v[i] = test_rand_f(&st);
+    /* two bad values far apart: the later one lands in another thread's piece */
+    const uint64_t a = total * dim / 2 + 3, b = total * dim - 2;
+    v[a] = NAN;
+    v[b] = INFINITY;
+    const uint64_t s2[2] = { total, dim }, s1[1] = { n_rows };
+    struct corpus c = { .n_rows = n_rows };
+    c.data = strdup(write_npy("<f4", s2, 2, v, total * dim * sizeof *v, 0));
+    c.lengths = strdup(write_npy("<i8", s1, 1, len, sizeof len, 0));
+    /* the row and token of element a */
+    uint64_t tok = a / dim, row = 0;
+    while (tok >= (uint64_t)len[row])
+        tok -= (uint64_t)len[row++];
+    char want[512];
+    snprintf(want, sizeof want,
+             "'%s': row %llu token %llu holds a NaN or Inf (embeddings must be finite)", c.data,
+             (unsigned long long)row, (unsigned long long)tok);
+    for (int threads = 1; threads <= 8; threads++) {
+        struct ms_src s;
+        struct ms_emb e;
+        struct ms_err err;
+        open_src(&s, &c, threads, 16);
+        ms_emb_init(&e);
+        cr_assert(ms_src_read(&s, 0, n_rows, &e, &err) == MS_ERR_INPUT, "threads %d", threads);
+        cr_assert_str_eq(err.msg, want, "threads %d", threads);
+        /* a row list skipping row `row` finds the Inf instead */
+        uint64_t rows[200], m = 0;
+        for (uint64_t r = 0; r < n_rows; r++)
+            if (r != row)
+                rows[m++] = r;
+        cr_assert(ms_src_read_rows(&s, rows, m, &e, &err) == MS_ERR_INPUT);
+        cr_assert(strstr(err.msg, "row 199 token") != NULL, "threads %d: %s", threads, err.msg);
+        ms_emb_release(&e);
+        ms_src_close(&s);
+    }
+    free(v);
+    free(c.data);
+    free(c.lengths);
+}
+
+Test(readers, default_threads)
+{
+    const int n = ms_read_threads_default();
+    cr_assert(n >= 1 && n <= 8);
+}
