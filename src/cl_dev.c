@@ -515,6 +515,76 @@ int ms_cl_launch(struct ms_cl *cl, cl_kernel k, cl_uint dims, const size_t *glob
     return MS_OK;
 }
 
+int ms_cl_write(struct ms_cl *cl, cl_mem buf, size_t bytes, const void *host, double *time_s,
+                const char *what, struct ms_err *err)
+{
+    cl_event ev = NULL;
+    cl_int rc = clEnqueueWriteBuffer(cl->queue, buf, CL_TRUE, 0, bytes, host, 0, NULL, &ev);
+
+    if (rc != CL_SUCCESS)
+        return ms_err_set(err, MS_ERR_RUNTIME, "clEnqueueWriteBuffer(%s) failed on '%s': %s", what,
+                          cl->info.name, ms_cl_strerror(rc));
+    if (time_s) {
+        cl_ulong a = 0, b = 0;
+        if (clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof a, &a, NULL) ==
+                CL_SUCCESS &&
+            clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof b, &b, NULL) ==
+                CL_SUCCESS &&
+            b > a)
+            *time_s += (double)(b - a) * 1e-9;
+    }
+    clReleaseEvent(ev);
+    return MS_OK;
+}
+
+struct pinned {
+    cl_mem buf;
+    cl_command_queue queue;
+    void *host;
+};
+
+void *ms_cl_pinned_alloc(void *ctx, size_t bytes, void **handle)
+{
+    const struct ms_cl *cl = ctx;
+    struct pinned *p = calloc(1, sizeof *p);
+    cl_int rc = CL_SUCCESS;
+
+    *handle = NULL;
+    if (!p)
+        return NULL;
+    p->queue = clCreateCommandQueue(cl->ctx, cl->info.device, 0, &rc);
+    if (p->queue)
+        p->buf =
+            clCreateBuffer(cl->ctx, CL_MEM_READ_ONLY | CL_MEM_ALLOC_HOST_PTR, bytes, NULL, &rc);
+    if (p->buf)
+        p->host = clEnqueueMapBuffer(p->queue, p->buf, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0,
+                                     bytes, 0, NULL, NULL, &rc);
+    if (!p->host) {
+        ms_cl_pinned_free(ctx, p);
+        return NULL;
+    }
+    *handle = p;
+    return p->host;
+}
+
+void ms_cl_pinned_free(void *ctx, void *handle)
+{
+    struct pinned *p = handle;
+
+    (void)ctx;
+    if (!p)
+        return;
+    if (p->host) {
+        clEnqueueUnmapMemObject(p->queue, p->buf, p->host, 0, NULL, NULL);
+        clFinish(p->queue);
+    }
+    if (p->buf)
+        clReleaseMemObject(p->buf);
+    if (p->queue)
+        clReleaseCommandQueue(p->queue);
+    free(p);
+}
+
 int ms_cl_kernel(cl_program prog, const char *name, cl_kernel *k, struct ms_err *err)
 {
     cl_int rc;

@@ -103,6 +103,19 @@ int ms_cl_set_args(cl_kernel k, const char *name, const struct ms_cl_arg *args, 
  * profiling event to *time_s (when not NULL). */
 int ms_cl_launch(struct ms_cl *cl, cl_kernel k, cl_uint dims, const size_t *global,
                  const size_t *local, const char *name, double *time_s, struct ms_err *err);
+/* Copy `bytes` from host memory to the start of buf on the device's queue and wait; the
+ * copy's time from its profiling event is added to *time_s (when not NULL), so that -v
+ * can give the host-to-device rate. */
+int ms_cl_write(struct ms_cl *cl, cl_mem buf, size_t bytes, const void *host, double *time_s,
+                const char *what, struct ms_err *err);
+
+/* Pinned (page-locked) host memory for blocks of documents, as struct ms_alloc wants it
+ * (ctx: the struct ms_cl): a CL_MEM_ALLOC_HOST_PTR buffer mapped for writing, the way
+ * NVIDIA's OpenCL guide says to get host memory the device copies from at full speed.
+ * Callable from a reader thread (its own queue maps and unmaps). NULL on failure. */
+void *ms_cl_pinned_alloc(void *ctx, size_t bytes, void **handle);
+void ms_cl_pinned_free(void *ctx, void *handle);
+
 /* Create kernel `name` of prog into *k. */
 int ms_cl_kernel(cl_program prog, const char *name, cl_kernel *k, struct ms_err *err);
 

@@ -360,6 +360,43 @@ void ms_progress_end(struct ms_progress *p)
         show(p, 1);
 }
 
+const struct ms_alloc *ms_pinned_alloc(const struct ms_devset *devs, struct ms_alloc *a)
+{
+    if (devs->n != 1)
+        return NULL;
+    a->alloc = ms_cl_pinned_alloc;
+    a->free = ms_cl_pinned_free;
+    a->ctx = &devs->cl[0];
+    return a;
+}
+
+void ms_run_stats_print(const char *cmd, const struct ms_run_stats *st, double total)
+{
+    const double gb = 1e-9;
+    const char *bound = "kernels";
+    double most = st->kernel_s;
+
+    if (st->read_s > most) {
+        most = st->read_s;
+        bound = "read";
+    }
+    if (st->upload_s > most) {
+        most = st->upload_s;
+        bound = "host-to-device";
+    }
+    /* the stages overlap (reader thread, device); what none of them covers is host work */
+    if (total - most > most)
+        bound = "host (merging, waiting, setup)";
+    fprintf(stderr,
+            "maxsim: %s: read %.3f GB in %.3f s (%.2f GB/s), host-to-device %.3f GB in %.3f s "
+            "(%.2f GB/s), kernels %.3f s, total %.3f s: bound by %s\n",
+            cmd, (double)st->read_bytes * gb, st->read_s,
+            st->read_s > 0 ? (double)st->read_bytes * gb / st->read_s : 0.0,
+            (double)st->upload_bytes * gb, st->upload_s,
+            st->upload_s > 0 ? (double)st->upload_bytes * gb / st->upload_s : 0.0, st->kernel_s,
+            total, bound);
+}
+
 /* Score rows [q0, q0 + nq) of the queries against the documents of the shard. */
 static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, struct ms_src *q,
                       struct ms_src *d, uint64_t q0, uint64_t nq, uint64_t max_docs,
@@ -395,7 +432,9 @@ static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, st
         if ((rc = ms_scorer_create(&scorer, &devs->cl[0], &queries, &so, err)) != MS_OK)
             goto done;
     }
-    if ((rc = ms_stream_start(&stream, d, first, n_docs, max_docs, max_tokens, err)) != MS_OK)
+    struct ms_alloc pinned;
+    if ((rc = ms_stream_start(&stream, d, first, n_docs, max_docs, max_tokens,
+                              ms_pinned_alloc(devs, &pinned), err)) != MS_OK)
         goto done;
     while ((rc = ms_stream_next(stream, &block, err)) == MS_OK && block) {
         if (pool) {
@@ -405,6 +444,11 @@ static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, st
             if ((rc = ms_scorer_run(scorer, block, scores, block->n_rows, err)) != MS_OK)
                 break;
             stats->kernel_s += ms_scorer_last_kernel_s(scorer);
+            double up_s;
+            uint64_t up_bytes;
+            ms_scorer_last_upload(scorer, &up_s, &up_bytes);
+            stats->upload_s += up_s;
+            stats->upload_bytes += up_bytes;
             if ((rc = fn(ctx, q0, nq, scores, block->n_rows, block, err)) != MS_OK)
                 break;
         }
@@ -413,6 +457,7 @@ static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, st
     }
     stats->read_s += ms_stream_read_s(stream);
     stats->wait_s += ms_stream_wait_s(stream);
+    stats->read_bytes += ms_stream_bytes(stream);
 done:
     if (pool) { /* every block handed over is scored (or the first error kept) */
         struct ms_err perr;

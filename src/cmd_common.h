@@ -137,8 +137,19 @@ typedef int (*ms_block_fn)(void *ctx, uint64_t q0, uint64_t nq, const float *sco
 
 struct ms_run_stats {
     double kernel_s, read_s, wait_s; /* OpenCL event time, reader thread, waiting on it */
+    double upload_s;                 /* document copies to the device: event time */
+    uint64_t read_bytes, upload_bytes;
     uint64_t blocks;
 };
+
+/* With -v: one line of read, host-to-device and kernel rates and which of them bounds the
+ * run (the stage that was busy longest), from what this run measured; total is the wall
+ * time of the scoring. */
+void ms_run_stats_print(const char *cmd, const struct ms_run_stats *st, double total);
+
+/* The allocator of pinned host memory for the blocks a stream reads for devs (a, filled), or
+ * NULL when blocks are spread over several devices (each copies from malloc'd memory). */
+const struct ms_alloc *ms_pinned_alloc(const struct ms_devset *devs, struct ms_alloc *a);
 
 /* Score every query against every document (of the shard, with --shard):
  * queries in batches of query_batch, each batch against the whole corpus

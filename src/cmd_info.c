@@ -84,7 +84,7 @@ static int describe(const char *spec, const struct ms_src_opts *opts, int check,
     if (check) {
         struct ms_stream *st;
         const struct ms_emb *block;
-        rc = ms_stream_start(&st, &src, 0, src.n_rows, 65536, 1 << 22, err);
+        rc = ms_stream_start(&st, &src, 0, src.n_rows, 65536, 1 << 22, NULL, err);
         while (rc == MS_OK && (rc = ms_stream_next(st, &block, err)) == MS_OK && block)
             ;
         ms_stream_stop(st);

@@ -123,8 +123,9 @@ static int score_batch(struct batch_ctx *c, struct ms_cand *pairs, uint64_t n, s
         rc = ms_scorer_create(&scorer, &c->devs->cl[0], &queries, &so, err);
     if (rc != MS_OK)
         goto done;
-    if ((rc = ms_stream_start_rows(&stream, c->d, drows, nd, c->max_docs, c->max_tokens, err)) !=
-        MS_OK)
+    struct ms_alloc pinned;
+    if ((rc = ms_stream_start_rows(&stream, c->d, drows, nd, c->max_docs, c->max_tokens,
+                                   ms_pinned_alloc(c->devs, &pinned), err)) != MS_OK)
         goto done;
     uint64_t p = 0, di = 0; /* next pair, next entry of drows */
     while ((rc = ms_stream_next(stream, &block, err)) == MS_OK && block) {
@@ -141,12 +142,18 @@ static int score_batch(struct batch_ctx *c, struct ms_cand *pairs, uint64_t n, s
             if ((rc = ms_scorer_run_pairs(scorer, block, pq, pd, p - p0, ps + p0, err)) != MS_OK)
                 break;
             c->stats->kernel_s += ms_scorer_last_kernel_s(scorer);
+            double up_s;
+            uint64_t up_bytes;
+            ms_scorer_last_upload(scorer, &up_s, &up_bytes);
+            c->stats->upload_s += up_s;
+            c->stats->upload_bytes += up_bytes;
         }
         c->stats->blocks++;
         ms_progress_add(c->prog, p - p0);
     }
     c->stats->read_s += ms_stream_read_s(stream);
     c->stats->wait_s += ms_stream_wait_s(stream);
+    c->stats->read_bytes += ms_stream_bytes(stream);
     if (pool) { /* every block handed over is scored (or the first error kept) */
         struct ms_err perr;
         const int prc = ms_pool_finish(pool, &c->stats->kernel_s, &perr);
@@ -272,6 +279,7 @@ int cmd_rerank(int argc, char **argv)
                 "%.3f s, total %.3f s, %.0f pairs/s\n",
                 (unsigned long long)n_pairs, (unsigned long long)stats.blocks, stats.read_s,
                 stats.wait_s, stats.kernel_s, total, total > 0 ? (double)n_pairs / total : 0.0);
+        ms_run_stats_print("rerank", &stats, total);
     }
     ms_devices_close(&devs);
 close_inputs:

@@ -181,6 +181,7 @@ int cmd_score(int argc, char **argv)
     ms_plan_blocks(devs.cl, &in, &q, &d, &nqb, &max_docs, &max_tokens);
     ms_progress_init(&prog, in.progress, "score",
                      d.n_rows * ((q.n_rows + nqb - 1) / (nqb ? nqb : 1)));
+    const double t0 = ms_now();
     rc = ms_score_all(&devs, &in, &q, &d, nqb, max_docs, max_tokens, put_block, &sink, &prog,
                       &stats, &err);
     ms_progress_end(&prog);
@@ -190,10 +191,12 @@ int cmd_score(int argc, char **argv)
         rc = ms_h5_out_close(sink.h5, &err);
         sink.h5 = NULL;
     }
-    if ((rc = ms_output_finish(&w, rc, &err)) == MS_OK && ms_global.verbose)
+    if ((rc = ms_output_finish(&w, rc, &err)) == MS_OK && ms_global.verbose) {
         fprintf(stderr, "maxsim: score: %llu x %llu in %llu blocks: read %.3f s, kernels %.3f s\n",
                 (unsigned long long)q.n_rows, (unsigned long long)d.n_rows,
                 (unsigned long long)stats.blocks, stats.read_s, stats.kernel_s);
+        ms_run_stats_print("score", &stats, ms_now() - t0);
+    }
     ms_devices_close(&devs);
 close_output:
     if (sink.h5)

@@ -156,6 +156,7 @@ int cmd_search(int argc, char **argv)
                 (unsigned long long)stats.blocks, (unsigned long long)nqb,
                 (unsigned long long)max_docs, (unsigned long long)max_tokens, stats.read_s,
                 stats.wait_s, stats.kernel_s, total, total > 0 ? (double)shard_rows / total : 0.0);
+        ms_run_stats_print("search", &stats, total);
     }
 free_topk:
     ms_topk_release(&topk);

@@ -92,6 +92,8 @@ const char *ms_scorer_path(const struct ms_scorer *s);
 /* Kernel time of the last ms_scorer_run or ms_scorer_run_pairs, in seconds,
  * from OpenCL events. */
 double ms_scorer_last_kernel_s(const struct ms_scorer *s);
+/* Time (from events) and bytes of the document uploads of the last run, for -v. */
+void ms_scorer_last_upload(const struct ms_scorer *s, double *seconds, uint64_t *bytes);
 void ms_scorer_free(struct ms_scorer *s);
 
 #endif

@@ -302,10 +302,14 @@ static int prep_docs(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0
                                                                        : (uint64_t)s->tn);
         }
     }
-    if (ntok)
-        rc = clEnqueueWriteBuffer(qu, s->raw, CL_TRUE, 0, ntok * dim * esize,
-                                  (const char *)docs->tokens + tok0 * dim * esize, 0, NULL, NULL);
-    if (rc == CL_SUCCESS && n_tiles)
+    if (ntok) {
+        if (ms_cl_write(s->cl, s->raw, ntok * dim * esize,
+                        (const char *)docs->tokens + tok0 * dim * esize, &s->last_upload_s,
+                        "documents", err) != MS_OK)
+            return err->status;
+        s->last_upload_bytes += ntok * dim * esize;
+    }
+    if (n_tiles)
         rc = clEnqueueWriteBuffer(qu, s->tile_tok, CL_TRUE, 0, n_tiles * 4, s->h_tile_tok, 0, NULL,
                                   NULL);
     if (rc == CL_SUCCESS && n_tiles)
@@ -400,7 +404,8 @@ int ms_scorer_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores,
 {
     uint64_t j0 = 0;
 
-    s->last_kernel_s = 0.0;
+    s->last_kernel_s = s->last_upload_s = 0.0;
+    s->last_upload_bytes = 0;
     if (docs->dim != s->dim)
         return ms_err_set(err, MS_ERR_INPUT,
                           "dim mismatch: the queries have dim %u but the documents have dim %u",
@@ -412,8 +417,16 @@ int ms_scorer_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores,
         return MS_OK;
     if (ms_nv_usable(s, docs))
         return ms_nv_run(s, docs, scores, ld, err);
-    if (s->gpu)
-        return gpu_run(s->gpu, docs, scores, ld, &s->last_kernel_s, err);
+    if (s->gpu) {
+        double u0, u1;
+        uint64_t b0, b1;
+        gpu_uploads(s->gpu, &u0, &b0);
+        const int rc = gpu_run(s->gpu, docs, scores, ld, &s->last_kernel_s, err);
+        gpu_uploads(s->gpu, &u1, &b1);
+        s->last_upload_s = u1 - u0;
+        s->last_upload_bytes = b1 - b0;
+        return rc;
+    }
     /* Greedy sub-blocks that fit the buffers; normally the whole block. */
     while (j0 < docs->n_rows) {
         const uint64_t nd = ms_scorer_fit(s, docs, j0, NULL, err);
@@ -506,7 +519,8 @@ int ms_scorer_run_pairs(struct ms_scorer *s, const struct ms_emb *docs, const ui
     int status = MS_OK;
     const int nv = ms_nv_usable(s, docs);
 
-    s->last_kernel_s = 0.0;
+    s->last_kernel_s = s->last_upload_s = 0.0;
+    s->last_upload_bytes = 0;
     if (docs->dim != s->dim)
         return ms_err_set(err, MS_ERR_INPUT,
                           "dim mismatch: the queries have dim %u but the documents have dim %u",
@@ -520,8 +534,17 @@ int ms_scorer_run_pairs(struct ms_scorer *s, const struct ms_emb *docs, const ui
                               "%llu documents)",
                               (unsigned long long)p, pair_q[p], pair_d[p],
                               (unsigned long long)s->n_queries, (unsigned long long)docs->n_rows);
-    if (s->gpu && !nv)
-        return gpu_run_pairs(s->gpu, docs, pair_q, pair_d, n_pairs, out, &s->last_kernel_s, err);
+    if (s->gpu && !nv) {
+        double u0, u1;
+        uint64_t b0, b1;
+        gpu_uploads(s->gpu, &u0, &b0);
+        const int rc =
+            gpu_run_pairs(s->gpu, docs, pair_q, pair_d, n_pairs, out, &s->last_kernel_s, err);
+        gpu_uploads(s->gpu, &u1, &b1);
+        s->last_upload_s = u1 - u0;
+        s->last_upload_bytes = b1 - b0;
+        return rc;
+    }
     /* Counting sort: order[start[j] .. start[j+1]-1] are the pairs of row j,
      * in the caller's order. */
     if (!(start = ms_calloc(docs->n_rows + 2, sizeof *start, err)) ||
@@ -605,6 +628,12 @@ done:
 const char *ms_scorer_path(const struct ms_scorer *s)
 {
     return s->path;
+}
+
+void ms_scorer_last_upload(const struct ms_scorer *s, double *seconds, uint64_t *bytes)
+{
+    *seconds = s->last_upload_s;
+    *bytes = s->last_upload_bytes;
 }
 
 double ms_scorer_last_kernel_s(const struct ms_scorer *s)

@@ -43,6 +43,8 @@ struct gpu_variant {
 
 struct ms_gpu {
     struct ms_cl *cl;
+    double upload_s;       /* document uploads so far: event time, for -v */
+    uint64_t upload_bytes; /* and bytes */
     cl_program prog;
     cl_kernel norm_f16, norm_f32, score_f16, score_f32, sum;
     cl_kernel list_f16, list_f32, sum_pairs; /* pairs: a work list of (row tile, document) */
@@ -513,11 +515,14 @@ static int upload_docs(struct ms_gpu *g, const struct ms_emb *docs, uint64_t j0,
         g->h_doc_tok[j] = (uint32_t)(docs->offsets[j0 + j] - tok0);
         g->h_doc_len[j] = !used || used[j0 + j] ? (uint32_t)ms_emb_row_len(docs, j0 + j) : 0;
     }
-    if (ntok)
-        rc = clEnqueueWriteBuffer(qu, g->raw, CL_TRUE, 0, ntok * g->dim * es,
-                                  (const char *)docs->tokens + tok0 * g->dim * es, 0, NULL, NULL);
-    if (rc == CL_SUCCESS)
-        rc = clEnqueueWriteBuffer(qu, g->doc_tok, CL_TRUE, 0, nd * 4, g->h_doc_tok, 0, NULL, NULL);
+    if (ntok) {
+        if (ms_cl_write(g->cl, g->raw, ntok * g->dim * es,
+                        (const char *)docs->tokens + tok0 * g->dim * es, &g->upload_s,
+                        "GPU documents", err) != MS_OK)
+            return err->status;
+        g->upload_bytes += ntok * g->dim * es;
+    }
+    rc = clEnqueueWriteBuffer(qu, g->doc_tok, CL_TRUE, 0, nd * 4, g->h_doc_tok, 0, NULL, NULL);
     if (rc == CL_SUCCESS)
         rc = clEnqueueWriteBuffer(qu, g->doc_len, CL_TRUE, 0, nd * 4, g->h_doc_len, 0, NULL, NULL);
     if (rc != CL_SUCCESS)
@@ -824,6 +829,12 @@ done:
     free(work);
     free(stamp);
     return status;
+}
+
+void gpu_uploads(const struct ms_gpu *g, double *seconds, uint64_t *bytes)
+{
+    *seconds = g->upload_s;
+    *bytes = g->upload_bytes;
 }
 
 const char *gpu_describe(const struct ms_gpu *g)

@@ -31,6 +31,8 @@ int gpu_create(struct ms_gpu **out, struct ms_cl *cl, const struct ms_emb *queri
 /* As ms_scorer_run (arguments already checked by the caller); adds kernel seconds to *kernel_s. */
 int gpu_run(struct ms_gpu *g, const struct ms_emb *docs, float *scores, uint64_t ld,
             double *kernel_s, struct ms_err *err);
+/* Seconds (from events) and bytes of every document upload so far. */
+void gpu_uploads(const struct ms_gpu *g, double *seconds, uint64_t *bytes);
 /* As ms_scorer_run_pairs (indices already checked): the same kernels as gpu_run on the rows the
  * pairs name, so the same bits. */
 int gpu_run_pairs(struct ms_gpu *g, const struct ms_emb *docs, const uint32_t *pair_q,

@@ -492,12 +492,14 @@ static int nv_run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j
         s->h_doc_tile[j] = (uint32_t)(docs->offsets[j0 + j] - tok0); /* first token */
         s->h_doc_len[j] = ms_row_used(start, j0 + j) ? (uint32_t)ms_emb_row_len(docs, j0 + j) : 0;
     }
-    if (ntok)
-        rc = clEnqueueWriteBuffer(qu, s->raw, CL_TRUE, 0, ntok * dim * esize,
-                                  (const char *)docs->tokens + tok0 * dim * esize, 0, NULL, NULL);
-    if (rc == CL_SUCCESS)
-        rc =
-            clEnqueueWriteBuffer(qu, s->doc_tile, CL_TRUE, 0, nd * 4, s->h_doc_tile, 0, NULL, NULL);
+    if (ntok) {
+        if (ms_cl_write(s->cl, s->raw, ntok * dim * esize,
+                        (const char *)docs->tokens + tok0 * dim * esize, &s->last_upload_s,
+                        "NV documents", err) != MS_OK)
+            return err->status;
+        s->last_upload_bytes += ntok * dim * esize;
+    }
+    rc = clEnqueueWriteBuffer(qu, s->doc_tile, CL_TRUE, 0, nd * 4, s->h_doc_tile, 0, NULL, NULL);
     if (rc == CL_SUCCESS)
         rc = clEnqueueWriteBuffer(qu, s->doc_len, CL_TRUE, 0, nd * 4, s->h_doc_len, 0, NULL, NULL);
     if (rc != CL_SUCCESS)

@@ -72,6 +72,8 @@ struct ms_scorer {
     uint64_t limit, cap_pairs;
     cl_mem pair_q, pair_d, pair_out; /* [cap_pairs] */
     double last_kernel_s;
+    double last_upload_s;       /* document uploads of the last run: event time */
+    uint64_t last_upload_bytes; /* and bytes */
     int precision;
     char path[224];      /* ms_scorer_path */
     const char *variant; /* ms_scorer_opts.variant */

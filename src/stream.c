@@ -34,6 +34,8 @@ struct ms_stream {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     double read_s, wait_s;
+    uint64_t bytes;
+    uint64_t cap_rows, cap_tokens; /* what a slot is first reserved for, with an allocator */
 };
 
 double ms_now(void)
@@ -96,6 +98,13 @@ static void *reader(void *arg)
         } else {
             const double t0 = ms_now();
             uint64_t end;
+            /* Pinned storage is costly to make: once per slot, for the largest block. */
+            if (sl->emb.alloc && !sl->emb.tokens &&
+                (sl->rc = ms_emb_reserve(&sl->emb, s->src->dtype, s->src->dim, s->cap_rows,
+                                         s->cap_tokens, &sl->err)) != MS_OK) {
+                sl->last = 1;
+                goto hand_over;
+            }
             if (s->rows) {
                 end =
                     ms_rows_block_end(s->src, s->rows, s->next, s->end, s->max_docs, s->max_tokens);
@@ -109,7 +118,10 @@ static void *reader(void *arg)
             s->next = end;
             if (sl->rc != MS_OK)
                 sl->last = 1;
+            else
+                s->bytes += ms_emb_n_tokens(&sl->emb) * sl->emb.dim * ms_dtype_size(sl->emb.dtype);
         }
+    hand_over:
         pthread_mutex_lock(&s->mu);
         sl->full = 1;
         const int done = sl->last;
@@ -122,7 +134,8 @@ static void *reader(void *arg)
 }
 
 static int start(struct ms_stream **out, struct ms_src *src, const uint64_t *rows, uint64_t first,
-                 uint64_t n, uint64_t max_docs, uint64_t max_tokens, struct ms_err *err)
+                 uint64_t n, uint64_t max_docs, uint64_t max_tokens, const struct ms_alloc *alloc,
+                 struct ms_err *err)
 {
     struct ms_stream *s = ms_calloc(1, sizeof *s, err);
 
@@ -138,6 +151,24 @@ static int start(struct ms_stream **out, struct ms_src *src, const uint64_t *row
     s->held = -1;
     ms_emb_init(&s->slots[0].emb);
     ms_emb_init(&s->slots[1].emb);
+    if (alloc) {
+        /* A block holds at most max_tokens tokens, or one longer row, as read: a dense padded
+         * block is read whole, padding included (at most 4/3 of its tokens, src.c), and a
+         * block never holds more than the rows asked for. */
+        uint64_t most = src->n_tokens, longest = 0;
+        if (src->layout == MS_LAYOUT_PADDED)
+            most = src->n_rows * src->padded_len;
+        for (uint64_t i = 0; i < n && src->layout == MS_LAYOUT_FLAT; i++) {
+            const uint64_t len = ms_src_row_len(src, rows ? rows[i] : first + i);
+            longest = len > longest ? len : longest;
+        }
+        s->cap_tokens =
+            max_tokens + (src->layout == MS_LAYOUT_PADDED ? max_tokens / 3 + src->padded_len : 0);
+        s->cap_tokens = longest > s->cap_tokens ? longest : s->cap_tokens;
+        s->cap_tokens = s->cap_tokens < most ? s->cap_tokens : most;
+        s->cap_rows = s->max_docs < n ? s->max_docs : n;
+        s->slots[0].emb.alloc = s->slots[1].emb.alloc = alloc;
+    }
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     if (pthread_create(&s->thread, NULL, reader, s) != 0) {
@@ -150,15 +181,17 @@ static int start(struct ms_stream **out, struct ms_src *src, const uint64_t *row
 }
 
 int ms_stream_start(struct ms_stream **out, struct ms_src *src, uint64_t first, uint64_t n,
-                    uint64_t max_docs, uint64_t max_tokens, struct ms_err *err)
+                    uint64_t max_docs, uint64_t max_tokens, const struct ms_alloc *alloc,
+                    struct ms_err *err)
 {
-    return start(out, src, NULL, first, n, max_docs, max_tokens, err);
+    return start(out, src, NULL, first, n, max_docs, max_tokens, alloc, err);
 }
 
 int ms_stream_start_rows(struct ms_stream **out, struct ms_src *src, const uint64_t *rows,
-                         uint64_t n, uint64_t max_docs, uint64_t max_tokens, struct ms_err *err)
+                         uint64_t n, uint64_t max_docs, uint64_t max_tokens,
+                         const struct ms_alloc *alloc, struct ms_err *err)
 {
-    return start(out, src, rows, 0, n, max_docs, max_tokens, err);
+    return start(out, src, rows, 0, n, max_docs, max_tokens, alloc, err);
 }
 
 int ms_stream_next(struct ms_stream *s, const struct ms_emb **block, struct ms_err *err)
@@ -193,6 +226,11 @@ int ms_stream_next(struct ms_stream *s, const struct ms_emb **block, struct ms_e
 double ms_stream_read_s(const struct ms_stream *s)
 {
     return s->read_s;
+}
+
+uint64_t ms_stream_bytes(const struct ms_stream *s)
+{
+    return s->bytes;
 }
 
 double ms_stream_wait_s(const struct ms_stream *s)

@@ -18,18 +18,24 @@
 
 struct ms_stream;
 
-/* Start reading rows [first, first + n) of src (the whole corpus: 0, n_rows). */
+/* Start reading rows [first, first + n) of src (the whole corpus: 0, n_rows). With alloc
+ * (else NULL), the blocks' tokens come from it (pinned memory, from the command layer),
+ * allocated once per slot for the largest block these limits allow. */
 int ms_stream_start(struct ms_stream **out, struct ms_src *src, uint64_t first, uint64_t n,
-                    uint64_t max_docs, uint64_t max_tokens, struct ms_err *err);
+                    uint64_t max_docs, uint64_t max_tokens, const struct ms_alloc *alloc,
+                    struct ms_err *err);
 /* Read only the given rows (strictly ascending; not copied, must outlive
  * the stream), in blocks of consecutive entries of rows. */
 int ms_stream_start_rows(struct ms_stream **out, struct ms_src *src, const uint64_t *rows,
-                         uint64_t n, uint64_t max_docs, uint64_t max_tokens, struct ms_err *err);
+                         uint64_t n, uint64_t max_docs, uint64_t max_tokens,
+                         const struct ms_alloc *alloc, struct ms_err *err);
 /* The next block, or *block = NULL at the end. The block stays valid until
  * the next call. A read error (e.g. NaN in the data) is returned here. */
 int ms_stream_next(struct ms_stream *s, const struct ms_emb **block, struct ms_err *err);
-/* Seconds the reader thread spent reading, and the caller spent waiting for it. */
+/* Seconds the reader thread spent reading, and the caller spent waiting for it; bytes of
+ * embeddings it delivered. */
 double ms_stream_read_s(const struct ms_stream *s);
+uint64_t ms_stream_bytes(const struct ms_stream *s);
 double ms_stream_wait_s(const struct ms_stream *s);
 /* Stop the thread (also mid-stream) and free everything. NULL is fine. */
 void ms_stream_stop(struct ms_stream *s);
