@@ -233,3 +233,32 @@ Test(readers, default_threads)
     const int n = ms_read_threads_default();
     cr_assert(n >= 1 && n <= 8);
 }
+
+/* The scan finds the first bad value wherever it is: in a full block of the fast path, in the
+ * tail, at block edges, for both types, NaN and Inf of either sign; finite extremes pass. */
+Test(readers, nonfinite_scan_every_position)
+{
+    enum { N = 4096 * 2 + 100 };
+    static uint16_t h[N];
+    static uint32_t w[N];
+    for (size_t i = 0; i < N; i++) {
+        h[i] = i % 2 ? 0x7bff : 0xfbff; /* +-65504, the largest finite halves */
+        w[i] = i % 2 ? 0x7f7fffffu : 0xff7fffffu;
+    }
+    cr_assert(ms_nonfinite_first(h, MS_DTYPE_F16, 0, N) == UINT64_MAX);
+    cr_assert(ms_nonfinite_first(w, MS_DTYPE_F32, 0, N) == UINT64_MAX);
+    static const uint16_t bad16[] = { 0x7c00, 0xfc00, 0x7e00, 0x7c01 };
+    static const uint32_t bad32[] = { 0x7f800000u, 0xff800000u, 0x7fc00000u, 0x7f800001u };
+    for (size_t at = 0; at < N; at += (at % 4096 < 2 || at % 4096 > 4093) ? 1 : 37) {
+        const uint16_t sh = h[at];
+        const uint32_t sw = w[at];
+        h[at] = bad16[at % 4];
+        w[at] = bad32[at % 4];
+        cr_assert(ms_nonfinite_first(h, MS_DTYPE_F16, 0, N) == at, "f16 at %zu", at);
+        cr_assert(ms_nonfinite_first(w, MS_DTYPE_F32, 0, N) == at, "f32 at %zu", at);
+        /* a search starting after it does not see it */
+        cr_assert(ms_nonfinite_first(h, MS_DTYPE_F16, at + 1, N - at - 1) == UINT64_MAX);
+        h[at] = sh;
+        w[at] = sw;
+    }
+}
