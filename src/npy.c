@@ -13,7 +13,10 @@
  * reads the spans asked for with pread(). A .npy.zst file is decompressed as
  * a stream (zin.c, the input stream the run reader uses too), so it can only
  * be read forward; its size cannot be checked up front, so a short stream is
- * reported when the reader reaches its end.
+ * reported when the reader reaches its end. A regular .npy.zst file of several
+ * frames that declare their sizes (pzstd, concatenated pieces) is instead read
+ * through an index of its frames (zframes.c): at any position, and with the
+ * frames of a span decompressed in parallel.
  */
 #include "npy.h"
 
@@ -27,6 +30,7 @@
 #include <unistd.h>
 
 #include "src.h"
+#include "zframes.h"
 #include "zin.h"
 
 /* ---------------------------------------------------------------------- */
@@ -796,7 +800,9 @@ fail:
 }
 
 struct zst_file {
-    struct ms_zin *z;
+    struct ms_zin *z;         /* the stream; NULL when the frames are indexed */
+    struct ms_zframes *index; /* several frames of known sizes: read at any position */
+    int threads;
     struct ms_npy_header h;
     uint64_t data_bytes; /* decompressed array bytes the header promises */
     uint64_t tok_bytes;
@@ -820,6 +826,13 @@ static int zst_read_span(void *impl, uint64_t first, uint64_t n, void *dst, stru
 
     if ((rc = check_span(f->where, first, n, f->n_tokens, err)) != MS_OK)
         return rc;
+    if (f->index) {
+        if ((rc = ms_zframes_read(f->index, f->h.data_offset + first * f->tok_bytes,
+                                  n * f->tok_bytes, dst, f->threads, err)) != MS_OK)
+            return rc;
+        to_host_order(dst, n * f->tok_bytes / f->itemsize, f->itemsize);
+        return MS_OK;
+    }
     if (first < f->next)
         return ms_err_set(err, MS_ERR_RUNTIME,
                           "%s is a stream: token %" PRIu64 " requested after token %" PRIu64
@@ -848,11 +861,19 @@ static void zst_close(void *impl)
 
     if (f) {
         ms_zin_close(f->z);
+        ms_zframes_free(f->index);
         free(f);
     }
 }
 
-static const struct ms_backend_ops zst_ops = { .read_span = zst_read_span, .close = zst_close };
+static void zst_set_threads(void *impl, int threads)
+{
+    ((struct zst_file *)impl)->threads = threads;
+}
+
+static const struct ms_backend_ops zst_ops = { .read_span = zst_read_span,
+                                               .close = zst_close,
+                                               .set_threads = zst_set_threads };
 
 int ms_npy_zst_open(const char *path, struct ms_raw *raw, struct ms_err *err)
 {
@@ -896,9 +917,22 @@ int ms_npy_zst_open(const char *path, struct ms_raw *raw, struct ms_err *err)
     f->n_tokens = storage_tokens(&f->h);
     if (f->data_bytes == 0 && (rc = expect_end(f->z, &f->h, 0, err)) != MS_OK)
         goto fail;
+    /* Several frames of declared sizes that add up to exactly the array: read through the
+     * index. Anything else (one frame, short, trailing data) stays a stream, whose messages
+     * say what is wrong. */
+    f->threads = 1;
+    if (S_ISREG(st.st_mode) && f->data_bytes > 0 && ms_zframes_index(&f->index, fd, f->where)) {
+        if (ms_zframes_size(f->index) == f->h.data_offset + f->data_bytes) {
+            ms_zin_close(f->z); /* closes fd; the index has its own */
+            f->z = NULL;
+        } else {
+            ms_zframes_free(f->index);
+            f->index = NULL;
+        }
+    }
     fill_raw(raw, path, &f->h, dtype);
     raw->data_bytes = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
-    raw->sequential_only = 1;
+    raw->sequential_only = f->index == NULL;
     raw->ops = &zst_ops;
     raw->impl = f;
     return MS_OK;

@@ -370,6 +370,9 @@ static int read_spans(struct ms_src *src, struct ms_emb *out, const struct span 
     int rc;
 
     *bad = UINT64_MAX;
+    if (src->raw.ops->set_threads)
+        src->raw.ops->set_threads(src->raw.impl,
+                                  src->threads > 0 ? src->threads : ms_read_threads_default());
     if (!cum)
         return err->status;
     cum[0] = 0;

@@ -35,6 +35,8 @@ struct ms_backend_ops {
      * previous read and skip forward by decompressing. */
     int (*read_span)(void *impl, uint64_t first, uint64_t n, void *dst, struct ms_err *err);
     void (*close)(void *impl);
+    /* Optional: threads a backend may use inside one read_span (zstd frames, zframes.c). */
+    void (*set_threads)(void *impl, int threads);
 };
 
 /* What a format backend reports about a file before lengths are applied. */

@@ -119,7 +119,7 @@ static void same_emb(const char *what, const struct ms_emb *a, const struct ms_e
 
 static const int thread_counts[] = { 2, 3, 5, 8 };
 
-/* Blocks of several sizes, in order (the streams need it), against one thread. */
+/* Blocks of several sizes, in order, against one thread. */
 static void compare_blocks(const struct corpus *c, int zst, const char *what)
 {
     static const uint64_t block_sizes[] = { 1, 7, 64, 1000 };
@@ -142,7 +142,9 @@ static void compare_blocks(const struct corpus *c, int zst, const char *what)
                 cr_assert(ms_src_read(&many, r, n, &e2, &err) == MS_OK, "%s: %s", name, err.msg);
                 same_emb(name, &e1, &e2);
             }
-            if (!zst) { /* row lists: random ascending subsets */
+            /* frames of declared sizes: indexed (zframes.c), so any rows in any order */
+            cr_assert(many.sequential_only == 0, "%s: the frames are not indexed", what);
+            {
                 uint64_t st = 99 + t, *rows = malloc(c->n_rows * sizeof *rows), m = 0;
                 cr_assert(rows);
                 for (uint64_t r = 0; r < c->n_rows; r++)
@@ -152,6 +154,11 @@ static void compare_blocks(const struct corpus *c, int zst, const char *what)
                 cr_assert(ms_src_read_rows(&many, rows, m, &e2, &err) == MS_OK, "%s", err.msg);
                 same_emb(what, &e1, &e2);
                 free(rows);
+            }
+            if (zst) { /* backwards, after the end was read */
+                cr_assert(ms_src_read(&one, 3, 5, &e1, &err) == MS_OK, "%s", err.msg);
+                cr_assert(ms_src_read(&many, 3, 5, &e2, &err) == MS_OK, "%s", err.msg);
+                same_emb(what, &e1, &e2);
             }
             ms_emb_release(&e1);
             ms_emb_release(&e2);
@@ -228,6 +235,102 @@ Test(readers, first_nonfinite_in_row_order_whatever_the_threads)
     free(c.lengths);
 }
 
+/* Bytes of a .npy.zst of several frames: frame sizes declared (ZSTD_compress) or not (a
+ * stream without a pledged size, as `zstd` writes from a pipe). */
+static size_t frames_of(const uint8_t *src, size_t n, size_t piece, int declare, uint8_t *out,
+                        size_t cap)
+{
+    size_t zn = 0;
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    /* checksums, as `zstd` writes them, so that damage is always detected */
+    ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
+    ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, declare);
+    for (size_t off = 0; off < n; off += piece) {
+        const size_t part = n - off < piece ? n - off : piece;
+        const size_t r = ZSTD_compress2(cc, out + zn, cap - zn, src + off, part);
+        cr_assert(!ZSTD_isError(r));
+        zn += r;
+    }
+    ZSTD_freeCCtx(cc);
+    return zn;
+}
+
+/* Frames without declared sizes stay a stream; a damaged frame of an indexed file is reported
+ * as the stream reports it (the first damaged frame in file order), whatever the threads. */
+Test(readers, zst_frames_index_or_stream)
+{
+    const uint32_t dim = 8;
+    const uint64_t tokens = 20000; /* 640 KB: more than the stream reader's first read */
+    float *v = malloc(tokens * dim * sizeof *v);
+    uint64_t st = 5;
+    for (uint64_t i = 0; i < tokens * dim; i++)
+        v[i] = test_rand_f(&st);
+    const uint64_t s2[2] = { tokens, dim };
+    char *npy = strdup(write_npy("<f4", s2, 2, v, tokens * dim * sizeof *v, 0));
+    FILE *fp = fopen(npy, "rb");
+    cr_assert(fp);
+    uint8_t *raw = malloc(1 << 20), *z = malloc(2 << 20);
+    const size_t n = fread(raw, 1, 1 << 20, fp);
+    fclose(fp);
+    for (int declare = 0; declare <= 2; declare++) {
+        /* declare 2: one frame of declared size, larger than a first read: a stream */
+        const size_t zn = frames_of(raw, n, declare == 2 ? n : 5000, declare > 0, z, 2 << 20);
+        const char *path = tmpfile_with(z, zn, ".npy.zst");
+        struct ms_src s;
+        struct ms_err err;
+        struct ms_emb e;
+        cr_assert(ms_src_open(&s, path, NULL, &err) == MS_OK, "%s", err.msg);
+        cr_assert(s.sequential_only == (declare != 1), "declare %d", declare);
+        ms_emb_init(&e);
+        cr_assert(ms_src_read(&s, 0, 1, &e, &err) == MS_OK, "declare %d: %s", declare, err.msg);
+        cr_assert(memcmp(e.tokens, v, tokens * dim * sizeof *v) == 0, "declare %d", declare);
+        ms_emb_release(&e);
+        ms_src_close(&s);
+        if (declare != 1)
+            continue;
+        /* damage the middle of the 3rd frame and of the 20th: the 3rd is named */
+        uint8_t *bad = malloc(zn);
+        memcpy(bad, z, zn);
+        size_t off = 0, fi = 0;
+        while (off < zn) {
+            const size_t fsz = ZSTD_findFrameCompressedSize(bad + off, zn - off);
+            cr_assert(!ZSTD_isError(fsz));
+            if (fi == 2 || fi == 19)
+                for (size_t i = off + fsz / 2; i < off + fsz / 2 + 16; i++)
+                    bad[i] ^= 0x5A;
+            off += fsz;
+            fi++;
+        }
+        const char *bpath = tmpfile_with(bad, zn, ".npy.zst");
+        free(bad);
+        char want[512];
+        snprintf(want, sizeof want, "'%s': corrupt zstd data: ", bpath);
+        char first_msg[1024] = "";
+        for (int threads = 1; threads <= 8; threads *= 2) {
+            if (ms_src_open(&s, bpath, NULL, &err) != MS_OK) { /* damage seen in a header */
+                cr_assert(strstr(err.msg, "zstd"), "%s", err.msg);
+                break;
+            }
+            s.threads = threads;
+            cr_assert(s.sequential_only == 0, "damage in block headers: not indexed");
+            ms_emb_init(&e);
+            cr_assert(ms_src_read(&s, 0, 1, &e, &err) == MS_ERR_INPUT, "threads %d", threads);
+            cr_assert(strncmp(err.msg, want, strlen(want)) == 0, "threads %d: %s", threads,
+                      err.msg);
+            if (!first_msg[0])
+                snprintf(first_msg, sizeof first_msg, "%s", err.msg);
+            cr_assert_str_eq(err.msg, first_msg, "threads %d", threads);
+            ms_emb_release(&e);
+            ms_src_close(&s);
+        }
+        cr_assert(first_msg[0], "the damaged file was never read");
+    }
+    free(raw);
+    free(z);
+    free(v);
+    free(npy);
+}
+
 Test(readers, default_threads)
 {
     const int n = ms_read_threads_default();
@@ -261,4 +364,69 @@ Test(readers, nonfinite_scan_every_position)
         h[at] = sh;
         w[at] = sw;
     }
+}
+
+/* HDF5: contiguous little-endian data is read with pread on several threads (concurrent);
+ * chunked, compressed or big-endian data goes through HDF5 on one thread. Either way the
+ * blocks are the same whatever the threads, and big-endian data reads as the same values as
+ * its little-endian twin would (checked by test_h5). */
+Test(readers, h5_direct_or_through_hdf5)
+{
+    static const struct {
+        const char *spec, *lengths;
+        int concurrent;
+    } cases[] = {
+        { "h5_f16_3d.h5", NULL, 1 },         { "h5_f32_2d.h5", NULL, 1 },
+        { "h5_group.h5:/colbert", NULL, 1 }, { "h5_chunked.h5", NULL, 0 },
+        { "h5_chunked.h5:/flat", NULL, 0 },  { "h5_be.h5", NULL, 0 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        struct ms_src one, many;
+        struct ms_emb e1, e2;
+        struct ms_err err;
+        char spec[1024];
+        snprintf(spec, sizeof spec, "%s", fixture(cases[i].spec));
+        cr_assert(ms_src_open(&one, spec, NULL, &err) == MS_OK, "%s", err.msg);
+        cr_assert(ms_src_open(&many, spec, NULL, &err) == MS_OK, "%s", err.msg);
+        cr_assert(one.raw.concurrent == cases[i].concurrent, "%s: concurrent %d", cases[i].spec,
+                  one.raw.concurrent);
+        one.threads = 1;
+        many.threads = 4;
+        many.piece_bytes = 8;
+        ms_emb_init(&e1);
+        ms_emb_init(&e2);
+        for (uint64_t r = 0; r < one.n_rows; r++) /* every row alone, then all */
+            for (uint64_t n = 1; n <= one.n_rows - r; n += one.n_rows - r) {
+                cr_assert(ms_src_read(&one, r, n, &e1, &err) == MS_OK, "%s", err.msg);
+                cr_assert(ms_src_read(&many, r, n, &e2, &err) == MS_OK, "%s", err.msg);
+                same_emb(cases[i].spec, &e1, &e2);
+            }
+        ms_emb_release(&e1);
+        ms_emb_release(&e2);
+        ms_src_close(&one);
+        ms_src_close(&many);
+    }
+}
+
+/* The pread path gives the same bytes as HDF5's own read of the same dataset. */
+Test(readers, h5_direct_matches_hdf5)
+{
+    struct ms_src s;
+    struct ms_err err;
+    cr_assert(ms_src_open(&s, fixture("h5_f16_3d.h5"), NULL, &err) == MS_OK, "%s", err.msg);
+    cr_assert(s.raw.concurrent);
+    const uint64_t n = s.raw.shape[0] * s.raw.shape[1];
+    uint16_t *a = malloc(n * s.dim * 2);
+    cr_assert(s.raw.ops->read_span(s.raw.impl, 0, n, a, &err) == MS_OK, "%s", err.msg);
+    /* value(r, t, k) of tests/fixtures_h5.py: ((r * 31 + t * 7 + k) % 17) / 8 - 1 */
+    for (uint64_t r = 0; r < s.raw.shape[0]; r++)
+        for (uint64_t t = 0; t < s.raw.shape[1]; t++)
+            for (uint64_t k = 0; k < s.dim; k++) {
+                const float want = (float)((double)((r * 31 + t * 7 + k) % 17) / 8.0 - 1.0);
+                const float got = ms_half_to_float(a[(r * s.raw.shape[1] + t) * s.dim + k]);
+                cr_assert(got == want, "r %llu t %llu k %llu: %g != %g", (unsigned long long)r,
+                          (unsigned long long)t, (unsigned long long)k, got, want);
+            }
+    free(a);
+    ms_src_close(&s);
 }
