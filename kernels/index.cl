@@ -11,7 +11,7 @@
  *       CT centroids held in local memory, PT * CT accumulators in registers.
  *   index_transpose  raw points [n][dim] (float32, or float16 read with
  *       vload_half, which needs no extension) to float32 [dim][n].
- *   index_compress  one work-item per packed byte of a token: the residual
+ *   index_compress  one work-item per token, byte by byte: the residual
  *       x - centroid[code] of each of the byte's 8/nbits dimensions, its
  *       bucket (the number of cutoffs strictly below it, torch.bucketize),
  *       the bucket's bits least significant first, packed from the byte's
@@ -260,21 +260,25 @@ __kernel void index_compress(__global const float *restrict xt, const uint strid
                              __global const float *restrict cutoffs, const uint nbits,
                              __global uchar *restrict out)
 {
-    const uint b = (uint)get_global_id(0), t = (uint)get_global_id(1);
-    const uint kpb = 8 / nbits, packed = dim * nbits / 8;
-    if (b >= packed || t >= n)
+    /* one work-item per token, all its bytes: neighbouring work-items read
+     * neighbouring words of the transposed points */
+    const uint t = (uint)get_global_id(0);
+    if (t >= n)
         return;
+    const uint kpb = 8 / nbits, packed = dim * nbits / 8;
     const uint ncut = (1u << nbits) - 1;
     const size_t crow = (size_t)codes[t] * dim;
-    uint byte = 0;
-    for (uint s = 0; s < kpb; s++) {
-        const uint d = b * kpb + s;
-        const float r = xt[(size_t)d * stride + t] - cents[crow + d];
-        uint bucket = 0;
-        for (uint c = 0; c < ncut; c++)
-            bucket += cutoffs[c] < r ? 1u : 0u;
-        for (uint tb = 0; tb < nbits; tb++)
-            byte |= ((bucket >> tb) & 1u) << (7 - (s * nbits + tb));
+    for (uint b = 0; b < packed; b++) {
+        uint byte = 0;
+        for (uint s = 0; s < kpb; s++) {
+            const uint d = b * kpb + s;
+            const float r = xt[(size_t)d * stride + t] - cents[crow + d];
+            uint bucket = 0;
+            for (uint c = 0; c < ncut; c++)
+                bucket += cutoffs[c] < r ? 1u : 0u;
+            for (uint tb = 0; tb < nbits; tb++)
+                byte |= ((bucket >> tb) & 1u) << (7 - (s * nbits + tb));
+        }
+        out[(size_t)t * packed + b] = (uchar)byte;
     }
-    out[(size_t)t * packed + b] = (uchar)byte;
 }

@@ -274,7 +274,7 @@ int ms_index_dev_compress(struct ms_index_dev *d, const float *cutoffs, uint32_t
 {
     const cl_uint n = (cl_uint)d->n, stride = (cl_uint)d->stride, dim = d->dim, nb = nbits;
     const uint32_t row = dim * nbits / 8;
-    const size_t global[2] = { row, d->n };
+    const size_t global = d->n;
     cl_int rc = CL_SUCCESS;
     int st;
 
@@ -294,7 +294,7 @@ int ms_index_dev_compress(struct ms_index_dev *d, const float *cutoffs, uint32_t
     rc |= clSetKernelArg(d->k_compress, 8, sizeof(cl_mem), &d->packed);
     if (rc != CL_SUCCESS)
         return ms_cl_fail(err, "clSetKernelArg(index_compress)", rc);
-    if ((st = ms_cl_launch(d->cl, d->k_compress, 2, global, NULL, "index_compress", &d->kernel_s,
+    if ((st = ms_cl_launch(d->cl, d->k_compress, 1, &global, NULL, "index_compress", &d->kernel_s,
                            err)) != MS_OK)
         return st;
     return download(d, d->packed, packed, d->n * row, "clEnqueueReadBuffer(residuals)", err);
