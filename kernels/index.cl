@@ -11,7 +11,7 @@
  *       CT centroids held in local memory, PT * CT accumulators in registers.
  *   index_transpose  raw points [n][dim] (float32, or float16 read with
  *       vload_half, which needs no extension) to float32 [dim][n].
- *   index_compress  one work-item per packed byte of a token: the residual
+ *   index_compress  one work-item per token, byte by byte: the residual
  *       x - centroid[code] of each of the byte's 8/nbits dimensions, its
  *       bucket (the number of cutoffs strictly below it, torch.bucketize),
  *       the bucket's bits least significant first, packed from the byte's
@@ -98,6 +98,107 @@ __kernel void index_assign(__global const float *restrict xt, const uint stride,
             out[i0 + p * wg] = arg[p];
 }
 
+/* The same result, tiled for GPUs: a work-group of 16 x 16 work-items scores
+ * a tile of TP = 128 points against every centroid, TC = 128 at a time.
+ * DK dimensions of both tiles are staged in local memory per step; a
+ * work-item keeps an 8 x 8 register block (points lx*8.., centroids ly*8..
+ * of the tile) and reads them as float4 pairs, 16 local words for 64 fmas.
+ * Each (point, centroid) accumulator is still one fma chain over the
+ * dimensions in order from 0.0f, so the scores, and the codes, are
+ * index_assign's. A work-item scans its own centroids in ascending order
+ * (strict >: the lowest of equal maxima); the 16 lanes of a point are then
+ * joined by the larger score, ties to the lower centroid. */
+#define TL 16 /* work-items along each side of the work-group */
+#define TB 8  /* points (and centroids) per work-item */
+#define TT (TL * TB)
+#define DK 16
+#define CS (TT + 4) /* local row of the centroid tile: padded against bank conflicts, 16-byte rows */
+
+__kernel __attribute__((reqd_work_group_size(TL, TL, 1))) void
+index_assign_tiled(__global const float *restrict xt, const uint stride, const uint n,
+                   const uint dim, __global const float *restrict cents,
+                   __global const float *restrict bias, const uint k, __global uint *restrict out)
+{
+    __local float xs[DK * TT];
+    __local float cs[DK * CS];
+    const uint lx = (uint)get_local_id(0), ly = (uint)get_local_id(1), lid = ly * TL + lx;
+    const uint p0 = (uint)get_group_id(0) * TT;
+    float best[TB];
+    uint arg[TB];
+    for (uint i = 0; i < TB; i++) {
+        best[i] = -INFINITY;
+        arg[i] = 0;
+    }
+    for (uint c0 = 0; c0 < k; c0 += TT) {
+        float acc[TB][TB];
+        for (uint i = 0; i < TB; i++)
+            for (uint j = 0; j < TB; j++)
+                acc[i][j] = 0.0f;
+        for (uint d0 = 0; d0 < dim; d0 += DK) {
+            const uint dl = min((uint)DK, dim - d0);
+            barrier(CLK_LOCAL_MEM_FENCE);
+            for (uint e = lid; e < DK * TT; e += TL * TL) {
+                const uint dd = e / TT, p = p0 + e % TT;
+                xs[e] = dd < dl && p < stride ? xt[(size_t)(d0 + dd) * stride + p] : 0.0f;
+                const uint cd = e % DK, c = c0 + e / DK;
+                cs[cd * CS + e / DK] = cd < dl && c < k ? cents[(size_t)c * dim + d0 + cd] : 0.0f;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            for (uint dd = 0; dd < dl; dd++) {
+                const float4 xa = vload4(0, xs + dd * TT + lx * TB);
+                const float4 xb = vload4(1, xs + dd * TT + lx * TB);
+                const float4 ca = vload4(0, cs + dd * CS + ly * TB);
+                const float4 cb = vload4(1, cs + dd * CS + ly * TB);
+                const float xv[TB] = { xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w };
+                const float cv[TB] = { ca.x, ca.y, ca.z, ca.w, cb.x, cb.y, cb.z, cb.w };
+                for (uint i = 0; i < TB; i++)
+                    for (uint j = 0; j < TB; j++)
+                        acc[i][j] = fma(xv[i], cv[j], acc[i][j]);
+            }
+        }
+        for (uint j = 0; j < TB; j++) {
+            const uint c = c0 + ly * TB + j;
+            if (c >= k)
+                break;
+            const float b = bias[c];
+            for (uint i = 0; i < TB; i++) {
+                const float s = acc[i][j] + b;
+                if (s > best[i]) {
+                    best[i] = s;
+                    arg[i] = c;
+                }
+            }
+        }
+    }
+    /* join the 16 centroid lanes of every point */
+    barrier(CLK_LOCAL_MEM_FENCE);
+    __local uint *args = (__local uint *)cs;
+    for (uint i = 0; i < TB; i++) {
+        xs[ly * TT + lx * TB + i] = best[i];
+        args[ly * TT + lx * TB + i] = arg[i];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (lid < TT) {
+        float b = xs[lid];
+        uint a = args[lid];
+        for (uint l = 1; l < TL; l++) {
+            const float s = xs[l * TT + lid];
+            const uint c = args[l * TT + lid];
+            if (s > b || (s == b && c < a)) {
+                b = s;
+                a = c;
+            }
+        }
+        if (p0 + lid < n)
+            out[p0 + lid] = a;
+    }
+}
+#undef TL
+#undef TB
+#undef TT
+#undef DK
+#undef CS
+
 /* The same result for CPUs: a work-item takes 16 consecutive points as one
  * float16 vector per dimension (the transposed layout makes it one load)
  * and CB broadcast centroid values; the per-point fma chain is the one of
@@ -159,21 +260,25 @@ __kernel void index_compress(__global const float *restrict xt, const uint strid
                              __global const float *restrict cutoffs, const uint nbits,
                              __global uchar *restrict out)
 {
-    const uint b = (uint)get_global_id(0), t = (uint)get_global_id(1);
-    const uint kpb = 8 / nbits, packed = dim * nbits / 8;
-    if (b >= packed || t >= n)
+    /* one work-item per token, all its bytes: neighbouring work-items read
+     * neighbouring words of the transposed points */
+    const uint t = (uint)get_global_id(0);
+    if (t >= n)
         return;
+    const uint kpb = 8 / nbits, packed = dim * nbits / 8;
     const uint ncut = (1u << nbits) - 1;
     const size_t crow = (size_t)codes[t] * dim;
-    uint byte = 0;
-    for (uint s = 0; s < kpb; s++) {
-        const uint d = b * kpb + s;
-        const float r = xt[(size_t)d * stride + t] - cents[crow + d];
-        uint bucket = 0;
-        for (uint c = 0; c < ncut; c++)
-            bucket += cutoffs[c] < r ? 1u : 0u;
-        for (uint tb = 0; tb < nbits; tb++)
-            byte |= ((bucket >> tb) & 1u) << (7 - (s * nbits + tb));
+    for (uint b = 0; b < packed; b++) {
+        uint byte = 0;
+        for (uint s = 0; s < kpb; s++) {
+            const uint d = b * kpb + s;
+            const float r = xt[(size_t)d * stride + t] - cents[crow + d];
+            uint bucket = 0;
+            for (uint c = 0; c < ncut; c++)
+                bucket += cutoffs[c] < r ? 1u : 0u;
+            for (uint tb = 0; tb < nbits; tb++)
+                byte |= ((bucket >> tb) & 1u) << (7 - (s * nbits + tb));
+        }
+        out[(size_t)t * packed + b] = (uchar)byte;
     }
-    out[(size_t)t * packed + b] = (uchar)byte;
 }

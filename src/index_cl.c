@@ -12,15 +12,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ASSIGN_WG 64 /* work-items per group of index_assign */
-#define ASSIGN_PT 4  /* points per work-item of index_assign: PT in kernels/index.cl */
+#define ASSIGN_WG         64  /* work-items per group of index_assign */
+#define ASSIGN_PT         4   /* points per work-item of index_assign: PT in kernels/index.cl */
+#define TILED_WG          16  /* index_assign_tiled: TL x TL work-items (kernels/index.cl) */
+#define TILED_POINTS      128 /* points per work-group of index_assign_tiled: TT */
+#define TILED_LOCAL_BYTES (16 * 128 * 4 + 16 * 132 * 4) /* its xs and cs */
 
 struct ms_index_dev {
     struct ms_cl *cl;
     uint32_t dim, k;
     cl_program prog;
-    cl_kernel k_transpose, k_assign, k_assign_v16, k_compress;
-    int v16; /* assign with index_assign_v16 (CPUs) */
+    cl_kernel k_transpose, k_assign, k_assign_v16, k_assign_tiled, k_compress;
+    enum ms_index_assign assign; /* which assignment kernel */
     cl_mem cents, bias, cutoffs;
     cl_mem raw, xt, codes, packed; /* raw: the block as read (f32 or f16) */
     uint64_t n, cap;               /* points loaded, and room for (a multiple of 16) */
@@ -91,6 +94,7 @@ int ms_index_dev_create(struct ms_index_dev **out, struct ms_cl *cl, uint32_t di
     if (!(d->k_transpose = clCreateKernel(d->prog, "index_transpose", &rc)) ||
         !(d->k_assign = clCreateKernel(d->prog, "index_assign", &rc)) ||
         !(d->k_assign_v16 = clCreateKernel(d->prog, "index_assign_v16", &rc)) ||
+        !(d->k_assign_tiled = clCreateKernel(d->prog, "index_assign_tiled", &rc)) ||
         !(d->k_compress = clCreateKernel(d->prog, "index_compress", &rc))) {
         st = ms_cl_fail(err, "clCreateKernel(index)", rc);
         goto fail;
@@ -99,8 +103,16 @@ int ms_index_dev_create(struct ms_index_dev **out, struct ms_cl *cl, uint32_t di
         goto fail;
     /* CPUs: one work-item, 16 points in a vector (PoCL does not vectorize
      * index_assign's loop across work-items: 3 GFLOP/s on 2 cores). GPUs:
-     * one point a work-item, the centroid words broadcast. Same codes. */
-    d->v16 = (cl->info.type & CL_DEVICE_TYPE_CPU) != 0;
+     * 128 x 128 tiles in local memory, 8 x 8 register blocks, when the
+     * device takes 256-item groups and 17 KiB of local memory; else one
+     * point a work-item, the centroid words broadcast. Same codes. */
+    if (cl->info.type & CL_DEVICE_TYPE_CPU)
+        d->assign = MS_INDEX_ASSIGN_V16;
+    else if (cl->info.max_work_group >= TILED_WG * TILED_WG &&
+             cl->info.local_mem >= TILED_LOCAL_BYTES)
+        d->assign = MS_INDEX_ASSIGN_TILED;
+    else
+        d->assign = MS_INDEX_ASSIGN_SIMPLE;
     *out = d;
     return MS_OK;
 fail:
@@ -125,6 +137,8 @@ void ms_index_dev_free(struct ms_index_dev *d)
         clReleaseKernel(d->k_assign);
     if (d->k_assign_v16)
         clReleaseKernel(d->k_assign_v16);
+    if (d->k_assign_tiled)
+        clReleaseKernel(d->k_assign_tiled);
     if (d->k_compress)
         clReleaseKernel(d->k_compress);
     if (d->prog)
@@ -209,11 +223,10 @@ int ms_index_dev_load(struct ms_index_dev *d, const void *x, enum ms_dtype dtype
 int ms_index_dev_assign(struct ms_index_dev *d, uint32_t *codes, struct ms_err *err)
 {
     const cl_uint n = (cl_uint)d->n, stride = (cl_uint)d->stride, dim = d->dim, k = d->k;
-    const cl_kernel kern = d->v16 ? d->k_assign_v16 : d->k_assign;
-    const size_t items =
-        d->v16 ? d->stride / 16
-               : (d->n + ASSIGN_PT * ASSIGN_WG - 1) / (ASSIGN_PT * ASSIGN_WG) * ASSIGN_WG;
-    const size_t local = ASSIGN_WG, global = (items + ASSIGN_WG - 1) / ASSIGN_WG * ASSIGN_WG;
+    const cl_kernel kern = d->assign == MS_INDEX_ASSIGN_V16     ? d->k_assign_v16
+                           : d->assign == MS_INDEX_ASSIGN_TILED ? d->k_assign_tiled
+                                                                : d->k_assign;
+    size_t global[2], local[2];
     cl_int rc = CL_SUCCESS;
     int st;
 
@@ -229,17 +242,31 @@ int ms_index_dev_assign(struct ms_index_dev *d, uint32_t *codes, struct ms_err *
     rc |= clSetKernelArg(kern, 7, sizeof(cl_mem), &d->codes);
     if (rc != CL_SUCCESS)
         return ms_cl_fail(err, "clSetKernelArg(index_assign)", rc);
-    /* CPUs: let the runtime pick the work-group size (the item count need
-     * not be a multiple of anything) */
-    if ((st = ms_cl_launch(d->cl, kern, 1, &global, d->v16 ? NULL : &local, "index_assign",
-                           &d->kernel_s, err)) != MS_OK)
+    switch (d->assign) {
+    case MS_INDEX_ASSIGN_V16: /* CPUs: the runtime picks the work-group size (the item count
+                               * need not be a multiple of anything) */
+        global[0] = d->stride / 16;
+        st = ms_cl_launch(d->cl, kern, 1, global, NULL, "index_assign", &d->kernel_s, err);
+        break;
+    case MS_INDEX_ASSIGN_TILED:
+        global[0] = (d->n + TILED_POINTS - 1) / TILED_POINTS * TILED_WG;
+        global[1] = local[0] = local[1] = TILED_WG;
+        st = ms_cl_launch(d->cl, kern, 2, global, local, "index_assign", &d->kernel_s, err);
+        break;
+    default:
+        local[0] = ASSIGN_WG;
+        global[0] = (d->n + ASSIGN_PT * ASSIGN_WG - 1) / (ASSIGN_PT * ASSIGN_WG) * ASSIGN_WG;
+        st = ms_cl_launch(d->cl, kern, 1, global, local, "index_assign", &d->kernel_s, err);
+        break;
+    }
+    if (st != MS_OK)
         return st;
     return download(d, d->codes, codes, d->n * 4, "clEnqueueReadBuffer(codes)", err);
 }
 
-void ms_index_dev_set_vectorized(struct ms_index_dev *d, int on)
+void ms_index_dev_set_assign(struct ms_index_dev *d, enum ms_index_assign kind)
 {
-    d->v16 = on;
+    d->assign = kind;
 }
 
 int ms_index_dev_compress(struct ms_index_dev *d, const float *cutoffs, uint32_t nbits,
@@ -247,7 +274,7 @@ int ms_index_dev_compress(struct ms_index_dev *d, const float *cutoffs, uint32_t
 {
     const cl_uint n = (cl_uint)d->n, stride = (cl_uint)d->stride, dim = d->dim, nb = nbits;
     const uint32_t row = dim * nbits / 8;
-    const size_t global[2] = { row, d->n };
+    const size_t global = d->n;
     cl_int rc = CL_SUCCESS;
     int st;
 
@@ -267,7 +294,7 @@ int ms_index_dev_compress(struct ms_index_dev *d, const float *cutoffs, uint32_t
     rc |= clSetKernelArg(d->k_compress, 8, sizeof(cl_mem), &d->packed);
     if (rc != CL_SUCCESS)
         return ms_cl_fail(err, "clSetKernelArg(index_compress)", rc);
-    if ((st = ms_cl_launch(d->cl, d->k_compress, 2, global, NULL, "index_compress", &d->kernel_s,
+    if ((st = ms_cl_launch(d->cl, d->k_compress, 1, &global, NULL, "index_compress", &d->kernel_s,
                            err)) != MS_OK)
         return st;
     return download(d, d->packed, packed, d->n * row, "clEnqueueReadBuffer(residuals)", err);

@@ -32,9 +32,16 @@ int ms_index_dev_load(struct ms_index_dev *d, const void *x, enum ms_dtype dtype
                       struct ms_err *err);
 /* codes[i] = argmax_c <x_i, c> + bias[c] (ties: lower c) for the loaded points. */
 int ms_index_dev_assign(struct ms_index_dev *d, uint32_t *codes, struct ms_err *err);
-/* Use the CPU kernel (16 points a work-item in vectors; the default on
- * CPUs) or the GPU one (one point a work-item); tests compare the two. */
-void ms_index_dev_set_vectorized(struct ms_index_dev *d, int on);
+/* The assignment kernels, all giving the same codes (the same fma chains):
+ * one point a work-item (GPUs without room for the tiled one), 16 points a
+ * work-item in vectors (the default on CPUs), 128 x 128 tiles in local
+ * memory (the default on GPUs). Tests compare them. */
+enum ms_index_assign {
+    MS_INDEX_ASSIGN_SIMPLE,
+    MS_INDEX_ASSIGN_V16,
+    MS_INDEX_ASSIGN_TILED,
+};
+void ms_index_dev_set_assign(struct ms_index_dev *d, enum ms_index_assign kind);
 /* Packed residual rows [n, dim * nbits / 8] of the loaded points against
  * the codes of the last assign, bucketed by the 2^nbits - 1 cutoffs. */
 int ms_index_dev_compress(struct ms_index_dev *d, const float *cutoffs, uint32_t nbits,

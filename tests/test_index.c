@@ -101,10 +101,10 @@ Test(index_device, assign_and_compress_match_the_reference, .init = setup, .fini
             cut[i] = -1.5f + 3.0f * (float)(i + 1) / (float)(ncut + 1);
         struct ms_index_dev *dev;
         cr_assert(ms_index_dev_create(&dev, &cl, dim, &err) == MS_OK, "%s", err.msg);
-        for (int var = 0; var < 4; var++) {
+        for (int var = 0; var < 6; var++) {
             const int with_bias = var & 1;
             const float *b = with_bias ? bias : NULL;
-            ms_index_dev_set_vectorized(dev, var >> 1); /* both kernels */
+            ms_index_dev_set_assign(dev, (enum ms_index_assign)(var >> 1)); /* every kernel */
             cr_assert(ms_index_dev_set_centroids(dev, cents, b, k, &err) == MS_OK, "%s", err.msg);
             cr_assert(ms_index_dev_load(dev, x, MS_DTYPE_F32, n, &err) == MS_OK, "%s", err.msg);
             cr_assert(ms_index_dev_assign(dev, codes, &err) == MS_OK, "%s", err.msg);
@@ -167,9 +167,14 @@ Test(index_device, results_do_not_depend_on_blocks_or_dtype, .init = setup, .fin
     cr_assert(ms_index_dev_assign(dev, half, &err) == MS_OK, "%s", err.msg);
     cr_assert(memcmp(whole, parts, n * 4) == 0, "codes depend on the launch split");
     /* the GPU kernel and the CPU one give the same codes (the same fma chains) */
-    ms_index_dev_set_vectorized(dev, 0);
-    cr_assert(ms_index_dev_assign(dev, parts, &err) == MS_OK, "%s", err.msg);
-    cr_assert(memcmp(half, parts, n * 4) == 0, "index_assign and index_assign_v16 differ");
+    const enum ms_index_assign kinds[] = { MS_INDEX_ASSIGN_SIMPLE, MS_INDEX_ASSIGN_V16,
+                                           MS_INDEX_ASSIGN_TILED };
+    for (int i = 0; i < 3; i++) {
+        ms_index_dev_set_assign(dev, kinds[i]);
+        memset(parts, 0xff, n * 4);
+        cr_assert(ms_index_dev_assign(dev, parts, &err) == MS_OK, "%s", err.msg);
+        cr_assert(memcmp(half, parts, n * 4) == 0, "assignment kernel %d gives other codes", i);
+    }
     cr_assert(memcmp(whole, half, n * 4) == 0, "float16 input codes differ from float32");
     ms_index_dev_free(dev);
     free(x);
