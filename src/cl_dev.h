@@ -112,7 +112,8 @@ int ms_cl_write(struct ms_cl *cl, cl_mem buf, size_t bytes, const void *host, do
 /* Pinned (page-locked) host memory for blocks of documents, as struct ms_alloc wants it
  * (ctx: the struct ms_cl): a CL_MEM_ALLOC_HOST_PTR buffer mapped for writing, the way
  * NVIDIA's OpenCL guide says to get host memory the device copies from at full speed.
- * Callable from a reader thread (its own queue maps and unmaps). NULL on failure. */
+ * Callable from a reader thread (its own queue maps and unmaps). Plain malloc'd memory when
+ * the driver refuses; NULL only when that fails too. */
 void *ms_cl_pinned_alloc(void *ctx, size_t bytes, void **handle);
 void ms_cl_pinned_free(void *ctx, void *handle);
 
