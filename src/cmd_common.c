@@ -142,19 +142,31 @@ int ms_check_unique_ids(const struct ms_ids *ids, const char *ids_path, const ch
     return rc == MS_OK ? MS_OK : ms_report(&err);
 }
 
+int ms_read_threads_env(const char *cmd, int *threads)
+{
+    const char *env = getenv("MAXSIM_READ_THREADS");
+    char *end;
+
+    *threads = 0;
+    if (!env || !*env)
+        return 0;
+    errno = 0;
+    const unsigned long n = env[0] >= '0' && env[0] <= '9' ? strtoul(env, &end, 10) : 0;
+    if (errno || n < 1 || n > 256 || *end)
+        return ms_usage_error(cmd, "MAXSIM_READ_THREADS takes 1 to 256, got '%s'", env);
+    *threads = (int)n;
+    return 0;
+}
+
 int ms_inputs_open(const char *cmd, const struct ms_inputs_opts *o, struct ms_src *q,
                    struct ms_src *d)
 {
     struct ms_err err;
     struct ms_src_opts qo = o->qopts, dopt = o->dopts;
 
-    const char *env = getenv("MAXSIM_READ_THREADS");
-    uint64_t threads = 0;
-    if (env && *env &&
-        (ms_parse_u64(cmd, "MAXSIM_READ_THREADS", env, 1, &threads) != 0 || threads > 256))
-        return threads > 256
-                   ? ms_usage_error(cmd, "MAXSIM_READ_THREADS takes 1 to 256, got '%s'", env)
-                   : MS_ERR_INPUT;
+    int threads = 0, st;
+    if ((st = ms_read_threads_env(cmd, &threads)) != 0)
+        return st;
     if (!o->queries)
         return ms_usage_error(cmd, "no queries (-q QUERIES)");
     if (!o->docs)
@@ -167,7 +179,7 @@ int ms_inputs_open(const char *cmd, const struct ms_inputs_opts *o, struct ms_sr
         ms_src_close(q);
         return ms_report(&err);
     }
-    q->threads = d->threads = (int)threads; /* 0: ms_read_threads_default() */
+    q->threads = d->threads = threads; /* 0: ms_read_threads_default() */
     if (q->dim != d->dim) {
         ms_fail(MS_ERR_INPUT,
                 "dim mismatch: queries '%s' have dim %u but documents '%s' have dim %u", o->queries,

@@ -84,8 +84,13 @@ void ms_shard_rows(const struct ms_inputs_opts *o, uint64_t n_rows, uint64_t *fi
  * usage error) for a bad value. */
 int ms_inputs_option(const char *cmd, struct ms_inputs_opts *o, int c, const char *arg);
 
+/* MAXSIM_READ_THREADS into *threads (0 when unset: the default); 0, or 2 after a usage
+ * error for a value that is not 1 to 256. */
+int ms_read_threads_env(const char *cmd, int *threads);
+
 /* Open queries and documents and check they can be scored together (both
- * given, same dim). Prints the error and returns the exit status on failure. */
+ * given, same dim); their reads use MAXSIM_READ_THREADS threads. Prints the error and
+ * returns the exit status on failure. */
 int ms_inputs_open(const char *cmd, const struct ms_inputs_opts *o, struct ms_src *q,
                    struct ms_src *d);
 

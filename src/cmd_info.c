@@ -17,6 +17,7 @@
 
 #include "cl_dev.h"
 #include "cmd.h"
+#include "cmd_common.h"
 #include "plaid.h"
 #include "src.h"
 #include "stream.h"
@@ -53,14 +54,15 @@ static const char *format_name(enum ms_format f)
     return f == MS_FORMAT_NPY ? "npy" : f == MS_FORMAT_NPY_ZST ? "npy.zst" : "hdf5";
 }
 
-static int describe(const char *spec, const struct ms_src_opts *opts, int check, struct info *in,
-                    struct ms_err *err)
+static int describe(const char *spec, const struct ms_src_opts *opts, int check, int threads,
+                    struct info *in, struct ms_err *err)
 {
     struct ms_src src;
     int rc = ms_src_open(&src, spec, opts, err);
 
     if (rc != MS_OK)
         return rc;
+    src.threads = threads;
     memset(in, 0, sizeof *in);
     in->spec = spec;
     in->format = format_name(src.format);
@@ -278,6 +280,9 @@ int cmd_info(int argc, char **argv)
     }
     if (status >= 0)
         return status;
+    int threads;
+    if ((status = ms_read_threads_env("info", &threads)) != 0)
+        return status;
     if (cache) {
         if (optind < argc)
             return ms_usage_error("info", "--cache takes no files, got '%s'", argv[optind]);
@@ -308,7 +313,7 @@ int cmd_info(int argc, char **argv)
         rc = ms_usage_error("info", "--json describes either embedding files or index "
                                     "directories; name them in two calls");
     for (int i = 0; i < n_files && rc == MS_OK; i++)
-        if ((rc = describe(files[i], &opts, check, &infos[i], &err)) != MS_OK)
+        if ((rc = describe(files[i], &opts, check, threads, &infos[i], &err)) != MS_OK)
             ms_report(&err);
     if (rc == MS_OK && n_dirs) /* prints its own table, or an error and nothing */
         rc = describe_indexes(dirs, n_dirs, json);

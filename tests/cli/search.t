@@ -35,6 +35,22 @@ $ maxsim search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.n
 $ for c in 7 64 299 300 5000 qb; do cmp c1.trec c$c.trec 2>/dev/null || cmp c1.trec $c.trec || exit 1; done; echo same
 > same
 
+# Same bytes whatever the number of reader threads (MAXSIM_READ_THREADS), from .npy and HDF5.
+$ for t in 1 2 5 16; do MAXSIM_READ_THREADS=$t maxsim search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 9 --chunk-docs 7 > t$t.trec || exit 1; cmp c1.trec t$t.trec || exit 1; done; echo same
+> same
+
+$ for t in 1 3; do MAXSIM_READ_THREADS=$t maxsim search -q $FIXTURES/cli_d.h5:/queries -d $FIXTURES/cli_d.h5:/docs -k 7 > h$t.trec || exit 1; cmp a.trec h$t.trec || exit 1; done; echo same
+> same
+
+$ MAXSIM_READ_THREADS=0 maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_q.npy
+? 2
+! maxsim search: MAXSIM_READ_THREADS takes 1 to 256, got '0'
+! Try 'maxsim search --help'.
+
+# -v: read and host-to-device rates, kernel time and what bounds the run.
+$ maxsim -v search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 9 -o v.trec 2>&1 | grep -c -E '^maxsim: search: read [0-9.]+ GB in [0-9.]+ s \([0-9.]+ GB/s\), host-to-device [0-9.]+ GB in [0-9.]+ s \([0-9.]+ GB/s\), kernels [0-9.]+ s, total [0-9.]+ s: bound by (read|host-to-device|kernels|host)'
+> 1
+
 # Ties (documents repeated three times) are broken by row number.
 $ maxsim search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_dup.npy --doc-lengths $FIXTURES/cli_dup_lengths.npy -k 3 --format tsv > dup.tsv
 $ awk -F'\t' 'NR==1{a=$2} NR==2{b=$2} NR==3{c=$2} END{print (a<5 && b==a+5 && c==a+10) ? "tied rows in order" : "wrong: " a " " b " " c}' dup.tsv
