@@ -107,6 +107,11 @@ __kernel void plaid_rerank(__global const float *restrict centroids,
     if (p >= n_pairs)
         return;
     const uint q = pair_q[p], g = pair_g[p], qo = q_off[q], lq = q_len[q];
+    if (g == UINT_MAX) { /* an empty slot of the device search's fixed-stride pairs */
+        if (lid == 0)
+            out[p] = -INFINITY;
+        return;
+    }
     const uint t0 = g_off[g], nt = g_off[g + 1] - t0;
 
     /* the query, transposed: lq_t[k * lq_cap + i] */
@@ -164,4 +169,288 @@ __kernel void plaid_rerank(__global const float *restrict centroids,
                 acc += mx[i];
         out[p] = acc;
     }
+}
+
+/*
+ * The search pipeline on the device (plaid_cl.c, ms_plaid_dev_search): after
+ * S = centroid scores,
+ *   plaid_probe    the top nprobe centroids of every query token (higher
+ *                  score first, ties: lower centroid id), a work-group a token;
+ *   plaid_union    the IVF lists of every query's probed centroids OR-ed into
+ *                  the query's document bitmap (each distinct centroid of a
+ *                  query once; optional NextPlaid threshold);
+ *   plaid_count    candidates per query (popcount of its bitmap);
+ *   plaid_compact  the bitmap as (query, document) pairs, ascending document;
+ *   plaid_select   per query the best `keep` of a segment of (document,
+ *                  score) by score, ties: lower document id, in document
+ *                  order: a radix select on the order-preserving key of the
+ *                  float, then a stable compaction. Used for the approximate
+ *                  cut (ncandidates / nrerank) and for the final top-k.
+ * Every step's result is a set fixed by a total order, so it does not depend
+ * on work-group sizes or on the order atomics land in.
+ */
+#define PL_WG   128 /* work-items of the probe, count, compact and select groups */
+#define PL_PMAX 16  /* nprobe up to this: one pass with a private list per work-item */
+
+/* (va, ca) ranks strictly before (vb, cb): higher score, then lower id */
+static inline int pl_before(float va, uint ca, float vb, uint cb)
+{
+    return va > vb || (va == vb && ca < cb);
+}
+
+/* The best (score, id) of the work-group into lv[0], lc[0]; id UINT_MAX = none. */
+static void pl_reduce_best(__local float *lv, __local uint *lc, float v, uint c)
+{
+    const uint lid = (uint)get_local_id(0);
+    lv[lid] = v;
+    lc[lid] = c;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint s = PL_WG / 2; s > 0; s >>= 1) {
+        if (lid < s) {
+            const float v2 = lv[lid + s];
+            const uint c2 = lc[lid + s];
+            if (c2 != UINT_MAX && (lc[lid] == UINT_MAX || pl_before(v2, c2, lv[lid], lc[lid]))) {
+                lv[lid] = v2;
+                lc[lid] = c2;
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+}
+
+__kernel __attribute__((reqd_work_group_size(PL_WG, 1, 1))) void
+plaid_probe(__global const float *restrict s, const uint n_centroids, const uint n_qtok,
+            const uint nprobe, __global uint *restrict probe)
+{
+    __local float lv[PL_WG];
+    __local uint lc[PL_WG];
+    const uint j = (uint)get_group_id(0), lid = (uint)get_local_id(0);
+    if (nprobe <= PL_PMAX) {
+        /* one pass: every work-item keeps its own best nprobe, sorted; then
+         * nprobe rounds of a reduction over the heads of those lists */
+        float pv[PL_PMAX];
+        uint pc[PL_PMAX], m = 0;
+        for (uint c = lid; c < n_centroids; c += PL_WG) {
+            const float v = s[(size_t)c * n_qtok + j];
+            if (m == nprobe && !(v > pv[m - 1])) /* equal: the kept one has the lower id */
+                continue;
+            uint i = m < nprobe ? m++ : m - 1;
+            while (i > 0 && v > pv[i - 1]) {
+                pv[i] = pv[i - 1];
+                pc[i] = pc[i - 1];
+                i--;
+            }
+            pv[i] = v;
+            pc[i] = c;
+        }
+        uint head = 0;
+        for (uint r = 0; r < nprobe && r < n_centroids; r++) {
+            pl_reduce_best(lv, lc, head < m ? pv[head] : 0.0f, head < m ? pc[head] : UINT_MAX);
+            const uint win = lc[0];
+            if (lid == 0)
+                probe[(size_t)j * nprobe + r] = win;
+            if (head < m && pc[head] == win)
+                head++;
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+        return;
+    }
+    /* many probes: round r picks the best of the centroids ranked after the
+     * pick of round r - 1 */
+    float pv = 0.0f;
+    uint pc = UINT_MAX;
+    for (uint r = 0; r < nprobe && r < n_centroids; r++) {
+        float bv = 0.0f;
+        uint bc = UINT_MAX;
+        for (uint c = lid; c < n_centroids; c += PL_WG) {
+            const float v = s[(size_t)c * n_qtok + j];
+            if (pc != UINT_MAX && !pl_before(pv, pc, v, c))
+                continue;
+            if (bc == UINT_MAX || pl_before(v, c, bv, bc)) {
+                bv = v;
+                bc = c;
+            }
+        }
+        pl_reduce_best(lv, lc, bv, bc);
+        pv = lv[0];
+        pc = lc[0];
+        if (lid == 0)
+            probe[(size_t)j * nprobe + r] = pc;
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+}
+
+/* A work-group per (query token, probe slot): the slot's centroid, unless an
+ * earlier slot of the same query holds it, ORs its IVF list into the query's
+ * bitmap. */
+__kernel void plaid_union(__global const float *restrict s, const uint n_qtok,
+                          __global const uint *restrict probe, const uint nprobe,
+                          __global const uint *restrict tok_q, __global const uint *restrict q_off,
+                          __global const uint *restrict q_len,
+                          __global const ulong *restrict ivf_off, __global const uint *restrict ivf,
+                          const int use_threshold, const float threshold, const uint words,
+                          __global uint *restrict bitmap)
+{
+    const uint e = (uint)get_group_id(0), lid = (uint)get_local_id(0);
+    const uint wg = (uint)get_local_size(0);
+    const uint j = e / nprobe, q = tok_q[j], qo = q_off[q], lq = q_len[q];
+    const uint c = probe[e];
+    for (uint f = qo * nprobe; f < e; f++) /* uniform across the group */
+        if (probe[f] == c)
+            return;
+    if (use_threshold) { /* NextPlaid: the centroid's best score over the query */
+        float best = -INFINITY;
+        for (uint i = 0; i < lq; i++)
+            best = fmax(best, s[(size_t)c * n_qtok + qo + i]);
+        if (best < threshold)
+            return;
+    }
+    __global uint *bm = bitmap + (size_t)q * words;
+    const ulong a = ivf_off[c], b = ivf_off[c + 1];
+    for (ulong i = a + lid; i < b; i += wg) {
+        const uint doc = ivf[i];
+        atomic_or(bm + (doc >> 5), 1u << (doc & 31));
+    }
+}
+
+/* An exclusive prefix sum over the work-group: x[lid] becomes the sum of the
+ * values before it; returns the total. */
+static uint pl_scan(__local uint *x, uint v)
+{
+    const uint lid = (uint)get_local_id(0);
+    x[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint s = 1; s < PL_WG; s <<= 1) {
+        const uint add = lid >= s ? x[lid - s] : 0;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        x[lid] += add;
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const uint total = x[PL_WG - 1];
+    const uint excl = x[lid] - v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    x[lid] = excl;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return total;
+}
+
+__kernel __attribute__((reqd_work_group_size(PL_WG, 1, 1))) void
+plaid_count(__global const uint *restrict bitmap, const uint words, __global uint *restrict count)
+{
+    __local uint x[PL_WG];
+    const uint q = (uint)get_group_id(0), lid = (uint)get_local_id(0);
+    __global const uint *bm = bitmap + (size_t)q * words;
+    uint n = 0;
+    for (uint w = lid; w < words; w += PL_WG)
+        n += popcount(bm[w]);
+    const uint total = pl_scan(x, n);
+    if (lid == 0)
+        count[q] = total;
+}
+
+__kernel __attribute__((reqd_work_group_size(PL_WG, 1, 1))) void
+plaid_compact(__global const uint *restrict bitmap, const uint words,
+              __global const uint *restrict start, __global uint *restrict pair_q,
+              __global uint *restrict pair_d)
+{
+    __local uint x[PL_WG];
+    const uint q = (uint)get_group_id(0), lid = (uint)get_local_id(0);
+    __global const uint *bm = bitmap + (size_t)q * words;
+    uint at = start[q];
+    for (uint w0 = 0; w0 < words; w0 += PL_WG) {
+        const uint w = w0 + lid;
+        uint bits = w < words ? bm[w] : 0u;
+        const uint total = pl_scan(x, popcount(bits));
+        uint o = at + x[lid];
+        while (bits) {
+            const uint b = 31 - clz(bits & (~bits + 1u)); /* lowest set bit */
+            pair_q[o] = q;
+            pair_d[o++] = w * 32 + b;
+            bits &= bits - 1u;
+        }
+        at += total;
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+}
+
+/* Order-preserving key: a higher float, a higher key; -0 and +0 equal; NaN lowest. */
+static inline uint pl_key(float v)
+{
+    if (isnan(v))
+        return 0u;
+    const uint b = v == 0.0f ? 0u : as_uint(v);
+    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+/* Per query (a work-group), its segment [seg_off[q], + seg_n[q]) of
+ * (document, score), in ascending document order: the best `keep` go to
+ * out_*[q * keep + i] in the same order, out_n[q] of them; the rest of the
+ * query's `keep` slots get document UINT_MAX. */
+__kernel __attribute__((reqd_work_group_size(PL_WG, 1, 1))) void
+plaid_select(__global const uint *restrict seg_off, __global const uint *restrict seg_n,
+             __global const uint *restrict docs, __global const float *restrict score,
+             const uint keep, __global uint *restrict out_q, __global uint *restrict out_d,
+             __global float *restrict out_s, __global uint *restrict out_n)
+{
+    __local uint hist[256];
+    __local uint x[PL_WG];
+    __local uint pick[2];
+    const uint q = (uint)get_group_id(0), lid = (uint)get_local_id(0);
+    const uint a = seg_off[q], n = seg_n[q];
+    uint thr = 0u, ties = n; /* all of them when n <= keep */
+    if (n > keep) {
+        /* the keep-th largest key, 8 bits at a time from the top */
+        uint prefix = 0u, mask = 0u, need = keep;
+        for (int shift = 24; shift >= 0; shift -= 8) {
+            for (uint i = lid; i < 256; i += PL_WG)
+                hist[i] = 0u;
+            barrier(CLK_LOCAL_MEM_FENCE);
+            for (uint i = lid; i < n; i += PL_WG) {
+                const uint k = pl_key(score[a + i]);
+                if ((k & mask) == prefix)
+                    atomic_inc(&hist[(k >> shift) & 255u]);
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            if (lid == 0) {
+                uint above = 0u, b = 255u;
+                while (above + hist[b] < need) {
+                    above += hist[b];
+                    b--;
+                }
+                pick[0] = b;
+                pick[1] = need - above;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            prefix |= pick[0] << shift;
+            mask |= 255u << shift;
+            need = pick[1];
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+        thr = prefix; /* take every key above it and the first `need` equal to it */
+        ties = need;
+    }
+    uint got = 0u, eq = 0u;
+    for (uint i0 = 0; i0 < n; i0 += PL_WG) {
+        const uint i = i0 + lid;
+        const uint k = i < n ? pl_key(score[a + i]) : 0u;
+        const uint is_eq = i < n && k == thr;
+        const uint eq_total = pl_scan(x, is_eq);
+        const uint take = i < n && (k > thr || (is_eq && eq + x[lid] < ties));
+        const uint got_total = pl_scan(x, take);
+        if (take) {
+            const size_t o = (size_t)q * keep + got + x[lid];
+            out_q[o] = q;
+            out_d[o] = docs[a + i];
+            out_s[o] = score[a + i];
+        }
+        eq += eq_total;
+        got += got_total;
+    }
+    for (uint i = got + lid; i < keep; i += PL_WG) {
+        out_q[(size_t)q * keep + i] = q;
+        out_d[(size_t)q * keep + i] = UINT_MAX;
+        out_s[(size_t)q * keep + i] = -INFINITY;
+    }
+    if (lid == 0)
+        out_n[q] = got;
 }

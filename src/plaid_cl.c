@@ -10,6 +10,8 @@
  */
 #include "plaid_cl.h"
 
+#include "stream.h" /* ms_now */
+
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,8 +27,8 @@ struct ms_plaid_dev {
     struct ms_cl *cl;
     const struct ms_plaid *p;
     cl_program prog;
-    cl_kernel k_cs, k_approx, k_rerank;
-    cl_mem centroids, centroids_t, lut, codes, doc_off;
+    cl_kernel k_cs, k_approx, k_rerank, k_probe, k_union, k_count, k_compact, k_select;
+    cl_mem centroids, centroids_t, lut, codes, doc_off, ivf_off, ivf;
     cl_mem residuals; /* search, when the index fits: every residual row */
     struct ms_plaid_stats stats;
 };
@@ -52,7 +54,12 @@ int ms_plaid_dev_create(struct ms_plaid_dev **out, struct ms_cl *cl, const struc
         goto fail;
     if (!(d->k_cs = clCreateKernel(d->prog, "plaid_centroid_scores", &rc)) ||
         !(d->k_approx = clCreateKernel(d->prog, "plaid_approx", &rc)) ||
-        !(d->k_rerank = clCreateKernel(d->prog, "plaid_rerank", &rc))) {
+        !(d->k_rerank = clCreateKernel(d->prog, "plaid_rerank", &rc)) ||
+        !(d->k_probe = clCreateKernel(d->prog, "plaid_probe", &rc)) ||
+        !(d->k_union = clCreateKernel(d->prog, "plaid_union", &rc)) ||
+        !(d->k_count = clCreateKernel(d->prog, "plaid_count", &rc)) ||
+        !(d->k_compact = clCreateKernel(d->prog, "plaid_compact", &rc)) ||
+        !(d->k_select = clCreateKernel(d->prog, "plaid_select", &rc))) {
         st = ms_cl_fail(err, "clCreateKernel(plaid)", rc);
         goto fail;
     }
@@ -94,6 +101,10 @@ int ms_plaid_dev_create(struct ms_plaid_dev **out, struct ms_cl *cl, const struc
                                             "centroids", err)) ||
             !(d->doc_off = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, (p->n_docs + 1) * 4, off32,
                                         "document offsets", err)) ||
+            !(d->ivf_off = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, (K + 1ull) * 8, p->ivf_off,
+                                        "IVF offsets", err)) ||
+            !(d->ivf =
+                  ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, p->ivf_off[K] * 4, p->ivf, "IVF", err)) ||
             !(d->codes =
                   ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, p->n_tokens * 4, NULL, "codes", err))) {
             st = err->status;
@@ -164,6 +175,12 @@ void ms_plaid_dev_free(struct ms_plaid_dev *d)
     ms_cl_release(&d->codes);
     ms_cl_release(&d->doc_off);
     ms_cl_release(&d->residuals);
+    ms_cl_release(&d->ivf_off);
+    ms_cl_release(&d->ivf);
+    cl_kernel *ks[] = { &d->k_probe, &d->k_union, &d->k_count, &d->k_compact, &d->k_select };
+    for (size_t i = 0; i < sizeof ks / sizeof *ks; i++)
+        if (*ks[i])
+            clReleaseKernel(*ks[i]);
     if (d->k_cs)
         clReleaseKernel(d->k_cs);
     if (d->k_approx)
@@ -180,10 +197,14 @@ const struct ms_plaid_stats *ms_plaid_dev_stats(const struct ms_plaid_dev *d)
     return &d->stats;
 }
 
-/* Queries on the device: float32 tokens back to back, offsets and lengths. */
+/* Queries on the device: float32 tokens back to back, offsets and lengths,
+ * and for every token its query (the union kernel's). With `trim`, each
+ * query's trailing all-zero rows are left out (fast-plaid 1.7 does the same
+ * before its search); offsets are then those of the trimmed tokens. */
 struct qbuf {
-    cl_mem tok, off, len;
+    cl_mem tok, off, len, tok_q;
     uint32_t n_tok, max_len;
+    uint32_t *h_off, *h_len; /* the same on the host, [n_rows] */
 };
 
 static void qbuf_release(struct qbuf *b)
@@ -191,42 +212,72 @@ static void qbuf_release(struct qbuf *b)
     ms_cl_release(&b->tok);
     ms_cl_release(&b->off);
     ms_cl_release(&b->len);
+    ms_cl_release(&b->tok_q);
+    free(b->h_off);
+    free(b->h_len);
+    b->h_off = b->h_len = NULL;
 }
 
-static int qbuf_upload(struct ms_plaid_dev *d, const struct ms_emb *q, struct qbuf *b,
+/* Rows of query r left after dropping trailing rows whose elements are all 0. */
+static uint64_t trimmed_len(const struct ms_emb *q, uint64_t r)
+{
+    uint64_t n = ms_emb_row_len(q, r);
+    const uint64_t o = q->offsets[r];
+    while (n > 0) {
+        uint32_t k = 0;
+        while (k < q->dim && ms_emb_value(q, o + n - 1, k) == 0.0f)
+            k++;
+        if (k < q->dim)
+            break;
+        n--;
+    }
+    return n;
+}
+
+static int qbuf_upload(struct ms_plaid_dev *d, const struct ms_emb *q, int trim, struct qbuf *b,
                        struct ms_err *err)
 {
-    const uint64_t nt = ms_emb_n_tokens(q), nr = q->n_rows;
-    float *tok = ms_malloc((nt ? nt : 1) * q->dim * sizeof *tok, err);
-    uint32_t *off = ms_malloc((nr + 1) * sizeof *off, err), *len = ms_malloc((nr + 1) * 4, err);
+    const uint64_t nr = q->n_rows;
+    float *tok = NULL;
+    uint32_t *tq = NULL;
+    uint64_t nt = 0;
     int st = MS_OK;
 
     memset(b, 0, sizeof *b);
-    if (!tok || !off || !len) {
-        st = MS_ERR_RUNTIME;
+    if (q->dim != d->p->dim)
+        return ms_err_set(err, MS_ERR_INPUT, "dim mismatch: queries have dim %u, the index '%s' %u",
+                          q->dim, d->p->dir, d->p->dim);
+    if (!(b->h_off = ms_malloc((nr + 1) * 4, err)) || !(b->h_len = ms_malloc((nr + 1) * 4, err))) {
+        st = err->status;
         goto done;
     }
-    if (q->dim != d->p->dim) {
-        st = ms_err_set(err, MS_ERR_INPUT, "dim mismatch: queries have dim %u, the index '%s' %u",
-                        q->dim, d->p->dir, d->p->dim);
-        goto done;
-    }
-    for (uint64_t i = 0; i < nt * q->dim; i++)
-        tok[i] = ms_emb_value(q, i / q->dim, (uint32_t)(i % q->dim));
     for (uint64_t r = 0; r < nr; r++) {
-        off[r] = (uint32_t)q->offsets[r];
-        len[r] = (uint32_t)ms_emb_row_len(q, r);
-        b->max_len = len[r] > b->max_len ? len[r] : b->max_len;
+        b->h_off[r] = (uint32_t)nt;
+        b->h_len[r] = (uint32_t)(trim ? trimmed_len(q, r) : ms_emb_row_len(q, r));
+        b->max_len = b->h_len[r] > b->max_len ? b->h_len[r] : b->max_len;
+        nt += b->h_len[r];
     }
+    if (!(tok = ms_malloc((nt ? nt : 1) * q->dim * sizeof *tok, err)) ||
+        !(tq = ms_malloc((nt ? nt : 1) * 4, err))) {
+        st = err->status;
+        goto done;
+    }
+    for (uint64_t r = 0; r < nr; r++)
+        for (uint32_t i = 0; i < b->h_len[r]; i++) {
+            const uint64_t t = b->h_off[r] + i;
+            tq[t] = (uint32_t)r;
+            for (uint32_t k = 0; k < q->dim; k++)
+                tok[t * q->dim + k] = ms_emb_value(q, q->offsets[r] + i, k);
+        }
     b->n_tok = (uint32_t)nt;
     if (!(b->tok = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nt * q->dim * 4, tok, "queries", err)) ||
-        !(b->off = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nr * 4, off, "query offsets", err)) ||
-        !(b->len = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nr * 4, len, "query lengths", err)))
+        !(b->off = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nr * 4, b->h_off, "query offsets", err)) ||
+        !(b->len = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nr * 4, b->h_len, "query lengths", err)) ||
+        !(b->tok_q = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nt * 4, tq, "token queries", err)))
         st = err->status;
 done:
     free(tok);
-    free(off);
-    free(len);
+    free(tq);
     if (st != MS_OK)
         qbuf_release(b);
     return st;
@@ -366,7 +417,7 @@ int ms_plaid_dev_rerank(struct ms_plaid_dev *d, const struct ms_emb *q, const ui
                         const uint32_t *pair_doc, uint64_t n, float *out, struct ms_err *err)
 {
     struct qbuf qb;
-    int st = qbuf_upload(d, q, &qb, err);
+    int st = qbuf_upload(d, q, 0, &qb, err);
     if (st != MS_OK)
         return st;
     st = rerank_pairs(d, &qb, pair_q, pair_doc, n, out, err);
@@ -400,40 +451,46 @@ static int centroid_scores(struct ms_plaid_dev *d, const struct qbuf *qb, cl_mem
     return MS_OK;
 }
 
+/* Approximate scores of n device-resident pairs into b_out. */
+static int approx_launch(struct ms_plaid_dev *d, const struct qbuf *qb, cl_mem s, cl_mem b_pq,
+                         cl_mem b_pd, uint64_t n, cl_mem b_out, struct ms_err *err)
+{
+    /* GPUs want many work-groups; CPUs few, each with more work */
+    const cl_uint nt = qb->n_tok, np = (cl_uint)n,
+                  per_group = d->cl->info.type & CL_DEVICE_TYPE_GPU ? 1 : 16;
+    cl_kernel k = d->k_approx;
+    int st;
+    if (!n)
+        return MS_OK;
+    if ((st = MS_CL_SET_ARGS(k, "plaid_approx", err, MS_ARG(s), MS_ARG(nt), MS_ARG(d->codes),
+                             MS_ARG(d->doc_off), MS_ARG(qb->off), MS_ARG(qb->len), MS_ARG(b_pq),
+                             MS_ARG(b_pd), MS_ARG(np), MS_ARG(per_group),
+                             { (size_t)(qb->max_len ? qb->max_len : 1) * 4, NULL },
+                             MS_ARG(b_out))) != MS_OK)
+        return st;
+    const size_t global = (size_t)((n + per_group - 1) / per_group) * WG, local = WG;
+    return ms_cl_launch(d->cl, k, 1, &global, &local, "plaid_approx", &d->stats.approx_s, err);
+}
+
 static int approx_pairs(struct ms_plaid_dev *d, const struct qbuf *qb, cl_mem s,
                         const uint32_t *pair_q, const uint32_t *pair_doc, uint64_t n, float *out,
                         struct ms_err *err)
 {
     for (uint64_t i0 = 0; i0 < n; i0 += MAX_APPROX) {
         const uint64_t m = n - i0 < MAX_APPROX ? n - i0 : MAX_APPROX;
-        /* GPUs want many work-groups; CPUs few, each with more work */
-        const cl_uint nt = qb->n_tok, np = (cl_uint)m,
-                      per_group = d->cl->info.type & CL_DEVICE_TYPE_GPU ? 1 : 16;
         cl_mem b_pq = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, m * 4, pair_q + i0, "pairs", err);
         cl_mem b_pd =
             b_pq ? ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, m * 4, pair_doc + i0, "pairs", err) : NULL;
         cl_mem b_out =
             b_pd ? ms_cl_buffer(d->cl, CL_MEM_WRITE_ONLY, m * 4, NULL, "scores", err) : NULL;
-        cl_kernel k = d->k_approx;
         cl_int rc = CL_SUCCESS;
         int st = MS_OK;
-        if (!b_out) {
+        if (!b_out)
             st = err->status;
-            goto next;
-        }
-        if ((st = MS_CL_SET_ARGS(k, "plaid_approx", err, MS_ARG(s), MS_ARG(nt), MS_ARG(d->codes),
-                                 MS_ARG(d->doc_off), MS_ARG(qb->off), MS_ARG(qb->len), MS_ARG(b_pq),
-                                 MS_ARG(b_pd), MS_ARG(np), MS_ARG(per_group),
-                                 { (size_t)(qb->max_len ? qb->max_len : 1) * 4, NULL },
-                                 MS_ARG(b_out))) != MS_OK)
-            goto next;
-        const size_t global = (size_t)((m + per_group - 1) / per_group) * WG, local = WG;
-        if ((st = ms_cl_launch(d->cl, k, 1, &global, &local, "plaid_approx", &d->stats.approx_s,
-                               err)) == MS_OK &&
-            (rc = clEnqueueReadBuffer(d->cl->queue, b_out, CL_TRUE, 0, m * 4, out + i0, 0, NULL,
-                                      NULL)) != CL_SUCCESS)
+        else if ((st = approx_launch(d, qb, s, b_pq, b_pd, m, b_out, err)) == MS_OK &&
+                 (rc = clEnqueueReadBuffer(d->cl->queue, b_out, CL_TRUE, 0, m * 4, out + i0, 0,
+                                           NULL, NULL)) != CL_SUCCESS)
             st = ms_cl_fail(err, "clEnqueueReadBuffer(approximate scores)", rc);
-    next:
         ms_cl_release(&b_pq);
         ms_cl_release(&b_pd);
         ms_cl_release(&b_out);
@@ -452,7 +509,7 @@ int ms_plaid_dev_approx(struct ms_plaid_dev *d, const struct ms_emb *q, const ui
 
     if (!d->codes)
         return ms_err_set(err, MS_ERR_RUNTIME, "approximate scores need the search setup");
-    if ((st = qbuf_upload(d, q, &qb, err)) != MS_OK)
+    if ((st = qbuf_upload(d, q, 0, &qb, err)) != MS_OK)
         return st;
     if ((st = centroid_scores(d, &qb, &s, NULL, err)) == MS_OK)
         st = approx_pairs(d, &qb, s, pair_q, pair_doc, n, out, err);
@@ -496,15 +553,17 @@ static uint32_t top_centroids(const float *s, uint64_t stride, uint32_t K, uint3
     return m;
 }
 
-int ms_plaid_dev_search(struct ms_plaid_dev *d, const struct ms_emb *q,
-                        const struct ms_plaid_search_opts *o, struct ms_topk *t, uint64_t q0,
-                        struct ms_err *err)
+/* The host pipeline (the first implementation, kept for tests: the device
+ * pipeline must give the same bytes). */
+static int search_host(struct ms_plaid_dev *d, const struct ms_emb *q, const struct qbuf *qbp,
+                       const struct ms_plaid_search_opts *o, struct ms_topk *t, uint64_t q0,
+                       struct ms_err *err)
 {
     const struct ms_plaid *p = d->p;
     const uint32_t K = p->n_centroids;
     const uint32_t nprobe = o->nprobe < K ? (uint32_t)o->nprobe : K;
     const uint64_t keep = o->nrerank < o->ncandidates ? o->nrerank : o->ncandidates;
-    struct qbuf qb;
+    const struct qbuf qb = *qbp;
     cl_mem s = NULL;
     float *sh = NULL, *approx = NULL, *exact = NULL, *val = NULL;
     uint32_t *top = NULL, *cstamp = NULL, *dstamp = NULL, *pq = NULL, *pd = NULL;
@@ -512,10 +571,6 @@ int ms_plaid_dev_search(struct ms_plaid_dev *d, const struct ms_emb *q,
     struct cand *cands = NULL;
     int st;
 
-    if (!d->codes)
-        return ms_err_set(err, MS_ERR_RUNTIME, "search needs the search setup");
-    if ((st = qbuf_upload(d, q, &qb, err)) != MS_OK)
-        return st;
     if (!(sh = ms_malloc(((size_t)K * qb.n_tok + 1) * 4, err)) ||
         !(top = ms_malloc((nprobe + 1) * 4, err)) || !(val = ms_malloc((nprobe + 1) * 4, err)) ||
         !(cstamp = ms_calloc(K, 4, err)) || !(dstamp = ms_calloc(p->n_docs + 1, 4, err)) ||
@@ -527,8 +582,8 @@ int ms_plaid_dev_search(struct ms_plaid_dev *d, const struct ms_emb *q,
         goto done;
     /* candidates: per query the union of the IVF lists of its probed centroids */
     for (uint64_t r = 0; r < q->n_rows; r++) {
-        const uint32_t stamp = (uint32_t)r + 1, qo = (uint32_t)q->offsets[r];
-        const uint64_t lq = ms_emb_row_len(q, r);
+        const uint32_t stamp = (uint32_t)r + 1, qo = qb.h_off[r];
+        const uint64_t lq = qb.h_len[r];
         qstart[r] = np;
         for (uint64_t j = 0; j < lq; j++) {
             const uint32_t m = top_centroids(sh + qo + j, qb.n_tok, K, nprobe, top, val);
@@ -600,7 +655,6 @@ int ms_plaid_dev_search(struct ms_plaid_dev *d, const struct ms_emb *q,
         ms_topk_push_one(t, q0 + pq[i], exact[i], pd[i]);
 done:
     ms_cl_release(&s);
-    qbuf_release(&qb);
     free(sh);
     free(approx);
     free(exact);
@@ -612,5 +666,330 @@ done:
     free(pd);
     free(qstart);
     free(cands);
+    return st;
+}
+
+#define PL_WG    128 /* kernels/plaid.cl: probe, count, compact and select work-groups */
+#define UNION_WG 64  /* work-items per (token, probe) of plaid_union */
+
+static int read_buf(struct ms_plaid_dev *d, cl_mem m, size_t bytes, void *host, const char *what,
+                    struct ms_err *err)
+{
+    const cl_int rc =
+        bytes ? clEnqueueReadBuffer(d->cl->queue, m, CL_TRUE, 0, bytes, host, 0, NULL, NULL)
+              : CL_SUCCESS;
+    if (rc != CL_SUCCESS) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "clEnqueueReadBuffer(%s)", what);
+        return ms_cl_fail(err, msg, rc);
+    }
+    return MS_OK;
+}
+
+/* Per query the best `keep` of its segment (plaid_select). */
+static int select_launch(struct ms_plaid_dev *d, uint64_t nq, cl_mem seg_off, cl_mem seg_n,
+                         cl_mem docs, cl_mem score, uint32_t keep, cl_mem oq, cl_mem od, cl_mem os,
+                         cl_mem on, struct ms_err *err)
+{
+    int st;
+    if ((st = MS_CL_SET_ARGS(d->k_select, "plaid_select", err, MS_ARG(seg_off), MS_ARG(seg_n),
+                             MS_ARG(docs), MS_ARG(score), MS_ARG(keep), MS_ARG(oq), MS_ARG(od),
+                             MS_ARG(os), MS_ARG(on))) != MS_OK)
+        return st;
+    const size_t global = nq * PL_WG, local = PL_WG;
+    return ms_cl_launch(d->cl, d->k_select, 1, &global, &local, "plaid_select", &d->stats.select_s,
+                        err);
+}
+
+/* The device pipeline (plaid_cl.h): only per-query counts (once) and the
+ * final k results per query come back. */
+static int search_device(struct ms_plaid_dev *d, uint64_t nq, const struct qbuf *qb,
+                         const struct ms_plaid_search_opts *o, struct ms_topk *t, uint64_t q0,
+                         struct ms_err *err)
+{
+    const struct ms_plaid *p = d->p;
+    const uint32_t K = p->n_centroids, nprobe = o->nprobe < K ? (uint32_t)o->nprobe : K;
+    const uint32_t words = (uint32_t)((p->n_docs + 31) / 32);
+    uint64_t keep64 = o->nrerank < o->ncandidates ? o->nrerank : o->ncandidates;
+    keep64 = keep64 < p->n_docs ? keep64 : p->n_docs;
+    const uint32_t keep = keep64 ? (uint32_t)keep64 : 1, k = t->k ? (uint32_t)t->k : 1;
+    cl_mem s = NULL, b_probe = NULL, b_bm = NULL, b_cnt = NULL, b_start = NULL, b_pq = NULL,
+           b_pd = NULL, b_ap = NULL, b_sq = NULL, b_sd = NULL, b_ss = NULL, b_sn = NULL,
+           b_ex = NULL, b_off2 = NULL, b_fq = NULL, b_fd = NULL, b_fs = NULL, b_fn = NULL;
+    uint32_t *cnt = NULL, *start = NULL, *sd = NULL, *sn = NULL, *dq = NULL, *dd = NULL;
+    float *fs = NULL, *ex = NULL;
+    uint64_t np = 0;
+    int st = MS_OK;
+    cl_int rc;
+
+    if (!qb->n_tok || !p->n_docs)
+        return MS_OK; /* no tokens: no results */
+    if ((st = centroid_scores(d, qb, &s, NULL, err)) != MS_OK)
+        goto done;
+    /* top nprobe centroids per token */
+    if (!(b_probe = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, (size_t)qb->n_tok * nprobe * 4, NULL,
+                                 "probes", err))) {
+        st = err->status;
+        goto done;
+    }
+    if ((st = MS_CL_SET_ARGS(d->k_probe, "plaid_probe", err, MS_ARG(s), MS_ARG(K),
+                             MS_ARG(qb->n_tok), MS_ARG(nprobe), MS_ARG(b_probe))) != MS_OK)
+        goto done;
+    {
+        const size_t global = (size_t)qb->n_tok * PL_WG, local = PL_WG;
+        if ((st = ms_cl_launch(d->cl, d->k_probe, 1, &global, &local, "plaid_probe",
+                               &d->stats.probe_s, err)) != MS_OK)
+            goto done;
+    }
+    /* candidates: per query a bitmap over the documents */
+    const cl_uint zero = 0;
+    if (!(b_bm = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, nq * words * 4, NULL, "bitmaps", err)) ||
+        !(b_cnt = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, nq * 4, NULL, "counts", err))) {
+        st = err->status;
+        goto done;
+    }
+    if ((rc = clEnqueueFillBuffer(d->cl->queue, b_bm, &zero, 4, 0, nq * words * 4, 0, NULL,
+                                  NULL)) != CL_SUCCESS) {
+        st = ms_cl_fail(err, "clEnqueueFillBuffer(bitmaps)", rc);
+        goto done;
+    }
+    {
+        const cl_int use_thr = o->use_threshold != 0;
+        const cl_float thr = o->threshold;
+        if ((st = MS_CL_SET_ARGS(d->k_union, "plaid_union", err, MS_ARG(s), MS_ARG(qb->n_tok),
+                                 MS_ARG(b_probe), MS_ARG(nprobe), MS_ARG(qb->tok_q),
+                                 MS_ARG(qb->off), MS_ARG(qb->len), MS_ARG(d->ivf_off),
+                                 MS_ARG(d->ivf), MS_ARG(use_thr), MS_ARG(thr), MS_ARG(words),
+                                 MS_ARG(b_bm))) != MS_OK)
+            goto done;
+        const size_t global = (size_t)qb->n_tok * nprobe * UNION_WG, local = UNION_WG;
+        if ((st = ms_cl_launch(d->cl, d->k_union, 1, &global, &local, "plaid_union",
+                               &d->stats.probe_s, err)) != MS_OK)
+            goto done;
+    }
+    if ((st = MS_CL_SET_ARGS(d->k_count, "plaid_count", err, MS_ARG(b_bm), MS_ARG(words),
+                             MS_ARG(b_cnt))) != MS_OK)
+        goto done;
+    {
+        const size_t global = nq * PL_WG, local = PL_WG;
+        if ((st = ms_cl_launch(d->cl, d->k_count, 1, &global, &local, "plaid_count",
+                               &d->stats.probe_s, err)) != MS_OK)
+            goto done;
+    }
+    if (!(cnt = ms_malloc(nq * 4, err)) || !(start = ms_malloc((nq + 1) * 4, err))) {
+        st = err->status;
+        goto done;
+    }
+    if ((st = read_buf(d, b_cnt, nq * 4, cnt, "candidate counts", err)) != MS_OK)
+        goto done;
+    uint64_t nr = 0;
+    for (uint64_t r = 0; r < nq; r++) {
+        start[r] = (uint32_t)np;
+        np += cnt[r];
+        nr += cnt[r] < keep ? cnt[r] : keep;
+        if (np >= UINT32_MAX) {
+            st = ms_err_set(err, MS_ERR_RUNTIME, "too many candidates in one batch");
+            goto done;
+        }
+    }
+    start[nq] = (uint32_t)np;
+    d->stats.candidates += np;
+    d->stats.reranked += nr;
+    if (!np)
+        goto done;
+    if (!(b_start = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nq * 4, start, "starts", err)) ||
+        !(b_pq = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, np * 4, NULL, "pairs", err)) ||
+        !(b_pd = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, np * 4, NULL, "pairs", err)) ||
+        !(b_ap = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, np * 4, NULL, "approximate scores", err))) {
+        st = err->status;
+        goto done;
+    }
+    if ((st = MS_CL_SET_ARGS(d->k_compact, "plaid_compact", err, MS_ARG(b_bm), MS_ARG(words),
+                             MS_ARG(b_start), MS_ARG(b_pq), MS_ARG(b_pd))) != MS_OK)
+        goto done;
+    {
+        const size_t global = nq * PL_WG, local = PL_WG;
+        if ((st = ms_cl_launch(d->cl, d->k_compact, 1, &global, &local, "plaid_compact",
+                               &d->stats.probe_s, err)) != MS_OK)
+            goto done;
+    }
+    ms_cl_release(&b_bm);
+    if ((st = approx_launch(d, qb, s, b_pq, b_pd, np, b_ap, err)) != MS_OK)
+        goto done;
+    /* the best `keep` by approximate score, fixed stride per query */
+    const size_t ns = nq * keep;
+    if (!(b_sq = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, ns * 4, NULL, "selected", err)) ||
+        !(b_sd = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, ns * 4, NULL, "selected", err)) ||
+        !(b_ss = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, ns * 4, NULL, "selected", err)) ||
+        !(b_sn = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, nq * 4, NULL, "selected", err))) {
+        st = err->status;
+        goto done;
+    }
+    if ((st = select_launch(d, nq, b_start, b_cnt, b_pd, b_ap, keep, b_sq, b_sd, b_ss, b_sn,
+                            err)) != MS_OK)
+        goto done;
+    if (!d->residuals) {
+        /* residuals not resident: the selected documents come back and the
+         * host gathers their rows (rerank_pairs), then keeps the top k */
+        if (!(sd = ms_malloc(ns * 4, err)) || !(sn = ms_malloc(nq * 4, err)) ||
+            !(dq = ms_malloc((nr ? nr : 1) * 4, err)) ||
+            !(dd = ms_malloc((nr ? nr : 1) * 4, err)) ||
+            !(ex = ms_malloc((nr ? nr : 1) * 4, err))) {
+            st = err->status;
+            goto done;
+        }
+        if ((st = read_buf(d, b_sd, ns * 4, sd, "selected", err)) != MS_OK ||
+            (st = read_buf(d, b_sn, nq * 4, sn, "selected", err)) != MS_OK)
+            goto done;
+        uint64_t m = 0;
+        for (uint64_t r = 0; r < nq; r++)
+            for (uint32_t i = 0; i < sn[r]; i++) {
+                dq[m] = (uint32_t)r;
+                dd[m++] = sd[r * keep + i];
+            }
+        if ((st = rerank_pairs(d, qb, dq, dd, m, ex, err)) != MS_OK)
+            goto done;
+        for (uint64_t i = 0; i < m; i++)
+            ms_topk_push_one(t, q0 + dq[i], ex[i], dd[i]);
+        goto done;
+    }
+    /* exact scores of the fixed-stride pairs (empty slots score -inf) */
+    if (!(b_ex = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, ns * 4, NULL, "exact scores", err))) {
+        st = err->status;
+        goto done;
+    }
+    {
+        const struct ms_plaid *pp = p;
+        const uint32_t lq_cap = qb->max_len ? qb->max_len : 1, dim = pp->dim;
+        uint32_t tile = TILE;
+        const uint64_t lmem = d->cl->info.local_mem ? d->cl->info.local_mem : 32768;
+        while (tile > 8 &&
+               ((uint64_t)lq_cap * dim + (uint64_t)tile * dim + tile + lq_cap) * 4 > lmem)
+            tile /= 2;
+        if (((uint64_t)lq_cap * dim + (uint64_t)tile * dim + tile + lq_cap) * 4 > lmem) {
+            st = ms_err_set(err, MS_ERR_INPUT,
+                            "a query of %u tokens of dim %u does not fit the %llu bytes of local "
+                            "memory of '%s'",
+                            lq_cap, dim, (unsigned long long)lmem, d->cl->info.name);
+            goto done;
+        }
+        const cl_uint kpb = 8 / pp->nbits, packed = pp->packed, npairs = (cl_uint)ns;
+        if ((st = MS_CL_SET_ARGS(
+                 d->k_rerank, "plaid_rerank", err, MS_ARG(d->centroids), MS_ARG(d->lut),
+                 MS_ARG(dim), MS_ARG(kpb), MS_ARG(packed), MS_ARG(qb->tok), MS_ARG(qb->off),
+                 MS_ARG(qb->len), MS_ARG(d->doc_off), MS_ARG(d->codes), MS_ARG(d->residuals),
+                 MS_ARG(b_sq), MS_ARG(b_sd), MS_ARG(npairs), MS_ARG(tile), MS_ARG(lq_cap),
+                 { (size_t)lq_cap * dim * 4, NULL }, { (size_t)tile * dim * 4, NULL },
+                 { (size_t)tile * 4, NULL }, { (size_t)lq_cap * 4, NULL }, MS_ARG(b_ex))) != MS_OK)
+            goto done;
+        const size_t global = ns * WG, local = WG;
+        if ((st = ms_cl_launch(d->cl, d->k_rerank, 1, &global, &local, "plaid_rerank",
+                               &d->stats.rerank_s, err)) != MS_OK)
+            goto done;
+    }
+    /* the top k of each query's reranked documents; only these come back */
+    for (uint64_t r = 0; r < nq; r++)
+        start[r] = (uint32_t)(r * keep);
+    const size_t nf = nq * k;
+    if (!(b_off2 = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nq * 4, start, "starts", err)) ||
+        !(b_fq = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, nf * 4, NULL, "results", err)) ||
+        !(b_fd = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, nf * 4, NULL, "results", err)) ||
+        !(b_fs = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, nf * 4, NULL, "results", err)) ||
+        !(b_fn = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, nq * 4, NULL, "results", err))) {
+        st = err->status;
+        goto done;
+    }
+    if ((st = select_launch(d, nq, b_off2, b_sn, b_sd, b_ex, k, b_fq, b_fd, b_fs, b_fn, err)) !=
+        MS_OK)
+        goto done;
+    if (!(sd = ms_malloc(nf * 4, err)) || !(fs = ms_malloc(nf * 4, err))) {
+        st = err->status;
+        goto done;
+    }
+    if ((st = read_buf(d, b_fd, nf * 4, sd, "results", err)) != MS_OK ||
+        (st = read_buf(d, b_fs, nf * 4, fs, "results", err)) != MS_OK ||
+        (st = read_buf(d, b_fn, nq * 4, cnt, "results", err)) != MS_OK)
+        goto done;
+    for (uint64_t r = 0; r < nq; r++)
+        for (uint32_t i = 0; i < cnt[r]; i++)
+            ms_topk_push_one(t, q0 + r, fs[r * k + i], sd[r * k + i]);
+done:
+    ms_cl_release(&s);
+    ms_cl_release(&b_probe);
+    ms_cl_release(&b_bm);
+    ms_cl_release(&b_cnt);
+    ms_cl_release(&b_start);
+    ms_cl_release(&b_pq);
+    ms_cl_release(&b_pd);
+    ms_cl_release(&b_ap);
+    ms_cl_release(&b_sq);
+    ms_cl_release(&b_sd);
+    ms_cl_release(&b_ss);
+    ms_cl_release(&b_sn);
+    ms_cl_release(&b_ex);
+    ms_cl_release(&b_off2);
+    ms_cl_release(&b_fq);
+    ms_cl_release(&b_fd);
+    ms_cl_release(&b_fs);
+    ms_cl_release(&b_fn);
+    free(cnt);
+    free(start);
+    free(sd);
+    free(sn);
+    free(dq);
+    free(dd);
+    free(fs);
+    free(ex);
+    return st;
+}
+
+uint64_t ms_plaid_dev_batch(const struct ms_plaid_dev *d, const struct ms_plaid_search_opts *o,
+                            uint64_t longest)
+{
+    const struct ms_plaid *p = d->p;
+    /* bytes of per-batch device buffers: a sixteenth of the device memory,
+     * 64 MiB to 4 GiB */
+    uint64_t budget = d->cl->info.global_mem / 16;
+    budget = budget < (64ull << 20) ? 64ull << 20 : budget > (4ull << 30) ? 4ull << 30 : budget;
+    uint64_t keep = o->nrerank < o->ncandidates ? o->nrerank : o->ncandidates;
+    keep = keep < p->n_docs ? keep : p->n_docs;
+    /* per query: S columns, probes, bitmap, selected pairs (4 arrays); the
+     * candidates (12 bytes each) are sized from their counts */
+    const uint64_t lq = longest ? longest : 1;
+    const uint64_t per_q = (uint64_t)p->n_centroids * lq * 4 + lq * o->nprobe * 4 +
+                           (p->n_docs + 31) / 32 * 4 + (keep ? keep : 1) * 16;
+    uint64_t n = budget / per_q;
+    /* S in one allocation */
+    const uint64_t s_q = (uint64_t)p->n_centroids * lq * 4;
+    if (d->cl->info.max_alloc && n * s_q > d->cl->info.max_alloc)
+        n = d->cl->info.max_alloc / s_q;
+    return n < 1 ? 1 : n > 1024 ? 1024 : n;
+}
+
+int ms_plaid_dev_search(struct ms_plaid_dev *d, const struct ms_emb *q,
+                        const struct ms_plaid_search_opts *o, struct ms_topk *t, uint64_t q0,
+                        struct ms_err *err)
+{
+    struct qbuf qb;
+    int st;
+    const double t0 = ms_now();
+    const double k0 = d->stats.centroid_s + d->stats.probe_s + d->stats.approx_s +
+                      d->stats.select_s + d->stats.rerank_s;
+
+    if (!d->codes)
+        return ms_err_set(err, MS_ERR_RUNTIME, "search needs the search setup");
+    if ((st = qbuf_upload(d, q, o->trim_zero, &qb, err)) != MS_OK)
+        return st;
+    st = o->host_pipeline ? search_host(d, q, &qb, o, t, q0, err)
+                          : search_device(d, q->n_rows, &qb, o, t, q0, err);
+    qbuf_release(&qb);
+    const double wall = ms_now() - t0;
+    const double ks = d->stats.centroid_s + d->stats.probe_s + d->stats.approx_s +
+                      d->stats.select_s + d->stats.rerank_s - k0;
+    d->stats.batches++;
+    d->stats.search_s += wall;
+    d->stats.host_s += wall > ks ? wall - ks : 0.0;
+    if (wall - ks > d->stats.host_max_s)
+        d->stats.host_max_s = wall - ks;
     return st;
 }

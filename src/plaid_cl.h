@@ -41,7 +41,15 @@ struct ms_plaid_search_opts {
     uint64_t nrerank;     /* of those, documents scored exactly (1024) */
     int use_threshold;    /* --centroid-threshold given */
     float threshold;
+    int trim_zero;     /* drop each query's trailing all-zero rows (fast-plaid 1.7) */
+    int host_pipeline; /* tests: the first (host) implementation of steps 2-5 */
 };
+
+/* Queries per search call that keep its device buffers (S, bitmaps,
+ * selections) within a sixteenth of the device memory, for queries of at
+ * most `longest` tokens; 1 to 1024. */
+uint64_t ms_plaid_dev_batch(const struct ms_plaid_dev *d, const struct ms_plaid_search_opts *o,
+                            uint64_t longest);
 
 /* Prepare the device for an index. Flags: MS_PLAID_SEARCH uploads every
  * code (search and approximate scores need them), and with it every residual
@@ -73,8 +81,11 @@ int ms_plaid_dev_search(struct ms_plaid_dev *d, const struct ms_emb *q,
 /* What the calls so far did: kernel time by kernel (OpenCL events), and
  * for search the candidates scored approximately and the pairs reranked. */
 struct ms_plaid_stats {
-    double centroid_s, approx_s, rerank_s;
-    uint64_t candidates, reranked;
+    double centroid_s, probe_s, approx_s, select_s, rerank_s;
+    uint64_t candidates, reranked, batches;
+    /* search calls: wall time, and wall time less kernel time (host work,
+     * transfers, launches), summed and the largest of one call */
+    double search_s, host_s, host_max_s;
 };
 const struct ms_plaid_stats *ms_plaid_dev_stats(const struct ms_plaid_dev *d);
 
