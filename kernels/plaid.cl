@@ -27,6 +27,81 @@
  * Standalone OpenCL C 1.2: `make check-kernels` compiles it with clang.
  */
 
+/*
+ * plaid_centroid_scores_nv (NVIDIA only, -DMS_NVIDIA=1): the same S on the
+ * tensor cores, mma.sync m16n8k16 (float16 x float16, float32 sums) through
+ * inline PTX, as kernels/maxsim_nv.cl does. Centroids [K][dim] and query
+ * tokens [tokens][dim] as float16 (the queries rounded to nearest even, as
+ * fast-plaid's GPU search does), dim a multiple of 16. A warp computes 16
+ * centroids x 32 tokens (4 mma tiles of 8 tokens a k-step of 16); its
+ * fragments are 32-bit loads straight from global memory (the centroids of
+ * a batch are reused from L1/L2), out-of-range rows read as 0 and are not
+ * stored. The lane mappings (PTX ISA, mma.m16n8k16 .f16): g = lane >> 2,
+ * t = lane & 3; A reg r = A[g + 8(r&1)][2t + 8(r>>1) + {0,1}], B reg r =
+ * B[2t + 8r + {0,1}][g], C reg r = C[g + 8(r>>1)][2t + (r&1)]; the PL_NV_*
+ * macros are the only place they appear, and tests/test_nv_layout.c checks
+ * them against its emulation of the ISA (PL_NV_INDEX_ONLY). Not the same
+ * bits as the portable kernel: the float16 rounding of the queries (and of
+ * NextPlaid's float32 centroids) and the order of the sums.
+ */
+#define PL_NV_A_ROW(lane, r) (((lane) >> 2) + 8 * ((r) & 1))
+#define PL_NV_A_COL(lane, r) (2 * ((lane) & 3) + 8 * ((r) >> 1))
+#define PL_NV_B_TOK(lane)    ((lane) >> 2)
+#define PL_NV_B_K(lane, r)   (2 * ((lane) & 3) + 8 * (r))
+#define PL_NV_C_ROW(lane, r) (((lane) >> 2) + 8 * ((r) >> 1))
+#define PL_NV_C_COL(lane, r) (2 * ((lane) & 3) + ((r) & 1))
+#ifndef PL_NV_INDEX_ONLY
+
+#ifdef MS_NVIDIA
+#if defined(__clang__) && !defined(cl_nv_pragma_unroll)
+#define PL_ASM __asm__ volatile
+#else
+#define PL_ASM asm volatile
+#endif
+static inline void pl_nv_mma(float *c, const uint *a, const uint b0, const uint b1)
+{
+    PL_ASM("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+           "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+           : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+           : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* c16, q16: float16 pairs as uint (low half first), rows of dim / 2 words.
+ * Work-group: 4 warps = 64 centroids x 32 tokens. */
+__kernel __attribute__((reqd_work_group_size(128, 1, 1))) void
+plaid_centroid_scores_nv(__global const uint *restrict c16, const uint n_centroids,
+                         const uint dim, __global const uint *restrict q16, const uint n_qtok,
+                         __global float *restrict s)
+{
+    const uint lane = (uint)get_local_id(0) & 31u, warp = (uint)get_local_id(0) >> 5;
+    const uint c0 = (uint)get_group_id(0) * 64 + warp * 16, j0 = (uint)get_group_id(1) * 32;
+    const uint hw = dim / 2;
+    float acc[4][4];
+    for (uint n = 0; n < 4; n++)
+        for (uint r = 0; r < 4; r++)
+            acc[n][r] = 0.0f;
+    for (uint k0 = 0; k0 < dim; k0 += 16) {
+        uint a[4];
+        for (uint r = 0; r < 4; r++) {
+            const uint c = c0 + PL_NV_A_ROW(lane, r);
+            a[r] = c < n_centroids ? c16[(size_t)c * hw + (k0 + PL_NV_A_COL(lane, r)) / 2] : 0u;
+        }
+        for (uint n = 0; n < 4; n++) {
+            const uint j = j0 + 8 * n + PL_NV_B_TOK(lane);
+            const uint b0 = j < n_qtok ? q16[(size_t)j * hw + (k0 + PL_NV_B_K(lane, 0)) / 2] : 0u;
+            const uint b1 = j < n_qtok ? q16[(size_t)j * hw + (k0 + PL_NV_B_K(lane, 1)) / 2] : 0u;
+            pl_nv_mma(acc[n], a, b0, b1);
+        }
+    }
+    for (uint n = 0; n < 4; n++)
+        for (uint r = 0; r < 4; r++) {
+            const uint c = c0 + PL_NV_C_ROW(lane, r), j = j0 + 8 * n + PL_NV_C_COL(lane, r);
+            if (c < n_centroids && j < n_qtok)
+                s[(size_t)c * n_qtok + j] = acc[n][r];
+        }
+}
+#endif
+
 __kernel void plaid_centroid_scores(__global const float *restrict ct, const uint n_centroids,
                                     const uint dim, __global const float *restrict q,
                                     const uint n_qtok, __global float *restrict s)
@@ -454,3 +529,5 @@ plaid_select(__global const uint *restrict seg_off, __global const uint *restric
     if (lid == 0)
         out_n[q] = got;
 }
+
+#endif /* PL_NV_INDEX_ONLY */

@@ -28,8 +28,10 @@ struct ms_plaid_dev {
     const struct ms_plaid *p;
     cl_program prog;
     cl_kernel k_cs, k_approx, k_rerank, k_probe, k_union, k_count, k_compact, k_select;
+    cl_kernel k_cs_nv; /* NVIDIA: centroid scores on the tensor cores */
     cl_mem centroids, centroids_t, lut, codes, doc_off, ivf_off, ivf;
-    cl_mem residuals; /* search, when the index fits: every residual row */
+    cl_mem centroids16; /* [K][dim] float16, for k_cs_nv */
+    cl_mem residuals;   /* search, when the index fits: every residual row */
     struct ms_plaid_stats stats;
 };
 
@@ -85,6 +87,21 @@ int ms_plaid_dev_create(struct ms_plaid_dev **out, struct ms_cl *cl, const struc
         if (!(ct = ms_malloc((size_t)K * dim * sizeof *ct, err))) {
             st = err->status;
             goto fail;
+        }
+        /* NVIDIA, dim a multiple of 16: centroid scores on the tensor cores
+         * (float16 inputs), unless MAXSIM_PLAID_NV=0 */
+        const char *nv = getenv("MAXSIM_PLAID_NV");
+        if (cl->info.is_nvidia && dim % 16 == 0 && !(nv && !strcmp(nv, "0"))) {
+            uint16_t *c16 = (uint16_t *)ct; /* the scratch is large enough */
+            for (uint64_t i = 0; i < (uint64_t)K * dim; i++)
+                c16[i] = ms_float_to_half(p->centroids[i]);
+            if ((st = ms_cl_kernel(d->prog, "plaid_centroid_scores_nv", &d->k_cs_nv, err)) !=
+                    MS_OK ||
+                !(d->centroids16 = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, (size_t)K * dim * 2, c16,
+                                                "centroids", err))) {
+                st = err->status;
+                goto fail;
+            }
         }
         for (uint64_t c = 0; c < K; c++)
             for (uint32_t k = 0; k < dim; k++)
@@ -177,6 +194,9 @@ void ms_plaid_dev_free(struct ms_plaid_dev *d)
     ms_cl_release(&d->residuals);
     ms_cl_release(&d->ivf_off);
     ms_cl_release(&d->ivf);
+    ms_cl_release(&d->centroids16);
+    if (d->k_cs_nv)
+        clReleaseKernel(d->k_cs_nv);
     cl_kernel *ks[] = { &d->k_probe, &d->k_union, &d->k_count, &d->k_compact, &d->k_select };
     for (size_t i = 0; i < sizeof ks / sizeof *ks; i++)
         if (*ks[i])
@@ -192,6 +212,11 @@ void ms_plaid_dev_free(struct ms_plaid_dev *d)
     free(d);
 }
 
+int ms_plaid_dev_f16_centroids(const struct ms_plaid_dev *d)
+{
+    return d->k_cs_nv != NULL;
+}
+
 const struct ms_plaid_stats *ms_plaid_dev_stats(const struct ms_plaid_dev *d)
 {
     return &d->stats;
@@ -203,6 +228,7 @@ const struct ms_plaid_stats *ms_plaid_dev_stats(const struct ms_plaid_dev *d)
  * before its search); offsets are then those of the trimmed tokens. */
 struct qbuf {
     cl_mem tok, off, len, tok_q;
+    cl_mem tok16; /* NVIDIA path: the tokens as float16 */
     uint32_t n_tok, max_len;
     uint32_t *h_off, *h_len; /* the same on the host, [n_rows] */
 };
@@ -213,6 +239,7 @@ static void qbuf_release(struct qbuf *b)
     ms_cl_release(&b->off);
     ms_cl_release(&b->len);
     ms_cl_release(&b->tok_q);
+    ms_cl_release(&b->tok16);
     free(b->h_off);
     free(b->h_len);
     b->h_off = b->h_len = NULL;
@@ -273,8 +300,22 @@ static int qbuf_upload(struct ms_plaid_dev *d, const struct ms_emb *q, int trim,
     if (!(b->tok = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nt * q->dim * 4, tok, "queries", err)) ||
         !(b->off = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nr * 4, b->h_off, "query offsets", err)) ||
         !(b->len = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nr * 4, b->h_len, "query lengths", err)) ||
-        !(b->tok_q = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nt * 4, tq, "token queries", err)))
+        !(b->tok_q = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nt * 4, tq, "token queries", err))) {
         st = err->status;
+        goto done;
+    }
+    if (d->k_cs_nv) { /* float16 copy for the tensor-core centroid scores */
+        uint16_t *h = ms_malloc((nt ? nt : 1) * q->dim * 2, err);
+        if (!h) {
+            st = err->status;
+            goto done;
+        }
+        for (uint64_t i = 0; i < nt * q->dim; i++)
+            h[i] = ms_float_to_half(tok[i]);
+        if (!(b->tok16 = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nt * q->dim * 2, h, "queries", err)))
+            st = err->status;
+        free(h);
+    }
 done:
     free(tok);
     free(tq);
@@ -436,14 +477,28 @@ static int centroid_scores(struct ms_plaid_dev *d, const struct qbuf *qb, cl_mem
     if (!(*s = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, (size_t)K * nt * 4, NULL, "centroid scores",
                             err)))
         return err->status;
-    if (MS_CL_SET_ARGS(d->k_cs, "plaid_centroid_scores", err, MS_ARG(d->centroids_t), MS_ARG(K),
-                       MS_ARG(dim), MS_ARG(qb->tok), MS_ARG(nt), MS_ARG(*s)) != MS_OK)
-        return err->status;
     if (nt == 0)
         return MS_OK;
-    const size_t global[2] = { ((size_t)K + 63) / 64 * 64, nt }, local[2] = { 64, 1 };
-    if ((st = ms_cl_launch(d->cl, d->k_cs, 2, global, local, "plaid_centroid_scores",
-                           &d->stats.centroid_s, err)) != MS_OK)
+    if (d->k_cs_nv && qb->tok16) { /* tensor cores: 64 centroids x 32 tokens a work-group */
+        if (MS_CL_SET_ARGS(d->k_cs_nv, "plaid_centroid_scores_nv", err, MS_ARG(d->centroids16),
+                           MS_ARG(K), MS_ARG(dim), MS_ARG(qb->tok16), MS_ARG(nt),
+                           MS_ARG(*s)) != MS_OK)
+            return err->status;
+        const size_t global[2] = { ((size_t)K + 63) / 64 * 128, ((size_t)nt + 31) / 32 },
+                     local[2] = { 128, 1 };
+        st = ms_cl_launch(d->cl, d->k_cs_nv, 2, global, local, "plaid_centroid_scores_nv",
+                          &d->stats.centroid_s, err);
+    } else {
+        if (MS_CL_SET_ARGS(d->k_cs, "plaid_centroid_scores", err, MS_ARG(d->centroids_t), MS_ARG(K),
+                           MS_ARG(dim), MS_ARG(qb->tok), MS_ARG(nt), MS_ARG(*s)) != MS_OK)
+            return err->status;
+        /* a work-item: one centroid, 8 query tokens */
+        const size_t global[2] = { ((size_t)K + 63) / 64 * 64, ((size_t)nt + 7) / 8 },
+                     local[2] = { 64, 1 };
+        st = ms_cl_launch(d->cl, d->k_cs, 2, global, local, "plaid_centroid_scores",
+                          &d->stats.centroid_s, err);
+    }
+    if (st != MS_OK)
         return st;
     if (host && (rc = clEnqueueReadBuffer(d->cl->queue, *s, CL_TRUE, 0, (size_t)K * nt * 4, host, 0,
                                           NULL, NULL)) != CL_SUCCESS)

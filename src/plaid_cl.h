@@ -89,4 +89,11 @@ struct ms_plaid_stats {
 };
 const struct ms_plaid_stats *ms_plaid_dev_stats(const struct ms_plaid_dev *d);
 
+/* 1 when centroid scores run on NVIDIA tensor cores (kernels/plaid.cl,
+ * plaid_centroid_scores_nv: queries and centroids rounded to float16, float32
+ * sums): NVIDIA devices, dim a multiple of 16, search setup, unless the
+ * environment sets MAXSIM_PLAID_NV=0. Approximate scores then differ from the
+ * portable kernel's by that rounding; the pipeline is otherwise the same. */
+int ms_plaid_dev_f16_centroids(const struct ms_plaid_dev *d);
+
 #endif
