@@ -47,6 +47,33 @@ $ maxsim plaid -q $FIXTURES/plaid_q.npy -i $FIXTURES/plaid_np2 -k 7 --nprobe 8 -
 $ cmp a.trec b.trec && echo same
 > same
 
+# Batches of any size give the same bytes (the device pipeline per batch).
+$ maxsim plaid -q $FIXTURES/plaid_corpus_q.npy -i $FIXTURES/plaid_corpus > a.trec
+$ maxsim plaid -q $FIXTURES/plaid_corpus_q.npy -i $FIXTURES/plaid_corpus --query-batch 1 > b.trec && cmp a.trec b.trec && echo same
+> same
+$ maxsim plaid -q $FIXTURES/plaid_corpus_q.npy -i $FIXTURES/plaid_corpus --query-batch 7 > b.trec && cmp a.trec b.trec && echo same
+> same
+
+# Trailing all-zero query rows (an encoder's padding) are dropped, as
+# fast-plaid 1.7 does: the padded queries give the unpadded results.
+$ maxsim plaid -q $FIXTURES/plaid_corpus_q_pad.npy -i $FIXTURES/plaid_corpus > p.trec && cmp a.trec p.trec && echo same
+> same
+
+# --query-lengths wins: the padding rows are then query tokens and probe
+# centroids too (more candidates, same exact scores for what is found).
+$ maxsim -v plaid -q $FIXTURES/plaid_corpus_q_pad.npy -i $FIXTURES/plaid_corpus 2>&1 >/dev/null | grep -o '[0-9]* candidates'
+> 1958 candidates
+$ maxsim -v plaid -q $FIXTURES/plaid_corpus_q_pad.npy --query-lengths $FIXTURES/plaid_corpus_q_pad_len.npy -i $FIXTURES/plaid_corpus 2>&1 >/dev/null | grep -o '[0-9]* candidates'
+> 1969 candidates
+
+# A query of zero rows only has no tokens left: no results for it.
+$ maxsim plaid -q $FIXTURES/plaid_corpus_q_ties.npy -i $FIXTURES/plaid_corpus --format tsv | cut -f1 | uniq -c | awk '{print $2, $1}'
+> 0 10
+> 1 10
+> 3 10
+> 4 10
+> 5 10
+
 # Rerank mode (-c): TREC and TSV runs, ids through --doc-ids, stdin, the empty document scores 0.
 $ printf '0 Q0 doc3 1 1 x\n0 Q0 doc7 2 1 x\n0 Q0 doc3 9 1 x\n1\tdoc5\n' | maxsim plaid -q $FIXTURES/plaid_q.npy -i $FIXTURES/plaid_fp4 --doc-ids $FIXTURES/plaid_doc_ids.txt -c - > rr.trec
 $ awk '{print $1, $3, $4, $6}' rr.trec && $PYTHON $TESTS/plaidcheck.py exact $FIXTURES/plaid_fp4 $FIXTURES/plaid_q.npy rr.trec
