@@ -12,7 +12,8 @@
  *       keeps the max over the document's codes of S[code][query token i]
  *       (S is [K][tokens], so the work-items of one code read one contiguous
  *       run of S), then one work-item sums the maxima in order.
- *   plaid_rerank  one work-group per (query, document) pair. The query is
+ *   plaid_rerank  one work-group per (query, document) pair (document
+ *       UINT_MAX: an empty slot, scored -inf). The query is
  *       copied to local memory transposed ([dim][Lq], so work-items over
  *       query tokens read consecutive words); the document is decompressed a
  *       tile of tokens at a time into local memory (centroid + bucket weight
@@ -23,7 +24,11 @@
  * Sums over query tokens are done by one work-item in token order, so a
  * score does not depend on the work-group size.
  *
- * Build option: -DMS_NVIDIA=1 on NVIDIA devices (nothing specific yet).
+ *   plaid_centroid_scores_nv  S on NVIDIA tensor cores (below).
+ *   plaid_probe, plaid_union, plaid_count, plaid_compact, plaid_select  the
+ *       rest of the search on the device (after plaid_rerank, below).
+ *
+ * Build option: -DMS_NVIDIA=1 on NVIDIA devices (plaid_centroid_scores_nv).
  * Standalone OpenCL C 1.2: `make check-kernels` compiles it with clang.
  */
 

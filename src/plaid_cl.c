@@ -152,21 +152,17 @@ int ms_plaid_dev_create(struct ms_plaid_dev **out, struct ms_cl *cl, const struc
         const uint64_t rbytes = p->n_tokens * p->packed;
         if (resident && rbytes && (!cl->info.max_alloc || rbytes <= cl->info.max_alloc) &&
             (!cl->info.global_mem || rbytes + p->n_tokens * 4 <= cl->info.global_mem / 2)) {
-            uint8_t *rb = ms_malloc(slice * p->packed, err);
-            cl_mem m = rb ? clCreateBuffer(cl->ctx, CL_MEM_READ_ONLY, rbytes, NULL, &rc) : NULL;
-            for (uint64_t t = 0; m && t < p->n_tokens; t += slice) {
-                const uint64_t n = p->n_tokens - t < slice ? p->n_tokens - t : slice;
-                ms_plaid_residuals(p, t, n, rb);
-                if (clEnqueueWriteBuffer(cl->queue, m, CL_TRUE, t * p->packed, n * p->packed, rb, 0,
-                                         NULL, NULL) != CL_SUCCESS) {
+            /* straight from the mapped files: a part's rows are contiguous */
+            cl_mem m = clCreateBuffer(cl->ctx, CL_MEM_READ_ONLY, rbytes, NULL, &rc);
+            for (int i = 0; m && i < p->n_parts; i++) {
+                const struct ms_plaid_part *pt = &p->parts[i];
+                if (pt->n_tokens &&
+                    clEnqueueWriteBuffer(cl->queue, m, CL_TRUE, pt->tok0 * p->packed,
+                                         pt->n_tokens * p->packed, pt->residuals.data, 0, NULL,
+                                         NULL) != CL_SUCCESS) {
                     clReleaseMemObject(m); /* not fatal: gather per batch instead */
                     m = NULL;
                 }
-            }
-            free(rb);
-            if (!rb) {
-                st = err->status;
-                goto fail;
             }
             d->residuals = m;
         }

@@ -9,18 +9,24 @@
  * disk; the rows of the documents a batch reranks are gathered from the
  * memory-mapped files and uploaded with it.
  *
- * Search, per batch of queries (fast-plaid's pipeline, research/plaid.md 3.3):
- *   1. S = centroids x query tokens on the device;
- *   2. on the host: the top `nprobe` centroids of every query token (ties:
- *      lower centroid id), their union, optionally without the centroids
- *      whose best score over the query's tokens is below the threshold
- *      (NextPlaid), and the union of their IVF lists (the documents);
- *   3. on the device: the centroid-interaction score of every candidate;
- *   4. on the host: the best `ncandidates` by that score (ties: lower
- *      document id), of which the best `nrerank` go on;
- *   5. on the device: exact scores from decompressed residuals; top-k.
- * Steps 2 and 4 are the host round trips: S (K x query tokens floats) comes
- * back once per batch, the approximate scores once per batch.
+ * Search, per batch of queries (fast-plaid's pipeline, research/plaid.md 3.3),
+ * all on the device (kernels/plaid.cl):
+ *   1. S = centroids x query tokens (tensor cores on NVIDIA, float16 inputs);
+ *   2. the top `nprobe` centroids of every query token (ties: lower centroid
+ *      id); per query, each distinct probed centroid (optionally only those
+ *      whose best score over the query's tokens reaches the threshold:
+ *      NextPlaid) ORs its IVF list into the query's document bitmap; the
+ *      bitmaps become (query, document) pairs in ascending document order;
+ *   3. the centroid-interaction score of every candidate;
+ *   4. per query the best `min(ncandidates, nrerank)` by that score (ties:
+ *      lower document id), by radix select;
+ *   5. exact scores from decompressed residuals; per query the top k by the
+ *      same select. Only the candidate counts (once) and the k results per
+ *      query come back to the host.
+ * The first implementation, with steps 2, 4 and the top-k on the host, is
+ * kept (search opts host_pipeline) so that tests can prove the device
+ * pipeline gives the same bytes. With residuals not resident (too large, or
+ * MS_PLAID_GATHER) step 5 gathers their rows on the host as rerank does.
  */
 #ifndef MS_PLAID_CL_H
 #define MS_PLAID_CL_H
