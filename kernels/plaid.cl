@@ -6,8 +6,10 @@
  *
  *   plaid_centroid_scores  S[c][j] = <centroid c, query token j> for every
  *       centroid and every query token of a batch; one work-item per centroid
- *       and 8 query tokens, c along dimension 0 so neighbouring work-items
- *       read neighbouring centroids of the transposed [dim][K] matrix.
+ *       and 8 query tokens (one float8 FMA a dimension, the 8 tokens' values
+ *       one vector load from the transposed queries), c along dimension 0 so
+ *       neighbouring work-items read neighbouring centroids of the transposed
+ *       [dim][K] matrix.
  *   plaid_approx  one work-group per few (query, document) pairs; work-item i
  *       keeps the max over the document's codes of S[code][query token i]
  *       (S is [K][tokens], so the work-items of one code read one contiguous
@@ -108,31 +110,24 @@ plaid_centroid_scores_nv(__global const uint *restrict c16, const uint n_centroi
 #endif
 
 __kernel void plaid_centroid_scores(__global const float *restrict ct, const uint n_centroids,
-                                    const uint dim, __global const float *restrict q,
-                                    const uint n_qtok, __global float *restrict s)
+                                    const uint dim, __global const float *restrict qt,
+                                    const uint n_qtok, const uint ld_qt,
+                                    __global float *restrict s)
 {
-    /* one centroid against 8 query tokens: the 8 query values of a k are the
-     * same for every work-item (broadcast), the centroid value is loaded once */
+    /* one centroid against 8 query tokens: the queries transposed ([dim][ld_qt],
+     * zero columns up to ld_qt, a multiple of 8), so the 8 values of a k are
+     * one vector load, the same for every work-item; one float8 FMA a k */
     const uint c = (uint)get_global_id(0), j0 = (uint)get_global_id(1) * 8;
     if (c >= n_centroids || j0 >= n_qtok)
         return;
+    float8 acc = (float8)(0.0f);
+    for (uint k = 0; k < dim; k++)
+        acc = fma((float8)(ct[(size_t)k * n_centroids + c]), vload8(0, qt + (size_t)k * ld_qt + j0),
+                  acc);
+    const float v[8] = { acc.s0, acc.s1, acc.s2, acc.s3, acc.s4, acc.s5, acc.s6, acc.s7 };
     const uint nj = min(8u, n_qtok - j0);
-    float acc[8] = { 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f };
-    if (nj == 8) {
-        for (uint k = 0; k < dim; k++) {
-            const float x = ct[(size_t)k * n_centroids + c];
-            for (uint j = 0; j < 8; j++)
-                acc[j] = fma(x, q[(size_t)(j0 + j) * dim + k], acc[j]);
-        }
-    } else {
-        for (uint k = 0; k < dim; k++) {
-            const float x = ct[(size_t)k * n_centroids + c];
-            for (uint j = 0; j < nj; j++)
-                acc[j] = fma(x, q[(size_t)(j0 + j) * dim + k], acc[j]);
-        }
-    }
     for (uint j = 0; j < nj; j++)
-        s[(size_t)c * n_qtok + j0 + j] = acc[j];
+        s[(size_t)c * n_qtok + j0 + j] = v[j];
 }
 
 __kernel void plaid_approx(__global const float *restrict s, const uint n_qtok,

@@ -225,6 +225,8 @@ const struct ms_plaid_stats *ms_plaid_dev_stats(const struct ms_plaid_dev *d)
 struct qbuf {
     cl_mem tok, off, len, tok_q;
     cl_mem tok16; /* NVIDIA path: the tokens as float16 */
+    cl_mem tok_t; /* the tokens transposed, [dim][ld_t] (portable centroid scores) */
+    uint32_t ld_t;
     uint32_t n_tok, max_len;
     uint32_t *h_off, *h_len; /* the same on the host, [n_rows] */
 };
@@ -236,6 +238,7 @@ static void qbuf_release(struct qbuf *b)
     ms_cl_release(&b->len);
     ms_cl_release(&b->tok_q);
     ms_cl_release(&b->tok16);
+    ms_cl_release(&b->tok_t);
     free(b->h_off);
     free(b->h_len);
     b->h_off = b->h_len = NULL;
@@ -299,6 +302,23 @@ static int qbuf_upload(struct ms_plaid_dev *d, const struct ms_emb *q, int trim,
         !(b->tok_q = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nt * 4, tq, "token queries", err))) {
         st = err->status;
         goto done;
+    }
+    if (d->codes && !d->k_cs_nv) { /* transposed copy, zero columns to a multiple of 8 */
+        b->ld_t = (uint32_t)((nt + 7) / 8 * 8);
+        float *t = ms_calloc((size_t)(b->ld_t ? b->ld_t : 1) * q->dim, 4, err);
+        if (!t) {
+            st = err->status;
+            goto done;
+        }
+        for (uint64_t i = 0; i < nt; i++)
+            for (uint32_t k = 0; k < q->dim; k++)
+                t[(uint64_t)k * b->ld_t + i] = tok[i * q->dim + k];
+        if (!(b->tok_t = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, (size_t)b->ld_t * q->dim * 4, t,
+                                      "queries", err)))
+            st = err->status;
+        free(t);
+        if (st != MS_OK)
+            goto done;
     }
     if (d->k_cs_nv) { /* float16 copy for the tensor-core centroid scores */
         uint16_t *h = ms_malloc((nt ? nt : 1) * q->dim * 2, err);
@@ -486,7 +506,8 @@ static int centroid_scores(struct ms_plaid_dev *d, const struct qbuf *qb, cl_mem
                           &d->stats.centroid_s, err);
     } else {
         if (MS_CL_SET_ARGS(d->k_cs, "plaid_centroid_scores", err, MS_ARG(d->centroids_t), MS_ARG(K),
-                           MS_ARG(dim), MS_ARG(qb->tok), MS_ARG(nt), MS_ARG(*s)) != MS_OK)
+                           MS_ARG(dim), MS_ARG(qb->tok_t), MS_ARG(nt), MS_ARG(qb->ld_t),
+                           MS_ARG(*s)) != MS_OK)
             return err->status;
         /* a work-item: one centroid, 8 query tokens */
         const size_t global[2] = { ((size_t)K + 63) / 64 * 64, ((size_t)nt + 7) / 8 },
