@@ -527,14 +527,28 @@ static int read_ivf(struct ms_plaid *p, struct ms_err *err)
         if (!(p->ivf = ms_malloc((total ? total : 1) * sizeof *p->ivf, err)))
             rc = err->status;
     }
-    for (uint64_t i = 0; rc == MS_OK && i < total; i++) {
+    /* typed loops (vectorized), then the first bad id for the message */
+    uint64_t over = 0;
+    if (rc == MS_OK && iv.itemsize == 4)
+        for (uint64_t i = 0; i < total; i++) {
+            int32_t v;
+            memcpy(&v, iv.data + 4 * i, 4);
+            over |= (uint64_t)(int64_t)v >= p->n_docs;
+            p->ivf[i] = (uint32_t)v;
+        }
+    else if (rc == MS_OK)
+        for (uint64_t i = 0; i < total; i++) {
+            int64_t v;
+            memcpy(&v, iv.data + 8 * i, 8);
+            over |= (uint64_t)v >= p->n_docs;
+            p->ivf[i] = (uint32_t)v;
+        }
+    for (uint64_t i = 0; rc == MS_OK && over && i < total; i++) {
         const int64_t v = arr_int(&iv, i);
         if (v < 0 || (uint64_t)v >= p->n_docs)
             rc = ms_err_set(err, MS_ERR_INPUT,
                             "'%s': document id %lld at %llu is out of range (expected 0..%lld)",
                             ipath, (long long)v, (unsigned long long)i, (long long)p->n_docs - 1);
-        else
-            p->ivf[i] = (uint32_t)v;
     }
     arr_release(&iv);
     arr_release(&ln);

@@ -230,6 +230,18 @@ def generate(outdir):
         save(os.path.join(d, "1.codes.npy"), c)
     bad("codes", oob)
 
+    def neg(d):
+        c = np.load(os.path.join(d, "0.codes.npy"))
+        c[5] = -1
+        save(os.path.join(d, "0.codes.npy"), c)
+    bad("negcode", neg)
+
+    def ivf_oob(d):
+        v = np.load(os.path.join(d, "ivf.npy"))
+        v[2] = 60
+        save(os.path.join(d, "ivf.npy"), v)
+    bad("ivf", ivf_oob)
+
     def lens(d):
         with open(os.path.join(d, "doclens.0.json")) as f:
             v = json.load(f)

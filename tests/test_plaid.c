@@ -463,6 +463,12 @@ Test(plaid_index, bad_indexes)
     expect_bad("plaid_bad_codes",
                "'%s/1.codes.npy': code 16 at row 3 is out of range (expected 0..15)",
                fixture("plaid_bad_codes"));
+    expect_bad("plaid_bad_negcode",
+               "'%s/0.codes.npy': code -1 at row 5 is out of range (expected 0..15)",
+               fixture("plaid_bad_negcode"));
+    expect_bad("plaid_bad_ivf",
+               "'%s/ivf.npy': document id 60 at 2 is out of range (expected 0..59)",
+               fixture("plaid_bad_ivf"));
     expect_bad("plaid_bad_doclens",
                "'%s/0.codes.npy': 141 codes, but 'doclens.0.json' sums to 142 tokens",
                fixture("plaid_bad_doclens"));
