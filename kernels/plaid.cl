@@ -110,22 +110,26 @@ plaid_centroid_scores_nv(__global const uint *restrict c16, const uint n_centroi
 #endif
 
 __kernel void plaid_centroid_scores(__global const float *restrict ct, const uint n_centroids,
-                                    const uint dim, __global const float *restrict qt,
-                                    const uint n_qtok, const uint ld_qt,
-                                    __global float *restrict s)
+                                    const uint dim, const uint stride_k, const uint stride_c,
+                                    __global const float *restrict qt, const uint n_qtok,
+                                    const uint ld_qt, __global float *restrict s)
 {
-    /* one centroid against 8 query tokens: the queries transposed ([dim][ld_qt],
-     * zero columns up to ld_qt, a multiple of 8), so the 8 values of a k are
-     * one vector load, the same for every work-item; one float8 FMA a k */
-    const uint c = (uint)get_global_id(0), j0 = (uint)get_global_id(1) * 8;
+    /* centroid c's value k at ct[k * stride_k + c * stride_c]: the transposed
+     * [dim][K] matrix on GPUs (neighbouring work-items, neighbouring words),
+     * the row-major [K][dim] one on CPUs (a work-item reads one row). One
+     * centroid against 16 query tokens: the queries transposed ([dim][ld_qt],
+     * zero columns up to ld_qt, a multiple of 16), so the 16 values of a k are
+     * one vector load, the same for every work-item; one float16 FMA a k */
+    const uint c = (uint)get_global_id(0), j0 = (uint)get_global_id(1) * 16;
     if (c >= n_centroids || j0 >= n_qtok)
         return;
-    float8 acc = (float8)(0.0f);
+    float16 acc = (float16)(0.0f);
     for (uint k = 0; k < dim; k++)
-        acc = fma((float8)(ct[(size_t)k * n_centroids + c]), vload8(0, qt + (size_t)k * ld_qt + j0),
-                  acc);
-    const float v[8] = { acc.s0, acc.s1, acc.s2, acc.s3, acc.s4, acc.s5, acc.s6, acc.s7 };
-    const uint nj = min(8u, n_qtok - j0);
+        acc = fma((float16)(ct[(size_t)k * stride_k + (size_t)c * stride_c]),
+                  vload16(0, qt + (size_t)k * ld_qt + j0), acc);
+    float v[16];
+    vstore16(acc, 0, v);
+    const uint nj = min(16u, n_qtok - j0);
     for (uint j = 0; j < nj; j++)
         s[(size_t)c * n_qtok + j0 + j] = v[j];
 }

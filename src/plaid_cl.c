@@ -304,7 +304,7 @@ static int qbuf_upload(struct ms_plaid_dev *d, const struct ms_emb *q, int trim,
         goto done;
     }
     if (d->codes && !d->k_cs_nv) { /* transposed copy, zero columns to a multiple of 8 */
-        b->ld_t = (uint32_t)((nt + 7) / 8 * 8);
+        b->ld_t = (uint32_t)((nt + 15) / 16 * 16);
         float *t = ms_calloc((size_t)(b->ld_t ? b->ld_t : 1) * q->dim, 4, err);
         if (!t) {
             st = err->status;
@@ -505,12 +505,17 @@ static int centroid_scores(struct ms_plaid_dev *d, const struct qbuf *qb, cl_mem
         st = ms_cl_launch(d->cl, d->k_cs_nv, 2, global, local, "plaid_centroid_scores_nv",
                           &d->stats.centroid_s, err);
     } else {
-        if (MS_CL_SET_ARGS(d->k_cs, "plaid_centroid_scores", err, MS_ARG(d->centroids_t), MS_ARG(K),
-                           MS_ARG(dim), MS_ARG(qb->tok_t), MS_ARG(nt), MS_ARG(qb->ld_t),
-                           MS_ARG(*s)) != MS_OK)
+        /* GPUs: the transposed centroids (coalesced); CPUs: row-major (a
+         * work-item walks one contiguous row) */
+        const int gpu = (d->cl->info.type & CL_DEVICE_TYPE_GPU) != 0;
+        const cl_uint stride_k = gpu ? K : 1, stride_c = gpu ? 1 : dim;
+        cl_mem cm = gpu ? d->centroids_t : d->centroids;
+        if (MS_CL_SET_ARGS(d->k_cs, "plaid_centroid_scores", err, MS_ARG(cm), MS_ARG(K),
+                           MS_ARG(dim), MS_ARG(stride_k), MS_ARG(stride_c), MS_ARG(qb->tok_t),
+                           MS_ARG(nt), MS_ARG(qb->ld_t), MS_ARG(*s)) != MS_OK)
             return err->status;
-        /* a work-item: one centroid, 8 query tokens */
-        const size_t global[2] = { ((size_t)K + 63) / 64 * 64, ((size_t)nt + 7) / 8 },
+        /* a work-item: one centroid, 16 query tokens */
+        const size_t global[2] = { ((size_t)K + 63) / 64 * 64, ((size_t)nt + 15) / 16 },
                      local[2] = { 64, 1 };
         st = ms_cl_launch(d->cl, d->k_cs, 2, global, local, "plaid_centroid_scores",
                           &d->stats.centroid_s, err);
