@@ -31,7 +31,14 @@ struct ms_plaid_dev {
     cl_kernel k_cs_nv; /* NVIDIA: centroid scores on the tensor cores */
     cl_mem centroids, centroids_t, lut, codes, doc_off, ivf_off, ivf;
     cl_mem centroids16; /* [K][dim] float16, for k_cs_nv */
-    cl_mem residuals;   /* search, when the index fits: every residual row */
+    /* device search: launches not waited for one by one (the queue is in
+     * order; the batch's blocking reads order the host), their events kept
+     * for the kernel times until the batch ends */
+    int defer;
+    int n_pend;
+    cl_event pend[32];
+    double *pend_acc[32];
+    cl_mem residuals; /* search, when the index fits: every residual row */
     struct ms_plaid_stats stats;
 };
 
@@ -206,6 +213,53 @@ void ms_plaid_dev_free(struct ms_plaid_dev *d)
     if (d->prog)
         clReleaseProgram(d->prog);
     free(d);
+}
+
+/* Kernel times of the deferred launches (all finished or failed by now). */
+static int flush_launches(struct ms_plaid_dev *d, struct ms_err *err)
+{
+    int st = MS_OK;
+    if (d->n_pend) {
+        const cl_int rc = clWaitForEvents((cl_uint)d->n_pend, d->pend);
+        if (rc != CL_SUCCESS)
+            st = ms_err_set(err, MS_ERR_RUNTIME, "a plaid kernel failed on '%s': %s",
+                            d->cl->info.name, ms_cl_strerror(rc));
+    }
+    for (int i = 0; i < d->n_pend; i++) {
+        cl_ulong a = 0, b = 0;
+        if (st == MS_OK &&
+            clGetEventProfilingInfo(d->pend[i], CL_PROFILING_COMMAND_START, sizeof a, &a, NULL) ==
+                CL_SUCCESS &&
+            clGetEventProfilingInfo(d->pend[i], CL_PROFILING_COMMAND_END, sizeof b, &b, NULL) ==
+                CL_SUCCESS &&
+            b > a)
+            *d->pend_acc[i] += (double)(b - a) * 1e-9;
+        clReleaseEvent(d->pend[i]);
+    }
+    d->n_pend = 0;
+    return st;
+}
+
+/* ms_cl_launch, or with d->defer an enqueue whose event is kept. */
+static int launch(struct ms_plaid_dev *d, cl_kernel k, cl_uint dims, const size_t *global,
+                  const size_t *local, const char *name, double *time_s, struct ms_err *err)
+{
+    if (!d->defer)
+        return ms_cl_launch(d->cl, k, dims, global, local, name, time_s, err);
+    if (d->n_pend == (int)(sizeof d->pend / sizeof *d->pend)) {
+        const int st = flush_launches(d, err);
+        if (st != MS_OK)
+            return st;
+    }
+    cl_event ev = NULL;
+    const cl_int rc =
+        clEnqueueNDRangeKernel(d->cl->queue, k, dims, NULL, global, local, 0, NULL, &ev);
+    if (rc != CL_SUCCESS)
+        return ms_err_set(err, MS_ERR_RUNTIME, "clEnqueueNDRangeKernel(%s) failed on '%s': %s",
+                          name, d->cl->info.name, ms_cl_strerror(rc));
+    d->pend[d->n_pend] = ev;
+    d->pend_acc[d->n_pend++] = time_s;
+    return MS_OK;
 }
 
 int ms_plaid_dev_f16_centroids(const struct ms_plaid_dev *d)
@@ -436,8 +490,8 @@ gathered:;
                  { (size_t)tile * 4, NULL }, { (size_t)lq_cap * 4, NULL }, MS_ARG(b_out))) != MS_OK)
             goto done;
         const size_t global = (size_t)n * WG, local = WG;
-        if (n && (st = ms_cl_launch(d->cl, k, 1, &global, &local, "plaid_rerank",
-                                    &d->stats.rerank_s, err)) != MS_OK)
+        if (n && (st = launch(d, k, 1, &global, &local, "plaid_rerank", &d->stats.rerank_s, err)) !=
+                     MS_OK)
             goto done;
     }
     if (n && (rc = clEnqueueReadBuffer(d->cl->queue, b_out, CL_TRUE, 0, n * 4, out, 0, NULL,
@@ -502,8 +556,8 @@ static int centroid_scores(struct ms_plaid_dev *d, const struct qbuf *qb, cl_mem
             return err->status;
         const size_t global[2] = { ((size_t)K + 63) / 64 * 128, ((size_t)nt + 31) / 32 },
                      local[2] = { 128, 1 };
-        st = ms_cl_launch(d->cl, d->k_cs_nv, 2, global, local, "plaid_centroid_scores_nv",
-                          &d->stats.centroid_s, err);
+        st = launch(d, d->k_cs_nv, 2, global, local, "plaid_centroid_scores_nv",
+                    &d->stats.centroid_s, err);
     } else {
         /* GPUs: the transposed centroids (coalesced); CPUs: row-major (a
          * work-item walks one contiguous row) */
@@ -517,8 +571,8 @@ static int centroid_scores(struct ms_plaid_dev *d, const struct qbuf *qb, cl_mem
         /* a work-item: one centroid, 16 query tokens */
         const size_t global[2] = { ((size_t)K + 63) / 64 * 64, ((size_t)nt + 15) / 16 },
                      local[2] = { 64, 1 };
-        st = ms_cl_launch(d->cl, d->k_cs, 2, global, local, "plaid_centroid_scores",
-                          &d->stats.centroid_s, err);
+        st = launch(d, d->k_cs, 2, global, local, "plaid_centroid_scores", &d->stats.centroid_s,
+                    err);
     }
     if (st != MS_OK)
         return st;
@@ -546,7 +600,7 @@ static int approx_launch(struct ms_plaid_dev *d, const struct qbuf *qb, cl_mem s
                              MS_ARG(b_out))) != MS_OK)
         return st;
     const size_t global = (size_t)((n + per_group - 1) / per_group) * WG, local = WG;
-    return ms_cl_launch(d->cl, k, 1, &global, &local, "plaid_approx", &d->stats.approx_s, err);
+    return launch(d, k, 1, &global, &local, "plaid_approx", &d->stats.approx_s, err);
 }
 
 static int approx_pairs(struct ms_plaid_dev *d, const struct qbuf *qb, cl_mem s,
@@ -774,8 +828,7 @@ static int select_launch(struct ms_plaid_dev *d, uint64_t nq, cl_mem seg_off, cl
                              MS_ARG(os), MS_ARG(on))) != MS_OK)
         return st;
     const size_t global = nq * PL_WG, local = PL_WG;
-    return ms_cl_launch(d->cl, d->k_select, 1, &global, &local, "plaid_select", &d->stats.select_s,
-                        err);
+    return launch(d, d->k_select, 1, &global, &local, "plaid_select", &d->stats.select_s, err);
 }
 
 /* The device pipeline (plaid_cl.h): only per-query counts (once) and the
@@ -814,8 +867,8 @@ static int search_device(struct ms_plaid_dev *d, uint64_t nq, const struct qbuf 
         goto done;
     {
         const size_t global = (size_t)qb->n_tok * PL_WG, local = PL_WG;
-        if ((st = ms_cl_launch(d->cl, d->k_probe, 1, &global, &local, "plaid_probe",
-                               &d->stats.probe_s, err)) != MS_OK)
+        if ((st = launch(d, d->k_probe, 1, &global, &local, "plaid_probe", &d->stats.probe_s,
+                         err)) != MS_OK)
             goto done;
     }
     /* candidates: per query a bitmap over the documents */
@@ -840,8 +893,8 @@ static int search_device(struct ms_plaid_dev *d, uint64_t nq, const struct qbuf 
                                  MS_ARG(b_bm))) != MS_OK)
             goto done;
         const size_t global = (size_t)qb->n_tok * nprobe * UNION_WG, local = UNION_WG;
-        if ((st = ms_cl_launch(d->cl, d->k_union, 1, &global, &local, "plaid_union",
-                               &d->stats.probe_s, err)) != MS_OK)
+        if ((st = launch(d, d->k_union, 1, &global, &local, "plaid_union", &d->stats.probe_s,
+                         err)) != MS_OK)
             goto done;
     }
     if ((st = MS_CL_SET_ARGS(d->k_count, "plaid_count", err, MS_ARG(b_bm), MS_ARG(words),
@@ -849,8 +902,8 @@ static int search_device(struct ms_plaid_dev *d, uint64_t nq, const struct qbuf 
         goto done;
     {
         const size_t global = nq * PL_WG, local = PL_WG;
-        if ((st = ms_cl_launch(d->cl, d->k_count, 1, &global, &local, "plaid_count",
-                               &d->stats.probe_s, err)) != MS_OK)
+        if ((st = launch(d, d->k_count, 1, &global, &local, "plaid_count", &d->stats.probe_s,
+                         err)) != MS_OK)
             goto done;
     }
     if (!(cnt = ms_malloc(nq * 4, err)) || !(start = ms_malloc((nq + 1) * 4, err))) {
@@ -886,8 +939,8 @@ static int search_device(struct ms_plaid_dev *d, uint64_t nq, const struct qbuf 
         goto done;
     {
         const size_t global = nq * PL_WG, local = PL_WG;
-        if ((st = ms_cl_launch(d->cl, d->k_compact, 1, &global, &local, "plaid_compact",
-                               &d->stats.probe_s, err)) != MS_OK)
+        if ((st = launch(d, d->k_compact, 1, &global, &local, "plaid_compact", &d->stats.probe_s,
+                         err)) != MS_OK)
             goto done;
     }
     ms_cl_release(&b_bm);
@@ -960,8 +1013,8 @@ static int search_device(struct ms_plaid_dev *d, uint64_t nq, const struct qbuf 
                  { (size_t)tile * 4, NULL }, { (size_t)lq_cap * 4, NULL }, MS_ARG(b_ex))) != MS_OK)
             goto done;
         const size_t global = ns * WG, local = WG;
-        if ((st = ms_cl_launch(d->cl, d->k_rerank, 1, &global, &local, "plaid_rerank",
-                               &d->stats.rerank_s, err)) != MS_OK)
+        if ((st = launch(d, d->k_rerank, 1, &global, &local, "plaid_rerank", &d->stats.rerank_s,
+                         err)) != MS_OK)
             goto done;
     }
     /* the top k of each query's reranked documents; only these come back */
@@ -1057,8 +1110,15 @@ int ms_plaid_dev_search(struct ms_plaid_dev *d, const struct ms_emb *q,
         return ms_err_set(err, MS_ERR_RUNTIME, "search needs the search setup");
     if ((st = qbuf_upload(d, q, o->trim_zero, &qb, err)) != MS_OK)
         return st;
-    st = o->host_pipeline ? search_host(d, q, &qb, o, t, q0, err)
-                          : search_device(d, q->n_rows, &qb, o, t, q0, err);
+    if (o->host_pipeline) {
+        st = search_host(d, q, &qb, o, t, q0, err);
+    } else {
+        d->defer = 1;
+        st = search_device(d, q->n_rows, &qb, o, t, q0, err);
+        const int fst = flush_launches(d, err);
+        st = st != MS_OK ? st : fst;
+        d->defer = 0;
+    }
     qbuf_release(&qb);
     const double wall = ms_now() - t0;
     const double ks = d->stats.centroid_s + d->stats.probe_s + d->stats.approx_s +
