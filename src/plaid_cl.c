@@ -35,6 +35,12 @@ struct ms_plaid_dev {
      * order; the batch's blocking reads order the host), their events kept
      * for the kernel times until the batch ends */
     int defer;
+    /* device search: buffers kept between batches (dbuf / drel) */
+    struct {
+        cl_mem m;
+        size_t cap;
+        int busy;
+    } pool[40];
     int n_pend;
     cl_event pend[32];
     double *pend_acc[32];
@@ -198,6 +204,8 @@ void ms_plaid_dev_free(struct ms_plaid_dev *d)
     ms_cl_release(&d->ivf_off);
     ms_cl_release(&d->ivf);
     ms_cl_release(&d->centroids16);
+    for (size_t i = 0; i < sizeof d->pool / sizeof *d->pool; i++)
+        ms_cl_release(&d->pool[i].m);
     if (d->k_cs_nv)
         clReleaseKernel(d->k_cs_nv);
     cl_kernel *ks[] = { &d->k_probe, &d->k_union, &d->k_count, &d->k_compact, &d->k_select };
@@ -213,6 +221,63 @@ void ms_plaid_dev_free(struct ms_plaid_dev *d)
     if (d->prog)
         clReleaseProgram(d->prog);
     free(d);
+}
+
+/* A buffer of at least `bytes`, filled from host when given (a blocking
+ * write: in the in-order queue it lands after every command before it, so a
+ * buffer freed by drel can be handed out again within a batch). With
+ * d->defer, from the pool kept between batches; else a new one. */
+static cl_mem dbuf(struct ms_plaid_dev *d, size_t bytes, const void *host, const char *what,
+                   struct ms_err *err)
+{
+    if (!d->defer)
+        return ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, bytes, host, what, err);
+    const int n = (int)(sizeof d->pool / sizeof *d->pool);
+    int best = -1, spare = -1;
+    for (int i = 0; i < n; i++) {
+        if (d->pool[i].busy)
+            continue;
+        if (d->pool[i].m && d->pool[i].cap >= bytes &&
+            (best < 0 || d->pool[i].cap < d->pool[best].cap))
+            best = i;
+        if (spare < 0 || !d->pool[i].m || (d->pool[spare].m && d->pool[i].cap < d->pool[spare].cap))
+            spare = i;
+    }
+    if (best < 0 && spare >= 0) { /* a new one, in place of the smallest free (or an empty slot) */
+        ms_cl_release(&d->pool[spare].m);
+        const size_t cap = bytes < 4096 ? 4096 : bytes + bytes / 4;
+        if (!(d->pool[spare].m = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, cap, NULL, what, err)))
+            return NULL;
+        d->pool[spare].cap = cap;
+        best = spare;
+    }
+    if (best < 0) /* every slot busy: not pooled */
+        return ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, bytes, host, what, err);
+    d->pool[best].busy = 1;
+    if (host && bytes) {
+        const cl_int rc = clEnqueueWriteBuffer(d->cl->queue, d->pool[best].m, CL_TRUE, 0, bytes,
+                                               host, 0, NULL, NULL);
+        if (rc != CL_SUCCESS) {
+            d->pool[best].busy = 0;
+            ms_cl_fail(err, "clEnqueueWriteBuffer", rc);
+            return NULL;
+        }
+    }
+    return d->pool[best].m;
+}
+
+/* Give back a buffer from dbuf (or release one that is not pooled). */
+static void drel(struct ms_plaid_dev *d, cl_mem *m)
+{
+    if (!*m)
+        return;
+    for (size_t i = 0; i < sizeof d->pool / sizeof *d->pool; i++)
+        if (d->pool[i].m == *m && d->pool[i].busy) {
+            d->pool[i].busy = 0;
+            *m = NULL;
+            return;
+        }
+    ms_cl_release(m);
 }
 
 /* Kernel times of the deferred launches (all finished or failed by now). */
@@ -285,14 +350,14 @@ struct qbuf {
     uint32_t *h_off, *h_len; /* the same on the host, [n_rows] */
 };
 
-static void qbuf_release(struct qbuf *b)
+static void qbuf_release(struct ms_plaid_dev *d, struct qbuf *b)
 {
-    ms_cl_release(&b->tok);
-    ms_cl_release(&b->off);
-    ms_cl_release(&b->len);
-    ms_cl_release(&b->tok_q);
-    ms_cl_release(&b->tok16);
-    ms_cl_release(&b->tok_t);
+    drel(d, &b->tok);
+    drel(d, &b->off);
+    drel(d, &b->len);
+    drel(d, &b->tok_q);
+    drel(d, &b->tok16);
+    drel(d, &b->tok_t);
     free(b->h_off);
     free(b->h_len);
     b->h_off = b->h_len = NULL;
@@ -350,10 +415,10 @@ static int qbuf_upload(struct ms_plaid_dev *d, const struct ms_emb *q, int trim,
                 tok[t * q->dim + k] = ms_emb_value(q, q->offsets[r] + i, k);
         }
     b->n_tok = (uint32_t)nt;
-    if (!(b->tok = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nt * q->dim * 4, tok, "queries", err)) ||
-        !(b->off = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nr * 4, b->h_off, "query offsets", err)) ||
-        !(b->len = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nr * 4, b->h_len, "query lengths", err)) ||
-        !(b->tok_q = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nt * 4, tq, "token queries", err))) {
+    if (!(b->tok = dbuf(d, nt * q->dim * 4, tok, "queries", err)) ||
+        !(b->off = dbuf(d, nr * 4, b->h_off, "query offsets", err)) ||
+        !(b->len = dbuf(d, nr * 4, b->h_len, "query lengths", err)) ||
+        !(b->tok_q = dbuf(d, nt * 4, tq, "token queries", err))) {
         st = err->status;
         goto done;
     }
@@ -367,8 +432,7 @@ static int qbuf_upload(struct ms_plaid_dev *d, const struct ms_emb *q, int trim,
         for (uint64_t i = 0; i < nt; i++)
             for (uint32_t k = 0; k < q->dim; k++)
                 t[(uint64_t)k * b->ld_t + i] = tok[i * q->dim + k];
-        if (!(b->tok_t = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, (size_t)b->ld_t * q->dim * 4, t,
-                                      "queries", err)))
+        if (!(b->tok_t = dbuf(d, (size_t)b->ld_t * q->dim * 4, t, "queries", err)))
             st = err->status;
         free(t);
         if (st != MS_OK)
@@ -382,7 +446,7 @@ static int qbuf_upload(struct ms_plaid_dev *d, const struct ms_emb *q, int trim,
         }
         for (uint64_t i = 0; i < nt * q->dim; i++)
             h[i] = ms_float_to_half(tok[i]);
-        if (!(b->tok16 = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nt * q->dim * 2, h, "queries", err)))
+        if (!(b->tok16 = dbuf(d, nt * q->dim * 2, h, "queries", err)))
             st = err->status;
         free(h);
     }
@@ -390,7 +454,7 @@ done:
     free(tok);
     free(tq);
     if (st != MS_OK)
-        qbuf_release(b);
+        qbuf_release(d, b);
     return st;
 }
 
@@ -532,7 +596,7 @@ int ms_plaid_dev_rerank(struct ms_plaid_dev *d, const struct ms_emb *q, const ui
     if (st != MS_OK)
         return st;
     st = rerank_pairs(d, &qb, pair_q, pair_doc, n, out, err);
-    qbuf_release(&qb);
+    qbuf_release(d, &qb);
     return st;
 }
 
@@ -544,8 +608,7 @@ static int centroid_scores(struct ms_plaid_dev *d, const struct qbuf *qb, cl_mem
     cl_int rc = CL_SUCCESS;
     int st;
 
-    if (!(*s = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, (size_t)K * nt * 4, NULL, "centroid scores",
-                            err)))
+    if (!(*s = dbuf(d, (size_t)K * nt * 4, NULL, "centroid scores", err)))
         return err->status;
     if (nt == 0)
         return MS_OK;
@@ -645,7 +708,7 @@ int ms_plaid_dev_approx(struct ms_plaid_dev *d, const struct ms_emb *q, const ui
     if ((st = centroid_scores(d, &qb, &s, NULL, err)) == MS_OK)
         st = approx_pairs(d, &qb, s, pair_q, pair_doc, n, out, err);
     ms_cl_release(&s);
-    qbuf_release(&qb);
+    qbuf_release(d, &qb);
     return st;
 }
 
@@ -857,8 +920,7 @@ static int search_device(struct ms_plaid_dev *d, uint64_t nq, const struct qbuf 
     if ((st = centroid_scores(d, qb, &s, NULL, err)) != MS_OK)
         goto done;
     /* top nprobe centroids per token */
-    if (!(b_probe = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, (size_t)qb->n_tok * nprobe * 4, NULL,
-                                 "probes", err))) {
+    if (!(b_probe = dbuf(d, (size_t)qb->n_tok * nprobe * 4, NULL, "probes", err))) {
         st = err->status;
         goto done;
     }
@@ -873,8 +935,8 @@ static int search_device(struct ms_plaid_dev *d, uint64_t nq, const struct qbuf 
     }
     /* candidates: per query a bitmap over the documents */
     const cl_uint zero = 0;
-    if (!(b_bm = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, nq * words * 4, NULL, "bitmaps", err)) ||
-        !(b_cnt = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, nq * 4, NULL, "counts", err))) {
+    if (!(b_bm = dbuf(d, nq * words * 4, NULL, "bitmaps", err)) ||
+        !(b_cnt = dbuf(d, nq * 4, NULL, "counts", err))) {
         st = err->status;
         goto done;
     }
@@ -927,10 +989,10 @@ static int search_device(struct ms_plaid_dev *d, uint64_t nq, const struct qbuf 
     d->stats.reranked += nr;
     if (!np)
         goto done;
-    if (!(b_start = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nq * 4, start, "starts", err)) ||
-        !(b_pq = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, np * 4, NULL, "pairs", err)) ||
-        !(b_pd = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, np * 4, NULL, "pairs", err)) ||
-        !(b_ap = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, np * 4, NULL, "approximate scores", err))) {
+    if (!(b_start = dbuf(d, nq * 4, start, "starts", err)) ||
+        !(b_pq = dbuf(d, np * 4, NULL, "pairs", err)) ||
+        !(b_pd = dbuf(d, np * 4, NULL, "pairs", err)) ||
+        !(b_ap = dbuf(d, np * 4, NULL, "approximate scores", err))) {
         st = err->status;
         goto done;
     }
@@ -943,15 +1005,15 @@ static int search_device(struct ms_plaid_dev *d, uint64_t nq, const struct qbuf 
                          err)) != MS_OK)
             goto done;
     }
-    ms_cl_release(&b_bm);
+    drel(d, &b_bm);
     if ((st = approx_launch(d, qb, s, b_pq, b_pd, np, b_ap, err)) != MS_OK)
         goto done;
     /* the best `keep` by approximate score, fixed stride per query */
     const size_t ns = nq * keep;
-    if (!(b_sq = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, ns * 4, NULL, "selected", err)) ||
-        !(b_sd = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, ns * 4, NULL, "selected", err)) ||
-        !(b_ss = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, ns * 4, NULL, "selected", err)) ||
-        !(b_sn = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, nq * 4, NULL, "selected", err))) {
+    if (!(b_sq = dbuf(d, ns * 4, NULL, "selected", err)) ||
+        !(b_sd = dbuf(d, ns * 4, NULL, "selected", err)) ||
+        !(b_ss = dbuf(d, ns * 4, NULL, "selected", err)) ||
+        !(b_sn = dbuf(d, nq * 4, NULL, "selected", err))) {
         st = err->status;
         goto done;
     }
@@ -984,7 +1046,7 @@ static int search_device(struct ms_plaid_dev *d, uint64_t nq, const struct qbuf 
         goto done;
     }
     /* exact scores of the fixed-stride pairs (empty slots score -inf) */
-    if (!(b_ex = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, ns * 4, NULL, "exact scores", err))) {
+    if (!(b_ex = dbuf(d, ns * 4, NULL, "exact scores", err))) {
         st = err->status;
         goto done;
     }
@@ -1021,11 +1083,11 @@ static int search_device(struct ms_plaid_dev *d, uint64_t nq, const struct qbuf 
     for (uint64_t r = 0; r < nq; r++)
         start[r] = (uint32_t)(r * keep);
     const size_t nf = nq * k;
-    if (!(b_off2 = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, nq * 4, start, "starts", err)) ||
-        !(b_fq = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, nf * 4, NULL, "results", err)) ||
-        !(b_fd = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, nf * 4, NULL, "results", err)) ||
-        !(b_fs = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, nf * 4, NULL, "results", err)) ||
-        !(b_fn = ms_cl_buffer(d->cl, CL_MEM_READ_WRITE, nq * 4, NULL, "results", err))) {
+    if (!(b_off2 = dbuf(d, nq * 4, start, "starts", err)) ||
+        !(b_fq = dbuf(d, nf * 4, NULL, "results", err)) ||
+        !(b_fd = dbuf(d, nf * 4, NULL, "results", err)) ||
+        !(b_fs = dbuf(d, nf * 4, NULL, "results", err)) ||
+        !(b_fn = dbuf(d, nq * 4, NULL, "results", err))) {
         st = err->status;
         goto done;
     }
@@ -1044,24 +1106,24 @@ static int search_device(struct ms_plaid_dev *d, uint64_t nq, const struct qbuf 
         for (uint32_t i = 0; i < cnt[r]; i++)
             ms_topk_push_one(t, q0 + r, fs[r * k + i], sd[r * k + i]);
 done:
-    ms_cl_release(&s);
-    ms_cl_release(&b_probe);
-    ms_cl_release(&b_bm);
-    ms_cl_release(&b_cnt);
-    ms_cl_release(&b_start);
-    ms_cl_release(&b_pq);
-    ms_cl_release(&b_pd);
-    ms_cl_release(&b_ap);
-    ms_cl_release(&b_sq);
-    ms_cl_release(&b_sd);
-    ms_cl_release(&b_ss);
-    ms_cl_release(&b_sn);
-    ms_cl_release(&b_ex);
-    ms_cl_release(&b_off2);
-    ms_cl_release(&b_fq);
-    ms_cl_release(&b_fd);
-    ms_cl_release(&b_fs);
-    ms_cl_release(&b_fn);
+    drel(d, &s);
+    drel(d, &b_probe);
+    drel(d, &b_bm);
+    drel(d, &b_cnt);
+    drel(d, &b_start);
+    drel(d, &b_pq);
+    drel(d, &b_pd);
+    drel(d, &b_ap);
+    drel(d, &b_sq);
+    drel(d, &b_sd);
+    drel(d, &b_ss);
+    drel(d, &b_sn);
+    drel(d, &b_ex);
+    drel(d, &b_off2);
+    drel(d, &b_fq);
+    drel(d, &b_fd);
+    drel(d, &b_fs);
+    drel(d, &b_fn);
     free(cnt);
     free(start);
     free(sd);
@@ -1108,18 +1170,15 @@ int ms_plaid_dev_search(struct ms_plaid_dev *d, const struct ms_emb *q,
 
     if (!d->codes)
         return ms_err_set(err, MS_ERR_RUNTIME, "search needs the search setup");
-    if ((st = qbuf_upload(d, q, o->trim_zero, &qb, err)) != MS_OK)
-        return st;
-    if (o->host_pipeline) {
-        st = search_host(d, q, &qb, o, t, q0, err);
-    } else {
-        d->defer = 1;
-        st = search_device(d, q->n_rows, &qb, o, t, q0, err);
-        const int fst = flush_launches(d, err);
-        st = st != MS_OK ? st : fst;
-        d->defer = 0;
+    d->defer = !o->host_pipeline; /* pooled buffers, launches not waited for one by one */
+    if ((st = qbuf_upload(d, q, o->trim_zero, &qb, err)) == MS_OK) {
+        st = o->host_pipeline ? search_host(d, q, &qb, o, t, q0, err)
+                              : search_device(d, q->n_rows, &qb, o, t, q0, err);
+        qbuf_release(d, &qb);
     }
-    qbuf_release(&qb);
+    const int fst = flush_launches(d, err);
+    st = st != MS_OK ? st : fst;
+    d->defer = 0;
     const double wall = ms_now() - t0;
     const double ks = d->stats.centroid_s + d->stats.probe_s + d->stats.approx_s +
                       d->stats.select_s + d->stats.rerank_s - k0;
