@@ -253,8 +253,9 @@ __kernel void plaid_rerank(__global const float *restrict centroids,
 /*
  * The search pipeline on the device (plaid_cl.c, ms_plaid_dev_search): after
  * S = centroid scores,
- *   plaid_probe    the top nprobe centroids of every query token (higher
- *                  score first, ties: lower centroid id), a work-group a token;
+ *   plaid_probe_tile, plaid_probe  the top nprobe centroids of every query
+ *                  token (higher score first, ties: lower centroid id): up to
+ *                  16 probes a work-group per 32 tokens, else one per token;
  *   plaid_union    the IVF lists of every query's probed centroids OR-ed into
  *                  the query's document bitmap (each distinct centroid of a
  *                  query once; optional NextPlaid threshold);
@@ -297,21 +298,25 @@ static void pl_reduce_best(__local float *lv, __local uint *lc, float v, uint c)
     }
 }
 
+/* Up to PL_PMAX probes: a work-group per 32 query tokens; warp-sized rows of
+ * S ([K][tokens]) are read whole (coalesced): work-item (w, t) scans the
+ * centroids c = w mod (PL_WG / 32) for token t keeping its best nprobe,
+ * sorted (ties: the lower id, as it scans in order); one work-item per token
+ * then merges the PL_WG / 32 lists. */
 __kernel __attribute__((reqd_work_group_size(PL_WG, 1, 1))) void
-plaid_probe(__global const float *restrict s, const uint n_centroids, const uint n_qtok,
-            const uint nprobe, __global uint *restrict probe)
+plaid_probe_tile(__global const float *restrict s, const uint n_centroids, const uint n_qtok,
+                 const uint nprobe, __global uint *restrict probe)
 {
-    __local float lv[PL_WG];
-    __local uint lc[PL_WG];
-    const uint j = (uint)get_group_id(0), lid = (uint)get_local_id(0);
-    if (nprobe <= PL_PMAX) {
-        /* one pass: every work-item keeps its own best nprobe, sorted; then
-         * nprobe rounds of a reduction over the heads of those lists */
-        float pv[PL_PMAX];
-        uint pc[PL_PMAX], m = 0;
-        for (uint c = lid; c < n_centroids; c += PL_WG) {
+    __local float lv[PL_WG / 32][32][PL_PMAX];
+    __local uint lc[PL_WG / 32][32][PL_PMAX];
+    const uint lid = (uint)get_local_id(0), t = lid & 31u, w = lid >> 5;
+    const uint j = (uint)get_group_id(0) * 32 + t;
+    float pv[PL_PMAX];
+    uint pc[PL_PMAX], m = 0;
+    if (j < n_qtok)
+        for (uint c = w; c < n_centroids; c += PL_WG / 32) {
             const float v = s[(size_t)c * n_qtok + j];
-            if (m == nprobe && !(v > pv[m - 1])) /* equal: the kept one has the lower id */
+            if (m == nprobe && !(v > pv[m - 1]))
                 continue;
             uint i = m < nprobe ? m++ : m - 1;
             while (i > 0 && v > pv[i - 1]) {
@@ -322,20 +327,44 @@ plaid_probe(__global const float *restrict s, const uint n_centroids, const uint
             pv[i] = v;
             pc[i] = c;
         }
-        uint head = 0;
-        for (uint r = 0; r < nprobe && r < n_centroids; r++) {
-            pl_reduce_best(lv, lc, head < m ? pv[head] : 0.0f, head < m ? pc[head] : UINT_MAX);
-            const uint win = lc[0];
-            if (lid == 0)
-                probe[(size_t)j * nprobe + r] = win;
-            if (head < m && pc[head] == win)
-                head++;
-            barrier(CLK_LOCAL_MEM_FENCE);
-        }
-        return;
+    for (uint i = 0; i < nprobe; i++) {
+        lv[w][t][i] = i < m ? pv[i] : 0.0f;
+        lc[w][t][i] = i < m ? pc[i] : UINT_MAX;
     }
-    /* many probes: round r picks the best of the centroids ranked after the
-     * pick of round r - 1 */
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (w != 0 || j >= n_qtok)
+        return;
+    uint head[PL_WG / 32];
+    for (uint l = 0; l < PL_WG / 32; l++)
+        head[l] = 0;
+    for (uint r = 0; r < nprobe && r < n_centroids; r++) {
+        uint bl = 0, bc = UINT_MAX;
+        float bv = 0.0f;
+        for (uint l = 0; l < PL_WG / 32; l++) {
+            if (head[l] >= nprobe)
+                continue;
+            const uint c = lc[l][t][head[l]];
+            const float v = lv[l][t][head[l]];
+            if (c != UINT_MAX && (bc == UINT_MAX || pl_before(v, c, bv, bc))) {
+                bv = v;
+                bc = c;
+                bl = l;
+            }
+        }
+        probe[(size_t)j * nprobe + r] = bc;
+        head[bl]++;
+    }
+}
+
+/* More probes: a work-group per token; round r picks the best of the
+ * centroids ranked after the pick of round r - 1. */
+__kernel __attribute__((reqd_work_group_size(PL_WG, 1, 1))) void
+plaid_probe(__global const float *restrict s, const uint n_centroids, const uint n_qtok,
+            const uint nprobe, __global uint *restrict probe)
+{
+    __local float lv[PL_WG];
+    __local uint lc[PL_WG];
+    const uint j = (uint)get_group_id(0), lid = (uint)get_local_id(0);
     float pv = 0.0f;
     uint pc = UINT_MAX;
     for (uint r = 0; r < nprobe && r < n_centroids; r++) {

@@ -27,7 +27,8 @@ struct ms_plaid_dev {
     struct ms_cl *cl;
     const struct ms_plaid *p;
     cl_program prog;
-    cl_kernel k_cs, k_approx, k_rerank, k_probe, k_union, k_count, k_compact, k_select;
+    cl_kernel k_cs, k_approx, k_rerank, k_probe, k_probe_tile, k_union, k_count, k_compact,
+        k_select;
     cl_kernel k_cs_nv; /* NVIDIA: centroid scores on the tensor cores */
     cl_mem centroids, centroids_t, lut, codes, doc_off, ivf_off, ivf;
     cl_mem centroids16; /* [K][dim] float16, for k_cs_nv */
@@ -71,6 +72,7 @@ int ms_plaid_dev_create(struct ms_plaid_dev **out, struct ms_cl *cl, const struc
         !(d->k_approx = clCreateKernel(d->prog, "plaid_approx", &rc)) ||
         !(d->k_rerank = clCreateKernel(d->prog, "plaid_rerank", &rc)) ||
         !(d->k_probe = clCreateKernel(d->prog, "plaid_probe", &rc)) ||
+        !(d->k_probe_tile = clCreateKernel(d->prog, "plaid_probe_tile", &rc)) ||
         !(d->k_union = clCreateKernel(d->prog, "plaid_union", &rc)) ||
         !(d->k_count = clCreateKernel(d->prog, "plaid_count", &rc)) ||
         !(d->k_compact = clCreateKernel(d->prog, "plaid_compact", &rc)) ||
@@ -208,7 +210,8 @@ void ms_plaid_dev_free(struct ms_plaid_dev *d)
         ms_cl_release(&d->pool[i].m);
     if (d->k_cs_nv)
         clReleaseKernel(d->k_cs_nv);
-    cl_kernel *ks[] = { &d->k_probe, &d->k_union, &d->k_count, &d->k_compact, &d->k_select };
+    cl_kernel *ks[] = { &d->k_probe, &d->k_probe_tile, &d->k_union,
+                        &d->k_count, &d->k_compact,    &d->k_select };
     for (size_t i = 0; i < sizeof ks / sizeof *ks; i++)
         if (*ks[i])
             clReleaseKernel(*ks[i]);
@@ -864,6 +867,7 @@ done:
 }
 
 #define PL_WG    128 /* kernels/plaid.cl: probe, count, compact and select work-groups */
+#define PL_PMAX  16  /* kernels/plaid.cl: probes of plaid_probe_tile */
 #define UNION_WG 64  /* work-items per (token, probe) of plaid_union */
 
 static int read_buf(struct ms_plaid_dev *d, cl_mem m, size_t bytes, void *host, const char *what,
@@ -924,13 +928,17 @@ static int search_device(struct ms_plaid_dev *d, uint64_t nq, const struct qbuf 
         st = err->status;
         goto done;
     }
-    if ((st = MS_CL_SET_ARGS(d->k_probe, "plaid_probe", err, MS_ARG(s), MS_ARG(K),
-                             MS_ARG(qb->n_tok), MS_ARG(nprobe), MS_ARG(b_probe))) != MS_OK)
-        goto done;
     {
-        const size_t global = (size_t)qb->n_tok * PL_WG, local = PL_WG;
-        if ((st = launch(d, d->k_probe, 1, &global, &local, "plaid_probe", &d->stats.probe_s,
-                         err)) != MS_OK)
+        /* up to PL_PMAX probes: a work-group per 32 tokens; more: one per token */
+        const int tile = nprobe <= PL_PMAX;
+        cl_kernel kp = tile ? d->k_probe_tile : d->k_probe;
+        if ((st = MS_CL_SET_ARGS(kp, "plaid_probe", err, MS_ARG(s), MS_ARG(K), MS_ARG(qb->n_tok),
+                                 MS_ARG(nprobe), MS_ARG(b_probe))) != MS_OK)
+            goto done;
+        const size_t global = (tile ? ((size_t)qb->n_tok + 31) / 32 : (size_t)qb->n_tok) * PL_WG,
+                     local = PL_WG;
+        if ((st = launch(d, kp, 1, &global, &local, "plaid_probe", &d->stats.probe_s, err)) !=
+            MS_OK)
             goto done;
     }
     /* candidates: per query a bitmap over the documents */
