@@ -30,7 +30,8 @@
 static const char usage_text[] =
     "usage: maxsim plaid -q <queries> -i <index-dir> [-c <run>] [-k <n>]\n"
     "                    [--nprobe <n>] [--ncandidates <n>] [--nrerank <n>]\n"
-    "                    [--centroid-threshold <x>] [-o <out>] [--format (trec | tsv)]\n"
+    "                    [--centroid-threshold <x>] [--query-batch <n>]\n"
+    "                    [-o <out>] [--format (trec | tsv)]\n"
     "                    [--run-tag <tag>] [--doc-ids <file>] [--query-ids <file>]\n"
     "                    [--query-lengths <file.npy>] [--skip-missing] [--progress]\n"
     "\n"
@@ -47,12 +48,15 @@ static const char usage_text[] =
     "                             (default max(ncandidates/4, k))\n"
     "  --centroid-threshold <x>   skip probed centroids whose best score over the\n"
     "                             query is below x (NextPlaid; default off)\n"
+    "  --query-batch <n>          queries searched together on the device (default:\n"
+    "                             as many as fit a sixteenth of its memory, <= 1024)\n"
     "  -o, --output <file>        write here instead of stdout (.trec .tsv, + .zst)\n"
     "  --format <fmt>             trec (default) or tsv\n"
     "  --run-tag <tag>            the TREC run tag (default maxsim)\n"
     "  --doc-ids <file>           document ids, one per line, in index order\n"
     "  --query-ids <file>         query ids, one per line\n"
-    "  --query-lengths <file>     query row lengths (1-D integer .npy)\n"
+    "  --query-lengths <file>     query row lengths (1-D integer .npy); without it a\n"
+    "                             query's trailing all-zero rows are dropped (padding)\n"
     "  --skip-missing             with -c: skip candidates with unknown ids\n"
     "  --progress                 show progress even when stderr is not a terminal\n"
     "  -h, --help                 this help\n";
@@ -63,6 +67,7 @@ enum {
     OPT_NRERANK,
     OPT_THRESHOLD,
     OPT_SKIP,
+    OPT_QBATCH,
 };
 
 /* Rerank mode: score the run's pairs, a batch of queries at a time. */
@@ -105,15 +110,16 @@ static int rerank_run(struct ms_plaid_dev *dev, struct ms_src *q, struct ms_cand
 }
 
 /* Search mode: batches of queries, S (centroids x tokens) under 64 MiB. */
-static int search_all(struct ms_plaid_dev *dev, const struct ms_plaid *p, struct ms_src *q,
-                      const struct ms_plaid_search_opts *o, struct ms_topk *t,
+static int search_all(struct ms_plaid_dev *dev, struct ms_src *q,
+                      const struct ms_plaid_search_opts *o, uint64_t query_batch, struct ms_topk *t,
                       struct ms_progress *prog, struct ms_err *err)
 {
     uint64_t longest = 1;
     for (uint64_t r = 0; r < q->n_rows; r++)
         longest = ms_src_row_len(q, r) > longest ? ms_src_row_len(q, r) : longest;
-    uint64_t nqb = (16ull << 20) / ((uint64_t)p->n_centroids * longest);
-    nqb = nqb < 1 ? 1 : nqb > 256 ? 256 : nqb;
+    uint64_t nqb = ms_plaid_dev_batch(dev, o, longest);
+    if (query_batch && query_batch < nqb)
+        nqb = query_batch;
     struct ms_emb qe;
     int rc = MS_OK;
 
@@ -143,7 +149,7 @@ struct plaid_args {
     const char *qpath, *ipath, *run_path, *out_path, *format, *tag, *doc_ids;
     struct ms_src_opts qopts;
     struct ms_plaid_search_opts so;
-    uint64_t k;
+    uint64_t k, query_batch;
     int skip_missing, progress;
 };
 
@@ -159,6 +165,7 @@ static int parse_args(int argc, char **argv, struct plaid_args *a)
         { "ncandidates", required_argument, NULL, OPT_NCAND },
         { "nrerank", required_argument, NULL, OPT_NRERANK },
         { "centroid-threshold", required_argument, NULL, OPT_THRESHOLD },
+        { "query-batch", required_argument, NULL, OPT_QBATCH },
         MS_OUTPUT_LONGOPTS,
         { "doc-ids", required_argument, NULL, OPT_DOC_IDS },
         { "query-ids", required_argument, NULL, OPT_QUERY_IDS },
@@ -202,6 +209,10 @@ static int parse_args(int argc, char **argv, struct plaid_args *a)
                 return MS_ERR_INPUT;
             a->so.use_threshold = 1;
             break;
+        case OPT_QBATCH:
+            if (ms_parse_u64("plaid", "--query-batch", optarg, 1, &a->query_batch))
+                return MS_ERR_INPUT;
+            break;
         case 'o': a->out_path = optarg; break;
         case OPT_FORMAT: a->format = optarg; break;
         case OPT_RUN_TAG:
@@ -231,6 +242,8 @@ static int parse_args(int argc, char **argv, struct plaid_args *a)
         a->so.nrerank = a->so.ncandidates / 4 > a->k || a->run_path ? a->so.ncandidates / 4 : a->k;
     if (!a->so.nrerank)
         a->so.nrerank = 1;
+    /* fast-plaid 1.7 drops trailing all-zero query rows; explicit lengths win */
+    a->so.trim_zero = !a->qopts.lengths_path;
     return -1;
 }
 
@@ -247,7 +260,7 @@ static int plaid_search(const struct plaid_args *a, struct ms_plaid_dev *dev,
     prog.unit = "queries";
     if ((rc = ms_topk_init(&topk, q->n_rows, a->k < idx->n_docs ? a->k : idx->n_docs, err)) ==
         MS_OK)
-        rc = search_all(dev, idx, q, &a->so, &topk, &prog, err);
+        rc = search_all(dev, q, &a->so, a->query_batch, &topk, &prog, err);
     ms_progress_end(&prog);
     if (rc == MS_OK) {
         ms_topk_finish(&topk);
@@ -278,7 +291,8 @@ static int plaid_rerank(const struct plaid_args *a, struct ms_plaid_dev *dev, st
 
 /* With -v: where the time went. */
 static void print_stats(const struct plaid_args *a, const struct ms_plaid_dev *dev,
-                        uint64_t n_queries, uint64_t n_pairs, double total)
+                        uint64_t n_queries, uint64_t n_pairs, double total, double open_s,
+                        double upload_s)
 {
     const struct ms_plaid_stats *st = ms_plaid_dev_stats(dev);
     const double ks = st->centroid_s + st->approx_s + st->rerank_s;
@@ -287,15 +301,28 @@ static void print_stats(const struct plaid_args *a, const struct ms_plaid_dev *d
         fprintf(stderr,
                 "maxsim: plaid rerank: %llu pairs in %.3f s (kernels %.3f s), %.0f pairs/s\n",
                 (unsigned long long)n_pairs, total, ks, total > 0 ? (double)n_pairs / total : 0.0);
-    else
+    else {
+        const double ks2 = ks + st->probe_s + st->select_s;
         fprintf(stderr,
-                "maxsim: plaid search: %llu queries in %.3f s (kernels %.3f s: centroid scores "
-                "%.3f, approximate %.3f, rerank %.3f), %.1f queries/s, %.0f candidates and "
-                "%.0f reranked per query\n",
-                (unsigned long long)n_queries, total, ks, st->centroid_s, st->approx_s,
-                st->rerank_s, total > 0 ? (double)n_queries / total : 0.0,
+                "maxsim: plaid search: %llu queries in %.3f s, %.1f queries/s; %.0f candidates "
+                "and %.0f reranked per query\n",
+                (unsigned long long)n_queries, total, total > 0 ? (double)n_queries / total : 0.0,
                 n_queries ? (double)st->candidates / (double)n_queries : 0.0,
                 n_queries ? (double)st->reranked / (double)n_queries : 0.0);
+        fprintf(stderr,
+                "maxsim: plaid search: kernels %.3f s (centroid scores %.3f, probe and union "
+                "%.3f, approximate %.3f, select %.3f, rerank %.3f)\n",
+                ks2, st->centroid_s, st->probe_s, st->approx_s, st->select_s, st->rerank_s);
+        fprintf(stderr,
+                "maxsim: plaid search: %llu batches, %.3f s in search calls; host and transfers "
+                "%.3f s (%.2f ms a batch, at most %.2f ms)\n",
+                (unsigned long long)st->batches, st->search_s, st->host_s,
+                st->batches ? 1e3 * st->host_s / (double)st->batches : 0.0, 1e3 * st->host_max_s);
+        fprintf(stderr,
+                "maxsim: plaid search: index opened and checked in %.3f s, uploaded in %.3f s; "
+                "setup %.3f s\n",
+                open_s, upload_s, total - st->search_s);
+    }
 }
 
 int cmd_plaid(int argc, char **argv)
@@ -326,10 +353,12 @@ int cmd_plaid(int argc, char **argv)
         return ms_report(&err);
     }
     ms_ids_init(&dids);
+    double open_s = ms_now();
     if ((rc = ms_plaid_open(&idx, a.ipath, &err)) != MS_OK) {
         ms_report(&err);
         goto close_queries;
     }
+    open_s = ms_now() - open_s;
     rc = MS_ERR_INPUT;
     if (q.dim != idx.dim) {
         ms_fail(rc, "dim mismatch: queries '%s' have dim %u but the index '%s' has dim %u", a.qpath,
@@ -373,12 +402,14 @@ int cmd_plaid(int argc, char **argv)
     if ((rc = ms_device_open(&cl)) != MS_OK)
         goto close_index;
     const double t0 = ms_now();
+    double upload_s = 0.0;
     if ((rc = ms_plaid_dev_create(&dev, &cl, &idx, a.run_path ? 0 : MS_PLAID_SEARCH, &err)) ==
-        MS_OK)
+            MS_OK &&
+        (upload_s = ms_now() - t0) >= 0.0)
         rc = a.run_path ? plaid_rerank(&a, dev, &q, &dids, pairs, n_pairs, w, fmt, &err)
                         : plaid_search(&a, dev, &idx, &q, &dids, w, fmt, &err);
     if ((rc = ms_output_finish(&w, rc, &err)) == MS_OK && ms_global.verbose)
-        print_stats(&a, dev, q.n_rows, n_pairs, ms_now() - t0);
+        print_stats(&a, dev, q.n_rows, n_pairs, ms_now() - t0, open_s, upload_s);
     ms_plaid_dev_free(dev);
     ms_device_close(&cl);
 close_index:

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -328,6 +329,80 @@ static int read_doclens(struct ms_plaid *p, uint64_t n_chunks, uint64_t *chunk_d
     return rc;
 }
 
+/* The range check of the codes: the first code of [a, b) outside 0..K-1,
+ * or b. A typed loop without early exit (the compiler vectorizes it) over
+ * blocks; only a block with a bad code is searched for its first one. */
+struct code_scan {
+    const struct ms_plaid_arr *c;
+    uint64_t a, b, K, bad;
+};
+
+static void *scan_codes(void *arg)
+{
+    struct code_scan *w = arg;
+    const uint64_t blk = 1 << 16;
+    w->bad = w->b;
+    for (uint64_t s = w->a; s < w->b; s += blk) {
+        const uint64_t e = w->b - s < blk ? w->b : s + blk;
+        uint64_t over = 0;
+        if (w->c->itemsize == 4) {
+            const uint8_t *d = w->c->data;
+            for (uint64_t i = s; i < e; i++) {
+                int32_t v;
+                memcpy(&v, d + 4 * i, 4);
+                over |= (uint64_t)(int64_t)v >= w->K; /* negative: huge as unsigned */
+            }
+        } else {
+            const uint8_t *d = w->c->data;
+            for (uint64_t i = s; i < e; i++) {
+                int64_t v;
+                memcpy(&v, d + 8 * i, 8);
+                over |= (uint64_t)v >= w->K;
+            }
+        }
+        if (over) {
+            for (uint64_t i = s; i < e; i++) {
+                const int64_t v = arr_int(w->c, i);
+                if (v < 0 || (uint64_t)v >= w->K) {
+                    w->bad = i;
+                    return NULL;
+                }
+            }
+        }
+    }
+    return NULL;
+}
+
+/* The first out-of-range code of the first n, or n; on up to 8 threads
+ * (opening a large index is this pass over its codes, from the page cache). */
+static uint64_t first_bad_code(const struct ms_plaid_arr *c, uint64_t n, uint64_t K)
+{
+    enum { MAXT = 8 };
+    struct code_scan w[MAXT];
+    pthread_t th[MAXT];
+    int started[MAXT] = { 0 };
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int nt = n < (1 << 20) ? 1 : ncpu < 1 ? 1 : ncpu > MAXT ? MAXT : (int)ncpu;
+    for (int i = 0; i < nt; i++) {
+        w[i] = (struct code_scan){ c, n * (uint64_t)i / (uint64_t)nt,
+                                   n * (uint64_t)(i + 1) / (uint64_t)nt, K, 0 };
+        if (i > 0)
+            started[i] = pthread_create(&th[i], NULL, scan_codes, &w[i]) == 0;
+    }
+    for (int i = 1; i < nt; i++)
+        if (!started[i])
+            scan_codes(&w[i]); /* no thread: do it here */
+    scan_codes(&w[0]);
+    uint64_t bad = n;
+    for (int i = 0; i < nt; i++) {
+        if (started[i])
+            pthread_join(th[i], NULL);
+        if (w[i].bad < w[i].b && bad == n)
+            bad = w[i].bad; /* the lowest thread's first */
+    }
+    return bad;
+}
+
 /* Check the codes and residuals of one part: dtypes, shapes, codes in range. */
 static int check_part(const struct ms_plaid *p, const struct ms_plaid_part *pt, const char *cpath,
                       const char *rpath, const char *dpath, int padded, struct ms_err *err)
@@ -353,13 +428,11 @@ static int check_part(const struct ms_plaid *p, const struct ms_plaid_part *pt, 
     if (r->shape[0] != c->shape[0])
         return ms_err_set(err, MS_ERR_INPUT, "'%s': %llu rows, expected %llu (one per code)", rpath,
                           (unsigned long long)r->shape[0], (unsigned long long)c->shape[0]);
-    for (uint64_t i = 0; i < pt->n_tokens; i++) {
-        const int64_t v = arr_int(c, i);
-        if (v < 0 || v >= (int64_t)p->n_centroids)
-            return ms_err_set(err, MS_ERR_INPUT,
-                              "'%s': code %lld at row %llu is out of range (expected 0..%u)", cpath,
-                              (long long)v, (unsigned long long)i, p->n_centroids - 1);
-    }
+    const uint64_t i = first_bad_code(c, pt->n_tokens, p->n_centroids);
+    if (i < pt->n_tokens)
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "'%s': code %lld at row %llu is out of range (expected 0..%u)", cpath,
+                          (long long)arr_int(c, i), (unsigned long long)i, p->n_centroids - 1);
     return MS_OK;
 }
 
@@ -454,14 +527,28 @@ static int read_ivf(struct ms_plaid *p, struct ms_err *err)
         if (!(p->ivf = ms_malloc((total ? total : 1) * sizeof *p->ivf, err)))
             rc = err->status;
     }
-    for (uint64_t i = 0; rc == MS_OK && i < total; i++) {
+    /* typed loops (vectorized), then the first bad id for the message */
+    uint64_t over = 0;
+    if (rc == MS_OK && iv.itemsize == 4)
+        for (uint64_t i = 0; i < total; i++) {
+            int32_t v;
+            memcpy(&v, iv.data + 4 * i, 4);
+            over |= (uint64_t)(int64_t)v >= p->n_docs;
+            p->ivf[i] = (uint32_t)v;
+        }
+    else if (rc == MS_OK)
+        for (uint64_t i = 0; i < total; i++) {
+            int64_t v;
+            memcpy(&v, iv.data + 8 * i, 8);
+            over |= (uint64_t)v >= p->n_docs;
+            p->ivf[i] = (uint32_t)v;
+        }
+    for (uint64_t i = 0; rc == MS_OK && over && i < total; i++) {
         const int64_t v = arr_int(&iv, i);
         if (v < 0 || (uint64_t)v >= p->n_docs)
             rc = ms_err_set(err, MS_ERR_INPUT,
                             "'%s': document id %lld at %llu is out of range (expected 0..%lld)",
                             ipath, (long long)v, (unsigned long long)i, (long long)p->n_docs - 1);
-        else
-            p->ivf[i] = (uint32_t)v;
     }
     arr_release(&iv);
     arr_release(&ln);

@@ -9,18 +9,24 @@
  * disk; the rows of the documents a batch reranks are gathered from the
  * memory-mapped files and uploaded with it.
  *
- * Search, per batch of queries (fast-plaid's pipeline, research/plaid.md 3.3):
- *   1. S = centroids x query tokens on the device;
- *   2. on the host: the top `nprobe` centroids of every query token (ties:
- *      lower centroid id), their union, optionally without the centroids
- *      whose best score over the query's tokens is below the threshold
- *      (NextPlaid), and the union of their IVF lists (the documents);
- *   3. on the device: the centroid-interaction score of every candidate;
- *   4. on the host: the best `ncandidates` by that score (ties: lower
- *      document id), of which the best `nrerank` go on;
- *   5. on the device: exact scores from decompressed residuals; top-k.
- * Steps 2 and 4 are the host round trips: S (K x query tokens floats) comes
- * back once per batch, the approximate scores once per batch.
+ * Search, per batch of queries (fast-plaid's pipeline, research/plaid.md 3.3),
+ * all on the device (kernels/plaid.cl):
+ *   1. S = centroids x query tokens (tensor cores on NVIDIA, float16 inputs);
+ *   2. the top `nprobe` centroids of every query token (ties: lower centroid
+ *      id); per query, each distinct probed centroid (optionally only those
+ *      whose best score over the query's tokens reaches the threshold:
+ *      NextPlaid) ORs its IVF list into the query's document bitmap; the
+ *      bitmaps become (query, document) pairs in ascending document order;
+ *   3. the centroid-interaction score of every candidate;
+ *   4. per query the best `min(ncandidates, nrerank)` by that score (ties:
+ *      lower document id), by radix select;
+ *   5. exact scores from decompressed residuals; per query the top k by the
+ *      same select. Only the candidate counts (once) and the k results per
+ *      query come back to the host.
+ * The first implementation, with steps 2, 4 and the top-k on the host, is
+ * kept (search opts host_pipeline) so that tests can prove the device
+ * pipeline gives the same bytes. With residuals not resident (too large, or
+ * MS_PLAID_GATHER) step 5 gathers their rows on the host as rerank does.
  */
 #ifndef MS_PLAID_CL_H
 #define MS_PLAID_CL_H
@@ -41,7 +47,15 @@ struct ms_plaid_search_opts {
     uint64_t nrerank;     /* of those, documents scored exactly (1024) */
     int use_threshold;    /* --centroid-threshold given */
     float threshold;
+    int trim_zero;     /* drop each query's trailing all-zero rows (fast-plaid 1.7) */
+    int host_pipeline; /* tests: the first (host) implementation of steps 2-5 */
 };
+
+/* Queries per search call that keep its device buffers (S, bitmaps,
+ * selections) within a sixteenth of the device memory, for queries of at
+ * most `longest` tokens; 1 to 1024. */
+uint64_t ms_plaid_dev_batch(const struct ms_plaid_dev *d, const struct ms_plaid_search_opts *o,
+                            uint64_t longest);
 
 /* Prepare the device for an index. Flags: MS_PLAID_SEARCH uploads every
  * code (search and approximate scores need them), and with it every residual
@@ -73,9 +87,19 @@ int ms_plaid_dev_search(struct ms_plaid_dev *d, const struct ms_emb *q,
 /* What the calls so far did: kernel time by kernel (OpenCL events), and
  * for search the candidates scored approximately and the pairs reranked. */
 struct ms_plaid_stats {
-    double centroid_s, approx_s, rerank_s;
-    uint64_t candidates, reranked;
+    double centroid_s, probe_s, approx_s, select_s, rerank_s;
+    uint64_t candidates, reranked, batches;
+    /* search calls: wall time, and wall time less kernel time (host work,
+     * transfers, launches), summed and the largest of one call */
+    double search_s, host_s, host_max_s;
 };
 const struct ms_plaid_stats *ms_plaid_dev_stats(const struct ms_plaid_dev *d);
+
+/* 1 when centroid scores run on NVIDIA tensor cores (kernels/plaid.cl,
+ * plaid_centroid_scores_nv: queries and centroids rounded to float16, float32
+ * sums): NVIDIA devices, dim a multiple of 16, search setup, unless the
+ * environment sets MAXSIM_PLAID_NV=0. Approximate scores then differ from the
+ * portable kernel's by that rounding; the pipeline is otherwise the same. */
+int ms_plaid_dev_f16_centroids(const struct ms_plaid_dev *d);
 
 #endif

@@ -230,6 +230,18 @@ def generate(outdir):
         save(os.path.join(d, "1.codes.npy"), c)
     bad("codes", oob)
 
+    def neg(d):
+        c = np.load(os.path.join(d, "0.codes.npy"))
+        c[5] = -1
+        save(os.path.join(d, "0.codes.npy"), c)
+    bad("negcode", neg)
+
+    def ivf_oob(d):
+        v = np.load(os.path.join(d, "ivf.npy"))
+        v[2] = 60
+        save(os.path.join(d, "ivf.npy"), v)
+    bad("ivf", ivf_oob)
+
     def lens(d):
         with open(os.path.join(d, "doclens.0.json")) as f:
             v = json.load(f)
@@ -254,5 +266,17 @@ def generate(outdir):
     _, _, decomp = write_index(p("plaid_corpus"), docs, centres, 4, "fastplaid", np.float16,
                                np.float32, np.int64, chunk_docs=700, want_decomp=True)
     np.save(p("plaid_corpus_q.npy"), queries)
+    # the same queries zero-padded to 24 rows (as an encoder's batch pads
+    # them), and their true lengths; and queries with zero rows inside and a
+    # query of zeros only, whose centroid scores all tie
+    pad = np.zeros((queries.shape[0], 24, queries.shape[2]), queries.dtype)
+    pad[:, :queries.shape[1]] = queries
+    np.save(p("plaid_corpus_q_pad.npy"), pad)
+    np.save(p("plaid_corpus_q_pad_len.npy"), np.full(queries.shape[0], 24, np.int64))
+    ties = pad[:6].copy()
+    ties[1, 3:6] = 0.0
+    ties[2] = 0.0
+    ties[3, 0] = ties[3, 1]
+    np.save(p("plaid_corpus_q_ties.npy"), ties)
     np.save(p("plaid_corpus_gt.npy"),
             exact_topk(queries, decomp, [d.shape[0] for d in docs], 10))

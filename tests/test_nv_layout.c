@@ -20,6 +20,8 @@
 
 #define MS_NV_INDEX_ONLY 1
 #include "../kernels/maxsim_nv.cl"
+#define PL_NV_INDEX_ONLY 1
+#include "../kernels/plaid.cl"
 #include "testutil.h"
 
 #define KPT  48        /* k columns of the emulated tile: three k-steps */
@@ -312,4 +314,58 @@ Test(nv_layout, rowblock_maxsim)
         for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++)
             check_rowblock(nv, lens[i]);
     check_rowblock(16, 45);
+}
+
+/* kernels/plaid.cl's plaid_centroid_scores_nv: one warp, 16 centroids x 32 tokens, k = 48
+ * (three k-steps), fragments by its PL_NV_* maps from the row-major centroid and token
+ * matrices, against the plain product C . Q^T. */
+static void check_centroid_tile(int exact)
+{
+    enum { KD = 48 };
+    float c[16][KD], q[32][KD];
+    struct frag_c acc[4];
+    memset(acc, 0, sizeof acc);
+    for (int r = 0; r < 16; r++)
+        for (int k = 0; k < KD; k++)
+            c[r][k] = rnd_val(exact);
+    for (int j = 0; j < 32; j++)
+        for (int k = 0; k < KD; k++)
+            q[j][k] = rnd_val(exact);
+    for (int k0 = 0; k0 < KD; k0 += 16) {
+        struct frag_a a;
+        for (int l = 0; l < 32; l++)
+            for (int r = 0; r < 4; r++)
+                for (int e = 0; e < 2; e++) /* a 32-bit word: the low half first */
+                    a.h[l][2 * r + e] = c[PL_NV_A_ROW(l, r)][k0 + PL_NV_A_COL(l, r) + e];
+        for (int n = 0; n < 4; n++) {
+            struct frag_b b;
+            for (int l = 0; l < 32; l++)
+                for (int r = 0; r < 2; r++)
+                    for (int e = 0; e < 2; e++)
+                        b.h[l][2 * r + e] = q[8 * n + PL_NV_B_TOK(l)][k0 + PL_NV_B_K(l, r) + e];
+            isa_mma(&acc[n], &a, &b);
+        }
+    }
+    int seen[16][32] = { { 0 } };
+    for (int n = 0; n < 4; n++)
+        for (int l = 0; l < 32; l++)
+            for (int r = 0; r < 4; r++) {
+                const int row = PL_NV_C_ROW(l, r), col = 8 * n + PL_NV_C_COL(l, r);
+                double want = 0.0;
+                for (int k = 0; k < KD; k++)
+                    want += (double)c[row][k] * q[col][k];
+                seen[row][col]++;
+                cr_assert(fabs(acc[n].v[l][r] - want) <= (exact ? 0.0 : 1e-5 * (1 + fabs(want))),
+                          "S[%d][%d]: %g, want %g", row, col, acc[n].v[l][r], want);
+            }
+    for (int r = 0; r < 16; r++)
+        for (int j = 0; j < 32; j++)
+            cr_assert_eq(seen[r][j], 1, "S[%d][%d] stored %d times", r, j, seen[r][j]);
+}
+
+Test(nv_layout, plaid_centroid_tile)
+{
+    srand(11);
+    check_centroid_tile(1);
+    check_centroid_tile(0);
 }
