@@ -750,11 +750,13 @@ Test(maxsim, topk_matches_host_heaps)
 {
     static const uint32_t ks[] = { 1, 7, 100, 1024 };
     uint64_t seed = 171;
-    struct ms_emb q, d;
+    struct ms_emb q, q16, d;
 
     test_random_emb(&q, MS_DTYPE_F32, 16, 9, 0, 6, &seed);
+    test_random_emb(&q16, MS_DTYPE_F16, 16, 9, 0, 6, &seed); /* tensor cores on NVIDIA */
     test_random_emb(&d, MS_DTYPE_F16, 16, 700, 0, 5, &seed);
     quantize(&q);
+    quantize(&q16);
     quantize(&d);
     for (size_t a = 0; a < sizeof ks / sizeof *ks; a++) {
         /* one piece per block; then sub-blocks of <= 300 documents and 1-2 queries a group */
@@ -764,7 +766,10 @@ Test(maxsim, topk_matches_host_heaps)
         check_topk(&q, &d, &one, ks[a], "one piece");
         check_topk(&q, &d, &small, ks[a], "small buffers");
         check_topk(&q, &d, &norm, ks[a], "normalize, sub-blocks");
+        check_topk(&q16, &d, &one, ks[a], "float16, one piece");
+        check_topk(&q16, &d, &small, ks[a], "float16, small buffers");
     }
+    ms_emb_release(&q16);
     ms_emb_release(&q);
     ms_emb_release(&d);
 }
