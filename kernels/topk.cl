@@ -25,13 +25,14 @@
 #define TK_MAXK 1024
 #endif
 
-/* Larger key = better score; -0 and +0 share a key, NaN takes 0 (below -inf's key). */
+/* Larger key = better score; -0 and +0 share a key, NaN takes 0 (below -inf's key). On the bits
+ * alone: a device that flushes denormals in float compares must not tie them with zero. */
 inline uint tk_key(float x)
 {
-    const uint u = as_uint(x);
-    if (isnan(x))
+    const uint u = as_uint(x), mag = u & 0x7fffffffu;
+    if (mag > 0x7f800000u) /* NaN */
         return 0u;
-    if (x == 0.0f)
+    if (mag == 0u)
         return 0x80000000u;
     return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }

@@ -7,8 +7,9 @@
  * per-query top-k heaps (topk.c) whose order does not depend on the block
  * size. For k up to MS_TOPK_CL_MAX_K (and MAXSIM_DEVICE_TOPK not 0) the device
  * selects every block's top k of each query (topk_cl.c) and only those come
- * back to be merged: the same heaps, the same output. Nothing is written until the last block is
- * scored; the output then appears whole (out.c), or not at all if anything failed.
+ * back to be merged: the same heaps, the same output. Nothing is written until
+ * the last block is scored; the output then appears whole (out.c), or not at
+ * all if anything failed.
  */
 #include <getopt.h>
 #include <stdio.h>

@@ -1,8 +1,8 @@
 /*
  * test_topk_cl.c - the device top-k selection (src/topk_cl.c, kernels/topk.cl) against the host
- * heaps of topk.c on random score rows with many ties (quantized scores, -0 and +0, infinities,
- * NaN), for k in {1, 7, 100, 1024} and row lengths {1, 5, 1000, 70000}, k above the length
- * included: the same scores (bit for bit) and columns, in the same order.
+ * heaps of topk.c on random score rows with many ties (quantized scores, -0 and +0, denormals,
+ * infinities, NaN), for k in {1, 7, 100, 1024} and row lengths {1, 5, 1000, 70000}, k above the
+ * length included: the same scores (bit for bit) and columns, in the same order.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -41,8 +41,9 @@ static float tie_score(uint64_t *seed, int special, int levels)
 {
     const uint64_t r = test_rand_below(seed, 64);
     if ((int)r < special) {
-        static const float sp[] = { -0.0f, 0.0f, INFINITY, -INFINITY, NAN, -NAN };
-        return sp[test_rand_below(seed, 6)];
+        /* denormals too: above +0 and below -0 on the host, so on the device */
+        static const float sp[] = { -0.0f, 0.0f, INFINITY, -INFINITY, NAN, -NAN, 1e-40f, -1e-45f };
+        return sp[test_rand_below(seed, 8)];
     }
     return (float)((int)test_rand_below(seed, (uint64_t)levels) - levels / 2) * 0.25f;
 }
