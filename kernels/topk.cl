@@ -62,7 +62,7 @@ ms_topk_select(__global const float *scores, const uint pitch, const uint n, con
     __local uint hist[256];
     __local uint sc[TK_WG];
     __local uint ck[TK_MAXK], ci[TK_MAXK];
-    __local uint sel[2]; /* the digit found, the rank still wanted within it */
+    __local uint sel[2]; /* the digit found and the rank still wanted in it; then a chunk flag */
     const uint lid = get_local_id(0), q = get_group_id(0);
     __global const float *row = scores + (size_t)q * pitch;
     const uint m = k < n ? k : n;
@@ -103,7 +103,19 @@ ms_topk_select(__global const float *scores, const uint pitch, const uint n, con
     for (uint base = 0; base < n; base += TK_WG) {
         const uint j = base + lid;
         const uint key = j < n ? tk_key(row[j]) : 0u;
-        const uint gt = j < n && key > T, eq = j < n && key == T;
+        /* keys == T count until `want` of them are taken (run_eq is the group's, uniform) */
+        const uint gt = j < n && key > T, eq = j < n && key == T && run_eq < want;
+        /* most chunks hold no candidate: skip their scan (`any` is uniform after the barrier) */
+        if (lid == 0)
+            sel[0] = 0;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (gt || eq)
+            sel[0] = 1;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        const uint any = sel[0];
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (!any)
+            continue;
         const uint inc = tk_scan(sc, lid, gt | (eq << 16)); /* both counts <= TK_WG < 2^16 */
         const uint r_gt = run_gt + (inc & 0xffffu) - gt, r_eq = run_eq + (inc >> 16) - eq;
         if (gt)

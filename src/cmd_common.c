@@ -162,11 +162,11 @@ int ms_device_topk_env(const char *cmd, int *on)
 {
     const char *env = getenv("MAXSIM_DEVICE_TOPK");
 
-    *on = 1;
-    if (!env || !*env || strcmp(env, "1") == 0)
+    *on = -1;
+    if (!env || !*env)
         return 0;
-    if (strcmp(env, "0") == 0) {
-        *on = 0;
+    if (strcmp(env, "0") == 0 || strcmp(env, "1") == 0) {
+        *on = env[0] == '1';
         return 0;
     }
     return ms_usage_error(cmd, "MAXSIM_DEVICE_TOPK takes 0 or 1, got '%s'", env);

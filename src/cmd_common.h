@@ -176,8 +176,9 @@ int ms_score_all(struct ms_devset *devs, const struct ms_inputs_opts *o, struct 
                  ms_block_fn fn, uint32_t device_k, ms_topk_block_fn tfn, void *ctx,
                  struct ms_progress *prog, struct ms_run_stats *stats, struct ms_err *err);
 
-/* MAXSIM_DEVICE_TOPK: 1 (also when unset or empty) lets search select on the device, 0 keeps
- * the read-back of every score; another value is a usage error (returns 2, else 0). */
+/* MAXSIM_DEVICE_TOPK: *on = 1 (search selects on the device), 0 (it reads back every score) or
+ * -1 when unset or empty (on the device unless it is a CPU); another value is a usage error
+ * (returns 2, else 0). */
 int ms_device_topk_env(const char *cmd, int *on);
 
 /* The progress line on stderr: shown when stderr is a terminal (or with
