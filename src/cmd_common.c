@@ -451,9 +451,10 @@ static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, st
     if ((rc = ms_src_read(q, q0, nq, &queries, err)) != MS_OK)
         goto done;
     if (devs->n > 1) {
-        if ((rc = ms_pool_start(&pool, devs->cl, devs->n, &queries, q0, &so, fn, ctx, err)) !=
-            MS_OK)
+        if ((rc = ms_pool_start(&pool, devs->cl, devs->n, &queries, q0, &so, fn, device_k, tfn, ctx,
+                                err)) != MS_OK)
             goto done;
+        dev_topk = ms_pool_topk(pool);
     } else {
         if ((rc = ms_scorer_create(&scorer, &devs->cl[0], &queries, &so, err)) != MS_OK)
             goto done;
@@ -474,6 +475,7 @@ static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, st
         if (pool) {
             if ((rc = ms_pool_submit(pool, block, err)) != MS_OK)
                 break;
+            stats->topk_blocks += dev_topk;
         } else {
             if ((rc = dev_topk ? ms_scorer_run_topk(scorer, block, device_k, top_s, top_i, err)
                                : ms_scorer_run(scorer, block, scores, block->n_rows, err)) != MS_OK)

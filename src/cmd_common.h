@@ -168,7 +168,7 @@ const struct ms_alloc *ms_pinned_alloc(const struct ms_devset *devs, struct ms_a
  * queries in batches of query_batch, each batch against the whole corpus
  * streamed in blocks (a stream is reopened for each further batch). With
  * several devices the blocks are spread over them (pool.c) and fn is called
- * in the order they finish, one call at a time. With device_k > 0 and one device
+ * in the order they finish, one call at a time. With device_k > 0 and devices
  * that can select (ms_scorer_topk_max), every block's top device_k of each query is
  * selected on the device and handed to tfn instead: only those come back. */
 int ms_score_all(struct ms_devset *devs, const struct ms_inputs_opts *o, struct ms_src *q,

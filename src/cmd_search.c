@@ -196,8 +196,8 @@ int cmd_search(int argc, char **argv)
                     "maxsim: search: top-k on the host: every score read back (k above %u)\n",
                     MS_TOPK_CL_MAX_K);
         else if (stats.blocks)
-            fprintf(stderr, "maxsim: search: top-k on the host: every score read back (%s)\n",
-                    devs.n > 1 ? "several devices" : "the device cannot select");
+            fprintf(stderr, "maxsim: search: top-k on the host: every score read back (the "
+                            "device cannot select)\n");
         ms_run_stats_print("search", &stats, total);
     }
 free_topk:

@@ -80,6 +80,10 @@ int ms_scorer_run_topk(struct ms_scorer *s, const struct ms_emb *docs, uint32_t 
 /* The largest k ms_scorer_run_topk takes on this scorer's device; 0 when the device cannot
  * select (too little local memory or too small work-groups). */
 uint32_t ms_scorer_topk_max(const struct ms_scorer *s);
+/* Build the selection program now (ms_scorer_run_topk otherwise does on first use): for callers
+ * that then run scorers of the same device model on several threads, so that one build fills
+ * the program cache and the others load it. */
+int ms_scorer_topk_prepare(struct ms_scorer *s, struct ms_err *err);
 /* Score pairs: out[p] = score(query pair_q[p] of the scorer's batch,
  * document pair_d[p] of docs), p < n_pairs (any number, in any order; listed
  * by document they run fastest). Bit for bit what ms_scorer_run gives for the

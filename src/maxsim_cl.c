@@ -458,6 +458,11 @@ uint32_t ms_scorer_topk_max(const struct ms_scorer *s)
     return ms_topk_cl_usable(s->cl) ? MS_TOPK_CL_MAX_K : 0;
 }
 
+int ms_scorer_topk_prepare(struct ms_scorer *s, struct ms_err *err)
+{
+    return s->topk ? MS_OK : ms_topk_cl_create(&s->topk, s->cl, err);
+}
+
 int ms_scorer_run_topk(struct ms_scorer *s, const struct ms_emb *docs, uint32_t k,
                        float *top_scores, uint32_t *top_idx, struct ms_err *err)
 {
@@ -469,7 +474,7 @@ int ms_scorer_run_topk(struct ms_scorer *s, const struct ms_emb *docs, uint32_t 
     if (docs->n_rows >= UINT32_MAX)
         return ms_err_set(err, MS_ERR_INPUT, "device top-k: a block of %llu documents is too large",
                           (unsigned long long)docs->n_rows);
-    if (!s->topk && ms_topk_cl_create(&s->topk, s->cl, err) != MS_OK)
+    if (ms_scorer_topk_prepare(s, err) != MS_OK)
         return err->status;
     if (!s->topk_count &&
         !(s->topk_count = ms_malloc((s->n_queries ? s->n_queries : 1) * sizeof(uint32_t), err)))
