@@ -4,8 +4,8 @@
  *
  * The caller reads blocks (stream.c) and submits them; each goes to the
  * next idle device, which scores it against the same query batch and hands
- * the scores to the caller's function (or, for pairs, writes them where the
- * caller said). Those calls are serialized (one at a
+ * the scores (or each query's top k, selected on the device) to the caller's
+ * function (or, for pairs, writes them where the caller said). Those calls are serialized (one at a
  * time, under a lock), in whatever order the devices finish: the consumers
  * (top-k heaps, a score matrix filled by columns) give the same result in
  * any order, so the output does not depend on the device count.
