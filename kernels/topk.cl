@@ -27,7 +27,7 @@
 
 /* Larger key = better score; -0 and +0 share a key, NaN takes 0 (below -inf's key). On the bits
  * alone: a device that flushes denormals in float compares must not tie them with zero. */
-inline uint tk_key(float x)
+static inline uint tk_key(float x)
 {
     const uint u = as_uint(x), mag = u & 0x7fffffffu;
     if (mag > 0x7f800000u) /* NaN */
@@ -38,7 +38,7 @@ inline uint tk_key(float x)
 }
 
 /* Inclusive scan of v over the work-group (Hillis-Steele in sc[TK_WG]). */
-inline uint tk_scan(__local uint *sc, uint lid, uint v)
+static inline uint tk_scan(__local uint *sc, uint lid, uint v)
 {
     sc[lid] = v;
     barrier(CLK_LOCAL_MEM_FENCE);
