@@ -158,6 +158,20 @@ int ms_read_threads_env(const char *cmd, int *threads)
     return 0;
 }
 
+int ms_device_topk_env(const char *cmd, int *on)
+{
+    const char *env = getenv("MAXSIM_DEVICE_TOPK");
+
+    *on = -1;
+    if (!env || !*env)
+        return 0;
+    if (strcmp(env, "0") == 0 || strcmp(env, "1") == 0) {
+        *on = env[0] == '1';
+        return 0;
+    }
+    return ms_usage_error(cmd, "MAXSIM_DEVICE_TOPK takes 0 or 1, got '%s'", env);
+}
+
 int ms_inputs_open(const char *cmd, const struct ms_inputs_opts *o, struct ms_src *q,
                    struct ms_src *d)
 {
@@ -412,9 +426,13 @@ void ms_run_stats_print(const char *cmd, const struct ms_run_stats *st, double t
 /* Score rows [q0, q0 + nq) of the queries against the documents of the shard. */
 static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, struct ms_src *q,
                       struct ms_src *d, uint64_t q0, uint64_t nq, uint64_t max_docs,
-                      uint64_t max_tokens, ms_block_fn fn, void *ctx, struct ms_progress *prog,
-                      struct ms_run_stats *stats, struct ms_err *err)
+                      uint64_t max_tokens, ms_block_fn fn, uint32_t device_k, ms_topk_block_fn tfn,
+                      void *ctx, struct ms_progress *prog, struct ms_run_stats *stats,
+                      struct ms_err *err)
 {
+    float *top_s = NULL;
+    uint32_t *top_i = NULL;
+    int dev_topk = 0;
     struct ms_emb queries;
     struct ms_scorer *scorer = NULL;
     struct ms_pool *pool = NULL;
@@ -433,16 +451,21 @@ static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, st
     if ((rc = ms_src_read(q, q0, nq, &queries, err)) != MS_OK)
         goto done;
     if (devs->n > 1) {
-        if ((rc = ms_pool_start(&pool, devs->cl, devs->n, &queries, q0, &so, fn, ctx, err)) !=
-            MS_OK)
+        if ((rc = ms_pool_start(&pool, devs->cl, devs->n, &queries, q0, &so, fn, device_k, tfn, ctx,
+                                err)) != MS_OK)
             goto done;
+        dev_topk = ms_pool_topk(pool);
     } else {
-        if (!(scores = ms_malloc(nq * max_docs * sizeof *scores, err))) {
+        if ((rc = ms_scorer_create(&scorer, &devs->cl[0], &queries, &so, err)) != MS_OK)
+            goto done;
+        /* Only k scores a query come back when the device selects; else the whole block. */
+        dev_topk = device_k > 0 && tfn && device_k <= ms_scorer_topk_max(scorer);
+        if (dev_topk ? !(top_s = ms_malloc(nq * device_k * sizeof *top_s, err)) ||
+                           !(top_i = ms_malloc(nq * device_k * sizeof *top_i, err))
+                     : !(scores = ms_malloc(nq * max_docs * sizeof *scores, err))) {
             rc = err->status;
             goto done;
         }
-        if ((rc = ms_scorer_create(&scorer, &devs->cl[0], &queries, &so, err)) != MS_OK)
-            goto done;
     }
     struct ms_alloc pinned;
     if ((rc = ms_stream_start(&stream, d, first, n_docs, max_docs, max_tokens,
@@ -452,8 +475,10 @@ static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, st
         if (pool) {
             if ((rc = ms_pool_submit(pool, block, err)) != MS_OK)
                 break;
+            stats->topk_blocks += dev_topk;
         } else {
-            if ((rc = ms_scorer_run(scorer, block, scores, block->n_rows, err)) != MS_OK)
+            if ((rc = dev_topk ? ms_scorer_run_topk(scorer, block, device_k, top_s, top_i, err)
+                               : ms_scorer_run(scorer, block, scores, block->n_rows, err)) != MS_OK)
                 break;
             stats->kernel_s += ms_scorer_last_kernel_s(scorer);
             double up_s;
@@ -461,8 +486,10 @@ static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, st
             ms_scorer_last_upload(scorer, &up_s, &up_bytes);
             stats->upload_s += up_s;
             stats->upload_bytes += up_bytes;
-            if ((rc = fn(ctx, q0, nq, scores, block->n_rows, block, err)) != MS_OK)
+            if ((rc = dev_topk ? tfn(ctx, q0, nq, device_k, top_s, top_i, block, err)
+                               : fn(ctx, q0, nq, scores, block->n_rows, block, err)) != MS_OK)
                 break;
+            stats->topk_blocks += dev_topk;
         }
         ms_progress_add(prog, block->n_rows);
         stats->blocks++;
@@ -482,14 +509,16 @@ done:
     ms_stream_stop(stream);
     ms_scorer_free(scorer);
     free(scores);
+    free(top_s);
+    free(top_i);
     ms_emb_release(&queries);
     return rc;
 }
 
 int ms_score_all(struct ms_devset *devs, const struct ms_inputs_opts *o, struct ms_src *q,
                  struct ms_src *d, uint64_t query_batch, uint64_t max_docs, uint64_t max_tokens,
-                 ms_block_fn fn, void *ctx, struct ms_progress *prog, struct ms_run_stats *stats,
-                 struct ms_err *err)
+                 ms_block_fn fn, uint32_t device_k, ms_topk_block_fn tfn, void *ctx,
+                 struct ms_progress *prog, struct ms_run_stats *stats, struct ms_err *err)
 {
     int rc = MS_OK;
 
@@ -505,7 +534,8 @@ int ms_score_all(struct ms_devset *devs, const struct ms_inputs_opts *o, struct 
             ms_src_close(d);
             *d = again;
         }
-        rc = score_pass(devs, o, q, d, q0, nq, max_docs, max_tokens, fn, ctx, prog, stats, err);
+        rc = score_pass(devs, o, q, d, q0, nq, max_docs, max_tokens, fn, device_k, tfn, ctx, prog,
+                        stats, err);
     }
     return rc;
 }

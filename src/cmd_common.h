@@ -140,11 +140,19 @@ struct ms_progress;
 typedef int (*ms_block_fn)(void *ctx, uint64_t q0, uint64_t nq, const float *scores, uint64_t ld,
                            const struct ms_emb *block, struct ms_err *err);
 
+/* search's block callback when the device selects (ms_scorer_run_topk): top_s[i * k + r] and
+ * top_i[i * k + r] (a row of block), r < min(k, block->n_rows), are query q0 + i's best
+ * documents of the block, best first (topk.h's order). */
+typedef int (*ms_topk_block_fn)(void *ctx, uint64_t q0, uint64_t nq, uint32_t k, const float *top_s,
+                                const uint32_t *top_i, const struct ms_emb *block,
+                                struct ms_err *err);
+
 struct ms_run_stats {
     double kernel_s, read_s, wait_s; /* OpenCL event time, reader thread, waiting on it */
     double upload_s;                 /* document copies to the device: event time */
     uint64_t read_bytes, upload_bytes;
     uint64_t blocks;
+    uint64_t topk_blocks; /* blocks whose top k the device selected */
 };
 
 /* With -v: one line of read, host-to-device and kernel rates and which of them bounds the
@@ -160,11 +168,18 @@ const struct ms_alloc *ms_pinned_alloc(const struct ms_devset *devs, struct ms_a
  * queries in batches of query_batch, each batch against the whole corpus
  * streamed in blocks (a stream is reopened for each further batch). With
  * several devices the blocks are spread over them (pool.c) and fn is called
- * in the order they finish, one call at a time. */
+ * in the order they finish, one call at a time. With device_k > 0 and devices
+ * that can select (ms_scorer_topk_max), every block's top device_k of each query is
+ * selected on the device and handed to tfn instead: only those come back. */
 int ms_score_all(struct ms_devset *devs, const struct ms_inputs_opts *o, struct ms_src *q,
                  struct ms_src *d, uint64_t query_batch, uint64_t max_docs, uint64_t max_tokens,
-                 ms_block_fn fn, void *ctx, struct ms_progress *prog, struct ms_run_stats *stats,
-                 struct ms_err *err);
+                 ms_block_fn fn, uint32_t device_k, ms_topk_block_fn tfn, void *ctx,
+                 struct ms_progress *prog, struct ms_run_stats *stats, struct ms_err *err);
+
+/* MAXSIM_DEVICE_TOPK: *on = 1 (search selects on the device), 0 (it reads back every score) or
+ * -1 when unset or empty (on the device unless it is a CPU); another value is a usage error
+ * (returns 2, else 0). */
+int ms_device_topk_env(const char *cmd, int *on);
 
 /* The progress line on stderr: shown when stderr is a terminal (or with
  * --progress), never with -q; at most five updates a second. */

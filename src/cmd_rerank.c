@@ -118,7 +118,8 @@ static int score_batch(struct batch_ctx *c, struct ms_cand *pairs, uint64_t n, s
                                        .precision = c->precision };
     /* several devices: each block goes to the next idle one, its scores to ps[p0..p) */
     if (c->devs->n > 1)
-        rc = ms_pool_start(&pool, c->devs->cl, c->devs->n, &queries, 0, &so, NULL, NULL, err);
+        rc = ms_pool_start(&pool, c->devs->cl, c->devs->n, &queries, 0, &so, NULL, 0, NULL, NULL,
+                           err);
     else
         rc = ms_scorer_create(&scorer, &c->devs->cl[0], &queries, &so, err);
     if (rc != MS_OK)

@@ -182,8 +182,8 @@ int cmd_score(int argc, char **argv)
     ms_progress_init(&prog, in.progress, "score",
                      d.n_rows * ((q.n_rows + nqb - 1) / (nqb ? nqb : 1)));
     const double t0 = ms_now();
-    rc = ms_score_all(&devs, &in, &q, &d, nqb, max_docs, max_tokens, put_block, &sink, &prog,
-                      &stats, &err);
+    rc = ms_score_all(&devs, &in, &q, &d, nqb, max_docs, max_tokens, put_block, 0, NULL, &sink,
+                      &prog, &stats, &err);
     ms_progress_end(&prog);
     if (rc == MS_OK && sink.fmt == MS_FMT_TSV)
         rc = write_tsv(&sink, w, &q.ids, &d.ids, &err);

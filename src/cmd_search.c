@@ -5,8 +5,11 @@
  * while the current one is scored); every block is scored against a whole
  * batch of queries at once (maxsim_cl.c), and the scores are merged into
  * per-query top-k heaps (topk.c) whose order does not depend on the block
- * size. Nothing is written until the last block is scored; the output then
- * appears whole (out.c), or not at all if anything failed.
+ * size. For k up to MS_TOPK_CL_MAX_K (and MAXSIM_DEVICE_TOPK not 0) the device
+ * selects every block's top k of each query (topk_cl.c) and only those come
+ * back to be merged: the same heaps, the same output. Nothing is written until
+ * the last block is scored; the output then appears whole (out.c), or not at
+ * all if anything failed.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -20,6 +23,7 @@
 #include "out.h"
 #include "stream.h"
 #include "topk.h"
+#include "topk_cl.h"
 
 static const char usage_text[] =
     "usage: maxsim search -q <queries> -d <docs> [-k <n>] [--normalize] [-o <out>]\n"
@@ -62,6 +66,17 @@ static int merge_block(void *ctx, uint64_t q0, uint64_t nq, const float *scores,
     return MS_OK;
 }
 
+/* Merge one block's top k, selected on the device, into the heaps. */
+static int merge_block_topk(void *ctx, uint64_t q0, uint64_t nq, uint32_t k, const float *top_s,
+                            const uint32_t *top_i, const struct ms_emb *block, struct ms_err *err)
+{
+    const uint64_t m = k < block->n_rows ? k : block->n_rows;
+    for (uint64_t i = 0; i < nq; i++)
+        for (uint64_t r = 0; r < m; r++)
+            ms_topk_push_one(ctx, q0 + i, top_s[i * k + r], block->first_row + top_i[i * k + r]);
+    return MS_OK;
+}
+
 int cmd_search(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -79,7 +94,7 @@ int cmd_search(int argc, char **argv)
     struct ms_wfile *w = NULL;
     struct ms_err err;
     enum ms_fmt fmt;
-    int zst, c, rc, status;
+    int zst, c, rc, status, device_topk;
 
     while ((c = ms_getopt(&spec, argc, argv, &status)) != 0)
         if (c == OPT_SHARD ? ms_parse_shard("search", optarg, &in) != 0
@@ -87,6 +102,8 @@ int cmd_search(int argc, char **argv)
             return MS_ERR_INPUT;
     if (status >= 0)
         return status;
+    if (ms_device_topk_env("search", &device_topk) != 0)
+        return MS_ERR_INPUT;
     if (ms_fmt_resolve(in.out_path, in.format, MS_FMT_ANY, MS_FMT_TREC, &fmt, &zst, &err) != MS_OK)
         return ms_report(&err);
     if (ms_mpi_size() > 1) { /* under mpirun: rank r scores shard r, rank 0 writes */
@@ -127,8 +144,16 @@ int cmd_search(int argc, char **argv)
     ms_progress_init(&prog, in.progress, "search",
                      shard_rows * ((q.n_rows + nqb - 1) / (nqb ? nqb : 1)));
     const double t0 = ms_now();
-    rc = ms_score_all(&devs, &in, &q, &d, nqb, max_docs, max_tokens, merge_block, &topk, &prog,
-                      &stats, &err);
+    /* The device selects when k is within its limit (topk.k: k, or fewer documents), by default
+     * unless it is a CPU: there the read-back is a copy within memory, cheaper than selecting
+     * (PoCL: about 10 ns a score to select, 4 to push into the heaps). */
+    const int cpu = (devs.cl[0].info.type & CL_DEVICE_TYPE_CPU) != 0, topk_env = device_topk;
+    if (device_topk < 0)
+        device_topk = !cpu;
+    const uint32_t device_k =
+        device_topk && topk.k > 0 && topk.k <= MS_TOPK_CL_MAX_K ? (uint32_t)topk.k : 0;
+    rc = ms_score_all(&devs, &in, &q, &d, nqb, max_docs, max_tokens, merge_block, device_k,
+                      merge_block_topk, &topk, &prog, &stats, &err);
     ms_progress_end(&prog);
     if (rc != MS_OK) {
         ms_report(&err);
@@ -156,6 +181,23 @@ int cmd_search(int argc, char **argv)
                 (unsigned long long)stats.blocks, (unsigned long long)nqb,
                 (unsigned long long)max_docs, (unsigned long long)max_tokens, stats.read_s,
                 stats.wait_s, stats.kernel_s, total, total > 0 ? (double)shard_rows / total : 0.0);
+        if (stats.topk_blocks)
+            fprintf(stderr,
+                    "maxsim: search: top-k on the device: %llu of %llu blocks, %llu scores a "
+                    "query and block read back\n",
+                    (unsigned long long)stats.topk_blocks, (unsigned long long)stats.blocks,
+                    (unsigned long long)topk.k);
+        else if (!device_topk)
+            fprintf(stderr, "maxsim: search: top-k on the host: every score read back (%s)\n",
+                    topk_env < 0 ? "a CPU device; MAXSIM_DEVICE_TOPK=1 selects on it"
+                                 : "MAXSIM_DEVICE_TOPK=0");
+        else if (topk.k > MS_TOPK_CL_MAX_K)
+            fprintf(stderr,
+                    "maxsim: search: top-k on the host: every score read back (k above %u)\n",
+                    MS_TOPK_CL_MAX_K);
+        else if (stats.blocks)
+            fprintf(stderr, "maxsim: search: top-k on the host: every score read back (the "
+                            "device cannot select)\n");
         ms_run_stats_print("search", &stats, total);
     }
 free_topk:

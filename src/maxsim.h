@@ -70,6 +70,20 @@ int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_e
  * is scored in several launches with the same result. */
 int ms_scorer_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores, uint64_t ld,
                   struct ms_err *err);
+/* The best min(k, docs->n_rows) documents of the block for every query of the batch, selected
+ * on the device (src/topk_cl.c) so that only they come back: top_scores[i * k + r] and
+ * top_idx[i * k + r] (a row of docs) are query i's r-th best, in topk.h's order (score
+ * descending, equal scores by lower row), the scores those of ms_scorer_run bit for bit.
+ * 1 <= k <= ms_scorer_topk_max(s), else MS_ERR_INPUT. */
+int ms_scorer_run_topk(struct ms_scorer *s, const struct ms_emb *docs, uint32_t k,
+                       float *top_scores, uint32_t *top_idx, struct ms_err *err);
+/* The largest k ms_scorer_run_topk takes on this scorer's device; 0 when the device cannot
+ * select (too little local memory or too small work-groups). */
+uint32_t ms_scorer_topk_max(const struct ms_scorer *s);
+/* Build the selection program now (ms_scorer_run_topk otherwise does on first use): for callers
+ * that then run scorers of the same device model on several threads, so that one build fills
+ * the program cache and the others load it. */
+int ms_scorer_topk_prepare(struct ms_scorer *s, struct ms_err *err);
 /* Score pairs: out[p] = score(query pair_q[p] of the scorer's batch,
  * document pair_d[p] of docs), p < n_pairs (any number, in any order; listed
  * by document they run fastest). Bit for bit what ms_scorer_run gives for the

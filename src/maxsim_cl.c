@@ -228,8 +228,8 @@ int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_e
     s->tile_cnt = make_buffer(s, CL_MEM_READ_ONLY, s->cap_tiles * 4, "tile counts", err);
     s->doc_tile = make_buffer(s, CL_MEM_READ_ONLY, s->cap_docs * 4, "document tiles", err);
     s->doc_len = make_buffer(s, CL_MEM_READ_ONLY, s->cap_docs * 4, "document lengths", err);
-    s->out = make_buffer(s, CL_MEM_WRITE_ONLY, max_group_nq * s->cap_docs * sizeof(float), "scores",
-                         err);
+    s->out = make_buffer(s, CL_MEM_READ_WRITE /* read by topk.cl */,
+                         max_group_nq * s->cap_docs * sizeof(float), "scores", err);
     if (!s->raw || !s->tiles || !s->tile_tok || !s->tile_cnt || !s->doc_tile || !s->doc_len ||
         !s->out)
         goto fail;
@@ -338,7 +338,7 @@ static int prep_docs(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0
 
 /* Score documents j0 .. j0+nd-1 against every query group. */
 static int run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0, uint64_t nd,
-                   float *scores, uint64_t ld, struct ms_err *err)
+                   float *scores, uint64_t ld, struct ms_topk_sink *sink, struct ms_err *err)
 {
     const cl_uint dim = s->dim, n_docs = (cl_uint)nd;
     cl_command_queue qu = s->cl->queue;
@@ -360,6 +360,12 @@ static int run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0, 
         const int launched = run_kernel(s, s->score, 1, &global, &local, "ms_score", err);
         if (launched != MS_OK)
             return launched;
+        if (sink) { /* s->out is [g->nq][nd]: only its top k come back */
+            if (ms_topk_sink_put(sink, s->out, g->q0, g->nq, j0, nd, &s->last_kernel_s, err) !=
+                MS_OK)
+                return err->status;
+            continue;
+        }
         /* Rows of nd floats on the device, rows of ld floats in `scores`. */
         rc = clEnqueueReadBufferRect(qu, s->out, CL_TRUE, origin, origin, region,
                                      nd * sizeof(float), 0, ld * sizeof(float), 0,
@@ -399,8 +405,10 @@ uint64_t ms_scorer_fit(struct ms_scorer *s, const struct ms_emb *docs, uint64_t 
     return nd;
 }
 
-int ms_scorer_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores, uint64_t ld,
-                  struct ms_err *err)
+/* ms_scorer_run, or with a sink ms_scorer_run_topk: the scores of every query group and
+ * sub-block go to the sink instead of `scores`. */
+static int run_block(struct ms_scorer *s, const struct ms_emb *docs, float *scores, uint64_t ld,
+                     struct ms_topk_sink *sink, struct ms_err *err)
 {
     uint64_t j0 = 0;
 
@@ -416,12 +424,12 @@ int ms_scorer_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores,
     if (docs->n_rows == 0 || s->n_queries == 0)
         return MS_OK;
     if (ms_nv_usable(s, docs))
-        return ms_nv_run(s, docs, scores, ld, err);
+        return ms_nv_run(s, docs, scores, ld, sink, err);
     if (s->gpu) {
         double u0, u1;
         uint64_t b0, b1;
         gpu_uploads(s->gpu, &u0, &b0);
-        const int rc = gpu_run(s->gpu, docs, scores, ld, &s->last_kernel_s, err);
+        const int rc = gpu_run(s->gpu, docs, scores, ld, sink, &s->last_kernel_s, err);
         gpu_uploads(s->gpu, &u1, &b1);
         s->last_upload_s = u1 - u0;
         s->last_upload_bytes = b1 - b0;
@@ -432,11 +440,49 @@ int ms_scorer_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores,
         const uint64_t nd = ms_scorer_fit(s, docs, j0, NULL, err);
         if (nd == 0)
             return err->status;
-        if (run_sub(s, docs, j0, nd, scores, ld, err) != MS_OK)
+        if (run_sub(s, docs, j0, nd, scores, ld, sink, err) != MS_OK)
             return err->status;
         j0 += nd;
     }
     return MS_OK;
+}
+
+int ms_scorer_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores, uint64_t ld,
+                  struct ms_err *err)
+{
+    return run_block(s, docs, scores, ld, NULL, err);
+}
+
+uint32_t ms_scorer_topk_max(const struct ms_scorer *s)
+{
+    return ms_topk_cl_usable(s->cl) ? MS_TOPK_CL_MAX_K : 0;
+}
+
+int ms_scorer_topk_prepare(struct ms_scorer *s, struct ms_err *err)
+{
+    return s->topk ? MS_OK : ms_topk_cl_create(&s->topk, s->cl, err);
+}
+
+int ms_scorer_run_topk(struct ms_scorer *s, const struct ms_emb *docs, uint32_t k,
+                       float *top_scores, uint32_t *top_idx, struct ms_err *err)
+{
+    struct ms_topk_sink sink = { .k = k, .score = top_scores, .idx = top_idx };
+
+    if (k == 0 || k > ms_scorer_topk_max(s))
+        return ms_err_set(err, MS_ERR_INPUT, "device top-k: k=%u is not in 1..%u on '%s'", k,
+                          ms_scorer_topk_max(s), s->cl->info.name);
+    if (docs->n_rows >= UINT32_MAX)
+        return ms_err_set(err, MS_ERR_INPUT, "device top-k: a block of %llu documents is too large",
+                          (unsigned long long)docs->n_rows);
+    if (ms_scorer_topk_prepare(s, err) != MS_OK)
+        return err->status;
+    if (!s->topk_count &&
+        !(s->topk_count = ms_malloc((s->n_queries ? s->n_queries : 1) * sizeof(uint32_t), err)))
+        return err->status;
+    memset(s->topk_count, 0, (s->n_queries ? s->n_queries : 1) * sizeof(uint32_t));
+    sink.dev = s->topk;
+    sink.count = s->topk_count;
+    return run_block(s, docs, NULL, docs->n_rows, &sink, err);
 }
 
 /* Room for n pairs on the device, at most `most`. */
@@ -647,6 +693,8 @@ void ms_scorer_free(struct ms_scorer *s)
         return;
     ms_nv_release(s);
     gpu_release(s->gpu);
+    ms_topk_cl_free(s->topk);
+    free(s->topk_count);
     for (int i = 0; i < s->n_groups; i++) {
         ms_cl_release(&s->groups[i].queries);
         ms_cl_release(&s->groups[i].q_blk);

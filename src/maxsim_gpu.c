@@ -468,7 +468,8 @@ int gpu_create(struct ms_gpu **out, struct ms_cl *cl, const struct ms_emb *q,
     g->doc_len = buffer(g, CL_MEM_READ_ONLY, g->cap_docs * 4, "GPU document lengths", err);
     g->rowmax = buffer(g, CL_MEM_READ_WRITE, g->cap_docs * g->max_rows * 4 * (uint64_t)g->v.split,
                        "GPU row maxima", err);
-    g->out = buffer(g, CL_MEM_WRITE_ONLY, g->max_group_nq * g->cap_docs * 4, "GPU scores", err);
+    g->out = buffer(g, CL_MEM_READ_WRITE, /* read by topk.cl */ g->max_group_nq * g->cap_docs * 4,
+                    "GPU scores", err);
     if (!g->raw || !g->scale || !g->doc_tok || !g->doc_len || !g->rowmax || !g->out)
         goto fail;
     g->h_doc_tok = ms_malloc(g->cap_docs * 4, err);
@@ -600,7 +601,7 @@ static int score_group(struct ms_gpu *g, int gi, enum ms_dtype dtype, uint64_t n
 }
 
 int gpu_run(struct ms_gpu *g, const struct ms_emb *docs, float *scores, uint64_t ld,
-            double *kernel_s, struct ms_err *err)
+            struct ms_topk_sink *sink, double *kernel_s, struct ms_err *err)
 {
     for (uint64_t j0 = 0; j0 < docs->n_rows;) {
         const uint64_t nd = fit_sub(g, docs, j0, err);
@@ -615,6 +616,11 @@ int gpu_run(struct ms_gpu *g, const struct ms_emb *docs, float *scores, uint64_t
                 continue;
             if (score_group(g, gi, docs->dtype, nd, kernel_s, err) != MS_OK)
                 return err->status;
+            if (sink) { /* only the group's top k of this sub-block come back */
+                if (ms_topk_sink_put(sink, g->out, gr->q0, gr->nq, j0, nd, kernel_s, err) != MS_OK)
+                    return err->status;
+                continue;
+            }
             /* Rows of nd floats on the device, rows of ld floats in `scores`. */
             rc = clEnqueueReadBufferRect(g->cl->queue, g->out, CL_TRUE, origin, origin, region,
                                          nd * sizeof(float), 0, ld * sizeof(float), 0,

@@ -19,6 +19,7 @@
 #include "emb.h"
 #include "err.h"
 #include "maxsim.h"
+#include "topk_cl.h"
 
 struct ms_gpu;
 
@@ -28,9 +29,10 @@ int gpu_wanted(const struct ms_cl *cl);
  * queries, size the document buffers from opts (max_docs, max_tokens, max_buffer). */
 int gpu_create(struct ms_gpu **out, struct ms_cl *cl, const struct ms_emb *queries,
                const struct ms_scorer_opts *opts, struct ms_err *err);
-/* As ms_scorer_run (arguments already checked by the caller); adds kernel seconds to *kernel_s. */
+/* As ms_scorer_run (arguments already checked by the caller); adds kernel seconds to *kernel_s.
+ * With a sink (ms_scorer_run_topk), every group's scores go to it instead of `scores`. */
 int gpu_run(struct ms_gpu *g, const struct ms_emb *docs, float *scores, uint64_t ld,
-            double *kernel_s, struct ms_err *err);
+            struct ms_topk_sink *sink, double *kernel_s, struct ms_err *err);
 /* Seconds (from events) and bytes of every document upload so far. */
 void gpu_uploads(const struct ms_gpu *g, double *seconds, uint64_t *bytes);
 /* As ms_scorer_run_pairs (indices already checked): the same kernels as gpu_run on the rows the

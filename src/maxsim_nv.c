@@ -477,7 +477,7 @@ typedef int (*nv_sink)(void *ctx, int gi, const float *block, struct ms_err *err
 
 static int nv_run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0, uint64_t nd,
                       const uint64_t *start, float *tmp, nv_sink sink, void *ctx,
-                      struct ms_err *err)
+                      struct ms_topk_sink *topk, struct ms_err *err)
 {
     struct nvpath *nv = &s->nv;
     const uint64_t tok0 = docs->offsets[j0], ntok = docs->offsets[j0 + nd] - tok0;
@@ -526,6 +526,12 @@ static int nv_run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j
         if ((nv->kernel == NV_STREAM ? nv_stream_group(s, g, dsrc, nd, err)
                                      : nv_staged_group(s, g, dsrc, nd, err)) != MS_OK)
             return err->status;
+        if (topk) { /* ms_scorer_run_topk: s->out is [g->nq][nd]; only its top k come back */
+            if (ms_topk_sink_put(topk, s->out, g->q0, g->nq, j0, nd, &s->last_kernel_s, err) !=
+                MS_OK)
+                return err->status;
+            continue;
+        }
         rc = clEnqueueReadBuffer(qu, s->out, CL_TRUE, 0, g->nq * nd * sizeof(float), tmp, 0, NULL,
                                  NULL);
         if (rc != CL_SUCCESS)
@@ -581,15 +587,16 @@ static float *nv_tmp(const struct ms_scorer *s, struct ms_err *err)
 }
 
 int ms_nv_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores, uint64_t ld,
-              struct ms_err *err)
+              struct ms_topk_sink *sink, struct ms_err *err)
 {
     struct nv_ctx c = { .s = s, .scores = scores, .ld = ld };
-    float *tmp = nv_tmp(s, err);
-    int status = tmp ? MS_OK : err->status;
+    float *tmp = sink ? NULL : nv_tmp(s, err);
+    int status = tmp || sink ? MS_OK : err->status;
     for (uint64_t j0 = 0; status == MS_OK && j0 < docs->n_rows; j0 += c.nd) {
         c.j0 = j0;
         c.nd = ms_scorer_fit(s, docs, j0, NULL, err);
-        if (c.nd == 0 || nv_run_sub(s, docs, j0, c.nd, NULL, tmp, nv_sink_run, &c, err) != MS_OK)
+        if (c.nd == 0 ||
+            nv_run_sub(s, docs, j0, c.nd, NULL, tmp, nv_sink_run, &c, sink, err) != MS_OK)
             status = err->status;
     }
     free(tmp);
@@ -609,7 +616,8 @@ int ms_nv_run_pairs(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0,
                         .pair_d = pair_d,
                         .out = out };
     float *tmp = nv_tmp(s, err);
-    int status = tmp ? nv_run_sub(s, docs, j0, nd, start, tmp, nv_sink_pairs, &c, err) : MS_OK;
+    int status =
+        tmp ? nv_run_sub(s, docs, j0, nd, start, tmp, nv_sink_pairs, &c, NULL, err) : MS_OK;
     if (!tmp)
         status = err->status;
     free(tmp);

@@ -10,6 +10,7 @@
 #define MS_MAXSIM_PRIV_H
 
 #include "maxsim.h"
+#include "topk_cl.h"
 
 struct qgroup {
     uint64_t q0, nq;     /* queries q0 .. q0+nq-1 of the batch */
@@ -79,6 +80,10 @@ struct ms_scorer {
     const char *variant; /* ms_scorer_opts.variant */
     struct nvpath nv;
     struct ms_gpu *gpu; /* the portable GPU path (src/maxsim_gpu.c, maxsim_gpu.h) when on */
+    /* ms_scorer_run_topk: the selection program (built on first use), and the per-query
+     * counts of its lists [n_queries] */
+    struct ms_topk_cl *topk;
+    uint32_t *topk_count;
 };
 
 static inline uint64_t ms_ceil_div(uint64_t a, uint64_t b)
@@ -109,9 +114,10 @@ int ms_nv_wanted(const struct ms_cl *cl, const struct ms_emb *q, const struct ms
 int ms_nv_create(struct ms_scorer *s, const struct ms_emb *q, struct ms_err *err);
 /* Whether this block of documents goes through the tensor-core path. */
 int ms_nv_usable(const struct ms_scorer *s, const struct ms_emb *docs);
-/* ms_scorer_run on the tensor cores. */
+/* ms_scorer_run on the tensor cores; with a sink (ms_scorer_run_topk), every group's scores
+ * go to it instead of `scores`. */
 int ms_nv_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores, uint64_t ld,
-              struct ms_err *err);
+              struct ms_topk_sink *sink, struct ms_err *err);
 /* The pairs of rows j0 .. j0+nd-1 (start, order as in ms_scorer_run_pairs) on the tensor
  * cores: every query of a group against the used rows, then the pairs picked out. */
 int ms_nv_run_pairs(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0, uint64_t nd,

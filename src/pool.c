@@ -17,7 +17,9 @@ struct worker {
     struct ms_pool *pool;
     struct ms_scorer *scorer;
     struct ms_emb block; /* the block being scored, a copy */
-    float *scores;       /* [n_queries * max_docs] */
+    float *scores;       /* [n_queries * max_docs], or with the device top-k: */
+    float *top_s;        /* [n_queries * topk_k] */
+    uint32_t *top_i;     /* [n_queries * topk_k] */
     pthread_t thread;
     int started;
     int busy; /* a block was handed over and is not done yet */
@@ -34,6 +36,8 @@ struct ms_pool {
     pthread_cond_t changed;
     pthread_mutex_t fn_lock;
     ms_pool_fn fn;
+    ms_pool_topk_fn tfn; /* set when every device selects the top topk_k */
+    uint32_t topk_k;
     void *ctx;
     uint64_t q0, nq, max_docs;
     int quit;
@@ -62,6 +66,14 @@ static void *work(void *arg)
             rc = ms_scorer_run_pairs(w->scorer, &w->block, w->pq, w->pd, w->n_pairs, w->out, &err);
             if (rc == MS_OK)
                 w->kernel_s += ms_scorer_last_kernel_s(w->scorer);
+        } else if (p->tfn) {
+            rc = ms_scorer_run_topk(w->scorer, &w->block, p->topk_k, w->top_s, w->top_i, &err);
+            if (rc == MS_OK) {
+                w->kernel_s += ms_scorer_last_kernel_s(w->scorer);
+                pthread_mutex_lock(&p->fn_lock);
+                rc = p->tfn(p->ctx, p->q0, p->nq, p->topk_k, w->top_s, w->top_i, &w->block, &err);
+                pthread_mutex_unlock(&p->fn_lock);
+            }
         } else if ((rc = ms_scorer_run(w->scorer, &w->block, w->scores, w->block.n_rows, &err)) ==
                    MS_OK) {
             w->kernel_s += ms_scorer_last_kernel_s(w->scorer);
@@ -96,6 +108,8 @@ static void pool_free(struct ms_pool *p)
         ms_scorer_free(w->scorer);
         ms_emb_release(&w->block);
         free(w->scores);
+        free(w->top_s);
+        free(w->top_i);
         free(w->pq);
         free(w->pd);
     }
@@ -107,8 +121,8 @@ static void pool_free(struct ms_pool *p)
 }
 
 int ms_pool_start(struct ms_pool **out, struct ms_cl *cls, int n, const struct ms_emb *queries,
-                  uint64_t q0, const struct ms_scorer_opts *so, ms_pool_fn fn, void *ctx,
-                  struct ms_err *err)
+                  uint64_t q0, const struct ms_scorer_opts *so, ms_pool_fn fn, uint32_t topk_k,
+                  ms_pool_topk_fn tfn, void *ctx, struct ms_err *err)
 {
     struct ms_pool *p;
     int rc = MS_OK;
@@ -132,14 +146,28 @@ int ms_pool_start(struct ms_pool **out, struct ms_cl *cls, int n, const struct m
     /* Scorers are created one after the other: the first builds the program
      * and stores it in the on-disk cache, the others (the same model) then
      * load it instead of compiling it again at the same time. */
+    int topk = topk_k > 0 && tfn != NULL;
+    for (int i = 0; i < n; i++) {
+        p->w[i].pool = p;
+        ms_emb_init(&p->w[i].block);
+    }
+    for (int i = 0; i < n && rc == MS_OK; i++) {
+        rc = ms_scorer_create(&p->w[i].scorer, &cls[i], queries, so, err);
+        topk = topk && rc == MS_OK && topk_k <= ms_scorer_topk_max(p->w[i].scorer);
+    }
+    for (int i = 0; i < n && rc == MS_OK && topk; i++) /* one after the other, as above */
+        rc = ms_scorer_topk_prepare(p->w[i].scorer, err);
+    if (topk) {
+        p->tfn = tfn;
+        p->topk_k = topk_k;
+    }
+    /* Host room for what comes back: k scores a query, or the whole block. */
     for (int i = 0; i < n && rc == MS_OK; i++) {
         struct worker *w = &p->w[i];
-        w->pool = p;
-        ms_emb_init(&w->block);
-        if (!(w->scores = ms_malloc(p->nq * so->max_docs * sizeof *w->scores + 1, err)))
+        if (topk ? !(w->top_s = ms_malloc(p->nq * topk_k * sizeof *w->top_s + 1, err)) ||
+                       !(w->top_i = ms_malloc(p->nq * topk_k * sizeof *w->top_i + 1, err))
+                 : !(w->scores = ms_malloc(p->nq * so->max_docs * sizeof *w->scores + 1, err)))
             rc = err->status;
-        else
-            rc = ms_scorer_create(&w->scorer, &cls[i], queries, so, err);
     }
     for (int i = 0; i < n && rc == MS_OK; i++) {
         if (pthread_create(&p->w[i].thread, NULL, work, &p->w[i]) != 0)
@@ -154,6 +182,11 @@ int ms_pool_start(struct ms_pool **out, struct ms_cl *cls, int n, const struct m
     }
     *out = p;
     return MS_OK;
+}
+
+int ms_pool_topk(const struct ms_pool *p)
+{
+    return p->tfn != NULL;
 }
 
 /* Copy a block (the stream reuses its buffers). */

@@ -112,6 +112,11 @@ void ms_topk_push(struct ms_topk *t, uint64_t q0, uint64_t nq, const float *scor
     }
 }
 
+int ms_topk_better(float sa, uint64_t ra, float sb, uint64_t rb)
+{
+    return better(sa, ra, sb, rb);
+}
+
 void ms_topk_finish(struct ms_topk *t)
 {
     for (uint64_t q = 0; q < t->n_queries; q++) {

@@ -29,6 +29,8 @@ void ms_topk_push(struct ms_topk *t, uint64_t q0, uint64_t nq, const float *scor
                   uint64_t n_docs, uint64_t first_row);
 /* Offer one (score, row) pair to query q. */
 void ms_topk_push_one(struct ms_topk *t, uint64_t q, float score, uint64_t row);
+/* 1 if (score sa, row ra) ranks strictly before (sb, rb) in this order. */
+int ms_topk_better(float sa, uint64_t ra, float sb, uint64_t rb);
 /* Sort every query's entries best first; afterwards no more pushes. */
 void ms_topk_finish(struct ms_topk *t);
 

@@ -18,6 +18,7 @@
 #include "cl_dev.h"
 #include "maxsim.h"
 #include "testutil.h"
+#include "topk.h"
 
 static struct ms_cl cl;
 
@@ -692,6 +693,85 @@ Test(maxsim, pairs_small_buffers)
     ms_emb_release(&q);
     ms_emb_release(&d);
     ms_emb_release(&big);
+}
+
+/* ---- ms_scorer_run_topk ---- */
+
+/* Round every value to a multiple of 1/2 (zeros included): many equal scores. */
+static void quantize(struct ms_emb *e)
+{
+    const uint64_t n = ms_emb_n_tokens(e) * e->dim;
+    for (uint64_t i = 0; i < n; i++) {
+        if (e->dtype == MS_DTYPE_F16)
+            ((uint16_t *)e->tokens)[i] =
+                ms_float_to_half(roundf(ms_half_to_float(((uint16_t *)e->tokens)[i]) * 2) / 2);
+        else
+            ((float *)e->tokens)[i] = roundf(((float *)e->tokens)[i] * 2) / 2;
+    }
+}
+
+/* ms_scorer_run_topk against host heaps fed every score of ms_scorer_run, same scorer: the same
+ * scores (bit for bit) and rows in the same order. */
+static void check_topk(const struct ms_emb *q, const struct ms_emb *d,
+                       const struct ms_scorer_opts *o, uint32_t k, const char *what)
+{
+    struct ms_err err = { 0 };
+    struct ms_scorer *s;
+    struct ms_topk host;
+    const uint64_t m = k < d->n_rows ? k : d->n_rows;
+    float *all = malloc((q->n_rows * d->n_rows + 1) * sizeof *all);
+    float *ts = malloc((q->n_rows * k + 1) * sizeof *ts);
+    uint32_t *ti = malloc((q->n_rows * k + 1) * sizeof *ti);
+
+    cr_assert(ms_scorer_create(&s, &cl, q, o, &err) == MS_OK, "%s", err.msg);
+    cr_assert(ms_scorer_topk_max(s) >= 1024);
+    cr_assert(ms_scorer_run(s, d, all, d->n_rows, &err) == MS_OK, "%s", err.msg);
+    cr_assert(ms_scorer_run_topk(s, d, k, ts, ti, &err) == MS_OK, "%s", err.msg);
+    cr_assert(ms_topk_init(&host, q->n_rows, m, &err) == MS_OK);
+    ms_topk_push(&host, 0, q->n_rows, all, d->n_rows, d->n_rows, 0);
+    ms_topk_finish(&host);
+    for (uint64_t i = 0; i < q->n_rows; i++)
+        for (uint64_t r = 0; r < m; r++) {
+            const float hs = host.score[i * m + r], gs = ts[i * k + r];
+            cr_assert(host.row[i * m + r] == ti[i * k + r] && memcmp(&hs, &gs, 4) == 0,
+                      "%s k %u: query %llu rank %llu: device (%g, row %u), host (%g, row %llu)",
+                      what, k, (unsigned long long)i, (unsigned long long)r, gs, ti[i * k + r], hs,
+                      (unsigned long long)host.row[i * m + r]);
+        }
+    cr_assert_eq(ms_scorer_run_topk(s, d, 0, ts, ti, &err), MS_ERR_INPUT);
+    ms_topk_release(&host);
+    ms_scorer_free(s);
+    free(all);
+    free(ts);
+    free(ti);
+}
+
+Test(maxsim, topk_matches_host_heaps)
+{
+    static const uint32_t ks[] = { 1, 7, 100, 1024 };
+    uint64_t seed = 171;
+    struct ms_emb q, q16, d;
+
+    test_random_emb(&q, MS_DTYPE_F32, 16, 9, 0, 6, &seed);
+    test_random_emb(&q16, MS_DTYPE_F16, 16, 9, 0, 6, &seed); /* tensor cores on NVIDIA */
+    test_random_emb(&d, MS_DTYPE_F16, 16, 700, 0, 5, &seed);
+    quantize(&q);
+    quantize(&q16);
+    quantize(&d);
+    for (size_t a = 0; a < sizeof ks / sizeof *ks; a++) {
+        /* one piece per block; then sub-blocks of <= 300 documents and 1-2 queries a group */
+        const struct ms_scorer_opts one = { 0, 700, 100000, 0, 0, 0, 0, MS_PREC_EXACT, NULL };
+        const struct ms_scorer_opts small = { 0, 300, 100000, 0, 0, 0, 1024, MS_PREC_EXACT, NULL };
+        const struct ms_scorer_opts norm = { 1, 250, 100000, 0, 0, 0, 0, MS_PREC_EXACT, NULL };
+        check_topk(&q, &d, &one, ks[a], "one piece");
+        check_topk(&q, &d, &small, ks[a], "small buffers");
+        check_topk(&q, &d, &norm, ks[a], "normalize, sub-blocks");
+        check_topk(&q16, &d, &one, ks[a], "float16, one piece");
+        check_topk(&q16, &d, &small, ks[a], "float16, small buffers");
+    }
+    ms_emb_release(&q16);
+    ms_emb_release(&q);
+    ms_emb_release(&d);
 }
 
 /* The reference itself on a case worked by hand. */

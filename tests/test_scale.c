@@ -178,8 +178,9 @@ Test(pool, same_bits_as_one_device)
         /* every device, blocks of random sizes */
         for (uint64_t i = 0; i < nq * nd; i++)
             got[i] = NAN;
-        cr_assert(ms_pool_start(&pool, devs.cl, devs.n, &q, 0, &so, store, &s, &err) == MS_OK, "%s",
-                  err.msg);
+        cr_assert(ms_pool_start(&pool, devs.cl, devs.n, &q, 0, &so, store, 0, NULL, &s, &err) ==
+                      MS_OK,
+                  "%s", err.msg);
         ms_emb_init(&block);
         for (uint64_t a = 0; a < nd;) {
             const uint64_t b = a + 1 + test_rand_below(&seed, max_docs);
@@ -227,7 +228,8 @@ Test(pool, pairs_same_bits_as_one_device)
         cr_assert(ms_scorer_create(&one, &devs.cl[0], &q, &so, &err) == MS_OK, "%s", err.msg);
         cr_assert(ms_scorer_run_pairs(one, &d, pq, pd, n, want, &err) == MS_OK, "%s", err.msg);
         ms_scorer_free(one);
-        cr_assert(ms_pool_start(&pool, devs.cl, devs.n, &q, 0, &so, NULL, NULL, &err) == MS_OK);
+        cr_assert(ms_pool_start(&pool, devs.cl, devs.n, &q, 0, &so, NULL, 0, NULL, NULL, &err) ==
+                  MS_OK);
         ms_emb_init(&block);
         for (uint64_t a = 0; a < nd;) {
             const uint64_t b0 = a + 1 + test_rand_below(&seed, max_docs), b = b0 < nd ? b0 : nd;
@@ -262,7 +264,7 @@ Test(pool, first_error_wins)
     test_random_emb(&q, MS_DTYPE_F32, 16, 2, 1, 5, &seed);
     test_random_emb(&d, MS_DTYPE_F32, 16, 40, 1, 5, &seed);
     so.max_tokens = ms_emb_n_tokens(&d);
-    cr_assert(ms_pool_start(&pool, devs.cl, devs.n, &q, 0, &so, store, &s, &err) == MS_OK);
+    cr_assert(ms_pool_start(&pool, devs.cl, devs.n, &q, 0, &so, store, 0, NULL, &s, &err) == MS_OK);
     ms_emb_init(&block);
     for (uint64_t a = 0; a < 40 && rc == MS_OK; a += 4) {
         slice(&block, &d, a, a + 4);

@@ -18,6 +18,12 @@ $ MAXSIM_DEVICE=2,0 maxsim search -q $FIXTURES/cli_q.npy --query-lengths $FIXTUR
 > 3
 > same
 
+# The same with each block's top k selected on the devices (MAXSIM_DEVICE_TOPK=1; -v says so).
+$ export POCL_DEVICES="pthread pthread pthread"
+$ for c in 1 2 5; do MAXSIM_DEVICE_TOPK=1 maxsim --device all search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_dup.npy --doc-lengths $FIXTURES/cli_dup_lengths.npy -k 12 --chunk-docs $c | cmp - dup1.trec || exit 1; done
+$ MAXSIM_DEVICE_TOPK=1 maxsim -v --device all search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 20 --chunk-docs 3 2>v.err | cmp - d1.trec && grep -c 'top-k on the device' v.err
+> 1
+
 # maxsim devices marks every device of the set.
 $ export POCL_DEVICES="pthread pthread pthread"
 $ maxsim --device all devices | grep -c '^\* '

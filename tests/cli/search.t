@@ -51,6 +51,39 @@ $ MAXSIM_READ_THREADS=0 maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_q.
 $ maxsim -v search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 9 -o v.trec 2>&1 | grep -c -E '^maxsim: search: read [0-9.]+ GB in [0-9.]+ s \([0-9.]+ GB/s\), host-to-device [0-9.]+ GB in [0-9.]+ s \([0-9.]+ GB/s\), kernels [0-9.]+ s, total [0-9.]+ s: bound by (read|host-to-device|kernels|host)'
 > 1
 
+# Device top-k (MAXSIM_DEVICE_TOPK=1, the default on GPUs: only k scores a query and block come
+# back) gives the bytes of the host's heaps over every score: fixtures, k, block sizes, batches.
+$ for f in cli_d cli_dup; do for k in 1 3 9 300 1024; do for c in 1 7 300 5000; do for v in 0 1; do MAXSIM_DEVICE_TOPK=$v maxsim search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/$f.npy --doc-lengths $FIXTURES/${f}_lengths.npy -k $k --chunk-docs $c --format tsv > d$v.tsv || exit 1; done; cmp d0.tsv d1.tsv || exit 1; done; done; done; echo same
+> same
+
+$ for v in 0 1; do MAXSIM_DEVICE_TOPK=$v maxsim search --normalize -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 25 --query-batch 2 --chunk-docs 13 > n$v.trec || exit 1; done; cmp n0.trec n1.trec && MAXSIM_DEVICE_TOPK=1 maxsim search -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -k 50 --chunk-docs 77 | cmp - <(MAXSIM_DEVICE_TOPK=0 maxsim search -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -k 50 --chunk-docs 77) && echo same
+> same
+
+# Heavy ties: 3000 documents of 0-3 tokens of values in {-1, 0, 1} (many equal scores, empty
+# documents scoring 0), k up to 1024 on the device and above it on the host.
+$ $PYTHON -c 'import numpy as np; r = np.random.default_rng(5); np.save("tq.npy", r.integers(-1, 2, (12, 4)).astype(np.float16)); np.save("tql.npy", np.array([3, 0, 4, 2, 3], np.int64)); n = r.integers(0, 4, 3000); np.save("tdl.npy", n.astype(np.int64)); np.save("td.npy", r.integers(-1, 2, (int(n.sum()), 4)).astype(np.float32))'
+$ for k in 1 7 100 1000 1024 1025 3000; do for c in 500 3000; do for v in 0 1; do MAXSIM_DEVICE_TOPK=$v maxsim search -q tq.npy --query-lengths tql.npy -d td.npy --doc-lengths tdl.npy -k $k --chunk-docs $c > t$v.trec || exit 1; done; cmp t0.trec t1.trec || exit 1; done; done; wc -l < t1.trec
+> 15000
+
+# -v says where the top k were selected, and why not on the device (by default not on a CPU
+# device such as PoCL's, where reading back is a copy within memory).
+$ MAXSIM_DEVICE_TOPK=1 maxsim -v search -q tq.npy --query-lengths tql.npy -d td.npy --doc-lengths tdl.npy -k 10 --chunk-docs 1000 2>&1 >/dev/null | grep 'top-k'
+> maxsim: search: top-k on the device: 3 of 3 blocks, 10 scores a query and block read back
+
+$ maxsim -v --device cpu search -q tq.npy --query-lengths tql.npy -d td.npy --doc-lengths tdl.npy -k 10 2>&1 >/dev/null | grep 'top-k'
+> maxsim: search: top-k on the host: every score read back (a CPU device; MAXSIM_DEVICE_TOPK=1 selects on it)
+
+$ MAXSIM_DEVICE_TOPK=0 maxsim -v search -q tq.npy --query-lengths tql.npy -d td.npy --doc-lengths tdl.npy -k 10 2>&1 >/dev/null | grep 'top-k'
+> maxsim: search: top-k on the host: every score read back (MAXSIM_DEVICE_TOPK=0)
+
+$ MAXSIM_DEVICE_TOPK=1 maxsim -v search -q tq.npy --query-lengths tql.npy -d td.npy --doc-lengths tdl.npy -k 1025 2>&1 >/dev/null | grep 'top-k'
+> maxsim: search: top-k on the host: every score read back (k above 1024)
+
+$ MAXSIM_DEVICE_TOPK=yes maxsim search -q tq.npy --query-lengths tql.npy -d td.npy --doc-lengths tdl.npy
+? 2
+! maxsim search: MAXSIM_DEVICE_TOPK takes 0 or 1, got 'yes'
+! Try 'maxsim search --help'.
+
 # Ties (documents repeated three times) are broken by row number.
 $ maxsim search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_dup.npy --doc-lengths $FIXTURES/cli_dup_lengths.npy -k 3 --format tsv > dup.tsv
 $ awk -F'\t' 'NR==1{a=$2} NR==2{b=$2} NR==3{c=$2} END{print (a<5 && b==a+5 && c==a+10) ? "tied rows in order" : "wrong: " a " " b " " c}' dup.tsv
