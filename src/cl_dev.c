@@ -490,6 +490,16 @@ int ms_cl_set_args(cl_kernel k, const char *name, const struct ms_cl_arg *args, 
     return MS_OK;
 }
 
+double ms_cl_event_s(cl_event ev)
+{
+    cl_ulong a = 0, b = 0;
+    if (clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof a, &a, NULL) != CL_SUCCESS ||
+        clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof b, &b, NULL) != CL_SUCCESS ||
+        b <= a)
+        return 0.0;
+    return (double)(b - a) * 1e-9;
+}
+
 int ms_cl_launch(struct ms_cl *cl, cl_kernel k, cl_uint dims, const size_t *global,
                  const size_t *local, const char *name, double *time_s, struct ms_err *err)
 {
@@ -499,15 +509,8 @@ int ms_cl_launch(struct ms_cl *cl, cl_kernel k, cl_uint dims, const size_t *glob
         return ms_err_set(err, MS_ERR_RUNTIME, "clEnqueueNDRangeKernel(%s) failed on '%s': %s",
                           name, cl->info.name, ms_cl_strerror(rc));
     rc = clWaitForEvents(1, &ev);
-    if (rc == CL_SUCCESS && time_s) {
-        cl_ulong a = 0, b = 0;
-        if (clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof a, &a, NULL) ==
-                CL_SUCCESS &&
-            clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof b, &b, NULL) ==
-                CL_SUCCESS &&
-            b > a)
-            *time_s += (double)(b - a) * 1e-9;
-    }
+    if (rc == CL_SUCCESS && time_s)
+        *time_s += ms_cl_event_s(ev);
     clReleaseEvent(ev);
     if (rc != CL_SUCCESS)
         return ms_err_set(err, MS_ERR_RUNTIME, "kernel %s failed on '%s': %s", name, cl->info.name,
@@ -524,15 +527,8 @@ int ms_cl_write(struct ms_cl *cl, cl_mem buf, size_t bytes, const void *host, do
     if (rc != CL_SUCCESS)
         return ms_err_set(err, MS_ERR_RUNTIME, "clEnqueueWriteBuffer(%s) failed on '%s': %s", what,
                           cl->info.name, ms_cl_strerror(rc));
-    if (time_s) {
-        cl_ulong a = 0, b = 0;
-        if (clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof a, &a, NULL) ==
-                CL_SUCCESS &&
-            clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof b, &b, NULL) ==
-                CL_SUCCESS &&
-            b > a)
-            *time_s += (double)(b - a) * 1e-9;
-    }
+    if (time_s)
+        *time_s += ms_cl_event_s(ev);
     clReleaseEvent(ev);
     return MS_OK;
 }

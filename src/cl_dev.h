@@ -99,6 +99,8 @@ int ms_cl_set_args(cl_kernel k, const char *name, const struct ms_cl_arg *args, 
         (k), (name), (const struct ms_cl_arg[]){ __VA_ARGS__ },                                    \
         (int)(sizeof((const struct ms_cl_arg[]){ __VA_ARGS__ }) / sizeof(struct ms_cl_arg)),       \
         (err))
+/* Seconds a finished command ran, from its profiling event (0 when the device gives none). */
+double ms_cl_event_s(cl_event ev);
 /* Enqueue kernel `name` on the device's queue, wait for it, and add its run time from the
  * profiling event to *time_s (when not NULL). */
 int ms_cl_launch(struct ms_cl *cl, cl_kernel k, cl_uint dims, const size_t *global,

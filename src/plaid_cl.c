@@ -294,14 +294,8 @@ static int flush_launches(struct ms_plaid_dev *d, struct ms_err *err)
                             d->cl->info.name, ms_cl_strerror(rc));
     }
     for (int i = 0; i < d->n_pend; i++) {
-        cl_ulong a = 0, b = 0;
-        if (st == MS_OK &&
-            clGetEventProfilingInfo(d->pend[i], CL_PROFILING_COMMAND_START, sizeof a, &a, NULL) ==
-                CL_SUCCESS &&
-            clGetEventProfilingInfo(d->pend[i], CL_PROFILING_COMMAND_END, sizeof b, &b, NULL) ==
-                CL_SUCCESS &&
-            b > a)
-            *d->pend_acc[i] += (double)(b - a) * 1e-9;
+        if (st == MS_OK)
+            *d->pend_acc[i] += ms_cl_event_s(d->pend[i]);
         clReleaseEvent(d->pend[i]);
     }
     d->n_pend = 0;
