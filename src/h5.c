@@ -429,23 +429,17 @@ static int h5_read_direct(struct h5_reader *h, uint64_t first, uint64_t n, void 
                           struct ms_err *err)
 {
     const uint64_t bytes = n * h->tok_bytes, off = h->offset + first * h->tok_bytes;
-    uint64_t done = 0;
+    size_t got = 0;
 
     if (first > h->n_storage || n > h->n_storage - first)
         return ms_err_set(err, MS_ERR_RUNTIME, "%s: tokens %llu..%llu requested of %llu", h->where,
                           (unsigned long long)first, (unsigned long long)(first + n),
                           (unsigned long long)h->n_storage);
-    while (done < bytes) {
-        const ssize_t r =
-            pread(h->fd, (char *)dst + done, (size_t)(bytes - done), (off_t)(off + done));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return ms_err_set(err, MS_ERR_RUNTIME, "cannot read %s (tokens %llu..%llu): %s",
-                              h->where, (unsigned long long)first, (unsigned long long)(first + n),
-                              r < 0 ? strerror(errno) : "unexpected end of file");
-        done += (uint64_t)r;
-    }
+    const int rc = ms_pread_full(h->fd, dst, (size_t)bytes, off, &got);
+    if (rc != 0 || got < bytes)
+        return ms_err_set(err, MS_ERR_RUNTIME, "cannot read %s (tokens %llu..%llu): %s", h->where,
+                          (unsigned long long)first, (unsigned long long)(first + n),
+                          rc != 0 ? strerror(errno) : "unexpected end of file");
     return MS_OK;
 }
 

@@ -516,26 +516,6 @@ static int open_input(const char *path, struct stat *st, struct ms_err *err)
     return fd;
 }
 
-/* pread() until n bytes or the end of the file; *got says how many came. */
-static int pread_full(int fd, void *dst, size_t n, uint64_t off, size_t *got, const char *where,
-                      struct ms_err *err)
-{
-    size_t done = 0;
-
-    while (done < n) {
-        const ssize_t r = pread(fd, (char *)dst + done, n - done, (off_t)(off + done));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return ms_err_set(err, MS_ERR_RUNTIME, "cannot read %s: %s", where, strerror(errno));
-        if (r == 0)
-            break;
-        done += (size_t)r;
-    }
-    *got = done;
-    return MS_OK;
-}
-
 /* Read and parse the header: the preamble in two steps (10 bytes, then 2
  * more for version 2 and 3) so that a stream never reads past the data
  * offset, then the dict into a buffer of exactly the announced length. */
@@ -717,8 +697,8 @@ static int npy_read_span(void *impl, uint64_t first, uint64_t n, void *dst, stru
     if (bytes > SIZE_MAX)
         return ms_err_set(err, MS_ERR_RUNTIME, "%s: read of %" PRIu64 " bytes is too large",
                           f->where, bytes);
-    if ((rc = pread_full(f->fd, dst, (size_t)bytes, off, &got, f->where, err)) != MS_OK)
-        return rc;
+    if (ms_pread_full(f->fd, dst, (size_t)bytes, off, &got) != 0)
+        return ms_err_set(err, MS_ERR_RUNTIME, "cannot read %s: %s", f->where, strerror(errno));
     if (got < bytes)
         return ms_err_set(err, MS_ERR_RUNTIME,
                           "%s: unexpected end of file at byte %" PRIu64

@@ -301,6 +301,26 @@ static void *do_piece(void *arg)
     return NULL;
 }
 
+int ms_pread_full(int fd, void *dst, size_t n, uint64_t off, size_t *got)
+{
+    size_t done = 0;
+
+    while (done < n) {
+        const ssize_t r = pread(fd, (char *)dst + done, n - done, (off_t)(off + done));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            *got = done;
+            return -1;
+        }
+        if (r == 0)
+            break;
+        done += (size_t)r;
+    }
+    *got = done;
+    return 0;
+}
+
 int ms_read_threads_default(void)
 {
     const long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -103,6 +103,11 @@ struct ms_src {
     uint64_t piece_bytes;
 };
 
+/* pread(2) until n bytes are read or the file ends (*got says how many came), retrying
+ * interrupted calls; what the format backends read files with. Returns 0, or -1 with errno
+ * set on a read error. */
+int ms_pread_full(int fd, void *dst, size_t n, uint64_t off, size_t *got);
+
 /* min(8, online cores): what one read uses unless told otherwise. */
 int ms_read_threads_default(void);
 

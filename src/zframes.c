@@ -14,6 +14,7 @@
  * decompressed and unmapped after, so memory stays small whatever the file size.
  */
 #include "zframes.h"
+#include "src.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -41,23 +42,6 @@ struct ms_zframes {
     char where[256];
 };
 
-static int pread_all(int fd, void *dst, size_t n, uint64_t off, size_t *got)
-{
-    size_t done = 0;
-    while (done < n) {
-        const ssize_t r = pread(fd, (char *)dst + done, n - done, (off_t)(off + done));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return -1;
-        if (r == 0)
-            break;
-        done += (size_t)r;
-    }
-    *got = done;
-    return 0;
-}
-
 static uint32_t le32(const uint8_t *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -71,7 +55,7 @@ static int walk_frame(int fd, uint64_t off, uint64_t file_size, uint64_t *comp, 
     uint8_t h[18];
     size_t got;
 
-    if (pread_all(fd, h, sizeof h, off, &got) != 0 || got < 8)
+    if (ms_pread_full(fd, h, sizeof h, off, &got) != 0 || got < 8)
         return 0;
     const uint32_t magic = le32(h);
     *skippable = (magic & 0xFFFFFFF0u) == 0x184D2A50u;
@@ -104,7 +88,7 @@ static int walk_frame(int fd, uint64_t off, uint64_t file_size, uint64_t *comp, 
     uint64_t pos = off + hsize;
     for (;;) {
         uint8_t b[3];
-        if (pread_all(fd, b, 3, pos, &got) != 0 || got < 3)
+        if (ms_pread_full(fd, b, 3, pos, &got) != 0 || got < 3)
             return 0;
         const uint32_t bh = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16;
         const int last = bh & 1, type = (bh >> 1) & 3;
