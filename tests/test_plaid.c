@@ -182,11 +182,7 @@ static int have_cl;
 static void setup(void)
 {
     struct ms_err err = { 0 };
-    char dir[128];
-    if (!getenv("MAXSIM_CACHE_DIR")) {
-        snprintf(dir, sizeof dir, "/tmp/maxsim-test-cache-%ld", (long)getuid());
-        setenv("MAXSIM_CACHE_DIR", dir, 1);
-    }
+    test_cache_dir();
     have_cl = ms_cl_open(&cl, "auto", &err) == MS_OK;
     if (!have_cl)
         cr_skip_test("no OpenCL device: %s", err.msg);

@@ -98,13 +98,9 @@ static struct ms_devset devs;
 static void pool_setup(void)
 {
     struct ms_err err = { 0 };
-    char dir[128];
 
     setenv("POCL_DEVICES", "pthread pthread pthread", 0);
-    if (!getenv("MAXSIM_CACHE_DIR")) {
-        snprintf(dir, sizeof dir, "/tmp/maxsim-test-cache-%ld", (long)getuid());
-        setenv("MAXSIM_CACHE_DIR", dir, 1);
-    }
+    test_cache_dir();
     if (ms_devset_open(&devs, "all", -1, &err) != MS_OK)
         cr_skip_test("no OpenCL device: %s", err.msg);
 }

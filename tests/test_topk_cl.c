@@ -18,12 +18,8 @@ static struct ms_cl cl;
 static void setup(void)
 {
     struct ms_err err = { 0 };
-    char dir[128];
 
-    if (!getenv("MAXSIM_CACHE_DIR")) {
-        snprintf(dir, sizeof dir, "/tmp/maxsim-test-cache-%ld", (long)getuid());
-        setenv("MAXSIM_CACHE_DIR", dir, 1);
-    }
+    test_cache_dir();
     if (ms_cl_open(&cl, "auto", &err) != MS_OK)
         cr_skip_test("no OpenCL device: %s", err.msg);
 }

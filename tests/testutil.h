@@ -56,6 +56,18 @@ static inline const char *tmpfile_with(const void *data, size_t len, const char 
 }
 
 /* splitmix64: deterministic, seedable, good enough for test data. */
+/* Program builds are cached on disk across Criterion's per-test processes: one cache per
+ * user unless MAXSIM_CACHE_DIR says otherwise. */
+static inline void test_cache_dir(void)
+{
+    char dir[128];
+
+    if (!getenv("MAXSIM_CACHE_DIR")) {
+        snprintf(dir, sizeof dir, "/tmp/maxsim-test-cache-%ld", (long)getuid());
+        setenv("MAXSIM_CACHE_DIR", dir, 1);
+    }
+}
+
 static inline uint64_t test_rand_u64(uint64_t *state)
 {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
