@@ -543,11 +543,8 @@ static int encode_all(struct ms_index_dev *dev, struct ms_src *src, const struct
 
     if (fn)
         fn(ctx, "encode", 0, src->n_tokens);
-    /* block_docs 0 is "any number" (bounded by tokens); the stream reads
-     * 0 as 1, so say all of them */
-    const uint64_t block_docs = o->block_docs ? o->block_docs : src->n_rows ? src->n_rows : 1;
-    if ((rc = ms_stream_start(&s, src, 0, src->n_rows, block_docs, o->block_tokens, NULL, err)) !=
-        MS_OK)
+    if ((rc = ms_stream_start(&s, src, 0, src->n_rows, o->block_docs, o->block_tokens, NULL,
+                              err)) != MS_OK)
         return rc;
     while ((rc = ms_stream_next(s, &b, err)) == MS_OK && b) {
         const uint64_t n = ms_emb_n_tokens(b);

@@ -146,7 +146,7 @@ static int start(struct ms_stream **out, struct ms_src *src, const uint64_t *row
     s->rows = rows;
     s->next = first;
     s->end = first + n;
-    s->max_docs = max_docs ? max_docs : 1;
+    s->max_docs = max_docs ? max_docs : n ? n : 1; /* 0: no limit but the tokens */
     s->max_tokens = max_tokens;
     s->held = -1;
     ms_emb_init(&s->slots[0].emb);

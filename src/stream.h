@@ -18,7 +18,8 @@
 
 struct ms_stream;
 
-/* Start reading rows [first, first + n) of src (the whole corpus: 0, n_rows). With alloc
+/* Start reading rows [first, first + n) of src (the whole corpus: 0, n_rows), in blocks of at
+ * most max_docs rows (0: no limit) and max_tokens tokens. With alloc
  * (else NULL), the blocks' tokens come from it (pinned memory, from the command layer),
  * allocated once per slot for the largest block these limits allow. */
 int ms_stream_start(struct ms_stream **out, struct ms_src *src, uint64_t first, uint64_t n,
