@@ -298,14 +298,19 @@ static void pl_reduce_best(__local float *lv, __local uint *lc, float v, uint c)
     }
 }
 
-/* Up to PL_PMAX probes: a work-group per 32 query tokens; warp-sized rows of
+/* Up to PL_PMAX probes: a work-group per 32 query tokens and slice of
+ * slice_len centroids (dimension 1: the slices; few tokens, as one query,
+ * fill the device only when the centroids are split too); warp-sized rows of
  * S ([K][tokens]) are read whole (coalesced): work-item (w, t) scans the
- * centroids c = w mod (PL_WG / 32) for token t keeping its best nprobe,
- * sorted (ties: the lower id, as it scans in order); one work-item per token
- * then merges the PL_WG / 32 lists. */
+ * slice's centroids c = w mod (PL_WG / 32) for token t keeping its best
+ * nprobe, sorted (ties: the lower id, as it scans in order); one work-item per
+ * token then merges the PL_WG / 32 lists. One slice: the probes themselves;
+ * more: the slice's sorted list (id UINT_MAX past its end) to probe and
+ * part_v at [slice][token][nprobe], merged by plaid_probe_merge. */
 __kernel __attribute__((reqd_work_group_size(PL_WG, 1, 1))) void
 plaid_probe_tile(__global const float *restrict s, const uint n_centroids, const uint n_qtok,
-                 const uint nprobe, __global uint *restrict probe)
+                 const uint nprobe, const uint slice_len, __global uint *restrict probe,
+                 __global float *restrict part_v)
 {
     __local float lv[PL_WG / 32][32][PL_PMAX];
     __local uint lc[PL_WG / 32][32][PL_PMAX];
@@ -313,8 +318,10 @@ plaid_probe_tile(__global const float *restrict s, const uint n_centroids, const
     const uint j = (uint)get_group_id(0) * 32 + t;
     float pv[PL_PMAX];
     uint pc[PL_PMAX], m = 0;
+    const uint slice = (uint)get_group_id(1), sliced = get_num_groups(1) > 1;
+    const uint c_end = min(n_centroids, (slice + 1) * slice_len);
     if (j < n_qtok)
-        for (uint c = w; c < n_centroids; c += PL_WG / 32) {
+        for (uint c = slice * slice_len + w; c < c_end; c += PL_WG / 32) {
             const float v = s[(size_t)c * n_qtok + j];
             if (m == nprobe && !(v > pv[m - 1]))
                 continue;
@@ -337,7 +344,7 @@ plaid_probe_tile(__global const float *restrict s, const uint n_centroids, const
     uint head[PL_WG / 32];
     for (uint l = 0; l < PL_WG / 32; l++)
         head[l] = 0;
-    for (uint r = 0; r < nprobe && r < n_centroids; r++) {
+    for (uint r = 0; r < nprobe && (sliced || r < n_centroids); r++) {
         uint bl = 0, bc = UINT_MAX;
         float bv = 0.0f;
         for (uint l = 0; l < PL_WG / 32; l++) {
@@ -351,8 +358,49 @@ plaid_probe_tile(__global const float *restrict s, const uint n_centroids, const
                 bl = l;
             }
         }
-        probe[(size_t)j * nprobe + r] = bc;
+        const size_t at = ((size_t)slice * n_qtok + j) * nprobe + r;
+        probe[at] = bc;
+        if (sliced)
+            part_v[at] = bv;
         head[bl]++;
+    }
+}
+
+/* The probes of a token from the slices' sorted lists of plaid_probe_tile:
+ * round r takes the best entry ranked after round r - 1's pick (the ids are
+ * distinct, so "after" is strict), the order of one unsliced scan. */
+__kernel void plaid_probe_merge(__global const uint *restrict part_c,
+                                __global const float *restrict part_v, const uint slices,
+                                const uint n_qtok, const uint nprobe, const uint n_centroids,
+                                __global uint *restrict probe)
+{
+    const uint j = (uint)get_global_id(0);
+    if (j >= n_qtok)
+        return;
+    float pv = 0.0f;
+    uint pc = UINT_MAX;
+    for (uint r = 0; r < nprobe && r < n_centroids; r++) {
+        float bv = 0.0f;
+        uint bc = UINT_MAX;
+        for (uint sl = 0; sl < slices; sl++) {
+            const size_t a = ((size_t)sl * n_qtok + j) * nprobe;
+            for (uint i = 0; i < nprobe; i++) {
+                const uint c = part_c[a + i];
+                if (c == UINT_MAX)
+                    break; /* the slice's list ends */
+                const float v = part_v[a + i];
+                if (pc != UINT_MAX && !pl_before(pv, pc, v, c))
+                    continue; /* taken in an earlier round */
+                if (bc == UINT_MAX || pl_before(v, c, bv, bc)) {
+                    bv = v;
+                    bc = c;
+                }
+                break; /* the rest of this sorted list ranks after it */
+            }
+        }
+        probe[(size_t)j * nprobe + r] = bc;
+        pv = bv;
+        pc = bc;
     }
 }
 
@@ -442,32 +490,41 @@ static uint pl_scan(__local uint *x, uint v)
     return total;
 }
 
+/* Count and compact: a work-group per (query, segment of seg_words bitmap
+ * words), group g = q * segments + segment, so one query's bitmap is spread
+ * over several groups when the documents are many; pairs come out in
+ * ascending document order per query all the same. */
 __kernel __attribute__((reqd_work_group_size(PL_WG, 1, 1))) void
-plaid_count(__global const uint *restrict bitmap, const uint words, __global uint *restrict count)
+plaid_count(__global const uint *restrict bitmap, const uint words, const uint seg_words,
+            __global uint *restrict count)
 {
     __local uint x[PL_WG];
-    const uint q = (uint)get_group_id(0), lid = (uint)get_local_id(0);
+    const uint g = (uint)get_group_id(0), lid = (uint)get_local_id(0);
+    const uint nseg = (words + seg_words - 1) / seg_words, q = g / nseg;
+    const uint w_lo = (g % nseg) * seg_words, w_hi = min(words, w_lo + seg_words);
     __global const uint *bm = bitmap + (size_t)q * words;
     uint n = 0;
-    for (uint w = lid; w < words; w += PL_WG)
+    for (uint w = w_lo + lid; w < w_hi; w += PL_WG)
         n += popcount(bm[w]);
     const uint total = pl_scan(x, n);
     if (lid == 0)
-        count[q] = total;
+        count[g] = total;
 }
 
 __kernel __attribute__((reqd_work_group_size(PL_WG, 1, 1))) void
-plaid_compact(__global const uint *restrict bitmap, const uint words,
+plaid_compact(__global const uint *restrict bitmap, const uint words, const uint seg_words,
               __global const uint *restrict start, __global uint *restrict pair_q,
               __global uint *restrict pair_d)
 {
     __local uint x[PL_WG];
-    const uint q = (uint)get_group_id(0), lid = (uint)get_local_id(0);
+    const uint g = (uint)get_group_id(0), lid = (uint)get_local_id(0);
+    const uint nseg = (words + seg_words - 1) / seg_words, q = g / nseg;
+    const uint w_lo = (g % nseg) * seg_words, w_hi = min(words, w_lo + seg_words);
     __global const uint *bm = bitmap + (size_t)q * words;
-    uint at = start[q];
-    for (uint w0 = 0; w0 < words; w0 += PL_WG) {
+    uint at = start[g];
+    for (uint w0 = w_lo; w0 < w_hi; w0 += PL_WG) {
         const uint w = w0 + lid;
-        uint bits = w < words ? bm[w] : 0u;
+        uint bits = w < w_hi ? bm[w] : 0u;
         const uint total = pl_scan(x, popcount(bits));
         uint o = at + x[lid];
         while (bits) {

@@ -302,7 +302,7 @@ static void print_stats(const struct plaid_args *a, const struct ms_plaid_dev *d
                 "maxsim: plaid rerank: %llu pairs in %.3f s (kernels %.3f s), %.0f pairs/s\n",
                 (unsigned long long)n_pairs, total, ks, total > 0 ? (double)n_pairs / total : 0.0);
     else {
-        const double ks2 = ks + st->probe_s + st->select_s;
+        const double ks2 = ks + st->probe_s + st->union_s + st->select_s;
         fprintf(stderr,
                 "maxsim: plaid search: %llu queries in %.3f s, %.1f queries/s; %.0f candidates "
                 "and %.0f reranked per query\n",
@@ -310,9 +310,10 @@ static void print_stats(const struct plaid_args *a, const struct ms_plaid_dev *d
                 n_queries ? (double)st->candidates / (double)n_queries : 0.0,
                 n_queries ? (double)st->reranked / (double)n_queries : 0.0);
         fprintf(stderr,
-                "maxsim: plaid search: kernels %.3f s (centroid scores %.3f, probe and union "
+                "maxsim: plaid search: kernels %.3f s (centroid scores %.3f, probe %.3f, union "
                 "%.3f, approximate %.3f, select %.3f, rerank %.3f)\n",
-                ks2, st->centroid_s, st->probe_s, st->approx_s, st->select_s, st->rerank_s);
+                ks2, st->centroid_s, st->probe_s, st->union_s, st->approx_s, st->select_s,
+                st->rerank_s);
         fprintf(stderr,
                 "maxsim: plaid search: %llu batches, %.3f s in search calls; host and transfers "
                 "%.3f s (%.2f ms a batch, at most %.2f ms)\n",

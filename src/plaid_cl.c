@@ -27,8 +27,12 @@ struct ms_plaid_dev {
     struct ms_cl *cl;
     const struct ms_plaid *p;
     cl_program prog;
-    cl_kernel k_cs, k_approx, k_rerank, k_probe, k_probe_tile, k_union, k_count, k_compact,
-        k_select;
+    cl_kernel k_cs, k_approx, k_rerank, k_probe, k_probe_tile, k_probe_merge, k_union, k_count,
+        k_compact, k_select;
+    /* device search: centroid slices of the probe (0: chosen per batch) and
+     * bitmap words per count / compact work-group; MAXSIM_PLAID_SLICES and
+     * MAXSIM_PLAID_SEG_WORDS set them (tests, tuning) */
+    uint32_t probe_slices, seg_words;
     cl_kernel k_cs_nv; /* NVIDIA: centroid scores on the tensor cores */
     cl_mem centroids, centroids_t, lut, codes, doc_off, ivf_off, ivf;
     cl_mem centroids16; /* [K][dim] float16, for k_cs_nv */
@@ -73,12 +77,21 @@ int ms_plaid_dev_create(struct ms_plaid_dev **out, struct ms_cl *cl, const struc
         !(d->k_rerank = clCreateKernel(d->prog, "plaid_rerank", &rc)) ||
         !(d->k_probe = clCreateKernel(d->prog, "plaid_probe", &rc)) ||
         !(d->k_probe_tile = clCreateKernel(d->prog, "plaid_probe_tile", &rc)) ||
+        !(d->k_probe_merge = clCreateKernel(d->prog, "plaid_probe_merge", &rc)) ||
         !(d->k_union = clCreateKernel(d->prog, "plaid_union", &rc)) ||
         !(d->k_count = clCreateKernel(d->prog, "plaid_count", &rc)) ||
         !(d->k_compact = clCreateKernel(d->prog, "plaid_compact", &rc)) ||
         !(d->k_select = clCreateKernel(d->prog, "plaid_select", &rc))) {
         st = ms_cl_fail(err, "clCreateKernel(plaid)", rc);
         goto fail;
+    }
+    {
+        const char *e = getenv("MAXSIM_PLAID_SLICES");
+        d->probe_slices = e ? (uint32_t)strtoul(e, NULL, 10) : 0;
+        d->probe_slices = d->probe_slices > 1024 ? 1024 : d->probe_slices;
+        e = getenv("MAXSIM_PLAID_SEG_WORDS");
+        d->seg_words = e ? (uint32_t)strtoul(e, NULL, 10) : 2048;
+        d->seg_words = d->seg_words < 1 ? 1 : d->seg_words;
     }
     ms_plaid_lut(p, lut);
     if (!(d->centroids = ms_cl_buffer(d->cl, CL_MEM_READ_ONLY, (size_t)K * dim * 4, p->centroids,
@@ -210,7 +223,7 @@ void ms_plaid_dev_free(struct ms_plaid_dev *d)
         ms_cl_release(&d->pool[i].m);
     if (d->k_cs_nv)
         clReleaseKernel(d->k_cs_nv);
-    cl_kernel *ks[] = { &d->k_probe, &d->k_probe_tile, &d->k_union,
+    cl_kernel *ks[] = { &d->k_probe, &d->k_probe_tile, &d->k_probe_merge, &d->k_union,
                         &d->k_count, &d->k_compact,    &d->k_select };
     for (size_t i = 0; i < sizeof ks / sizeof *ks; i++)
         if (*ks[i])
@@ -901,12 +914,15 @@ static int search_device(struct ms_plaid_dev *d, uint64_t nq, const struct qbuf 
     const struct ms_plaid *p = d->p;
     const uint32_t K = p->n_centroids, nprobe = o->nprobe < K ? (uint32_t)o->nprobe : K;
     const uint32_t words = (uint32_t)((p->n_docs + 31) / 32);
+    const uint32_t seg_words = d->seg_words, nseg = (words + seg_words - 1) / seg_words;
+    const uint64_t ng = nq * nseg; /* count / compact groups */
     uint64_t keep64 = o->nrerank < o->ncandidates ? o->nrerank : o->ncandidates;
     keep64 = keep64 < p->n_docs ? keep64 : p->n_docs;
     const uint32_t keep = keep64 ? (uint32_t)keep64 : 1, k = t->k ? (uint32_t)t->k : 1;
-    cl_mem s = NULL, b_probe = NULL, b_bm = NULL, b_cnt = NULL, b_start = NULL, b_pq = NULL,
-           b_pd = NULL, b_ap = NULL, b_sq = NULL, b_sd = NULL, b_ss = NULL, b_sn = NULL,
-           b_ex = NULL, b_off2 = NULL, b_fq = NULL, b_fd = NULL, b_fs = NULL, b_fn = NULL;
+    cl_mem s = NULL, b_probe = NULL, b_part = NULL, b_part_v = NULL, b_bm = NULL, b_cnt = NULL,
+           b_start = NULL, b_pq = NULL, b_pd = NULL, b_ap = NULL, b_sq = NULL, b_sd = NULL,
+           b_ss = NULL, b_sn = NULL, b_ex = NULL, b_off2 = NULL, b_fq = NULL, b_fd = NULL,
+           b_fs = NULL, b_fn = NULL;
     uint32_t *cnt = NULL, *start = NULL, *sd = NULL, *sn = NULL, *dq = NULL, *dd = NULL;
     float *fs = NULL, *ex = NULL;
     uint64_t np = 0;
@@ -922,23 +938,61 @@ static int search_device(struct ms_plaid_dev *d, uint64_t nq, const struct qbuf 
         st = err->status;
         goto done;
     }
-    {
-        /* up to PL_PMAX probes: a work-group per 32 tokens; more: one per token */
-        const int tile = nprobe <= PL_PMAX;
-        cl_kernel kp = tile ? d->k_probe_tile : d->k_probe;
-        if ((st = MS_CL_SET_ARGS(kp, "plaid_probe", err, MS_ARG(s), MS_ARG(K), MS_ARG(qb->n_tok),
-                                 MS_ARG(nprobe), MS_ARG(b_probe))) != MS_OK)
+    if (nprobe <= PL_PMAX) {
+        /* a work-group per 32 tokens and slice of the centroids: about two
+         * groups a compute unit (one query of 32 tokens alone would use one
+         * group for all 65,536 centroids of a 1M-document index, 4.5 ms on
+         * the H200), slices of at least 128 centroids, at most 64 to merge */
+        const uint32_t tiles = (uint32_t)((qb->n_tok + 31) / 32);
+        uint32_t slices = d->probe_slices;
+        if (!slices) {
+            const uint32_t want = 2 * (d->cl->info.compute_units ? d->cl->info.compute_units : 1);
+            slices = (want + tiles - 1) / tiles;
+            slices = slices > 64 ? 64 : slices;
+            slices = slices > (K + 127) / 128 ? (K + 127) / 128 : slices;
+            slices = slices < 1 ? 1 : slices;
+        }
+        const uint32_t slice_len = (K + slices - 1) / slices;
+        slices = (K + slice_len - 1) / slice_len; /* none empty */
+        if (slices > 1 &&
+            (!(b_part = dbuf(d, (size_t)slices * qb->n_tok * nprobe * 4, NULL, "probes", err)) ||
+             !(b_part_v = dbuf(d, (size_t)slices * qb->n_tok * nprobe * 4, NULL, "probes", err)))) {
+            st = err->status;
             goto done;
-        const size_t global = (tile ? ((size_t)qb->n_tok + 31) / 32 : (size_t)qb->n_tok) * PL_WG,
-                     local = PL_WG;
-        if ((st = launch(d, kp, 1, &global, &local, "plaid_probe", &d->stats.probe_s, err)) !=
-            MS_OK)
+        }
+        cl_mem out_c = slices > 1 ? b_part : b_probe, out_v = slices > 1 ? b_part_v : b_probe;
+        if ((st = MS_CL_SET_ARGS(d->k_probe_tile, "plaid_probe_tile", err, MS_ARG(s), MS_ARG(K),
+                                 MS_ARG(qb->n_tok), MS_ARG(nprobe), MS_ARG(slice_len),
+                                 MS_ARG(out_c), MS_ARG(out_v))) != MS_OK)
+            goto done;
+        const size_t global[2] = { (size_t)tiles * PL_WG, slices }, local[2] = { PL_WG, 1 };
+        if ((st = launch(d, d->k_probe_tile, 2, global, local, "plaid_probe_tile",
+                         &d->stats.probe_s, err)) != MS_OK)
+            goto done;
+        if (slices > 1) {
+            if ((st = MS_CL_SET_ARGS(d->k_probe_merge, "plaid_probe_merge", err, MS_ARG(b_part),
+                                     MS_ARG(b_part_v), MS_ARG(slices), MS_ARG(qb->n_tok),
+                                     MS_ARG(nprobe), MS_ARG(K), MS_ARG(b_probe))) != MS_OK)
+                goto done;
+            const size_t gm = ((size_t)qb->n_tok + 63) / 64 * 64, lm = 64;
+            if ((st = launch(d, d->k_probe_merge, 1, &gm, &lm, "plaid_probe_merge",
+                             &d->stats.probe_s, err)) != MS_OK)
+                goto done;
+        }
+    } else {
+        /* more probes: a work-group per token, a round per probe */
+        if ((st = MS_CL_SET_ARGS(d->k_probe, "plaid_probe", err, MS_ARG(s), MS_ARG(K),
+                                 MS_ARG(qb->n_tok), MS_ARG(nprobe), MS_ARG(b_probe))) != MS_OK)
+            goto done;
+        const size_t global = (size_t)qb->n_tok * PL_WG, local = PL_WG;
+        if ((st = launch(d, d->k_probe, 1, &global, &local, "plaid_probe", &d->stats.probe_s,
+                         err)) != MS_OK)
             goto done;
     }
     /* candidates: per query a bitmap over the documents */
     const cl_uint zero = 0;
     if (!(b_bm = dbuf(d, nq * words * 4, NULL, "bitmaps", err)) ||
-        !(b_cnt = dbuf(d, nq * 4, NULL, "counts", err))) {
+        !(b_cnt = dbuf(d, ng * 4, NULL, "counts", err))) {
         st = err->status;
         goto done;
     }
@@ -957,41 +1011,46 @@ static int search_device(struct ms_plaid_dev *d, uint64_t nq, const struct qbuf 
                                  MS_ARG(b_bm))) != MS_OK)
             goto done;
         const size_t global = (size_t)qb->n_tok * nprobe * UNION_WG, local = UNION_WG;
-        if ((st = launch(d, d->k_union, 1, &global, &local, "plaid_union", &d->stats.probe_s,
+        if ((st = launch(d, d->k_union, 1, &global, &local, "plaid_union", &d->stats.union_s,
                          err)) != MS_OK)
             goto done;
     }
     if ((st = MS_CL_SET_ARGS(d->k_count, "plaid_count", err, MS_ARG(b_bm), MS_ARG(words),
-                             MS_ARG(b_cnt))) != MS_OK)
+                             MS_ARG(seg_words), MS_ARG(b_cnt))) != MS_OK)
         goto done;
     {
-        const size_t global = nq * PL_WG, local = PL_WG;
-        if ((st = launch(d, d->k_count, 1, &global, &local, "plaid_count", &d->stats.probe_s,
+        const size_t global = ng * PL_WG, local = PL_WG;
+        if ((st = launch(d, d->k_count, 1, &global, &local, "plaid_count", &d->stats.union_s,
                          err)) != MS_OK)
             goto done;
     }
-    if (!(cnt = ms_malloc(nq * 4, err)) || !(start = ms_malloc((nq + 1) * 4, err))) {
+    if (!(cnt = ms_malloc(ng * 4, err)) || !(start = ms_malloc((ng + 1) * 4, err))) {
         st = err->status;
         goto done;
     }
-    if ((st = read_buf(d, b_cnt, nq * 4, cnt, "candidate counts", err)) != MS_OK)
+    if ((st = read_buf(d, b_cnt, ng * 4, cnt, "candidate counts", err)) != MS_OK)
         goto done;
     uint64_t nr = 0;
     for (uint64_t r = 0; r < nq; r++) {
-        start[r] = (uint32_t)np;
-        np += cnt[r];
-        nr += cnt[r] < keep ? cnt[r] : keep;
-        if (np >= UINT32_MAX) {
-            st = ms_err_set(err, MS_ERR_RUNTIME, "too many candidates in one batch");
-            goto done;
+        uint64_t nq_r = 0; /* query r's candidates: its segments' counts */
+        for (uint32_t g = 0; g < nseg; g++) {
+            start[r * nseg + g] = (uint32_t)np;
+            np += cnt[r * nseg + g];
+            nq_r += cnt[r * nseg + g];
+            if (np >= UINT32_MAX) {
+                st = ms_err_set(err, MS_ERR_RUNTIME, "too many candidates in one batch");
+                goto done;
+            }
         }
+        cnt[r] = (uint32_t)nq_r; /* in place: slot r is read before it is written */
+        nr += nq_r < keep ? nq_r : keep;
     }
-    start[nq] = (uint32_t)np;
+    start[ng] = (uint32_t)np;
     d->stats.candidates += np;
     d->stats.reranked += nr;
     if (!np)
         goto done;
-    if (!(b_start = dbuf(d, nq * 4, start, "starts", err)) ||
+    if (!(b_start = dbuf(d, ng * 4, start, "starts", err)) ||
         !(b_pq = dbuf(d, np * 4, NULL, "pairs", err)) ||
         !(b_pd = dbuf(d, np * 4, NULL, "pairs", err)) ||
         !(b_ap = dbuf(d, np * 4, NULL, "approximate scores", err))) {
@@ -999,11 +1058,12 @@ static int search_device(struct ms_plaid_dev *d, uint64_t nq, const struct qbuf 
         goto done;
     }
     if ((st = MS_CL_SET_ARGS(d->k_compact, "plaid_compact", err, MS_ARG(b_bm), MS_ARG(words),
-                             MS_ARG(b_start), MS_ARG(b_pq), MS_ARG(b_pd))) != MS_OK)
+                             MS_ARG(seg_words), MS_ARG(b_start), MS_ARG(b_pq), MS_ARG(b_pd))) !=
+        MS_OK)
         goto done;
     {
-        const size_t global = nq * PL_WG, local = PL_WG;
-        if ((st = launch(d, d->k_compact, 1, &global, &local, "plaid_compact", &d->stats.probe_s,
+        const size_t global = ng * PL_WG, local = PL_WG;
+        if ((st = launch(d, d->k_compact, 1, &global, &local, "plaid_compact", &d->stats.union_s,
                          err)) != MS_OK)
             goto done;
     }
@@ -1018,6 +1078,19 @@ static int search_device(struct ms_plaid_dev *d, uint64_t nq, const struct qbuf 
         !(b_sn = dbuf(d, nq * 4, NULL, "selected", err))) {
         st = err->status;
         goto done;
+    }
+    if (nseg > 1) {
+        /* select wants per-query starts and counts: the first segment's
+         * start, the segments' total (cnt[0..nq), summed above) */
+        for (uint64_t r = 0; r < nq; r++)
+            start[r] = start[r * nseg];
+        drel(d, &b_start);
+        drel(d, &b_cnt);
+        if (!(b_start = dbuf(d, nq * 4, start, "starts", err)) ||
+            !(b_cnt = dbuf(d, nq * 4, cnt, "counts", err))) {
+            st = err->status;
+            goto done;
+        }
     }
     if ((st = select_launch(d, nq, b_start, b_cnt, b_pd, b_ap, keep, b_sq, b_sd, b_ss, b_sn,
                             err)) != MS_OK)
@@ -1110,6 +1183,8 @@ static int search_device(struct ms_plaid_dev *d, uint64_t nq, const struct qbuf 
 done:
     drel(d, &s);
     drel(d, &b_probe);
+    drel(d, &b_part);
+    drel(d, &b_part_v);
     drel(d, &b_bm);
     drel(d, &b_cnt);
     drel(d, &b_start);
@@ -1167,8 +1242,8 @@ int ms_plaid_dev_search(struct ms_plaid_dev *d, const struct ms_emb *q,
     struct qbuf qb;
     int st;
     const double t0 = ms_now();
-    const double k0 = d->stats.centroid_s + d->stats.probe_s + d->stats.approx_s +
-                      d->stats.select_s + d->stats.rerank_s;
+    const double k0 = d->stats.centroid_s + d->stats.probe_s + d->stats.union_s +
+                      d->stats.approx_s + d->stats.select_s + d->stats.rerank_s;
 
     if (!d->codes)
         return ms_err_set(err, MS_ERR_RUNTIME, "search needs the search setup");
@@ -1182,8 +1257,8 @@ int ms_plaid_dev_search(struct ms_plaid_dev *d, const struct ms_emb *q,
     st = st != MS_OK ? st : fst;
     d->defer = 0;
     const double wall = ms_now() - t0;
-    const double ks = d->stats.centroid_s + d->stats.probe_s + d->stats.approx_s +
-                      d->stats.select_s + d->stats.rerank_s - k0;
+    const double ks = d->stats.centroid_s + d->stats.probe_s + d->stats.union_s +
+                      d->stats.approx_s + d->stats.select_s + d->stats.rerank_s - k0;
     d->stats.batches++;
     d->stats.search_s += wall;
     d->stats.host_s += wall > ks ? wall - ks : 0.0;

@@ -87,7 +87,7 @@ int ms_plaid_dev_search(struct ms_plaid_dev *d, const struct ms_emb *q,
 /* What the calls so far did: kernel time by kernel (OpenCL events), and
  * for search the candidates scored approximately and the pairs reranked. */
 struct ms_plaid_stats {
-    double centroid_s, probe_s, approx_s, select_s, rerank_s;
+    double centroid_s, probe_s, union_s, approx_s, select_s, rerank_s;
     uint64_t candidates, reranked, batches;
     /* search calls: wall time, and wall time less kernel time (host work,
      * transfers, launches), summed and the largest of one call */

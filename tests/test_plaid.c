@@ -395,6 +395,31 @@ Test(plaid_cl, device_search_equals_host_pipeline)
     }
 }
 
+/* The probe split over centroid slices and merged, and the candidate count
+ * and compaction split over bitmap segments, as large indexes (and single
+ * queries) run them: the same results as the host pipeline. */
+Test(plaid_cl, device_search_sliced_probe_and_segments)
+{
+    const struct ms_plaid_search_opts os[] = {
+        { .nprobe = 8, .ncandidates = 4096, .nrerank = 1024 },
+        { .nprobe = 3, .ncandidates = 40, .nrerank = 20 },
+        { .nprobe = 16, .ncandidates = 7, .nrerank = 100 },
+    };
+    const char *slices[] = { "2", "3", "7", "64" }, *segs[] = { "1", "3", "5", "128" };
+    for (size_t v = 0; v < sizeof slices / sizeof *slices; v++) {
+        setenv("MAXSIM_PLAID_SLICES", slices[v], 1);
+        setenv("MAXSIM_PLAID_SEG_WORDS", segs[v], 1);
+        for (size_t i = 0; i < sizeof os / sizeof *os; i++) {
+            same_as_host("plaid_corpus", "plaid_corpus_q.npy", os[i], MS_PLAID_RESIDENT, 10);
+            same_as_host("plaid_corpus", "plaid_corpus_q_ties.npy", os[i], MS_PLAID_RESIDENT, 10);
+        }
+        for (int g = 0; g < NGOOD; g++)
+            same_as_host(GOOD[g], "plaid_q.npy", os[1], MS_PLAID_RESIDENT, 5);
+    }
+    unsetenv("MAXSIM_PLAID_SLICES");
+    unsetenv("MAXSIM_PLAID_SEG_WORDS");
+}
+
 /* Trailing zero rows are dropped: padded queries give the unpadded results. */
 Test(plaid_cl, padded_queries_are_trimmed)
 {
