@@ -9,5 +9,6 @@ $ MAXSIM_KERNEL_DIR=k MAXSIM_CACHE_DIR=off POCL_KERNEL_CACHE=0 maxsim -q search 
 $ MAXSIM_KERNEL_DIR=k MAXSIM_CACHE_DIR=off POCL_KERNEL_CACHE=0 maxsim search -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -k 1 > /dev/null
 
 $ MAXSIM_KERNEL_DIR=k MAXSIM_CACHE_DIR=off POCL_KERNEL_CACHE=0 maxsim -v search -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -k 1 2>&1 > /dev/null
+@ needs cpu
 ~ ^maxsim: build log of 'maxsim.cl':$
 ~ ^maxsim:   .*a test warning

@@ -7,6 +7,7 @@ $ maxsim devices --json | $PYTHON -c "import json,sys; d=json.load(sys.stdin); p
 > 0 True True
 
 $ maxsim --device cpu devices | grep -c '^\* '
+@ needs cpu
 > 1
 
 $ mkdir empty && OCL_ICD_VENDORS=$TMP/empty maxsim devices
@@ -36,10 +37,12 @@ $ maxsim devices extra
 # PoCL lists no platform when it cannot create its cache directory (HOME
 # unwritable): say that, not "install a driver" (issue 12).
 $ env -u POCL_CACHE_DIR -u XDG_CACHE_HOME HOME=/dev/null maxsim devices
+@ needs cpu
 ? 1
 ! maxsim: error: no OpenCL platform found; PoCL lists none when it cannot create its cache directory '/dev/null/.cache/pocl': '/dev/null' is not a writable directory (set POCL_CACHE_DIR to a writable directory)
 
 $ env -u POCL_CACHE_DIR -u XDG_CACHE_HOME HOME=/dev/null maxsim search -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs
+@ needs cpu
 ? 1
 ~ ^maxsim: error: no OpenCL platform found; PoCL lists none when it cannot create its cache directory
 

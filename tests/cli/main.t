@@ -33,6 +33,7 @@ $ maxsim --help > /dev/full
 # Global options after the command too (issue 12): -v, --quiet, --device;
 # there -q stays --queries.
 $ maxsim search -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -k 1 -v --device cpu 2>&1 >/dev/null | head -1
+@ needs cpu
 ~ ^maxsim: device [0-9]+: .* \(.*\)$
 
 $ maxsim search -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -k 1 --quiet --progress > /dev/null

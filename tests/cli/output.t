@@ -29,10 +29,12 @@ $ maxsim score -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -o /dev/fd/1
 # /dev/stdout (/dev/fd/1) is the descriptor itself: appending to what the shell opened.
 $ echo first > run.trec
 $ maxsim search -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -k 1 -o /dev/fd/1 >> run.trec && head -2 run.trec
+@ needs cpu
 > first
 > q1 Q0 doc-0042 1 16.5641651 maxsim
 
 $ mkfifo fifo && { timeout 20 cat fifo > got & } && maxsim search -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -k 1 --format tsv -o fifo && wait && test -p fifo && cat got
+@ needs cpu
 > q1	doc-0042	1	16.5641651
 > q2	doc-0137	1	16.9055138
 > q3	doc-0256	1	16.852972
@@ -95,9 +97,11 @@ $ maxsim rerank -q missing.npy -d missing.npy -c missing.trec -o r.tsv.zst --for
 ! maxsim: error: --format trec contradicts the name 'r.tsv.zst' (a .tsv file); give one or the other
 
 $ maxsim search -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -k 1 --format tsv -o r.run && head -1 r.run
+@ needs cpu
 > q1	doc-0042	1	16.5641651
 
 $ maxsim score -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -o s.txt && head -1 s.txt
+@ needs cpu
 > q1	doc-0000	4.00032616
 
 $ maxsim search -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -k 1 --format npy -o R.NPY && ls R.*

@@ -8,6 +8,7 @@ $ $PYTHON $TESTS/refcheck.py rerank $FIXTURES/cli_q.npy $FIXTURES/cli_d.npy $FIX
 # TSV candidates with CRLF, from stdin, zstd-compressed; ids from a side file.
 $ zstd -q -c $FIXTURES/cli_run.tsv | maxsim rerank --normalize -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy --doc-ids $FIXTURES/cli_d_ids.txt -c - --format tsv > out.tsv
 $ $PYTHON $TESTS/refcheck.py rerank $FIXTURES/cli_q.npy $FIXTURES/cli_d.npy $FIXTURES/cli_run.tsv out.tsv --normalize --doc-lengths $FIXTURES/cli_d_lengths.npy --doc-ids $FIXTURES/cli_d_ids.txt
+@ needs zstd
 > ok
 
 # Same bytes whatever the block size and query batch.

@@ -11,6 +11,11 @@
 #                  line, a case expecting status 0 must print nothing on stderr
 #   ~ REGEX        stdout+stderr must contain a line matching REGEX (grep -E)
 #   = FILE         stdout must equal the contents of FILE (after expansion)
+#   @ needs TAG..  run only where each TAG holds, else count the case skipped:
+#                  zstd (the zstd command is installed), cpu (maxsim's default
+#                  device is a CPU, PoCL, as in CI: cases that print its score
+#                  digits, pick --device cpu or several PoCL devices, or name
+#                  the portable kernels; a GPU machine skips them)
 # In expected lines $FIXTURES, $DATA and $TMP stand for their values.
 # Usage: MAXSIM=./maxsim FIXTURES=build/fixtures bash tests/cli/run.sh tests/cli/*.t
 set -u
@@ -22,8 +27,24 @@ bindir=$(mktemp -d)
 ln -s "$MAXSIM" "$bindir/maxsim"
 export PATH="$bindir:$PATH"
 export MAXSIM_CACHE_DIR="${MAXSIM_CACHE_DIR:-$bindir/cache}"
+export LC_ALL=C # `ls`, `sort` and friends in the cases order bytes, not a locale's collation
 pass=0
 fail=0
+skip=0
+skipped=""
+have_zstd=0 have_cpu=0
+command -v zstd >/dev/null 2>&1 && have_zstd=1
+maxsim devices 2>/dev/null | grep -Eq '^\* [0-9]+ +CPU ' && have_cpu=1
+unmet() { # the first tag of "$1" that does not hold here, if any
+    local t
+    for t in $1; do
+        case $t in
+        zstd) [ $have_zstd = 1 ] || { echo zstd; return; } ;;
+        cpu) [ $have_cpu = 1 ] || { echo cpu; return; } ;;
+        *) echo "unknown tag $t"; return ;;
+        esac
+    done
+}
 
 run_case() {
     local file=$1 line=$2 cmd=$3 want_status=$4 want_out=$5 want_err=$6 regexes=$7 have_out=$8 have_err=$9 eqfile=${10}
@@ -64,12 +85,18 @@ run_case() {
 for file in "$@"; do
     TMP=$(mktemp -d)
     export TMP
-    cmd="" start=0 status=0 out="" err="" res="" hout=0 herr=0 eqf="" n=0
+    cmd="" start=0 status=0 out="" err="" res="" hout=0 herr=0 eqf="" needs="" n=0
     flush() {
         if [ -n "$cmd" ]; then
-            run_case "$file" "$start" "$cmd" "$status" "$out" "$err" "$res" "$hout" "$herr" "$eqf"
+            local why
+            why=$(unmet "$needs")
+            case $why in
+            '') run_case "$file" "$start" "$cmd" "$status" "$out" "$err" "$res" "$hout" "$herr" "$eqf" ;;
+            unknown*) fail=$((fail + 1)); echo "FAIL $file:$start: @ needs: $why" ;;
+            *) skip=$((skip + 1)); skipped="$skipped $why" ;;
+            esac
         fi
-        cmd="" status=0 out="" err="" res="" hout=0 herr=0 eqf=""
+        cmd="" status=0 out="" err="" res="" hout=0 herr=0 eqf="" needs=""
     }
     while IFS= read -r l || [ -n "$l" ]; do
         n=$((n + 1))
@@ -80,6 +107,7 @@ for file in "$@"; do
         '! '*) if [ $herr = 1 ]; then err="$err"$'\n'"${l#! }"; else err=${l#! }; fi; herr=1 ;;
         '~ '*) res="$res"$'\n'"${l#\~ }" ;;
         '= '*) eqf=${l#= } ;;
+        '@ needs '*) needs="$needs ${l#@ needs }" ;;
         ''|'#'*) ;;
         *) echo "$file:$n: cannot parse line: $l" >&2; fail=$((fail + 1)) ;;
         esac
@@ -89,5 +117,9 @@ for file in "$@"; do
     rm -rf "$TMP"
 done
 rm -rf "$bindir"
-echo "cli: $pass passed, $fail failed"
+if [ $skip = 0 ]; then
+    echo "cli: $pass passed, $fail failed"
+else
+    echo "cli: $pass passed, $fail failed, $skip skipped (needing:$(printf '%s\n' $skipped | sort | uniq -c | awk '{printf " %s %s", $2, $1}'))"
+fi
 [ "$fail" = 0 ]

@@ -15,6 +15,7 @@ $ export POCL_DEVICES="pthread pthread pthread"
 $ maxsim devices | grep -c '^[* ] [0-9] '
 $ for c in 1 2 5; do maxsim --device all search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_dup.npy --doc-lengths $FIXTURES/cli_dup_lengths.npy -k 12 --chunk-docs $c | cmp - dup1.trec || exit 1; done
 $ MAXSIM_DEVICE=2,0 maxsim search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 20 --chunk-docs 3 | cmp - d1.trec && echo same
+@ needs cpu
 > 3
 > same
 
@@ -28,6 +29,7 @@ $ MAXSIM_DEVICE_TOPK=1 maxsim -v --device all search -q $FIXTURES/cli_q.npy --qu
 $ export POCL_DEVICES="pthread pthread pthread"
 $ maxsim --device all devices | grep -c '^\* '
 $ maxsim --device 2,0 devices --json | $PYTHON -c "import json,sys; d=json.load(sys.stdin); print(d['picked'], d['picked_all'])"
+@ needs cpu
 > 3
 > 2 [2, 0]
 
@@ -38,6 +40,7 @@ $ export POCL_DEVICES="pthread pthread"
 $ maxsim --device all score -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy --chunk-docs 11 -o all.npy
 $ maxsim --device 0,1 score -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy --chunk-docs 11 | cmp - one.tsv
 $ cmp one.npy all.npy && echo same
+@ needs cpu
 > same
 
 # One device listed twice: two queues and threads on it, the same bytes.
@@ -67,6 +70,7 @@ $ maxsim merge -k 12 g0.trec g1.trec | cmp - dup1.trec && echo same
 $ zstd -q $FIXTURES/cli_d.npy -o d.npy.zst
 $ for i in 0 1 2; do maxsim search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d d.npy.zst --doc-lengths $FIXTURES/cli_d_lengths.npy -k 20 --query-batch 2 --shard $i/3 -o z$i.trec || exit 1; done
 $ maxsim merge -k 20 z0.trec z1.trec z2.trec | cmp - d1.trec && echo same
+@ needs zstd
 > same
 
 # A shard's run holds its own top-k with global document ids.
@@ -204,6 +208,7 @@ $ maxsim --device 0, search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli
 ! maxsim: error: bad device list '0,': expected device indices from 'maxsim devices' separated by commas (e.g. 0,2), found ''
 
 $ maxsim --device 0,9 search -q $FIXTURES/cli_q.npy --query-lengths $FIXTURES/cli_q_lengths.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy
+@ needs cpu
 ? 2
 ~ ^maxsim: error: no device with index 9 \(devices: 0 CPU
 

@@ -29,6 +29,7 @@ $ maxsim score -q $FIXTURES/cli_d.h5:/queries -d $FIXTURES/cli_d.h5:/docs | wc -
 > 1500
 
 $ maxsim score -q $FIXTURES/cli_d.h5:/queries -d $FIXTURES/cli_d.h5:/docs > s.tsv && maxsim score -q $FIXTURES/cli_d.h5:/queries -d $FIXTURES/cli_d.h5:/docs -o s.tsv.zst && zstd -dc s.tsv.zst | cmp - s.tsv && echo same
+@ needs zstd
 > same
 
 $ maxsim score -q $FIXTURES/cli_d.h5:/queries -d $FIXTURES/cli_d.h5:/docs | awk -F'\t' 'NR==4{print $3}'
@@ -55,4 +56,5 @@ $ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_nan.npy --doc-lengths $FI
 
 # --chunk-docs larger than the corpus: buffers for the corpus, not the option.
 $ maxsim score -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs --chunk-docs 100000000000 | head -1
+@ needs cpu
 > q1	doc-0000	4.00032616

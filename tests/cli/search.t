@@ -71,6 +71,7 @@ $ MAXSIM_DEVICE_TOPK=1 maxsim -v search -q tq.npy --query-lengths tql.npy -d td.
 > maxsim: search: top-k on the device: 3 of 3 blocks, 10 scores a query and block read back
 
 $ maxsim -v --device cpu search -q tq.npy --query-lengths tql.npy -d td.npy --doc-lengths tdl.npy -k 10 2>&1 >/dev/null | grep 'top-k'
+@ needs cpu
 > maxsim: search: top-k on the host: every score read back (a CPU device; MAXSIM_DEVICE_TOPK=1 selects on it)
 
 $ MAXSIM_DEVICE_TOPK=0 maxsim -v search -q tq.npy --query-lengths tql.npy -d td.npy --doc-lengths tdl.npy -k 10 2>&1 >/dev/null | grep 'top-k'
@@ -104,6 +105,7 @@ $ maxsim -q search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_empty_corpus.npy --do
 # A 2-D corpus without lengths is one document of all its tokens: a warning,
 # since a forgotten --doc-lengths would otherwise pass for a result.
 $ maxsim search -q $DATA/queries.npy -d $DATA/docs.npy -k 1 --format tsv | head -1
+@ needs cpu
 > 0	0	1	20.1906166
 ! maxsim: warning: '$DATA/docs.npy' is a 2-D [tokens, dim] array without lengths (--doc-lengths): it is read as one document of all 2492 tokens
 
@@ -116,9 +118,11 @@ $ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIX
 > 4 Q0 4 exp1
 
 $ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 4 -o out.tsv.zst && zstd -dc out.tsv.zst | awk -F'\t' 'NR==1{print NF}'
+@ needs zstd
 > 4
 
 $ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 4 -o out.trec.zst && maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 4 -o plain.trec && zstd -dc out.trec.zst | cmp - plain.trec && echo same
+@ needs zstd
 > same
 
 $ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 4 -o res.npy && $PYTHON -c "import numpy as n; s=n.load('res.scores.npy'); i=n.load('res.indices.npy'); print(s.shape, s.dtype, i.shape, i.dtype)"
@@ -205,17 +209,20 @@ $ maxsim -q search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $
 # --chunk-docs larger than the corpus sizes buffers for the corpus, not the
 # option (10^11 ran out of memory on 500 documents).
 $ maxsim search -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -k 1 --chunk-docs 100000000000 | head -1
+@ needs cpu
 > q1 Q0 doc-0042 1 16.5641651 maxsim
 
 # zstd through a pipe (/dev/stdin), told by its first bytes (it said "bad
 # magic bytes": the format probe had consumed them); lengths too.
 $ zstd -q -c $DATA/queries.npy | maxsim search -q /dev/stdin -d $DATA/docs.npy --doc-lengths $DATA/docs_lengths.npy -k 1 --format tsv
+@ needs zstd
 > 0	42	1	16.5641651
 > 1	137	1	16.9055138
 > 2	256	1	16.852972
 > 3	499	1	16.7030907
 
 $ zstd -q -c $DATA/docs_lengths.npy | maxsim search -q $DATA/queries.npy -d $DATA/docs.npy --doc-lengths /dev/stdin -k 1 --format tsv | head -1
+@ needs zstd cpu
 > 0	42	1	16.5641651
 
 $ cat $DATA/queries.npy | maxsim search -q /dev/stdin -d $DATA/docs.npy --doc-lengths $DATA/docs_lengths.npy
@@ -223,5 +230,6 @@ $ cat $DATA/queries.npy | maxsim search -q /dev/stdin -d $DATA/docs.npy --doc-le
 ! maxsim: error: '/dev/stdin': a plain .npy through a pipe (it is read at random positions: give a file, or compress it with zstd)
 
 $ zstd -q -c $DATA/queries.npy | head -c 3000 | maxsim search -q /dev/stdin -d $DATA/docs.npy --doc-lengths $DATA/docs_lengths.npy
+@ needs zstd
 ? 2
 ! maxsim: error: '/dev/stdin': truncated zstd data (the file ends inside a frame)
