@@ -16,12 +16,106 @@
  *       bucket (the number of cutoffs strictly below it, torch.bucketize),
  *       the bucket's bits least significant first, packed from the byte's
  *       most significant bit down (ColBERT's binarize + packbits).
+ *   index_approx_prep, index_assign_approx, index_assign_nv, index_gather,
+ *       index_scatter  the same codes from float16 scores (tensor cores on
+ *       NVIDIA) with an exact re-check of the points they cannot settle:
+ *       see "Approximate assignment" below.
  * Every result depends only on its own point and the centroids, never on
  * how points are split into launches, so a build is the same whatever the
  * block size.
  *
- * Standalone OpenCL C 1.2: `make check-kernels` compiles it with clang.
+ * Build options: -DMS_NVIDIA=1 on NVIDIA devices (index_assign_nv, inline
+ * PTX), with -DIX_NV_KS=dim/16. Standalone OpenCL C 1.2: `make
+ * check-kernels` compiles it with clang. tests/test_nv_layout.c includes
+ * the part above the kernels (IX_NV_INDEX_ONLY) to emulate index_assign_nv.
  */
+
+/*
+ * Approximate assignment. The exact kernels below give code(i) = the lowest
+ * c maximizing s(i, c) = fl(fma chain over d of x_i[d] * c[d]) + bias[c],
+ * all float32. The approximate pass computes t(i, c) from float16-rounded
+ * x_i and c (float32 products and sums, on NVIDIA mma.sync f16 -> f32) plus
+ * the same bias, and keeps per point the best t, its centroid and the
+ * second-best t (top-2; a tie at the top makes the two equal). With a bound
+ * |t(i, c) - s(i, c)| <= e_i for every c:
+ *   if best_t - second_t > 2 e_i, the exact argmax is the approximate one:
+ *   for any c != b (b the approximate best), s(c) <= t(c) + e_i <= second_t
+ *   + e_i < best_t - e_i <= s(b), so s(c) < s(b) strictly, and b is the
+ *   unique exact maximum (no tie left for the lower-index rule to break).
+ * Otherwise (near ties, exact ties, NaN, values float16 cannot hold) the
+ * point is listed for the exact kernel, whose code replaces the
+ * approximate one: the codes are the exact kernels' codes, bit for bit.
+ *
+ * The bound (u = 2^-11: float16's unit roundoff; eta = 2^-25: half its
+ * subnormal spacing, so |fl16(v) - v| <= u|v| + eta for every |v| <= 65504;
+ * A = sum_d |x_d c_d| <= |x|_2 |c|_2):
+ *   float16 inputs: |<x~, c~> - <x, c>| <= (2u + u^2) A
+ *       + (2 + u) eta (|x|_1 + |c|_1) + dim eta^2  (products of float16
+ *       values are exact in float32);
+ *   the approximate sums: <= (dim + 16) 2^-22 A~, allowing 2 ulps a term
+ *       for the tensor cores' truncating adds (measured: 1; Fasi et al.,
+ *       "Numerical behavior of NVIDIA tensor cores", 2021);
+ *   the exact fma chain: <= dim 2^-24 A (1 + small);
+ *   the two float32 bias additions: <= 2^-23 (A + max|bias|) (1 + small).
+ * So e_i = rel |x_i|_2 max|c|_2 + 2^-23 (|x_i|_1 + max|c|_1)
+ *          + 2^-22 max|bias| + dim 2^-50, with rel = 2^-10 + (2 dim + 40)
+ * 2^-22 (above: 2u + u^2 + (1.25 dim + 18) 2^-22 and the (1 + u)^2 of A~),
+ * the whole times 1 + 2^-6 for the float32 rounding of the norms and of e
+ * itself. The host computes the centroid maxima (and refuses the pass when
+ * a centroid value is beyond float16); index_approx_prep computes the
+ * point norms and gives a point with a value beyond float16 (or NaN) an
+ * infinite bound, so it is always re-checked. docs/kernel-notes.md has the
+ * derivation at length.
+ */
+#define IX_NV_A_ROW(lane, r)  (((lane) >> 2) + 8 * ((r) & 1)) /* A: points x dims */
+#define IX_NV_A_COL(lane, r)  (2 * ((lane) & 3) + 8 * ((r) >> 1))
+#define IX_NV_B_CENT(lane)    ((lane) >> 2) /* B: dims x centroids */
+#define IX_NV_B_K(lane, r)    (2 * ((lane) & 3) + 8 * (r))
+#define IX_NV_C_ROW(lane, r)  (((lane) >> 2) + 8 * ((r) >> 1)) /* C: points x centroids */
+#define IX_NV_C_COL(lane, r)  (2 * ((lane) & 3) + ((r) & 1))
+#define IX_NV_COL_T(col)      (((col) >> 1) & 3) /* t (lane & 3) of the lanes holding column col */
+
+/* One more score of a point, centroids in ascending order: an equal score
+ * goes to second (a tie at the top leaves no margin). */
+static inline void ix_top2_take(const float s, const uint c, float *best, uint *arg, float *second)
+{
+    if (s > *best) {
+        *second = *best;
+        *best = s;
+        *arg = c;
+    } else {
+        *second = fmax(*second, s);
+    }
+}
+
+/* Two top-2s of disjoint centroid sets joined: the larger best (equal: the
+ * lower centroid), the larger of the loser's best and the winner's second.
+ * The same result whichever side is `*`, so both lanes of a shuffle agree. */
+static inline void ix_top2_join(float *best, uint *arg, float *second, const float obest,
+                                const uint oarg, const float osecond)
+{
+    if (obest > *best || (obest == *best && oarg < *arg)) {
+        *second = fmax(*best, osecond);
+        *best = obest;
+        *arg = oarg;
+    } else {
+        *second = fmax(*second, obest);
+    }
+}
+
+/* Whether the approximate best is the exact argmax (the comment above):
+ * nrm2, nrm1 = |x|_2, |x|_1 (nrm2 infinite: a value float16 cannot hold);
+ * rel_c = rel max|c|_2, eta_x = 2^-23, abs_c = the constant terms, all
+ * scaled by the host. NaN anywhere fails the test. */
+static inline int ix_settled(const float best, const float second, const float nrm2,
+                             const float nrm1, const float rel_c, const float eta_x,
+                             const float abs_c)
+{
+    const float e = rel_c * nrm2 + eta_x * nrm1 + abs_c;
+    return best - second > 2.0f * e;
+}
+
+#ifndef IX_NV_INDEX_ONLY
 
 __kernel void index_transpose(__global const float *restrict x32,
                               __global const half *restrict x16, const uint is_half,
@@ -282,3 +376,212 @@ __kernel void index_compress(__global const float *restrict xt, const uint strid
         out[(size_t)t * packed + b] = (uchar)byte;
     }
 }
+
+/* ---- Approximate assignment (see the comment at the top) ---- */
+
+/* Per point of the transposed block: its float16 row (round to nearest
+ * even, as the host's centroids), |x|_2 and |x|_1; |x|_2 infinite when a
+ * value is beyond float16's range or NaN (then the bound is infinite and
+ * the point is re-checked). One work-item a point. */
+__kernel void index_approx_prep(__global const float *restrict xt, const uint stride, const uint n,
+                                const uint dim, __global half *restrict x16,
+                                __global float2 *restrict norms)
+{
+    const uint i = (uint)get_global_id(0);
+    if (i >= n)
+        return;
+    float ss = 0.0f, s1 = 0.0f;
+    int safe = 1;
+    for (uint d = 0; d < dim; d++) {
+        const float v = xt[(size_t)d * stride + i];
+        safe &= fabs(v) <= 65504.0f; /* false for NaN */
+        ss = fma(v, v, ss);
+        s1 += fabs(v);
+        vstore_half_rte(v, (size_t)i * dim + d, x16);
+    }
+    norms[i] = (float2)(safe ? sqrt(ss) : INFINITY, s1);
+}
+
+/* The approximate pass anywhere (PoCL tests it): one work-item a point,
+ * float16 inputs, float32 fma sums. The centroids are split over 4 slots
+ * as index_assign_nv splits them over the 4 lanes of a row (pairs of
+ * columns), and the slots joined in its shuffle order, so the top-2 logic
+ * is the one the tensor-core kernel runs. Not fast: a reference. */
+__kernel void index_assign_approx(__global const half *restrict x16, const uint n, const uint dim,
+                                  __global const half *restrict c16,
+                                  __global const float *restrict bias, const uint k,
+                                  __global const float2 *restrict norms, const float rel_c,
+                                  const float eta_x, const float abs_c,
+                                  __global uint *restrict out, __global uint *restrict recheck,
+                                  __global uint *restrict n_recheck)
+{
+    const uint i = (uint)get_global_id(0);
+    if (i >= n)
+        return;
+    float best[4], second[4];
+    uint arg[4];
+    for (uint l = 0; l < 4; l++) {
+        best[l] = second[l] = -INFINITY;
+        arg[l] = 0;
+    }
+    for (uint c = 0; c < k; c++) {
+        float acc = 0.0f;
+        for (uint d = 0; d < dim; d++)
+            acc = fma(vload_half((size_t)i * dim + d, x16), vload_half((size_t)c * dim + d, c16),
+                      acc);
+        const uint l = IX_NV_COL_T(c);
+        ix_top2_take(acc + bias[c], c, &best[l], &arg[l], &second[l]);
+    }
+    /* shfl.xor 1 then 2, as lane 0 sees it */
+    for (uint m = 1; m <= 2; m *= 2)
+        for (uint l = 0; l < 4; l += 2 * m)
+            ix_top2_join(&best[l], &arg[l], &second[l], best[l + m], arg[l + m], second[l + m]);
+    out[i] = arg[0];
+    const float2 nx = norms[i];
+    if (!ix_settled(best[0], second[0], nx.x, nx.y, rel_c, eta_x, abs_c))
+        recheck[atomic_inc(n_recheck)] = i;
+}
+
+/* The points to re-check, transposed into a block of their own (stride:
+ * m rounded up to 16, the padding zeros), for the exact kernels. */
+__kernel void index_gather(__global const float *restrict xt, const uint stride,
+                           __global const uint *restrict list, const uint m, const uint dim,
+                           const uint stride_g, __global float *restrict xg)
+{
+    const uint d = (uint)get_global_id(0), j = (uint)get_global_id(1);
+    if (d >= dim || j >= stride_g)
+        return;
+    xg[(size_t)d * stride_g + j] = j < m ? xt[(size_t)d * stride + list[j]] : 0.0f;
+}
+
+__kernel void index_scatter(__global const uint *restrict codes_g, __global const uint *restrict list,
+                            const uint m, __global uint *restrict codes)
+{
+    const uint j = (uint)get_global_id(0);
+    if (j < m)
+        codes[list[j]] = codes_g[j];
+}
+
+/*
+ * index_assign_nv (NVIDIA only, -DMS_NVIDIA=1): index_assign_approx's
+ * result on the tensor cores, mma.sync m16n8k16 (float16 x float16,
+ * float32 sums) through inline PTX, as kernels/plaid.cl's
+ * plaid_centroid_scores_nv (verified on the H200). A work-group of 4 warps
+ * takes 128 points, a warp 32 of them (2 m-tiles of 16), their A fragments
+ * held in registers for the whole dimension (IX_NV_KS k-steps, loaded once
+ * from the float16 rows). The warp walks every centroid 8 at a time (one
+ * n-tile): B fragments are 32-bit loads of the float16 centroid rows from
+ * global memory (the 4 warps of a group read the same words: L1 hits; all
+ * groups stream the same rows: L2), two mmas a k-step. A lane holds, per
+ * n-tile, columns 2t and 2t + 1 of rows g and g + 8 of each m-tile (the
+ * IX_NV_C_* maps), in ascending column order, and keeps a top-2 per row;
+ * the 4 lanes of a row join theirs with shfl.sync.bfly 1 and 2, and lane
+ * t = 0 writes the code and, when unsettled, lists the point. The lane
+ * mappings (PTX ISA, as in plaid.cl): g = lane >> 2, t = lane & 3; A reg r
+ * = A[g + 8(r&1)][2t + 8(r>>1) + {0,1}], B reg r = B[2t + 8r + {0,1}][g],
+ * C reg r = C[g + 8(r>>1)][2t + (r&1)]; tests/test_nv_layout.c emulates
+ * this kernel's index math against its model of the ISA.
+ */
+#ifdef MS_NVIDIA
+#ifndef IX_NV_KS
+#define IX_NV_KS 8 /* dim / 16: set by the host */
+#endif
+#if defined(__clang__) && !defined(cl_nv_pragma_unroll)
+#define IX_ASM __asm__ volatile
+#else
+#define IX_ASM asm volatile
+#endif
+static inline void ix_nv_mma(float *c, const uint *a, const uint b0, const uint b1)
+{
+    IX_ASM("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+           "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+           : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+           : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* Butterfly exchange within the warp (maxsim_nv.cl's); every lane takes part. */
+static inline uint ix_nv_shfl_xor(const uint v, const uint mask)
+{
+    uint r;
+    IX_ASM("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=r"(r) : "r"(v), "r"(mask));
+    return r;
+}
+
+/* x16, c16: float16 pairs as uint (low half first), rows of dim / 2 words. */
+__kernel __attribute__((reqd_work_group_size(128, 1, 1))) void
+index_assign_nv(__global const uint *restrict x16, const uint n, const uint dim,
+                __global const uint *restrict c16, __global const float *restrict bias,
+                const uint k, __global const float2 *restrict norms, const float rel_c,
+                const float eta_x, const float abs_c, __global uint *restrict out,
+                __global uint *restrict recheck, __global uint *restrict n_recheck)
+{
+    const uint lane = (uint)get_local_id(0) & 31u, warp = (uint)get_local_id(0) >> 5;
+    const uint p0 = (uint)get_group_id(0) * 128 + warp * 32;
+    const uint hw = dim / 2; /* == 8 * IX_NV_KS: the host checks */
+    uint a[2][IX_NV_KS][4];
+#pragma unroll
+    for (uint m = 0; m < 2; m++)
+#pragma unroll
+        for (uint ks = 0; ks < IX_NV_KS; ks++)
+#pragma unroll
+            for (uint r = 0; r < 4; r++) {
+                const uint p = p0 + 16 * m + IX_NV_A_ROW(lane, r);
+                a[m][ks][r] = p < n ? x16[(size_t)p * hw + (16 * ks + IX_NV_A_COL(lane, r)) / 2] : 0u;
+            }
+    /* slot 2m + h: row 16m + g + 8h of the warp's 32 */
+    float best[4], second[4];
+    uint arg[4];
+#pragma unroll
+    for (uint s = 0; s < 4; s++) {
+        best[s] = second[s] = -INFINITY;
+        arg[s] = 0;
+    }
+    for (uint c0 = 0; c0 < k; c0 += 8) {
+        /* centroids past k: a valid row read again, never taken */
+        __global const uint *crow = c16 + (size_t)min(c0 + IX_NV_B_CENT(lane), k - 1) * hw;
+        float acc[2][4];
+#pragma unroll
+        for (uint m = 0; m < 2; m++)
+#pragma unroll
+            for (uint r = 0; r < 4; r++)
+                acc[m][r] = 0.0f;
+#pragma unroll
+        for (uint ks = 0; ks < IX_NV_KS; ks++) {
+            const uint b0 = crow[(16 * ks + IX_NV_B_K(lane, 0)) / 2];
+            const uint b1 = crow[(16 * ks + IX_NV_B_K(lane, 1)) / 2];
+            ix_nv_mma(acc[0], a[0][ks], b0, b1);
+            ix_nv_mma(acc[1], a[1][ks], b0, b1);
+        }
+#pragma unroll
+        for (uint r = 0; r < 4; r++) {
+            const uint c = c0 + IX_NV_C_COL(lane, r);
+            if (c < k) {
+                const float b = bias[c];
+                ix_top2_take(acc[0][r] + b, c, &best[r >> 1], &arg[r >> 1], &second[r >> 1]);
+                ix_top2_take(acc[1][r] + b, c, &best[2 + (r >> 1)], &arg[2 + (r >> 1)],
+                             &second[2 + (r >> 1)]);
+            }
+        }
+    }
+#pragma unroll
+    for (uint s = 0; s < 4; s++)
+        for (uint m = 1; m <= 2; m *= 2) {
+            const float ob = as_float(ix_nv_shfl_xor(as_uint(best[s]), m));
+            const uint oa = ix_nv_shfl_xor(arg[s], m);
+            const float os = as_float(ix_nv_shfl_xor(as_uint(second[s]), m));
+            ix_top2_join(&best[s], &arg[s], &second[s], ob, oa, os);
+        }
+    if ((lane & 3u) == 0)
+#pragma unroll
+        for (uint s = 0; s < 4; s++) {
+            const uint p = p0 + 16 * (s >> 1) + (lane >> 2) + 8 * (s & 1);
+            if (p < n) {
+                out[p] = arg[s];
+                const float2 nx = norms[p];
+                if (!ix_settled(best[s], second[s], nx.x, nx.y, rel_c, eta_x, abs_c))
+                    recheck[atomic_inc(n_recheck)] = p;
+            }
+        }
+}
+#endif /* MS_NVIDIA */
+#endif /* IX_NV_INDEX_ONLY */

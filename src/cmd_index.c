@@ -258,6 +258,15 @@ int cmd_index(int argc, char **argv)
                     "held out for the bucket quantiles\n",
                     (unsigned long long)st.sample_docs, (unsigned long long)st.sample_tokens,
                     (unsigned long long)st.train_points, (unsigned long long)st.heldout);
+        if (st.assign_points)
+            fprintf(
+                stderr,
+                "index: assignment %s: %llu of %llu points re-checked (%.2f%%); kernels "
+                "%.2f s float16, %.2f s re-check\n",
+                st.assign, (unsigned long long)st.rechecked, (unsigned long long)st.assign_points,
+                100.0 * (double)st.rechecked / (double)st.assign_points, st.approx_s, st.recheck_s);
+        else if (st.assign)
+            fprintf(stderr, "index: assignment %s\n", st.assign);
         fprintf(stderr, "index: peak resident memory %.1f MiB, device buffers %.1f MiB\n",
                 peak_rss_mb(), (double)st.device_peak / 1048576.0);
     }
