@@ -46,26 +46,30 @@
  * point is listed for the exact kernel, whose code replaces the
  * approximate one: the codes are the exact kernels' codes, bit for bit.
  *
- * The bound (u = 2^-11: float16's unit roundoff; eta = 2^-25: half its
- * subnormal spacing, so |fl16(v) - v| <= u|v| + eta for every |v| <= 65504;
- * A = sum_d |x_d c_d| <= |x|_2 |c|_2):
- *   float16 inputs: |<x~, c~> - <x, c>| <= (2u + u^2) A
- *       + (2 + u) eta (|x|_1 + |c|_1) + dim eta^2  (products of float16
- *       values are exact in float32);
- *   the approximate sums: <= (dim + 16) 2^-22 A~, allowing 2 ulps a term
- *       for the tensor cores' truncating adds (measured: 1; Fasi et al.,
- *       "Numerical behavior of NVIDIA tensor cores", 2021);
- *   the exact fma chain: <= dim 2^-24 A (1 + small);
- *   the two float32 bias additions: <= 2^-23 (A + max|bias|) (1 + small).
- * So e_i = rel |x_i|_2 max|c|_2 + 2^-23 (|x_i|_1 + max|c|_1)
- *          + 2^-22 max|bias| + dim 2^-50, with rel = 2^-10 + (2 dim + 40)
- * 2^-22 (above: 2u + u^2 + (1.25 dim + 18) 2^-22 and the (1 + u)^2 of A~),
- * the whole times 1 + 2^-6 for the float32 rounding of the norms and of e
- * itself. The host computes the centroid maxima (and refuses the pass when
- * a centroid value is beyond float16); index_approx_prep computes the
- * point norms and gives a point with a value beyond float16 (or NaN) an
- * infinite bound, so it is always re-checked. docs/kernel-notes.md has the
- * derivation at length.
+ * The bound. Write x~, c~ for the float16 roundings and |.| for the 2-norm.
+ * Exactly, x~.c~ - x.c = (x~ - x).c~ + x.(c~ - c), so by Cauchy-Schwarz
+ *   |<x~, c~> - <x, c>| <= |x~ - x| |c~| + |x| |c~ - c|
+ * whatever the rounding (subnormals included; a value float16 cannot hold
+ * makes |x~ - x| infinite). The sums add, with A = |x| |c| and A~ = |x~|
+ * |c~| bounding sum_d |x_d c_d| and sum_d |x~_d c~_d|:
+ *   the approximate sums: (dim + 16) 2^-22 A~ (products of float16 values
+ *       are exact in float32; 2 ulps a term for the tensor cores' truncating
+ *       adds, which measure at 1: Fasi et al., "Numerical behavior of NVIDIA
+ *       tensor cores", 2021; the fma chain of index_assign_approx is well
+ *       within it);
+ *   the exact fma chain: dim 2^-24 A (1 + dim 2^-24);
+ *   the two float32 bias additions: 2^-24 (|sum + bias|) each, at most
+ *       2^-22 max(A, A~) + 2^-23 max|bias|.
+ * So, with N = max(|x|, |x~|) and C = max over c of max(|c|, |c~|):
+ *   e = |x~ - x| max|c~| + |x| max|c~ - c|
+ *       + ((dim + 16) 2^-22 + dim 2^-24 + 2^-22) N C + 2^-23 max|bias|,
+ * times 1 + 2^-6 for the float32 rounding of the norms (sqrt within 3
+ * ulps) and of e itself. The centroid maxima come from the host (which
+ * refuses the pass when a centroid value does not fit float16);
+ * index_approx_prep computes |x~ - x| (infinite for a value beyond float16
+ * or NaN: the point is always re-checked) and N. For unit vectors e is
+ * about 4e-4 (|x~ - x| ~ 0.35 u |x|, u = 2^-11). docs/kernel-notes.md has
+ * the derivation at length.
  */
 #define IX_NV_A_ROW(lane, r)  (((lane) >> 2) + 8 * ((r) & 1)) /* A: points x dims */
 #define IX_NV_A_COL(lane, r)  (2 * ((lane) & 3) + 8 * ((r) >> 1))
@@ -104,14 +108,13 @@ static inline void ix_top2_join(float *best, uint *arg, float *second, const flo
 }
 
 /* Whether the approximate best is the exact argmax (the comment above):
- * nrm2, nrm1 = |x|_2, |x|_1 (nrm2 infinite: a value float16 cannot hold);
- * rel_c = rel max|c|_2, eta_x = 2^-23, abs_c = the constant terms, all
- * scaled by the host. NaN anywhere fails the test. */
-static inline int ix_settled(const float best, const float second, const float nrm2,
-                             const float nrm1, const float rel_c, const float eta_x,
-                             const float abs_c)
+ * rx = |x~ - x| (infinite: a value float16 cannot hold), nx = N; the host's
+ * scaled constants: c_q = max|c~|, c_n = max|c~ - c| + (the sums' rate) C,
+ * c_b = 2^-23 max|bias|. NaN anywhere fails the test. */
+static inline int ix_settled(const float best, const float second, const float rx,
+                             const float nx, const float c_q, const float c_n, const float c_b)
 {
-    const float e = rel_c * nrm2 + eta_x * nrm1 + abs_c;
+    const float e = rx * c_q + nx * c_n + c_b;
     return best - second > 2.0f * e;
 }
 
@@ -380,9 +383,10 @@ __kernel void index_compress(__global const float *restrict xt, const uint strid
 /* ---- Approximate assignment (see the comment at the top) ---- */
 
 /* Per point of the transposed block: its float16 row (round to nearest
- * even, as the host's centroids), |x|_2 and |x|_1; |x|_2 infinite when a
- * value is beyond float16's range or NaN (then the bound is infinite and
- * the point is re-checked). One work-item a point. */
+ * even, as the host rounds the centroids), |x~ - x| (infinite when a value
+ * is beyond float16's range or NaN: then the point is re-checked) and
+ * max(|x|, |x~|). One work-item a point; it reads back its own float16
+ * values (OpenCL 1.2 has no half arithmetic without cl_khr_fp16). */
 __kernel void index_approx_prep(__global const float *restrict xt, const uint stride, const uint n,
                                 const uint dim, __global half *restrict x16,
                                 __global float2 *restrict norms)
@@ -390,16 +394,19 @@ __kernel void index_approx_prep(__global const float *restrict xt, const uint st
     const uint i = (uint)get_global_id(0);
     if (i >= n)
         return;
-    float ss = 0.0f, s1 = 0.0f;
+    float sx = 0.0f, sh = 0.0f, sr = 0.0f;
     int safe = 1;
     for (uint d = 0; d < dim; d++) {
+        const size_t at = (size_t)i * dim + d;
         const float v = xt[(size_t)d * stride + i];
         safe &= fabs(v) <= 65504.0f; /* false for NaN */
-        ss = fma(v, v, ss);
-        s1 += fabs(v);
-        vstore_half_rte(v, (size_t)i * dim + d, x16);
+        vstore_half_rte(v, at, x16);
+        const float h = vload_half(at, x16), r = h - v; /* exact: h and v are close */
+        sx = fma(v, v, sx);
+        sh = fma(h, h, sh);
+        sr = fma(r, r, sr);
     }
-    norms[i] = (float2)(safe ? sqrt(ss) : INFINITY, s1);
+    norms[i] = (float2)(safe ? sqrt(sr) : INFINITY, sqrt(fmax(sx, sh)));
 }
 
 /* The approximate pass anywhere (PoCL tests it): one work-item a point,
@@ -410,8 +417,8 @@ __kernel void index_approx_prep(__global const float *restrict xt, const uint st
 __kernel void index_assign_approx(__global const half *restrict x16, const uint n, const uint dim,
                                   __global const half *restrict c16,
                                   __global const float *restrict bias, const uint k,
-                                  __global const float2 *restrict norms, const float rel_c,
-                                  const float eta_x, const float abs_c,
+                                  __global const float2 *restrict norms, const float c_q,
+                                  const float c_n, const float c_b,
                                   __global uint *restrict out, __global uint *restrict recheck,
                                   __global uint *restrict n_recheck)
 {
@@ -438,7 +445,7 @@ __kernel void index_assign_approx(__global const half *restrict x16, const uint 
             ix_top2_join(&best[l], &arg[l], &second[l], best[l + m], arg[l + m], second[l + m]);
     out[i] = arg[0];
     const float2 nx = norms[i];
-    if (!ix_settled(best[0], second[0], nx.x, nx.y, rel_c, eta_x, abs_c))
+    if (!ix_settled(best[0], second[0], nx.x, nx.y, c_q, c_n, c_b))
         recheck[atomic_inc(n_recheck)] = i;
 }
 
@@ -511,8 +518,8 @@ static inline uint ix_nv_shfl_xor(const uint v, const uint mask)
 __kernel __attribute__((reqd_work_group_size(128, 1, 1))) void
 index_assign_nv(__global const uint *restrict x16, const uint n, const uint dim,
                 __global const uint *restrict c16, __global const float *restrict bias,
-                const uint k, __global const float2 *restrict norms, const float rel_c,
-                const float eta_x, const float abs_c, __global uint *restrict out,
+                const uint k, __global const float2 *restrict norms, const float c_q,
+                const float c_n, const float c_b, __global uint *restrict out,
                 __global uint *restrict recheck, __global uint *restrict n_recheck)
 {
     const uint lane = (uint)get_local_id(0) & 31u, warp = (uint)get_local_id(0) >> 5;
@@ -578,7 +585,7 @@ index_assign_nv(__global const uint *restrict x16, const uint n, const uint dim,
             if (p < n) {
                 out[p] = arg[s];
                 const float2 nx = norms[p];
-                if (!ix_settled(best[s], second[s], nx.x, nx.y, rel_c, eta_x, abs_c))
+                if (!ix_settled(best[s], second[s], nx.x, nx.y, c_q, c_n, c_b))
                     recheck[atomic_inc(n_recheck)] = p;
             }
         }

@@ -49,7 +49,7 @@ struct ms_index_dev {
     cl_mem cents16, x16, norms, list, n_list, xg, codes_g;
     uint64_t approx_cap, g_cap; /* points x16 (and norms, list) and xg have room for */
     int prepped, cents_f16;     /* cents_f16: every centroid value fits float16 */
-    double cmax2, cmax1, bmax;  /* max |c|_2, max |c|_1, max |bias| */
+    double cq, cd, cm, bmax;    /* max |c~|, max |c~ - c|, max(|c|, |c~|), max |bias| */
     double margin;              /* the bound's scale (tests) */
     struct ms_index_recheck rs;
 };
@@ -217,20 +217,23 @@ static int set_centroids_f16(struct ms_index_dev *d, const float *cents, const f
     if (!c16)
         return err->status;
     d->cents_f16 = 1;
-    d->cmax2 = d->cmax1 = d->bmax = 0.0;
+    d->cq = d->cd = d->cm = d->bmax = 0.0;
     for (uint64_t c = 0; c < k; c++) {
-        double s2 = 0.0, s1 = 0.0;
+        double sc = 0.0, sq = 0.0, sd = 0.0;
         for (uint64_t j = 0; j < dim; j++) {
             const float v = cents[c * dim + j];
             d->cents_f16 &= fabsf(v) <= 65504.0f; /* false for NaN */
-            s2 += (double)v * v;
-            s1 += fabs(v);
             c16[c * dim + j] = ms_float_to_half(v);
+            const double h = ms_half_to_float(c16[c * dim + j]);
+            sc += (double)v * v;
+            sq += h * h;
+            sd += (h - v) * (h - v);
         }
         const double b = bias ? fabs(bias[c]) : 0.0;
         d->cents_f16 &= isfinite(b);
-        d->cmax2 = fmax(d->cmax2, sqrt(s2));
-        d->cmax1 = fmax(d->cmax1, s1);
+        d->cq = fmax(d->cq, sqrt(sq));
+        d->cd = fmax(d->cd, sqrt(sd));
+        d->cm = fmax(d->cm, sqrt(fmax(sc, sq)));
         d->bmax = fmax(d->bmax, b);
     }
     if ((st = alloc(d, &d->cents16, CL_MEM_READ_ONLY, k * dim * 2, "float16 centroids", err)) ==
@@ -426,12 +429,12 @@ static int assign_approx(struct ms_index_dev *d, struct ms_err *err)
     const cl_uint n = (cl_uint)d->n, stride = (cl_uint)d->stride, dim = d->dim, k = d->k;
     const int nv = d->assign == MS_INDEX_ASSIGN_NV && d->k_nv;
     const cl_kernel kern = nv ? d->k_nv : d->k_approx;
-    /* the bound of kernels/index.cl, the float32 rounding of the norms and
-     * of e itself in the slack */
+    /* the bound of kernels/index.cl ("Approximate assignment"); the slack
+     * covers the float32 rounding of the norms and of e */
     const double slack = (1.0 + 0x1p-6) * d->margin;
-    const float rel_c = (float)((0x1p-10 + (2.0 * dim + 40.0) * 0x1p-22) * d->cmax2 * slack);
-    const float eta_x = (float)(0x1p-23 * slack);
-    const float abs_c = (float)((0x1p-23 * d->cmax1 + 0x1p-22 * d->bmax + dim * 0x1p-50) * slack);
+    const double sums = (dim + 16.0) * 0x1p-22 + dim * 0x1p-24 + 0x1p-22;
+    const float c_q = (float)(d->cq * slack), c_n = (float)((d->cd + sums * d->cm) * slack);
+    const float c_b = (float)(0x1p-23 * d->bmax * slack);
     const cl_uint zero = 0;
     cl_uint m = 0;
     int st;
@@ -458,9 +461,9 @@ static int assign_approx(struct ms_index_dev *d, struct ms_err *err)
             MS_OK ||
         (st = MS_CL_SET_ARGS(kern, nv ? "index_assign_nv" : "index_assign_approx", err,
                              MS_ARG(d->x16), MS_ARG(n), MS_ARG(dim), MS_ARG(d->cents16),
-                             MS_ARG(d->bias), MS_ARG(k), MS_ARG(d->norms), MS_ARG(rel_c),
-                             MS_ARG(eta_x), MS_ARG(abs_c), MS_ARG(d->codes), MS_ARG(d->list),
-                             MS_ARG(d->n_list))) != MS_OK)
+                             MS_ARG(d->bias), MS_ARG(k), MS_ARG(d->norms), MS_ARG(c_q), MS_ARG(c_n),
+                             MS_ARG(c_b), MS_ARG(d->codes), MS_ARG(d->list), MS_ARG(d->n_list))) !=
+            MS_OK)
         return st;
     if (nv) {
         const size_t global = (d->n + NV_WG - 1) / NV_WG * NV_WG, local = NV_WG;

@@ -280,8 +280,8 @@ Test(index_approx, recheck_gives_the_exact_codes, .init = setup, .fini = teardow
             for (int with_bias = 0; with_bias < 2; with_bias++) {
                 /* shapes vary with the case; crowded centroids (what goes wrong
                  * without the margin) are many */
-                const uint32_t k =
-                    a == ADV_CROWDED ? 67 + 63 * with_bias : ks[(a + v + with_bias) % 5];
+                const uint32_t k = a == ADV_CROWDED ? 67u + 63u * (uint32_t)with_bias
+                                                    : ks[(a + v + with_bias) % 5];
                 const uint32_t n = ns[(a + 2 * with_bias) % 3];
                 float *x = malloc((size_t)n * dim * 4), *cents = malloc((size_t)k * dim * 4);
                 float *bias = malloc(k * 4);
