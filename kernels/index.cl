@@ -211,22 +211,24 @@ __kernel void index_assign(__global const float *restrict xt, const uint stride,
 #define DK 16
 #define CS (TT + 4) /* local row of the centroid tile: padded against bank conflicts, 16-byte rows */
 
-__kernel __attribute__((reqd_work_group_size(TL, TL, 1))) void
-index_assign_tiled(__global const float *restrict xt, const uint stride, const uint n,
-                   const uint dim, __global const float *restrict cents,
-                   __global const float *restrict bias, const uint k, __global uint *restrict out)
+/* The scan of index_assign_tiled over centroids [c_begin, c_end): for
+ * work-item lid < TT, the best score of point p0 + lid and its centroid
+ * (the lowest of equal maxima; -INFINITY and 0 when no score beats
+ * -INFINITY). Every work-item of the group must call it (barriers). */
+static inline void ix_tiled_scan(__global const float *restrict xt, const uint stride,
+                                 const uint dim, __global const float *restrict cents,
+                                 __global const float *restrict bias, const uint c_begin,
+                                 const uint c_end, const uint p0, __local float *xs,
+                                 __local float *cs, float *best_out, uint *arg_out)
 {
-    __local float xs[DK * TT];
-    __local float cs[DK * CS];
     const uint lx = (uint)get_local_id(0), ly = (uint)get_local_id(1), lid = ly * TL + lx;
-    const uint p0 = (uint)get_group_id(0) * TT;
     float best[TB];
     uint arg[TB];
     for (uint i = 0; i < TB; i++) {
         best[i] = -INFINITY;
         arg[i] = 0;
     }
-    for (uint c0 = 0; c0 < k; c0 += TT) {
+    for (uint c0 = c_begin; c0 < c_end; c0 += TT) {
         float acc[TB][TB];
         for (uint i = 0; i < TB; i++)
             for (uint j = 0; j < TB; j++)
@@ -238,7 +240,8 @@ index_assign_tiled(__global const float *restrict xt, const uint stride, const u
                 const uint dd = e / TT, p = p0 + e % TT;
                 xs[e] = dd < dl && p < stride ? xt[(size_t)(d0 + dd) * stride + p] : 0.0f;
                 const uint cd = e % DK, c = c0 + e / DK;
-                cs[cd * CS + e / DK] = cd < dl && c < k ? cents[(size_t)c * dim + d0 + cd] : 0.0f;
+                cs[cd * CS + e / DK] =
+                    cd < dl && c < c_end ? cents[(size_t)c * dim + d0 + cd] : 0.0f;
             }
             barrier(CLK_LOCAL_MEM_FENCE);
             for (uint dd = 0; dd < dl; dd++) {
@@ -255,7 +258,7 @@ index_assign_tiled(__global const float *restrict xt, const uint stride, const u
         }
         for (uint j = 0; j < TB; j++) {
             const uint c = c0 + ly * TB + j;
-            if (c >= k)
+            if (c >= c_end)
                 break;
             const float b = bias[c];
             for (uint i = 0; i < TB; i++) {
@@ -286,9 +289,75 @@ index_assign_tiled(__global const float *restrict xt, const uint stride, const u
                 a = c;
             }
         }
-        if (p0 + lid < n)
-            out[p0 + lid] = a;
+        *best_out = b;
+        *arg_out = a;
     }
+}
+
+__kernel __attribute__((reqd_work_group_size(TL, TL, 1))) void
+index_assign_tiled(__global const float *restrict xt, const uint stride, const uint n,
+                   const uint dim, __global const float *restrict cents,
+                   __global const float *restrict bias, const uint k, __global uint *restrict out)
+{
+    __local float xs[DK * TT];
+    __local float cs[DK * CS];
+    const uint lid = (uint)get_local_id(1) * TL + (uint)get_local_id(0);
+    const uint p0 = (uint)get_group_id(0) * TT;
+    float b;
+    uint a;
+    ix_tiled_scan(xt, stride, dim, cents, bias, 0, k, p0, xs, cs, &b, &a);
+    if (lid < TT && p0 + lid < n)
+        out[p0 + lid] = a;
+}
+
+/* index_assign_tiled split over the centroids, for a few points (the
+ * approximate pass's re-check): group (x, y) scans points x * TT.. against
+ * centroids [y span, (y + 1) span), writing its best score and centroid to
+ * part_s/part_c[y * n + i]; index_join_parts then keeps, per point, the
+ * first part with the largest score. The same fma chains and the same
+ * rule (the lowest of equal maxima, 0 when none beats -INFINITY), so the
+ * same codes as index_assign_tiled, with enough groups to fill a GPU. */
+__kernel __attribute__((reqd_work_group_size(TL, TL, 1))) void
+index_assign_tiled_part(__global const float *restrict xt, const uint stride, const uint n,
+                        const uint dim, __global const float *restrict cents,
+                        __global const float *restrict bias, const uint k, const uint span,
+                        __global float *restrict part_s, __global uint *restrict part_c)
+{
+    __local float xs[DK * TT];
+    __local float cs[DK * CS];
+    const uint lid = (uint)get_local_id(1) * TL + (uint)get_local_id(0);
+    const uint p0 = (uint)get_group_id(0) * TT, y = (uint)get_group_id(1);
+    const uint c_begin = y * span, c_end = min(k, c_begin + span);
+    float b;
+    uint a;
+    ix_tiled_scan(xt, stride, dim, cents, bias, c_begin, c_end, p0, xs, cs, &b, &a);
+    if (lid < TT && p0 + lid < n) {
+        part_s[(size_t)y * n + p0 + lid] = b;
+        part_c[(size_t)y * n + p0 + lid] = a;
+    }
+}
+
+/* Per point, the parts in centroid order: strict > keeps the lower centroid
+ * of equal maxima (and part 0's 0 when no score beats -INFINITY); the code
+ * goes straight to its point's place (list: the re-check list). */
+__kernel void index_join_parts(__global const float *restrict part_s,
+                               __global const uint *restrict part_c, const uint n,
+                               const uint parts, __global const uint *restrict list,
+                               __global uint *restrict codes)
+{
+    const uint i = (uint)get_global_id(0);
+    if (i >= n)
+        return;
+    float b = part_s[i];
+    uint a = part_c[i];
+    for (uint y = 1; y < parts; y++) {
+        const float s = part_s[(size_t)y * n + i];
+        if (s > b) {
+            b = s;
+            a = part_c[(size_t)y * n + i];
+        }
+    }
+    codes[list[i]] = a;
 }
 #undef TL
 #undef TB

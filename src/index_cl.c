@@ -34,6 +34,7 @@ struct ms_index_dev {
     cl_program prog;
     cl_kernel k_transpose, k_assign, k_assign_v16, k_assign_tiled, k_compress;
     cl_kernel k_prep, k_approx, k_nv, k_gather, k_scatter; /* k_nv: NVIDIA, dim % 16 == 0 */
+    cl_kernel k_tiled_part, k_join;                        /* the tiled re-check, split */
     enum ms_index_assign assign;                           /* which assignment kernel */
     enum ms_index_assign exact; /* the exact kernel of the approximate kinds' re-check */
     cl_mem cents, bias, cutoffs;
@@ -46,8 +47,9 @@ struct ms_index_dev {
     /* the approximate kinds: float16 centroids, the block's float16 rows and
      * norms (made once a load: prepped), the re-check list and its count,
      * and the re-checked points' transposed block and codes */
-    cl_mem cents16, x16, norms, list, n_list, xg, codes_g;
+    cl_mem cents16, x16, norms, list, n_list, xg, codes_g, part_s, part_c;
     uint64_t approx_cap, g_cap; /* points x16 (and norms, list) and xg have room for */
+    uint64_t part_cap;          /* entries of part_s and part_c */
     int prepped, cents_f16;     /* cents_f16: every centroid value fits float16 */
     double cq, cd, cm, bmax;    /* max |c~|, max |c~ - c|, max(|c|, |c~|), max |bias| */
     double margin;              /* the bound's scale (tests) */
@@ -129,6 +131,8 @@ int ms_index_dev_create(struct ms_index_dev **out, struct ms_cl *cl, uint32_t di
         !(d->k_approx = clCreateKernel(d->prog, "index_assign_approx", &rc)) ||
         !(d->k_gather = clCreateKernel(d->prog, "index_gather", &rc)) ||
         !(d->k_scatter = clCreateKernel(d->prog, "index_scatter", &rc)) ||
+        !(d->k_tiled_part = clCreateKernel(d->prog, "index_assign_tiled_part", &rc)) ||
+        !(d->k_join = clCreateKernel(d->prog, "index_join_parts", &rc)) ||
         (cl->info.is_nvidia && nv_dim &&
          !(d->k_nv = clCreateKernel(d->prog, "index_assign_nv", &rc)))) {
         st = ms_cl_fail(err, "clCreateKernel(index)", rc);
@@ -182,8 +186,10 @@ void ms_index_dev_free(struct ms_index_dev *d)
     release(d, &d->n_list, 0);
     release(d, &d->xg, 0);
     release(d, &d->codes_g, 0);
-    const cl_kernel approx_kernels[] = { d->k_prep, d->k_approx, d->k_nv, d->k_gather,
-                                         d->k_scatter };
+    release(d, &d->part_s, 0);
+    release(d, &d->part_c, 0);
+    const cl_kernel approx_kernels[] = { d->k_prep,    d->k_approx,     d->k_nv,  d->k_gather,
+                                         d->k_scatter, d->k_tiled_part, d->k_join };
     for (size_t i = 0; i < sizeof approx_kernels / sizeof approx_kernels[0]; i++)
         if (approx_kernels[i])
             clReleaseKernel(approx_kernels[i]);
@@ -382,6 +388,46 @@ static int approx_buffers(struct ms_index_dev *d, struct ms_err *err)
     return MS_OK;
 }
 
+/* The tiled kernel over the m gathered points, split over the centroids
+ * so that a few points still make enough work-groups (about 4 a compute
+ * unit; one group of 128 points against every centroid is a GPU mostly
+ * idle), joined per point straight into d->codes. */
+static int recheck_tiled(struct ms_index_dev *d, uint64_t m, uint64_t stride_g, struct ms_err *err)
+{
+    const uint64_t tiles = (m + TILED_POINTS - 1) / TILED_POINTS;
+    const uint64_t want = (4ull * d->cl->info.compute_units + tiles - 1) / tiles;
+    const uint64_t span = (d->k + (want ? want : 1) - 1) / (want ? want : 1);
+    const uint64_t parts = (d->k + span - 1) / span;
+    const cl_uint cm = (cl_uint)m, cstride_g = (cl_uint)stride_g, cdim = d->dim, ck = d->k;
+    const cl_uint cspan = (cl_uint)span, cparts = (cl_uint)parts;
+    int st;
+
+    if (parts * m > d->part_cap) {
+        release(d, &d->part_s, d->part_cap * 4);
+        release(d, &d->part_c, d->part_cap * 4);
+        d->part_cap = 0;
+        if ((st = alloc(d, &d->part_s, CL_MEM_READ_WRITE, parts * m * 2 * 4, "re-check parts",
+                        err)) != MS_OK ||
+            (st = alloc(d, &d->part_c, CL_MEM_READ_WRITE, parts * m * 2 * 4, "re-check parts",
+                        err)) != MS_OK)
+            return st;
+        d->part_cap = parts * m * 2;
+    }
+    const size_t global[2] = { tiles * TILED_WG, parts * TILED_WG },
+                 local[2] = { TILED_WG, TILED_WG }, gj = m;
+    if ((st = MS_CL_SET_ARGS(d->k_tiled_part, "index_assign_tiled_part", err, MS_ARG(d->xg),
+                             MS_ARG(cstride_g), MS_ARG(cm), MS_ARG(cdim), MS_ARG(d->cents),
+                             MS_ARG(d->bias), MS_ARG(ck), MS_ARG(cspan), MS_ARG(d->part_s),
+                             MS_ARG(d->part_c))) != MS_OK ||
+        (st = ms_cl_launch(d->cl, d->k_tiled_part, 2, global, local, "index_assign_tiled_part",
+                           &d->kernel_s, err)) != MS_OK ||
+        (st = MS_CL_SET_ARGS(d->k_join, "index_join_parts", err, MS_ARG(d->part_s),
+                             MS_ARG(d->part_c), MS_ARG(cm), MS_ARG(cparts), MS_ARG(d->list),
+                             MS_ARG(d->codes))) != MS_OK)
+        return st;
+    return ms_cl_launch(d->cl, d->k_join, 1, &gj, NULL, "index_join_parts", &d->kernel_s, err);
+}
+
 /* The m listed points, transposed into xg (grown as needed), assigned by
  * the exact kernel, their codes scattered back into d->codes. */
 static int recheck(struct ms_index_dev *d, uint64_t m, struct ms_err *err)
@@ -411,12 +457,15 @@ static int recheck(struct ms_index_dev *d, uint64_t m, struct ms_err *err)
                              MS_ARG(d->list), MS_ARG(cm), MS_ARG(cdim), MS_ARG(cstride_g),
                              MS_ARG(d->xg))) != MS_OK ||
         (st = ms_cl_launch(d->cl, d->k_gather, 2, gg, NULL, "index_gather", &d->kernel_s, err)) !=
-            MS_OK ||
-        (st = assign_exact(d, d->exact, d->xg, m, stride_g, d->codes_g, NULL, err)) != MS_OK ||
-        (st = MS_CL_SET_ARGS(d->k_scatter, "index_scatter", err, MS_ARG(d->codes_g),
-                             MS_ARG(d->list), MS_ARG(cm), MS_ARG(d->codes))) != MS_OK ||
-        (st = ms_cl_launch(d->cl, d->k_scatter, 1, &gs, NULL, "index_scatter", &d->kernel_s,
-                           err)) != MS_OK)
+            MS_OK)
+        return st;
+    if (d->exact == MS_INDEX_ASSIGN_TILED)
+        st = recheck_tiled(d, m, stride_g, err);
+    else if ((st = assign_exact(d, d->exact, d->xg, m, stride_g, d->codes_g, NULL, err)) == MS_OK &&
+             (st = MS_CL_SET_ARGS(d->k_scatter, "index_scatter", err, MS_ARG(d->codes_g),
+                                  MS_ARG(d->list), MS_ARG(cm), MS_ARG(d->codes))) == MS_OK)
+        st = ms_cl_launch(d->cl, d->k_scatter, 1, &gs, NULL, "index_scatter", &d->kernel_s, err);
+    if (st != MS_OK)
         return st;
     d->rs.recheck_s += d->kernel_s - t0;
     return MS_OK;

@@ -296,15 +296,15 @@ Test(index_approx, recheck_gives_the_exact_codes, .init = setup, .fini = teardow
                 assign_with(dev, MS_INDEX_ASSIGN_TILED, n, want);
                 /* the re-check runs on the last exact kind set; the tensor-core
                  * kernel on NVIDIA (elsewhere NV would be the portable one again) */
-                const enum ms_index_assign exact[] = { MS_INDEX_ASSIGN_SIMPLE,
-                                                       MS_INDEX_ASSIGN_V16 };
+                const enum ms_index_assign exact[] = { MS_INDEX_ASSIGN_SIMPLE, MS_INDEX_ASSIGN_V16,
+                                                       MS_INDEX_ASSIGN_TILED }; /* split */
                 const enum ms_index_assign approx =
                     cl.info.is_nvidia ? MS_INDEX_ASSIGN_NV : MS_INDEX_ASSIGN_APPROX;
-                for (int e = 0; e < 2 + cl.info.is_nvidia; e++) {
-                    assign_with(dev, exact[e % 2], n, got);
+                for (int e = 0; e < 3 + cl.info.is_nvidia; e++) {
+                    assign_with(dev, exact[e % 3], n, got);
                     cr_assert(memcmp(want, got, n * 4) == 0, "exact kinds differ");
                     ms_index_dev_recheck_stats(dev, &r0);
-                    assign_with(dev, e < 2 ? approx : MS_INDEX_ASSIGN_APPROX, n, got);
+                    assign_with(dev, e < 3 ? approx : MS_INDEX_ASSIGN_APPROX, n, got);
                     ms_index_dev_recheck_stats(dev, &r1);
                     for (uint32_t i = 0; i < n; i++)
                         cr_assert_eq(got[i], want[i],
