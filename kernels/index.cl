@@ -25,7 +25,7 @@
  * block size.
  *
  * Build options: -DMS_NVIDIA=1 on NVIDIA devices (index_assign_nv, inline
- * PTX), with -DIX_NV_KS=dim/16. Standalone OpenCL C 1.2: `make
+ * PTX), with -DIX_NV_KS=dim/16 (even: dim a multiple of 32). Standalone OpenCL C 1.2: `make
  * check-kernels` compiles it with clang. tests/test_nv_layout.c includes
  * the part above the kernels (IX_NV_INDEX_ONLY) to emulate index_assign_nv.
  */
@@ -78,6 +78,13 @@
 #define IX_NV_C_ROW(lane, r)  (((lane) >> 2) + 8 * ((r) >> 1)) /* C: points x centroids */
 #define IX_NV_C_COL(lane, r)  (2 * ((lane) & 3) + ((r) & 1))
 #define IX_NV_COL_T(col)      (((col) >> 1) & 3) /* t (lane & 3) of the lanes holding column col */
+/* The uint4 (4 float16 pairs) of a point's or centroid's row that a lane
+ * loads for k-steps 2j and 2j + 1: its words q = 0..3 feed k-step
+ * 2j + (q >> 1), A registers (r & 1) + 2 (q & 1) of row r & 1, B register
+ * q & 1. That permutes the 32 dimensions of the two k-steps (a lane's 4
+ * words adjacent: one 16-byte load instead of 4), the same way for A and
+ * B, so the dot products are the same sums in another order. */
+#define IX_NV_QUAD(lane, j) (4 * (j) + ((lane) & 3))
 
 /* One more score of a point, centroids in ascending order: an equal score
  * goes to second (a tie at the top leaves no margin). */
@@ -546,7 +553,8 @@ __kernel void index_scatter(__global const uint *restrict codes_g, __global cons
  * takes 128 points, a warp 32 of them (2 m-tiles of 16), their A fragments
  * held in registers for the whole dimension (IX_NV_KS k-steps, loaded once
  * from the float16 rows). The warp walks every centroid 8 at a time (one
- * n-tile): B fragments are 32-bit loads of the float16 centroid rows from
+ * n-tile): B fragments are 16-byte loads (two k-steps, IX_NV_QUAD's
+ * permutation of the dimensions) of the float16 centroid rows from
  * global memory (the 4 warps of a group read the same words: L1 hits; all
  * groups stream the same rows: L2), two mmas a k-step. A lane holds, per
  * n-tile, columns 2t and 2t + 1 of rows g and g + 8 of each m-tile (the
@@ -560,7 +568,10 @@ __kernel void index_scatter(__global const uint *restrict codes_g, __global cons
  */
 #ifdef MS_NVIDIA
 #ifndef IX_NV_KS
-#define IX_NV_KS 8 /* dim / 16: set by the host */
+#define IX_NV_KS 8 /* dim / 16, even: set by the host */
+#endif
+#if IX_NV_KS % 2
+#error "IX_NV_KS must be even (dim a multiple of 32)"
 #endif
 #if defined(__clang__) && !defined(cl_nv_pragma_unroll)
 #define IX_ASM __asm__ volatile
@@ -583,27 +594,34 @@ static inline uint ix_nv_shfl_xor(const uint v, const uint mask)
     return r;
 }
 
-/* x16, c16: float16 pairs as uint (low half first), rows of dim / 2 words. */
+/* x16, c16: float16 rows of dim / 8 uint4 (4 float16 pairs, low half
+ * first): 16-byte loads, the alignment of uint4 (buffers start aligned). */
 __kernel __attribute__((reqd_work_group_size(128, 1, 1))) void
-index_assign_nv(__global const uint *restrict x16, const uint n, const uint dim,
-                __global const uint *restrict c16, __global const float *restrict bias,
+index_assign_nv(__global const uint4 *restrict x16, const uint n, const uint dim,
+                __global const uint4 *restrict c16, __global const float *restrict bias,
                 const uint k, __global const float2 *restrict norms, const float c_q,
                 const float c_n, const float c_b, __global uint *restrict out,
                 __global uint *restrict recheck, __global uint *restrict n_recheck)
 {
     const uint lane = (uint)get_local_id(0) & 31u, warp = (uint)get_local_id(0) >> 5;
     const uint p0 = (uint)get_group_id(0) * 128 + warp * 32;
-    const uint hw = dim / 2; /* == 8 * IX_NV_KS: the host checks */
+    const uint qw = dim / 8; /* uint4 a row; dim == 16 * IX_NV_KS: the host checks */
     uint a[2][IX_NV_KS][4];
 #pragma unroll
     for (uint m = 0; m < 2; m++)
 #pragma unroll
-        for (uint ks = 0; ks < IX_NV_KS; ks++)
+        for (uint rr = 0; rr < 2; rr++) {
+            const uint p = p0 + 16 * m + IX_NV_A_ROW(lane, rr);
 #pragma unroll
-            for (uint r = 0; r < 4; r++) {
-                const uint p = p0 + 16 * m + IX_NV_A_ROW(lane, r);
-                a[m][ks][r] = p < n ? x16[(size_t)p * hw + (16 * ks + IX_NV_A_COL(lane, r)) / 2] : 0u;
+            for (uint j = 0; j < IX_NV_KS / 2; j++) {
+                const uint4 v =
+                    p < n ? x16[(size_t)p * qw + IX_NV_QUAD(lane, j)] : (uint4)(0u);
+                a[m][2 * j][rr] = v.x;
+                a[m][2 * j][rr + 2] = v.y;
+                a[m][2 * j + 1][rr] = v.z;
+                a[m][2 * j + 1][rr + 2] = v.w;
             }
+        }
     /* slot 2m + h: row 16m + g + 8h of the warp's 32 */
     float best[4], second[4];
     uint arg[4];
@@ -614,7 +632,7 @@ index_assign_nv(__global const uint *restrict x16, const uint n, const uint dim,
     }
     for (uint c0 = 0; c0 < k; c0 += 8) {
         /* centroids past k: a valid row read again, never taken */
-        __global const uint *crow = c16 + (size_t)min(c0 + IX_NV_B_CENT(lane), k - 1) * hw;
+        __global const uint4 *crow = c16 + (size_t)min(c0 + IX_NV_B_CENT(lane), k - 1) * qw;
         float acc[2][4];
 #pragma unroll
         for (uint m = 0; m < 2; m++)
@@ -622,11 +640,12 @@ index_assign_nv(__global const uint *restrict x16, const uint n, const uint dim,
             for (uint r = 0; r < 4; r++)
                 acc[m][r] = 0.0f;
 #pragma unroll
-        for (uint ks = 0; ks < IX_NV_KS; ks++) {
-            const uint b0 = crow[(16 * ks + IX_NV_B_K(lane, 0)) / 2];
-            const uint b1 = crow[(16 * ks + IX_NV_B_K(lane, 1)) / 2];
-            ix_nv_mma(acc[0], a[0][ks], b0, b1);
-            ix_nv_mma(acc[1], a[1][ks], b0, b1);
+        for (uint j = 0; j < IX_NV_KS / 2; j++) {
+            const uint4 b = crow[IX_NV_QUAD(lane, j)];
+            ix_nv_mma(acc[0], a[0][2 * j], b.x, b.y);
+            ix_nv_mma(acc[1], a[1][2 * j], b.x, b.y);
+            ix_nv_mma(acc[0], a[0][2 * j + 1], b.z, b.w);
+            ix_nv_mma(acc[1], a[1][2 * j + 1], b.z, b.w);
         }
 #pragma unroll
         for (uint r = 0; r < 4; r++) {

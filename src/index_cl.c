@@ -33,7 +33,7 @@ struct ms_index_dev {
     uint32_t dim, k;
     cl_program prog;
     cl_kernel k_transpose, k_assign, k_assign_v16, k_assign_tiled, k_compress;
-    cl_kernel k_prep, k_approx, k_nv, k_gather, k_scatter; /* k_nv: NVIDIA, dim % 16 == 0 */
+    cl_kernel k_prep, k_approx, k_nv, k_gather, k_scatter; /* k_nv: NVIDIA, dim % 32 == 0 */
     cl_kernel k_tiled_part, k_join;                        /* the tiled re-check, split */
     enum ms_index_assign assign;                           /* which assignment kernel */
     enum ms_index_assign exact; /* the exact kernel of the approximate kinds' re-check */
@@ -112,12 +112,12 @@ int ms_index_dev_create(struct ms_index_dev **out, struct ms_cl *cl, uint32_t di
     d->dim = dim;
     d->margin = 1.0;
     /* the tensor-core kernel holds a warp's points in registers: dim / 16
-     * k-steps fixed at build time */
-    const int nv_dim = dim % 16 == 0 && dim <= NV_MAX_DIM;
+     * k-steps fixed at build time, loaded two at a time */
+    const int nv_dim = dim % 32 == 0 && dim <= NV_MAX_DIM;
     char opts[96];
     if (cl->info.is_nvidia)
         snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DMS_NVIDIA=1 -DIX_NV_KS=%u",
-                 nv_dim ? dim / 16 : 1);
+                 nv_dim ? dim / 16 : 2);
     else
         snprintf(opts, sizeof opts, "-cl-std=CL1.2");
     if ((st = ms_cl_program(cl, "index.cl", opts, &d->prog, err)) != MS_OK)

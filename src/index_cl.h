@@ -42,7 +42,7 @@ int ms_index_dev_assign(struct ms_index_dev *d, uint32_t *codes, struct ms_err *
  * last exact kind set (the device's default at first). APPROX is the
  * portable reference of that scheme (slow: for tests, or forced with
  * MAXSIM_INDEX_APPROX=1); NV runs it on the tensor cores, the default on
- * NVIDIA when dim is a multiple of 16 up to 256, unless MAXSIM_INDEX_NV=0.
+ * NVIDIA when dim is a multiple of 32 up to 256, unless MAXSIM_INDEX_NV=0.
  * Centroids with a value beyond float16's range are assigned exactly. */
 enum ms_index_assign {
     MS_INDEX_ASSIGN_SIMPLE,
@@ -52,7 +52,7 @@ enum ms_index_assign {
     MS_INDEX_ASSIGN_NV,
 };
 /* MS_INDEX_ASSIGN_NV where the device has no tensor-core kernel (not
- * NVIDIA, or dim not a multiple of 16 up to 256) is MS_INDEX_ASSIGN_APPROX. */
+ * NVIDIA, or dim not a multiple of 32 up to 256) is MS_INDEX_ASSIGN_APPROX. */
 void ms_index_dev_set_assign(struct ms_index_dev *d, enum ms_index_assign kind);
 enum ms_index_assign ms_index_dev_get_assign(const struct ms_index_dev *d);
 /* Tests only: scale the error bound of the approximate kinds (1, the

@@ -376,13 +376,14 @@ Test(nv_layout, plaid_centroid_tile)
 
 /* kernels/index.cl's index_assign_nv for one warp: 32 points (2 m-tiles, the last rows past
  * n_valid read as 0 and never written), k centroids 8 a step (the row index clamped to k - 1,
- * columns past k never taken), ks k-steps; A from the row-major points and B from the
- * row-major centroids by the IX_NV_* maps, the lanes' top-2 in the kernel's slot order, the
- * shfl.sync.bfly 1, 2 join. Integer data: the scores are exact, so every row's code must be
- * the lowest argmax of <x, c> + bias and its second the second largest (ties: equal). */
+ * columns past k never taken), ks k-steps (even); A from the row-major points and B from the
+ * row-major centroids by the IX_NV_* maps (IX_NV_QUAD's permuted 16-byte loads), the lanes' top-2
+ * in the kernel's slot order, the shfl.sync.bfly 1, 2 join. Integer data: the scores are exact, so
+ * every row's code must be the lowest argmax of <x, c> + bias and its second the second largest
+ * (ties: equal). */
 static void check_assign_warp(int n_valid, int k, int ks, int ties)
 {
-    enum { KMAX = 40, DMAX = 64 };
+    enum { KMAX = 40, DMAX = 96 };
     const int dim = 16 * ks;
     float x[32][DMAX], cent[KMAX][DMAX], bias[KMAX];
     float best[32][4], second[32][4];
@@ -405,15 +406,19 @@ static void check_assign_warp(int n_valid, int k, int ks, int ties)
                       "C map of lane %d reg %d", l, r);
             cr_assert_eq(IX_NV_COL_T(col), (unsigned)(l & 3), "column %d: t of lane %d", col, l);
         }
+    /* A as the kernel loads it: per row (r & 1) and pair of k-steps j, the 4 words of uint4
+     * IX_NV_QUAD(l, j), word q to k-step 2j + (q >> 1), register (r & 1) + 2 (q & 1) */
     for (int m = 0; m < 2; m++)
-        for (int s = 0; s < ks; s++)
-            for (int l = 0; l < 32; l++)
-                for (int r = 0; r < 4; r++)
-                    for (int e = 0; e < 2; e++) {
-                        const int p = 16 * m + IX_NV_A_ROW(l, r);
-                        a[m][s].h[l][2 * r + e] =
-                            p < n_valid ? x[p][16 * s + IX_NV_A_COL(l, r) + e] : 0.0f;
-                    }
+        for (int l = 0; l < 32; l++)
+            for (int rr = 0; rr < 2; rr++)
+                for (int j = 0; j < ks / 2; j++)
+                    for (int q = 0; q < 4; q++)
+                        for (int e = 0; e < 2; e++) {
+                            const int p = 16 * m + IX_NV_A_ROW(l, rr);
+                            const int w = 4 * IX_NV_QUAD(l, j) + q; /* a 32-bit word */
+                            a[m][2 * j + (q >> 1)].h[l][2 * (rr + 2 * (q & 1)) + e] =
+                                p < n_valid ? x[p][2 * w + e] : 0.0f;
+                        }
     for (int l = 0; l < 32; l++)
         for (int s = 0; s < 4; s++) {
             best[l][s] = second[l][s] = -INFINITY;
@@ -422,16 +427,21 @@ static void check_assign_warp(int n_valid, int k, int ks, int ties)
     for (int c0 = 0; c0 < k; c0 += 8) {
         struct frag_c acc[2];
         memset(acc, 0, sizeof acc);
-        for (int s = 0; s < ks; s++) {
-            struct frag_b b;
+        for (int j = 0; j < ks / 2; j++) {
+            /* B: the 4 words of uint4 IX_NV_QUAD(l, j) of centroid row cb; words 0, 1 are
+             * k-step 2j's registers, 2, 3 k-step 2j + 1's */
+            struct frag_b b[2];
             for (int l = 0; l < 32; l++) {
                 const int cb = c0 + IX_NV_B_CENT(l) < k ? c0 + IX_NV_B_CENT(l) : k - 1;
-                for (int r = 0; r < 2; r++)
+                for (int q = 0; q < 4; q++)
                     for (int e = 0; e < 2; e++)
-                        b.h[l][2 * r + e] = cent[cb][16 * s + IX_NV_B_K(l, r) + e];
+                        b[q >> 1].h[l][2 * (q & 1) + e] =
+                            cent[cb][2 * (4 * IX_NV_QUAD(l, j) + q) + e];
             }
-            isa_mma(&acc[0], &a[0][s], &b);
-            isa_mma(&acc[1], &a[1][s], &b);
+            for (int h = 0; h < 2; h++) {
+                isa_mma(&acc[0], &a[0][2 * j + h], &b[h]);
+                isa_mma(&acc[1], &a[1][2 * j + h], &b[h]);
+            }
         }
         for (int l = 0; l < 32; l++)
             for (int r = 0; r < 4; r++) {
@@ -495,10 +505,10 @@ Test(nv_layout, index_assign_warp)
     static const int kk[] = { 8, 20, 33, 40 };
     srand(17);
     for (size_t i = 0; i < sizeof kk / sizeof kk[0]; i++) {
-        check_assign_warp(32, kk[i], 3, 0);
-        check_assign_warp(32, kk[i], 1, 1);
+        check_assign_warp(32, kk[i], 6, 0);
+        check_assign_warp(32, kk[i], 2, 1);
         check_assign_warp(19, kk[i], 4, 1);
     }
     check_assign_warp(1, 1, 2, 0);
-    check_assign_warp(5, 2, 1, 1);
+    check_assign_warp(5, 2, 2, 1);
 }
