@@ -24,8 +24,9 @@
  * how points are split into launches, so a build is the same whatever the
  * block size.
  *
- * Build options: -DMS_NVIDIA=1 on NVIDIA devices (index_assign_nv, inline
- * PTX), with -DIX_NV_KS=dim/16 (even: dim a multiple of 32). Standalone OpenCL C 1.2: `make
+ * Build options: -DMS_NVIDIA=1 on NVIDIA devices; index_assign_nv (inline
+ * PTX) only with -DIX_NV_KS=dim/16 too (even: dim a multiple of 32), which
+ * the host leaves out under MAXSIM_INDEX_NV=0. Standalone OpenCL C 1.2: `make
  * check-kernels` compiles it with clang. tests/test_nv_layout.c includes
  * the part above the kernels (IX_NV_INDEX_ONLY) to emulate index_assign_nv.
  */
@@ -566,10 +567,7 @@ __kernel void index_scatter(__global const uint *restrict codes_g, __global cons
  * C reg r = C[g + 8(r>>1)][2t + (r&1)]; tests/test_nv_layout.c emulates
  * this kernel's index math against its model of the ISA.
  */
-#ifdef MS_NVIDIA
-#ifndef IX_NV_KS
-#define IX_NV_KS 8 /* dim / 16, even: set by the host */
-#endif
+#if defined(MS_NVIDIA) && defined(IX_NV_KS) /* IX_NV_KS = dim / 16, even: set by the host */
 #if IX_NV_KS % 2
 #error "IX_NV_KS must be even (dim a multiple of 32)"
 #endif
@@ -678,5 +676,5 @@ index_assign_nv(__global const uint4 *restrict x16, const uint n, const uint dim
             }
         }
 }
-#endif /* MS_NVIDIA */
+#endif /* MS_NVIDIA && IX_NV_KS */
 #endif /* IX_NV_INDEX_ONLY */

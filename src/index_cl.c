@@ -112,14 +112,17 @@ int ms_index_dev_create(struct ms_index_dev **out, struct ms_cl *cl, uint32_t di
     d->dim = dim;
     d->margin = 1.0;
     /* the tensor-core kernel holds a warp's points in registers: dim / 16
-     * k-steps fixed at build time, loaded two at a time */
-    const int nv_dim = dim % 32 == 0 && dim <= NV_MAX_DIM;
+     * k-steps fixed at build time, loaded two at a time; MAXSIM_INDEX_NV=0
+     * leaves it out of the program altogether */
+    const char *nv_env = getenv("MAXSIM_INDEX_NV");
+    const int nv = cl->info.is_nvidia && dim % 32 == 0 && dim <= NV_MAX_DIM &&
+                   !(nv_env && !strcmp(nv_env, "0"));
     char opts[96];
-    if (cl->info.is_nvidia)
-        snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DMS_NVIDIA=1 -DIX_NV_KS=%u",
-                 nv_dim ? dim / 16 : 2);
+    if (nv)
+        snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DMS_NVIDIA=1 -DIX_NV_KS=%u", dim / 16);
     else
-        snprintf(opts, sizeof opts, "-cl-std=CL1.2");
+        snprintf(opts, sizeof opts, "%s",
+                 cl->info.is_nvidia ? "-cl-std=CL1.2 -DMS_NVIDIA=1" : "-cl-std=CL1.2");
     if ((st = ms_cl_program(cl, "index.cl", opts, &d->prog, err)) != MS_OK)
         goto fail;
     if (!(d->k_transpose = clCreateKernel(d->prog, "index_transpose", &rc)) ||
@@ -133,8 +136,7 @@ int ms_index_dev_create(struct ms_index_dev **out, struct ms_cl *cl, uint32_t di
         !(d->k_scatter = clCreateKernel(d->prog, "index_scatter", &rc)) ||
         !(d->k_tiled_part = clCreateKernel(d->prog, "index_assign_tiled_part", &rc)) ||
         !(d->k_join = clCreateKernel(d->prog, "index_join_parts", &rc)) ||
-        (cl->info.is_nvidia && nv_dim &&
-         !(d->k_nv = clCreateKernel(d->prog, "index_assign_nv", &rc)))) {
+        (nv && !(d->k_nv = clCreateKernel(d->prog, "index_assign_nv", &rc)))) {
         st = ms_cl_fail(err, "clCreateKernel(index)", rc);
         goto fail;
     }
@@ -156,10 +158,10 @@ int ms_index_dev_create(struct ms_index_dev **out, struct ms_cl *cl, uint32_t di
      * re-checked by the exact kernel (same codes), unless MAXSIM_INDEX_NV=0;
      * MAXSIM_INDEX_APPROX=1: the portable approximate pass anywhere (tests) */
     d->exact = d->assign;
-    const char *nv = getenv("MAXSIM_INDEX_NV"), *approx = getenv("MAXSIM_INDEX_APPROX");
+    const char *approx = getenv("MAXSIM_INDEX_APPROX");
     if (approx && !strcmp(approx, "1"))
         d->assign = MS_INDEX_ASSIGN_APPROX;
-    else if (d->k_nv && !(nv && !strcmp(nv, "0")))
+    else if (d->k_nv)
         d->assign = MS_INDEX_ASSIGN_NV;
     *out = d;
     return MS_OK;
