@@ -377,6 +377,53 @@ Test(index_approx, the_margin_decides, .init = setup, .fini = teardown)
     free(got);
 }
 
+/* The bound's two rounding terms, each at its worst: the float16 rounding
+ * of the points (then of the centroids) all in one direction, along a
+ * centroid, so that the float16 scores put the other centroid ahead by
+ * 2^-7 while float32 puts this one ahead by about 0.015. Without the term
+ * for that side (|x~ - x| max|c~|, or |x| max|c~ - c|) the margin passes
+ * and the code is wrong; with it the points are re-checked. dim 64. */
+Test(index_approx, rounding_aligned_with_a_centroid, .init = setup, .fini = teardown)
+{
+    enum { DIM = 64, N = 40 };
+    const float up = 1.0f + 0.99f * 0x1p-11f, down = 1.0f - 0.99f * 0x1p-12f; /* both -> 1 */
+    float x[N * DIM], cents[2 * DIM];
+    uint32_t want[N], got[N];
+    struct ms_err err = { 0 };
+    struct ms_index_dev *dev;
+    cr_assert(ms_index_dev_create(&dev, &cl, DIM, &err) == MS_OK, "%s", err.msg);
+    for (int side = 0; side < 2; side++)
+        for (int order = 0; order < 2; order++) {
+            /* a: exact in float16, 2^-7 ahead there; b: ahead in float32 */
+            float *a = cents + DIM * order, *b = cents + DIM * (1 - order);
+            struct ms_index_recheck r0, r1;
+            for (int d = 0; d < DIM; d++) {
+                a[d] = d == 0 ? 1.0f + 0x1p-7f : 1.0f;
+                if (side == 0) /* the points round down along b = (2, 0, 2, 0, ...) */
+                    b[d] = d % 2 ? 0.0f : 2.0f;
+                else /* the centroid b rounds down along the points (all ones) */
+                    b[d] = up;
+            }
+            for (int i = 0; i < N; i++)
+                for (int d = 0; d < DIM; d++)
+                    x[i * DIM + d] = side == 1 ? 1.0f : d % 2 ? down : up;
+            cr_assert(ms_index_dev_set_centroids(dev, cents, NULL, 2, &err) == MS_OK, "%s",
+                      err.msg);
+            cr_assert(ms_index_dev_load(dev, x, MS_DTYPE_F32, N, &err) == MS_OK, "%s", err.msg);
+            assign_with(dev, MS_INDEX_ASSIGN_TILED, N, want);
+            for (int i = 0; i < N; i++)
+                cr_assert_eq(want[i], (uint32_t)(1 - order), "the float32 winner is b");
+            ms_index_dev_recheck_stats(dev, &r0);
+            assign_with(dev, cl.info.is_nvidia ? MS_INDEX_ASSIGN_NV : MS_INDEX_ASSIGN_APPROX, N,
+                        got);
+            ms_index_dev_recheck_stats(dev, &r1);
+            cr_assert(memcmp(want, got, sizeof want) == 0,
+                      "side %d order %d: float16's winner kept", side, order);
+            cr_assert_eq(r1.rechecked - r0.rechecked, N, "side %d: every point re-checked", side);
+        }
+    ms_index_dev_free(dev);
+}
+
 Test(index_build, reads_back_through_the_index_reader, .init = setup, .fini = teardown)
 {
     struct ms_src src;
