@@ -147,7 +147,7 @@ fuzz:
 check-kernels:
 	$(Q)for k in $(KERNELS); do \
 	    $(CLANG) -x cl -cl-std=CL1.2 -Xclang -finclude-default-header -fsyntax-only -Werror $$k || exit 1; \
-	    $(CLANG) -x cl -cl-std=CL1.2 -Xclang -finclude-default-header -fsyntax-only -Werror -DMS_NVIDIA=1 $$k || exit 1; done
+	    $(CLANG) -x cl -cl-std=CL1.2 -Xclang -finclude-default-header -fsyntax-only -Werror -DMS_NVIDIA=1 -DIX_NV_KS=8 $$k || exit 1; done
 	@echo "  kernels ok"
 
 ## check-man: lint man/maxsim.1 with mandoc and check it names every command and option of --help

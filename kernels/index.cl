@@ -16,12 +16,117 @@
  *       bucket (the number of cutoffs strictly below it, torch.bucketize),
  *       the bucket's bits least significant first, packed from the byte's
  *       most significant bit down (ColBERT's binarize + packbits).
+ *   index_approx_prep, index_assign_approx, index_assign_nv, index_gather,
+ *       index_scatter  the same codes from float16 scores (tensor cores on
+ *       NVIDIA) with an exact re-check of the points they cannot settle:
+ *       see "Approximate assignment" below.
  * Every result depends only on its own point and the centroids, never on
  * how points are split into launches, so a build is the same whatever the
  * block size.
  *
- * Standalone OpenCL C 1.2: `make check-kernels` compiles it with clang.
+ * Build options: -DMS_NVIDIA=1 on NVIDIA devices; index_assign_nv (inline
+ * PTX) only with -DIX_NV_KS=dim/16 too (even: dim a multiple of 32), which
+ * the host leaves out under MAXSIM_INDEX_NV=0. Standalone OpenCL C 1.2: `make
+ * check-kernels` compiles it with clang. tests/test_nv_layout.c includes
+ * the part above the kernels (IX_NV_INDEX_ONLY) to emulate index_assign_nv.
  */
+
+/*
+ * Approximate assignment. The exact kernels below give code(i) = the lowest
+ * c maximizing s(i, c) = fl(fma chain over d of x_i[d] * c[d]) + bias[c],
+ * all float32. The approximate pass computes t(i, c) from float16-rounded
+ * x_i and c (float32 products and sums, on NVIDIA mma.sync f16 -> f32) plus
+ * the same bias, and keeps per point the best t, its centroid and the
+ * second-best t (top-2; a tie at the top makes the two equal). With a bound
+ * |t(i, c) - s(i, c)| <= e_i for every c:
+ *   if best_t - second_t > 2 e_i, the exact argmax is the approximate one:
+ *   for any c != b (b the approximate best), s(c) <= t(c) + e_i <= second_t
+ *   + e_i < best_t - e_i <= s(b), so s(c) < s(b) strictly, and b is the
+ *   unique exact maximum (no tie left for the lower-index rule to break).
+ * Otherwise (near ties, exact ties, NaN, values float16 cannot hold) the
+ * point is listed for the exact kernel, whose code replaces the
+ * approximate one: the codes are the exact kernels' codes, bit for bit.
+ *
+ * The bound. Write x~, c~ for the float16 roundings and |.| for the 2-norm.
+ * Exactly, x~.c~ - x.c = (x~ - x).c~ + x.(c~ - c), so by Cauchy-Schwarz
+ *   |<x~, c~> - <x, c>| <= |x~ - x| |c~| + |x| |c~ - c|
+ * whatever the rounding (subnormals included; a value float16 cannot hold
+ * makes |x~ - x| infinite). The sums add, with A = |x| |c| and A~ = |x~|
+ * |c~| bounding sum_d |x_d c_d| and sum_d |x~_d c~_d|:
+ *   the approximate sums: (dim + 16) 2^-22 A~ (products of float16 values
+ *       are exact in float32; 2 ulps a term for the tensor cores' truncating
+ *       adds, which measure at 1: Fasi et al., "Numerical behavior of NVIDIA
+ *       tensor cores", 2021; the fma chain of index_assign_approx is well
+ *       within it);
+ *   the exact fma chain: dim 2^-24 A (1 + dim 2^-24);
+ *   the two float32 bias additions: 2^-24 (|sum + bias|) each, at most
+ *       2^-22 max(A, A~) + 2^-23 max|bias|.
+ * So, with N = max(|x|, |x~|) and C = max over c of max(|c|, |c~|):
+ *   e = |x~ - x| max|c~| + |x| max|c~ - c|
+ *       + ((dim + 16) 2^-22 + dim 2^-24 + 2^-22) N C + 2^-23 max|bias|,
+ * times 1 + 2^-6 for the float32 rounding of the norms (sqrt within 3
+ * ulps) and of e itself. The centroid maxima come from the host (which
+ * refuses the pass when a centroid value does not fit float16);
+ * index_approx_prep computes |x~ - x| (infinite for a value beyond float16
+ * or NaN: the point is always re-checked) and N. For unit vectors e is
+ * about 4e-4 (|x~ - x| ~ 0.35 u |x|, u = 2^-11). docs/kernel-notes.md has
+ * the derivation at length.
+ */
+#define IX_NV_A_ROW(lane, r)  (((lane) >> 2) + 8 * ((r) & 1)) /* A: points x dims */
+#define IX_NV_A_COL(lane, r)  (2 * ((lane) & 3) + 8 * ((r) >> 1))
+#define IX_NV_B_CENT(lane)    ((lane) >> 2) /* B: dims x centroids */
+#define IX_NV_B_K(lane, r)    (2 * ((lane) & 3) + 8 * (r))
+#define IX_NV_C_ROW(lane, r)  (((lane) >> 2) + 8 * ((r) >> 1)) /* C: points x centroids */
+#define IX_NV_C_COL(lane, r)  (2 * ((lane) & 3) + ((r) & 1))
+#define IX_NV_COL_T(col)      (((col) >> 1) & 3) /* t (lane & 3) of the lanes holding column col */
+/* The uint4 (4 float16 pairs) of a point's or centroid's row that a lane
+ * loads for k-steps 2j and 2j + 1: its words q = 0..3 feed k-step
+ * 2j + (q >> 1), A registers (r & 1) + 2 (q & 1) of row r & 1, B register
+ * q & 1. That permutes the 32 dimensions of the two k-steps (a lane's 4
+ * words adjacent: one 16-byte load instead of 4), the same way for A and
+ * B, so the dot products are the same sums in another order. */
+#define IX_NV_QUAD(lane, j) (4 * (j) + ((lane) & 3))
+
+/* One more score of a point, centroids in ascending order: an equal score
+ * goes to second (a tie at the top leaves no margin). */
+static inline void ix_top2_take(const float s, const uint c, float *best, uint *arg, float *second)
+{
+    if (s > *best) {
+        *second = *best;
+        *best = s;
+        *arg = c;
+    } else {
+        *second = fmax(*second, s);
+    }
+}
+
+/* Two top-2s of disjoint centroid sets joined: the larger best (equal: the
+ * lower centroid), the larger of the loser's best and the winner's second.
+ * The same result whichever side is `*`, so both lanes of a shuffle agree. */
+static inline void ix_top2_join(float *best, uint *arg, float *second, const float obest,
+                                const uint oarg, const float osecond)
+{
+    if (obest > *best || (obest == *best && oarg < *arg)) {
+        *second = fmax(*best, osecond);
+        *best = obest;
+        *arg = oarg;
+    } else {
+        *second = fmax(*second, obest);
+    }
+}
+
+/* Whether the approximate best is the exact argmax (the comment above):
+ * rx = |x~ - x| (infinite: a value float16 cannot hold), nx = N; the host's
+ * scaled constants: c_q = max|c~|, c_n = max|c~ - c| + (the sums' rate) C,
+ * c_b = 2^-23 max|bias|. NaN anywhere fails the test. */
+static inline int ix_settled(const float best, const float second, const float rx,
+                             const float nx, const float c_q, const float c_n, const float c_b)
+{
+    const float e = rx * c_q + nx * c_n + c_b;
+    return best - second > 2.0f * e;
+}
+
+#ifndef IX_NV_INDEX_ONLY
 
 __kernel void index_transpose(__global const float *restrict x32,
                               __global const half *restrict x16, const uint is_half,
@@ -114,22 +219,24 @@ __kernel void index_assign(__global const float *restrict xt, const uint stride,
 #define DK 16
 #define CS (TT + 4) /* local row of the centroid tile: padded against bank conflicts, 16-byte rows */
 
-__kernel __attribute__((reqd_work_group_size(TL, TL, 1))) void
-index_assign_tiled(__global const float *restrict xt, const uint stride, const uint n,
-                   const uint dim, __global const float *restrict cents,
-                   __global const float *restrict bias, const uint k, __global uint *restrict out)
+/* The scan of index_assign_tiled over centroids [c_begin, c_end): for
+ * work-item lid < TT, the best score of point p0 + lid and its centroid
+ * (the lowest of equal maxima; -INFINITY and 0 when no score beats
+ * -INFINITY). Every work-item of the group must call it (barriers). */
+static inline void ix_tiled_scan(__global const float *restrict xt, const uint stride,
+                                 const uint dim, __global const float *restrict cents,
+                                 __global const float *restrict bias, const uint c_begin,
+                                 const uint c_end, const uint p0, __local float *xs,
+                                 __local float *cs, float *best_out, uint *arg_out)
 {
-    __local float xs[DK * TT];
-    __local float cs[DK * CS];
     const uint lx = (uint)get_local_id(0), ly = (uint)get_local_id(1), lid = ly * TL + lx;
-    const uint p0 = (uint)get_group_id(0) * TT;
     float best[TB];
     uint arg[TB];
     for (uint i = 0; i < TB; i++) {
         best[i] = -INFINITY;
         arg[i] = 0;
     }
-    for (uint c0 = 0; c0 < k; c0 += TT) {
+    for (uint c0 = c_begin; c0 < c_end; c0 += TT) {
         float acc[TB][TB];
         for (uint i = 0; i < TB; i++)
             for (uint j = 0; j < TB; j++)
@@ -141,7 +248,8 @@ index_assign_tiled(__global const float *restrict xt, const uint stride, const u
                 const uint dd = e / TT, p = p0 + e % TT;
                 xs[e] = dd < dl && p < stride ? xt[(size_t)(d0 + dd) * stride + p] : 0.0f;
                 const uint cd = e % DK, c = c0 + e / DK;
-                cs[cd * CS + e / DK] = cd < dl && c < k ? cents[(size_t)c * dim + d0 + cd] : 0.0f;
+                cs[cd * CS + e / DK] =
+                    cd < dl && c < c_end ? cents[(size_t)c * dim + d0 + cd] : 0.0f;
             }
             barrier(CLK_LOCAL_MEM_FENCE);
             for (uint dd = 0; dd < dl; dd++) {
@@ -158,7 +266,7 @@ index_assign_tiled(__global const float *restrict xt, const uint stride, const u
         }
         for (uint j = 0; j < TB; j++) {
             const uint c = c0 + ly * TB + j;
-            if (c >= k)
+            if (c >= c_end)
                 break;
             const float b = bias[c];
             for (uint i = 0; i < TB; i++) {
@@ -189,9 +297,75 @@ index_assign_tiled(__global const float *restrict xt, const uint stride, const u
                 a = c;
             }
         }
-        if (p0 + lid < n)
-            out[p0 + lid] = a;
+        *best_out = b;
+        *arg_out = a;
     }
+}
+
+__kernel __attribute__((reqd_work_group_size(TL, TL, 1))) void
+index_assign_tiled(__global const float *restrict xt, const uint stride, const uint n,
+                   const uint dim, __global const float *restrict cents,
+                   __global const float *restrict bias, const uint k, __global uint *restrict out)
+{
+    __local float xs[DK * TT];
+    __local float cs[DK * CS];
+    const uint lid = (uint)get_local_id(1) * TL + (uint)get_local_id(0);
+    const uint p0 = (uint)get_group_id(0) * TT;
+    float b;
+    uint a;
+    ix_tiled_scan(xt, stride, dim, cents, bias, 0, k, p0, xs, cs, &b, &a);
+    if (lid < TT && p0 + lid < n)
+        out[p0 + lid] = a;
+}
+
+/* index_assign_tiled split over the centroids, for a few points (the
+ * approximate pass's re-check): group (x, y) scans points x * TT.. against
+ * centroids [y span, (y + 1) span), writing its best score and centroid to
+ * part_s/part_c[y * n + i]; index_join_parts then keeps, per point, the
+ * first part with the largest score. The same fma chains and the same
+ * rule (the lowest of equal maxima, 0 when none beats -INFINITY), so the
+ * same codes as index_assign_tiled, with enough groups to fill a GPU. */
+__kernel __attribute__((reqd_work_group_size(TL, TL, 1))) void
+index_assign_tiled_part(__global const float *restrict xt, const uint stride, const uint n,
+                        const uint dim, __global const float *restrict cents,
+                        __global const float *restrict bias, const uint k, const uint span,
+                        __global float *restrict part_s, __global uint *restrict part_c)
+{
+    __local float xs[DK * TT];
+    __local float cs[DK * CS];
+    const uint lid = (uint)get_local_id(1) * TL + (uint)get_local_id(0);
+    const uint p0 = (uint)get_group_id(0) * TT, y = (uint)get_group_id(1);
+    const uint c_begin = y * span, c_end = min(k, c_begin + span);
+    float b;
+    uint a;
+    ix_tiled_scan(xt, stride, dim, cents, bias, c_begin, c_end, p0, xs, cs, &b, &a);
+    if (lid < TT && p0 + lid < n) {
+        part_s[(size_t)y * n + p0 + lid] = b;
+        part_c[(size_t)y * n + p0 + lid] = a;
+    }
+}
+
+/* Per point, the parts in centroid order: strict > keeps the lower centroid
+ * of equal maxima (and part 0's 0 when no score beats -INFINITY); the code
+ * goes straight to its point's place (list: the re-check list). */
+__kernel void index_join_parts(__global const float *restrict part_s,
+                               __global const uint *restrict part_c, const uint n,
+                               const uint parts, __global const uint *restrict list,
+                               __global uint *restrict codes)
+{
+    const uint i = (uint)get_global_id(0);
+    if (i >= n)
+        return;
+    float b = part_s[i];
+    uint a = part_c[i];
+    for (uint y = 1; y < parts; y++) {
+        const float s = part_s[(size_t)y * n + i];
+        if (s > b) {
+            b = s;
+            a = part_c[(size_t)y * n + i];
+        }
+    }
+    codes[list[i]] = a;
 }
 #undef TL
 #undef TB
@@ -282,3 +456,225 @@ __kernel void index_compress(__global const float *restrict xt, const uint strid
         out[(size_t)t * packed + b] = (uchar)byte;
     }
 }
+
+/* ---- Approximate assignment (see the comment at the top) ---- */
+
+/* Per point of the transposed block: its float16 row (round to nearest
+ * even, as the host rounds the centroids), |x~ - x| (infinite when a value
+ * is beyond float16's range or NaN: then the point is re-checked) and
+ * max(|x|, |x~|). One work-item a point; it reads back its own float16
+ * values (OpenCL 1.2 has no half arithmetic without cl_khr_fp16). */
+__kernel void index_approx_prep(__global const float *restrict xt, const uint stride, const uint n,
+                                const uint dim, __global half *restrict x16,
+                                __global float2 *restrict norms)
+{
+    const uint i = (uint)get_global_id(0);
+    if (i >= n)
+        return;
+    float sx = 0.0f, sh = 0.0f, sr = 0.0f;
+    int safe = 1;
+    for (uint d = 0; d < dim; d++) {
+        const size_t at = (size_t)i * dim + d;
+        const float v = xt[(size_t)d * stride + i];
+        safe &= fabs(v) <= 65504.0f; /* false for NaN */
+        vstore_half_rte(v, at, x16);
+        const float h = vload_half(at, x16), r = h - v; /* exact: h and v are close */
+        sx = fma(v, v, sx);
+        sh = fma(h, h, sh);
+        sr = fma(r, r, sr);
+    }
+    norms[i] = (float2)(safe ? sqrt(sr) : INFINITY, sqrt(fmax(sx, sh)));
+}
+
+/* The approximate pass anywhere (PoCL tests it): one work-item a point,
+ * float16 inputs, float32 fma sums. The centroids are split over 4 slots
+ * as index_assign_nv splits them over the 4 lanes of a row (pairs of
+ * columns), and the slots joined in its shuffle order, so the top-2 logic
+ * is the one the tensor-core kernel runs. Not fast: a reference. */
+__kernel void index_assign_approx(__global const half *restrict x16, const uint n, const uint dim,
+                                  __global const half *restrict c16,
+                                  __global const float *restrict bias, const uint k,
+                                  __global const float2 *restrict norms, const float c_q,
+                                  const float c_n, const float c_b,
+                                  __global uint *restrict out, __global uint *restrict recheck,
+                                  __global uint *restrict n_recheck)
+{
+    const uint i = (uint)get_global_id(0);
+    if (i >= n)
+        return;
+    float best[4], second[4];
+    uint arg[4];
+    for (uint l = 0; l < 4; l++) {
+        best[l] = second[l] = -INFINITY;
+        arg[l] = 0;
+    }
+    for (uint c = 0; c < k; c++) {
+        float acc = 0.0f;
+        for (uint d = 0; d < dim; d++)
+            acc = fma(vload_half((size_t)i * dim + d, x16), vload_half((size_t)c * dim + d, c16),
+                      acc);
+        const uint l = IX_NV_COL_T(c);
+        ix_top2_take(acc + bias[c], c, &best[l], &arg[l], &second[l]);
+    }
+    /* shfl.xor 1 then 2, as lane 0 sees it */
+    for (uint m = 1; m <= 2; m *= 2)
+        for (uint l = 0; l < 4; l += 2 * m)
+            ix_top2_join(&best[l], &arg[l], &second[l], best[l + m], arg[l + m], second[l + m]);
+    out[i] = arg[0];
+    const float2 nx = norms[i];
+    if (!ix_settled(best[0], second[0], nx.x, nx.y, c_q, c_n, c_b))
+        recheck[atomic_inc(n_recheck)] = i;
+}
+
+/* The points to re-check, transposed into a block of their own (stride:
+ * m rounded up to 16, the padding zeros), for the exact kernels. */
+__kernel void index_gather(__global const float *restrict xt, const uint stride,
+                           __global const uint *restrict list, const uint m, const uint dim,
+                           const uint stride_g, __global float *restrict xg)
+{
+    const uint d = (uint)get_global_id(0), j = (uint)get_global_id(1);
+    if (d >= dim || j >= stride_g)
+        return;
+    xg[(size_t)d * stride_g + j] = j < m ? xt[(size_t)d * stride + list[j]] : 0.0f;
+}
+
+__kernel void index_scatter(__global const uint *restrict codes_g, __global const uint *restrict list,
+                            const uint m, __global uint *restrict codes)
+{
+    const uint j = (uint)get_global_id(0);
+    if (j < m)
+        codes[list[j]] = codes_g[j];
+}
+
+/*
+ * index_assign_nv (NVIDIA only, -DMS_NVIDIA=1): index_assign_approx's
+ * result on the tensor cores, mma.sync m16n8k16 (float16 x float16,
+ * float32 sums) through inline PTX, as kernels/plaid.cl's
+ * plaid_centroid_scores_nv (verified on the H200). A work-group of 4 warps
+ * takes 128 points, a warp 32 of them (2 m-tiles of 16), their A fragments
+ * held in registers for the whole dimension (IX_NV_KS k-steps, loaded once
+ * from the float16 rows). The warp walks every centroid 8 at a time (one
+ * n-tile): B fragments are 16-byte loads (two k-steps, IX_NV_QUAD's
+ * permutation of the dimensions) of the float16 centroid rows from
+ * global memory (the 4 warps of a group read the same words: L1 hits; all
+ * groups stream the same rows: L2), two mmas a k-step. A lane holds, per
+ * n-tile, columns 2t and 2t + 1 of rows g and g + 8 of each m-tile (the
+ * IX_NV_C_* maps), in ascending column order, and keeps a top-2 per row;
+ * the 4 lanes of a row join theirs with shfl.sync.bfly 1 and 2, and lane
+ * t = 0 writes the code and, when unsettled, lists the point. The lane
+ * mappings (PTX ISA, as in plaid.cl): g = lane >> 2, t = lane & 3; A reg r
+ * = A[g + 8(r&1)][2t + 8(r>>1) + {0,1}], B reg r = B[2t + 8r + {0,1}][g],
+ * C reg r = C[g + 8(r>>1)][2t + (r&1)]; tests/test_nv_layout.c emulates
+ * this kernel's index math against its model of the ISA.
+ */
+#if defined(MS_NVIDIA) && defined(IX_NV_KS) /* IX_NV_KS = dim / 16, even: set by the host */
+#if IX_NV_KS % 2
+#error "IX_NV_KS must be even (dim a multiple of 32)"
+#endif
+#if defined(__clang__) && !defined(cl_nv_pragma_unroll)
+#define IX_ASM __asm__ volatile
+#else
+#define IX_ASM asm volatile
+#endif
+static inline void ix_nv_mma(float *c, const uint *a, const uint b0, const uint b1)
+{
+    IX_ASM("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+           "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+           : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+           : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* Butterfly exchange within the warp (maxsim_nv.cl's); every lane takes part. */
+static inline uint ix_nv_shfl_xor(const uint v, const uint mask)
+{
+    uint r;
+    IX_ASM("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=r"(r) : "r"(v), "r"(mask));
+    return r;
+}
+
+/* x16, c16: float16 rows of dim / 8 uint4 (4 float16 pairs, low half
+ * first): 16-byte loads, the alignment of uint4 (buffers start aligned). */
+__kernel __attribute__((reqd_work_group_size(128, 1, 1))) void
+index_assign_nv(__global const uint4 *restrict x16, const uint n, const uint dim,
+                __global const uint4 *restrict c16, __global const float *restrict bias,
+                const uint k, __global const float2 *restrict norms, const float c_q,
+                const float c_n, const float c_b, __global uint *restrict out,
+                __global uint *restrict recheck, __global uint *restrict n_recheck)
+{
+    const uint lane = (uint)get_local_id(0) & 31u, warp = (uint)get_local_id(0) >> 5;
+    const uint p0 = (uint)get_group_id(0) * 128 + warp * 32;
+    const uint qw = dim / 8; /* uint4 a row; dim == 16 * IX_NV_KS: the host checks */
+    uint a[2][IX_NV_KS][4];
+#pragma unroll
+    for (uint m = 0; m < 2; m++)
+#pragma unroll
+        for (uint rr = 0; rr < 2; rr++) {
+            const uint p = p0 + 16 * m + IX_NV_A_ROW(lane, rr);
+#pragma unroll
+            for (uint j = 0; j < IX_NV_KS / 2; j++) {
+                const uint4 v =
+                    p < n ? x16[(size_t)p * qw + IX_NV_QUAD(lane, j)] : (uint4)(0u);
+                a[m][2 * j][rr] = v.x;
+                a[m][2 * j][rr + 2] = v.y;
+                a[m][2 * j + 1][rr] = v.z;
+                a[m][2 * j + 1][rr + 2] = v.w;
+            }
+        }
+    /* slot 2m + h: row 16m + g + 8h of the warp's 32 */
+    float best[4], second[4];
+    uint arg[4];
+#pragma unroll
+    for (uint s = 0; s < 4; s++) {
+        best[s] = second[s] = -INFINITY;
+        arg[s] = 0;
+    }
+    for (uint c0 = 0; c0 < k; c0 += 8) {
+        /* centroids past k: a valid row read again, never taken */
+        __global const uint4 *crow = c16 + (size_t)min(c0 + IX_NV_B_CENT(lane), k - 1) * qw;
+        float acc[2][4];
+#pragma unroll
+        for (uint m = 0; m < 2; m++)
+#pragma unroll
+            for (uint r = 0; r < 4; r++)
+                acc[m][r] = 0.0f;
+#pragma unroll
+        for (uint j = 0; j < IX_NV_KS / 2; j++) {
+            const uint4 b = crow[IX_NV_QUAD(lane, j)];
+            ix_nv_mma(acc[0], a[0][2 * j], b.x, b.y);
+            ix_nv_mma(acc[1], a[1][2 * j], b.x, b.y);
+            ix_nv_mma(acc[0], a[0][2 * j + 1], b.z, b.w);
+            ix_nv_mma(acc[1], a[1][2 * j + 1], b.z, b.w);
+        }
+#pragma unroll
+        for (uint r = 0; r < 4; r++) {
+            const uint c = c0 + IX_NV_C_COL(lane, r);
+            if (c < k) {
+                const float b = bias[c];
+                ix_top2_take(acc[0][r] + b, c, &best[r >> 1], &arg[r >> 1], &second[r >> 1]);
+                ix_top2_take(acc[1][r] + b, c, &best[2 + (r >> 1)], &arg[2 + (r >> 1)],
+                             &second[2 + (r >> 1)]);
+            }
+        }
+    }
+#pragma unroll
+    for (uint s = 0; s < 4; s++)
+        for (uint m = 1; m <= 2; m *= 2) {
+            const float ob = as_float(ix_nv_shfl_xor(as_uint(best[s]), m));
+            const uint oa = ix_nv_shfl_xor(arg[s], m);
+            const float os = as_float(ix_nv_shfl_xor(as_uint(second[s]), m));
+            ix_top2_join(&best[s], &arg[s], &second[s], ob, oa, os);
+        }
+    if ((lane & 3u) == 0)
+#pragma unroll
+        for (uint s = 0; s < 4; s++) {
+            const uint p = p0 + 16 * (s >> 1) + (lane >> 2) + 8 * (s & 1);
+            if (p < n) {
+                out[p] = arg[s];
+                const float2 nx = norms[p];
+                if (!ix_settled(best[s], second[s], nx.x, nx.y, c_q, c_n, c_b))
+                    recheck[atomic_inc(n_recheck)] = p;
+            }
+        }
+}
+#endif /* MS_NVIDIA && IX_NV_KS */
+#endif /* IX_NV_INDEX_ONLY */

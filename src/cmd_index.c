@@ -87,10 +87,24 @@ static void on_progress(void *ctx, const char *phase, uint64_t done, uint64_t to
     ms_progress_add(&p->prog, done - p->prog.done);
 }
 
+/* This process's own peak: VmHWM of its memory map. ru_maxrss also takes
+ * in the high-water mark of a parent that vfork'ed it (Linux carries the
+ * old map's peak across exec), which made a benchmark script's memory
+ * look like maxsim's. */
 static double peak_rss_mb(void)
 {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = -1.0;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6))
+            kb = strtod(line + 6, NULL);
+    if (f)
+        fclose(f);
     struct rusage ru;
-    return getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : 0.0;
+    if (kb < 0.0 && getrusage(RUSAGE_SELF, &ru) == 0)
+        kb = (double)ru.ru_maxrss;
+    return kb > 0.0 ? kb / 1024.0 : 0.0;
 }
 
 int cmd_index(int argc, char **argv)
@@ -258,6 +272,15 @@ int cmd_index(int argc, char **argv)
                     "held out for the bucket quantiles\n",
                     (unsigned long long)st.sample_docs, (unsigned long long)st.sample_tokens,
                     (unsigned long long)st.train_points, (unsigned long long)st.heldout);
+        if (st.assign_points)
+            fprintf(
+                stderr,
+                "index: assignment %s: %llu of %llu points re-checked (%.2f%%); kernels "
+                "%.2f s float16, %.2f s re-check\n",
+                st.assign, (unsigned long long)st.rechecked, (unsigned long long)st.assign_points,
+                100.0 * (double)st.rechecked / (double)st.assign_points, st.approx_s, st.recheck_s);
+        else if (st.assign)
+            fprintf(stderr, "index: assignment %s\n", st.assign);
         fprintf(stderr, "index: peak resident memory %.1f MiB, device buffers %.1f MiB\n",
                 peak_rss_mb(), (double)st.device_peak / 1048576.0);
     }

@@ -306,6 +306,23 @@ static void codec_release(struct codec *c)
     free(c->avg_residual);
 }
 
+/* The device's share of the statistics. */
+static void dev_stats(const struct ms_index_dev *dev, struct ms_index_stats *st)
+{
+    struct ms_index_recheck rs;
+    const enum ms_index_assign kind = ms_index_dev_get_assign(dev);
+    ms_index_dev_recheck_stats(dev, &rs);
+    st->kernel_s = ms_index_dev_kernel_s(dev);
+    st->device_peak = ms_index_dev_peak_bytes(dev);
+    st->assign = kind == MS_INDEX_ASSIGN_NV       ? "float16 tensor cores, exact re-check"
+                 : kind == MS_INDEX_ASSIGN_APPROX ? "float16 (portable), exact re-check"
+                                                  : "float32";
+    st->assign_points = rs.points;
+    st->rechecked = rs.rechecked;
+    st->approx_s = rs.approx_s;
+    st->recheck_s = rs.recheck_s;
+}
+
 /* Step 1: the sample's tokens, float32, in document order. */
 static int read_sample(struct ms_src *src, uint64_t n_pick, struct rng *r, float **pts,
                        uint64_t *n_pts, struct ms_err *err)
@@ -949,10 +966,8 @@ int ms_index_build(struct ms_cl *cl, struct ms_src *docs, struct ms_src *again, 
     st->n_docs = docs->n_rows;
     st->n_tokens = docs->n_tokens;
 out:
-    if (dev) {
-        st->kernel_s = ms_index_dev_kernel_s(dev);
-        st->device_peak = ms_index_dev_peak_bytes(dev);
-    }
+    if (dev)
+        dev_stats(dev, st);
     if (tmp[0])
         remove_dir(tmp);
     ms_index_dev_free(dev);
@@ -1159,10 +1174,8 @@ int ms_index_append(struct ms_cl *cl, struct ms_plaid *p, struct ms_src *docs,
     st->n_tokens = docs->n_tokens;
     st->k = c.k;
 out:
-    if (dev) {
-        st->kernel_s = ms_index_dev_kernel_s(dev);
-        st->device_peak = ms_index_dev_peak_bytes(dev);
-    }
+    if (dev)
+        dev_stats(dev, st);
     if (tmp[0])
         remove_dir(tmp);
     ms_index_dev_free(dev);

@@ -45,6 +45,12 @@ struct ms_index_stats {
     uint64_t k, sample_docs, sample_tokens, train_points, heldout;
     double sample_s, kmeans_s, encode_s, ivf_s, kernel_s;
     uint64_t device_peak; /* bytes of device buffers, at most */
+    /* the nearest-centroid assignment: "float32", or the float16 pass with
+     * its exact re-check (kernels/index.cl): points assigned that way, how
+     * many were re-checked, and the kernel seconds of the two passes */
+    const char *assign;
+    uint64_t assign_points, rechecked;
+    double approx_s, recheck_s;
 };
 
 /* Progress: called after each block with tokens done and the total, and at

@@ -6,9 +6,17 @@
  * device ([dim][n], float32) so that the kernels' neighbouring work-items
  * read neighbouring words; the host does no per-element work. The codes of the
  * last assignment stay on the device for the compression that follows it.
+ *
+ * The approximate kinds (kernels/index.cl, "Approximate assignment") add a
+ * float16 copy of the centroids and of the block, the block's norms, and
+ * the list of points to re-check, gathered into a transposed block of
+ * their own for the exact kernel and scattered back: the codes are the
+ * exact kernels', only fewer points pay for float32 scores.
  */
 #include "index_cl.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,13 +25,18 @@
 #define TILED_WG          16  /* index_assign_tiled: TL x TL work-items (kernels/index.cl) */
 #define TILED_POINTS      128 /* points per work-group of index_assign_tiled: TT */
 #define TILED_LOCAL_BYTES (16 * 128 * 4 + 16 * 132 * 4) /* its xs and cs */
+#define NV_WG             128                           /* index_assign_nv: 4 warps, 128 points */
+#define NV_MAX_DIM        256 /* its A fragments live in registers: dim / 2 of them */
 
 struct ms_index_dev {
     struct ms_cl *cl;
     uint32_t dim, k;
     cl_program prog;
     cl_kernel k_transpose, k_assign, k_assign_v16, k_assign_tiled, k_compress;
-    enum ms_index_assign assign; /* which assignment kernel */
+    cl_kernel k_prep, k_approx, k_nv, k_gather, k_scatter; /* k_nv: NVIDIA, dim % 32 == 0 */
+    cl_kernel k_tiled_part, k_join;                        /* the tiled re-check, split */
+    enum ms_index_assign assign;                           /* which assignment kernel */
+    enum ms_index_assign exact; /* the exact kernel of the approximate kinds' re-check */
     cl_mem cents, bias, cutoffs;
     cl_mem raw, xt, codes, packed; /* raw: the block as read (f32 or f16) */
     uint64_t n, cap;               /* points loaded, and room for (a multiple of 16) */
@@ -31,6 +44,16 @@ struct ms_index_dev {
     uint64_t packed_cap;           /* bytes of the packed buffer */
     uint64_t bytes, peak;          /* device bytes held now, and the most */
     double kernel_s;
+    /* the approximate kinds: float16 centroids, the block's float16 rows and
+     * norms (made once a load: prepped), the re-check list and its count,
+     * and the re-checked points' transposed block and codes */
+    cl_mem cents16, x16, norms, list, n_list, xg, codes_g, part_s, part_c;
+    uint64_t approx_cap, g_cap; /* points x16 (and norms, list) and xg have room for */
+    uint64_t part_cap;          /* entries of part_s and part_c */
+    int prepped, cents_f16;     /* cents_f16: every centroid value fits float16 */
+    double cq, cd, cm, bmax;    /* max |c~|, max |c~ - c|, max(|c|, |c~|), max |bias| */
+    double margin;              /* the bound's scale (tests) */
+    struct ms_index_recheck rs;
 };
 
 static void release(struct ms_index_dev *d, cl_mem *m, uint64_t bytes)
@@ -87,15 +110,33 @@ int ms_index_dev_create(struct ms_index_dev **out, struct ms_cl *cl, uint32_t di
         return err->status;
     d->cl = cl;
     d->dim = dim;
-    if ((st = ms_cl_program(cl, "index.cl",
-                            cl->info.is_nvidia ? "-cl-std=CL1.2 -DMS_NVIDIA=1" : "-cl-std=CL1.2",
-                            &d->prog, err)) != MS_OK)
+    d->margin = 1.0;
+    /* the tensor-core kernel holds a warp's points in registers: dim / 16
+     * k-steps fixed at build time, loaded two at a time; MAXSIM_INDEX_NV=0
+     * leaves it out of the program altogether */
+    const char *nv_env = getenv("MAXSIM_INDEX_NV");
+    const int nv = cl->info.is_nvidia && dim % 32 == 0 && dim <= NV_MAX_DIM &&
+                   !(nv_env && !strcmp(nv_env, "0"));
+    char opts[96];
+    if (nv)
+        snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DMS_NVIDIA=1 -DIX_NV_KS=%u", dim / 16);
+    else
+        snprintf(opts, sizeof opts, "%s",
+                 cl->info.is_nvidia ? "-cl-std=CL1.2 -DMS_NVIDIA=1" : "-cl-std=CL1.2");
+    if ((st = ms_cl_program(cl, "index.cl", opts, &d->prog, err)) != MS_OK)
         goto fail;
     if (!(d->k_transpose = clCreateKernel(d->prog, "index_transpose", &rc)) ||
         !(d->k_assign = clCreateKernel(d->prog, "index_assign", &rc)) ||
         !(d->k_assign_v16 = clCreateKernel(d->prog, "index_assign_v16", &rc)) ||
         !(d->k_assign_tiled = clCreateKernel(d->prog, "index_assign_tiled", &rc)) ||
-        !(d->k_compress = clCreateKernel(d->prog, "index_compress", &rc))) {
+        !(d->k_compress = clCreateKernel(d->prog, "index_compress", &rc)) ||
+        !(d->k_prep = clCreateKernel(d->prog, "index_approx_prep", &rc)) ||
+        !(d->k_approx = clCreateKernel(d->prog, "index_assign_approx", &rc)) ||
+        !(d->k_gather = clCreateKernel(d->prog, "index_gather", &rc)) ||
+        !(d->k_scatter = clCreateKernel(d->prog, "index_scatter", &rc)) ||
+        !(d->k_tiled_part = clCreateKernel(d->prog, "index_assign_tiled_part", &rc)) ||
+        !(d->k_join = clCreateKernel(d->prog, "index_join_parts", &rc)) ||
+        (nv && !(d->k_nv = clCreateKernel(d->prog, "index_assign_nv", &rc)))) {
         st = ms_cl_fail(err, "clCreateKernel(index)", rc);
         goto fail;
     }
@@ -113,6 +154,15 @@ int ms_index_dev_create(struct ms_index_dev **out, struct ms_cl *cl, uint32_t di
         d->assign = MS_INDEX_ASSIGN_TILED;
     else
         d->assign = MS_INDEX_ASSIGN_SIMPLE;
+    /* NVIDIA: float16 scores on the tensor cores, the few unsettled points
+     * re-checked by the exact kernel (same codes), unless MAXSIM_INDEX_NV=0;
+     * MAXSIM_INDEX_APPROX=1: the portable approximate pass anywhere (tests) */
+    d->exact = d->assign;
+    const char *approx = getenv("MAXSIM_INDEX_APPROX");
+    if (approx && !strcmp(approx, "1"))
+        d->assign = MS_INDEX_ASSIGN_APPROX;
+    else if (d->k_nv)
+        d->assign = MS_INDEX_ASSIGN_NV;
     *out = d;
     return MS_OK;
 fail:
@@ -131,6 +181,20 @@ void ms_index_dev_free(struct ms_index_dev *d)
     release(d, &d->xt, 0);
     release(d, &d->codes, 0);
     release(d, &d->packed, 0);
+    release(d, &d->cents16, 0);
+    release(d, &d->x16, 0);
+    release(d, &d->norms, 0);
+    release(d, &d->list, 0);
+    release(d, &d->n_list, 0);
+    release(d, &d->xg, 0);
+    release(d, &d->codes_g, 0);
+    release(d, &d->part_s, 0);
+    release(d, &d->part_c, 0);
+    const cl_kernel approx_kernels[] = { d->k_prep,    d->k_approx,     d->k_nv,  d->k_gather,
+                                         d->k_scatter, d->k_tiled_part, d->k_join };
+    for (size_t i = 0; i < sizeof approx_kernels / sizeof approx_kernels[0]; i++)
+        if (approx_kernels[i])
+            clReleaseKernel(approx_kernels[i]);
     if (d->k_transpose)
         clReleaseKernel(d->k_transpose);
     if (d->k_assign)
@@ -146,6 +210,47 @@ void ms_index_dev_free(struct ms_index_dev *d)
     free(d);
 }
 
+/* The approximate kinds' view of the centroids: their float16 copy (round
+ * to nearest even, as index_approx_prep rounds the points) on the device,
+ * and the maxima of the error bound; cents_f16 = 0 when a value does not
+ * fit float16 (or a value or bias is not finite): then the exact kernel
+ * assigns every point. */
+static int set_centroids_f16(struct ms_index_dev *d, const float *cents, const float *bias,
+                             struct ms_err *err)
+{
+    const uint64_t k = d->k, dim = d->dim;
+    uint16_t *c16 = ms_malloc((k ? k : 1) * dim * 2, err);
+    int st = MS_OK;
+
+    if (!c16)
+        return err->status;
+    d->cents_f16 = 1;
+    d->cq = d->cd = d->cm = d->bmax = 0.0;
+    for (uint64_t c = 0; c < k; c++) {
+        double sc = 0.0, sq = 0.0, sd = 0.0;
+        for (uint64_t j = 0; j < dim; j++) {
+            const float v = cents[c * dim + j];
+            d->cents_f16 &= fabsf(v) <= 65504.0f; /* false for NaN */
+            c16[c * dim + j] = ms_float_to_half(v);
+            const double h = ms_half_to_float(c16[c * dim + j]);
+            sc += (double)v * v;
+            sq += h * h;
+            sd += (h - v) * (h - v);
+        }
+        const double b = bias ? fabs(bias[c]) : 0.0;
+        d->cents_f16 &= isfinite(b);
+        d->cq = fmax(d->cq, sqrt(sq));
+        d->cd = fmax(d->cd, sqrt(sd));
+        d->cm = fmax(d->cm, sqrt(fmax(sc, sq)));
+        d->bmax = fmax(d->bmax, b);
+    }
+    if ((st = alloc(d, &d->cents16, CL_MEM_READ_ONLY, k * dim * 2, "float16 centroids", err)) ==
+        MS_OK)
+        st = upload(d, d->cents16, c16, k * dim * 2, "clEnqueueWriteBuffer(centroids)", err);
+    free(c16);
+    return st;
+}
+
 int ms_index_dev_set_centroids(struct ms_index_dev *d, const float *cents, const float *bias,
                                uint32_t k, struct ms_err *err)
 {
@@ -155,14 +260,17 @@ int ms_index_dev_set_centroids(struct ms_index_dev *d, const float *cents, const
 
     release(d, &d->cents, (uint64_t)d->k * d->dim * 4);
     release(d, &d->bias, (uint64_t)d->k * 4);
+    release(d, &d->cents16, (uint64_t)d->k * d->dim * 2);
     d->k = k;
     if (!bias && !(bias = zero = ms_calloc(k ? k : 1, 4, err)))
         return err->status;
     if ((st = alloc(d, &d->cents, CL_MEM_READ_ONLY, cb, "centroids", err)) == MS_OK &&
         (st = alloc(d, &d->bias, CL_MEM_READ_ONLY, (uint64_t)k * 4, "centroid bias", err)) ==
             MS_OK &&
-        (st = upload(d, d->cents, cents, cb, "clEnqueueWriteBuffer(centroids)", err)) == MS_OK)
-        st = upload(d, d->bias, bias, (uint64_t)k * 4, "clEnqueueWriteBuffer(bias)", err);
+        (st = upload(d, d->cents, cents, cb, "clEnqueueWriteBuffer(centroids)", err)) == MS_OK &&
+        (st = upload(d, d->bias, bias, (uint64_t)k * 4, "clEnqueueWriteBuffer(bias)", err)) ==
+            MS_OK)
+        st = set_centroids_f16(d, cents, bias, err);
     free(zero);
     return st;
 }
@@ -201,6 +309,7 @@ int ms_index_dev_load(struct ms_index_dev *d, const void *x, enum ms_dtype dtype
     }
     d->n = n;
     d->stride = stride;
+    d->prepped = 0;
     if (!n)
         return MS_OK;
     if ((st = upload(d, d->raw, x, n * dim * ms_dtype_size(dtype), "clEnqueueWriteBuffer(points)",
@@ -220,45 +329,221 @@ int ms_index_dev_load(struct ms_index_dev *d, const void *x, enum ms_dtype dtype
                         err);
 }
 
-int ms_index_dev_assign(struct ms_index_dev *d, uint32_t *codes, struct ms_err *err)
+/* One exact assignment kernel over the transposed points xt [dim][stride]
+ * (n of them) into out; its time is added to *time_s too. */
+static int assign_exact(struct ms_index_dev *d, enum ms_index_assign kind, cl_mem xt, uint64_t n64,
+                        uint64_t stride64, cl_mem out, double *time_s, struct ms_err *err)
 {
-    const cl_uint n = (cl_uint)d->n, stride = (cl_uint)d->stride, dim = d->dim, k = d->k;
-    const cl_kernel kern = d->assign == MS_INDEX_ASSIGN_V16     ? d->k_assign_v16
-                           : d->assign == MS_INDEX_ASSIGN_TILED ? d->k_assign_tiled
-                                                                : d->k_assign;
+    const cl_uint n = (cl_uint)n64, stride = (cl_uint)stride64, dim = d->dim, k = d->k;
+    const cl_kernel kern = kind == MS_INDEX_ASSIGN_V16     ? d->k_assign_v16
+                           : kind == MS_INDEX_ASSIGN_TILED ? d->k_assign_tiled
+                                                           : d->k_assign;
     size_t global[2], local[2];
-    cl_int rc = CL_SUCCESS;
+    const double t0 = d->kernel_s;
     int st;
 
-    if (!d->n)
-        return MS_OK;
-    rc |= clSetKernelArg(kern, 0, sizeof(cl_mem), &d->xt);
-    rc |= clSetKernelArg(kern, 1, sizeof stride, &stride);
-    rc |= clSetKernelArg(kern, 2, sizeof n, &n);
-    rc |= clSetKernelArg(kern, 3, sizeof dim, &dim);
-    rc |= clSetKernelArg(kern, 4, sizeof(cl_mem), &d->cents);
-    rc |= clSetKernelArg(kern, 5, sizeof(cl_mem), &d->bias);
-    rc |= clSetKernelArg(kern, 6, sizeof k, &k);
-    rc |= clSetKernelArg(kern, 7, sizeof(cl_mem), &d->codes);
-    if (rc != CL_SUCCESS)
-        return ms_cl_fail(err, "clSetKernelArg(index_assign)", rc);
-    switch (d->assign) {
+    if ((st = MS_CL_SET_ARGS(kern, "index_assign", err, MS_ARG(xt), MS_ARG(stride), MS_ARG(n),
+                             MS_ARG(dim), MS_ARG(d->cents), MS_ARG(d->bias), MS_ARG(k),
+                             MS_ARG(out))) != MS_OK)
+        return st;
+    switch (kind) {
     case MS_INDEX_ASSIGN_V16: /* CPUs: the runtime picks the work-group size (the item count
                                * need not be a multiple of anything) */
-        global[0] = d->stride / 16;
+        global[0] = stride64 / 16;
         st = ms_cl_launch(d->cl, kern, 1, global, NULL, "index_assign", &d->kernel_s, err);
         break;
     case MS_INDEX_ASSIGN_TILED:
-        global[0] = (d->n + TILED_POINTS - 1) / TILED_POINTS * TILED_WG;
+        global[0] = (n64 + TILED_POINTS - 1) / TILED_POINTS * TILED_WG;
         global[1] = local[0] = local[1] = TILED_WG;
         st = ms_cl_launch(d->cl, kern, 2, global, local, "index_assign", &d->kernel_s, err);
         break;
     default:
         local[0] = ASSIGN_WG;
-        global[0] = (d->n + ASSIGN_PT * ASSIGN_WG - 1) / (ASSIGN_PT * ASSIGN_WG) * ASSIGN_WG;
+        global[0] = (n64 + ASSIGN_PT * ASSIGN_WG - 1) / (ASSIGN_PT * ASSIGN_WG) * ASSIGN_WG;
         st = ms_cl_launch(d->cl, kern, 1, global, local, "index_assign", &d->kernel_s, err);
         break;
     }
+    if (time_s)
+        *time_s += d->kernel_s - t0;
+    return st;
+}
+
+/* Room for the approximate pass over cap points (the block's capacity). */
+static int approx_buffers(struct ms_index_dev *d, struct ms_err *err)
+{
+    int st;
+    if (!d->n_list &&
+        (st = alloc(d, &d->n_list, CL_MEM_READ_WRITE, 4, "re-check count", err)) != MS_OK)
+        return st;
+    if (d->approx_cap >= d->cap)
+        return MS_OK;
+    release(d, &d->x16, d->approx_cap * d->dim * 2);
+    release(d, &d->norms, d->approx_cap * 8);
+    release(d, &d->list, d->approx_cap * 4);
+    d->approx_cap = 0;
+    if ((st = alloc(d, &d->x16, CL_MEM_READ_WRITE, d->cap * d->dim * 2, "float16 points", err)) !=
+            MS_OK ||
+        (st = alloc(d, &d->norms, CL_MEM_READ_WRITE, d->cap * 8, "point norms", err)) != MS_OK ||
+        (st = alloc(d, &d->list, CL_MEM_READ_WRITE, d->cap * 4, "re-check list", err)) != MS_OK)
+        return st;
+    d->approx_cap = d->cap;
+    return MS_OK;
+}
+
+/* The tiled kernel over the m gathered points, split over the centroids
+ * so that a few points still make enough work-groups (about 4 a compute
+ * unit; one group of 128 points against every centroid is a GPU mostly
+ * idle), joined per point straight into d->codes. */
+static int recheck_tiled(struct ms_index_dev *d, uint64_t m, uint64_t stride_g, struct ms_err *err)
+{
+    const uint64_t tiles = (m + TILED_POINTS - 1) / TILED_POINTS;
+    const uint64_t want = (4ull * d->cl->info.compute_units + tiles - 1) / tiles;
+    const uint64_t span = (d->k + (want ? want : 1) - 1) / (want ? want : 1);
+    const uint64_t parts = (d->k + span - 1) / span;
+    const cl_uint cm = (cl_uint)m, cstride_g = (cl_uint)stride_g, cdim = d->dim, ck = d->k;
+    const cl_uint cspan = (cl_uint)span, cparts = (cl_uint)parts;
+    int st;
+
+    if (parts * m > d->part_cap) {
+        release(d, &d->part_s, d->part_cap * 4);
+        release(d, &d->part_c, d->part_cap * 4);
+        d->part_cap = 0;
+        if ((st = alloc(d, &d->part_s, CL_MEM_READ_WRITE, parts * m * 2 * 4, "re-check parts",
+                        err)) != MS_OK ||
+            (st = alloc(d, &d->part_c, CL_MEM_READ_WRITE, parts * m * 2 * 4, "re-check parts",
+                        err)) != MS_OK)
+            return st;
+        d->part_cap = parts * m * 2;
+    }
+    const size_t global[2] = { tiles * TILED_WG, parts * TILED_WG },
+                 local[2] = { TILED_WG, TILED_WG }, gj = m;
+    if ((st = MS_CL_SET_ARGS(d->k_tiled_part, "index_assign_tiled_part", err, MS_ARG(d->xg),
+                             MS_ARG(cstride_g), MS_ARG(cm), MS_ARG(cdim), MS_ARG(d->cents),
+                             MS_ARG(d->bias), MS_ARG(ck), MS_ARG(cspan), MS_ARG(d->part_s),
+                             MS_ARG(d->part_c))) != MS_OK ||
+        (st = ms_cl_launch(d->cl, d->k_tiled_part, 2, global, local, "index_assign_tiled_part",
+                           &d->kernel_s, err)) != MS_OK ||
+        (st = MS_CL_SET_ARGS(d->k_join, "index_join_parts", err, MS_ARG(d->part_s),
+                             MS_ARG(d->part_c), MS_ARG(cm), MS_ARG(cparts), MS_ARG(d->list),
+                             MS_ARG(d->codes))) != MS_OK)
+        return st;
+    return ms_cl_launch(d->cl, d->k_join, 1, &gj, NULL, "index_join_parts", &d->kernel_s, err);
+}
+
+/* The m listed points, transposed into xg (grown as needed), assigned by
+ * the exact kernel, their codes scattered back into d->codes. */
+static int recheck(struct ms_index_dev *d, uint64_t m, struct ms_err *err)
+{
+    const uint64_t stride_g = (m + 15) / 16 * 16;
+    const cl_uint cm = (cl_uint)m, cstride = (cl_uint)d->stride, cdim = d->dim;
+    const cl_uint cstride_g = (cl_uint)stride_g;
+    int st;
+
+    if (stride_g > d->g_cap) {
+        uint64_t cap = d->g_cap ? d->g_cap : 1024;
+        while (cap < stride_g)
+            cap *= 2;
+        release(d, &d->xg, d->g_cap * d->dim * 4);
+        release(d, &d->codes_g, d->g_cap * 4);
+        d->g_cap = 0;
+        if ((st = alloc(d, &d->xg, CL_MEM_READ_WRITE, cap * d->dim * 4, "re-checked points",
+                        err)) != MS_OK ||
+            (st = alloc(d, &d->codes_g, CL_MEM_READ_WRITE, cap * 4, "re-checked codes", err)) !=
+                MS_OK)
+            return st;
+        d->g_cap = cap;
+    }
+    const double t0 = d->kernel_s;
+    const size_t gg[2] = { d->dim, stride_g }, gs = m;
+    if ((st = MS_CL_SET_ARGS(d->k_gather, "index_gather", err, MS_ARG(d->xt), MS_ARG(cstride),
+                             MS_ARG(d->list), MS_ARG(cm), MS_ARG(cdim), MS_ARG(cstride_g),
+                             MS_ARG(d->xg))) != MS_OK ||
+        (st = ms_cl_launch(d->cl, d->k_gather, 2, gg, NULL, "index_gather", &d->kernel_s, err)) !=
+            MS_OK)
+        return st;
+    if (d->exact == MS_INDEX_ASSIGN_TILED)
+        st = recheck_tiled(d, m, stride_g, err);
+    else if ((st = assign_exact(d, d->exact, d->xg, m, stride_g, d->codes_g, NULL, err)) == MS_OK &&
+             (st = MS_CL_SET_ARGS(d->k_scatter, "index_scatter", err, MS_ARG(d->codes_g),
+                                  MS_ARG(d->list), MS_ARG(cm), MS_ARG(d->codes))) == MS_OK)
+        st = ms_cl_launch(d->cl, d->k_scatter, 1, &gs, NULL, "index_scatter", &d->kernel_s, err);
+    if (st != MS_OK)
+        return st;
+    d->rs.recheck_s += d->kernel_s - t0;
+    return MS_OK;
+}
+
+/* The approximate pass over the loaded block, then the exact re-check of
+ * what it left unsettled; codes in d->codes. */
+static int assign_approx(struct ms_index_dev *d, struct ms_err *err)
+{
+    const cl_uint n = (cl_uint)d->n, stride = (cl_uint)d->stride, dim = d->dim, k = d->k;
+    const int nv = d->assign == MS_INDEX_ASSIGN_NV && d->k_nv;
+    const cl_kernel kern = nv ? d->k_nv : d->k_approx;
+    /* the bound of kernels/index.cl ("Approximate assignment"); the slack
+     * covers the float32 rounding of the norms and of e */
+    const double slack = (1.0 + 0x1p-6) * d->margin;
+    const double sums = (dim + 16.0) * 0x1p-22 + dim * 0x1p-24 + 0x1p-22;
+    const float c_q = (float)(d->cq * slack), c_n = (float)((d->cd + sums * d->cm) * slack);
+    const float c_b = (float)(0x1p-23 * d->bmax * slack);
+    const cl_uint zero = 0;
+    cl_uint m = 0;
+    int st;
+
+    d->rs.points += d->n;
+    if (!d->cents_f16) { /* float16 cannot hold the centroids: all exact */
+        d->rs.rechecked += d->n;
+        return assign_exact(d, d->exact, d->xt, d->n, d->stride, d->codes, &d->rs.recheck_s, err);
+    }
+    if ((st = approx_buffers(d, err)) != MS_OK)
+        return st;
+    const double t0 = d->kernel_s;
+    if (!d->prepped) {
+        const size_t global = d->n;
+        if ((st = MS_CL_SET_ARGS(d->k_prep, "index_approx_prep", err, MS_ARG(d->xt), MS_ARG(stride),
+                                 MS_ARG(n), MS_ARG(dim), MS_ARG(d->x16), MS_ARG(d->norms))) !=
+                MS_OK ||
+            (st = ms_cl_launch(d->cl, d->k_prep, 1, &global, NULL, "index_approx_prep",
+                               &d->kernel_s, err)) != MS_OK)
+            return st;
+        d->prepped = 1;
+    }
+    if ((st = upload(d, d->n_list, &zero, 4, "clEnqueueWriteBuffer(re-check count)", err)) !=
+            MS_OK ||
+        (st = MS_CL_SET_ARGS(kern, nv ? "index_assign_nv" : "index_assign_approx", err,
+                             MS_ARG(d->x16), MS_ARG(n), MS_ARG(dim), MS_ARG(d->cents16),
+                             MS_ARG(d->bias), MS_ARG(k), MS_ARG(d->norms), MS_ARG(c_q), MS_ARG(c_n),
+                             MS_ARG(c_b), MS_ARG(d->codes), MS_ARG(d->list), MS_ARG(d->n_list))) !=
+            MS_OK)
+        return st;
+    if (nv) {
+        const size_t global = (d->n + NV_WG - 1) / NV_WG * NV_WG, local = NV_WG;
+        st = ms_cl_launch(d->cl, kern, 1, &global, &local, "index_assign_nv", &d->kernel_s, err);
+    } else {
+        const size_t global = d->n;
+        st = ms_cl_launch(d->cl, kern, 1, &global, NULL, "index_assign_approx", &d->kernel_s, err);
+    }
+    if (st != MS_OK)
+        return st;
+    d->rs.approx_s += d->kernel_s - t0;
+    if ((st = download(d, d->n_list, &m, 4, "clEnqueueReadBuffer(re-check count)", err)) != MS_OK)
+        return st;
+    if (m > d->n) /* a kernel bug, never a result to trust */
+        return ms_err_set(err, MS_ERR_RUNTIME, "index_assign: %u points to re-check of %u", m, n);
+    d->rs.rechecked += m;
+    return m ? recheck(d, m, err) : MS_OK;
+}
+
+int ms_index_dev_assign(struct ms_index_dev *d, uint32_t *codes, struct ms_err *err)
+{
+    int st;
+
+    if (!d->n)
+        return MS_OK;
+    if (d->assign == MS_INDEX_ASSIGN_APPROX || d->assign == MS_INDEX_ASSIGN_NV)
+        st = assign_approx(d, err);
+    else
+        st = assign_exact(d, d->assign, d->xt, d->n, d->stride, d->codes, NULL, err);
     if (st != MS_OK)
         return st;
     return download(d, d->codes, codes, d->n * 4, "clEnqueueReadBuffer(codes)", err);
@@ -267,6 +552,23 @@ int ms_index_dev_assign(struct ms_index_dev *d, uint32_t *codes, struct ms_err *
 void ms_index_dev_set_assign(struct ms_index_dev *d, enum ms_index_assign kind)
 {
     d->assign = kind;
+    if (kind != MS_INDEX_ASSIGN_APPROX && kind != MS_INDEX_ASSIGN_NV)
+        d->exact = kind;
+}
+
+enum ms_index_assign ms_index_dev_get_assign(const struct ms_index_dev *d)
+{
+    return d->assign == MS_INDEX_ASSIGN_NV && !d->k_nv ? MS_INDEX_ASSIGN_APPROX : d->assign;
+}
+
+void ms_index_dev_set_margin(struct ms_index_dev *d, double scale)
+{
+    d->margin = scale;
+}
+
+void ms_index_dev_recheck_stats(const struct ms_index_dev *d, struct ms_index_recheck *out)
+{
+    *out = d->rs;
 }
 
 int ms_index_dev_compress(struct ms_index_dev *d, const float *cutoffs, uint32_t nbits,

@@ -3,7 +3,9 @@
  * centroid-count formulas against worked values, the device assignment and
  * residual compression (kernels/index.cl, both assignment kernels) against
  * a double-precision reference on random shapes, independence from how points are split into
- * launches, and a whole build read back by the index reader.
+ * launches, and a whole build read back by the index reader. The float16 assignment with its
+ * exact re-check (MS_INDEX_ASSIGN_APPROX, the portable reference of the tensor-core kernel)
+ * against the exact kernels' codes, byte for byte, on adversarial centroids and points.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -101,7 +103,7 @@ Test(index_device, assign_and_compress_match_the_reference, .init = setup, .fini
             cut[i] = -1.5f + 3.0f * (float)(i + 1) / (float)(ncut + 1);
         struct ms_index_dev *dev;
         cr_assert(ms_index_dev_create(&dev, &cl, dim, &err) == MS_OK, "%s", err.msg);
-        for (int var = 0; var < 6; var++) {
+        for (int var = 0; var < 10; var++) {
             const int with_bias = var & 1;
             const float *b = with_bias ? bias : NULL;
             ms_index_dev_set_assign(dev, (enum ms_index_assign)(var >> 1)); /* every kernel */
@@ -168,8 +170,9 @@ Test(index_device, results_do_not_depend_on_blocks_or_dtype, .init = setup, .fin
     cr_assert(memcmp(whole, parts, n * 4) == 0, "codes depend on the launch split");
     /* the GPU kernel and the CPU one give the same codes (the same fma chains) */
     const enum ms_index_assign kinds[] = { MS_INDEX_ASSIGN_SIMPLE, MS_INDEX_ASSIGN_V16,
-                                           MS_INDEX_ASSIGN_TILED };
-    for (int i = 0; i < 3; i++) {
+                                           MS_INDEX_ASSIGN_TILED, MS_INDEX_ASSIGN_APPROX,
+                                           MS_INDEX_ASSIGN_NV };
+    for (int i = 0; i < 5; i++) {
         ms_index_dev_set_assign(dev, kinds[i]);
         memset(parts, 0xff, n * 4);
         cr_assert(ms_index_dev_assign(dev, parts, &err) == MS_OK, "%s", err.msg);
@@ -183,6 +186,242 @@ Test(index_device, results_do_not_depend_on_blocks_or_dtype, .init = setup, .fin
     free(whole);
     free(parts);
     free(half);
+}
+
+/* ---- the float16 pass with its exact re-check ---- */
+
+enum adversary {
+    ADV_RANDOM,
+    ADV_DUPLICATES,    /* centroids repeated: exact ties, the lower index wins */
+    ADV_NEAR_DUPS,     /* centroids 1 float32 ulp apart: the same float16 values */
+    ADV_EQUIDISTANT,   /* centroid pairs with two values swapped, points equal in them */
+    ADV_POINTS_ARE_C,  /* every point a centroid (k-means' start) */
+    ADV_POINT_RANGE,   /* point values beyond float16's range and in its subnormals */
+    ADV_CENTROID_HUGE, /* a centroid value beyond float16: all exact */
+    ADV_CLUSTERED,     /* points near their centroid: few near ties */
+    ADV_CROWDED,       /* centroids 1e-3 apart: float16 misorders many of them */
+    ADV_COUNT
+};
+
+static void adversarial(enum adversary a, uint32_t n, uint32_t k, uint32_t dim, uint64_t *state,
+                        float *x, float *cents)
+{
+    for (uint64_t i = 0; i < (uint64_t)k * dim; i++)
+        cents[i] = test_rand_f(state);
+    for (uint64_t i = 0; i < (uint64_t)n * dim; i++)
+        x[i] = test_rand_f(state);
+    for (uint32_t c = 1; c < k; c++) {
+        float *v = cents + (uint64_t)c * dim;
+        const float *u = v - dim;
+        if (a == ADV_DUPLICATES && c % 3 != 1)
+            memcpy(v, cents + (uint64_t)(c / 3) * dim, dim * 4);
+        if (a == ADV_NEAR_DUPS && c % 2) {
+            memcpy(v, u, dim * 4);
+            v[c % dim] = nextafterf(v[c % dim], 2.0f);
+        }
+        if (a == ADV_CROWDED)
+            for (uint32_t d = 0; d < dim; d++)
+                v[d] = cents[d] + 1e-3f * test_rand_f(state);
+        if (a == ADV_EQUIDISTANT && c % 2) {
+            memcpy(v, u, dim * 4);
+            v[0] = u[1];
+            v[1] = u[0];
+        }
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        float *xi = x + (uint64_t)i * dim;
+        const float *ci = cents + (uint64_t)(i % k) * dim;
+        if (a == ADV_EQUIDISTANT)
+            xi[1] = xi[0];
+        if (a == ADV_POINTS_ARE_C)
+            memcpy(xi, ci, dim * 4);
+        if (a == ADV_POINT_RANGE && i % 3 == 0)
+            xi[i % dim] = i % 2 ? 7e4f : -1e-6f;
+        if (a == ADV_POINT_RANGE && i % 3 == 1)
+            xi[i % dim] = 3e-7f * test_rand_f(state);
+        if (a == ADV_CLUSTERED)
+            for (uint32_t d = 0; d < dim; d++)
+                xi[d] = ci[d] + 0.05f * xi[d];
+    }
+    if (a == ADV_CENTROID_HUGE)
+        cents[(uint64_t)(k / 2) * dim] = 1e5f;
+}
+
+/* k-means' bias: nearest in L2 = the largest <x, c> - |c|^2 / 2 */
+static void l2_bias(const float *cents, uint32_t k, uint32_t dim, float *bias)
+{
+    for (uint32_t c = 0; c < k; c++) {
+        double s = 0;
+        for (uint32_t d = 0; d < dim; d++)
+            s += (double)cents[(uint64_t)c * dim + d] * cents[(uint64_t)c * dim + d];
+        bias[c] = (float)(-0.5 * s);
+    }
+}
+
+static void assign_with(struct ms_index_dev *dev, enum ms_index_assign kind, uint32_t n,
+                        uint32_t *codes)
+{
+    struct ms_err err = { 0 };
+    ms_index_dev_set_assign(dev, kind);
+    memset(codes, 0xff, n * 4);
+    cr_assert(ms_index_dev_assign(dev, codes, &err) == MS_OK, "%s", err.msg);
+}
+
+Test(index_approx, recheck_gives_the_exact_codes, .init = setup, .fini = teardown)
+{
+    const uint32_t dims[] = { 48, 96, 128 }, ks[] = { 1, 2, 9, 67, 130 }, ns[] = { 1, 37, 301 };
+    uint64_t state = 1414;
+    struct ms_err err = { 0 };
+    for (int v = 0; v < 3; v++) {
+        const uint32_t dim = dims[v];
+        struct ms_index_dev *dev;
+        cr_assert(ms_index_dev_create(&dev, &cl, dim, &err) == MS_OK, "%s", err.msg);
+        for (int a = 0; a < ADV_COUNT; a++)
+            for (int with_bias = 0; with_bias < 2; with_bias++) {
+                /* shapes vary with the case; crowded centroids (what goes wrong
+                 * without the margin) are many */
+                const uint32_t k = a == ADV_CROWDED ? 67u + 63u * (uint32_t)with_bias
+                                                    : ks[(a + v + with_bias) % 5];
+                const uint32_t n = ns[(a + 2 * with_bias) % 3];
+                float *x = malloc((size_t)n * dim * 4), *cents = malloc((size_t)k * dim * 4);
+                float *bias = malloc(k * 4);
+                uint32_t *want = malloc(n * 4), *got = malloc(n * 4);
+                struct ms_index_recheck r0, r1;
+                adversarial((enum adversary)a, n, k, dim, &state, x, cents);
+                l2_bias(cents, k, dim, bias);
+                cr_assert(ms_index_dev_set_centroids(dev, cents, with_bias ? bias : NULL, k,
+                                                     &err) == MS_OK,
+                          "%s", err.msg);
+                cr_assert(ms_index_dev_load(dev, x, MS_DTYPE_F32, n, &err) == MS_OK, "%s", err.msg);
+                assign_with(dev, MS_INDEX_ASSIGN_TILED, n, want);
+                /* the re-check runs on the last exact kind set; the tensor-core
+                 * kernel on NVIDIA (elsewhere NV would be the portable one again) */
+                const enum ms_index_assign exact[] = { MS_INDEX_ASSIGN_SIMPLE, MS_INDEX_ASSIGN_V16,
+                                                       MS_INDEX_ASSIGN_TILED }; /* split */
+                const enum ms_index_assign approx =
+                    cl.info.is_nvidia ? MS_INDEX_ASSIGN_NV : MS_INDEX_ASSIGN_APPROX;
+                for (int e = 0; e < 3 + cl.info.is_nvidia; e++) {
+                    assign_with(dev, exact[e % 3], n, got);
+                    cr_assert(memcmp(want, got, n * 4) == 0, "exact kinds differ");
+                    ms_index_dev_recheck_stats(dev, &r0);
+                    assign_with(dev, e < 3 ? approx : MS_INDEX_ASSIGN_APPROX, n, got);
+                    ms_index_dev_recheck_stats(dev, &r1);
+                    for (uint32_t i = 0; i < n; i++)
+                        cr_assert_eq(got[i], want[i],
+                                     "case %d bias %d dim %u k %u n %u point %u: code %u, exact %u",
+                                     a, with_bias, dim, k, n, i, got[i], want[i]);
+                    const uint64_t rechecked = r1.rechecked - r0.rechecked;
+                    cr_assert_eq(r1.points - r0.points, n);
+                    if (a == ADV_CENTROID_HUGE)
+                        cr_assert_eq(rechecked, n, "a centroid beyond float16: all exact");
+                    if (a == ADV_POINT_RANGE)
+                        cr_assert_geq(rechecked, (n + 2) / 6, "points beyond float16 re-checked");
+                    if ((a == ADV_DUPLICATES || a == ADV_NEAR_DUPS) && k > 2 && n > 1)
+                        cr_assert_gt(rechecked, 0, "case %d: ties must be re-checked", a);
+                    if (a == ADV_CLUSTERED && k > 2 && n > 1)
+                        cr_assert_lt(rechecked, n / 4 + 1, "clustered: %llu of %u re-checked",
+                                     (unsigned long long)rechecked, n);
+                }
+                free(x);
+                free(cents);
+                free(bias);
+                free(want);
+                free(got);
+            }
+        ms_index_dev_free(dev);
+    }
+}
+
+/* The re-check is what makes the codes exact: without a margin some near
+ * ties keep their float16 winner; with an enormous one every point is
+ * re-checked; the proven bound re-checks few and gets every code right. */
+Test(index_approx, the_margin_decides, .init = setup, .fini = teardown)
+{
+    const uint32_t dim = 64, k = 48, n = 2000;
+    const enum ms_index_assign approx =
+        cl.info.is_nvidia ? MS_INDEX_ASSIGN_NV : MS_INDEX_ASSIGN_APPROX;
+    uint64_t state = 7;
+    struct ms_err err = { 0 };
+    float *x = malloc((size_t)n * dim * 4), *cents = malloc((size_t)k * dim * 4);
+    uint32_t *want = malloc(n * 4), *got = malloc(n * 4);
+    struct ms_index_recheck r0, r1;
+    /* centroids a little apart around one direction: scores within float16's error */
+    for (uint64_t i = 0; i < (uint64_t)k * dim; i++)
+        cents[i] = (i % dim == 0 ? 1.0f : 0.0f) + 2e-3f * test_rand_f(&state);
+    for (uint64_t i = 0; i < (uint64_t)n * dim; i++)
+        x[i] = (i % dim == 0 ? 1.0f : 0.0f) + 0.3f * test_rand_f(&state);
+    struct ms_index_dev *dev;
+    cr_assert(ms_index_dev_create(&dev, &cl, dim, &err) == MS_OK, "%s", err.msg);
+    cr_assert(ms_index_dev_set_centroids(dev, cents, NULL, k, &err) == MS_OK, "%s", err.msg);
+    cr_assert(ms_index_dev_load(dev, x, MS_DTYPE_F32, n, &err) == MS_OK, "%s", err.msg);
+    assign_with(dev, MS_INDEX_ASSIGN_TILED, n, want);
+    ms_index_dev_set_margin(dev, 0.0);
+    assign_with(dev, approx, n, got);
+    cr_assert(memcmp(want, got, n * 4) != 0, "no margin: float16 codes should differ somewhere");
+    ms_index_dev_set_margin(dev, 1e30);
+    ms_index_dev_recheck_stats(dev, &r0);
+    assign_with(dev, approx, n, got);
+    ms_index_dev_recheck_stats(dev, &r1);
+    cr_assert_eq(r1.rechecked - r0.rechecked, n);
+    cr_assert(memcmp(want, got, n * 4) == 0, "all re-checked: the exact codes");
+    ms_index_dev_set_margin(dev, 1.0);
+    ms_index_dev_recheck_stats(dev, &r0);
+    assign_with(dev, approx, n, got);
+    ms_index_dev_recheck_stats(dev, &r1);
+    cr_assert(memcmp(want, got, n * 4) == 0, "the proven bound: the exact codes");
+    cr_assert_lt(r1.rechecked - r0.rechecked, n, "the proven bound re-checked every point");
+    ms_index_dev_free(dev);
+    free(x);
+    free(cents);
+    free(want);
+    free(got);
+}
+
+/* The bound's two rounding terms, each at its worst: the float16 rounding
+ * of the points (then of the centroids) all in one direction, along a
+ * centroid, so that the float16 scores put the other centroid ahead by
+ * 2^-7 while float32 puts this one ahead by about 0.015. Without the term
+ * for that side (|x~ - x| max|c~|, or |x| max|c~ - c|) the margin passes
+ * and the code is wrong; with it the points are re-checked. dim 64. */
+Test(index_approx, rounding_aligned_with_a_centroid, .init = setup, .fini = teardown)
+{
+    enum { DIM = 64, N = 40 };
+    const float up = 1.0f + 0.99f * 0x1p-11f, down = 1.0f - 0.99f * 0x1p-12f; /* both -> 1 */
+    float x[N * DIM], cents[2 * DIM];
+    uint32_t want[N], got[N];
+    struct ms_err err = { 0 };
+    struct ms_index_dev *dev;
+    cr_assert(ms_index_dev_create(&dev, &cl, DIM, &err) == MS_OK, "%s", err.msg);
+    for (int side = 0; side < 2; side++)
+        for (int order = 0; order < 2; order++) {
+            /* a: exact in float16, 2^-7 ahead there; b: ahead in float32 */
+            float *a = cents + DIM * order, *b = cents + DIM * (1 - order);
+            struct ms_index_recheck r0, r1;
+            for (int d = 0; d < DIM; d++) {
+                a[d] = d == 0 ? 1.0f + 0x1p-7f : 1.0f;
+                if (side == 0) /* the points round down along b = (2, 0, 2, 0, ...) */
+                    b[d] = d % 2 ? 0.0f : 2.0f;
+                else /* the centroid b rounds down along the points (all ones) */
+                    b[d] = up;
+            }
+            for (int i = 0; i < N; i++)
+                for (int d = 0; d < DIM; d++)
+                    x[i * DIM + d] = side == 1 ? 1.0f : d % 2 ? down : up;
+            cr_assert(ms_index_dev_set_centroids(dev, cents, NULL, 2, &err) == MS_OK, "%s",
+                      err.msg);
+            cr_assert(ms_index_dev_load(dev, x, MS_DTYPE_F32, N, &err) == MS_OK, "%s", err.msg);
+            assign_with(dev, MS_INDEX_ASSIGN_TILED, N, want);
+            for (int i = 0; i < N; i++)
+                cr_assert_eq(want[i], (uint32_t)(1 - order), "the float32 winner is b");
+            ms_index_dev_recheck_stats(dev, &r0);
+            assign_with(dev, cl.info.is_nvidia ? MS_INDEX_ASSIGN_NV : MS_INDEX_ASSIGN_APPROX, N,
+                        got);
+            ms_index_dev_recheck_stats(dev, &r1);
+            cr_assert(memcmp(want, got, sizeof want) == 0,
+                      "side %d order %d: float16's winner kept", side, order);
+            cr_assert_eq(r1.rechecked - r0.rechecked, N, "side %d: every point re-checked", side);
+        }
+    ms_index_dev_free(dev);
 }
 
 Test(index_build, reads_back_through_the_index_reader, .init = setup, .fini = teardown)

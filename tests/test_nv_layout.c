@@ -11,7 +11,9 @@
  * -INFINITY mask, the shfl.sync max over a row's 4 lanes and the butterfly sum over the 16
  * rows) and compared with a plain matrix product and a plain MaxSim. A layout bug in the
  * kernel's index arithmetic shows here; a misreading of the ISA shared by both sides would not,
- * which is why scripts/gpu-check must still run on the H100.
+ * which is why scripts/gpu-check must still run on the H100. kernels/index.cl's
+ * index_assign_nv (nearest centroid: A = points, B = centroids, a top-2 per row joined over a
+ * row's 4 lanes) is emulated the same way, with the kernel's own ix_top2_* functions.
  */
 #include <math.h>
 #include <stdint.h>
@@ -22,6 +24,8 @@
 #include "../kernels/maxsim_nv.cl"
 #define PL_NV_INDEX_ONLY 1
 #include "../kernels/plaid.cl"
+#define IX_NV_INDEX_ONLY 1
+#include "../kernels/index.cl"
 #include "testutil.h"
 
 #define KPT  48        /* k columns of the emulated tile: three k-steps */
@@ -368,4 +372,143 @@ Test(nv_layout, plaid_centroid_tile)
     srand(11);
     check_centroid_tile(1);
     check_centroid_tile(0);
+}
+
+/* kernels/index.cl's index_assign_nv for one warp: 32 points (2 m-tiles, the last rows past
+ * n_valid read as 0 and never written), k centroids 8 a step (the row index clamped to k - 1,
+ * columns past k never taken), ks k-steps (even); A from the row-major points and B from the
+ * row-major centroids by the IX_NV_* maps (IX_NV_QUAD's permuted 16-byte loads), the lanes' top-2
+ * in the kernel's slot order, the shfl.sync.bfly 1, 2 join. Integer data: the scores are exact, so
+ * every row's code must be the lowest argmax of <x, c> + bias and its second the second largest
+ * (ties: equal). */
+static void check_assign_warp(int n_valid, int k, int ks, int ties)
+{
+    enum { KMAX = 40, DMAX = 96 };
+    const int dim = 16 * ks;
+    float x[32][DMAX], cent[KMAX][DMAX], bias[KMAX];
+    float best[32][4], second[32][4];
+    uint arg[32][4];
+    struct frag_a a[2][DMAX / 16];
+    cr_assert(k <= KMAX && dim <= DMAX);
+    for (int p = 0; p < 32; p++)
+        for (int d = 0; d < dim; d++)
+            x[p][d] = rnd_val(1);
+    for (int c = 0; c < k; c++) {
+        for (int d = 0; d < dim; d++)
+            cent[c][d] = ties && c >= 3 && c % 3 == 0 ? cent[c - 3][d] : rnd_val(1);
+        bias[c] = ties && c >= 3 && c % 3 == 0 ? bias[c - 3] : (float)(rand() % 64 - 32);
+    }
+    for (int l = 0; l < 32; l++)
+        for (int r = 0; r < 4; r++) {
+            int row, col;
+            isa_c(l, r, &row, &col);
+            cr_assert(row == IX_NV_C_ROW(l, r) && col == IX_NV_C_COL(l, r),
+                      "C map of lane %d reg %d", l, r);
+            cr_assert_eq(IX_NV_COL_T(col), (unsigned)(l & 3), "column %d: t of lane %d", col, l);
+        }
+    /* A as the kernel loads it: per row (r & 1) and pair of k-steps j, the 4 words of uint4
+     * IX_NV_QUAD(l, j), word q to k-step 2j + (q >> 1), register (r & 1) + 2 (q & 1) */
+    for (int m = 0; m < 2; m++)
+        for (int l = 0; l < 32; l++)
+            for (int rr = 0; rr < 2; rr++)
+                for (int j = 0; j < ks / 2; j++)
+                    for (int q = 0; q < 4; q++)
+                        for (int e = 0; e < 2; e++) {
+                            const int p = 16 * m + IX_NV_A_ROW(l, rr);
+                            const int w = 4 * IX_NV_QUAD(l, j) + q; /* a 32-bit word */
+                            a[m][2 * j + (q >> 1)].h[l][2 * (rr + 2 * (q & 1)) + e] =
+                                p < n_valid ? x[p][2 * w + e] : 0.0f;
+                        }
+    for (int l = 0; l < 32; l++)
+        for (int s = 0; s < 4; s++) {
+            best[l][s] = second[l][s] = -INFINITY;
+            arg[l][s] = 0;
+        }
+    for (int c0 = 0; c0 < k; c0 += 8) {
+        struct frag_c acc[2];
+        memset(acc, 0, sizeof acc);
+        for (int j = 0; j < ks / 2; j++) {
+            /* B: the 4 words of uint4 IX_NV_QUAD(l, j) of centroid row cb; words 0, 1 are
+             * k-step 2j's registers, 2, 3 k-step 2j + 1's */
+            struct frag_b b[2];
+            for (int l = 0; l < 32; l++) {
+                const int cb = c0 + IX_NV_B_CENT(l) < k ? c0 + IX_NV_B_CENT(l) : k - 1;
+                for (int q = 0; q < 4; q++)
+                    for (int e = 0; e < 2; e++)
+                        b[q >> 1].h[l][2 * (q & 1) + e] =
+                            cent[cb][2 * (4 * IX_NV_QUAD(l, j) + q) + e];
+            }
+            for (int h = 0; h < 2; h++) {
+                isa_mma(&acc[0], &a[0][2 * j + h], &b[h]);
+                isa_mma(&acc[1], &a[1][2 * j + h], &b[h]);
+            }
+        }
+        for (int l = 0; l < 32; l++)
+            for (int r = 0; r < 4; r++) {
+                const uint c = (uint)(c0 + IX_NV_C_COL(l, r));
+                if (c < (uint)k)
+                    for (int m = 0; m < 2; m++) {
+                        const int sl = 2 * m + (r >> 1);
+                        ix_top2_take(acc[m].v[l][r] + bias[c], c, &best[l][sl], &arg[l][sl],
+                                     &second[l][sl]);
+                    }
+            }
+    }
+    for (int sl = 0; sl < 4; sl++)
+        for (int m = 1; m <= 2; m *= 2) {
+            float ob[32], os[32];
+            uint oa[32];
+            for (int l = 0; l < 32; l++) {
+                ob[l] = best[l ^ m][sl];
+                oa[l] = arg[l ^ m][sl];
+                os[l] = second[l ^ m][sl];
+            }
+            for (int l = 0; l < 32; l++)
+                ix_top2_join(&best[l][sl], &arg[l][sl], &second[l][sl], ob[l], oa[l], os[l]);
+        }
+    int written[32] = { 0 };
+    for (int l = 0; l < 32; l++)
+        for (int sl = 0; sl < 4; sl++) {
+            /* all 4 lanes of a row agree (the join is symmetric) */
+            cr_assert(best[l][sl] == best[l & ~3][sl] && arg[l][sl] == arg[l & ~3][sl] &&
+                          second[l][sl] == second[l & ~3][sl],
+                      "lane %d slot %d disagrees with its row's lane t = 0", l, sl);
+            const int p = 16 * (sl >> 1) + (l >> 2) + 8 * (sl & 1); /* the kernel's row */
+            if ((l & 3) != 0 || p >= n_valid)
+                continue;
+            written[p]++;
+            double rb = -INFINITY, rs = -INFINITY;
+            int ra = -1;
+            for (int c = 0; c < k; c++) {
+                double v = bias[c];
+                for (int d = 0; d < dim; d++)
+                    v += (double)x[p][d] * cent[c][d];
+                if (v > rb) {
+                    rs = rb;
+                    rb = v;
+                    ra = c;
+                } else if (v > rs) {
+                    rs = v;
+                }
+            }
+            cr_assert(arg[l][sl] == (uint)ra && best[l][sl] == (float)rb &&
+                          second[l][sl] == (float)rs,
+                      "n %d k %d dim %d point %d: (%u, %g, %g), want (%d, %g, %g)", n_valid, k, dim,
+                      p, arg[l][sl], best[l][sl], second[l][sl], ra, rb, rs);
+        }
+    for (int p = 0; p < 32; p++)
+        cr_assert_eq(written[p], p < n_valid, "point %d written %d times", p, written[p]);
+}
+
+Test(nv_layout, index_assign_warp)
+{
+    static const int kk[] = { 8, 20, 33, 40 };
+    srand(17);
+    for (size_t i = 0; i < sizeof kk / sizeof kk[0]; i++) {
+        check_assign_warp(32, kk[i], 6, 0);
+        check_assign_warp(32, kk[i], 2, 1);
+        check_assign_warp(19, kk[i], 4, 1);
+    }
+    check_assign_warp(1, 1, 2, 0);
+    check_assign_warp(5, 2, 2, 1);
 }
