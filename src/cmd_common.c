@@ -252,17 +252,57 @@ int ms_device_open(struct ms_cl *cl)
     return MS_OK;
 }
 
+/* With -v, a line for each device of the set. */
+static void devices_opened(struct ms_devset *devs)
+{
+    for (int i = 0; i < devs->n; i++) {
+        devs->cl[i].verbose = ms_global.verbose;
+        if (ms_global.verbose)
+            fprintf(stderr, "maxsim: device %d: %s (%s)\n", devs->cl[i].info.index,
+                    devs->cl[i].info.name, devs->cl[i].info.platform_name);
+    }
+}
+
 int ms_devices_open(struct ms_devset *devs)
 {
     struct ms_err err;
 
     if (ms_devset_open(devs, ms_global.device, ms_mpi_local_rank(), &err) != MS_OK)
         return ms_report(&err);
-    for (int i = 0; i < devs->n; i++) {
-        devs->cl[i].verbose = ms_global.verbose;
-        if (ms_global.verbose)
-            fprintf(stderr, "maxsim: device %d: %s (%s)\n", devs->cl[i].info.index,
-                    devs->cl[i].info.name, devs->cl[i].info.platform_name);
+    devices_opened(devs);
+    return MS_OK;
+}
+
+int ms_devices_start(struct ms_devset_start *st, int single)
+{
+    memset(st, 0, sizeof *st);
+    if (single && ms_devspec_is_multi(ms_global.device))
+        return ms_fail(MS_ERR_INPUT,
+                       "--device %s: this command runs on one device (search, score and "
+                       "rerank spread over several)",
+                       ms_global.device);
+    /* the rank is asked here: MPI is called from the main thread only */
+    ms_devset_start(st, ms_global.device, single ? -1 : ms_mpi_local_rank(), single);
+    return 0;
+}
+
+int ms_devices_finish(struct ms_devset_start *st, struct ms_devset *devs)
+{
+    struct ms_err err;
+    const double asked = ms_now();
+
+    if (ms_devset_finish(st, devs, &err) != MS_OK)
+        return ms_report(&err);
+    devices_opened(devs);
+    if (ms_global.verbose) {
+        /* the part of the start before `asked` ran while the inputs were read */
+        const double took = st->end_s - st->begin_s;
+        double hidden = (asked < st->end_s ? asked : st->end_s) - st->begin_s;
+        hidden = hidden < 0 ? 0 : hidden;
+        fprintf(stderr,
+                "maxsim: device start %.3f s, %.3f s of it while the inputs were read (waited "
+                "%.3f s)\n",
+                took, hidden, took - hidden);
     }
     return MS_OK;
 }

@@ -196,6 +196,7 @@ int cmd_rerank(int argc, char **argv)
     struct ms_cand *pairs = NULL;
     struct ms_src q, d;
     struct ms_devset devs;
+    struct ms_devset_start start;
     struct ms_progress prog;
     struct ms_wfile *w = NULL;
     struct ms_err err;
@@ -222,7 +223,10 @@ int cmd_rerank(int argc, char **argv)
     /* the output first, so an unusable path fails before any input is read */
     if (ms_wfile_open(&w, in.out_path, zst, 0, &err) != MS_OK)
         return ms_report(&err);
+    /* the device starts while the inputs are opened and the candidates read */
+    ms_devices_start(&start, 0);
     if ((rc = ms_inputs_open("rerank", &in, &q, &d)) != MS_OK) {
+        ms_devset_cancel(&start);
         ms_wfile_abort(w);
         return rc;
     }
@@ -241,7 +245,7 @@ int cmd_rerank(int argc, char **argv)
     }
     if ((rc = ms_read_candidates(run_path, &qmap, &dmap, skip_missing, &pairs, &n_pairs)) != MS_OK)
         goto close_inputs;
-    if ((rc = ms_devices_open(&devs)) != MS_OK)
+    if ((rc = ms_devices_finish(&start, &devs)) != MS_OK)
         goto close_inputs;
     ms_plan_blocks(devs.cl, &in, &q, &d, &nqb, &max_docs, &max_tokens);
     ms_progress_init(&prog, in.progress, "rerank", n_pairs);
@@ -284,6 +288,7 @@ int cmd_rerank(int argc, char **argv)
     }
     ms_devices_close(&devs);
 close_inputs:
+    ms_devset_cancel(&start); /* nothing left there once finished */
     ms_wfile_abort(w);
     free(pairs);
     ms_idmap_release(&qmap);

@@ -122,6 +122,7 @@ int cmd_score(int argc, char **argv)
     struct sink sink = { 0 };
     struct ms_src q, d;
     struct ms_devset devs;
+    struct ms_devset_start start;
     struct ms_progress prog;
     struct ms_wfile *w = NULL;
     FILE *scratch = NULL;
@@ -143,7 +144,10 @@ int cmd_score(int argc, char **argv)
     const int seekable = sink.fmt != MS_FMT_TSV ? MS_TEMPFILE_SEEKABLE : 0;
     if (ms_wfile_open(&w, in.out_path, sink.fmt == MS_FMT_TSV && zst, seekable, &err) != MS_OK)
         return ms_report(&err);
+    /* the device starts while the inputs are opened and the output laid out */
+    ms_devices_start(&start, 0);
     if ((rc = ms_inputs_open("score", &in, &q, &d)) != MS_OK) {
+        ms_devset_cancel(&start);
         ms_wfile_abort(w);
         return rc;
     }
@@ -176,7 +180,7 @@ int cmd_score(int argc, char **argv)
         sink.fd = fileno(scratch);
         sink.name = "the scratch file";
     }
-    if ((rc = ms_devices_open(&devs)) != MS_OK)
+    if ((rc = ms_devices_finish(&start, &devs)) != MS_OK)
         goto close_output;
     ms_plan_blocks(devs.cl, &in, &q, &d, &nqb, &max_docs, &max_tokens);
     ms_progress_init(&prog, in.progress, "score",
@@ -199,6 +203,7 @@ int cmd_score(int argc, char **argv)
     }
     ms_devices_close(&devs);
 close_output:
+    ms_devset_cancel(&start); /* nothing left there once finished */
     if (sink.h5)
         ms_h5_out_abort(sink.h5);
     ms_wfile_abort(w);

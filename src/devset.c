@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stream.h"
+
 int ms_devspec_is_multi(const char *spec)
 {
     return spec && (strcmp(spec, "all") == 0 || strchr(spec, ','));
@@ -159,4 +161,57 @@ void ms_devset_close(struct ms_devset *s)
         ms_cl_close(&s->cl[j]);
     free(s->cl);
     memset(s, 0, sizeof *s);
+}
+
+/* Open st->set as the caller asked, timing it. */
+static void *open_set(void *arg)
+{
+    struct ms_devset_start *st = arg;
+
+    st->begin_s = ms_now();
+    if (!st->single) {
+        st->rc = ms_devset_open(&st->set, st->spec, st->nth, &st->err);
+    } else if ((st->set.cl = ms_calloc(1, sizeof *st->set.cl, &st->err)) == NULL) {
+        st->rc = st->err.status;
+    } else if ((st->rc = ms_cl_open(st->set.cl, st->spec, &st->err)) != MS_OK) {
+        free(st->set.cl);
+        st->set.cl = NULL;
+    } else {
+        st->set.n = 1;
+    }
+    st->end_s = ms_now();
+    return NULL;
+}
+
+void ms_devset_start(struct ms_devset_start *st, const char *spec, int nth, int single)
+{
+    memset(st, 0, sizeof *st);
+    st->spec = spec;
+    st->nth = nth;
+    st->single = single;
+    st->started = pthread_create(&st->thread, NULL, open_set, st) == 0;
+}
+
+int ms_devset_finish(struct ms_devset_start *st, struct ms_devset *out, struct ms_err *err)
+{
+    if (st->started) {
+        pthread_join(st->thread, NULL);
+        st->started = 0;
+    } else {
+        open_set(st);
+    }
+    *out = st->set;
+    memset(&st->set, 0, sizeof st->set);
+    if (st->rc != MS_OK)
+        *err = st->err;
+    return st->rc;
+}
+
+void ms_devset_cancel(struct ms_devset_start *st)
+{
+    if (st->started) {
+        pthread_join(st->thread, NULL);
+        st->started = 0;
+    }
+    ms_devset_close(&st->set);
 }
