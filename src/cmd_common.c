@@ -463,6 +463,22 @@ void ms_run_stats_print(const char *cmd, const struct ms_run_stats *st, double t
             total, bound);
 }
 
+/* The host matrix a block's scores are read back into: pinned like the blocks when there is one
+ * device (NVIDIA copies to pageable memory through a staging buffer, at a fraction of the
+ * speed), else plain memory (*handle NULL). */
+static float *alloc_scores(const struct ms_alloc *pin, size_t bytes, void **handle,
+                           struct ms_err *err)
+{
+    float *p;
+
+    *handle = NULL;
+    if (!pin)
+        return ms_malloc(bytes, err);
+    if (!(p = pin->alloc(pin->ctx, bytes, handle)))
+        ms_err_set(err, MS_ERR_RUNTIME, "out of memory allocating %zu bytes", bytes);
+    return p;
+}
+
 /* Score rows [q0, q0 + nq) of the queries against the documents of the shard. */
 static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, struct ms_src *q,
                       struct ms_src *d, uint64_t q0, uint64_t nq, uint64_t max_docs,
@@ -479,6 +495,9 @@ static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, st
     struct ms_stream *stream = NULL;
     const struct ms_emb *block;
     float *scores = NULL;
+    void *scores_handle = NULL;
+    struct ms_alloc pinned;
+    const struct ms_alloc *const pin = ms_pinned_alloc(devs, &pinned);
     const struct ms_scorer_opts so = { .normalize = o->normalize,
                                        .max_docs = max_docs,
                                        .max_tokens = max_tokens,
@@ -502,14 +521,13 @@ static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, st
         dev_topk = device_k > 0 && tfn && device_k <= ms_scorer_topk_max(scorer);
         if (dev_topk ? !(top_s = ms_malloc(nq * device_k * sizeof *top_s, err)) ||
                            !(top_i = ms_malloc(nq * device_k * sizeof *top_i, err))
-                     : !(scores = ms_malloc(nq * max_docs * sizeof *scores, err))) {
+                     : !(scores = alloc_scores(pin, nq * max_docs * sizeof *scores, &scores_handle,
+                                               err))) {
             rc = err->status;
             goto done;
         }
     }
-    struct ms_alloc pinned;
-    if ((rc = ms_stream_start(&stream, d, first, n_docs, max_docs, max_tokens,
-                              ms_pinned_alloc(devs, &pinned), err)) != MS_OK)
+    if ((rc = ms_stream_start(&stream, d, first, n_docs, max_docs, max_tokens, pin, err)) != MS_OK)
         goto done;
     while ((rc = ms_stream_next(stream, &block, err)) == MS_OK && block) {
         if (pool) {
@@ -548,7 +566,10 @@ done:
     }
     ms_stream_stop(stream);
     ms_scorer_free(scorer);
-    free(scores);
+    if (scores_handle)
+        pin->free(pin->ctx, scores_handle);
+    else
+        free(scores);
     free(top_s);
     free(top_i);
     ms_emb_release(&queries);
