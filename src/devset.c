@@ -8,6 +8,7 @@
  */
 #include "devset.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,6 +168,8 @@ void ms_devset_close(struct ms_devset *s)
 static void *open_set(void *arg)
 {
     struct ms_devset_start *st = arg;
+    stack_t own;
+    const int have_own = sigaltstack(NULL, &own) == 0;
 
     st->begin_s = ms_now();
     if (!st->single) {
@@ -180,6 +183,12 @@ static void *open_set(void *arg)
         st->set.n = 1;
     }
     st->end_s = ms_now();
+    /* LLVM, which PoCL starts in the thread that first opens it, installs an alternate signal
+     * stack of its own there; the thread's own goes back, so that its exit frees what it
+     * made (AddressSanitizer's exit aborts on the stack it does not recognise). */
+    stack_t now;
+    if (have_own && sigaltstack(NULL, &now) == 0 && now.ss_sp != own.ss_sp)
+        sigaltstack(&own, NULL);
     return NULL;
 }
 
