@@ -162,11 +162,12 @@ struct ms_run_stats {
     uint64_t read_bytes, upload_bytes;
     uint64_t blocks;
     uint64_t topk_blocks; /* blocks whose top k the device selected */
+    double setup_s;       /* host wall time making scorers (programs, queries on the device) */
 };
 
 /* With -v: one line of read, host-to-device and kernel rates and which of them bounds the
  * run (the stage that was busy longest), from what this run measured; total is the wall
- * time of the scoring. */
+ * time of the scoring. A second line gives the time spent making scorers. */
 void ms_run_stats_print(const char *cmd, const struct ms_run_stats *st, double total);
 
 /* The allocator of pinned host memory for the blocks a stream reads for devs (a, filled), or

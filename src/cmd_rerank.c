@@ -119,6 +119,7 @@ static int score_batch(struct batch_ctx *c, struct ms_cand *pairs, uint64_t n, s
                                        .max_tokens = c->max_tokens,
                                        .precision = c->precision };
     /* several devices: each block goes to the next idle one, its scores to ps[p0..p) */
+    const double setup_t0 = ms_now();
     if (c->devs->n > 1)
         rc = ms_pool_start(&pool, c->devs->cl, c->devs->n, &queries, 0, &so, NULL, 0, NULL, NULL,
                            err);
@@ -126,6 +127,7 @@ static int score_batch(struct batch_ctx *c, struct ms_cand *pairs, uint64_t n, s
         rc = ms_scorer_create(&scorer, &c->devs->cl[0], &queries, &so, err);
     if (rc != MS_OK)
         goto done;
+    c->stats->setup_s += ms_now() - setup_t0;
     c->prep_s += ms_now() - t0;
     struct ms_alloc pinned;
     if ((rc = ms_stream_start_rows(&stream, c->d, drows, nd, c->max_docs, c->max_tokens,
