@@ -4,6 +4,7 @@
  * candidates against the comparisons it replaced, and the threaded writing of
  * ranked candidates against one line at a time.
  */
+#include <math.h>
 #include <zstd.h>
 
 #include "idmap.h"
@@ -351,4 +352,78 @@ Test(run, cands_write_parallel_same_bytes)
             unlink(pb);
         }
     free(c);
+}
+
+/* ms_format_g9 writes what snprintf's %.9g writes: specials, the ties between two 9-digit
+ * values (1 + n/512 has ten digits ending in 5: glibc rounds them to even), the neighbours of
+ * the powers of ten (where the exponent and the form change), and random bit patterns. */
+static void same_as_printf(float f)
+{
+    char a[64], b[64];
+    const size_t n = ms_format_g9(a, f);
+    const int m = snprintf(b, sizeof b, "%.9g", (double)f);
+    cr_assert(n == (size_t)m && strcmp(a, b) == 0, "%a: '%s', printf '%s'", (double)f, a, b);
+}
+
+Test(run, format_g9_is_printf)
+{
+    const float specials[] = { 0.0f,    -0.0f,   1.0f,     -1.0f,        0.1f,
+                               1e-4f,   1e-5f,   1e9f,     999999999.0f, 123456789.0f,
+                               3.4e38f, -1e-45f, INFINITY, -INFINITY,    NAN };
+    for (size_t i = 0; i < sizeof specials / sizeof *specials; i++)
+        same_as_printf(specials[i]);
+    for (int n = 0; n < 4096; n++) {
+        same_as_printf(1.0f + (float)n / 512.0f);
+        same_as_printf(-(1024.0f + (float)n / 4096.0f));
+    }
+    for (int e = -45; e <= 38; e++) {
+        const float p = powf(10.0f, (float)e);
+        uint32_t u;
+        memcpy(&u, &p, sizeof u);
+        for (int d = -4; d <= 4; d++) {
+            const uint32_t v = u + (uint32_t)d;
+            float f;
+            memcpy(&f, &v, sizeof f);
+            same_as_printf(f);
+        }
+    }
+    uint64_t seed = 5;
+    for (int i = 0; i < 1000000; i++) {
+        const uint32_t u = (uint32_t)mix_next(&seed);
+        float f;
+        memcpy(&f, &u, sizeof f);
+        same_as_printf(f);
+    }
+}
+
+/* A run line of 8,191 bytes fits, one of 8,192 is refused, in both formats, as when snprintf
+ * counted them. */
+Test(run, run_line_length_limit)
+{
+    char path[64], qid[8200];
+    struct ms_wfile *w;
+    struct ms_err err;
+    snprintf(path, sizeof path, "/tmp/maxsim-test-rl-%d", (int)getpid());
+    for (int tsv = 0; tsv < 2; tsv++) {
+        /* "QID Q0 d 1 0.5 t\n": 14 bytes besides the query id; "QID\td\t1\t0.5\n": 9 */
+        const size_t fits = 8191 - (tsv ? 9 : 14);
+        for (size_t len = fits; len <= fits + 1; len++) {
+            memset(qid, 'q', len);
+            qid[len] = '\0';
+            cr_assert(ms_wfile_open(&w, path, 0, 0, &err) == MS_OK);
+            const int rc =
+                ms_run_line(w, tsv ? MS_FMT_TSV : MS_FMT_TREC, qid, "d", 1, 0.5f, "t", &err);
+            cr_assert_eq(rc == MS_OK, len == fits, "tsv %d, query id of %zu bytes", tsv, len);
+            if (rc == MS_OK) {
+                cr_assert(ms_wfile_commit(w, &err) == MS_OK);
+                size_t got;
+                free(slurp(path, &got));
+                cr_assert_eq(got, 8191);
+            } else {
+                cr_assert(strstr(err.msg, "id too long for a run line") != NULL);
+                ms_wfile_abort(w);
+            }
+        }
+    }
+    unlink(path);
 }
