@@ -252,17 +252,57 @@ int ms_device_open(struct ms_cl *cl)
     return MS_OK;
 }
 
+/* With -v, a line for each device of the set. */
+static void devices_opened(struct ms_devset *devs)
+{
+    for (int i = 0; i < devs->n; i++) {
+        devs->cl[i].verbose = ms_global.verbose;
+        if (ms_global.verbose)
+            fprintf(stderr, "maxsim: device %d: %s (%s)\n", devs->cl[i].info.index,
+                    devs->cl[i].info.name, devs->cl[i].info.platform_name);
+    }
+}
+
 int ms_devices_open(struct ms_devset *devs)
 {
     struct ms_err err;
 
     if (ms_devset_open(devs, ms_global.device, ms_mpi_local_rank(), &err) != MS_OK)
         return ms_report(&err);
-    for (int i = 0; i < devs->n; i++) {
-        devs->cl[i].verbose = ms_global.verbose;
-        if (ms_global.verbose)
-            fprintf(stderr, "maxsim: device %d: %s (%s)\n", devs->cl[i].info.index,
-                    devs->cl[i].info.name, devs->cl[i].info.platform_name);
+    devices_opened(devs);
+    return MS_OK;
+}
+
+int ms_devices_start(struct ms_devset_start *st, int single)
+{
+    memset(st, 0, sizeof *st);
+    if (single && ms_devspec_is_multi(ms_global.device))
+        return ms_fail(MS_ERR_INPUT,
+                       "--device %s: this command runs on one device (search, score and "
+                       "rerank spread over several)",
+                       ms_global.device);
+    /* the rank is asked here: MPI is called from the main thread only */
+    ms_devset_start(st, ms_global.device, single ? -1 : ms_mpi_local_rank(), single);
+    return 0;
+}
+
+int ms_devices_finish(struct ms_devset_start *st, struct ms_devset *devs)
+{
+    struct ms_err err;
+    const double asked = ms_now();
+
+    if (ms_devset_finish(st, devs, &err) != MS_OK)
+        return ms_report(&err);
+    devices_opened(devs);
+    if (ms_global.verbose) {
+        /* the part of the start before `asked` ran while the inputs were read */
+        const double took = st->end_s - st->begin_s;
+        double hidden = (asked < st->end_s ? asked : st->end_s) - st->begin_s;
+        hidden = hidden < 0 ? 0 : hidden;
+        fprintf(stderr,
+                "maxsim: device start %.3f s, %.3f s of it while the inputs were read (waited "
+                "%.3f s)\n",
+                took, hidden, took - hidden);
     }
     return MS_OK;
 }
@@ -421,6 +461,26 @@ void ms_run_stats_print(const char *cmd, const struct ms_run_stats *st, double t
             (double)st->upload_bytes * gb, st->upload_s,
             st->upload_s > 0 ? (double)st->upload_bytes * gb / st->upload_s : 0.0, st->kernel_s,
             total, bound);
+    /* making a scorer loads its programs (from the kernel cache) and uploads the queries: on
+     * the critical path before the first block */
+    fprintf(stderr, "maxsim: %s: host: scorers made in %.3f s (programs, queries to the device)\n",
+            cmd, st->setup_s);
+}
+
+/* The host matrix a block's scores are read back into: pinned like the blocks when there is one
+ * device (NVIDIA copies to pageable memory through a staging buffer, at a fraction of the
+ * speed), else plain memory (*handle NULL). */
+static float *alloc_scores(const struct ms_alloc *pin, size_t bytes, void **handle,
+                           struct ms_err *err)
+{
+    float *p;
+
+    *handle = NULL;
+    if (!pin)
+        return ms_malloc(bytes, err);
+    if (!(p = pin->alloc(pin->ctx, bytes, handle)))
+        ms_err_set(err, MS_ERR_RUNTIME, "out of memory allocating %zu bytes", bytes);
+    return p;
 }
 
 /* Score rows [q0, q0 + nq) of the queries against the documents of the shard. */
@@ -439,6 +499,9 @@ static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, st
     struct ms_stream *stream = NULL;
     const struct ms_emb *block;
     float *scores = NULL;
+    void *scores_handle = NULL;
+    struct ms_alloc pinned;
+    const struct ms_alloc *const pin = ms_pinned_alloc(devs, &pinned);
     const struct ms_scorer_opts so = { .normalize = o->normalize,
                                        .max_docs = max_docs,
                                        .max_tokens = max_tokens,
@@ -450,6 +513,7 @@ static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, st
     ms_emb_init(&queries);
     if ((rc = ms_src_read(q, q0, nq, &queries, err)) != MS_OK)
         goto done;
+    const double setup_t0 = ms_now();
     if (devs->n > 1) {
         if ((rc = ms_pool_start(&pool, devs->cl, devs->n, &queries, q0, &so, fn, device_k, tfn, ctx,
                                 err)) != MS_OK)
@@ -462,14 +526,14 @@ static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, st
         dev_topk = device_k > 0 && tfn && device_k <= ms_scorer_topk_max(scorer);
         if (dev_topk ? !(top_s = ms_malloc(nq * device_k * sizeof *top_s, err)) ||
                            !(top_i = ms_malloc(nq * device_k * sizeof *top_i, err))
-                     : !(scores = ms_malloc(nq * max_docs * sizeof *scores, err))) {
+                     : !(scores = alloc_scores(pin, nq * max_docs * sizeof *scores, &scores_handle,
+                                               err))) {
             rc = err->status;
             goto done;
         }
     }
-    struct ms_alloc pinned;
-    if ((rc = ms_stream_start(&stream, d, first, n_docs, max_docs, max_tokens,
-                              ms_pinned_alloc(devs, &pinned), err)) != MS_OK)
+    stats->setup_s += ms_now() - setup_t0;
+    if ((rc = ms_stream_start(&stream, d, first, n_docs, max_docs, max_tokens, pin, err)) != MS_OK)
         goto done;
     while ((rc = ms_stream_next(stream, &block, err)) == MS_OK && block) {
         if (pool) {
@@ -508,7 +572,10 @@ done:
     }
     ms_stream_stop(stream);
     ms_scorer_free(scorer);
-    free(scores);
+    if (scores_handle)
+        pin->free(pin->ctx, scores_handle);
+    else
+        free(scores);
     free(top_s);
     free(top_i);
     ms_emb_release(&queries);

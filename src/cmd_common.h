@@ -124,6 +124,15 @@ int ms_device_open(struct ms_cl *cl);
 int ms_devices_open(struct ms_devset *devs);
 void ms_devices_close(struct ms_devset *devs);
 
+/* ms_devices_open in two halves, so that the OpenCL platform starts while the command reads its
+ * inputs: ms_devices_start begins opening the devices of --device on a thread (single: the one
+ * device of a command that runs on one, refusing a spec of several at once: 2 after printing
+ * the error, else 0); ms_devices_finish waits for them and prints what ms_devices_open prints
+ * (the error, or with -v the devices, and how long the start took and how much of it
+ * overlapped the reading). A command that fails in between calls ms_devset_cancel. */
+int ms_devices_start(struct ms_devset_start *st, int single);
+int ms_devices_finish(struct ms_devset_start *st, struct ms_devset *devs);
+
 /* Print what the device layer noted (kernel cache, kernel source) with -v,
  * then close the device. */
 void ms_device_close(struct ms_cl *cl);
@@ -153,11 +162,12 @@ struct ms_run_stats {
     uint64_t read_bytes, upload_bytes;
     uint64_t blocks;
     uint64_t topk_blocks; /* blocks whose top k the device selected */
+    double setup_s;       /* host wall time making scorers (programs, queries on the device) */
 };
 
 /* With -v: one line of read, host-to-device and kernel rates and which of them bounds the
  * run (the stage that was busy longest), from what this run measured; total is the wall
- * time of the scoring. */
+ * time of the scoring. A second line gives the time spent making scorers. */
 void ms_run_stats_print(const char *cmd, const struct ms_run_stats *st, double total);
 
 /* The allocator of pinned host memory for the blocks a stream reads for devs (a, filled), or

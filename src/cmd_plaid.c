@@ -337,7 +337,8 @@ int cmd_plaid(int argc, char **argv)
     struct ms_plaid idx;
     struct ms_plaid_dev *dev = NULL;
     struct ms_src q;
-    struct ms_cl cl;
+    struct ms_devset devs = { 0 };
+    struct ms_devset_start start;
     struct ms_wfile *w = NULL;
     struct ms_err err;
     enum ms_fmt fmt;
@@ -349,7 +350,13 @@ int cmd_plaid(int argc, char **argv)
     /* the output first, so an unusable path fails before any input is read */
     if (ms_wfile_open(&w, a.out_path, zst, 0, &err) != MS_OK)
         return ms_report(&err);
+    /* the device starts while the queries, the index and the candidates are read */
+    if ((rc = ms_devices_start(&start, 1)) != 0) {
+        ms_wfile_abort(w);
+        return rc;
+    }
     if (ms_src_open(&q, a.qpath, &a.qopts, &err) != MS_OK) {
+        ms_devset_cancel(&start);
         ms_wfile_abort(w);
         return ms_report(&err);
     }
@@ -400,11 +407,12 @@ int cmd_plaid(int argc, char **argv)
             MS_OK)
             goto close_index;
     }
-    if ((rc = ms_device_open(&cl)) != MS_OK)
+    if ((rc = ms_devices_finish(&start, &devs)) != MS_OK)
         goto close_index;
+    struct ms_cl *const cl = &devs.cl[0];
     const double t0 = ms_now();
     double upload_s = 0.0;
-    if ((rc = ms_plaid_dev_create(&dev, &cl, &idx, a.run_path ? 0 : MS_PLAID_SEARCH, &err)) ==
+    if ((rc = ms_plaid_dev_create(&dev, cl, &idx, a.run_path ? 0 : MS_PLAID_SEARCH, &err)) ==
             MS_OK &&
         (upload_s = ms_now() - t0) >= 0.0)
         rc = a.run_path ? plaid_rerank(&a, dev, &q, &dids, pairs, n_pairs, w, fmt, &err)
@@ -412,7 +420,7 @@ int cmd_plaid(int argc, char **argv)
     if ((rc = ms_output_finish(&w, rc, &err)) == MS_OK && ms_global.verbose)
         print_stats(&a, dev, q.n_rows, n_pairs, ms_now() - t0, open_s, upload_s);
     ms_plaid_dev_free(dev);
-    ms_device_close(&cl);
+    ms_devices_close(&devs);
 close_index:
     free(pairs);
     ms_idmap_release(&qmap);
@@ -420,6 +428,7 @@ close_index:
     ms_ids_release(&dids);
     ms_plaid_close(&idx);
 close_queries:
+    ms_devset_cancel(&start); /* nothing left there once finished */
     ms_wfile_abort(w);
     ms_src_close(&q);
     return rc;

@@ -22,6 +22,7 @@
 #include "out.h"
 #include "pool.h"
 #include "run.h"
+#include "sort.h"
 #include "stream.h"
 
 static const char usage_text[] =
@@ -58,14 +59,6 @@ static const char usage_text[] =
 
 enum { OPT_SKIP_MISSING = 2000 };
 
-static int by_doc_query(const void *a, const void *b)
-{
-    const struct ms_cand *x = a, *y = b;
-    if (x->d != y->d)
-        return x->d < y->d ? -1 : 1;
-    return x->q < y->q ? -1 : x->q > y->q;
-}
-
 struct batch_ctx {
     struct ms_devset *devs;
     struct ms_src *q, *d;
@@ -73,14 +66,16 @@ struct batch_ctx {
     uint64_t max_docs, max_tokens;
     struct ms_progress *prog;
     struct ms_run_stats *stats;
+    double prep_s; /* host time before the batches' streams: queries, pair order, scorers */
 };
 
-/* Score the pairs [0, n) of one batch of queries (sorted by query). */
+/* Score the pairs [0, n) of one batch of queries (sorted by query, then document). */
 static int score_batch(struct batch_ctx *c, struct ms_cand *pairs, uint64_t n, struct ms_err *err)
 {
     uint64_t *qrows = NULL, *drows = NULL, nq = 0, nd = 0;
     uint32_t *pq = NULL, *pd = NULL;
     float *ps = NULL;
+    struct ms_kv *kv = NULL;
     struct ms_emb queries;
     struct ms_scorer *scorer = NULL;
     struct ms_pool *pool = NULL;
@@ -88,10 +83,12 @@ static int score_batch(struct batch_ctx *c, struct ms_cand *pairs, uint64_t n, s
     const struct ms_emb *block;
     int rc = MS_OK;
 
+    const double t0 = ms_now();
     ms_emb_init(&queries);
     if (!(qrows = ms_malloc(n * sizeof *qrows, err)) ||
         !(drows = ms_malloc(n * sizeof *drows, err)) || !(pq = ms_malloc(n * sizeof *pq, err)) ||
-        !(pd = ms_malloc(n * sizeof *pd, err)) || !(ps = ms_malloc(n * sizeof *ps, err))) {
+        !(pd = ms_malloc(n * sizeof *pd, err)) || !(ps = ms_malloc(n * sizeof *ps, err)) ||
+        !(kv = ms_malloc(2 * n * sizeof *kv, err))) {
         rc = err->status;
         goto done;
     }
@@ -108,15 +105,21 @@ static int score_batch(struct batch_ctx *c, struct ms_cand *pairs, uint64_t n, s
             pairs[i].u.qi = (uint32_t)qi;
         }
     }
-    qsort(pairs, n, sizeof *pairs, by_doc_query);
+    /* The pairs in document order (then query order: the sort is stable), as indices into
+     * pairs: the pairs themselves keep their (query, document) order, from which the ranked
+     * sort at the end needs no sorting by document. */
     for (uint64_t i = 0; i < n; i++)
-        if (nd == 0 || drows[nd - 1] != pairs[i].d)
-            drows[nd++] = pairs[i].d;
+        kv[i] = (struct ms_kv){ pairs[i].d, i };
+    const struct ms_kv *byd = ms_kv_sort(kv, kv + n, n);
+    for (uint64_t i = 0; i < n; i++)
+        if (nd == 0 || drows[nd - 1] != pairs[byd[i].val].d)
+            drows[nd++] = pairs[byd[i].val].d;
     const struct ms_scorer_opts so = { .normalize = c->normalize,
                                        .max_docs = c->max_docs,
                                        .max_tokens = c->max_tokens,
                                        .precision = c->precision };
     /* several devices: each block goes to the next idle one, its scores to ps[p0..p) */
+    const double setup_t0 = ms_now();
     if (c->devs->n > 1)
         rc = ms_pool_start(&pool, c->devs->cl, c->devs->n, &queries, 0, &so, NULL, 0, NULL, NULL,
                            err);
@@ -124,6 +127,8 @@ static int score_batch(struct batch_ctx *c, struct ms_cand *pairs, uint64_t n, s
         rc = ms_scorer_create(&scorer, &c->devs->cl[0], &queries, &so, err);
     if (rc != MS_OK)
         goto done;
+    c->stats->setup_s += ms_now() - setup_t0;
+    c->prep_s += ms_now() - t0;
     struct ms_alloc pinned;
     if ((rc = ms_stream_start_rows(&stream, c->d, drows, nd, c->max_docs, c->max_tokens,
                                    ms_pinned_alloc(c->devs, &pinned), err)) != MS_OK)
@@ -132,8 +137,8 @@ static int score_batch(struct batch_ctx *c, struct ms_cand *pairs, uint64_t n, s
     while ((rc = ms_stream_next(stream, &block, err)) == MS_OK && block) {
         const uint64_t p0 = p;
         for (uint64_t j = 0; j < block->n_rows; j++, di++)
-            for (; p < n && pairs[p].d == drows[di]; p++) {
-                pq[p - p0] = pairs[p].u.qi;
+            for (; p < n && pairs[byd[p].val].d == drows[di]; p++) {
+                pq[p - p0] = pairs[byd[p].val].u.qi;
                 pd[p - p0] = (uint32_t)j;
             }
         if (pool) {
@@ -165,7 +170,7 @@ static int score_batch(struct batch_ctx *c, struct ms_cand *pairs, uint64_t n, s
         }
     }
     for (uint64_t i = 0; rc == MS_OK && i < n; i++)
-        pairs[i].u.score = ps[i];
+        pairs[byd[i].val].u.score = ps[i];
 done:
     ms_pool_finish(pool, NULL, &(struct ms_err){ 0 });
     ms_stream_stop(stream);
@@ -176,6 +181,7 @@ done:
     free(pq);
     free(pd);
     free(ps);
+    free(kv);
     return rc;
 }
 
@@ -196,6 +202,7 @@ int cmd_rerank(int argc, char **argv)
     struct ms_cand *pairs = NULL;
     struct ms_src q, d;
     struct ms_devset devs;
+    struct ms_devset_start start;
     struct ms_progress prog;
     struct ms_wfile *w = NULL;
     struct ms_err err;
@@ -222,7 +229,10 @@ int cmd_rerank(int argc, char **argv)
     /* the output first, so an unusable path fails before any input is read */
     if (ms_wfile_open(&w, in.out_path, zst, 0, &err) != MS_OK)
         return ms_report(&err);
+    /* the device starts while the inputs are opened and the candidates read */
+    ms_devices_start(&start, 0);
     if ((rc = ms_inputs_open("rerank", &in, &q, &d)) != MS_OK) {
+        ms_devset_cancel(&start);
         ms_wfile_abort(w);
         return rc;
     }
@@ -239,15 +249,24 @@ int cmd_rerank(int argc, char **argv)
         ms_report(&err);
         goto close_inputs;
     }
+    const double cands_t0 = ms_now();
     if ((rc = ms_read_candidates(run_path, &qmap, &dmap, skip_missing, &pairs, &n_pairs)) != MS_OK)
         goto close_inputs;
-    if ((rc = ms_devices_open(&devs)) != MS_OK)
+    const double cands_s = ms_now() - cands_t0;
+    if ((rc = ms_devices_finish(&start, &devs)) != MS_OK)
         goto close_inputs;
     ms_plan_blocks(devs.cl, &in, &q, &d, &nqb, &max_docs, &max_tokens);
     ms_progress_init(&prog, in.progress, "rerank", n_pairs);
     prog.unit = "pairs";
-    struct batch_ctx ctx = { &devs,    &q,         &d,    in.normalize, in.precision,
-                             max_docs, max_tokens, &prog, &stats };
+    struct batch_ctx ctx = { .devs = &devs,
+                             .q = &q,
+                             .d = &d,
+                             .normalize = in.normalize,
+                             .precision = in.precision,
+                             .max_docs = max_docs,
+                             .max_tokens = max_tokens,
+                             .prog = &prog,
+                             .stats = &stats };
     const double t0 = ms_now();
     /* batches of at most nqb queries; pairs are sorted by query */
     for (uint64_t p = 0, batch = 0; p < n_pairs && rc == MS_OK; batch++) {
@@ -269,21 +288,30 @@ int cmd_rerank(int argc, char **argv)
         p = end;
     }
     ms_progress_end(&prog);
+    const double scored_s = ms_now();
+    double ranked_s = scored_s;
     if (rc == MS_OK) {
         ms_cands_sort_ranked(pairs, n_pairs);
+        ranked_s = ms_now();
         rc = ms_cands_write(w, fmt, pairs, n_pairs, in.k, &q.ids, &d.ids, in.tag, &err);
     }
     if ((rc = ms_output_finish(&w, rc, &err)) == MS_OK && ms_global.verbose) {
-        const double total = ms_now() - t0;
+        const double end_s = ms_now(), total = end_s - t0;
         fprintf(stderr,
                 "maxsim: rerank: %llu pairs in %llu blocks: read %.3f s (waited %.3f s), kernels "
                 "%.3f s, total %.3f s, %.0f pairs/s\n",
                 (unsigned long long)n_pairs, (unsigned long long)stats.blocks, stats.read_s,
                 stats.wait_s, stats.kernel_s, total, total > 0 ? (double)n_pairs / total : 0.0);
         ms_run_stats_print("rerank", &stats, total);
+        /* the host's own parts, which the rates above do not show */
+        fprintf(stderr,
+                "maxsim: rerank: host: candidates read %.3f s (before the device was needed), "
+                "batches prepared %.3f s, ranked %.3f s, written %.3f s\n",
+                cands_s, ctx.prep_s, ranked_s - scored_s, end_s - ranked_s);
     }
     ms_devices_close(&devs);
 close_inputs:
+    ms_devset_cancel(&start); /* nothing left there once finished */
     ms_wfile_abort(w);
     free(pairs);
     ms_idmap_release(&qmap);

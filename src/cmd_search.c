@@ -89,6 +89,7 @@ int cmd_search(int argc, char **argv)
     struct ms_run_stats stats = { 0 };
     struct ms_src q, d;
     struct ms_devset devs;
+    struct ms_devset_start start;
     struct ms_topk topk;
     struct ms_progress prog;
     struct ms_wfile *w = NULL;
@@ -120,12 +121,15 @@ int cmd_search(int argc, char **argv)
         (fmt == MS_FMT_NPY || fmt == MS_FMT_H5 ? ms_output_try(in.out_path, fmt, &err)
                                                : ms_wfile_open(&w, in.out_path, zst, 0, &err)))
         return ms_report(&err);
+    /* the device starts while the inputs are opened and the queries read */
+    ms_devices_start(&start, 0);
     if ((rc = ms_inputs_open("search", &in, &q, &d)) != MS_OK) {
+        ms_devset_cancel(&start);
         ms_wfile_abort(w);
         return rc;
     }
     ms_shard_rows(&in, d.n_rows, &shard_first, &shard_rows);
-    if ((rc = ms_devices_open(&devs)) != MS_OK)
+    if ((rc = ms_devices_finish(&start, &devs)) != MS_OK)
         goto close_output;
     char model[400]; /* under mpirun: every rank ready, on one device model? */
     snprintf(model, sizeof model, "%s, driver %s", devs.cl[0].info.name,
@@ -205,6 +209,7 @@ free_topk:
 close_device:
     ms_devices_close(&devs);
 close_output:
+    ms_devset_cancel(&start); /* nothing left there once finished */
     ms_wfile_abort(w);
     ms_src_close(&q);
     ms_src_close(&d);

@@ -8,9 +8,12 @@
  */
 #include "devset.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "stream.h"
 
 int ms_devspec_is_multi(const char *spec)
 {
@@ -159,4 +162,65 @@ void ms_devset_close(struct ms_devset *s)
         ms_cl_close(&s->cl[j]);
     free(s->cl);
     memset(s, 0, sizeof *s);
+}
+
+/* Open st->set as the caller asked, timing it. */
+static void *open_set(void *arg)
+{
+    struct ms_devset_start *st = arg;
+    stack_t own;
+    const int have_own = sigaltstack(NULL, &own) == 0;
+
+    st->begin_s = ms_now();
+    if (!st->single) {
+        st->rc = ms_devset_open(&st->set, st->spec, st->nth, &st->err);
+    } else if ((st->set.cl = ms_calloc(1, sizeof *st->set.cl, &st->err)) == NULL) {
+        st->rc = st->err.status;
+    } else if ((st->rc = ms_cl_open(st->set.cl, st->spec, &st->err)) != MS_OK) {
+        free(st->set.cl);
+        st->set.cl = NULL;
+    } else {
+        st->set.n = 1;
+    }
+    st->end_s = ms_now();
+    /* LLVM, which PoCL starts in the thread that first opens it, installs an alternate signal
+     * stack of its own there; the thread's own goes back, so that its exit frees what it
+     * made (AddressSanitizer's exit aborts on the stack it does not recognise). */
+    stack_t now;
+    if (have_own && sigaltstack(NULL, &now) == 0 && now.ss_sp != own.ss_sp)
+        sigaltstack(&own, NULL);
+    return NULL;
+}
+
+void ms_devset_start(struct ms_devset_start *st, const char *spec, int nth, int single)
+{
+    memset(st, 0, sizeof *st);
+    st->spec = spec;
+    st->nth = nth;
+    st->single = single;
+    st->started = pthread_create(&st->thread, NULL, open_set, st) == 0;
+}
+
+int ms_devset_finish(struct ms_devset_start *st, struct ms_devset *out, struct ms_err *err)
+{
+    if (st->started) {
+        pthread_join(st->thread, NULL);
+        st->started = 0;
+    } else {
+        open_set(st);
+    }
+    *out = st->set;
+    memset(&st->set, 0, sizeof st->set);
+    if (st->rc != MS_OK)
+        *err = st->err;
+    return st->rc;
+}
+
+void ms_devset_cancel(struct ms_devset_start *st)
+{
+    if (st->started) {
+        pthread_join(st->thread, NULL);
+        st->started = 0;
+    }
+    ms_devset_close(&st->set);
 }

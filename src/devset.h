@@ -18,6 +18,8 @@
 #ifndef MS_DEVSET_H
 #define MS_DEVSET_H
 
+#include <pthread.h>
+
 #include "cl_dev.h"
 #include "err.h"
 
@@ -40,5 +42,31 @@ int ms_devset_pick(const struct ms_cl_devinfo *list, int n, const char *spec, in
 /* Open every device of spec, each with its own context and queue. */
 int ms_devset_open(struct ms_devset *s, const char *spec, int nth, struct ms_err *err);
 void ms_devset_close(struct ms_devset *s);
+
+/*
+ * Opening a set on a thread of its own, so that the platform's start (a quarter of a second,
+ * mostly system time, in NVIDIA's OpenCL; tens of milliseconds in PoCL's) overlaps the reading a
+ * command does before its first use of the device: ms_devset_start, read, ms_devset_finish.
+ * Nothing else may touch OpenCL in between. When no thread can be created, finish opens the set
+ * itself: the same result, only later.
+ */
+struct ms_devset_start {
+    const char *spec;
+    int nth;    /* as ms_devset_open's */
+    int single; /* ms_cl_open(spec) instead: the commands that run on one device */
+    int started;
+    pthread_t thread;
+    struct ms_devset set;
+    struct ms_err err;
+    int rc;
+    double begin_s, end_s; /* ms_now() when the opening began and ended */
+};
+
+/* Begin opening the devices of spec (single: the one device of spec, as ms_cl_open). */
+void ms_devset_start(struct ms_devset_start *st, const char *spec, int nth, int single);
+/* Wait for the opening: MS_OK with *out the set (owned by the caller), else the error. */
+int ms_devset_finish(struct ms_devset_start *st, struct ms_devset *out, struct ms_err *err);
+/* Wait for the opening and close what it opened (a command that failed before using it). */
+void ms_devset_cancel(struct ms_devset_start *st);
 
 #endif

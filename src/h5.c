@@ -7,8 +7,10 @@
  * span through hyperslab selections, so a chunked, compressed corpus larger
  * than memory streams like any other. Contiguous little-endian data (h5py's
  * default) is read with pread at its offset instead, by several threads at once
- * (the serial HDF5 library allows one thread in it at a time). Lengths and ids
- * are small (one value a row) and are read whole.
+ * (the serial HDF5 library allows one thread in it at a time); so is chunked data
+ * without filters whose chunks hold whole tokens, chunk by chunk at the addresses
+ * HDF5 gives at open (one lookup a chunk). Lengths and ids are small (one value a
+ * row) and are read whole.
  *
  * float16: HDF5 1.10 has no native half type, and h5py writes '<f2' as a
  * custom 2-byte H5T_FLOAT. We check that its bit fields are IEEE binary16 and
@@ -257,9 +259,11 @@ struct h5_reader {
     uint64_t n_storage; /* T, or N * L */
     char where[256];
     /* Contiguous, unfiltered little-endian data (h5py's default layout) is read directly
-     * with pread at its offset in the file, on any thread, without HDF5: fd >= 0. */
+     * with pread at its offset in the file, on any thread, without HDF5: fd >= 0. Chunked
+     * data too when the chunks are unfiltered and hold whole tokens: storage tokens
+     * [k * chunk_tokens, (k + 1) * chunk_tokens) are at addr[k] (contiguous: one chunk). */
     int fd;
-    uint64_t offset, tok_bytes;
+    uint64_t *addr, n_chunks, chunk_tokens, tok_bytes;
 };
 
 static void h5_reader_close_unlocked(void *impl)
@@ -271,6 +275,7 @@ static void h5_reader_close_unlocked(void *impl)
     h5_quiet();
     if (h->fd >= 0)
         close(h->fd);
+    free(h->addr);
     if (h->dset >= 0)
         H5Dclose(h->dset);
     if (h->own_memtype && h->memtype >= 0)
@@ -378,10 +383,47 @@ done:
 static void h5_reader_close(void *impl);
 static int h5_read_span(void *impl, uint64_t first, uint64_t n, void *dst, struct ms_err *err);
 
-/* Whether the data can be read with pread: a contiguous layout (so no filters), stored at an
- * allocated address of a file without a user block, as little-endian IEEE values that are
- * bit for bit what the memory type holds on a little-endian host, all of it allocated. The
- * first token read both ways must agree, a last guard on what the offset means. */
+/* The file addresses of the chunks of a chunked dataset whose chunks hold whole tokens (the
+ * chunk spans every dimension but the first), unfiltered, each allocated at its full size:
+ * *addr [*n_chunks] and the tokens a chunk holds, or 0 when the data is not like that (it is
+ * then read through HDF5). h5py writes chunks of (rows, dim) when asked for chunks=... */
+static int chunk_table(struct h5_reader *h, hid_t dcpl, uint64_t tok, uint64_t **addr,
+                       uint64_t *n_chunks, uint64_t *chunk_tokens)
+{
+    hsize_t cdims[3] = { 0, 0, 0 };
+    if (H5Pget_chunk(dcpl, h->rank, cdims) != h->rank || H5Pget_nfilters(dcpl) != 0 ||
+        cdims[0] == 0)
+        return 0;
+    for (int d = 1; d < h->rank; d++)
+        if (cdims[d] != h->shape[d])
+            return 0;
+    const uint64_t per_row = h->rank == 3 ? h->shape[1] : 1, ct = cdims[0] * per_row;
+    const uint64_t n = (h->shape[0] + cdims[0] - 1) / cdims[0];
+    uint64_t *a = ct ? malloc((n ? n : 1) * sizeof *a) : NULL;
+    if (!a)
+        return 0;
+    for (uint64_t k = 0; k < n; k++) {
+        hsize_t at[3] = { k * cdims[0], 0, 0 }, size = 0;
+        haddr_t where = HADDR_UNDEF;
+        unsigned mask = 0;
+        if (H5Dget_chunk_info_by_coord(h->dset, at, &mask, &where, &size) < 0 ||
+            where == HADDR_UNDEF || size != ct * tok) {
+            free(a);
+            return 0;
+        }
+        a[k] = (uint64_t)where;
+    }
+    *addr = a;
+    *n_chunks = n;
+    *chunk_tokens = ct;
+    return 1;
+}
+
+/* Whether the data can be read with pread: a contiguous layout (so no filters) or chunks of
+ * whole tokens without filters (chunk_table), stored at allocated addresses of a file without
+ * a user block, as little-endian IEEE values that are bit for bit what the memory type holds
+ * on a little-endian host, all of it allocated. The first and the last token read both ways
+ * must agree, a last guard on what the addresses mean. */
 static void try_direct(struct h5_reader *h, const char *file, enum ms_dtype dtype)
 {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
@@ -390,32 +432,56 @@ static void try_direct(struct h5_reader *h, const char *file, enum ms_dtype dtyp
     hid_t dcpl = H5Dget_create_plist(h->dset), fcpl = H5Fget_create_plist(h->file);
     hid_t ftype = H5Dget_type(h->dset);
     hsize_t ublock = 1;
-    int ok = dcpl >= 0 && fcpl >= 0 && ftype >= 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS &&
-             H5Pget_external_count(dcpl) == 0 && H5Pget_userblock(fcpl, &ublock) >= 0 &&
-             ublock == 0 && H5Tget_order(ftype) == H5T_ORDER_LE &&
-             (dtype == MS_DTYPE_F16 ? is_ieee_half(ftype) : H5Tequal(ftype, H5T_IEEE_F32LE) > 0);
-    const haddr_t addr = ok ? H5Dget_offset(h->dset) : HADDR_UNDEF;
-    ok = ok && addr != HADDR_UNDEF && h->n_storage > 0 &&
-         H5Dget_storage_size(h->dset) == h->n_storage * tok;
+    uint64_t *addr = NULL, n_chunks = 0, chunk_tokens = 0;
+    int ok = dcpl >= 0 && fcpl >= 0 && ftype >= 0 && H5Pget_external_count(dcpl) == 0 &&
+             H5Pget_userblock(fcpl, &ublock) >= 0 && ublock == 0 &&
+             H5Tget_order(ftype) == H5T_ORDER_LE &&
+             (dtype == MS_DTYPE_F16 ? is_ieee_half(ftype) : H5Tequal(ftype, H5T_IEEE_F32LE) > 0) &&
+             h->n_storage > 0;
+    if (ok && H5Pget_layout(dcpl) == H5D_CONTIGUOUS) {
+        const haddr_t at = H5Dget_offset(h->dset);
+        ok = at != HADDR_UNDEF && H5Dget_storage_size(h->dset) == h->n_storage * tok &&
+             (addr = malloc(sizeof *addr)) != NULL;
+        if (ok) {
+            addr[0] = (uint64_t)at;
+            n_chunks = 1;
+            chunk_tokens = h->n_storage;
+        }
+    } else if (ok && H5Pget_layout(dcpl) == H5D_CHUNKED) {
+        ok = chunk_table(h, dcpl, tok, &addr, &n_chunks, &chunk_tokens);
+    } else {
+        ok = 0;
+    }
     if (dcpl >= 0)
         H5Pclose(dcpl);
     if (fcpl >= 0)
         H5Pclose(fcpl);
     if (ftype >= 0)
         H5Tclose(ftype);
-    if (!ok)
+    if (!ok) {
+        free(addr);
         return;
+    }
     const int fd = open(file, O_RDONLY | O_CLOEXEC);
     char *a = malloc(2 * tok);
+    const uint64_t last = h->n_storage - 1;
+    const uint64_t last_at = addr[last / chunk_tokens] + last % chunk_tokens * tok;
     struct ms_err ignored;
-    if (fd >= 0 && a && pread(fd, a, tok, (off_t)addr) == (ssize_t)tok &&
+    if (fd >= 0 && a && pread(fd, a, tok, (off_t)addr[0]) == (ssize_t)tok &&
         h5_read_span_unlocked(h, 0, 1, a + tok, &ignored) == MS_OK &&
+        memcmp(a, a + tok, tok) == 0 && pread(fd, a, tok, (off_t)last_at) == (ssize_t)tok &&
+        h5_read_span_unlocked(h, last, 1, a + tok, &ignored) == MS_OK &&
         memcmp(a, a + tok, tok) == 0) {
         h->fd = fd;
-        h->offset = (uint64_t)addr;
+        h->addr = addr;
+        h->n_chunks = n_chunks;
+        h->chunk_tokens = chunk_tokens;
         h->tok_bytes = tok;
-    } else if (fd >= 0)
+        addr = NULL;
+    } else if (fd >= 0) {
         close(fd);
+    }
+    free(addr);
     free(a);
 #else
     (void)h;
@@ -424,22 +490,27 @@ static void try_direct(struct h5_reader *h, const char *file, enum ms_dtype dtyp
 #endif
 }
 
-/* pread of tokens [first, first + n) of contiguous data. */
+/* pread of tokens [first, first + n) of contiguous data, or of the chunks they lie in. */
 static int h5_read_direct(struct h5_reader *h, uint64_t first, uint64_t n, void *dst,
                           struct ms_err *err)
 {
-    const uint64_t bytes = n * h->tok_bytes, off = h->offset + first * h->tok_bytes;
-    size_t got = 0;
-
     if (first > h->n_storage || n > h->n_storage - first)
         return ms_err_set(err, MS_ERR_RUNTIME, "%s: tokens %llu..%llu requested of %llu", h->where,
                           (unsigned long long)first, (unsigned long long)(first + n),
                           (unsigned long long)h->n_storage);
-    const int rc = ms_pread_full(h->fd, dst, (size_t)bytes, off, &got);
-    if (rc != 0 || got < bytes)
-        return ms_err_set(err, MS_ERR_RUNTIME, "cannot read %s (tokens %llu..%llu): %s", h->where,
-                          (unsigned long long)first, (unsigned long long)(first + n),
-                          rc != 0 ? strerror(errno) : "unexpected end of file");
+    for (uint64_t t = first, end = first + n; t < end;) {
+        const uint64_t k = t / h->chunk_tokens, in = t % h->chunk_tokens;
+        const uint64_t m = h->chunk_tokens - in < end - t ? h->chunk_tokens - in : end - t;
+        const uint64_t bytes = m * h->tok_bytes;
+        size_t got = 0;
+        const int rc = ms_pread_full(h->fd, (char *)dst + (t - first) * h->tok_bytes, (size_t)bytes,
+                                     h->addr[k] + in * h->tok_bytes, &got);
+        if (rc != 0 || got < bytes)
+            return ms_err_set(err, MS_ERR_RUNTIME, "cannot read %s (tokens %llu..%llu): %s",
+                              h->where, (unsigned long long)first, (unsigned long long)(first + n),
+                              rc != 0 ? strerror(errno) : "unexpected end of file");
+        t += m;
+    }
     return MS_OK;
 }
 

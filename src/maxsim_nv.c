@@ -278,6 +278,8 @@ void ms_nv_release(struct ms_scorer *s)
     }
     ms_cl_release(&nv->docs);
     ms_cl_release(&nv->part);
+    if (nv->tmp)
+        ms_cl_pinned_free(s->cl, nv->tmp_handle);
     cl_kernel *ks[] = { &nv->prep_f32, &nv->prep_f16, &nv->prep8_f32, &nv->prep8_f16,
                         &nv->score,    &nv->sum,      &nv->stream };
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
@@ -469,15 +471,15 @@ static int nv_staged_group(struct ms_scorer *s, const struct qgroup *g, cl_mem d
 
 /*
  * Score documents j0 .. j0+nd-1 (rows no pair needs, see ms_row_used, get length 0) against
- * every query group; group gi's [nq][nd] scores go to sink(gi). Float16 documents of
- * dim % 16 == 0 without normalization are used as uploaded; others are converted by
- * ms_nv_prep_* into [token][kp] float16 first.
+ * every query group; sink(gi) fetches group gi's [nq][nd] scores from the device buffer `out`.
+ * Float16 documents of dim % 16 == 0 without normalization are used as uploaded; others are
+ * converted by ms_nv_prep_* into [token][kp] float16 first.
  */
-typedef int (*nv_sink)(void *ctx, int gi, const float *block, struct ms_err *err);
+typedef int (*nv_sink)(void *ctx, int gi, cl_mem out, struct ms_err *err);
 
 static int nv_run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0, uint64_t nd,
-                      const uint64_t *start, float *tmp, nv_sink sink, void *ctx,
-                      struct ms_topk_sink *topk, struct ms_err *err)
+                      const uint64_t *start, nv_sink sink, void *ctx, struct ms_topk_sink *topk,
+                      struct ms_err *err)
 {
     struct nvpath *nv = &s->nv;
     const uint64_t tok0 = docs->offsets[j0], ntok = docs->offsets[j0 + nd] - tok0;
@@ -532,11 +534,7 @@ static int nv_run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j
                 return err->status;
             continue;
         }
-        rc = clEnqueueReadBuffer(qu, s->out, CL_TRUE, 0, g->nq * nd * sizeof(float), tmp, 0, NULL,
-                                 NULL);
-        if (rc != CL_SUCCESS)
-            return ms_cl_fail(err, "clEnqueueReadBuffer(NV scores)", rc);
-        if (sink(ctx, gi, tmp, err) != MS_OK)
+        if (sink(ctx, gi, s->out, err) != MS_OK)
             return err->status;
     }
     return MS_OK;
@@ -551,23 +549,31 @@ struct nv_ctx {
     const uint64_t *start, *order; /* pairs: as in ms_scorer_run_pairs */
     const uint32_t *pair_q, *pair_d;
     float *out;
+    float *tmp; /* pairs: the group's block on the host */
 };
 
-static int nv_sink_run(void *ctx, int gi, const float *block, struct ms_err *err)
+/* Straight into the caller's matrix (rows of nd floats there, of ld here): no copy on the host
+ * and no host buffer between, which for score's [1,000 x 100,000] were 400 MB of each. */
+static int nv_sink_run(void *ctx, int gi, cl_mem out, struct ms_err *err)
 {
     const struct nv_ctx *c = ctx;
     const struct qgroup *g = &c->s->groups[gi];
-    (void)err;
-    for (uint64_t i = 0; i < g->nq; i++)
-        memcpy(c->scores + (g->q0 + i) * c->ld + c->j0, block + i * c->nd, c->nd * sizeof(float));
-    return MS_OK;
+    const size_t origin[3] = { 0, 0, 0 }, region[3] = { c->nd * sizeof(float), g->nq, 1 };
+    const cl_int rc = clEnqueueReadBufferRect(c->s->cl->queue, out, CL_TRUE, origin, origin, region,
+                                              c->nd * sizeof(float), 0, c->ld * sizeof(float), 0,
+                                              c->scores + g->q0 * c->ld + c->j0, 0, NULL, NULL);
+    return rc == CL_SUCCESS ? MS_OK : ms_cl_fail(err, "clEnqueueReadBufferRect(NV scores)", rc);
 }
 
-static int nv_sink_pairs(void *ctx, int gi, const float *block, struct ms_err *err)
+static int nv_sink_pairs(void *ctx, int gi, cl_mem out, struct ms_err *err)
 {
     const struct nv_ctx *c = ctx;
     const struct qgroup *g = &c->s->groups[gi];
-    (void)err;
+    const float *block = c->tmp;
+    const cl_int rc = clEnqueueReadBuffer(c->s->cl->queue, out, CL_TRUE, 0,
+                                          g->nq * c->nd * sizeof(float), c->tmp, 0, NULL, NULL);
+    if (rc != CL_SUCCESS)
+        return ms_cl_fail(err, "clEnqueueReadBuffer(NV scores)", rc);
     for (uint64_t k = c->start[c->j0]; k < c->start[c->j0 + c->nd]; k++) {
         const uint64_t p = c->order[k];
         if (c->pair_q[p] >= g->q0 && c->pair_q[p] - g->q0 < g->nq)
@@ -576,30 +582,33 @@ static int nv_sink_pairs(void *ctx, int gi, const float *block, struct ms_err *e
     return MS_OK;
 }
 
-/* Room for one group's [nq][cap_docs] block on the host. */
-static float *nv_tmp(const struct ms_scorer *s, struct ms_err *err)
+/* Room for one group's [nq][cap_docs] block on the host: the scorer's, made on first use. */
+static float *nv_tmp(struct ms_scorer *s, struct ms_err *err)
 {
     uint64_t most = 1;
+    if (s->nv.tmp)
+        return s->nv.tmp;
     for (int i = 0; i < s->n_groups; i++)
         if (s->groups[i].nq > most)
             most = s->groups[i].nq;
-    return ms_malloc(most * s->cap_docs * sizeof(float), err);
+    if (!(s->nv.tmp =
+              ms_cl_pinned_alloc(s->cl, most * s->cap_docs * sizeof(float), &s->nv.tmp_handle)))
+        ms_err_set(err, MS_ERR_RUNTIME, "out of memory allocating %zu bytes",
+                   (size_t)(most * s->cap_docs * sizeof(float)));
+    return s->nv.tmp;
 }
 
 int ms_nv_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores, uint64_t ld,
               struct ms_topk_sink *sink, struct ms_err *err)
 {
     struct nv_ctx c = { .s = s, .scores = scores, .ld = ld };
-    float *tmp = sink ? NULL : nv_tmp(s, err);
-    int status = tmp || sink ? MS_OK : err->status;
+    int status = MS_OK;
     for (uint64_t j0 = 0; status == MS_OK && j0 < docs->n_rows; j0 += c.nd) {
         c.j0 = j0;
         c.nd = ms_scorer_fit(s, docs, j0, NULL, err);
-        if (c.nd == 0 ||
-            nv_run_sub(s, docs, j0, c.nd, NULL, tmp, nv_sink_run, &c, sink, err) != MS_OK)
+        if (c.nd == 0 || nv_run_sub(s, docs, j0, c.nd, NULL, nv_sink_run, &c, sink, err) != MS_OK)
             status = err->status;
     }
-    free(tmp);
     return status;
 }
 
@@ -615,11 +624,7 @@ int ms_nv_run_pairs(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0,
                         .pair_q = pair_q,
                         .pair_d = pair_d,
                         .out = out };
-    float *tmp = nv_tmp(s, err);
-    int status =
-        tmp ? nv_run_sub(s, docs, j0, nd, start, tmp, nv_sink_pairs, &c, NULL, err) : MS_OK;
-    if (!tmp)
-        status = err->status;
-    free(tmp);
-    return status;
+    if (!(c.tmp = nv_tmp(s, err)))
+        return err->status;
+    return nv_run_sub(s, docs, j0, nd, start, nv_sink_pairs, &c, NULL, err);
 }

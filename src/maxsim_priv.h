@@ -47,6 +47,10 @@ struct nvpath {
     char variant[160]; /* what -v shows */
     cl_mem docs;       /* [cap_tokens][kp] float16 bits (prepared documents) */
     cl_mem part;       /* staged: [max group n_rb][cap_docs] float32 */
+    /* pairs: one group's [nq][cap_docs] scores on the host, allocated once per scorer (pinned
+     * when the driver gives it: a fresh allocation a block cost more than the copy) */
+    float *tmp;
+    void *tmp_handle;
 };
 
 struct ms_scorer {

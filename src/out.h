@@ -51,6 +51,9 @@ int ms_wfile_commit(struct ms_wfile *w, struct ms_err *err);
 /* Give up: remove the temporary file. Frees w. NULL is fine. */
 void ms_wfile_abort(struct ms_wfile *w);
 
+/* %.9g of x as snprintf writes it (faster), NUL-terminated: its length; out holds 32 bytes. */
+size_t ms_format_g9(char *out, float x);
+
 /* Write one run line: TREC `QID Q0 DOCID RANK SCORE TAG` or TSV
  * `QID<TAB>DOCID<TAB>RANK<TAB>SCORE`, the score with 9 significant digits. */
 int ms_run_line(struct ms_wfile *w, enum ms_fmt fmt, const char *qid, const char *did,

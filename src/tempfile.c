@@ -76,6 +76,75 @@ int ms_write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
+struct rows_part {
+    int fd;
+    const char *buf;
+    size_t bytes, ld;
+    uint64_t first, end;
+    off_t off, stride;
+    uint64_t bad; /* the first row that failed (end when none), and its errno */
+    int err;
+    pthread_t thread;
+    int started;
+};
+
+static void *write_rows(void *arg)
+{
+    struct rows_part *p = arg;
+
+    p->bad = p->end;
+    for (uint64_t i = p->first; i < p->end; i++)
+        if (ms_pwrite_all(p->fd, p->buf + i * p->ld, p->bytes, p->off + (off_t)i * p->stride) !=
+            0) {
+            p->bad = i;
+            p->err = errno;
+            break;
+        }
+    return NULL;
+}
+
+int ms_pwrite_rows(int fd, const void *buf, size_t bytes, size_t ld, uint64_t n, off_t off,
+                   off_t stride, int threads)
+{
+    struct rows_part parts[16];
+
+    /* a thread for every 4 MB at least: below that, starting one costs more than it saves */
+    const uint64_t most = (uint64_t)bytes * n / (4u << 20) + 1;
+    if (threads > 16)
+        threads = 16;
+    if ((uint64_t)threads > most)
+        threads = (int)most;
+    if ((uint64_t)threads > n)
+        threads = n ? (int)n : 1;
+    if (threads < 1)
+        threads = 1;
+    for (int t = 0; t < threads; t++) {
+        parts[t] = (struct rows_part){ .fd = fd,
+                                       .buf = buf,
+                                       .bytes = bytes,
+                                       .ld = ld,
+                                       .first = n * (uint64_t)t / (uint64_t)threads,
+                                       .end = n * (uint64_t)(t + 1) / (uint64_t)threads,
+                                       .off = off,
+                                       .stride = stride };
+        parts[t].started =
+            t > 0 && pthread_create(&parts[t].thread, NULL, write_rows, &parts[t]) == 0;
+    }
+    write_rows(&parts[0]);
+    for (int t = 1; t < threads; t++) {
+        if (parts[t].started)
+            pthread_join(parts[t].thread, NULL);
+        else
+            write_rows(&parts[t]);
+    }
+    for (int t = 0; t < threads; t++)
+        if (parts[t].bad < parts[t].end) {
+            errno = parts[t].err;
+            return -1;
+        }
+    return 0;
+}
+
 int ms_pwrite_all(int fd, const void *buf, size_t len, off_t off)
 {
     const char *p = buf;

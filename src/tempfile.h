@@ -21,6 +21,7 @@
 #ifndef MS_TEMPFILE_H
 #define MS_TEMPFILE_H
 
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "err.h"
@@ -57,6 +58,12 @@ void ms_tempfile_abort(struct ms_tempfile *t);
 int ms_write_all(int fd, const void *buf, size_t len);
 /* The same with pwrite(2) at offset off. */
 int ms_pwrite_all(int fd, const void *buf, size_t len, off_t off);
+/* ms_pwrite_all of n rows of `bytes` each, row i from buf + i * ld to off + i * stride, by up
+ * to `threads` threads at once (a copy into fresh page-cache pages runs at a few GB/s a core:
+ * the 400 MB score matrix of 1,000 x 100,000 took a quarter of a second on one). Returns 0, or
+ * -1 with errno from the first row (in row order) that failed. */
+int ms_pwrite_rows(int fd, const void *buf, size_t bytes, size_t ld, uint64_t n, off_t off,
+                   off_t stride, int threads);
 
 /* Remove every temporary still listed: async-signal-safe (only unlink). */
 void ms_tempfile_remove_all(void);

@@ -60,6 +60,17 @@ def generate(outdir):
         dset(g, "embeddings", flat(40, 12, "<f4"), chunks=(7, 5), compression="gzip",
              shuffle=True)
 
+    # Chunked without filters: chunks of whole tokens are read with pread at the chunks'
+    # addresses (the last chunk reaches past the end); chunks that cut a token, or chunks
+    # never written (read as the fill value), go through HDF5.
+    with h5py.File(path("h5_chunked_raw.h5"), "w") as f:
+        dset(f, "embeddings", padded(7, 10, 16, "<f2"), chunks=(2, 10, 16))
+        dset(f.create_group("flat"), "embeddings", flat(45, 12, "<f4"), chunks=(8, 12))
+        dset(f.create_group("cut"), "embeddings", flat(40, 12, "<f4"), chunks=(8, 6))
+        holes = f.create_group("holes").create_dataset("embeddings", shape=(32, 4), dtype="<f4",
+                                                       chunks=(8, 4), track_times=False)
+        holes[0:8] = flat(8, 4, "<f4")
+
     # String ids of every kind h5py writes, and unsigned integer ids.
     with h5py.File(path("h5_ids.h5"), "w") as f:
         def group(name, ids, **kw):

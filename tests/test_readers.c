@@ -366,8 +366,9 @@ Test(readers, nonfinite_scan_every_position)
     }
 }
 
-/* HDF5: contiguous little-endian data is read with pread on several threads (concurrent);
- * chunked, compressed or big-endian data goes through HDF5 on one thread. Either way the
+/* HDF5: contiguous little-endian data, and chunks of whole tokens without filters, are read
+ * with pread on several threads (concurrent); chunks that cut tokens, unwritten chunks,
+ * compressed or big-endian data go through HDF5 on one thread. Either way the
  * blocks are the same whatever the threads, and big-endian data reads as the same values as
  * its little-endian twin would (checked by test_h5). */
 Test(readers, h5_direct_or_through_hdf5)
@@ -376,9 +377,11 @@ Test(readers, h5_direct_or_through_hdf5)
         const char *spec, *lengths;
         int concurrent;
     } cases[] = {
-        { "h5_f16_3d.h5", NULL, 1 },         { "h5_f32_2d.h5", NULL, 1 },
-        { "h5_group.h5:/colbert", NULL, 1 }, { "h5_chunked.h5", NULL, 0 },
-        { "h5_chunked.h5:/flat", NULL, 0 },  { "h5_be.h5", NULL, 0 },
+        { "h5_f16_3d.h5", NULL, 1 },           { "h5_f32_2d.h5", NULL, 1 },
+        { "h5_group.h5:/colbert", NULL, 1 },   { "h5_chunked.h5", NULL, 0 },
+        { "h5_chunked.h5:/flat", NULL, 0 },    { "h5_be.h5", NULL, 0 },
+        { "h5_chunked_raw.h5", NULL, 1 },      { "h5_chunked_raw.h5:/flat", NULL, 1 },
+        { "h5_chunked_raw.h5:/cut", NULL, 0 }, { "h5_chunked_raw.h5:/holes", NULL, 0 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         struct ms_src one, many;
@@ -429,4 +432,48 @@ Test(readers, h5_direct_matches_hdf5)
             }
     free(a);
     ms_src_close(&s);
+}
+
+/* Chunks read with pread (at the addresses HDF5 gives) hold the values HDF5 reads: padded
+ * float16 in chunks of two rows, the last one reaching past the end, and flat float32 in
+ * chunks of 8 tokens; every span, crossing chunks or not. */
+Test(readers, h5_chunks_direct_match_hdf5)
+{
+    static const char *specs[] = { "h5_chunked_raw.h5", "h5_chunked_raw.h5:/flat" };
+    for (int i = 0; i < 2; i++) {
+        struct ms_src s;
+        struct ms_err err;
+        char spec[1024];
+        snprintf(spec, sizeof spec, "%s", fixture(specs[i]));
+        cr_assert(ms_src_open(&s, spec, NULL, &err) == MS_OK, "%s", err.msg);
+        cr_assert(s.raw.concurrent, "%s", specs[i]);
+        const int padded = s.layout == MS_LAYOUT_PADDED;
+        const uint64_t n = padded ? s.raw.shape[0] * s.raw.shape[1] : s.raw.shape[0];
+        const size_t es = padded ? 2 : 4;
+        char *a = malloc(n * s.dim * es);
+        for (uint64_t first = 0; first < n; first++)
+            for (uint64_t len = 1; first + len <= n; len += 5) {
+                cr_assert(s.raw.ops->read_span(s.raw.impl, first, len, a, &err) == MS_OK, "%s",
+                          err.msg);
+                for (uint64_t t = first; t < first + len; t++)
+                    for (uint64_t k = 0; k < s.dim; k++) {
+                        /* value(r, t, k) of tests/fixtures_h5.py: ((r * 31 + t * 7 + k) % 17) / 8 -
+                         * 1 */
+                        const uint64_t r = padded ? t / s.raw.shape[1] : 0;
+                        const uint64_t tt = padded ? t % s.raw.shape[1] : t;
+                        const float want =
+                            (float)((double)((r * 31 + tt * 7 + k) % 17) / 8.0 - 1.0);
+                        const size_t at = (t - first) * s.dim + k;
+                        float got;
+                        if (padded)
+                            got = ms_half_to_float(((const uint16_t *)(const void *)a)[at]);
+                        else
+                            memcpy(&got, a + at * 4, 4);
+                        cr_assert(got == want, "%s: token %llu k %llu: %g != %g", specs[i],
+                                  (unsigned long long)t, (unsigned long long)k, got, want);
+                    }
+            }
+        free(a);
+        ms_src_close(&s);
+    }
 }

@@ -265,3 +265,34 @@ Test(zin, pipe_in_small_pieces)
     ms_zin_close(z);
     waitpid(pid, NULL, 0);
 }
+
+/* ms_pwrite_rows: rows of a block (ld apart in memory) land stride apart in the file, whatever
+ * the thread count; a failed write reports its errno. */
+Test(tempfile, pwrite_rows_threads)
+{
+    const uint64_t n = 3001, row = 8192, ld = 8200, stride = 9000; /* 24 MB: 6 threads */
+    char *buf = malloc(n * ld), *want = calloc(1, n * stride + 64);
+    for (uint64_t i = 0; i < n * ld; i++)
+        buf[i] = (char)(i * 2654435761u >> 13);
+    for (uint64_t i = 0; i < n; i++)
+        memcpy(want + 64 + i * stride, buf + i * ld, row);
+    const int counts[] = { 1, 2, 5, 16, 40 };
+    for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+        char path[] = "/tmp/maxsim-test-rows-XXXXXX";
+        const int fd = mkstemp(path);
+        cr_assert(fd >= 0);
+        cr_assert(ftruncate(fd, (off_t)(n * stride + 64)) == 0);
+        cr_assert(ms_pwrite_rows(fd, buf, row, ld, n, 64, (off_t)stride, counts[c]) == 0);
+        char *got = malloc(n * stride + 64);
+        cr_assert(pread(fd, got, n * stride + 64, 0) == (ssize_t)(n * stride + 64));
+        cr_assert(memcmp(got, want, n * stride + 64) == 0, "%d threads", counts[c]);
+        free(got);
+        close(fd);
+        unlink(path);
+    }
+    errno = 0;
+    cr_assert(ms_pwrite_rows(-1, buf, row, ld, n, 0, (off_t)stride, 4) == -1);
+    cr_assert_eq(errno, EBADF);
+    free(buf);
+    free(want);
+}

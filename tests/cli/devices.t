@@ -49,3 +49,34 @@ $ env -u POCL_CACHE_DIR -u XDG_CACHE_HOME HOME=/dev/null maxsim search -q $DATA/
 # --json prints one object: the picked index and the devices.
 $ maxsim devices --json | $PYTHON -c "import json,sys; d=json.load(sys.stdin); print(sorted(d))"
 > ['devices', 'picked', 'picked_all']
+
+# The device starts on a thread while the inputs are read (issue 10): an unknown device is
+# still one line and exit 2, with no output file left behind, in every command that does so.
+$ MAXSIM_DEVICE=nonexistent maxsim search -q $DATA/queries.npy -d $DATA/sample.h5:/docs -o s.trec; s=$?; ls; exit $s
+? 2
+! maxsim: error: unknown device 'nonexistent' (expected auto, cpu, gpu or an index from 'maxsim devices')
+
+$ MAXSIM_DEVICE=nonexistent maxsim score -q $DATA/queries.npy -d $DATA/sample.h5:/docs -o s.npy; s=$?; ls; exit $s
+? 2
+! maxsim: error: unknown device 'nonexistent' (expected auto, cpu, gpu or an index from 'maxsim devices')
+
+$ MAXSIM_DEVICE=nonexistent maxsim rerank -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.h5:/docs -c $FIXTURES/cli_run.trec -o r.trec; s=$?; ls; exit $s
+? 2
+! maxsim: error: unknown device 'nonexistent' (expected auto, cpu, gpu or an index from 'maxsim devices')
+
+$ MAXSIM_DEVICE=nonexistent maxsim plaid -q $FIXTURES/plaid_corpus_q.npy -i $FIXTURES/plaid_corpus -o p.trec; s=$?; ls; exit $s
+? 2
+! maxsim: error: unknown device 'nonexistent' (expected auto, cpu, gpu or an index from 'maxsim devices')
+
+$ maxsim --device 0,0 plaid -q $FIXTURES/plaid_corpus_q.npy -i $FIXTURES/plaid_corpus -o p.trec; s=$?; ls; exit $s
+? 2
+! maxsim: error: --device 0,0: this command runs on one device (search, score and rerank spread over several)
+
+# A bad input is reported as before, not the device's error, and the device thread is waited for.
+$ MAXSIM_DEVICE=nonexistent maxsim rerank -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.h5:/docs -c missing.trec -o r.trec; s=$?; ls; exit $s
+? 2
+! maxsim: error: cannot open 'missing.trec': No such file or directory
+
+# -v: how long the device took to start and how much of that overlapped the reading.
+$ maxsim -v rerank -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.h5:/docs -c $FIXTURES/cli_run.trec 2>&1 >/dev/null | grep -c '^maxsim: device start [0-9.]* s, [0-9.]* s of it while the inputs were read (waited [0-9.]* s)$'
+> 1

@@ -17,6 +17,18 @@ $ maxsim rerank -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.h5:/docs -c $FIXTURES/
 $ cmp c1.trec c5.trec && cmp c1.trec c300.trec && cmp c1.trec qb.trec && echo same
 > same
 
+# Candidates that repeat across queries (every query names the same 120 documents) and ones
+# that do not (each document named by one query): each document is fetched once a batch, the
+# pairs are ordered by document through indices, and the scores and ranks match the float64
+# reference whatever the block size.
+$ for q in 0 1 2 3 4; do for i in $(seq 0 119); do echo "$q Q0 D$(( (i * 7) % 300 )) $i 1 x"; done; done > same.trec
+$ for i in $(seq 0 299); do echo "$(( i % 5 )) Q0 D$i 1 1 x"; done > apart.trec
+$ for r in same apart; do maxsim rerank -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.h5:/docs -c $r.trec > $r.out && $PYTHON $TESTS/refcheck.py rerank $FIXTURES/cli_q.npy $FIXTURES/cli_d.npy $r.trec $r.out --doc-lengths $FIXTURES/cli_d_lengths.npy --doc-ids $FIXTURES/cli_d_ids.txt && for c in 1 7; do maxsim rerank -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.h5:/docs -c $r.trec --chunk-docs $c --query-batch 2 | cmp - $r.out || exit 1; done; done; wc -l < same.out; wc -l < apart.out
+> ok
+> ok
+> 600
+> 300
+
 # -k keeps the best k; a query with one candidate; an empty run.
 $ maxsim rerank -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.h5:/docs -c $FIXTURES/cli_run.trec -k 3 --run-tag rr | awk '{print $1, $4, $6}' | sort -u | wc -l
 > 15
