@@ -668,82 +668,193 @@ static int encode_all(struct ms_index_dev *dev, struct ms_src *src, const struct
     return rc;
 }
 
-/* Step 5, one pass over every document's distinct codes: old ones of an
- * index being appended to (through the reader), then the new chunk files.
- * fill == NULL counts into cnt[k]; else writes doc ids at fill[pos[c]++]. */
+/* Step 5: the IVF, from every document's distinct codes: the old documents
+ * of an index being appended to (through the reader, one thread), then the
+ * new chunk files, several at a time. Counting is one pass; filling gives
+ * each chunk of a group its own start in every list (the counts of the
+ * chunks before it, counted again), so lists hold ascending document ids
+ * and the bytes do not depend on the thread count. */
+struct ivf_job {
+    const struct layout *L;
+    const struct ms_src *src;
+    uint64_t chunk, doc0; /* chunk number (of the new ones), its first document id */
+    uint32_t k;
+    uint64_t *cnt; /* [k]: counts added here, or NULL */
+    uint64_t *pos; /* [k]: next slot of each list, with fill */
+    int64_t *fill; /* the IVF, or NULL */
+    struct ms_err err;
+    int rc;
+};
+
+/* One chunk file: its documents' distinct codes counted into cnt or written
+ * at fill[pos[c]++]. */
+static int ivf_chunk(const struct layout *L, const struct ms_src *src, uint64_t c, uint64_t doc,
+                     uint64_t *cnt, uint64_t *pos, int64_t *fill, struct ms_err *err)
+{
+    const uint64_t d0 = c * L->docs_per_chunk;
+    const uint64_t d1 = d0 + L->docs_per_chunk < src->n_rows ? d0 + L->docs_per_chunk : src->n_rows;
+    const uint64_t n_tok = src->starts[d1] - src->starts[d0];
+    char name[64], path[4096], hdr[256];
+    const uint64_t shape[1] = { n_tok };
+    const size_t hl = ms_npy_header(hdr, "<i8", 1, shape);
+    snprintf(name, sizeof name, "%llu.codes.npy", (unsigned long long)(L->chunk_base + c));
+    path_of(path, sizeof path, L->dir, name);
+    int64_t *b64 = ms_malloc((n_tok ? n_tok : 1) * 8, err);
+    uint32_t *buf = NULL;
+    int rc = MS_OK, fd = -1;
+    if (!b64) {
+        rc = err->status;
+        goto out;
+    }
+    uint64_t longest = 1;
+    for (uint64_t d = d0; d < d1; d++)
+        longest = ms_src_row_len(src, d) > longest ? ms_src_row_len(src, d) : longest;
+    if (!(buf = ms_malloc(longest * 4, err))) {
+        rc = err->status;
+        goto out;
+    }
+    if ((fd = open(path, O_RDONLY)) < 0) {
+        rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot read '%s': %s", path, strerror(errno));
+        goto out;
+    }
+    size_t got = 0;
+    const int bad = ms_pread_full(fd, b64, n_tok * 8, (uint64_t)hl, &got) != 0;
+    if (bad || got != n_tok * 8) {
+        rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot read '%s': %s", path,
+                        bad ? strerror(errno) : "short file");
+        goto out;
+    }
+    const int64_t *at = b64;
+    for (uint64_t d = d0; d < d1; d++, doc++) {
+        const uint64_t len = ms_src_row_len(src, d);
+        for (uint64_t i = 0; i < len; i++)
+            buf[i] = (uint32_t)at[i];
+        at += len;
+        const uint64_t m = unique_codes(buf, len);
+        for (uint64_t i = 0; i < m; i++) {
+            if (fill)
+                fill[pos[buf[i]]++] = (int64_t)doc;
+            else
+                cnt[buf[i]]++;
+        }
+    }
+out:
+    if (fd >= 0)
+        close(fd);
+    free(b64);
+    free(buf);
+    return rc;
+}
+
+static void *ivf_job_run(void *arg)
+{
+    struct ivf_job *j = arg;
+    j->rc = ivf_chunk(j->L, j->src, j->chunk, j->doc0, j->cnt, j->pos, j->fill, &j->err);
+    return NULL;
+}
+
+#define IVF_THREADS 16
+
+/* Run jobs[0, n) at once, one thread each (the first here); the first
+ * failing job's error, in job order. */
+static int ivf_run_jobs(struct ivf_job *jobs, uint64_t n, struct ms_err *err)
+{
+    pthread_t th[IVF_THREADS];
+    int started[IVF_THREADS] = { 0 };
+    for (uint64_t t = 1; t < n; t++)
+        started[t] = pthread_create(&th[t], NULL, ivf_job_run, &jobs[t]) == 0;
+    ivf_job_run(&jobs[0]);
+    for (uint64_t t = 1; t < n; t++) {
+        if (started[t])
+            pthread_join(th[t], NULL);
+        else
+            ivf_job_run(&jobs[t]);
+    }
+    for (uint64_t t = 0; t < n; t++)
+        if (jobs[t].rc != MS_OK) {
+            *err = jobs[t].err;
+            return jobs[t].rc;
+        }
+    return MS_OK;
+}
+
+/* Counting (fill NULL: cnt[k] += every list's length) or filling (fill[pos[c]++],
+ * pos advanced past every list's documents). */
 static int ivf_pass(const struct ms_plaid *old, const struct layout *L, const struct ms_src *src,
                     uint32_t k, uint64_t *cnt, uint64_t *pos, int64_t *fill, struct ms_err *err)
 {
-    uint32_t *buf = NULL;
-    int64_t *b64 = NULL;
-    uint64_t cap = 0, doc = 0;
+    struct ivf_job jobs[IVF_THREADS];
+    uint64_t *part = NULL, *buf = NULL, doc = 0, cap = 0;
     int rc = MS_OK;
 
-#define IVF_GROW(len)                                                                              \
-    if ((len) > cap) {                                                                             \
-        free(buf);                                                                                 \
-        free(b64);                                                                                 \
-        cap = (len)*2;                                                                             \
-        buf = ms_malloc(cap * 4, err);                                                             \
-        b64 = ms_malloc(cap * 8, err);                                                             \
-        if (!buf || !b64) {                                                                        \
-            rc = err->status;                                                                      \
-            goto out;                                                                              \
-        }                                                                                          \
-    }
-#define IVF_EMIT(m)                                                                                \
-    for (uint64_t i = 0; i < (m); i++) {                                                           \
-        if (fill)                                                                                  \
-            fill[pos[buf[i]]++] = (int64_t)doc;                                                    \
-        else                                                                                       \
-            cnt[buf[i]]++;                                                                         \
-    }
-
-    if (old)
+    if (old) /* the old documents first: the lowest ids */
         for (; doc < old->n_docs; doc++) {
             const uint64_t t0 = old->doc_off[doc], len = old->doc_off[doc + 1] - t0;
-            IVF_GROW(len + 1);
-            ms_plaid_codes(old, t0, len, buf);
-            const uint64_t m = unique_codes(buf, len);
-            IVF_EMIT(m);
+            if (len + 1 > cap) {
+                free(buf);
+                cap = 2 * (len + 1);
+                if (!(buf = ms_malloc(cap * 4, err))) {
+                    rc = err->status;
+                    goto out;
+                }
+            }
+            uint32_t *b32 = (uint32_t *)buf;
+            ms_plaid_codes(old, t0, len, b32);
+            const uint64_t m = unique_codes(b32, len);
+            for (uint64_t i = 0; i < m; i++) {
+                if (fill)
+                    fill[pos[b32[i]]++] = (int64_t)doc;
+                else
+                    cnt[b32[i]]++;
+            }
         }
     const uint64_t nch = n_chunks_for(src->n_rows, L->docs_per_chunk);
-    for (uint64_t c = 0; c < nch && rc == MS_OK; c++) {
-        const uint64_t d0 = c * L->docs_per_chunk;
-        const uint64_t d1 =
-            d0 + L->docs_per_chunk < src->n_rows ? d0 + L->docs_per_chunk : src->n_rows;
-        char name[64], path[4096], hdr[256];
-        const uint64_t shape[1] = { src->starts[d1] - src->starts[d0] };
-        const size_t hl = ms_npy_header(hdr, "<i8", 1, shape);
-        snprintf(name, sizeof name, "%llu.codes.npy", (unsigned long long)(L->chunk_base + c));
-        path_of(path, sizeof path, L->dir, name);
-        FILE *f = fopen(path, "rb");
-        if (!f || fseek(f, (long)hl, SEEK_SET) != 0) {
-            rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot read '%s': %s", path, strerror(errno));
-            if (f)
-                fclose(f);
+    const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    uint64_t nt = ncpu < 1 ? 1 : ncpu > IVF_THREADS ? IVF_THREADS : (uint64_t)ncpu;
+    nt = nch < nt ? (nch ? nch : 1) : nt;
+    /* per-thread counts: [nt][k] */
+    if (!(part = ms_malloc(nt * (uint64_t)k * 8, err))) {
+        rc = err->status;
+        goto out;
+    }
+    for (uint64_t g = 0; g < nch && rc == MS_OK; g += nt) {
+        const uint64_t n = nch - g < nt ? nch - g : nt;
+        memset(part, 0, n * (uint64_t)k * 8);
+        for (uint64_t t = 0; t < n; t++)
+            jobs[t] = (struct ivf_job){ .L = L,
+                                        .src = src,
+                                        .chunk = g + t,
+                                        .doc0 = doc + (g + t) * L->docs_per_chunk,
+                                        .k = k,
+                                        .cnt = part + t * (uint64_t)k };
+        if ((rc = ivf_run_jobs(jobs, n, err)) != MS_OK)
             break;
+        if (!fill) {
+            for (uint64_t t = 0; t < n; t++)
+                for (uint32_t c = 0; c < k; c++)
+                    cnt[c] += part[t * (uint64_t)k + c];
+            continue;
         }
-        for (uint64_t d = d0; d < d1; d++, doc++) {
-            const uint64_t len = ms_src_row_len(src, d);
-            IVF_GROW(len + 1);
-            if (fread(b64, 8, len, f) != len) {
-                rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot read '%s': short file", path);
-                break;
+        /* each chunk's start in every list: after the chunks before it */
+        for (uint32_t c = 0; c < k; c++) {
+            uint64_t at = pos[c];
+            for (uint64_t t = 0; t < n; t++) {
+                const uint64_t len = part[t * (uint64_t)k + c];
+                part[t * (uint64_t)k + c] = at;
+                at += len;
             }
-            for (uint64_t i = 0; i < len; i++)
-                buf[i] = (uint32_t)b64[i];
-            const uint64_t m = unique_codes(buf, len);
-            IVF_EMIT(m);
+            pos[c] = at;
         }
-        fclose(f);
+        for (uint64_t t = 0; t < n; t++) {
+            jobs[t].cnt = NULL;
+            jobs[t].pos = part + t * (uint64_t)k;
+            jobs[t].fill = fill;
+        }
+        rc = ivf_run_jobs(jobs, n, err);
     }
 out:
-#undef IVF_GROW
-#undef IVF_EMIT
-    (void)k;
+    free(part);
     free(buf);
-    free(b64);
     return rc;
 }
 
