@@ -22,14 +22,9 @@
 
 static struct ms_cl cl;
 
-/* Program builds are cached on disk across Criterion's per-test processes. */
 static void setup(void)
 {
-    struct ms_err err = { 0 };
-
-    test_cache_dir();
-    if (ms_cl_open(&cl, "auto", &err) != MS_OK)
-        cr_skip_test("no OpenCL device: %s", err.msg);
+    test_cl_open(&cl);
 }
 
 static void teardown(void)

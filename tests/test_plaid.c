@@ -25,14 +25,8 @@ enum { NGOOD = sizeof GOOD / sizeof GOOD[0] };
 static uint8_t *load_npy(const char *path, struct ms_npy_header *h, const uint8_t **data)
 {
     struct ms_err err;
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    const long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc((size_t)n);
-    cr_assert(fread(buf, 1, (size_t)n, f) == (size_t)n);
-    fclose(f);
+    size_t n;
+    uint8_t *buf = (uint8_t *)test_read_file(path, &n);
     cr_assert(ms_npy_parse_preamble(buf, (size_t)n, h, &err) == 0, "%s", err.msg);
     cr_assert(ms_npy_parse_header(buf, (size_t)n, h, &err) == 0, "%s", err.msg);
     *data = buf + h->data_offset;
@@ -181,11 +175,8 @@ static int have_cl;
 
 static void setup(void)
 {
-    struct ms_err err = { 0 };
-    test_cache_dir();
-    have_cl = ms_cl_open(&cl, "auto", &err) == MS_OK;
-    if (!have_cl)
-        cr_skip_test("no OpenCL device: %s", err.msg);
+    test_cl_open(&cl);
+    have_cl = 1;
 }
 
 static void teardown(void)

@@ -285,20 +285,6 @@ Test(run, sort_ranked_matches_the_comparison)
     free(want);
 }
 
-/* Read a whole file into a malloc'd buffer. */
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert(f != NULL, "%s", path);
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc(*len + 1);
-    cr_assert(fread(buf, 1, *len, f) == *len);
-    fclose(f);
-    return buf;
-}
-
 /* ms_cands_write formats its lines on several threads in rounds: the bytes are those of one
  * line at a time (ms_run_line), ranks counted per query across parts and rounds, -k too. */
 Test(run, cands_write_parallel_same_bytes)
@@ -343,7 +329,7 @@ Test(run, cands_write_parallel_same_bytes)
             }
             cr_assert(ms_wfile_commit(w, &err) == MS_OK);
             size_t la, lb;
-            char *a = slurp(pa, &la), *b = slurp(pb, &lb);
+            char *a = test_read_file(pa, &la), *b = test_read_file(pb, &lb);
             cr_assert(la == lb && memcmp(a, b, la) == 0, "k %llu, format %d",
                       (unsigned long long)ks[ki], fmt);
             free(a);
@@ -417,7 +403,7 @@ Test(run, run_line_length_limit)
             if (rc == MS_OK) {
                 cr_assert(ms_wfile_commit(w, &err) == MS_OK);
                 size_t got;
-                free(slurp(path, &got));
+                free(test_read_file(path, &got));
                 cr_assert_eq(got, 8191);
             } else {
                 cr_assert(strstr(err.msg, "id too long for a run line") != NULL);

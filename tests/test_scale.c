@@ -323,19 +323,6 @@ Test(runmerge, nine_digits_round_trip)
 
 /* ---- shard runs merged into the unsharded run ---- */
 
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc(*len + 1);
-    cr_assert(fread(buf, 1, *len, f) == *len);
-    fclose(f);
-    return buf;
-}
-
 /* Write the top-k of rows [first, first + n) of scores [nq, nd] as a run. */
 static void write_run(const char *path, enum ms_fmt fmt, const float *scores, uint64_t nq,
                       uint64_t nd, uint64_t first, uint64_t n, uint64_t k)
@@ -391,7 +378,7 @@ Test(runmerge, shards_merge_to_the_unsharded_bytes)
         cr_assert(ms_wfile_commit(w, &err) == MS_OK);
 
         size_t a_len, b_len;
-        char *a = read_all(whole, &a_len), *b = read_all(merged, &b_len);
+        char *a = test_read_file(whole, &a_len), *b = test_read_file(merged, &b_len);
         cr_assert(a_len == b_len && memcmp(a, b, a_len) == 0,
                   "round %d (nq %llu nd %llu k %llu, %llu shards): merged run differs:\n%.*s\n---\n"
                   "%.*s",

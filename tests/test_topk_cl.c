@@ -17,11 +17,7 @@ static struct ms_cl cl;
 
 static void setup(void)
 {
-    struct ms_err err = { 0 };
-
-    test_cache_dir();
-    if (ms_cl_open(&cl, "auto", &err) != MS_OK)
-        cr_skip_test("no OpenCL device: %s", err.msg);
+    test_cl_open(&cl);
 }
 
 static void teardown(void)

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cl_dev.h"
 #include "emb.h"
 
 /* Path of a fixture written by tests/gen_fixtures.py ($MAXSIM_FIXTURES). */
@@ -24,6 +25,20 @@ static inline const char *fixture(const char *name)
     char *b = buf[slot++ % 8];
     snprintf(b, 1024, "%s/%s", dir ? dir : "build/fixtures", name);
     return b;
+}
+
+/* A whole file in a malloc'd buffer (one spare byte at the end); *len gets its size. */
+static inline char *test_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc(*len + 1);
+    cr_assert(buf && fread(buf, 1, *len, f) == *len, "cannot read %s", path);
+    fclose(f);
+    return buf;
 }
 
 /* Temporary files of this test process, removed when it exits. */
@@ -66,6 +81,17 @@ static inline void test_cache_dir(void)
         snprintf(dir, sizeof dir, "/tmp/maxsim-test-cache-%ld", (long)getuid());
         setenv("MAXSIM_CACHE_DIR", dir, 1);
     }
+}
+
+/* A suite's .init: the first device of "auto" into *cl, program builds cached on disk across
+ * Criterion's per-test processes (test_cache_dir); the test is skipped without a device. */
+static inline void test_cl_open(struct ms_cl *cl)
+{
+    struct ms_err err = { 0 };
+
+    test_cache_dir();
+    if (ms_cl_open(cl, "auto", &err) != MS_OK)
+        cr_skip_test("no OpenCL device: %s", err.msg);
 }
 
 static inline uint64_t test_rand_u64(uint64_t *state)
