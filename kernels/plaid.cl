@@ -491,17 +491,27 @@ static uint pl_scan(__local uint *x, uint v)
 }
 
 /* Count and compact: a work-group per (query, segment of seg_words bitmap
- * words), group g = q * segments + segment, so one query's bitmap is spread
- * over several groups when the documents are many; pairs come out in
- * ascending document order per query all the same. */
+ * words), group g = q * segments + segment (pl_segment, one reading for
+ * both), so one query's bitmap is spread over several groups when the
+ * documents are many; pairs come out in ascending document order per query
+ * all the same. */
+static inline void pl_segment(const uint g, const uint words, const uint seg_words, uint *q,
+                              uint *w_lo, uint *w_hi)
+{
+    const uint nseg = (words + seg_words - 1) / seg_words;
+    *q = g / nseg;
+    *w_lo = (g % nseg) * seg_words;
+    *w_hi = min(words, *w_lo + seg_words);
+}
+
 __kernel __attribute__((reqd_work_group_size(PL_WG, 1, 1))) void
 plaid_count(__global const uint *restrict bitmap, const uint words, const uint seg_words,
             __global uint *restrict count)
 {
     __local uint x[PL_WG];
     const uint g = (uint)get_group_id(0), lid = (uint)get_local_id(0);
-    const uint nseg = (words + seg_words - 1) / seg_words, q = g / nseg;
-    const uint w_lo = (g % nseg) * seg_words, w_hi = min(words, w_lo + seg_words);
+    uint q, w_lo, w_hi;
+    pl_segment(g, words, seg_words, &q, &w_lo, &w_hi);
     __global const uint *bm = bitmap + (size_t)q * words;
     uint n = 0;
     for (uint w = w_lo + lid; w < w_hi; w += PL_WG)
@@ -518,8 +528,8 @@ plaid_compact(__global const uint *restrict bitmap, const uint words, const uint
 {
     __local uint x[PL_WG];
     const uint g = (uint)get_group_id(0), lid = (uint)get_local_id(0);
-    const uint nseg = (words + seg_words - 1) / seg_words, q = g / nseg;
-    const uint w_lo = (g % nseg) * seg_words, w_hi = min(words, w_lo + seg_words);
+    uint q, w_lo, w_hi;
+    pl_segment(g, words, seg_words, &q, &w_lo, &w_hi);
     __global const uint *bm = bitmap + (size_t)q * words;
     uint at = start[g];
     for (uint w0 = w_lo; w0 < w_hi; w0 += PL_WG) {
