@@ -36,7 +36,6 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +46,7 @@
 #include "index_cl.h"
 #include "npy.h"
 #include "out.h"
+#include "par.h"
 #include "stream.h"
 
 #define KMEANS_BLOCK    (1u << 18) /* training points per device launch */
@@ -356,6 +356,17 @@ static int read_sample(struct ms_src *src, uint64_t n_pick, struct rng *r, float
     return rc;
 }
 
+#define HOST_THREADS 16 /* threads of the host's share of a build, at most (stack arrays) */
+
+/* Threads for n work items: the online cores, at most HOST_THREADS and n, at least 1. */
+static uint64_t host_threads(uint64_t n)
+{
+    const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    uint64_t nt = ncpu < 1 ? 1 : ncpu > HOST_THREADS ? HOST_THREADS : (uint64_t)ncpu;
+    nt = n < nt ? n : nt;
+    return nt ? nt : 1;
+}
+
 /* k-means' cluster sums of one block: each thread owns a range of clusters
  * and adds, in point order, the points labelled with one of them, so every
  * sum is added in the same order as by one thread (the same bits whatever
@@ -386,28 +397,14 @@ static void *sum_part_run(void *arg)
     return NULL;
 }
 
-#define SUM_THREADS 16
-
 static void cluster_sums(const float *pts, const uint32_t *lab, uint64_t n, uint32_t dim,
                          uint64_t k, double *sums, uint64_t *cnt)
 {
-    struct sum_part w[SUM_THREADS];
-    pthread_t th[SUM_THREADS];
-    int started[SUM_THREADS] = { 0 };
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    uint64_t nt = ncpu < 1 ? 1 : ncpu > SUM_THREADS ? SUM_THREADS : (uint64_t)ncpu;
-    nt = n < 4096 || k < nt ? 1 : nt; /* small blocks: not worth the threads */
+    struct sum_part w[HOST_THREADS];
+    const uint64_t nt = n < 4096 ? 1 : host_threads(k); /* small blocks: not worth threads */
     for (uint64_t t = 0; t < nt; t++)
         w[t] = (struct sum_part){ pts, lab, n, k * t / nt, k * (t + 1) / nt, dim, sums, cnt };
-    for (uint64_t t = 1; t < nt; t++)
-        started[t] = pthread_create(&th[t], NULL, sum_part_run, &w[t]) == 0;
-    sum_part_run(&w[0]);
-    for (uint64_t t = 1; t < nt; t++) {
-        if (started[t])
-            pthread_join(th[t], NULL);
-        else /* no thread: the same part here */
-            sum_part_run(&w[t]);
-    }
+    ms_par_run(sum_part_run, w, sizeof *w, nt);
 }
 
 /* Step 2: k-means on pts[0, n); cents [k * dim] out (not normalized). */
@@ -686,6 +683,18 @@ struct ivf_job {
     int rc;
 };
 
+/* A document's m distinct codes: counted into cnt, or its id written at fill[pos[c]++]. */
+static void ivf_emit(uint64_t doc, const uint32_t *codes, uint64_t m, uint64_t *cnt, uint64_t *pos,
+                     int64_t *fill)
+{
+    for (uint64_t i = 0; i < m; i++) {
+        if (fill)
+            fill[pos[codes[i]]++] = (int64_t)doc;
+        else
+            cnt[codes[i]]++;
+    }
+}
+
 /* One chunk file: its documents' distinct codes counted into cnt or written
  * at fill[pos[c]++]. */
 static int ivf_chunk(const struct layout *L, const struct ms_src *src, uint64_t c, uint64_t doc,
@@ -730,13 +739,7 @@ static int ivf_chunk(const struct layout *L, const struct ms_src *src, uint64_t 
         for (uint64_t i = 0; i < len; i++)
             buf[i] = (uint32_t)at[i];
         at += len;
-        const uint64_t m = unique_codes(buf, len);
-        for (uint64_t i = 0; i < m; i++) {
-            if (fill)
-                fill[pos[buf[i]]++] = (int64_t)doc;
-            else
-                cnt[buf[i]]++;
-        }
+        ivf_emit(doc, buf, unique_codes(buf, len), cnt, pos, fill);
     }
 out:
     if (fd >= 0)
@@ -753,23 +756,10 @@ static void *ivf_job_run(void *arg)
     return NULL;
 }
 
-#define IVF_THREADS 16
-
-/* Run jobs[0, n) at once, one thread each (the first here); the first
- * failing job's error, in job order. */
+/* Run jobs[0, n) at once; the first failing job's error, in job order. */
 static int ivf_run_jobs(struct ivf_job *jobs, uint64_t n, struct ms_err *err)
 {
-    pthread_t th[IVF_THREADS];
-    int started[IVF_THREADS] = { 0 };
-    for (uint64_t t = 1; t < n; t++)
-        started[t] = pthread_create(&th[t], NULL, ivf_job_run, &jobs[t]) == 0;
-    ivf_job_run(&jobs[0]);
-    for (uint64_t t = 1; t < n; t++) {
-        if (started[t])
-            pthread_join(th[t], NULL);
-        else
-            ivf_job_run(&jobs[t]);
-    }
+    ms_par_run(ivf_job_run, jobs, sizeof *jobs, n);
     for (uint64_t t = 0; t < n; t++)
         if (jobs[t].rc != MS_OK) {
             *err = jobs[t].err;
@@ -783,8 +773,9 @@ static int ivf_run_jobs(struct ivf_job *jobs, uint64_t n, struct ms_err *err)
 static int ivf_pass(const struct ms_plaid *old, const struct layout *L, const struct ms_src *src,
                     uint32_t k, uint64_t *cnt, uint64_t *pos, int64_t *fill, struct ms_err *err)
 {
-    struct ivf_job jobs[IVF_THREADS];
-    uint64_t *part = NULL, *buf = NULL, doc = 0, cap = 0;
+    struct ivf_job jobs[HOST_THREADS];
+    uint64_t *part = NULL, doc = 0, cap = 0;
+    uint32_t *buf = NULL;
     int rc = MS_OK;
 
     if (old) /* the old documents first: the lowest ids */
@@ -798,20 +789,11 @@ static int ivf_pass(const struct ms_plaid *old, const struct layout *L, const st
                     goto out;
                 }
             }
-            uint32_t *b32 = (uint32_t *)buf;
-            ms_plaid_codes(old, t0, len, b32);
-            const uint64_t m = unique_codes(b32, len);
-            for (uint64_t i = 0; i < m; i++) {
-                if (fill)
-                    fill[pos[b32[i]]++] = (int64_t)doc;
-                else
-                    cnt[b32[i]]++;
-            }
+            ms_plaid_codes(old, t0, len, buf);
+            ivf_emit(doc, buf, unique_codes(buf, len), cnt, pos, fill);
         }
     const uint64_t nch = n_chunks_for(src->n_rows, L->docs_per_chunk);
-    const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    uint64_t nt = ncpu < 1 ? 1 : ncpu > IVF_THREADS ? IVF_THREADS : (uint64_t)ncpu;
-    nt = nch < nt ? (nch ? nch : 1) : nt;
+    const uint64_t nt = host_threads(nch);
     /* per-thread counts: [nt][k] */
     if (!(part = ms_malloc(nt * (uint64_t)k * 8, err))) {
         rc = err->status;

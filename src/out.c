@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 #include <zstd.h>
 
 #include "h5.h"
+#include "par.h"
 #include "tempfile.h"
 
 struct ms_wfile {
@@ -458,8 +458,6 @@ struct cands_part {
     size_t len, cap;
     int rc;
     struct ms_err err;
-    pthread_t thread;
-    int started;
 };
 
 static void *format_part(void *arg)
@@ -524,19 +522,8 @@ int ms_cands_write(struct ms_wfile *w, enum ms_fmt fmt, const struct ms_cand *c,
                 p->end = p->first;
             p->c = c, p->k = k, p->fmt = fmt, p->qids = qids, p->dids = dids, p->tag = tag;
             p->len = 0;
-            /* the first part runs on this thread, the others on their own (or here, when none
-             * can be created) */
-            p->started =
-                t > 0 && p->end > p->first && pthread_create(&p->thread, NULL, format_part, p) == 0;
         }
-        format_part(&parts[0]);
-        for (int t = 0; t < threads; t++) {
-            struct cands_part *p = &parts[t];
-            if (p->started)
-                pthread_join(p->thread, NULL);
-            else if (t > 0)
-                format_part(p);
-        }
+        ms_par_run(format_part, parts, sizeof *parts, (size_t)threads);
         for (int t = 0; t < threads && rc == MS_OK; t++) {
             if ((rc = parts[t].rc) != MS_OK)
                 *err = parts[t].err; /* the first error in the run's order */

@@ -15,7 +15,6 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +23,7 @@
 #include <unistd.h>
 
 #include "npy.h"
+#include "par.h"
 
 static void path_of(char *buf, size_t cap, const char *dir, const char *name)
 {
@@ -379,27 +379,16 @@ static uint64_t first_bad_code(const struct ms_plaid_arr *c, uint64_t n, uint64_
 {
     enum { MAXT = 8 };
     struct code_scan w[MAXT];
-    pthread_t th[MAXT];
-    int started[MAXT] = { 0 };
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int nt = n < (1 << 20) ? 1 : ncpu < 1 ? 1 : ncpu > MAXT ? MAXT : (int)ncpu;
-    for (int i = 0; i < nt; i++) {
+    for (int i = 0; i < nt; i++)
         w[i] = (struct code_scan){ c, n * (uint64_t)i / (uint64_t)nt,
                                    n * (uint64_t)(i + 1) / (uint64_t)nt, K, 0 };
-        if (i > 0)
-            started[i] = pthread_create(&th[i], NULL, scan_codes, &w[i]) == 0;
-    }
-    for (int i = 1; i < nt; i++)
-        if (!started[i])
-            scan_codes(&w[i]); /* no thread: do it here */
-    scan_codes(&w[0]);
+    ms_par_run(scan_codes, w, sizeof *w, (size_t)nt);
     uint64_t bad = n;
-    for (int i = 0; i < nt; i++) {
-        if (started[i])
-            pthread_join(th[i], NULL);
+    for (int i = 0; i < nt; i++)
         if (w[i].bad < w[i].b && bad == n)
             bad = w[i].bad; /* the lowest thread's first */
-    }
     return bad;
 }
 

@@ -9,13 +9,14 @@
 #include "src.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "par.h"
 
 static int ends_with(const char *s, size_t len, const char *suffix)
 {
@@ -259,7 +260,6 @@ struct piece {
     uint64_t bad;    /* first non-finite element of the piece (index into tokens), or UINT64_MAX */
     int rc;
     struct ms_err err;
-    pthread_t thread;
 };
 
 /* One thread's piece. After a bad value it goes on reading (not checking), so that a read
@@ -338,7 +338,6 @@ static int run_job(const struct job *j, uint64_t total, uint64_t *bad, struct ms
     const uint64_t bytes = total * j->tok_bytes;
     uint64_t nw = src->threads > 0 ? (uint64_t)src->threads : (uint64_t)ms_read_threads_default();
     struct piece pieces[MAX_THREADS];
-    int started[MAX_THREADS] = { 0 };
 
     if (nw > MAX_THREADS)
         nw = MAX_THREADS;
@@ -353,16 +352,7 @@ static int run_job(const struct job *j, uint64_t total, uint64_t *bad, struct ms
         pieces[w].lo = total / nw * w + (w < total % nw ? w : total % nw);
         pieces[w].hi = pieces[w].lo + total / nw + (w < total % nw);
     }
-    /* piece 0 on this thread; a thread that cannot start has its piece done here too */
-    for (uint64_t w = 1; w < nw; w++)
-        started[w] = pthread_create(&pieces[w].thread, NULL, do_piece, &pieces[w]) == 0;
-    do_piece(&pieces[0]);
-    for (uint64_t w = 1; w < nw; w++) {
-        if (started[w])
-            pthread_join(pieces[w].thread, NULL);
-        else
-            do_piece(&pieces[w]);
-    }
+    ms_par_run(do_piece, pieces, sizeof *pieces, nw);
     *bad = UINT64_MAX;
     for (uint64_t w = 0; w < nw; w++)
         if (pieces[w].rc != MS_OK) {

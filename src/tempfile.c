@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "par.h"
+
 /* A few slots are enough: a command has at most three temporaries at once
  * (two .npy outputs and the kernel cache). */
 static const char *volatile tmp_paths[8];
@@ -84,8 +86,6 @@ struct rows_part {
     off_t off, stride;
     uint64_t bad; /* the first row that failed (end when none), and its errno */
     int err;
-    pthread_t thread;
-    int started;
 };
 
 static void *write_rows(void *arg)
@@ -127,16 +127,8 @@ int ms_pwrite_rows(int fd, const void *buf, size_t bytes, size_t ld, uint64_t n,
                                        .end = n * (uint64_t)(t + 1) / (uint64_t)threads,
                                        .off = off,
                                        .stride = stride };
-        parts[t].started =
-            t > 0 && pthread_create(&parts[t].thread, NULL, write_rows, &parts[t]) == 0;
     }
-    write_rows(&parts[0]);
-    for (int t = 1; t < threads; t++) {
-        if (parts[t].started)
-            pthread_join(parts[t].thread, NULL);
-        else
-            write_rows(&parts[t]);
-    }
+    ms_par_run(write_rows, parts, sizeof *parts, (size_t)threads);
     for (int t = 0; t < threads; t++)
         if (parts[t].bad < parts[t].end) {
             errno = parts[t].err;
