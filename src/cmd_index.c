@@ -214,6 +214,12 @@ int cmd_index(int argc, char **argv)
         return ms_usage_error("index", "no documents (-d DOCS)");
     if (!out)
         return ms_usage_error("index", "no index directory (-o INDEX_DIR)");
+    /* variants for timing, the index the same with any: MAXSIM_INDEX_KMEANS_BLOCK points
+     * per k-means launch, MAXSIM_INDEX_OVERLAP=0 the host's work after the device's */
+    const char *kb = getenv("MAXSIM_INDEX_KMEANS_BLOCK"), *ov = getenv("MAXSIM_INDEX_OVERLAP");
+    if (kb && *kb && ms_parse_u64("index", "MAXSIM_INDEX_KMEANS_BLOCK", kb, 1, &o.kmeans_block))
+        return MS_ERR_INPUT;
+    o.serial_host = ov && !strcmp(ov, "0");
     if (append && build_only)
         return ms_usage_error("index",
                               "'%s' does not go with --append: the index keeps its own centroids, "
@@ -262,10 +268,16 @@ int cmd_index(int argc, char **argv)
     if (rc == MS_OK && ms_global.verbose) {
         fprintf(stderr,
                 "index: %llu documents, %llu tokens, %llu centroids, %.2f s (sample %.2f, "
-                "k-means %.2f, encode %.2f, ivf %.2f; kernels %.2f)\n",
+                "k-means %.2f, codec %.2f, encode %.2f, ivf %.2f; kernels %.2f)\n",
                 (unsigned long long)st.n_docs, (unsigned long long)st.n_tokens,
-                (unsigned long long)st.k, ms_now() - t0, st.sample_s, st.kmeans_s, st.encode_s,
-                st.ivf_s, st.kernel_s);
+                (unsigned long long)st.k, ms_now() - t0, st.sample_s, st.kmeans_s, st.codec_s,
+                st.encode_s, st.ivf_s, st.kernel_s);
+        if (!append)
+            fprintf(stderr,
+                    "index: k-means: load %.2f s, assign %.2f s, host %.2f s (%s); encode: "
+                    "%.2f s waiting for the chunk writer\n",
+                    st.kmeans_load_s, st.kmeans_assign_s, st.kmeans_host_s,
+                    o.serial_host ? "after the device" : "beside the device", st.encode_wait_s);
         if (!append)
             fprintf(stderr,
                     "index: sample %llu documents, %llu tokens; k-means on %llu points; %llu "

@@ -28,6 +28,14 @@
  * in a fixed order, which is exact rounding on every device; k-means sums
  * are accumulated on the host in double, in point order. Files are written
  * in document order with no timestamps.
+ *
+ * Host and device overlap (the host's share was about half of a build on
+ * the H200): the sample is read by several threads straight into the
+ * buffer k-means uses, as stored (float16 stays float16); a k-means block's
+ * sums run on threads while the device assigns the next block (or, on a GPU
+ * with room, every training point is loaded once for all iterations); the
+ * chunk files are written by a thread while the device codes the next
+ * block. None of it changes a byte (tests/test_index.c).
  */
 #include "index.h"
 
@@ -36,6 +44,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -277,19 +286,6 @@ static int commit_dir(const char *tmp, const char *dir, struct ms_err *err)
     return MS_OK;
 }
 
-/* Block of documents as float32 [tokens, dim]. */
-static void emb_to_f32(const struct ms_emb *e, float *out)
-{
-    const uint64_t n = ms_emb_n_tokens(e) * e->dim;
-    if (e->dtype == MS_DTYPE_F32) {
-        memcpy(out, e->tokens, n * 4);
-        return;
-    }
-    const uint16_t *h = e->tokens;
-    for (uint64_t i = 0; i < n; i++)
-        out[i] = ms_half_to_float(h[i]);
-}
-
 /* ---- the build ---- */
 
 struct codec {
@@ -324,35 +320,64 @@ static void dev_stats(const struct ms_index_dev *dev, struct ms_index_stats *st)
     st->recheck_s = rs.recheck_s;
 }
 
-/* Step 1: the sample's tokens, float32, in document order. */
-static int read_sample(struct ms_src *src, uint64_t n_pick, struct rng *r, float **pts,
-                       uint64_t *n_pts, struct ms_err *err)
-{
-    uint64_t *rows = ms_malloc((n_pick ? n_pick : 1) * sizeof *rows, err), total = 0, at = 0;
-    struct ms_emb e;
-    int rc = MS_OK;
+/* Points [n, dim] as the corpus stores them: float32, or float16 words
+ * (half the memory of float32, and the device converts them on load). Every
+ * host computation reads them as the same float32 values either way
+ * (float16 to float32 is exact), so the index does not depend on the type. */
+struct points {
+    const void *x;
+    enum ms_dtype dtype;
+    uint32_t dim;
+};
 
-    *pts = NULL;
+/* A float16 word as float32, exactly, for finite values (the readers refuse
+ * the rest): its magnitude bits shifted into float32's place make a float
+ * 2^-112 times the value, normal or subnormal; one exact multiplication
+ * and the sign. Inline and branch-free, so the k-means sums vectorize it. */
+static inline float half_value(uint16_t h)
+{
+    uint32_t u = (uint32_t)(h & 0x7fff) << 13;
+    float f;
+    memcpy(&f, &u, 4);
+    f *= 0x1p112f;
+    memcpy(&u, &f, 4);
+    u |= (uint32_t)(h & 0x8000) << 16;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static const void *point_at(const struct points *p, uint64_t i)
+{
+    return (const char *)p->x + i * p->dim * ms_dtype_size(p->dtype);
+}
+
+/* Point i as float32 into out[dim]. */
+static void point_f32(const struct points *p, uint64_t i, float *out)
+{
+    if (p->dtype == MS_DTYPE_F32) {
+        memcpy(out, point_at(p, i), p->dim * 4);
+        return;
+    }
+    const uint16_t *h = point_at(p, i);
+    for (uint32_t d = 0; d < p->dim; d++)
+        out[d] = half_value(h[d]);
+}
+
+/* Step 1: the sample's tokens in document order, as stored (float16 or
+ * float32), in one read: a .npy is read by several threads at once, each
+ * its own rows, straight into the buffer that k-means uses (ms_src_read_rows),
+ * so nothing is converted or copied on one thread. */
+static int read_sample(struct ms_src *src, uint64_t n_pick, struct rng *r, struct ms_emb *e,
+                       struct ms_err *err)
+{
+    uint64_t *rows = ms_malloc((n_pick ? n_pick : 1) * sizeof *rows, err);
+    int rc;
+
     if (!rows)
         return err->status;
     pick_sorted(r, src->n_rows, n_pick, rows);
-    for (uint64_t i = 0; i < n_pick; i++)
-        total += ms_src_row_len(src, rows[i]);
-    if (!(*pts = ms_malloc((total ? total : 1) * src->dim * 4, err))) {
-        free(rows);
-        return err->status;
-    }
-    ms_emb_init(&e);
-    for (uint64_t i = 0; i < n_pick && rc == MS_OK; i += 4096) {
-        const uint64_t n = n_pick - i < 4096 ? n_pick - i : 4096;
-        if ((rc = ms_src_read_rows(src, rows + i, n, &e, err)) == MS_OK) {
-            emb_to_f32(&e, *pts + at * src->dim);
-            at += ms_emb_n_tokens(&e);
-        }
-    }
-    ms_emb_release(&e);
+    rc = ms_src_read_rows(src, rows, n_pick, e, err);
     free(rows);
-    *n_pts = total;
     return rc;
 }
 
@@ -367,131 +392,322 @@ static uint64_t host_threads(uint64_t n)
     return nt ? nt : 1;
 }
 
-/* k-means' cluster sums of one block: each thread owns a range of clusters
- * and adds, in point order, the points labelled with one of them, so every
- * sum is added in the same order as by one thread (the same bits whatever
- * the thread count). A cluster row of sums (1 KiB at dim 128) is a cache
- * miss a point; threads overlap those misses (300-400 ns a point on one core). */
+/* k-means' cluster sums of one block, the same bits whatever the thread
+ * count: every cluster's sum adds its points in point order. The block's
+ * points are first grouped by label (a stable counting sort, each thread
+ * counting and placing a range of points), then each thread owns a range of
+ * clusters and adds each cluster's points in turn into its row of sums,
+ * which stays in cache. (Adding every point into its cluster's row in point
+ * order, as before, missed the cache on the 1 KiB row at every point:
+ * 300-400 ns a point on one core.) */
+struct sum_scratch {
+    uint32_t *order; /* [block]: point numbers grouped by label */
+    uint32_t *hist;  /* [HOST_THREADS * k]: per thread, counts then places */
+    uint64_t *first; /* [k + 1]: where each cluster's points start in order */
+};
+
 struct sum_part {
-    const float *pts;
+    const struct points *p;
     const uint32_t *lab;
-    uint64_t n, c_lo, c_hi;
-    uint32_t dim;
+    uint64_t lo, hi; /* points (count, place) or clusters (add) */
+    uint64_t k;
+    uint32_t *hist; /* this thread's [k] */
+    uint32_t *order;
+    const uint64_t *first;
     double *sums;
     uint64_t *cnt;
 };
 
-static void *sum_part_run(void *arg)
+static void *sum_count_run(void *arg)
 {
     const struct sum_part *w = arg;
-    for (uint64_t i = 0; i < w->n; i++) {
-        const uint64_t c = w->lab[i];
-        if (c < w->c_lo || c >= w->c_hi)
-            continue;
-        const float *x = w->pts + i * w->dim;
-        double *sc = w->sums + c * w->dim;
-        w->cnt[c]++;
-        for (uint32_t d = 0; d < w->dim; d++)
-            sc[d] += x[d];
+    memset(w->hist, 0, w->k * sizeof *w->hist);
+    for (uint64_t i = w->lo; i < w->hi; i++)
+        w->hist[w->lab[i]]++;
+    return NULL;
+}
+
+static void *sum_place_run(void *arg)
+{
+    const struct sum_part *w = arg;
+    for (uint64_t i = w->lo; i < w->hi; i++)
+        w->order[w->hist[w->lab[i]]++] = (uint32_t)i;
+    return NULL;
+}
+
+static void *sum_add_run(void *arg)
+{
+    const struct sum_part *w = arg;
+    const uint32_t dim = w->p->dim;
+    for (uint64_t c = w->lo; c < w->hi; c++) {
+        double *sc = w->sums + c * dim;
+        w->cnt[c] += w->first[c + 1] - w->first[c];
+        for (uint64_t j = w->first[c]; j < w->first[c + 1]; j++) {
+            const uint32_t i = w->order[j];
+            if (w->p->dtype == MS_DTYPE_F32) {
+                const float *x = (const float *)w->p->x + (uint64_t)i * dim;
+                for (uint32_t d = 0; d < dim; d++)
+                    sc[d] += x[d];
+            } else {
+                const uint16_t *x = (const uint16_t *)w->p->x + (uint64_t)i * dim;
+                for (uint32_t d = 0; d < dim; d++)
+                    sc[d] += half_value(x[d]);
+            }
+        }
     }
     return NULL;
 }
 
-static void cluster_sums(const float *pts, const uint32_t *lab, uint64_t n, uint32_t dim,
-                         uint64_t k, double *sums, uint64_t *cnt)
+/* sums[c] += the points of cluster c among p's points [0, n) (labels lab), in point order. */
+static void cluster_sums(const struct points *p, const uint32_t *lab, uint64_t n, uint64_t k,
+                         const struct sum_scratch *s, double *sums, uint64_t *cnt)
 {
     struct sum_part w[HOST_THREADS];
-    const uint64_t nt = n < 4096 ? 1 : host_threads(k); /* small blocks: not worth threads */
+    const uint64_t nt = n < 4096 ? 1 : host_threads(n); /* small blocks: not worth threads */
     for (uint64_t t = 0; t < nt; t++)
-        w[t] = (struct sum_part){ pts, lab, n, k * t / nt, k * (t + 1) / nt, dim, sums, cnt };
-    ms_par_run(sum_part_run, w, sizeof *w, nt);
+        w[t] = (struct sum_part){ .p = p,
+                                  .lab = lab,
+                                  .lo = n * t / nt,
+                                  .hi = n * (t + 1) / nt,
+                                  .k = k,
+                                  .hist = s->hist + t * k,
+                                  .order = s->order,
+                                  .first = s->first,
+                                  .sums = sums,
+                                  .cnt = cnt };
+    ms_par_run(sum_count_run, w, sizeof *w, nt);
+    /* cluster c's points start after every cluster below c; within c, thread t's after
+     * those of the threads before it (lower point numbers): stable */
+    uint64_t at = 0;
+    for (uint64_t c = 0; c < k; c++) {
+        s->first[c] = at;
+        for (uint64_t t = 0; t < nt; t++) {
+            const uint32_t m = s->hist[t * k + c];
+            s->hist[t * k + c] = (uint32_t)at;
+            at += m;
+        }
+    }
+    s->first[k] = at;
+    ms_par_run(sum_place_run, w, sizeof *w, nt);
+    /* each thread a range of clusters holding about n / nt points */
+    uint64_t c = 0;
+    for (uint64_t t = 0; t < nt; t++) {
+        w[t].lo = c;
+        while (c < k && (t == nt - 1 || s->first[c] < n * (t + 1) / nt))
+            c++;
+        w[t].hi = c;
+    }
+    ms_par_run(sum_add_run, w, sizeof *w, nt);
 }
 
-/* Step 2: k-means on pts[0, n); cents [k * dim] out (not normalized). */
-static int kmeans(struct ms_index_dev *dev, const float *pts, uint64_t n, uint32_t dim, uint64_t k,
-                  uint32_t iters, struct rng *r, float *cents, struct ms_err *err)
+/* The sums of one block on a thread of their own while the caller has the
+ * device assign the next block (two label buffers). */
+struct sum_job {
+    struct points p; /* the block's points */
+    const uint32_t *lab;
+    uint64_t n, k;
+    const struct sum_scratch *s;
+    double *sums;
+    uint64_t *cnt;
+};
+
+static void *sum_job_run(void *arg)
 {
-    const uint64_t block = n < KMEANS_BLOCK ? n : KMEANS_BLOCK;
+    const struct sum_job *j = arg;
+    cluster_sums(&j->p, j->lab, j->n, j->k, j->s, j->sums, j->cnt);
+    return NULL;
+}
+
+/* Points per k-means launch: all of them when the device is a GPU and they
+ * fit comfortably (then they are loaded once for every iteration instead of
+ * block by block every iteration), else KMEANS_BLOCK; o->kmeans_block
+ * overrides. */
+static uint64_t kmeans_block(const struct ms_cl *cl, const struct ms_index_opts *o, uint64_t n,
+                             uint32_t dim)
+{
+    uint64_t b = KMEANS_BLOCK;
+    /* the device holds a block as float32 twice (as read, transposed) and a float16 copy */
+    const uint64_t bytes = n * dim * 10;
+    if (o->kmeans_block)
+        b = o->kmeans_block;
+    else if (cl && !(cl->info.type & CL_DEVICE_TYPE_CPU) && bytes <= cl->info.global_mem / 4 &&
+             n * dim * 4 <= cl->info.max_alloc / 2)
+        b = n;
+    return b < n ? b : n ? n : 1;
+}
+
+/* Step 2: k-means on the points pts (n of them, in blocks of `block`);
+ * cents [k * dim] out (not normalized). With overlap, a block's sums run on
+ * a thread while the device assigns the next block. */
+static int kmeans(struct ms_index_dev *dev, const struct points *pts, uint64_t n, uint64_t k,
+                  uint32_t iters, uint64_t block, int overlap, struct rng *r, float *cents,
+                  struct ms_index_stats *st, struct ms_err *err)
+{
+    const uint32_t dim = pts->dim;
+    const uint64_t nt = host_threads(block);
     uint64_t *pick = ms_malloc(k * sizeof *pick, err), *cnt = ms_calloc(k, sizeof *cnt, err);
     double *sums = ms_malloc(k * dim * sizeof *sums, err);
     float *bias = ms_malloc(k * sizeof *bias, err);
-    uint32_t *lab = ms_malloc(block * sizeof *lab, err);
-    int rc = MS_OK;
+    uint32_t *lab[2] = { ms_malloc(block * sizeof **lab, err),
+                         n > block ? ms_malloc(block * sizeof **lab, err) : NULL };
+    struct sum_scratch s = { ms_malloc(block * sizeof *s.order, err),
+                             ms_malloc(nt * k * sizeof *s.hist, err),
+                             ms_malloc((k + 1) * sizeof *s.first, err) };
+    struct sum_job job;
+    pthread_t th;
+    int rc = MS_OK, running = 0;
 
-    if (!pick || !cnt || !sums || !bias || !lab) {
+    if (!pick || !cnt || !sums || !bias || !lab[0] || (n > block && !lab[1]) || !s.order ||
+        !s.hist || !s.first) {
         rc = err->status;
         goto out;
     }
     pick_sorted(r, n, k, pick);
     for (uint64_t c = 0; c < k; c++)
-        memcpy(cents + c * dim, pts + pick[c] * dim, dim * 4);
+        point_f32(pts, pick[c], cents + c * dim);
     for (uint32_t it = 0; it < iters && rc == MS_OK; it++) {
+        double t = ms_now();
         /* nearest in L2 = largest <x, c> - |c|^2 / 2 */
         for (uint64_t c = 0; c < k; c++) {
-            double s = 0;
+            double s2 = 0;
             for (uint32_t d = 0; d < dim; d++)
-                s += (double)cents[c * dim + d] * cents[c * dim + d];
-            bias[c] = (float)(-0.5 * s);
+                s2 += (double)cents[c * dim + d] * cents[c * dim + d];
+            bias[c] = (float)(-0.5 * s2);
         }
         if ((rc = ms_index_dev_set_centroids(dev, cents, bias, (uint32_t)k, err)) != MS_OK)
             break;
         memset(sums, 0, k * dim * sizeof *sums);
         memset(cnt, 0, k * sizeof *cnt);
-        for (uint64_t b0 = 0; b0 < n && rc == MS_OK; b0 += block) {
+        st->kmeans_host_s += ms_now() - t;
+        for (uint64_t b0 = 0, bi = 0; b0 < n && rc == MS_OK; b0 += block, bi++) {
             const uint64_t nb = n - b0 < block ? n - b0 : block;
+            uint32_t *l = lab[bi & 1];
+            t = ms_now();
             /* one block: loaded once for every iteration */
             if ((n > block || it == 0) &&
-                (rc = ms_index_dev_load(dev, pts + b0 * dim, MS_DTYPE_F32, nb, err)) != MS_OK)
+                (rc = ms_index_dev_load(dev, point_at(pts, b0), pts->dtype, nb, err)) != MS_OK)
                 break;
-            if ((rc = ms_index_dev_assign(dev, lab, err)) != MS_OK)
+            st->kmeans_load_s += ms_now() - t;
+            t = ms_now();
+            if ((rc = ms_index_dev_assign(dev, l, err)) != MS_OK)
                 break;
-            cluster_sums(pts + b0 * dim, lab, nb, dim, k, sums, cnt);
+            st->kmeans_assign_s += ms_now() - t;
+            t = ms_now();
+            if (running) /* the previous block's sums, on the thread */
+                pthread_join(th, NULL);
+            running = 0;
+            job =
+                (struct sum_job){ { point_at(pts, b0), pts->dtype, dim }, l, nb, k, &s, sums, cnt };
+            /* the last block of an iteration: nothing to overlap with */
+            if (overlap && b0 + nb < n && pthread_create(&th, NULL, sum_job_run, &job) == 0)
+                running = 1;
+            else
+                sum_job_run(&job);
+            st->kmeans_host_s += ms_now() - t;
         }
+        if (running)
+            pthread_join(th, NULL);
+        running = 0;
+        t = ms_now();
         for (uint64_t c = 0; c < k && rc == MS_OK; c++) {
             if (cnt[c])
                 for (uint32_t d = 0; d < dim; d++)
                     cents[c * dim + d] = (float)(sums[c * dim + d] / (double)cnt[c]);
             else /* fastkmeans: an empty cluster restarts at a random point */
-                memcpy(cents + c * dim, pts + rng_below(r, n) * dim, dim * 4);
+                point_f32(pts, rng_below(r, n), cents + c * dim);
         }
+        st->kmeans_host_s += ms_now() - t;
     }
 out:
+    if (running)
+        pthread_join(th, NULL);
     free(pick);
     free(cnt);
     free(sums);
     free(bias);
-    free(lab);
+    free(lab[0]);
+    free(lab[1]);
+    free(s.order);
+    free(s.hist);
+    free(s.first);
     return rc;
+}
+
+/* The float32 residuals sorted, stably, ascending, -0 as +0 (so the same
+ * order as qsort with cmp_double, which is a merge sort in glibc): LSD radix
+ * sort, a byte a pass, of the ordered keys of the bits. qsort of 6.4 M
+ * doubles (50,000 held-out tokens of 128) took about a second. */
+static uint32_t float_key_asc(uint32_t u)
+{
+    u = u == 0x80000000u ? 0 : u;
+    return u & 0x80000000u ? ~u : u | 0x80000000u;
+}
+
+static int sort_floats(uint32_t *v, uint64_t n, struct ms_err *err)
+{
+    uint32_t *tmp = ms_malloc((n ? n : 1) * sizeof *tmp, err), *a = v, *b = tmp;
+    if (!tmp)
+        return err->status;
+    for (int shift = 0; shift < 32; shift += 8) {
+        uint64_t count[257] = { 0 };
+        for (uint64_t i = 0; i < n; i++)
+            count[((float_key_asc(a[i]) >> shift) & 255) + 1]++;
+        for (int i = 0; i < 256; i++)
+            count[i + 1] += count[i];
+        for (uint64_t i = 0; i < n; i++)
+            b[count[(float_key_asc(a[i]) >> shift) & 255]++] = a[i];
+        uint32_t *x = a;
+        a = b;
+        b = x;
+    }
+    /* four passes: the result is back in v */
+    free(tmp);
+    return MS_OK;
+}
+
+/* Linear-interpolation quantile of float32 bit patterns sorted by sort_floats. */
+static double quantile_bits(const uint32_t *sorted, uint64_t n, double q)
+{
+    const double pos = q * (double)(n - 1);
+    const uint64_t lo = (uint64_t)floor(pos), hi = lo + 1 < n ? lo + 1 : n - 1;
+    float a, b;
+    memcpy(&a, &sorted[lo], 4);
+    memcpy(&b, &sorted[hi], 4);
+    return (double)a + ((double)b - (double)a) * (pos - (double)lo);
 }
 
 /* Step 3: cutoffs, weights, avg_residual, cluster_threshold from held-out
  * points, coded with the stored centroids (already on the device). */
-static int residual_stats(struct ms_index_dev *dev, const float *pts, uint64_t n, struct codec *c,
-                          struct ms_err *err)
+static int residual_stats(struct ms_index_dev *dev, const struct points *pts, uint64_t n,
+                          struct codec *c, struct ms_err *err)
 {
     const uint32_t dim = c->dim, nb = 1u << c->nbits;
     uint32_t *codes = ms_malloc(n * sizeof *codes, err);
-    double *flat = ms_malloc(n * dim * sizeof *flat, err), *norms = ms_malloc(n * 8, err);
+    uint32_t *flat = ms_malloc(n * dim * sizeof *flat, err);
+    double *norms = ms_malloc(n * 8, err);
     double *abs_sum = ms_calloc(dim, sizeof *abs_sum, err);
+    float *x = ms_malloc(dim * 4, err);
     int rc = MS_OK;
 
-    if (!codes || !flat || !norms || !abs_sum || !(c->avg_residual = ms_malloc(dim * 4, err))) {
+    if (!codes || !flat || !norms || !abs_sum || !x ||
+        !(c->avg_residual = ms_malloc(dim * 4, err))) {
         rc = err->status;
         goto out;
     }
     for (uint64_t b0 = 0; b0 < n && rc == MS_OK; b0 += KMEANS_BLOCK) {
         const uint64_t m = n - b0 < KMEANS_BLOCK ? n - b0 : KMEANS_BLOCK;
-        if ((rc = ms_index_dev_load(dev, pts + b0 * dim, MS_DTYPE_F32, m, err)) == MS_OK)
+        if ((rc = ms_index_dev_load(dev, point_at(pts, b0), pts->dtype, m, err)) == MS_OK)
             rc = ms_index_dev_assign(dev, codes + b0, err);
     }
     if (rc != MS_OK)
         goto out;
     for (uint64_t i = 0; i < n; i++) {
         double ss = 0;
+        point_f32(pts, i, x);
         for (uint32_t d = 0; d < dim; d++) {
             /* the residual as the device computes it: float32 */
-            const float r = pts[i * dim + d] - c->cents[(uint64_t)codes[i] * dim + d];
-            flat[i * dim + d] = r;
+            const float r = x[d] - c->cents[(uint64_t)codes[i] * dim + d];
+            memcpy(&flat[i * dim + d], &r, 4);
             abs_sum[d] += fabs(r);
             ss += (double)r * r;
         }
@@ -499,18 +715,20 @@ static int residual_stats(struct ms_index_dev *dev, const float *pts, uint64_t n
     }
     for (uint32_t d = 0; d < dim; d++)
         c->avg_residual[d] = (float)(abs_sum[d] / (double)n);
-    qsort(flat, n * dim, sizeof *flat, cmp_double);
+    if ((rc = sort_floats(flat, n * dim, err)) != MS_OK)
+        goto out;
     qsort(norms, n, sizeof *norms, cmp_double);
     for (uint32_t i = 1; i < nb; i++)
-        c->cutoffs[i - 1] = (float)ms_index_quantile(flat, n * dim, (double)i / nb);
+        c->cutoffs[i - 1] = (float)quantile_bits(flat, n * dim, (double)i / nb);
     for (uint32_t i = 0; i < nb; i++)
-        c->weights[i] = (float)ms_index_quantile(flat, n * dim, (i + 0.5) / nb);
+        c->weights[i] = (float)quantile_bits(flat, n * dim, (i + 0.5) / nb);
     c->cluster_threshold = (float)ms_index_quantile(norms, n, 0.75);
 out:
     free(codes);
     free(flat);
     free(norms);
     free(abs_sum);
+    free(x);
     return rc;
 }
 
@@ -590,19 +808,103 @@ static int chunk_close(FILE **fc, FILE **fr, const char *dir, struct ms_err *err
     return MS_OK;
 }
 
+/* Step 4's host share, one block at a time on a writer thread while the
+ * device codes the next block: the codes widened to int64 and both arrays
+ * appended to the chunk files, cut at chunk boundaries (chunks open and
+ * close here). Two sets of buffers: the device fills one while the writer
+ * empties the other; blocks are written in order (one writer at a time). */
+struct enc_buf {
+    uint32_t *codes;
+    int64_t *codes64;
+    uint8_t *packed;
+    uint64_t *offsets; /* the block's row offsets, copied: the stream reuses its block */
+    uint64_t cap, rows_cap, first_row, n_rows;
+};
+
+struct chunk_writer {
+    const struct layout *L;
+    const struct ms_src *src;
+    FILE *fc, *fr;
+    uint64_t chunk_end;
+    const struct enc_buf *buf; /* the block to write */
+    int rc;
+    struct ms_err err;
+};
+
+static void *write_block(void *arg)
+{
+    struct chunk_writer *w = arg;
+    const struct enc_buf *b = w->buf;
+    const struct layout *L = w->L;
+    const uint64_t n = b->offsets[b->n_rows];
+    for (uint64_t i = 0; i < n; i++)
+        b->codes64[i] = b->codes[i];
+    for (uint64_t r = 0; r < b->n_rows && w->rc == MS_OK;) {
+        const uint64_t doc = b->first_row + r;
+        if (doc >= w->chunk_end) {
+            if ((w->rc = chunk_close(&w->fc, &w->fr, L->dir, &w->err)) != MS_OK)
+                break;
+            const uint64_t chunk = doc / L->docs_per_chunk;
+            w->chunk_end = (chunk + 1) * L->docs_per_chunk;
+            if ((w->rc = chunk_open(L, w->src, chunk, &w->fc, &w->fr, &w->err)) != MS_OK)
+                break;
+        }
+        const uint64_t r1 =
+            b->n_rows < r + (w->chunk_end - doc) ? b->n_rows : r + (w->chunk_end - doc);
+        const uint64_t t0 = b->offsets[r], t1 = b->offsets[r1];
+        if (fwrite(b->codes64 + t0, 8, t1 - t0, w->fc) != t1 - t0 ||
+            fwrite(b->packed + t0 * L->packed, L->packed, t1 - t0, w->fr) != t1 - t0)
+            w->rc = ms_err_set(&w->err, MS_ERR_RUNTIME, "cannot write the chunk files in '%s': %s",
+                               L->dir, strerror(errno));
+        r = r1;
+    }
+    return NULL;
+}
+
+/* Room in b for a block of n tokens and rows rows. */
+static int enc_buf_reserve(struct enc_buf *b, uint64_t n, uint64_t rows, uint32_t packed,
+                           struct ms_err *err)
+{
+    if (n > b->cap) {
+        free(b->codes);
+        free(b->codes64);
+        free(b->packed);
+        b->cap = 0;
+        if (!(b->codes = ms_malloc(n * 4, err)) || !(b->codes64 = ms_malloc(n * 8, err)) ||
+            !(b->packed = ms_malloc(n * packed, err)))
+            return err->status;
+        b->cap = n;
+    }
+    if (rows + 1 > b->rows_cap) {
+        free(b->offsets);
+        b->rows_cap = 0;
+        if (!(b->offsets = ms_malloc((rows + 1) * sizeof *b->offsets, err)))
+            return err->status;
+        b->rows_cap = rows + 1;
+    }
+    return MS_OK;
+}
+
+static void enc_buf_release(struct enc_buf *b)
+{
+    free(b->codes);
+    free(b->codes64);
+    free(b->packed);
+    free(b->offsets);
+}
+
 /* Step 4: code and compress every document of src into chunk files. */
 static int encode_all(struct ms_index_dev *dev, struct ms_src *src, const struct codec *c,
                       const struct layout *L, const struct ms_index_opts *o,
-                      ms_index_progress_fn fn, void *ctx, struct ms_err *err)
+                      ms_index_progress_fn fn, void *ctx, double *wait_s, struct ms_err *err)
 {
     struct ms_stream *s = NULL;
     const struct ms_emb *b;
-    uint32_t *codes = NULL;
-    int64_t *codes64 = NULL;
-    uint8_t *packed = NULL;
-    uint64_t cap = 0, chunk = 0, chunk_end = 0, done = 0;
-    FILE *fc = NULL, *fr = NULL;
-    int rc;
+    struct enc_buf bufs[2] = { { 0 }, { 0 } };
+    struct chunk_writer w = { .L = L, .src = src };
+    uint64_t done = 0, bi = 0;
+    pthread_t th;
+    int rc, running = 0;
 
     if (fn)
         fn(ctx, "encode", 0, src->n_tokens);
@@ -611,57 +913,44 @@ static int encode_all(struct ms_index_dev *dev, struct ms_src *src, const struct
         return rc;
     while ((rc = ms_stream_next(s, &b, err)) == MS_OK && b) {
         const uint64_t n = ms_emb_n_tokens(b);
-        if (n > cap) {
-            free(codes);
-            free(codes64);
-            free(packed);
-            cap = n;
-            codes = ms_malloc(cap * 4, err);
-            codes64 = ms_malloc(cap * 8, err);
-            packed = ms_malloc(cap * L->packed, err);
-            if (!codes || !codes64 || !packed) {
-                rc = err->status;
-                break;
-            }
-        }
-        if ((rc = ms_index_dev_load(dev, b->tokens, b->dtype, n, err)) != MS_OK ||
-            (rc = ms_index_dev_assign(dev, codes, err)) != MS_OK ||
-            (rc = ms_index_dev_compress(dev, c->cutoffs, c->nbits, packed, err)) != MS_OK)
+        struct enc_buf *buf = &bufs[bi++ & 1]; /* the writer holds the other one, if any */
+        if ((rc = enc_buf_reserve(buf, n, b->n_rows, L->packed, err)) != MS_OK ||
+            (rc = ms_index_dev_load(dev, b->tokens, b->dtype, n, err)) != MS_OK ||
+            (rc = ms_index_dev_assign(dev, buf->codes, err)) != MS_OK ||
+            (rc = ms_index_dev_compress(dev, c->cutoffs, c->nbits, buf->packed, err)) != MS_OK)
             break;
-        for (uint64_t i = 0; i < n; i++)
-            codes64[i] = codes[i];
-        /* the block's documents, cut at chunk boundaries */
-        for (uint64_t r = 0; r < b->n_rows && rc == MS_OK;) {
-            const uint64_t doc = b->first_row + r;
-            if (doc >= chunk_end) {
-                if ((rc = chunk_close(&fc, &fr, L->dir, err)) != MS_OK)
-                    break;
-                chunk = doc / L->docs_per_chunk;
-                chunk_end = (chunk + 1) * L->docs_per_chunk;
-                if ((rc = chunk_open(L, src, chunk, &fc, &fr, err)) != MS_OK)
-                    break;
-            }
-            const uint64_t r1 =
-                b->n_rows < r + (chunk_end - doc) ? b->n_rows : r + (chunk_end - doc);
-            const uint64_t t0 = b->offsets[r], t1 = b->offsets[r1];
-            if (fwrite(codes64 + t0, 8, t1 - t0, fc) != t1 - t0 ||
-                fwrite(packed + t0 * L->packed, L->packed, t1 - t0, fr) != t1 - t0)
-                rc = ms_err_set(err, MS_ERR_RUNTIME, "cannot write the chunk files in '%s': %s",
-                                L->dir, strerror(errno));
-            r = r1;
+        memcpy(buf->offsets, b->offsets, (b->n_rows + 1) * sizeof *buf->offsets);
+        buf->first_row = b->first_row;
+        buf->n_rows = b->n_rows;
+        const double t = ms_now();
+        if (running)
+            pthread_join(th, NULL);
+        running = 0;
+        *wait_s += ms_now() - t;
+        if ((rc = w.rc) != MS_OK) {
+            *err = w.err;
+            break;
         }
+        w.buf = buf;
+        if (o->serial_host || pthread_create(&th, NULL, write_block, &w) != 0)
+            write_block(&w);
+        else
+            running = 1;
         done += n;
-        if (fn && rc == MS_OK)
+        if (fn)
             fn(ctx, "encode", done, src->n_tokens);
     }
+    if (running)
+        pthread_join(th, NULL);
+    if (rc == MS_OK && (rc = w.rc) != MS_OK)
+        *err = w.err;
     if (rc == MS_OK)
-        rc = chunk_close(&fc, &fr, L->dir, err);
+        rc = chunk_close(&w.fc, &w.fr, L->dir, err);
     else
-        chunk_close(&fc, &fr, L->dir, err);
+        chunk_close(&w.fc, &w.fr, L->dir, &w.err);
     ms_stream_stop(s);
-    free(codes);
-    free(codes64);
-    free(packed);
+    enc_buf_release(&bufs[0]);
+    enc_buf_release(&bufs[1]);
     return rc;
 }
 
@@ -972,13 +1261,14 @@ int ms_index_build(struct ms_cl *cl, struct ms_src *docs, struct ms_src *again, 
     struct rng r = { o->seed };
     struct ms_index_dev *dev = NULL;
     struct codec c = { 0 };
-    float *pts = NULL;
+    struct ms_emb sample;
     uint64_t n_pts = 0;
     char tmp[4096] = "";
     int rc;
     double t;
 
     memset(st, 0, sizeof *st);
+    ms_emb_init(&sample);
     const uint32_t dim = docs->dim;
     if (docs->n_rows == 0 || docs->n_tokens == 0)
         return ms_err_set(err, MS_ERR_INPUT,
@@ -1003,8 +1293,11 @@ int ms_index_build(struct ms_cl *cl, struct ms_src *docs, struct ms_src *again, 
     n_sample = n_sample < docs->n_rows ? n_sample : docs->n_rows;
     if (fn)
         fn(ctx, "sample", 0, n_sample);
-    if ((rc = read_sample(docs, n_sample, &r, &pts, &n_pts, err)) != MS_OK)
+    if ((rc = read_sample(docs, n_sample, &r, &sample, err)) != MS_OK)
         goto out;
+    n_pts = ms_emb_n_tokens(&sample);
+    const struct points pts = { sample.tokens, sample.dtype, dim };
+    const size_t pt_bytes = dim * ms_dtype_size(sample.dtype);
     st->sample_docs = n_sample;
     st->sample_tokens = n_pts;
     st->sample_s = ms_now() - t;
@@ -1029,21 +1322,22 @@ int ms_index_build(struct ms_cl *cl, struct ms_src *docs, struct ms_src *again, 
         goto out;
     }
     /* training points: at most 256 per centroid, a seeded subset */
-    float *train = pts;
+    struct points train = pts;
+    void *train_own = NULL;
     uint64_t n_train = n_pts;
     if (n_pts > k * POINTS_PER_CENT) {
         n_train = k * POINTS_PER_CENT;
         uint64_t *pick = ms_malloc(n_train * 8, err);
-        if (!pick || !(train = ms_malloc(n_train * dim * 4, err))) {
+        if (!pick || !(train_own = ms_malloc(n_train * pt_bytes, err))) {
             free(pick);
-            train = pts;
             rc = err->status;
             goto out;
         }
         pick_sorted(&r, n_pts, n_train, pick);
         for (uint64_t i = 0; i < n_train; i++)
-            memcpy(train + i * dim, pts + pick[i] * dim, dim * 4);
+            memcpy((char *)train_own + i * pt_bytes, point_at(&pts, pick[i]), pt_bytes);
         free(pick);
+        train.x = train_own;
     }
     c.dim = dim;
     c.k = (uint32_t)k;
@@ -1055,9 +1349,9 @@ int ms_index_build(struct ms_cl *cl, struct ms_src *docs, struct ms_src *again, 
     if (rc == MS_OK)
         rc = ms_index_dev_create(&dev, cl, dim, err);
     if (rc == MS_OK)
-        rc = kmeans(dev, train, n_train, dim, k, o->kmeans_iters, &r, c.cents, err);
-    if (train != pts)
-        free(train);
+        rc = kmeans(dev, &train, n_train, k, o->kmeans_iters, kmeans_block(cl, o, n_train, dim),
+                    !o->serial_host, &r, c.cents, st, err);
+    free(train_own);
     if (rc != MS_OK)
         goto out;
     /* normalized (F.normalize: x / max(|x|, 1e-12)), then as stored */
@@ -1075,14 +1369,16 @@ int ms_index_build(struct ms_cl *cl, struct ms_src *docs, struct ms_src *again, 
     st->kmeans_s = ms_now() - t;
 
     /* 3. bucket cutoffs and weights from the held-out tail of the sample */
+    t = ms_now();
     uint64_t held = n_pts / 20 < MAX_HELDOUT ? n_pts / 20 : MAX_HELDOUT;
     held = held ? held : n_pts;
     if ((rc = ms_index_dev_set_centroids(dev, c.cents, NULL, c.k, err)) != MS_OK ||
-        (rc = residual_stats(dev, pts + (n_pts - held) * dim, held, &c, err)) != MS_OK)
+        (rc = residual_stats(dev, &(struct points){ point_at(&pts, n_pts - held), pts.dtype, dim },
+                             held, &c, err)) != MS_OK)
         goto out;
     st->heldout = held;
-    free(pts);
-    pts = NULL;
+    st->codec_s = ms_now() - t;
+    ms_emb_release(&sample);
 
     /* 4. every document, into a new directory */
     t = ms_now();
@@ -1091,7 +1387,7 @@ int ms_index_build(struct ms_cl *cl, struct ms_src *docs, struct ms_src *again, 
         goto out;
     }
     const struct layout L = { tmp, 0, o->docs_per_chunk, 0, o->next_plaid, dim * o->nbits / 8 };
-    if ((rc = encode_all(dev, again, &c, &L, o, fn, ctx, err)) != MS_OK)
+    if ((rc = encode_all(dev, again, &c, &L, o, fn, ctx, &st->encode_wait_s, err)) != MS_OK)
         goto out;
     st->encode_s = ms_now() - t;
 
@@ -1114,7 +1410,7 @@ out:
         remove_dir(tmp);
     ms_index_dev_free(dev);
     codec_release(&c);
-    free(pts);
+    ms_emb_release(&sample);
     return rc;
 }
 
@@ -1300,7 +1596,7 @@ int ms_index_append(struct ms_cl *cl, struct ms_plaid *p, struct ms_src *docs,
         (p->merged && (rc = write_old_chunks(p, &L, err)) != MS_OK) ||
         (rc = ms_index_dev_create(&dev, cl, p->dim, err)) != MS_OK ||
         (rc = ms_index_dev_set_centroids(dev, p->centroids, NULL, c.k, err)) != MS_OK ||
-        (rc = encode_all(dev, docs, &c, &L, o, fn, ctx, err)) != MS_OK)
+        (rc = encode_all(dev, docs, &c, &L, o, fn, ctx, &st->encode_wait_s, err)) != MS_OK)
         goto out;
     st->encode_s = ms_now() - t;
     t = ms_now();

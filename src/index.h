@@ -37,13 +37,25 @@ struct ms_index_opts {
     uint64_t docs_per_chunk; /* documents per chunk file (fast-plaid's batch: 25000) */
     uint64_t block_docs;     /* read blocks: at most this many documents (0: any) */
     uint64_t block_tokens;   /* read blocks: at most this many tokens */
+    /* Training points per k-means launch (0: all of them on a GPU with room, else 262,144;
+     * MAXSIM_INDEX_KMEANS_BLOCK). The index is the same for any. */
+    uint64_t kmeans_block;
+    /* 1: the host's k-means sums and chunk writes wait for the device instead of running
+     * beside its next block (MAXSIM_INDEX_OVERLAP=0), to time what the overlap saves. */
+    int serial_host;
 };
 
 /* What a build did, for -v and the benchmarks. */
 struct ms_index_stats {
     uint64_t n_docs, n_tokens; /* added by this build */
     uint64_t k, sample_docs, sample_tokens, train_points, heldout;
-    double sample_s, kmeans_s, encode_s, ivf_s, kernel_s;
+    double sample_s, kmeans_s, codec_s, encode_s, ivf_s, kernel_s;
+    /* wall time of k-means' parts on the calling thread: loading blocks, assigning them
+     * (blocking), and the host's share (bias, sums not overlapped, waiting for the
+     * overlapped sums, means) */
+    double kmeans_load_s, kmeans_assign_s, kmeans_host_s;
+    /* encode: waiting for the writer thread (codes and residuals to the chunk files) */
+    double encode_wait_s;
     uint64_t device_peak; /* bytes of device buffers, at most */
     /* the nearest-centroid assignment: "float32", or the float16 pass with
      * its exact re-check (kernels/index.cl): points assigned that way, how

@@ -15,6 +15,7 @@
 #include "cl_dev.h"
 #include "index.h"
 #include "index_cl.h"
+#include "out.h"
 #include "plaid.h"
 #include "src.h"
 #include "testutil.h"
@@ -467,4 +468,78 @@ Test(index_build, reads_back_through_the_index_reader, .init = setup, .fini = te
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -r '%s'", dir);
     cr_assert(system(cmd) == 0);
+}
+
+/* The host's share of a build does not change the index: the same corpus as
+ * float16 and as float32 (the sample kept as stored, the k-means sums of
+ * float16 words), k-means in one launch or in blocks of 97 points with the
+ * sums beside the device or after it, the encoding's writer thread or not,
+ * and a training subset (16 centroids: 4,884 tokens > 256 x 16) give the
+ * same files byte for byte. */
+static void build_into(struct ms_src *src, const struct ms_index_opts *o, char *dir)
+{
+    struct ms_index_stats st;
+    struct ms_err err = { 0 };
+    strcpy(dir, "/tmp/maxsim-test-index-XXXXXX");
+    cr_assert(mkdtemp(dir));
+    cr_assert(ms_index_build(&cl, src, src, dir, o, NULL, NULL, &st, &err) == MS_OK, "%s", err.msg);
+    cr_assert_eq(st.train_points, 16 * 256);
+}
+
+Test(index_build, host_work_and_input_type_do_not_change_the_bytes, .init = setup, .fini = teardown)
+{
+    struct ms_src h, f;
+    struct ms_emb e;
+    struct ms_err err = { 0 };
+    struct ms_src_opts so = { fixture("index_lens.npy"), NULL, "documents" };
+    const struct ms_index_opts base = { .nbits = 4,
+                                        .centroids = 16,
+                                        .kmeans_iters = 3,
+                                        .seed = 9,
+                                        .docs_per_chunk = 100,
+                                        .block_tokens = 1u << 19 };
+    struct ms_index_opts o;
+    char dirs[4][64], cmd[512];
+
+    cr_assert(ms_src_open(&h, fixture("index_docs.npy"), &so, &err) == MS_OK, "%s", err.msg);
+    cr_assert_eq(h.dtype, MS_DTYPE_F16);
+    /* the same values as float32 */
+    ms_emb_init(&e);
+    cr_assert(ms_src_read(&h, 0, h.n_rows, &e, &err) == MS_OK, "%s", err.msg);
+    const uint64_t n = ms_emb_n_tokens(&e) * h.dim, shape[2] = { ms_emb_n_tokens(&e), h.dim };
+    char hdr[256];
+    const size_t hl = ms_npy_header(hdr, "<f4", 2, shape);
+    char *file = malloc(hl + n * 4);
+    cr_assert(file);
+    memcpy(file, hdr, hl);
+    for (uint64_t i = 0; i < n; i++) {
+        const float v = ms_half_to_float(((const uint16_t *)e.tokens)[i]);
+        memcpy(file + hl + i * 4, &v, 4);
+    }
+    cr_assert(ms_src_open(&f, tmpfile_with(file, hl + n * 4, ".npy"), &so, &err) == MS_OK, "%s",
+              err.msg);
+    cr_assert_eq(f.dtype, MS_DTYPE_F32);
+
+    o = base;
+    build_into(&h, &o, dirs[0]);
+    o.kmeans_block = 97;
+    o.block_tokens = 333;
+    build_into(&f, &o, dirs[1]);
+    o.serial_host = 1;
+    build_into(&h, &o, dirs[2]);
+    o = base;
+    o.kmeans_block = 1000;
+    build_into(&f, &o, dirs[3]);
+    for (int i = 1; i < 4; i++) {
+        snprintf(cmd, sizeof cmd, "diff -r '%s' '%s' >&2", dirs[0], dirs[i]);
+        cr_assert(system(cmd) == 0, "build %d differs from the first", i);
+    }
+    for (int i = 0; i < 4; i++) {
+        snprintf(cmd, sizeof cmd, "rm -r '%s'", dirs[i]);
+        cr_assert(system(cmd) == 0);
+    }
+    free(file);
+    ms_emb_release(&e);
+    ms_src_close(&f);
+    ms_src_close(&h);
 }
