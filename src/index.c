@@ -392,67 +392,40 @@ static uint64_t host_threads(uint64_t n)
     return nt ? nt : 1;
 }
 
-/* k-means' cluster sums of one block, the same bits whatever the thread
- * count: every cluster's sum adds its points in point order. The block's
- * points are first grouped by label (a stable counting sort, each thread
- * counting and placing a range of points), then each thread owns a range of
- * clusters and adds each cluster's points in turn into its row of sums,
- * which stays in cache. (Adding every point into its cluster's row in point
- * order, as before, missed the cache on the 1 KiB row at every point:
- * 300-400 ns a point on one core.) */
-struct sum_scratch {
-    uint32_t *order; /* [block]: point numbers grouped by label */
-    uint32_t *hist;  /* [HOST_THREADS * k]: per thread, counts then places */
-    uint64_t *first; /* [k + 1]: where each cluster's points start in order */
-};
-
+/* k-means' cluster sums of one block: each thread owns a range of clusters
+ * and adds, in point order, the points labelled with one of them, so every
+ * sum is added in the same order as by one thread (the same bits whatever
+ * the thread count). A cluster row of sums (1 KiB at dim 128) is a cache
+ * miss a point; threads overlap those misses (300-400 ns a point on one core).
+ * Grouping a block's points by cluster first (a stable counting sort, so
+ * each row stays in cache) was tried: the point then is the random access,
+ * and with the sort it was 1.1-3x slower on 2 cores (K 65,536 and 1,024). */
 struct sum_part {
     const struct points *p;
     const uint32_t *lab;
-    uint64_t lo, hi; /* points (count, place) or clusters (add) */
-    uint64_t k;
-    uint32_t *hist; /* this thread's [k] */
-    uint32_t *order;
-    const uint64_t *first;
+    uint64_t n, c_lo, c_hi;
     double *sums;
     uint64_t *cnt;
 };
 
-static void *sum_count_run(void *arg)
-{
-    const struct sum_part *w = arg;
-    memset(w->hist, 0, w->k * sizeof *w->hist);
-    for (uint64_t i = w->lo; i < w->hi; i++)
-        w->hist[w->lab[i]]++;
-    return NULL;
-}
-
-static void *sum_place_run(void *arg)
-{
-    const struct sum_part *w = arg;
-    for (uint64_t i = w->lo; i < w->hi; i++)
-        w->order[w->hist[w->lab[i]]++] = (uint32_t)i;
-    return NULL;
-}
-
-static void *sum_add_run(void *arg)
+static void *sum_part_run(void *arg)
 {
     const struct sum_part *w = arg;
     const uint32_t dim = w->p->dim;
-    for (uint64_t c = w->lo; c < w->hi; c++) {
+    for (uint64_t i = 0; i < w->n; i++) {
+        const uint64_t c = w->lab[i];
+        if (c < w->c_lo || c >= w->c_hi)
+            continue;
         double *sc = w->sums + c * dim;
-        w->cnt[c] += w->first[c + 1] - w->first[c];
-        for (uint64_t j = w->first[c]; j < w->first[c + 1]; j++) {
-            const uint32_t i = w->order[j];
-            if (w->p->dtype == MS_DTYPE_F32) {
-                const float *x = (const float *)w->p->x + (uint64_t)i * dim;
-                for (uint32_t d = 0; d < dim; d++)
-                    sc[d] += x[d];
-            } else {
-                const uint16_t *x = (const uint16_t *)w->p->x + (uint64_t)i * dim;
-                for (uint32_t d = 0; d < dim; d++)
-                    sc[d] += half_value(x[d]);
-            }
+        w->cnt[c]++;
+        if (w->p->dtype == MS_DTYPE_F32) {
+            const float *x = (const float *)w->p->x + i * dim;
+            for (uint32_t d = 0; d < dim; d++)
+                sc[d] += x[d];
+        } else {
+            const uint16_t *x = (const uint16_t *)w->p->x + i * dim;
+            for (uint32_t d = 0; d < dim; d++)
+                sc[d] += half_value(x[d]);
         }
     }
     return NULL;
@@ -460,44 +433,13 @@ static void *sum_add_run(void *arg)
 
 /* sums[c] += the points of cluster c among p's points [0, n) (labels lab), in point order. */
 static void cluster_sums(const struct points *p, const uint32_t *lab, uint64_t n, uint64_t k,
-                         const struct sum_scratch *s, double *sums, uint64_t *cnt)
+                         double *sums, uint64_t *cnt)
 {
     struct sum_part w[HOST_THREADS];
-    const uint64_t nt = n < 4096 ? 1 : host_threads(n); /* small blocks: not worth threads */
+    const uint64_t nt = n < 4096 ? 1 : host_threads(k); /* small blocks: not worth threads */
     for (uint64_t t = 0; t < nt; t++)
-        w[t] = (struct sum_part){ .p = p,
-                                  .lab = lab,
-                                  .lo = n * t / nt,
-                                  .hi = n * (t + 1) / nt,
-                                  .k = k,
-                                  .hist = s->hist + t * k,
-                                  .order = s->order,
-                                  .first = s->first,
-                                  .sums = sums,
-                                  .cnt = cnt };
-    ms_par_run(sum_count_run, w, sizeof *w, nt);
-    /* cluster c's points start after every cluster below c; within c, thread t's after
-     * those of the threads before it (lower point numbers): stable */
-    uint64_t at = 0;
-    for (uint64_t c = 0; c < k; c++) {
-        s->first[c] = at;
-        for (uint64_t t = 0; t < nt; t++) {
-            const uint32_t m = s->hist[t * k + c];
-            s->hist[t * k + c] = (uint32_t)at;
-            at += m;
-        }
-    }
-    s->first[k] = at;
-    ms_par_run(sum_place_run, w, sizeof *w, nt);
-    /* each thread a range of clusters holding about n / nt points */
-    uint64_t c = 0;
-    for (uint64_t t = 0; t < nt; t++) {
-        w[t].lo = c;
-        while (c < k && (t == nt - 1 || s->first[c] < n * (t + 1) / nt))
-            c++;
-        w[t].hi = c;
-    }
-    ms_par_run(sum_add_run, w, sizeof *w, nt);
+        w[t] = (struct sum_part){ p, lab, n, k * t / nt, k * (t + 1) / nt, sums, cnt };
+    ms_par_run(sum_part_run, w, sizeof *w, nt);
 }
 
 /* The sums of one block on a thread of their own while the caller has the
@@ -506,7 +448,6 @@ struct sum_job {
     struct points p; /* the block's points */
     const uint32_t *lab;
     uint64_t n, k;
-    const struct sum_scratch *s;
     double *sums;
     uint64_t *cnt;
 };
@@ -514,7 +455,7 @@ struct sum_job {
 static void *sum_job_run(void *arg)
 {
     const struct sum_job *j = arg;
-    cluster_sums(&j->p, j->lab, j->n, j->k, j->s, j->sums, j->cnt);
+    cluster_sums(&j->p, j->lab, j->n, j->k, j->sums, j->cnt);
     return NULL;
 }
 
@@ -544,21 +485,16 @@ static int kmeans(struct ms_index_dev *dev, const struct points *pts, uint64_t n
                   struct ms_index_stats *st, struct ms_err *err)
 {
     const uint32_t dim = pts->dim;
-    const uint64_t nt = host_threads(block);
     uint64_t *pick = ms_malloc(k * sizeof *pick, err), *cnt = ms_calloc(k, sizeof *cnt, err);
     double *sums = ms_malloc(k * dim * sizeof *sums, err);
     float *bias = ms_malloc(k * sizeof *bias, err);
     uint32_t *lab[2] = { ms_malloc(block * sizeof **lab, err),
                          n > block ? ms_malloc(block * sizeof **lab, err) : NULL };
-    struct sum_scratch s = { ms_malloc(block * sizeof *s.order, err),
-                             ms_malloc(nt * k * sizeof *s.hist, err),
-                             ms_malloc((k + 1) * sizeof *s.first, err) };
     struct sum_job job;
     pthread_t th;
     int rc = MS_OK, running = 0;
 
-    if (!pick || !cnt || !sums || !bias || !lab[0] || (n > block && !lab[1]) || !s.order ||
-        !s.hist || !s.first) {
+    if (!pick || !cnt || !sums || !bias || !lab[0] || (n > block && !lab[1])) {
         rc = err->status;
         goto out;
     }
@@ -596,8 +532,7 @@ static int kmeans(struct ms_index_dev *dev, const struct points *pts, uint64_t n
             if (running) /* the previous block's sums, on the thread */
                 pthread_join(th, NULL);
             running = 0;
-            job =
-                (struct sum_job){ { point_at(pts, b0), pts->dtype, dim }, l, nb, k, &s, sums, cnt };
+            job = (struct sum_job){ { point_at(pts, b0), pts->dtype, dim }, l, nb, k, sums, cnt };
             /* the last block of an iteration: nothing to overlap with */
             if (overlap && b0 + nb < n && pthread_create(&th, NULL, sum_job_run, &job) == 0)
                 running = 1;
@@ -627,9 +562,6 @@ out:
     free(bias);
     free(lab[0]);
     free(lab[1]);
-    free(s.order);
-    free(s.hist);
-    free(s.first);
     return rc;
 }
 
