@@ -333,7 +333,8 @@ struct points {
 /* A float16 word as float32, exactly, for finite values (the readers refuse
  * the rest): its magnitude bits shifted into float32's place make a float
  * 2^-112 times the value, normal or subnormal; one exact multiplication
- * and the sign. Inline and branch-free, so the k-means sums vectorize it. */
+ * and the sign. Inline and branch-free: the k-means sums call it 128 times
+ * a point (ms_half_to_float is a call with branches). */
 static inline float half_value(uint16_t h)
 {
     uint32_t u = (uint32_t)(h & 0x7fff) << 13;
