@@ -949,6 +949,9 @@ index_assign_nv_tiled(IX_GLOBAL const uint4 *restrict x16, const uint n, const u
                         sc[2 * t + e] = acc[t][s >> 1][2 * (s & 1) + e] + bb[2 * t + e];
                 ix_top2_take_run(sc, col, 2 * IX_NV_NT, &best[s], &arg[s], &second[s]);
             }
+            /* the takes branch per lane; the next mma.sync.aligned needs the
+             * whole warp converged (maxsim_nv.cl's ms_nv_warp_sync) */
+            IX_ASM("bar.warp.sync 0xffffffff;" : : : "memory");
         }
     }
 #if IX_NV_CP
