@@ -12,8 +12,8 @@
  * the list of points to re-check, gathered into a transposed block of
  * their own for the exact kernel and scattered back: the codes are the
  * exact kernels', only fewer points pay for float32 scores. On NVIDIA the
- * float16 pass is index_assign_nv_tiled in the shape nv_variant picks (or
- * names, MAXSIM_INDEX_NV_KERNEL), or the older index_assign_nv; both write
+ * float16 pass is index_assign_nv_tiled in the shape nv_pick chooses (or
+ * MAXSIM_INDEX_NV_KERNEL names), or the older index_assign_nv; both write
  * the same codes and re-check the same points.
  */
 #include "index_cl.h"
@@ -302,7 +302,7 @@ static int set_centroids_f16(struct ms_index_dev *d, const float *cents, const f
 {
     const uint64_t k = d->k, dim = d->dim;
     const uint64_t kp = k_padded(k); /* zero rows past k: the tiled kernel's whole tiles */
-    uint16_t *c16 = ms_calloc(kp, dim * 2, err);
+    uint16_t *c16 = ms_calloc(kp ? kp : 1, dim * 2, err);
     int st = MS_OK;
 
     if (!c16)
@@ -346,7 +346,7 @@ int ms_index_dev_set_centroids(struct ms_index_dev *d, const float *cents, const
     release(d, &d->bias, k_padded(d->k) * 4);
     release(d, &d->cents16, k_padded(d->k) * d->dim * 2);
     d->k = k;
-    if (!(padded = ms_calloc(kp, 4, err)))
+    if (!(padded = ms_calloc(kp ? kp : 1, 4, err)))
         return err->status;
     if (bias)
         memcpy(padded, bias, (size_t)k * 4);
