@@ -681,6 +681,7 @@ Test(nv_layout, index_assign_tiled)
     check_assign_tiled(16, 9, 2, 0, 1, 0, 1, 1, 16);
     check_assign_tiled(5, 1, 2, 1, 4, 0, 4, 2, 64);
     check_assign_tiled(64, 33, 8, 1, 1, 0, 4, 4, 32);
+    check_assign_tiled(128, 100, 8, 1, 4, 2, 2, 4, 64);
 }
 
 /* ix_top2_take_run is ns ix_top2_take calls in order, bit for bit, on runs with ties, -INFINITY
