@@ -16,19 +16,22 @@
  *       bucket (the number of cutoffs strictly below it, torch.bucketize),
  *       the bucket's bits least significant first, packed from the byte's
  *       most significant bit down (ColBERT's binarize + packbits).
- *   index_approx_prep, index_assign_approx, index_assign_nv, index_gather,
- *       index_scatter  the same codes from float16 scores (tensor cores on
- *       NVIDIA) with an exact re-check of the points they cannot settle:
- *       see "Approximate assignment" below.
+ *   index_approx_prep, index_assign_approx, index_assign_nv(_tiled),
+ *       index_gather, index_scatter  the same codes from float16 scores
+ *       (tensor cores on NVIDIA) with an exact re-check of the points they
+ *       cannot settle: see "Approximate assignment" below.
  * Every result depends only on its own point and the centroids, never on
  * how points are split into launches, so a build is the same whatever the
  * block size.
  *
  * Build options: -DMS_NVIDIA=1 on NVIDIA devices; index_assign_nv (inline
  * PTX) only with -DIX_NV_KS=dim/16 too (even: dim a multiple of 32), which
- * the host leaves out under MAXSIM_INDEX_NV=0. Standalone OpenCL C 1.2: `make
- * check-kernels` compiles it with clang. tests/test_nv_layout.c includes
- * the part above the kernels (IX_NV_INDEX_ONLY) to emulate index_assign_nv.
+ * the host leaves out under MAXSIM_INDEX_NV=0; index_assign_nv_tiled's shape
+ * -DIX_NV_W, _MT, _NT, _CT, _ST, _CP (defaults below). Standalone OpenCL C
+ * 1.2: `make check-kernels` compiles it with clang. tests/test_nv_layout.c
+ * includes the part above the kernels (IX_NV_INDEX_ONLY) to emulate both
+ * NVIDIA kernels; scripts/nv-twin/index_nv_twin.cu compiles them as CUDA
+ * (IX_NV_CUDA, the portable kernels left out) for ptxas.
  */
 
 /*
@@ -87,6 +90,21 @@
  * B, so the dot products are the same sums in another order. */
 #define IX_NV_QUAD(lane, j) (4 * (j) + ((lane) & 3))
 
+/* index_assign_nv_tiled's maps (tests/test_nv_layout.c emulates them):
+ * the __local row stride in halves for ks k-steps, padded so that row
+ * starts 8 apart differ by 16 words mod 32 (a quarter-warp's 16-byte
+ * loads, 2 rows x 4 words of 4 lanes, then hit 32 distinct banks); the
+ * place (halves) of 16-byte word e of a staged tile (row e / qw, its
+ * word e % qw as in the global row: IX_NV_QUAD still applies); a lane's
+ * B word (IX_NV_QUAD(lane, j)) of n-tile t of a step; the first of the 2
+ * columns (bias entries) of n-tile t a lane holds; and the point of slot s
+ * (m-tile s >> 1, row g + 8 (s & 1)) within a warp's points. */
+#define IX_NV_LDS_OF(ks)             (16 * (ks) + ((ks) % 4 == 0 ? 32 : 0))
+#define IX_NV_STAGE_OFF(e, qw, lds)  (((e) / (qw)) * (lds) + 8 * ((e) % (qw)))
+#define IX_NV_T_OFF(lane, t, j, lds) ((8 * (t) + IX_NV_B_CENT(lane)) * (lds) + 8 * IX_NV_QUAD(lane, j))
+#define IX_NV_T_BIAS(lane, t)        (8 * (t) + 2 * ((lane) & 3))
+#define IX_NV_SLOT_ROW(lane, s)      (16 * ((s) >> 1) + ((lane) >> 2) + 8 * ((s) & 1))
+
 /* One more score of a point, centroids in ascending order: an equal score
  * goes to second (a tie at the top leaves no margin). */
 static inline void ix_top2_take(const float s, const uint c, float *best, uint *arg, float *second)
@@ -98,6 +116,22 @@ static inline void ix_top2_take(const float s, const uint c, float *best, uint *
     } else {
         *second = fmax(*second, s);
     }
+}
+
+/* ns more scores s[i] of centroids c[i] (ascending) of a point: the same
+ * as ns ix_top2_take calls in order. A score that does not beat second
+ * changes nothing (then s <= second <= best; NaN fails every comparison
+ * and fmax ignores it), so when none does, as for almost every run once
+ * the point's top-2 has formed, the takes are skipped. */
+static inline void ix_top2_take_run(const float *s, const uint *c, const uint ns, float *best,
+                                    uint *arg, float *second)
+{
+    int any = 0;
+    for (uint i = 0; i < ns; i++)
+        any |= s[i] > *second;
+    if (any)
+        for (uint i = 0; i < ns; i++)
+            ix_top2_take(s[i], c[i], best, arg, second);
 }
 
 /* Two top-2s of disjoint centroid sets joined: the larger best (equal: the
@@ -127,6 +161,7 @@ static inline int ix_settled(const float best, const float second, const float r
 }
 
 #ifndef IX_NV_INDEX_ONLY
+#ifndef IX_NV_CUDA /* the twin compiles the NVIDIA kernels alone */
 
 __kernel void index_transpose(__global const float *restrict x32,
                               __global const half *restrict x16, const uint is_half,
@@ -546,6 +581,8 @@ __kernel void index_scatter(__global const uint *restrict codes_g, __global cons
         codes[list[j]] = codes_g[j];
 }
 
+#endif /* IX_NV_CUDA */
+
 /*
  * index_assign_nv (NVIDIA only, -DMS_NVIDIA=1): index_assign_approx's
  * result on the tensor cores, mma.sync m16n8k16 (float16 x float16,
@@ -566,16 +603,77 @@ __kernel void index_scatter(__global const uint *restrict codes_g, __global cons
  * = A[g + 8(r&1)][2t + 8(r>>1) + {0,1}], B reg r = B[2t + 8r + {0,1}][g],
  * C reg r = C[g + 8(r>>1)][2t + (r&1)]; tests/test_nv_layout.c emulates
  * this kernel's index math against its model of the ISA.
+ *
+ * index_assign_nv_tiled: the same scores, bit for bit, faster. Its
+ * measured predecessor above spends its time waiting: every n-tile's B
+ * loads go to global memory just before the 16 mmas that need them, and
+ * those mmas form only 2 dependent chains. Here the work-group's IX_NV_W
+ * warps share tiles of IX_NV_CT centroids (and their bias) staged in
+ * __local by cp.async, IX_NV_ST tiles in flight (one barrier a tile); a
+ * warp holds IX_NV_MT m-tiles (16 MT points, A in registers as above) and
+ * takes IX_NV_NT n-tiles at a time, so that one 16-byte __local load of B
+ * feeds 2 MT mmas and MT NT accumulator chains are independent. Every
+ * accumulator still starts at 0 and adds its k-steps in the same order
+ * from the same fragments (the __local tile keeps IX_NV_QUAD's 16-byte
+ * words, the rows padded so that a quarter-warp's loads meet no bank
+ * conflict), so t(i, c) and the bias sum are the old kernel's; a slot
+ * still sees its columns in ascending order, its takes filtered by
+ * ix_top2_take_run (the same top-2); the join and the test are unchanged.
+ * So the codes written, and the list of points to re-check, are the old
+ * kernel's, and the bound needs nothing new.
  */
 #if defined(MS_NVIDIA) && defined(IX_NV_KS) /* IX_NV_KS = dim / 16, even: set by the host */
 #if IX_NV_KS % 2
 #error "IX_NV_KS must be even (dim a multiple of 32)"
 #endif
+/* The tiled kernel's shape (the host picks; these defaults are its
+ * choice at dim 128): warps a group, m-tiles a warp, n-tiles a step,
+ * centroids a tile (a divisor of 128: the host pads the float16
+ * centroids and the bias to a multiple of 128), tiles in flight, and
+ * cp.async (0: plain copies, no overlap: a fallback). */
+#ifndef IX_NV_W
+#define IX_NV_W 4
+#endif
+#ifndef IX_NV_MT
+#define IX_NV_MT 4
+#endif
+#ifndef IX_NV_NT
+#define IX_NV_NT 2
+#endif
+#ifndef IX_NV_CT
+#define IX_NV_CT 64
+#endif
+#ifndef IX_NV_ST
+#define IX_NV_ST 2
+#endif
+#ifndef IX_NV_CP
+#define IX_NV_CP 1
+#endif
+#if IX_NV_CT % (8 * IX_NV_NT) || 128 % IX_NV_CT || IX_NV_ST < 2 || IX_NV_ST > 4
+#error "IX_NV_CT must divide 128 and be a multiple of 8 IX_NV_NT; IX_NV_ST in 2..4"
+#endif
+#define IX_NV_LDS IX_NV_LDS_OF(IX_NV_KS)
+
+/* The CUDA twin (scripts/nv-twin/index_nv_twin.cu) predefines these. */
+#ifndef IX_NV_CUDA
+#define IX_GLOBAL                  __global
+#define IX_LOCAL_PTR               __local
+#define IX_KERNEL(wg)              __kernel __attribute__((reqd_work_group_size(wg, 1, 1))) void
+#define IX_BARRIER()               barrier(CLK_LOCAL_MEM_FENCE)
+#define IX_SHARED_ADDR(p)          ((uint)(size_t)(p)) /* maxsim_nv.cl's, verified on the H200 */
+#define IX_GLOBAL_ADDR(p)          ((ulong)(size_t)(p))
+#define IX_ZERO4                   ((uint4)(0u))
+#define IX_ATOMIC_INC(p)           atomic_inc(p)
+#define IX_LOCAL_ARRAY(T, name, n) __local T name[n] __attribute__((aligned(16)))
 #if defined(__clang__) && !defined(cl_nv_pragma_unroll)
 #define IX_ASM __asm__ volatile
 #else
 #define IX_ASM asm volatile
 #endif
+#endif
+#define IX_NV_STR_(x) #x
+#define IX_NV_STR(x)  IX_NV_STR_(x)
+
 static inline void ix_nv_mma(float *c, const uint *a, const uint b0, const uint b1)
 {
     IX_ASM("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
@@ -592,14 +690,37 @@ static inline uint ix_nv_shfl_xor(const uint v, const uint mask)
     return r;
 }
 
+/* The end of both kernels: a slot's 4 lanes join their top-2s (shfl.sync
+ * bfly 1, then 2), and lane t = 0 writes the code of the slot's point and,
+ * when the top-2 does not settle it, lists it for the re-check. */
+static inline void ix_nv_finish(const uint lane, const uint p, const uint n, float best,
+                                uint arg, float second, IX_GLOBAL const float2 *restrict norms,
+                                const float c_q, const float c_n, const float c_b,
+                                IX_GLOBAL uint *restrict out, IX_GLOBAL uint *restrict recheck,
+                                IX_GLOBAL uint *restrict n_recheck)
+{
+    for (uint m = 1; m <= 2; m *= 2) {
+        const float ob = as_float(ix_nv_shfl_xor(as_uint(best), m));
+        const uint oa = ix_nv_shfl_xor(arg, m);
+        const float os = as_float(ix_nv_shfl_xor(as_uint(second), m));
+        ix_top2_join(&best, &arg, &second, ob, oa, os);
+    }
+    if ((lane & 3u) == 0 && p < n) {
+        out[p] = arg;
+        const float2 nx = norms[p];
+        if (!ix_settled(best, second, nx.x, nx.y, c_q, c_n, c_b))
+            recheck[IX_ATOMIC_INC(n_recheck)] = p;
+    }
+}
+
 /* x16, c16: float16 rows of dim / 8 uint4 (4 float16 pairs, low half
  * first): 16-byte loads, the alignment of uint4 (buffers start aligned). */
-__kernel __attribute__((reqd_work_group_size(128, 1, 1))) void
-index_assign_nv(__global const uint4 *restrict x16, const uint n, const uint dim,
-                __global const uint4 *restrict c16, __global const float *restrict bias,
-                const uint k, __global const float2 *restrict norms, const float c_q,
-                const float c_n, const float c_b, __global uint *restrict out,
-                __global uint *restrict recheck, __global uint *restrict n_recheck)
+IX_KERNEL(128)
+index_assign_nv(IX_GLOBAL const uint4 *restrict x16, const uint n, const uint dim,
+                IX_GLOBAL const uint4 *restrict c16, IX_GLOBAL const float *restrict bias,
+                const uint k, IX_GLOBAL const float2 *restrict norms, const float c_q,
+                const float c_n, const float c_b, IX_GLOBAL uint *restrict out,
+                IX_GLOBAL uint *restrict recheck, IX_GLOBAL uint *restrict n_recheck)
 {
     const uint lane = (uint)get_local_id(0) & 31u, warp = (uint)get_local_id(0) >> 5;
     const uint p0 = (uint)get_group_id(0) * 128 + warp * 32;
@@ -612,8 +733,7 @@ index_assign_nv(__global const uint4 *restrict x16, const uint n, const uint dim
             const uint p = p0 + 16 * m + IX_NV_A_ROW(lane, rr);
 #pragma unroll
             for (uint j = 0; j < IX_NV_KS / 2; j++) {
-                const uint4 v =
-                    p < n ? x16[(size_t)p * qw + IX_NV_QUAD(lane, j)] : (uint4)(0u);
+                const uint4 v = p < n ? x16[(size_t)p * qw + IX_NV_QUAD(lane, j)] : IX_ZERO4;
                 a[m][2 * j][rr] = v.x;
                 a[m][2 * j][rr + 2] = v.y;
                 a[m][2 * j + 1][rr] = v.z;
@@ -630,7 +750,7 @@ index_assign_nv(__global const uint4 *restrict x16, const uint n, const uint dim
     }
     for (uint c0 = 0; c0 < k; c0 += 8) {
         /* centroids past k: a valid row read again, never taken */
-        __global const uint4 *crow = c16 + (size_t)min(c0 + IX_NV_B_CENT(lane), k - 1) * qw;
+        IX_GLOBAL const uint4 *crow = c16 + (size_t)min(c0 + IX_NV_B_CENT(lane), k - 1) * qw;
         float acc[2][4];
 #pragma unroll
         for (uint m = 0; m < 2; m++)
@@ -658,23 +778,189 @@ index_assign_nv(__global const uint4 *restrict x16, const uint n, const uint dim
     }
 #pragma unroll
     for (uint s = 0; s < 4; s++)
-        for (uint m = 1; m <= 2; m *= 2) {
-            const float ob = as_float(ix_nv_shfl_xor(as_uint(best[s]), m));
-            const uint oa = ix_nv_shfl_xor(arg[s], m);
-            const float os = as_float(ix_nv_shfl_xor(as_uint(second[s]), m));
-            ix_top2_join(&best[s], &arg[s], &second[s], ob, oa, os);
-        }
-    if ((lane & 3u) == 0)
+        ix_nv_finish(lane, p0 + 16 * (s >> 1) + (lane >> 2) + 8 * (s & 1), n, best[s], arg[s],
+                     second[s], norms, c_q, c_n, c_b, out, recheck, n_recheck);
+}
+
+#if IX_NV_CP
+static inline void ix_nv_cp16(const uint saddr, const ulong gaddr)
+{
+    IX_ASM("cp.async.cg.shared.global [%0], [%1], 16;" : : "r"(saddr), "l"(gaddr) : "memory");
+}
+static inline void ix_nv_cp_commit(void)
+{
+    IX_ASM("cp.async.commit_group;" : : : "memory");
+}
+#if IX_NV_ST == 2
+#define IX_NV_ST_M2 0
+#elif IX_NV_ST == 3
+#define IX_NV_ST_M2 1
+#else
+#define IX_NV_ST_M2 2
+#endif
+/* All groups but the newest IX_NV_ST - 2 complete: the tile about to be
+ * used is in __local (wait_group takes an immediate). */
+static inline void ix_nv_cp_wait_tile(void)
+{
+    IX_ASM("cp.async.wait_group " IX_NV_STR(IX_NV_ST_M2) ";" : : : "memory");
+}
+#endif
+
+/* Tile `tile` (centroids tile * CT ..) into slot buf: the float16 rows at
+ * IX_NV_STAGE_OFF (padded rows, the same 16-byte words) and the bias, 16
+ * bytes a copy, the group's threads striding; one cp.async group. The
+ * buffers hold a multiple of 128 rows (padding past k): no copy is partial. */
+static inline void ix_nv_stage(IX_LOCAL_PTR uint4 *ct, IX_LOCAL_PTR float *bt,
+                               IX_GLOBAL const uint4 *restrict c16,
+                               IX_GLOBAL const float *restrict bias, const uint tile,
+                               const uint lid)
+{
+    const uint qw = 2 * IX_NV_KS, c0 = tile * IX_NV_CT;
+    IX_GLOBAL const uint4 *src = c16 + (size_t)c0 * qw;
+    for (uint e = lid; e < IX_NV_CT * qw; e += 32 * IX_NV_W) {
+        IX_LOCAL_PTR uint4 *dst = ct + IX_NV_STAGE_OFF(e, qw, IX_NV_LDS) / 8;
+#if IX_NV_CP
+        ix_nv_cp16(IX_SHARED_ADDR(dst), IX_GLOBAL_ADDR(src + e));
+#else
+        *dst = src[e];
+#endif
+    }
+    for (uint e = lid; e < IX_NV_CT / 4; e += 32 * IX_NV_W) {
+#if IX_NV_CP
+        ix_nv_cp16(IX_SHARED_ADDR(bt + 4 * e), IX_GLOBAL_ADDR(bias + c0 + 4 * e));
+#else
+        *(IX_LOCAL_PTR float4 *)(bt + 4 * e) = *(IX_GLOBAL const float4 *)(bias + c0 + 4 * e);
+#endif
+    }
+#if IX_NV_CP
+    ix_nv_cp_commit();
+#endif
+}
+
+/* The same arguments as index_assign_nv; c16 and bias padded to a multiple
+ * of 128 centroids (zero rows, bias -INFINITY). A group takes 16 MT W points, warp w the 16 MT from
+ * 16 MT w on; slot 2m + h of a lane: the point IX_NV_SLOT_ROW of its warp's. */
+IX_KERNEL(32 * IX_NV_W)
+index_assign_nv_tiled(IX_GLOBAL const uint4 *restrict x16, const uint n, const uint dim,
+                      IX_GLOBAL const uint4 *restrict c16, IX_GLOBAL const float *restrict bias,
+                      const uint k, IX_GLOBAL const float2 *restrict norms, const float c_q,
+                      const float c_n, const float c_b, IX_GLOBAL uint *restrict out,
+                      IX_GLOBAL uint *restrict recheck, IX_GLOBAL uint *restrict n_recheck)
+{
+    IX_LOCAL_ARRAY(uint4, ctile, IX_NV_ST * IX_NV_CT * IX_NV_LDS / 8);
+    IX_LOCAL_ARRAY(float, btile, IX_NV_ST * IX_NV_CT);
+    const uint lid = (uint)get_local_id(0), lane = lid & 31u, warp = lid >> 5;
+    const uint p0 = ((uint)get_group_id(0) * IX_NV_W + warp) * (16 * IX_NV_MT);
+    const uint qw = 2 * IX_NV_KS; /* uint4 a row: dim == 16 * IX_NV_KS, the host checks */
+    const uint ntiles = (k + IX_NV_CT - 1) / IX_NV_CT;
+    (void)dim;
+
+    /* the first tiles in flight while the A fragments load */
 #pragma unroll
-        for (uint s = 0; s < 4; s++) {
-            const uint p = p0 + 16 * (s >> 1) + (lane >> 2) + 8 * (s & 1);
-            if (p < n) {
-                out[p] = arg[s];
-                const float2 nx = norms[p];
-                if (!ix_settled(best[s], second[s], nx.x, nx.y, c_q, c_n, c_b))
-                    recheck[atomic_inc(n_recheck)] = p;
+    for (uint s = 0; s + 1 < IX_NV_ST; s++) {
+        if (s < ntiles)
+            ix_nv_stage(ctile + s * (IX_NV_CT * IX_NV_LDS / 8), btile + s * IX_NV_CT, c16, bias,
+                        s, lid);
+#if IX_NV_CP
+        else
+            ix_nv_cp_commit(); /* empty: wait_group counts tiles */
+#endif
+    }
+    uint a[IX_NV_MT][IX_NV_KS][4];
+#pragma unroll
+    for (uint m = 0; m < IX_NV_MT; m++)
+#pragma unroll
+        for (uint rr = 0; rr < 2; rr++) {
+            const uint p = p0 + 16 * m + IX_NV_A_ROW(lane, rr);
+#pragma unroll
+            for (uint j = 0; j < IX_NV_KS / 2; j++) {
+                const uint4 v = p < n ? x16[(size_t)p * qw + IX_NV_QUAD(lane, j)] : IX_ZERO4;
+                a[m][2 * j][rr] = v.x;
+                a[m][2 * j][rr + 2] = v.y;
+                a[m][2 * j + 1][rr] = v.z;
+                a[m][2 * j + 1][rr + 2] = v.w;
             }
         }
+    float best[2 * IX_NV_MT], second[2 * IX_NV_MT];
+    uint arg[2 * IX_NV_MT];
+#pragma unroll
+    for (uint s = 0; s < 2 * IX_NV_MT; s++) {
+        best[s] = second[s] = -INFINITY;
+        arg[s] = 0;
+    }
+    for (uint tile = 0; tile < ntiles; tile++) {
+#if IX_NV_CP
+        ix_nv_cp_wait_tile(); /* this thread's copies of the tile landed */
+#endif
+        IX_BARRIER(); /* everyone's did; and the slot refilled next was read by all */
+        {
+            const uint next = tile + IX_NV_ST - 1, ns = next % IX_NV_ST;
+            if (next < ntiles)
+                ix_nv_stage(ctile + ns * (IX_NV_CT * IX_NV_LDS / 8), btile + ns * IX_NV_CT, c16,
+                            bias, next, lid);
+#if IX_NV_CP
+            else
+                ix_nv_cp_commit();
+#endif
+        }
+        const uint sl = tile % IX_NV_ST, c0 = tile * IX_NV_CT;
+        IX_LOCAL_PTR const uint4 *ct = ctile + sl * (IX_NV_CT * IX_NV_LDS / 8);
+        IX_LOCAL_PTR const float *bt = btile + sl * IX_NV_CT;
+        const uint valid = min((uint)IX_NV_CT, k - c0);
+        for (uint cc = 0; cc < valid; cc += 8 * IX_NV_NT) { /* warp-uniform */
+            float acc[IX_NV_NT][IX_NV_MT][4];
+#pragma unroll
+            for (uint t = 0; t < IX_NV_NT; t++)
+#pragma unroll
+                for (uint m = 0; m < IX_NV_MT; m++)
+#pragma unroll
+                    for (uint r = 0; r < 4; r++)
+                        acc[t][m][r] = 0.0f;
+#pragma unroll
+            for (uint j = 0; j < IX_NV_KS / 2; j++)
+#pragma unroll
+                for (uint t = 0; t < IX_NV_NT; t++) {
+                    const uint4 b = ct[(cc * IX_NV_LDS + IX_NV_T_OFF(lane, t, j, IX_NV_LDS)) / 8];
+#pragma unroll
+                    for (uint m = 0; m < IX_NV_MT; m++) {
+                        ix_nv_mma(acc[t][m], a[m][2 * j], b.x, b.y);
+                        ix_nv_mma(acc[t][m], a[m][2 * j + 1], b.z, b.w);
+                    }
+                }
+            /* per slot its 2 NT columns, ascending: n-tile t, then r & 1 */
+            float bb[2 * IX_NV_NT];
+            uint col[2 * IX_NV_NT];
+#pragma unroll
+            for (uint t = 0; t < IX_NV_NT; t++)
+#pragma unroll
+                for (uint e = 0; e < 2; e++) {
+                    bb[2 * t + e] = bt[cc + IX_NV_T_BIAS(lane, t) + e];
+                    col[2 * t + e] = c0 + cc + IX_NV_T_BIAS(lane, t) + e;
+                }
+            /* past k the bias is -INFINITY (the host's padding): the
+             * score is -INFINITY or NaN, a take that changes nothing */
+#pragma unroll
+            for (uint s = 0; s < 2 * IX_NV_MT; s++) {
+                float sc[2 * IX_NV_NT];
+#pragma unroll
+                for (uint t = 0; t < IX_NV_NT; t++)
+#pragma unroll
+                    for (uint e = 0; e < 2; e++)
+                        sc[2 * t + e] = acc[t][s >> 1][2 * (s & 1) + e] + bb[2 * t + e];
+                ix_top2_take_run(sc, col, 2 * IX_NV_NT, &best[s], &arg[s], &second[s]);
+            }
+            /* the takes branch per lane; the next mma.sync.aligned needs the
+             * whole warp converged (maxsim_nv.cl's ms_nv_warp_sync) */
+            IX_ASM("bar.warp.sync 0xffffffff;" : : : "memory");
+        }
+    }
+#if IX_NV_CP
+    IX_ASM("cp.async.wait_group 0;" : : : "memory"); /* nothing in flight at the end */
+#endif
+#pragma unroll
+    for (uint s = 0; s < 2 * IX_NV_MT; s++)
+        ix_nv_finish(lane, p0 + IX_NV_SLOT_ROW(lane, s), n, best[s], arg[s], second[s], norms,
+                     c_q, c_n, c_b, out, recheck, n_recheck);
 }
 #endif /* MS_NVIDIA && IX_NV_KS */
 #endif /* IX_NV_INDEX_ONLY */

@@ -307,13 +307,10 @@ static void codec_release(struct codec *c)
 static void dev_stats(const struct ms_index_dev *dev, struct ms_index_stats *st)
 {
     struct ms_index_recheck rs;
-    const enum ms_index_assign kind = ms_index_dev_get_assign(dev);
     ms_index_dev_recheck_stats(dev, &rs);
     st->kernel_s = ms_index_dev_kernel_s(dev);
     st->device_peak = ms_index_dev_peak_bytes(dev);
-    st->assign = kind == MS_INDEX_ASSIGN_NV       ? "float16 tensor cores, exact re-check"
-                 : kind == MS_INDEX_ASSIGN_APPROX ? "float16 (portable), exact re-check"
-                                                  : "float32";
+    st->assign = ms_index_dev_assign_name(dev);
     st->assign_points = rs.points;
     st->rechecked = rs.rechecked;
     st->approx_s = rs.approx_s;

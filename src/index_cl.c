@@ -11,7 +11,10 @@
  * float16 copy of the centroids and of the block, the block's norms, and
  * the list of points to re-check, gathered into a transposed block of
  * their own for the exact kernel and scattered back: the codes are the
- * exact kernels', only fewer points pay for float32 scores.
+ * exact kernels', only fewer points pay for float32 scores. On NVIDIA the
+ * float16 pass is index_assign_nv_tiled in the shape nv_pick chooses (or
+ * MAXSIM_INDEX_NV_KERNEL names), or the older index_assign_nv; both write
+ * the same codes and re-check the same points.
  */
 #include "index_cl.h"
 
@@ -27,6 +30,14 @@
 #define TILED_LOCAL_BYTES (16 * 128 * 4 + 16 * 132 * 4) /* its xs and cs */
 #define NV_WG             128                           /* index_assign_nv: 4 warps, 128 points */
 #define NV_MAX_DIM        256 /* its A fragments live in registers: dim / 2 of them */
+#define NV_KPAD           128 /* index_assign_nv_tiled's tiles divide it: c16, bias padded */
+
+/* index_assign_nv_tiled's shape (kernels/index.cl, IX_NV_*): warps a
+ * group, m-tiles a warp, n-tiles a step, centroids a tile, tiles in
+ * flight, cp.async; w == 0: the older index_assign_nv. */
+struct nv_variant {
+    unsigned w, mt, nt, ct, st, cp;
+};
 
 struct ms_index_dev {
     struct ms_cl *cl;
@@ -54,6 +65,8 @@ struct ms_index_dev {
     double cq, cd, cm, bmax;    /* max |c~|, max |c~ - c|, max(|c|, |c~|), max |bias| */
     double margin;              /* the bound's scale (tests) */
     struct ms_index_recheck rs;
+    struct nv_variant nv;  /* which tensor-core kernel k_nv is */
+    char assign_name[112]; /* the NV kind, as -v names it */
 };
 
 static void release(struct ms_index_dev *d, cl_mem *m, uint64_t bytes)
@@ -98,6 +111,60 @@ static int download(struct ms_index_dev *d, cl_mem m, void *dst, uint64_t bytes,
     return rc == CL_SUCCESS ? MS_OK : ms_cl_fail(err, what, rc);
 }
 
+/* Centroids rounded up to the tiled kernel's padding. */
+static uint64_t k_padded(uint64_t k)
+{
+    return (k + NV_KPAD - 1) / NV_KPAD * NV_KPAD;
+}
+
+/* __local bytes of a tiled shape: its tiles (rows of dim + pad halves)
+ * and their bias; kernels/index.cl's IX_NV_LDS_OF. */
+static uint64_t nv_local_bytes(const struct nv_variant *v, uint32_t dim)
+{
+    const uint64_t ks = dim / 16, lds = 16 * ks + (ks % 4 == 0 ? 32 : 0);
+    return (uint64_t)v->st * v->ct * (lds * 2 + 4);
+}
+
+/* The tensor-core kernel for dim: MAXSIM_INDEX_NV_KERNEL=old (the older
+ * index_assign_nv), tiled:W:MT:NT:CT:ST:CP (a shape of the tiled one, for
+ * timing them), or unset/"tiled": 4 warps of 4 m-tiles (2 above dim 128:
+ * the A fragments take 4 MT dim / 16 registers), 2 n-tiles a step, the
+ * largest tile of 64, 32 or 16 centroids whose 2 stages fit __local. */
+static int nv_pick(struct nv_variant *v, const struct ms_cl *cl, uint32_t dim, struct ms_err *err)
+{
+    const char *env = getenv("MAXSIM_INDEX_NV_KERNEL");
+    char tail;
+
+    if (env && !strcmp(env, "old")) {
+        *v = (struct nv_variant){ 0, 0, 0, 0, 0, 0 };
+        return MS_OK;
+    }
+    if (!env || !*env || !strcmp(env, "tiled")) {
+        *v = (struct nv_variant){ 4, dim <= 128 ? 4 : 2, 2, 64, 2, 1 };
+        while (v->ct > 16 && nv_local_bytes(v, dim) > cl->info.local_mem)
+            v->ct /= 2;
+        return MS_OK;
+    }
+    if (sscanf(env, "tiled:%u:%u:%u:%u:%u:%u%c", &v->w, &v->mt, &v->nt, &v->ct, &v->st, &v->cp,
+               &tail) != 6 ||
+        (v->w != 1 && v->w != 2 && v->w != 4 && v->w != 8) ||
+        (v->mt != 1 && v->mt != 2 && v->mt != 4) || (v->nt != 1 && v->nt != 2 && v->nt != 4) ||
+        (v->ct != 16 && v->ct != 32 && v->ct != 64 && v->ct != 128) || v->ct % (8 * v->nt) ||
+        v->st < 2 || v->st > 4 || v->cp > 1 || v->mt * dim / 16 > 32)
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "MAXSIM_INDEX_NV_KERNEL '%s': want old, tiled or "
+                          "tiled:W:MT:NT:CT:ST:CP (W 1|2|4|8, MT 1|2|4 with MT dim <= 512, NT "
+                          "1|2|4, CT 16..128 a multiple of 8 NT, ST 2..4, CP 0|1)",
+                          env);
+    if (nv_local_bytes(v, dim) > cl->info.local_mem)
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "MAXSIM_INDEX_NV_KERNEL '%s': %llu bytes of local memory, the device "
+                          "has %llu",
+                          env, (unsigned long long)nv_local_bytes(v, dim),
+                          (unsigned long long)cl->info.local_mem);
+    return MS_OK;
+}
+
 int ms_index_dev_create(struct ms_index_dev **out, struct ms_cl *cl, uint32_t dim,
                         struct ms_err *err)
 {
@@ -117,8 +184,15 @@ int ms_index_dev_create(struct ms_index_dev **out, struct ms_cl *cl, uint32_t di
     const char *nv_env = getenv("MAXSIM_INDEX_NV");
     const int nv = cl->info.is_nvidia && dim % 32 == 0 && dim <= NV_MAX_DIM &&
                    !(nv_env && !strcmp(nv_env, "0"));
-    char opts[96];
-    if (nv)
+    char opts[192];
+    if (nv && (st = nv_pick(&d->nv, cl, dim, err)) != MS_OK)
+        goto fail;
+    if (nv && d->nv.w)
+        snprintf(opts, sizeof opts,
+                 "-cl-std=CL1.2 -DMS_NVIDIA=1 -DIX_NV_KS=%u -DIX_NV_W=%u -DIX_NV_MT=%u "
+                 "-DIX_NV_NT=%u -DIX_NV_CT=%u -DIX_NV_ST=%u -DIX_NV_CP=%u",
+                 dim / 16, d->nv.w, d->nv.mt, d->nv.nt, d->nv.ct, d->nv.st, d->nv.cp);
+    else if (nv)
         snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DMS_NVIDIA=1 -DIX_NV_KS=%u", dim / 16);
     else
         snprintf(opts, sizeof opts, "%s",
@@ -136,12 +210,20 @@ int ms_index_dev_create(struct ms_index_dev **out, struct ms_cl *cl, uint32_t di
         !(d->k_scatter = clCreateKernel(d->prog, "index_scatter", &rc)) ||
         !(d->k_tiled_part = clCreateKernel(d->prog, "index_assign_tiled_part", &rc)) ||
         !(d->k_join = clCreateKernel(d->prog, "index_join_parts", &rc)) ||
-        (nv && !(d->k_nv = clCreateKernel(d->prog, "index_assign_nv", &rc)))) {
+        (nv && !(d->k_nv = clCreateKernel(
+                     d->prog, d->nv.w ? "index_assign_nv_tiled" : "index_assign_nv", &rc)))) {
         st = ms_cl_fail(err, "clCreateKernel(index)", rc);
         goto fail;
     }
     if ((st = alloc(d, &d->cutoffs, CL_MEM_READ_ONLY, 255 * 4, "bucket cutoffs", err)) != MS_OK)
         goto fail;
+    if (d->nv.w)
+        snprintf(d->assign_name, sizeof d->assign_name,
+                 "float16 tensor cores (index_assign_nv_tiled:%u:%u:%u:%u:%u:%u), exact re-check",
+                 d->nv.w, d->nv.mt, d->nv.nt, d->nv.ct, d->nv.st, d->nv.cp);
+    else
+        snprintf(d->assign_name, sizeof d->assign_name,
+                 "float16 tensor cores (index_assign_nv), exact re-check");
     /* CPUs: one work-item, 16 points in a vector (PoCL does not vectorize
      * index_assign's loop across work-items: 3 GFLOP/s on 2 cores). GPUs:
      * 128 x 128 tiles in local memory, 8 x 8 register blocks, when the
@@ -219,7 +301,8 @@ static int set_centroids_f16(struct ms_index_dev *d, const float *cents, const f
                              struct ms_err *err)
 {
     const uint64_t k = d->k, dim = d->dim;
-    uint16_t *c16 = ms_malloc((k ? k : 1) * dim * 2, err);
+    const uint64_t kp = k_padded(k); /* zero rows past k: the tiled kernel's whole tiles */
+    uint16_t *c16 = ms_calloc(kp ? kp : 1, dim * 2, err);
     int st = MS_OK;
 
     if (!c16)
@@ -244,9 +327,9 @@ static int set_centroids_f16(struct ms_index_dev *d, const float *cents, const f
         d->cm = fmax(d->cm, sqrt(fmax(sc, sq)));
         d->bmax = fmax(d->bmax, b);
     }
-    if ((st = alloc(d, &d->cents16, CL_MEM_READ_ONLY, k * dim * 2, "float16 centroids", err)) ==
+    if ((st = alloc(d, &d->cents16, CL_MEM_READ_ONLY, kp * dim * 2, "float16 centroids", err)) ==
         MS_OK)
-        st = upload(d, d->cents16, c16, k * dim * 2, "clEnqueueWriteBuffer(centroids)", err);
+        st = upload(d, d->cents16, c16, kp * dim * 2, "clEnqueueWriteBuffer(centroids)", err);
     free(c16);
     return st;
 }
@@ -254,24 +337,27 @@ static int set_centroids_f16(struct ms_index_dev *d, const float *cents, const f
 int ms_index_dev_set_centroids(struct ms_index_dev *d, const float *cents, const float *bias,
                                uint32_t k, struct ms_err *err)
 {
-    const uint64_t cb = (uint64_t)k * d->dim * 4;
-    float *zero = NULL;
+    const uint64_t cb = (uint64_t)k * d->dim * 4, kp = k_padded(k);
+    float *padded; /* the bias (none given: zeros), -INFINITY past k: index_assign_nv_tiled's
+                    * scores of its padding columns, which change no top-2 */
     int st;
 
     release(d, &d->cents, (uint64_t)d->k * d->dim * 4);
-    release(d, &d->bias, (uint64_t)d->k * 4);
-    release(d, &d->cents16, (uint64_t)d->k * d->dim * 2);
+    release(d, &d->bias, k_padded(d->k) * 4);
+    release(d, &d->cents16, k_padded(d->k) * d->dim * 2);
     d->k = k;
-    if (!bias && !(bias = zero = ms_calloc(k ? k : 1, 4, err)))
+    if (!(padded = ms_calloc(kp ? kp : 1, 4, err)))
         return err->status;
+    if (bias)
+        memcpy(padded, bias, (size_t)k * 4);
+    for (uint64_t c = k; c < kp; c++)
+        padded[c] = -INFINITY;
     if ((st = alloc(d, &d->cents, CL_MEM_READ_ONLY, cb, "centroids", err)) == MS_OK &&
-        (st = alloc(d, &d->bias, CL_MEM_READ_ONLY, (uint64_t)k * 4, "centroid bias", err)) ==
-            MS_OK &&
+        (st = alloc(d, &d->bias, CL_MEM_READ_ONLY, kp * 4, "centroid bias", err)) == MS_OK &&
         (st = upload(d, d->cents, cents, cb, "clEnqueueWriteBuffer(centroids)", err)) == MS_OK &&
-        (st = upload(d, d->bias, bias, (uint64_t)k * 4, "clEnqueueWriteBuffer(bias)", err)) ==
-            MS_OK)
-        st = set_centroids_f16(d, cents, bias, err);
-    free(zero);
+        (st = upload(d, d->bias, padded, kp * 4, "clEnqueueWriteBuffer(bias)", err)) == MS_OK)
+        st = set_centroids_f16(d, cents, bias ? padded : NULL, err);
+    free(padded);
     return st;
 }
 
@@ -516,7 +602,12 @@ static int assign_approx(struct ms_index_dev *d, struct ms_err *err)
                              MS_ARG(c_b), MS_ARG(d->codes), MS_ARG(d->list), MS_ARG(d->n_list))) !=
             MS_OK)
         return st;
-    if (nv) {
+    if (nv && d->nv.w) { /* 16 MT points a warp, W warps a group */
+        const uint64_t per = 16ull * d->nv.mt * d->nv.w;
+        const size_t local = 32 * d->nv.w, global = (d->n + per - 1) / per * local;
+        st = ms_cl_launch(d->cl, kern, 1, &global, &local, "index_assign_nv_tiled", &d->kernel_s,
+                          err);
+    } else if (nv) {
         const size_t global = (d->n + NV_WG - 1) / NV_WG * NV_WG, local = NV_WG;
         st = ms_cl_launch(d->cl, kern, 1, &global, &local, "index_assign_nv", &d->kernel_s, err);
     } else {
@@ -559,6 +650,15 @@ void ms_index_dev_set_assign(struct ms_index_dev *d, enum ms_index_assign kind)
 enum ms_index_assign ms_index_dev_get_assign(const struct ms_index_dev *d)
 {
     return d->assign == MS_INDEX_ASSIGN_NV && !d->k_nv ? MS_INDEX_ASSIGN_APPROX : d->assign;
+}
+
+const char *ms_index_dev_assign_name(const struct ms_index_dev *d)
+{
+    switch (ms_index_dev_get_assign(d)) {
+    case MS_INDEX_ASSIGN_NV: return d->assign_name;
+    case MS_INDEX_ASSIGN_APPROX: return "float16 (portable), exact re-check";
+    default: return "float32";
+    }
 }
 
 void ms_index_dev_set_margin(struct ms_index_dev *d, double scale)

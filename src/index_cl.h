@@ -55,6 +55,10 @@ enum ms_index_assign {
  * NVIDIA, or dim not a multiple of 32 up to 256) is MS_INDEX_ASSIGN_APPROX. */
 void ms_index_dev_set_assign(struct ms_index_dev *d, enum ms_index_assign kind);
 enum ms_index_assign ms_index_dev_get_assign(const struct ms_index_dev *d);
+/* The assignment in words, for -v: "float32", or the float16 pass (on
+ * NVIDIA naming its kernel and shape, see MAXSIM_INDEX_NV_KERNEL in
+ * src/index_cl.c) and its exact re-check. */
+const char *ms_index_dev_assign_name(const struct ms_index_dev *d);
 /* Tests only: scale the error bound of the approximate kinds (1, the
  * default, is the proven bound; 0 settles every point without a margin, so
  * near ties keep their float16 codes and the codes may differ). */

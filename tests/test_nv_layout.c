@@ -13,7 +13,9 @@
  * kernel's index arithmetic shows here; a misreading of the ISA shared by both sides would not,
  * which is why scripts/gpu-check must still run on the H100. kernels/index.cl's
  * index_assign_nv (nearest centroid: A = points, B = centroids, a top-2 per row joined over a
- * row's 4 lanes) is emulated the same way, with the kernel's own ix_top2_* functions.
+ * row's 4 lanes) is emulated the same way, with the kernel's own ix_top2_* functions, and so is
+ * index_assign_nv_tiled (the centroids staged in a padded __local tile, several m- and n-tiles a
+ * warp, the filtered top-2 of ix_top2_take_run).
  */
 #include <math.h>
 #include <stdint.h>
@@ -511,4 +513,204 @@ Test(nv_layout, index_assign_warp)
     }
     check_assign_warp(1, 1, 2, 0);
     check_assign_warp(5, 2, 2, 1);
+}
+
+/* kernels/index.cl's index_assign_nv_tiled for warp w of a group of nw: its 16 mt points (the
+ * last rows past n_valid read as 0 and never written), k centroids staged ct at a time into a
+ * padded __local tile by IX_NV_STAGE_OFF (the padding NaN: a read of it poisons a score), the
+ * float16 rows zero and the bias -INFINITY past k as the host pads them; per step nt n-tiles,
+ * B by the lane's 16-byte __local loads at IX_NV_T_OFF, the bias at IX_NV_T_BIAS, the scores of
+ * slot s (IX_NV_SLOT_ROW) through ix_top2_take_run, then the join.
+ * Integer data: every row's code, best and second must be the exact top-2's. Also: a quarter-
+ * warp's B loads touch 32 distinct banks (the padding's purpose). */
+enum { TMAX_K = 200, TMAX_D = 128, TMAX_P = 8 * 16 * 4 };
+static float tx[TMAX_P][TMAX_D], tcent[TMAX_K + 128][TMAX_D], tbias[TMAX_K + 128];
+
+static void check_assign_tiled(int n_valid, int k, int ks, int ties, int nw, int w, int mt, int nt,
+                               int ct)
+{
+    const int dim = 16 * ks, qw = dim / 8, lds = IX_NV_LDS_OF(ks), p0 = 16 * mt * w;
+    const int kp = (k + 127) / 128 * 128;
+    float best[32][8], second[32][8];
+    uint arg[32][8];
+    static float lt[128 * (TMAX_D + 32)];
+    static struct frag_a a[4][TMAX_D / 16];
+    float bt[128];
+    cr_assert(k <= TMAX_K && dim <= TMAX_D && 16 * mt * nw <= TMAX_P && mt <= 4 && w < nw);
+    for (int p = 0; p < 16 * mt * nw; p++)
+        for (int d = 0; d < dim; d++)
+            tx[p][d] = rnd_val(1);
+    for (int c = 0; c < kp; c++) {
+        const int dup = ties && c >= 3 && c % 3 == 0;
+        for (int d = 0; d < dim; d++)
+            tcent[c][d] = c >= k ? 0.0f : dup ? tcent[c - 3][d] : rnd_val(1);
+        tbias[c] = c >= k ? -INFINITY : dup ? tbias[c - 3] : (float)(rand() % 64 - 32);
+    }
+    /* the slot and bias maps against the ISA's C layout */
+    for (int l = 0; l < 32; l++)
+        for (int s = 0; s < 2 * mt; s++)
+            for (int t = 0; t < nt; t++)
+                for (int e = 0; e < 2; e++) {
+                    int row, col;
+                    isa_c(l, 2 * (s & 1) + e, &row, &col);
+                    cr_assert(16 * (s >> 1) + row == (int)IX_NV_SLOT_ROW(l, s) &&
+                                  8 * t + col == (int)IX_NV_T_BIAS(l, t) + e,
+                              "slot %d of lane %d: C reg %d is row %d col %d", s, l,
+                              2 * (s & 1) + e, row, col);
+                }
+    /* A as in check_assign_warp, rows of warp w */
+    for (int m = 0; m < mt; m++)
+        for (int l = 0; l < 32; l++)
+            for (int rr = 0; rr < 2; rr++)
+                for (int j = 0; j < ks / 2; j++)
+                    for (int q = 0; q < 4; q++)
+                        for (int e = 0; e < 2; e++) {
+                            const int p = p0 + 16 * m + IX_NV_A_ROW(l, rr);
+                            const int wd = 4 * IX_NV_QUAD(l, j) + q;
+                            a[m][2 * j + (q >> 1)].h[l][2 * (rr + 2 * (q & 1)) + e] =
+                                p < n_valid ? tx[p][2 * wd + e] : 0.0f;
+                        }
+    for (int l = 0; l < 32; l++)
+        for (int s = 0; s < 8; s++) {
+            best[l][s] = second[l][s] = -INFINITY;
+            arg[l][s] = 0;
+        }
+    for (int c0 = 0; c0 < k; c0 += ct) {
+        for (int i = 0; i < ct * lds; i++)
+            lt[i] = NAN;
+        for (int e = 0; e < ct * qw; e++) /* 16-byte word e: row e / qw, word e % qw */
+            for (int h = 0; h < 8; h++)
+                lt[IX_NV_STAGE_OFF(e, qw, lds) + h] = tcent[c0 + e / qw][8 * (e % qw) + h];
+        for (int i = 0; i < ct; i++)
+            bt[i] = tbias[c0 + i];
+        const int valid = k - c0 < ct ? k - c0 : ct;
+        for (int cc = 0; cc < valid; cc += 8 * nt) {
+            struct frag_c acc[4][4];
+            memset(acc, 0, sizeof acc);
+            for (int j = 0; j < ks / 2; j++)
+                for (int t = 0; t < nt; t++) {
+                    struct frag_b b[2];
+                    int bank_use[4][32] = { { 0 } };
+                    for (int l = 0; l < 32; l++) {
+                        const int off = cc * lds + (int)IX_NV_T_OFF(l, t, j, lds);
+                        cr_assert(off % 8 == 0, "lane %d: unaligned 16-byte load", l);
+                        for (int q = 0; q < 4; q++) {
+                            bank_use[l / 8][(off / 2 + q) % 32]++;
+                            for (int e = 0; e < 2; e++)
+                                b[q >> 1].h[l][2 * (q & 1) + e] = lt[off + 2 * q + e];
+                        }
+                    }
+                    for (int qq = 0; qq < 4; qq++)
+                        for (int bk = 0; bk < 32; bk++)
+                            cr_assert_eq(bank_use[qq][bk], 1,
+                                         "ks %d: quarter-warp %d uses bank %d %d times", ks, qq, bk,
+                                         bank_use[qq][bk]);
+                    for (int m = 0; m < mt; m++)
+                        for (int h = 0; h < 2; h++)
+                            isa_mma(&acc[t][m], &a[m][2 * j + h], &b[h]);
+                }
+            for (int l = 0; l < 32; l++)
+                for (int s = 0; s < 2 * mt; s++) {
+                    float sc[8];
+                    uint col[8];
+                    for (int t = 0; t < nt; t++)
+                        for (int e = 0; e < 2; e++) {
+                            col[2 * t + e] = (uint)(c0 + cc + (int)IX_NV_T_BIAS(l, t) + e);
+                            sc[2 * t + e] = acc[t][s >> 1].v[l][2 * (s & 1) + e] +
+                                            bt[cc + IX_NV_T_BIAS(l, t) + e];
+                        }
+                    ix_top2_take_run(sc, col, (uint)(2 * nt), &best[l][s], &arg[l][s],
+                                     &second[l][s]);
+                }
+        }
+    }
+    for (int s = 0; s < 2 * mt; s++)
+        for (int m = 1; m <= 2; m *= 2) {
+            float ob[32], os[32];
+            uint oa[32];
+            for (int l = 0; l < 32; l++) {
+                ob[l] = best[l ^ m][s];
+                oa[l] = arg[l ^ m][s];
+                os[l] = second[l ^ m][s];
+            }
+            for (int l = 0; l < 32; l++)
+                ix_top2_join(&best[l][s], &arg[l][s], &second[l][s], ob[l], oa[l], os[l]);
+        }
+    int written[16 * 4] = { 0 };
+    for (int l = 0; l < 32; l += 4)
+        for (int s = 0; s < 2 * mt; s++) {
+            const int p = p0 + (int)IX_NV_SLOT_ROW(l, s);
+            if (p >= n_valid)
+                continue;
+            written[p - p0]++;
+            double rb = -INFINITY, rs = -INFINITY;
+            int ra = -1;
+            for (int c = 0; c < k; c++) {
+                double v = tbias[c];
+                for (int d = 0; d < dim; d++)
+                    v += (double)tx[p][d] * tcent[c][d];
+                if (v > rb) {
+                    rs = rb;
+                    rb = v;
+                    ra = c;
+                } else if (v > rs) {
+                    rs = v;
+                }
+            }
+            cr_assert(arg[l][s] == (uint)ra && best[l][s] == (float)rb && second[l][s] == (float)rs,
+                      "tiled mt %d nt %d ct %d, n %d k %d dim %d point %d: (%u, %g, %g), want (%d, "
+                      "%g, %g)",
+                      mt, nt, ct, n_valid, k, dim, p, arg[l][s], best[l][s], second[l][s], ra, rb,
+                      rs);
+        }
+    for (int p = 0; p < 16 * mt; p++)
+        cr_assert_eq(written[p], p0 + p < n_valid, "point %d written %d times", p0 + p, written[p]);
+}
+
+Test(nv_layout, index_assign_tiled)
+{
+    srand(19);
+    /* n_valid k ks ties nw w mt nt ct: the host's default shapes (dim 128: 4 4 2 64; dim 256
+     * needs more room than here), and the others MAXSIM_INDEX_NV_KERNEL takes */
+    check_assign_tiled(256, 200, 8, 1, 4, 3, 4, 2, 64);
+    check_assign_tiled(200, 131, 8, 0, 4, 3, 4, 2, 64);
+    check_assign_tiled(64, 64, 8, 1, 4, 0, 4, 2, 64);
+    check_assign_tiled(100, 77, 6, 1, 4, 1, 4, 2, 32);
+    check_assign_tiled(40, 150, 2, 1, 2, 1, 2, 1, 16);
+    check_assign_tiled(300, 190, 4, 0, 8, 4, 1, 4, 128);
+    check_assign_tiled(16, 9, 2, 0, 1, 0, 1, 1, 16);
+    check_assign_tiled(5, 1, 2, 1, 4, 0, 4, 2, 64);
+    check_assign_tiled(64, 33, 8, 1, 1, 0, 4, 4, 32);
+    check_assign_tiled(128, 100, 8, 1, 4, 2, 2, 4, 64);
+}
+
+/* ix_top2_take_run is ns ix_top2_take calls in order, bit for bit, on runs with ties, -INFINITY
+ * and NaN (a point beyond float16 may score NaN), from every kind of running top-2. */
+Test(nv_layout, top2_take_run)
+{
+    static const float vals[] = {
+        -INFINITY, -3.0f, -1.0f, 0.0f, 0.0f, 1.0f, 2.0f, 2.0f, 5.0f, NAN
+    };
+    const int nv = (int)(sizeof vals / sizeof vals[0]);
+    srand(23);
+    for (int it = 0; it < 200000; it++) {
+        float b1 = -INFINITY, s1 = -INFINITY, b2, s2;
+        uint a1 = 0, a2;
+        const int pre = rand() % 4, ns = 1 + rand() % 8;
+        uint c = 0;
+        for (int i = 0; i < pre; i++, c++)
+            ix_top2_take(vals[rand() % nv], c, &b1, &a1, &s1);
+        b2 = b1, s2 = s1, a2 = a1;
+        float sc[8];
+        uint col[8];
+        for (int i = 0; i < ns; i++, c++) {
+            sc[i] = vals[rand() % nv];
+            col[i] = c;
+            ix_top2_take(sc[i], c, &b1, &a1, &s1);
+        }
+        ix_top2_take_run(sc, col, (uint)ns, &b2, &a2, &s2);
+        cr_assert(a1 == a2 && memcmp(&b1, &b2, 4) == 0 && memcmp(&s1, &s2, 4) == 0,
+                  "run of %d after %d: (%u, %g, %g), the takes give (%u, %g, %g)", ns, pre, a2, b2,
+                  s2, a1, b1, s1);
+    }
 }

@@ -1,7 +1,8 @@
 #!/bin/sh
-# build.sh - compile kernels/maxsim_nv.cl through its CUDA twin for sm_90 with every variant the
-# host can pick, so that ptxas checks the inline PTX; print each variant's registers, spills and
-# shared memory (ptxas -v). Runs without a GPU (needs nvcc). Usage: sh scripts/nv-twin/build.sh
+# build.sh - compile kernels/maxsim_nv.cl and the NVIDIA kernels of kernels/index.cl through their
+# CUDA twins for sm_90 with every variant the host can pick, so that ptxas checks the inline PTX;
+# print each variant's registers, spills and shared memory (ptxas -v). Runs without a GPU (needs
+# nvcc). Usage: sh scripts/nv-twin/build.sh
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 NVCC=${NVCC:-/usr/local/cuda/bin/nvcc}
@@ -35,5 +36,35 @@ done <<'VARIANTS'
 256 2 1 32 1 1
 256 1 2 32 1 1
 512 1 1 16 1 1
+VARIANTS
+# index_assign_nv_tiled: KS (dim / 16) W MT NT CT ST CP, as src/index_cl.c's nv_variant takes them
+# (MAXSIM_INDEX_NV_KERNEL=tiled:W:MT:NT:CT:ST:CP); the first line per dim is its default.
+while read -r ks w mt nt ct st cp; do
+    tag="ix-ks$ks-w$w-mt$mt-nt$nt-ct$ct-st$st-cp$cp"
+    if "$NVCC" -arch=sm_90 -O3 -c -Xptxas -v,-warn-spills,-warn-lmem-usage \
+        -DIX_NV_KS="$ks" -DIX_NV_W="$w" -DIX_NV_MT="$mt" -DIX_NV_NT="$nt" -DIX_NV_CT="$ct" \
+        -DIX_NV_ST="$st" -DIX_NV_CP="$cp" \
+        -o "$out/$tag.o" "$here/index_nv_twin.cu" >"$out/$tag.log" 2>&1; then
+        for f in index_assign_nv_tiled index_assign_nv; do
+            info=$(grep -A2 "Function properties for $f\$" "$out/$tag.log" | grep -o 'Used [0-9]* registers.*' | head -1)
+            spill=$(grep -A2 "Function properties for $f\$" "$out/$tag.log" | grep -o '[0-9]* bytes spill stores' | head -1)
+            echo "ok   $tag $f: $info; $spill"
+        done
+    else
+        echo "FAIL $tag:"; head -40 "$out/$tag.log"; fail=1
+    fi
+done <<'VARIANTS'
+8 4 4 2 64 2 1
+8 4 4 2 64 2 0
+8 4 4 1 64 2 1
+8 4 2 2 64 2 1
+8 8 4 2 64 2 1
+8 4 4 2 32 3 1
+8 4 4 2 32 4 1
+8 4 4 4 64 2 1
+8 4 2 4 64 2 1
+2 4 4 2 64 2 1
+6 4 4 2 64 2 1
+16 4 2 2 32 2 1
 VARIANTS
 exit $fail
