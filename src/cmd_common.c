@@ -246,6 +246,7 @@ int ms_device_open(struct ms_cl *cl)
 
     if (ms_cl_open(cl, ms_global.device, &err) != MS_OK)
         return ms_report(&err);
+    ms_global.used_device = 1;
     cl->verbose = ms_global.verbose;
     if (ms_global.verbose)
         fprintf(stderr, "maxsim: device %d: %s (%s)\n", cl->info.index, cl->info.name,
@@ -256,6 +257,7 @@ int ms_device_open(struct ms_cl *cl)
 /* With -v, a line for each device of the set. */
 static void devices_opened(struct ms_devset *devs)
 {
+    ms_global.used_device = 1;
     for (int i = 0; i < devs->n; i++) {
         devs->cl[i].verbose = ms_global.verbose;
         if (ms_global.verbose)

@@ -26,7 +26,7 @@
 #define MS_VERSION "0.1.0"
 #endif
 
-struct ms_global ms_global = { "auto", 0, 0, 0 };
+struct ms_global ms_global = { "auto", 0, 0, 0, 0 };
 
 static const struct ms_cmd commands[] = {
     { "search", cmd_search, "exact top-k MaxSim of queries against a corpus" },
@@ -138,7 +138,7 @@ int main(int argc, char **argv)
             opterr = 0;
             const double before_main = since_exec(), t_main = ms_now();
             const int status = ms_mpi_run(commands[i].name, commands[i].run, subc, sub);
-            if (ms_global.verbose)
+            if (ms_global.verbose && ms_global.used_device)
                 fprintf(stderr,
                         "maxsim: process: %.3f s from its start to main (loading libraries), "
                         "%.3f s in the command\n",
