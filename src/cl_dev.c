@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cl_dev.h"
@@ -403,8 +404,16 @@ int ms_cl_pick(const struct ms_cl_devinfo *list, int n, const char *spec, struct
     return -1;
 }
 
+static double seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 int ms_cl_open(struct ms_cl *cl, const char *spec, struct ms_err *err)
 {
+    const double t0 = seconds_now();
     struct ms_cl_devinfo *list = NULL;
     cl_context_properties props[3];
     int n = 0, i;
@@ -421,6 +430,7 @@ int ms_cl_open(struct ms_cl *cl, const char *spec, struct ms_err *err)
     cl->info = list[i];
     free(list);
 
+    const double t_listed = seconds_now();
     props[0] = CL_CONTEXT_PLATFORM;
     props[1] = (cl_context_properties)cl->info.platform;
     props[2] = 0;
@@ -430,6 +440,7 @@ int ms_cl_open(struct ms_cl *cl, const char *spec, struct ms_err *err)
                           ms_cl_strerror(rc));
     /* In order: every run is upload, prep, score, read back, in sequence;
      * profiling gives the kernel times that bench and -v report. */
+    const double t_context = seconds_now();
     cl->queue = clCreateCommandQueue(cl->ctx, cl->info.device, CL_QUEUE_PROFILING_ENABLE, &rc);
     if (!cl->queue) {
         clReleaseContext(cl->ctx);
@@ -437,6 +448,10 @@ int ms_cl_open(struct ms_cl *cl, const char *spec, struct ms_err *err)
         return ms_err_set(err, MS_ERR_RUNTIME, "clCreateCommandQueue failed on '%s': %s",
                           cl->info.name, ms_cl_strerror(rc));
     }
+    /* the driver's own start (platform query, context) is most of a short run's fixed cost */
+    ms_cl_note(
+        cl, "device opened in %.3f s: platforms and devices %.3f s, context %.3f s, queue %.3f s",
+        seconds_now() - t0, t_listed - t0, t_context - t_listed, seconds_now() - t_context);
     return MS_OK;
 }
 
@@ -452,6 +467,16 @@ void ms_cl_close(struct ms_cl *cl)
         clReleaseContext(cl->ctx);
     cl->queue = NULL;
     cl->ctx = NULL;
+}
+
+void ms_cl_leave(struct ms_cl *cl)
+{
+    if (cl && cl->queue)
+        clFinish(cl->queue);
+    if (cl) {
+        cl->queue = NULL;
+        cl->ctx = NULL;
+    }
 }
 
 int ms_cl_fail(struct ms_err *err, const char *call, cl_int rc)

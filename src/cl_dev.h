@@ -69,6 +69,9 @@ void ms_cl_note(struct ms_cl *cl, const char *fmt, ...) __attribute__((format(pr
 
 int ms_cl_open(struct ms_cl *cl, const char *spec, struct ms_err *err);
 void ms_cl_close(struct ms_cl *cl);
+/* Wait for the queue, then forget the queue and the context without releasing them: for a
+ * process about to exit, whose contexts the driver reclaims then (see ms_devices_close). */
+void ms_cl_leave(struct ms_cl *cl);
 
 /*
  * The helpers every device module uses (maxsim_cl.c, maxsim_nv.c, plaid_cl.c), so that buffer

@@ -19,6 +19,8 @@ struct ms_global {
     const char *device; /* --device or $MAXSIM_DEVICE, "auto" by default */
     int verbose;        /* -v */
     int quiet;          /* -q: no progress line, no warnings */
+    int exit_now;       /* devices were left to the exit: main ends with _exit (ms_devices_close) */
+    int used_device;    /* a command opened a device: -v times the process (main.c) */
 };
 extern struct ms_global ms_global;
 

@@ -17,6 +17,7 @@
 #include "h5.h"
 #include "maxsim.h"
 #include "out.h"
+#include "par.h"
 #include "pool.h"
 #include "stream.h"
 
@@ -245,6 +246,7 @@ int ms_device_open(struct ms_cl *cl)
 
     if (ms_cl_open(cl, ms_global.device, &err) != MS_OK)
         return ms_report(&err);
+    ms_global.used_device = 1;
     cl->verbose = ms_global.verbose;
     if (ms_global.verbose)
         fprintf(stderr, "maxsim: device %d: %s (%s)\n", cl->info.index, cl->info.name,
@@ -255,6 +257,7 @@ int ms_device_open(struct ms_cl *cl)
 /* With -v, a line for each device of the set. */
 static void devices_opened(struct ms_devset *devs)
 {
+    ms_global.used_device = 1;
     for (int i = 0; i < devs->n; i++) {
         devs->cl[i].verbose = ms_global.verbose;
         if (ms_global.verbose)
@@ -317,16 +320,47 @@ static void print_notes(const struct ms_cl *cl)
     }
 }
 
+/* Whether a command's devices may be left to the process's exit rather than released. On
+ * the H200, NVIDIA's driver took 0.06 s to release a context and its exit handlers 0.05 s
+ * more, a quarter of a 2 GB search's 0.47 s; the kernel driver reclaims a process's contexts
+ * when it exits (as when it is killed) and the command's outputs are complete by then. CPU
+ * devices (PoCL: tests, sanitizer runs that check everything is released) are always
+ * released, and MAXSIM_RELEASE_DEVICES=1 releases every device. */
+static int leave_to_exit(const struct ms_cl *cl, int n)
+{
+    const char *env = getenv("MAXSIM_RELEASE_DEVICES");
+    if (env && strcmp(env, "1") == 0)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (cl[i].info.type & CL_DEVICE_TYPE_CPU)
+            return 0;
+    return n > 0;
+}
+
 void ms_devices_close(struct ms_devset *devs)
 {
-    for (int i = 0; i < devs->n; i++)
+    const int n = devs->n;
+    for (int i = 0; i < n; i++)
         print_notes(&devs->cl[i]);
+    const double t0 = ms_now();
+    if (leave_to_exit(devs->cl, n)) {
+        for (int i = 0; i < n; i++)
+            ms_cl_leave(&devs->cl[i]);
+        ms_global.exit_now = 1;
+    }
     ms_devset_close(devs);
+    if (ms_global.verbose && n)
+        fprintf(stderr, "maxsim: device%s %s in %.3f s\n", n > 1 ? "s" : "",
+                ms_global.exit_now ? "left to the exit" : "released", ms_now() - t0);
 }
 
 void ms_device_close(struct ms_cl *cl)
 {
     print_notes(cl);
+    if (leave_to_exit(cl, 1)) {
+        ms_cl_leave(cl);
+        ms_global.exit_now = 1;
+    }
     ms_cl_close(cl);
 }
 
@@ -465,6 +499,11 @@ void ms_run_stats_print(const char *cmd, const struct ms_run_stats *st, double t
      * the critical path before the first block */
     fprintf(stderr, "maxsim: %s: host: scorers made in %.3f s (programs, queries to the device)\n",
             cmd, st->setup_s);
+    if (st->loop_run_s > 0)
+        fprintf(stderr,
+                "maxsim: %s: host: scoring loop: %.3f s waiting for blocks, %.3f s in device "
+                "calls (copies, kernels, read-back), %.3f s handing scores on\n",
+                cmd, st->loop_next_s, st->loop_run_s, st->loop_hand_s);
 }
 
 /* The host matrix a block's scores are read back into: pinned like the blocks when there is one
@@ -483,6 +522,56 @@ static float *alloc_scores(const struct ms_alloc *pin, size_t bytes, void **hand
     return p;
 }
 
+/* A block's scores handed to the command's callback on a thread of their own, while the
+ * device scores the next block into the other buffer (score writes 400 MB matrices: the
+ * writes and the kernels take turns otherwise). */
+struct hand_off {
+    ms_block_fn fn;
+    void *ctx;
+    uint64_t q0, nq, ld;
+    const float *scores;
+    struct ms_emb rows; /* first_row and n_rows only: ms_block_fn's contract */
+    struct ms_err err;
+    int rc;
+    struct ms_par_task task;
+    int busy;
+};
+
+static void *hand_off_run(void *arg)
+{
+    struct hand_off *h = arg;
+    h->rc = h->fn(h->ctx, h->q0, h->nq, h->scores, h->ld, &h->rows, &h->err);
+    return NULL;
+}
+
+/* Wait for the block in flight; its error, if any, into err. */
+static int hand_off_wait(struct hand_off *h, struct ms_err *err)
+{
+    if (!h->busy)
+        return MS_OK;
+    ms_par_wait(&h->task);
+    h->busy = 0;
+    if (h->rc != MS_OK)
+        *err = h->err;
+    return h->rc;
+}
+
+/* The most documents a block of rows [first, first + n) holds under these limits (as the
+ * stream cuts them): score buffers are sized for it rather than for max_docs, since blocks
+ * are mostly cut by their tokens (1,000 queries allow 16,777 documents a block; 190,650
+ * tokens of 100-token documents hold 1,900). */
+static uint64_t widest_block(const struct ms_src *d, uint64_t first, uint64_t n, uint64_t max_docs,
+                             uint64_t max_tokens)
+{
+    uint64_t widest = 1;
+    for (uint64_t r = first; r < first + n;) {
+        const uint64_t end = ms_block_end(d, r, first + n, max_docs, max_tokens);
+        widest = end - r > widest ? end - r : widest;
+        r = end;
+    }
+    return widest;
+}
+
 /* Score rows [q0, q0 + nq) of the queries against the documents of the shard. */
 static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, struct ms_src *q,
                       struct ms_src *d, uint64_t q0, uint64_t nq, uint64_t max_docs,
@@ -498,18 +587,20 @@ static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, st
     struct ms_pool *pool = NULL;
     struct ms_stream *stream = NULL;
     const struct ms_emb *block;
-    float *scores = NULL;
-    void *scores_handle = NULL;
+    float *scores = NULL, *spare = NULL;
+    void *scores_handle = NULL, *spare_handle = NULL;
+    struct hand_off hand = { .fn = fn, .ctx = ctx, .q0 = q0, .nq = nq };
     struct ms_alloc pinned;
     const struct ms_alloc *const pin = ms_pinned_alloc(devs, &pinned);
+    uint64_t first, n_docs;
+    ms_shard_rows(o, d->n_rows, &first, &n_docs);
+    max_docs = widest_block(d, first, n_docs, max_docs, max_tokens);
     const struct ms_scorer_opts so = { .normalize = o->normalize,
                                        .max_docs = max_docs,
                                        .max_tokens = max_tokens,
                                        .precision = o->precision };
-    uint64_t first, n_docs;
     int rc;
 
-    ms_shard_rows(o, d->n_rows, &first, &n_docs);
     ms_emb_init(&queries);
     if ((rc = ms_src_read(q, q0, nq, &queries, err)) != MS_OK)
         goto done;
@@ -527,7 +618,9 @@ static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, st
         if (dev_topk ? !(top_s = ms_malloc(nq * device_k * sizeof *top_s, err)) ||
                            !(top_i = ms_malloc(nq * device_k * sizeof *top_i, err))
                      : !(scores = alloc_scores(pin, nq * max_docs * sizeof *scores, &scores_handle,
-                                               err))) {
+                                               err)) ||
+                           !(spare = alloc_scores(pin, nq * max_docs * sizeof *spare, &spare_handle,
+                                                  err))) {
             rc = err->status;
             goto done;
         }
@@ -535,28 +628,57 @@ static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, st
     stats->setup_s += ms_now() - setup_t0;
     if ((rc = ms_stream_start(&stream, d, first, n_docs, max_docs, max_tokens, pin, err)) != MS_OK)
         goto done;
+    double t_next = ms_now();
     while ((rc = ms_stream_next(stream, &block, err)) == MS_OK && block) {
         if (pool) {
             if ((rc = ms_pool_submit(pool, block, err)) != MS_OK)
                 break;
             stats->topk_blocks += dev_topk;
         } else {
+            const double t_run = ms_now();
+            stats->loop_next_s += t_run - t_next;
             if ((rc = dev_topk ? ms_scorer_run_topk(scorer, block, device_k, top_s, top_i, err)
                                : ms_scorer_run(scorer, block, scores, block->n_rows, err)) != MS_OK)
                 break;
+            const double t_hand = ms_now();
+            stats->loop_run_s += t_hand - t_run;
             stats->kernel_s += ms_scorer_last_kernel_s(scorer);
             double up_s;
             uint64_t up_bytes;
             ms_scorer_last_upload(scorer, &up_s, &up_bytes);
             stats->upload_s += up_s;
             stats->upload_bytes += up_bytes;
-            if ((rc = dev_topk ? tfn(ctx, q0, nq, device_k, top_s, top_i, block, err)
-                               : fn(ctx, q0, nq, scores, block->n_rows, block, err)) != MS_OK)
+            if (dev_topk) {
+                rc = tfn(ctx, q0, nq, device_k, top_s, top_i, block, err);
+            } else if ((rc = hand_off_wait(&hand, err)) == MS_OK) {
+                /* the previous block's callback is done with its buffer: it takes this one */
+                float *const swap = scores;
+                void *const swap_handle = scores_handle;
+                hand.scores = scores;
+                hand.ld = block->n_rows;
+                hand.rows.first_row = block->first_row;
+                hand.rows.n_rows = block->n_rows;
+                hand.busy = 1;
+                ms_par_start(&hand.task, hand_off_run, &hand);
+                scores = spare;
+                scores_handle = spare_handle;
+                spare = swap;
+                spare_handle = swap_handle;
+            }
+            stats->loop_hand_s += ms_now() - t_hand;
+            if (rc != MS_OK)
                 break;
             stats->topk_blocks += dev_topk;
         }
         ms_progress_add(prog, block->n_rows);
         stats->blocks++;
+        t_next = ms_now();
+    }
+    if (!pool) {
+        const double t_hand = ms_now();
+        const int hrc = hand_off_wait(&hand, rc == MS_OK ? err : &(struct ms_err){ 0 });
+        rc = rc == MS_OK ? hrc : rc;
+        stats->loop_hand_s += ms_now() - t_hand;
     }
     stats->read_s += ms_stream_read_s(stream);
     stats->wait_s += ms_stream_wait_s(stream);
@@ -570,12 +692,17 @@ done:
             *err = perr;
         }
     }
+    hand_off_wait(&hand, &(struct ms_err){ 0 }); /* an error path: its result is not needed */
     ms_stream_stop(stream);
     ms_scorer_free(scorer);
     if (scores_handle)
         pin->free(pin->ctx, scores_handle);
     else
         free(scores);
+    if (spare_handle)
+        pin->free(pin->ctx, spare_handle);
+    else
+        free(spare);
     free(top_s);
     free(top_i);
     ms_emb_release(&queries);

@@ -145,7 +145,10 @@ void ms_plan_blocks(const struct ms_cl *cl, const struct ms_inputs_opts *o, cons
 struct ms_progress;
 
 /* Called for every block of scores: scores[i * ld + j] is query q0 + i
- * against document block->first_row + j. */
+ * against document block->first_row + j. Only block's first_row and n_rows
+ * are set: the call may run on another thread while the next block is
+ * scored (its tokens are being replaced then). Calls come one at a time, in
+ * block order. */
 typedef int (*ms_block_fn)(void *ctx, uint64_t q0, uint64_t nq, const float *scores, uint64_t ld,
                            const struct ms_emb *block, struct ms_err *err);
 
@@ -163,6 +166,9 @@ struct ms_run_stats {
     uint64_t blocks;
     uint64_t topk_blocks; /* blocks whose top k the device selected */
     double setup_s;       /* host wall time making scorers (programs, queries on the device) */
+    /* the scoring loop's wall time (one device): waiting for the reader, in the scorer's calls
+     * (copies, kernels, read-back), waiting for the previous block's callback */
+    double loop_next_s, loop_run_s, loop_hand_s;
 };
 
 /* With -v: one line of read, host-to-device and kernel rates and which of them bounds the

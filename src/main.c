@@ -13,17 +13,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cmd.h"
 #include "cmd_mpi.h"
 #include "h5.h"
+#include "stream.h"
 #include "tempfile.h"
 
 #ifndef MS_VERSION
 #define MS_VERSION "0.1.0"
 #endif
 
-struct ms_global ms_global = { "auto", 0, 0 };
+struct ms_global ms_global = { "auto", 0, 0, 0, 0 };
 
 static const struct ms_cmd commands[] = {
     { "search", cmd_search, "exact top-k MaxSim of queries against a corpus" },
@@ -55,6 +58,30 @@ static void usage(FILE *f)
                "                   there -q means --queries)\n"
                "  -h, --help       this help\n"
                "  --version        print the version\n");
+}
+
+/* Seconds from the process's start (exec) to now, from /proc/self/stat's
+ * start time (clock ticks since boot, 10 ms steps): what the loader and the
+ * libraries' constructors cost before main. -1 where that is unknown. */
+static double since_exec(void)
+{
+    char buf[1024];
+    FILE *f = fopen("/proc/self/stat", "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    struct timespec now;
+    unsigned long long start = 0;
+
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    /* field 22; the name (field 2) may hold spaces: count from its closing ')' */
+    const char *p = strrchr(buf, ')');
+    for (int field = 2; p && field < 22; field++)
+        p = strchr(p + 1, ' ');
+    if (!p || sscanf(p + 1, "%llu", &start) != 1 || clock_gettime(CLOCK_BOOTTIME, &now) != 0)
+        return -1;
+    const long tick = sysconf(_SC_CLK_TCK);
+    return (double)now.tv_sec + (double)now.tv_nsec * 1e-9 - (double)start / (double)tick;
 }
 
 /* Interrupted: remove the temporary outputs (no partial file is left), then
@@ -109,10 +136,21 @@ int main(int argc, char **argv)
             int subc = argc - optind;
             optind = 0;
             opterr = 0;
+            const double before_main = since_exec(), t_main = ms_now();
             const int status = ms_mpi_run(commands[i].name, commands[i].run, subc, sub);
+            if (ms_global.verbose && ms_global.used_device)
+                fprintf(stderr,
+                        "maxsim: process: %.3f s from its start to main (loading libraries), "
+                        "%.3f s in the command\n",
+                        before_main, ms_now() - t_main);
             /* standard output is closed here, once, for every command
              * (git's run_builtin): a failed write (`> /dev/full`) is an error */
-            return status == 0 ? ms_close_stdout() : status;
+            const int code = status == 0 ? ms_close_stdout() : status;
+            if (ms_global.exit_now) { /* skip the GPU driver's exit handlers: ms_devices_close */
+                fflush(NULL);
+                _exit(code);
+            }
+            return code;
         }
     }
     if (strcmp(argv[optind], "help") == 0) {

@@ -32,3 +32,19 @@ void ms_par_run(void *(*fn)(void *), void *items, size_t item_size, size_t n)
     free(th);
     free(started);
 }
+
+void ms_par_start(struct ms_par_task *t, void *(*fn)(void *), void *arg)
+{
+    t->fn = fn;
+    t->arg = arg;
+    t->state = pthread_create(&t->thread, NULL, fn, arg) == 0 ? 1 : 2;
+}
+
+void ms_par_wait(struct ms_par_task *t)
+{
+    if (t->state == 1)
+        pthread_join(t->thread, NULL);
+    else if (t->state == 2)
+        t->fn(t->arg);
+    t->state = 0;
+}

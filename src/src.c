@@ -324,7 +324,10 @@ int ms_pread_full(int fd, void *dst, size_t n, uint64_t off, size_t *got)
 int ms_read_threads_default(void)
 {
     const long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > 8 ? 8 : (int)n;
+    return n < 1    ? 1
+           : n > 16 ? 16
+                    : (int)n; /* H200 host, 2 GB page-cached: 8 -> 16 threads, 13-16.5 -> 16.5-18.8
+                                 GB/s */
 }
 
 #define MAX_THREADS 256
