@@ -248,6 +248,16 @@ MS_KERNEL void ms_nv_prep_f16(MS_GLOBAL const half *restrict src, const uint n_t
     MS_NV_PREP_BODY(MS_NV_LOAD_F16, ms_nv_inv_norm_f16)
 }
 
+/* Sum: partial scores loaded SUMB at a time before they are added (still one by one, in
+ * order: the same bits), so that a query of many row blocks (colpali: 64) waits for a memory
+ * latency every SUMB blocks, not every block. */
+#ifndef MS_NV_SUMB
+#define MS_NV_SUMB 1
+#endif
+#if MS_NV_SUMB < 1 || MS_NV_SUMB > 32
+#error "MS_NV_SUMB must be in 1..32"
+#endif
+
 /*
  * Sum (any device): out[i][j] = sum of part[rb][j] over query i's row blocks q_blk[i] ..
  * q_blk[i+1]-1, in order (0 for a query without tokens). Global size (>= n_docs, n_q).
@@ -260,7 +270,20 @@ MS_KERNEL void ms_nv_sum(MS_GLOBAL const float *restrict part, const uint n_docs
     if (j >= n_docs || i >= n_q)
         return;
     float s = 0.0f;
-    for (uint rb = q_blk[i]; rb < q_blk[i + 1]; rb++)
+    uint rb = q_blk[i];
+    const uint end = q_blk[i + 1];
+#if MS_NV_SUMB > 1
+    for (; rb + MS_NV_SUMB <= end; rb += MS_NV_SUMB) {
+        float v[MS_NV_SUMB];
+#pragma unroll
+        for (int u = 0; u < MS_NV_SUMB; u++)
+            v[u] = part[(size_t)(rb + (uint)u) * n_docs + j];
+#pragma unroll
+        for (int u = 0; u < MS_NV_SUMB; u++)
+            s += v[u];
+    }
+#endif
+    for (; rb < end; rb++)
         s += part[(size_t)rb * n_docs + j];
     out[(size_t)i * n_docs + j] = s;
 }

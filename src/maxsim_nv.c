@@ -201,6 +201,9 @@ static void nv_pick(struct nvpath *nv, const struct ms_cl *cl, const struct nv_s
 
     nv->ldsm = env_int("MAXSIM_NV_LDSM", 1);
     nv->cpasync = env_int("MAXSIM_NV_CPASYNC", 1);
+    nv->sumb = env_int("MAXSIM_NV_SUM_BATCH", 1); /* ms_nv_sum's loads in flight (same bits) */
+    if (nv->sumb < 1 || nv->sumb > 32)
+        nv->sumb = 1;
     nv->kernel = stream_fits(nv->kp, sh) ? NV_STREAM : NV_STAGED;
     nv->smr = sh->max_rb < 1
                   ? 1
@@ -415,9 +418,9 @@ int ms_nv_create(struct ms_scorer *s, const struct ms_emb *q, struct ms_err *err
         "-cl-std=CL1.2 -DMS_NVIDIA=1 -DMS_NV_KP=%u -DMS_NV_MR=%d -DMS_NV_WC=%d "
         "-DMS_NV_NCH=%d -DMS_NV_SMR=%d -DMS_NV_SW=%d -DMS_NV_SS=%d -DMS_NV_ST=%d -DMS_NV_SPLIT=%d "
         "-DMS_NV_LDSM=%d -DMS_NV_CPASYNC=%d -DMS_NV_F8=%d -DMS_NV_RING=%d -DMS_NV_WARPS=%d "
-        "-DMS_NV_NT=%d -DMS_NV_RTFAST=%d%s%s",
+        "-DMS_NV_NT=%d -DMS_NV_RTFAST=%d -DMS_NV_SUMB=%d%s%s",
         nv->kp, nv->mr, nv->wc, nv->nch, nv->smr, nv->sw, nv->ss, nv->st, nv->split, nv->ldsm,
-        nv->cpasync, nv->f8, nv->ring, nv->warps, nv->nt, nv->rtfast, extra ? " " : "",
+        nv->cpasync, nv->f8, nv->ring, nv->warps, nv->nt, nv->rtfast, nv->sumb, extra ? " " : "",
         extra ? extra : "");
     if (ms_cl_program(s->cl, "maxsim_nv.cl", opts, &nv->prog, err) != MS_OK)
         return ms_err_prefix(err, "NVIDIA tensor-core path (MAXSIM_NV_MMA=0 turns it off)");
