@@ -17,7 +17,7 @@
  *   part       [n_rb][n_docs] float32: the sum over a row block's valid rows of their max. Long
  *              queries are simply several row blocks; ms_nv_sum adds a query's blocks in order.
  *
- * ms_nv_score: a work-group of 4 warps owns WR*MR row blocks (the "row tile", grid dimension 1)
+ * ms_nv_score: a work-group of 4 (or 8) warps owns WR*MR row blocks (the "row tile", grid dimension 1)
  * and a run of docs_per_wg consecutive documents (grid dimension 0). Each warp keeps the A
  * fragments of its MR row blocks in registers for the whole run (loaded once, KP compile-time
  * so that the register arrays are indexed by constants only). Documents stream through __local
@@ -40,8 +40,11 @@
  * checks every PTX instruction.
  *
  * Build options (host): -DMS_NVIDIA=1 (required for ms_nv_score), -DMS_NV_KP (16..512, a
- * multiple of 16), -DMS_NV_MR (1|2 row blocks per warp), -DMS_NV_WC (1|2|4 warps splitting the
- * columns; WR = 4 / WC), -DMS_NV_NCH (tokens per chunk, a multiple of 16 * WC),
+ * multiple of 16), -DMS_NV_MR (1..4 row blocks per warp), -DMS_NV_WC (1|2|4 warps splitting the
+ * columns; WR = WARPS / WC), -DMS_NV_NCH (tokens per chunk, a multiple of 16 * WC),
+ * -DMS_NV_WARPS (4|8 warps a work-group sharing each chunk), -DMS_NV_RING (0: double buffer
+ * with two barriers a chunk; 2..4: a ring of chunk slots with one), -DMS_NV_NT (1|2 column
+ * tiles a warp scores per step), -DMS_NV_RTFAST (0|1: the row tile in grid dimension 0),
  * -DMS_NV_LDSM=0|1 (ldmatrix, else plain __local loads), -DMS_NV_CPASYNC=0|1 (cp.async, else
  * plain copies). The fallbacks exist because two points are unverified on NVIDIA's OpenCL:
  * that a __local pointer converted to an integer is the .shared address ldmatrix/cp.async take,
@@ -68,7 +71,26 @@
 #ifndef MS_NV_CPASYNC
 #define MS_NV_CPASYNC 1
 #endif
+/* Staged: warps a work-group (4 | 8: all of them share each staged chunk). */
+#ifndef MS_NV_WARPS
 #define MS_NV_WARPS 4
+#endif
+/* Staged: 0 = the double buffer with two barriers a chunk; 2..4 = a ring of that many chunk
+ * slots with one barrier a chunk (wait for the oldest, barrier, refill the slot the barrier has
+ * just freed, compute). */
+#ifndef MS_NV_RING
+#define MS_NV_RING 0
+#endif
+/* Staged: 16-token column tiles a warp scores per step (1 | 2: two tiles' accumulators in
+ * flight, one end-of-step drain for twice the mma). */
+#ifndef MS_NV_NT
+#define MS_NV_NT 1
+#endif
+/* Staged: 1 = the row tile is grid dimension 0 (the row tiles of one run of documents start
+ * together and share its reads in L2), 0 = dimension 1. */
+#ifndef MS_NV_RTFAST
+#define MS_NV_RTFAST 0
+#endif
 #define MS_NV_WR (MS_NV_WARPS / MS_NV_WC)
 #define MS_NV_KS (MS_NV_KP / 16)  /* k-steps of 16 */
 /* __local row stride in halves: KP + 8, i.e. 16 bytes of padding, so the 8 rows one ldmatrix
@@ -78,8 +100,17 @@
 #if MS_NV_KP % 16 != 0 || MS_NV_KP < 16 || MS_NV_KP > 512
 #error "MS_NV_KP must be a multiple of 16 in 16..512"
 #endif
-#if MS_NV_MR != 1 && MS_NV_MR != 2 && MS_NV_MR != 4
-#error "MS_NV_MR must be 1, 2 or 4"
+#if MS_NV_MR < 1 || MS_NV_MR > 4
+#error "MS_NV_MR must be in 1..4"
+#endif
+#if MS_NV_WARPS != 4 && MS_NV_WARPS != 8
+#error "MS_NV_WARPS must be 4 or 8"
+#endif
+#if MS_NV_RING != 0 && (MS_NV_RING < 2 || MS_NV_RING > 4)
+#error "MS_NV_RING must be 0 or in 2..4"
+#endif
+#if MS_NV_NT != 1 && MS_NV_NT != 2
+#error "MS_NV_NT must be 1 or 2"
 #endif
 #ifndef MS_NV_SMR
 #define MS_NV_SMR 2
@@ -141,6 +172,15 @@
 /* C fragment register r: row in the block, column (token) in the n8 tile. */
 #define MS_NV_C_ROW(lane, r) (MS_NV_G(lane) + 8 * ((r) >> 1))
 #define MS_NV_C_COL(lane, r) (2 * MS_NV_T(lane) + ((r) & 1))
+/* Staged, the 16-token column tiles of a chunk: of WC warps splitting them, warp column wc
+ * scores steps of NT consecutive tiles, its first starting at tile MS_NV_STEP0 and each next
+ * MS_NV_STEP_STRIDE tiles on; a step's tiles past the chunk's valid tokens are skipped. */
+#define MS_NV_STEP0(wc, NT) ((wc) * (NT))
+#define MS_NV_STEP_STRIDE(WC, NT) ((WC) * (NT))
+/* Staged ring of R slots: the slot refilled while slot cur is scored (the one scored just
+ * before, which every warp has left at the barrier), and the slot scored next. */
+#define MS_NV_RING_FILL(cur, R) ((cur) == 0 ? (R) - 1 : (cur) - 1)
+#define MS_NV_RING_NEXT(cur, R) ((cur) + 1 == (R) ? 0 : (cur) + 1)
 
 #ifndef MS_NV_INDEX_ONLY
 
@@ -208,6 +248,16 @@ MS_KERNEL void ms_nv_prep_f16(MS_GLOBAL const half *restrict src, const uint n_t
     MS_NV_PREP_BODY(MS_NV_LOAD_F16, ms_nv_inv_norm_f16)
 }
 
+/* Sum: partial scores loaded SUMB at a time before they are added (still one by one, in
+ * order: the same bits), so that a query of many row blocks (colpali: 64) waits for a memory
+ * latency every SUMB blocks, not every block. */
+#ifndef MS_NV_SUMB
+#define MS_NV_SUMB 1
+#endif
+#if MS_NV_SUMB < 1 || MS_NV_SUMB > 32
+#error "MS_NV_SUMB must be in 1..32"
+#endif
+
 /*
  * Sum (any device): out[i][j] = sum of part[rb][j] over query i's row blocks q_blk[i] ..
  * q_blk[i+1]-1, in order (0 for a query without tokens). Global size (>= n_docs, n_q).
@@ -220,7 +270,20 @@ MS_KERNEL void ms_nv_sum(MS_GLOBAL const float *restrict part, const uint n_docs
     if (j >= n_docs || i >= n_q)
         return;
     float s = 0.0f;
-    for (uint rb = q_blk[i]; rb < q_blk[i + 1]; rb++)
+    uint rb = q_blk[i];
+    const uint end = q_blk[i + 1];
+#if MS_NV_SUMB > 1
+    for (; rb + MS_NV_SUMB <= end; rb += MS_NV_SUMB) {
+        float v[MS_NV_SUMB];
+#pragma unroll
+        for (int u = 0; u < MS_NV_SUMB; u++)
+            v[u] = part[(size_t)(rb + (uint)u) * n_docs + j];
+#pragma unroll
+        for (int u = 0; u < MS_NV_SUMB; u++)
+            s += v[u];
+    }
+#endif
+    for (; rb < end; rb++)
         s += part[(size_t)rb * n_docs + j];
     out[(size_t)i * n_docs + j] = s;
 }
@@ -374,12 +437,85 @@ static inline void ms_nv_next(uint *j, uint *c, const uint j_end, MS_GLOBAL cons
         ;
 }
 
+#if MS_NV_RING
+#define MS_NV_SLOTS MS_NV_RING
+#else
+#define MS_NV_SLOTS 2
+#endif
+
+#if MS_NV_CPASYNC && MS_NV_RING
+/* Ring: all groups but the newest RING - 2 are complete, so the chunk about to be scored is in
+ * __local (one group a chunk; wait_group takes an immediate). */
+static inline void ms_nv_cp_wait_chunk(void)
+{
+#if MS_NV_RING == 2
+    ms_nv_cp_wait0();
+#elif MS_NV_RING == 3
+    ms_nv_cp_wait1();
+#else
+    MS_ASM("cp.async.wait_group 2;" : : : "memory");
+#endif
+}
+#endif
+
+/* The B fragments of 16-token column tile `tile` of a staged chunk at k-step ks: {b0, b1} of
+ * its first n8 tile, then of its second. */
+static inline void ms_nv_load_b(uint *b, MS_LOCAL_PTR const ushort *buf, const uint tile,
+                                const int ks, const uint lane)
+{
+#if MS_NV_LDSM
+    ms_nv_ldsm_x4(b, MS_SHARED_ADDR(buf + (tile * 16 + MS_NV_LDSM_TOK(lane)) * MS_NV_LDS +
+                                    ks * 16 + MS_NV_LDSM_K(lane)));
+#else
+#pragma unroll
+    for (int q = 0; q < 4; q++)
+        b[q] = *(MS_LOCAL_PTR const uint *)(buf + (tile * 16 + MS_NV_B_TOK(lane, q)) * MS_NV_LDS +
+                                            ks * 16 + MS_NV_B_K(lane, q));
+#endif
+}
+
+/* One step of ms_nv_score: column tiles t .. t + NTL - 1 of the chunk in buf (the last of them
+ * starts before `valid`) against the warp's MR row blocks, into the running max mx. Every
+ * accumulator takes its k-steps in order 0, 1, ... and the tiles reach mx in column order, so
+ * NTL changes no bit. */
+#define MS_NV_SCORE_STEP(NTL)                                                                    \
+    {                                                                                            \
+        float acc[NTL][MS_NV_MR][2][4];                                                          \
+        _Pragma("unroll") for (int u = 0; u < (NTL); u++)                                        \
+            _Pragma("unroll") for (int m = 0; m < MS_NV_MR; m++)                                 \
+                _Pragma("unroll") for (int n = 0; n < 2; n++)                                    \
+                    _Pragma("unroll") for (int r = 0; r < 4; r++) acc[u][m][n][r] = 0.0f;        \
+        _Pragma("unroll") for (int ks = 0; ks < MS_NV_KS; ks++)                                  \
+            _Pragma("unroll") for (int u = 0; u < (NTL); u++)                                    \
+            {                                                                                    \
+                uint b[4];                                                                       \
+                ms_nv_load_b(b, buf, t + (uint)u, ks, lane);                                     \
+                _Pragma("unroll") for (int m = 0; m < MS_NV_MR; m++)                             \
+                {                                                                                \
+                    ms_nv_mma(acc[u][m][0], a[m][ks], b[0], b[1]);                               \
+                    ms_nv_mma(acc[u][m][1], a[m][ks], b[2], b[3]);                               \
+                }                                                                                \
+            }                                                                                    \
+        _Pragma("unroll") for (int u = 0; u < (NTL); u++)                                        \
+        {                                                                                        \
+            /* Tokens past the document's end (stale __local rows) never win the max. */        \
+            const uint sub_valid = valid - (t + (uint)u) * 16;                                   \
+            MS_NV_MAX_TILE(MS_NV_MR, acc[u], mx, sub_valid)                                      \
+        }                                                                                        \
+    }
+
 /*
- * Score: see the top of the file. Global size (n_wg * 128, n_row_tiles), local (128, 1).
+ * Score: see the top of the file. Global size (n_wg * 32 * WARPS, n_row_tiles), local
+ * (32 * WARPS, 1); with RTFAST the two grid dimensions are swapped.
  *   docs       [tokens][KP] float16 bits; document j is tokens doc_tok[j] .. + doc_len[j] - 1
  *   queries    [n_rb * 16][KP] float16 bits; rb_nvalid[rb] valid rows in row block rb
  *   part       [n_rb][n_docs]: sum over the valid rows of rb of their max over document j
  * Work-group x scores documents x * docs_per_wg .. + docs_per_wg - 1.
+ * Chunks go through MS_NV_SLOTS slots of __local: RING = 0, a double buffer (the next chunk's
+ * copies issued, wait for the current one, barrier, compute, barrier); RING >= 2, a ring with
+ * one barrier a chunk (wait for the current chunk, barrier, refill the slot of the chunk before,
+ * which every warp has left by then, compute). Either way every chunk of the run is staged and
+ * scored in the same order, so the variants give the same bits.
  */
 MS_KERNEL MS_REQD_WG void
 ms_nv_score(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restrict doc_tok,
@@ -388,16 +524,21 @@ ms_nv_score(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restric
             const uint n_rb, MS_GLOBAL float *restrict part)
 {
 #ifdef MS_NV_CUDA
-    __shared__ __align__(16) ushort sbuf[2][MS_NV_NCH * MS_NV_LDS];
+    __shared__ __align__(16) ushort sbuf[MS_NV_SLOTS][MS_NV_NCH * MS_NV_LDS];
     __shared__ float red[MS_NV_WARPS][MS_NV_MR * 16];
 #else
-    __local ushort sbuf[2][MS_NV_NCH * MS_NV_LDS] __attribute__((aligned(16)));
+    __local ushort sbuf[MS_NV_SLOTS][MS_NV_NCH * MS_NV_LDS] __attribute__((aligned(16)));
     __local float red[MS_NV_WARPS][MS_NV_MR * 16];
 #endif
     const uint lid = (uint)get_local_id(0), lane = lid & 31, warp = lid >> 5;
     const uint wr = warp / MS_NV_WC, wc = warp % MS_NV_WC;
-    const uint rb0 = (uint)get_group_id(1) * (MS_NV_WR * MS_NV_MR) + wr * MS_NV_MR;
-    const uint j_begin = (uint)get_group_id(0) * docs_per_wg;
+#if MS_NV_RTFAST
+    const uint row_tile = (uint)get_group_id(0), run = (uint)get_group_id(1);
+#else
+    const uint row_tile = (uint)get_group_id(1), run = (uint)get_group_id(0);
+#endif
+    const uint rb0 = row_tile * (MS_NV_WR * MS_NV_MR) + wr * MS_NV_MR;
+    const uint j_begin = run * docs_per_wg;
     const uint j_end = min(n_docs, j_begin + docs_per_wg);
     const uint g = MS_NV_G(lane);
 
@@ -421,15 +562,32 @@ ms_nv_score(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restric
     if (j_begin >= j_end)
         return; /* the whole work-group: no barrier is left behind */
 
-    /* Prefetch the first chunk that has tokens. */
+    /* The first chunk that has tokens. */
     uint pj = j_begin, pc = 0;
     while (pj < j_end && doc_len[pj] == 0)
         pj++;
+#if MS_NV_RING
+    /* Prologue: the first RING - 1 chunks in flight, one commit group each (empty groups past
+     * the run's last chunk); (pj, pc) is then the next chunk to stage. */
+#pragma unroll
+    for (int i = 0; i < MS_NV_RING - 1; i++) {
+        if (pj < j_end) {
+            ms_nv_stage(sbuf[i], docs, doc_tok[pj] + pc * MS_NV_NCH,
+                        min((uint)MS_NV_NCH, doc_len[pj] - pc * MS_NV_NCH), lid);
+            ms_nv_next(&pj, &pc, j_end, doc_len);
+        }
+#if MS_NV_CPASYNC
+        else
+            ms_nv_cp_commit();
+#endif
+    }
+#else
     if (pj < j_end)
         ms_nv_stage(sbuf[0], docs, doc_tok[pj], min((uint)MS_NV_NCH, doc_len[pj]), lid);
 #if MS_NV_CPASYNC
     else
         ms_nv_cp_commit();
+#endif
 #endif
     uint cur = 0;
 
@@ -443,6 +601,25 @@ ms_nv_score(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restric
             mx[m][0] = mx[m][1] = -INFINITY;
 
         for (uint c = 0; c * MS_NV_NCH < len; c++) {
+#if MS_NV_RING
+            /* Invariant: chunk (j, c) is in flight into sbuf[cur], RING - 2 newer ones behind. */
+#if MS_NV_CPASYNC
+            ms_nv_cp_wait_chunk();
+#endif
+            MS_BARRIER(); /* chunk (j, c) is in; every warp has left the previous chunk's slot */
+            {
+                const uint fill = MS_NV_RING_FILL(cur, MS_NV_RING);
+                if (pj < j_end) {
+                    ms_nv_stage(sbuf[fill], docs, doc_tok[pj] + pc * MS_NV_NCH,
+                                min((uint)MS_NV_NCH, doc_len[pj] - pc * MS_NV_NCH), lid);
+                    ms_nv_next(&pj, &pc, j_end, doc_len);
+                }
+#if MS_NV_CPASYNC
+                else
+                    ms_nv_cp_commit(); /* keeps one group a chunk for the wait above */
+#endif
+            }
+#else
             /* Invariant: chunk (j, c) is in flight into sbuf[cur]; start the next one. */
             ms_nv_next(&pj, &pc, j_end, doc_len);
             if (pj < j_end)
@@ -454,45 +631,27 @@ ms_nv_score(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restric
             ms_nv_cp_wait1();
 #endif
             MS_BARRIER();
+#endif
 
             const uint valid = min((uint)MS_NV_NCH, len - c * MS_NV_NCH);
             MS_LOCAL_PTR const ushort *buf = sbuf[cur];
-            for (uint t = wc; t * 16 < valid; t += MS_NV_WC) { /* warp-uniform */
-                float acc[MS_NV_MR][2][4];
-#pragma unroll
-                for (int m = 0; m < MS_NV_MR; m++)
-#pragma unroll
-                    for (int n = 0; n < 2; n++)
-#pragma unroll
-                        for (int r = 0; r < 4; r++)
-                            acc[m][n][r] = 0.0f;
-#pragma unroll
-                for (int ks = 0; ks < MS_NV_KS; ks++) {
-                    uint b[4];
-#if MS_NV_LDSM
-                    ms_nv_ldsm_x4(b, MS_SHARED_ADDR(buf + (t * 16 + MS_NV_LDSM_TOK(lane)) *
-                                                              MS_NV_LDS +
-                                                    ks * 16 + MS_NV_LDSM_K(lane)));
-#else
-#pragma unroll
-                    for (int q = 0; q < 4; q++)
-                        b[q] = *(MS_LOCAL_PTR const uint *)(buf +
-                                                            (t * 16 + MS_NV_B_TOK(lane, q)) *
-                                                                MS_NV_LDS +
-                                                            ks * 16 + MS_NV_B_K(lane, q));
-#endif
-#pragma unroll
-                    for (int m = 0; m < MS_NV_MR; m++) {
-                        ms_nv_mma(acc[m][0], a[m][ks], b[0], b[1]);
-                        ms_nv_mma(acc[m][1], a[m][ks], b[2], b[3]);
-                    }
+            /* Warp column wc takes the steps of NT tiles wc, wc + WC, ... (warp-uniform). */
+            for (uint t = MS_NV_STEP0(wc, MS_NV_NT); t * 16 < valid;
+                 t += MS_NV_STEP_STRIDE(MS_NV_WC, MS_NV_NT)) {
+#if MS_NV_NT == 2
+                if ((t + 1) * 16 < valid) {
+                    MS_NV_SCORE_STEP(2)
+                    continue;
                 }
-                /* Tokens past the document's end (stale __local rows) never win the max. */
-                const uint sub_valid = valid - t * 16;
-                MS_NV_MAX_TILE(MS_NV_MR, acc, mx, sub_valid)
+#endif
+                MS_NV_SCORE_STEP(1)
             }
+#if MS_NV_RING
+            cur = MS_NV_RING_NEXT(cur, MS_NV_RING);
+#else
             MS_BARRIER(); /* sbuf[cur] is read; the next iteration refills it */
             cur ^= 1;
+#endif
         }
 
         /* The row's max over the 4 lanes that hold its columns. */

@@ -127,11 +127,18 @@ static void shape_class(uint32_t kp, const struct nv_shape *sh, char *buf, size_
              sh->cap_docs > 16 * sh->cus ? "many" : "few");
 }
 
-/* Apply a variant string ("stream,SMR,SW,SS[,ST,K,SPLIT]" or "staged,MR,WC,NCH"); 0 when it
- * does not parse or does not fit these queries (a stream variant holds at most SMR row blocks). */
+/* The staged kernel's __local chunk slots, in bytes: a ring's, or the double buffer's two. */
+static uint32_t staged_slot_bytes(const struct nvpath *nv, int nch)
+{
+    return (uint32_t)(nv->ring ? nv->ring : 2) * (uint32_t)nch * (nv->kp + 8) * 2;
+}
+
+/* Apply a variant string ("stream,SMR,SW,SS[,ST,K,SPLIT]" or
+ * "staged,MR,WC,NCH[,RING,WARPS,NT,RTFAST]"); 0 when it does not parse or does not fit these
+ * queries (a stream variant holds at most SMR row blocks) or __local (a staged one's slots). */
 static int apply_variant(struct nvpath *nv, const char *v, const struct nv_shape *sh)
 {
-    int a = 0, b = 0, c = 0, st = 0, k = 0, split = -1;
+    int a = 0, b = 0, c = 0, st = 0, k = 0, split = -1, ring = 0, warps = 4, nt = 1, rtfast = 0;
     if (!v || !*v)
         return 0;
     if (sscanf(v, "stream,%d,%d,%d,%d,%d,%d", &a, &b, &c, &st, &k, &split) >= 3) {
@@ -149,14 +156,25 @@ static int apply_variant(struct nvpath *nv, const char *v, const struct nv_shape
         stream_ring(nv); /* a forced ring still has to fit __local */
         return 1;
     }
-    if (sscanf(v, "staged,%d,%d,%d", &a, &b, &c) == 3 || sscanf(v, "%d,%d,%d", &a, &b, &c) == 3) {
-        if ((a != 1 && a != 2 && a != 4) || (b != 1 && b != 2 && b != 4) || c < 16 || c > 128 ||
-            c % (16 * b) != 0)
+    if (sscanf(v, "staged,%d,%d,%d,%d,%d,%d,%d", &a, &b, &c, &ring, &warps, &nt, &rtfast) >= 3 ||
+        sscanf(v, "%d,%d,%d", &a, &b, &c) == 3) {
+        const int old_ring = nv->ring;
+        if (a < 1 || a > 4 || (b != 1 && b != 2 && b != 4) || c < 16 || c > 128 ||
+            c % (16 * b) != 0 || (ring != 0 && (ring < 2 || ring > 4)) ||
+            (warps != 4 && warps != 8) || (nt != 1 && nt != 2) || (rtfast != 0 && rtfast != 1))
             return 0;
+        nv->ring = ring;
+        if (staged_slot_bytes(nv, c) > 40960) {
+            nv->ring = old_ring;
+            return 0;
+        }
         nv->kernel = NV_STAGED;
         nv->mr = a;
         nv->wc = b;
         nv->nch = c;
+        nv->warps = warps;
+        nv->nt = nt;
+        nv->rtfast = rtfast;
         return 1;
     }
     return 0;
@@ -183,6 +201,9 @@ static void nv_pick(struct nvpath *nv, const struct ms_cl *cl, const struct nv_s
 
     nv->ldsm = env_int("MAXSIM_NV_LDSM", 1);
     nv->cpasync = env_int("MAXSIM_NV_CPASYNC", 1);
+    nv->sumb = env_int("MAXSIM_NV_SUM_BATCH", 1); /* ms_nv_sum's loads in flight (same bits) */
+    if (nv->sumb < 1 || nv->sumb > 32)
+        nv->sumb = 1;
     nv->kernel = stream_fits(nv->kp, sh) ? NV_STREAM : NV_STAGED;
     nv->smr = sh->max_rb < 1
                   ? 1
@@ -196,6 +217,10 @@ static void nv_pick(struct nvpath *nv, const struct ms_cl *cl, const struct nv_s
     nv->mr = sh->total_rb >= 16 && nv->kp <= 128 ? 4 : sh->total_rb >= 2 && nv->kp <= 256 ? 2 : 1;
     nv->wc = sh->total_rb >= 8 ? 1 : sh->total_rb >= 4 ? 2 : 4;
     nv->nch = 0;
+    nv->ring = 0;
+    nv->warps = 4;
+    nv->nt = 1;
+    nv->rtfast = 0;
     nv->tuned = 0;
     if (!apply_variant(nv, forced, sh) && !apply_variant(nv, getenv("MAXSIM_NV_VARIANT"), sh)) {
         device_key(cl, dev, sizeof dev);
@@ -205,7 +230,7 @@ static void nv_pick(struct nvpath *nv, const struct ms_cl *cl, const struct nv_s
     }
     while (nv->nch == 0) {
         for (int ch = 128; ch >= 16; ch /= 2)
-            if (2u * (uint32_t)ch * (nv->kp + 8) * 2 <= 40960 && ch % (16 * nv->wc) == 0) {
+            if (staged_slot_bytes(nv, ch) <= 40960 && ch % (16 * nv->wc) == 0) {
                 nv->nch = ch;
                 break;
             }
@@ -219,10 +244,17 @@ static void nv_pick(struct nvpath *nv, const struct ms_cl *cl, const struct nv_s
                  "CU)%s",
                  nv->smr, nv->sw, nv->split ? " sharing each document" : "", nv->ss, nv->st,
                  nv->warps_per_cu, nv->tuned ? ", tuned" : "");
-    else
+    else if (nv->ring == 0 && nv->warps == 4 && nv->nt == 1 && !nv->rtfast)
         snprintf(nv->variant, sizeof nv->variant,
                  "staged (row blocks per warp %d, column warps %d, chunk %d)%s", nv->mr, nv->wc,
                  nv->nch, nv->tuned ? ", tuned" : "");
+    else
+        snprintf(nv->variant, sizeof nv->variant,
+                 "staged (row blocks per warp %d, column warps %d, chunk %d, %s%d, %d warps, "
+                 "%d tile%s a step%s)%s",
+                 nv->mr, nv->wc, nv->nch, nv->ring ? "ring of " : "double buffer ",
+                 nv->ring ? nv->ring : 2, nv->warps, nv->nt, nv->nt > 1 ? "s" : "",
+                 nv->rtfast ? ", row tiles first" : "", nv->tuned ? ", tuned" : "");
 }
 
 int ms_scorer_tune_keys(const struct ms_cl *cl, const struct ms_emb *q,
@@ -265,6 +297,23 @@ int ms_scorer_tune_candidates(const struct ms_cl *cl, const struct ms_emb *q,
                     continue;
                 snprintf(out[n++], 64, "staged,%d,%d,%d", mr, wc, nch);
             }
+    /* Many row blocks (compute-bound): the one-barrier rings, 8 warps sharing a chunk, two
+     * tiles a step, 3 row blocks a warp (12 warps a multiprocessor), row tiles first. */
+    static const int wide[][7] = { { 4, 1, 64, 2, 4, 1, 0 }, { 4, 1, 48, 3, 4, 1, 0 },
+                                   { 4, 1, 32, 4, 4, 1, 0 }, { 4, 1, 64, 2, 4, 2, 0 },
+                                   { 4, 1, 48, 3, 4, 2, 0 }, { 4, 1, 64, 2, 8, 1, 0 },
+                                   { 4, 1, 48, 3, 8, 1, 0 }, { 4, 1, 48, 3, 8, 2, 0 },
+                                   { 2, 1, 64, 2, 8, 1, 0 }, { 3, 1, 64, 2, 4, 1, 0 },
+                                   { 3, 1, 48, 3, 4, 1, 0 }, { 4, 1, 64, 2, 4, 1, 1 },
+                                   { 4, 1, 48, 3, 4, 2, 1 } };
+    for (size_t i = 0; i < sizeof wide / sizeof wide[0] && n < max; i++) {
+        const int *w = wide[i];
+        if ((uint64_t)(w[4] / w[1]) * (uint64_t)w[0] > 2 * sh.total_rb || kp > 128 ||
+            (uint32_t)w[3] * (uint32_t)w[2] * (kp + 8) * 2 > 40960)
+            continue;
+        snprintf(out[n++], 64, "staged,%d,%d,%d,%d,%d,%d,%d", w[0], w[1], w[2], w[3], w[4], w[5],
+                 w[6]);
+    }
     return n;
 }
 
@@ -356,7 +405,7 @@ int ms_nv_create(struct ms_scorer *s, const struct ms_emb *q, struct ms_err *err
 {
     struct nvpath *nv = &s->nv;
     uint64_t max_rb = 0;
-    char opts[320];
+    char opts[448];
     const char *extra = getenv("MAXSIM_NV_BUILD_OPTS"); /* e.g. -cl-nv-verbose */
 
     nv->f8 = s->precision == MS_PREC_F8;
@@ -368,9 +417,11 @@ int ms_nv_create(struct ms_scorer *s, const struct ms_emb *q, struct ms_err *err
         opts, sizeof opts,
         "-cl-std=CL1.2 -DMS_NVIDIA=1 -DMS_NV_KP=%u -DMS_NV_MR=%d -DMS_NV_WC=%d "
         "-DMS_NV_NCH=%d -DMS_NV_SMR=%d -DMS_NV_SW=%d -DMS_NV_SS=%d -DMS_NV_ST=%d -DMS_NV_SPLIT=%d "
-        "-DMS_NV_LDSM=%d -DMS_NV_CPASYNC=%d -DMS_NV_F8=%d%s%s",
+        "-DMS_NV_LDSM=%d -DMS_NV_CPASYNC=%d -DMS_NV_F8=%d -DMS_NV_RING=%d -DMS_NV_WARPS=%d "
+        "-DMS_NV_NT=%d -DMS_NV_RTFAST=%d -DMS_NV_SUMB=%d%s%s",
         nv->kp, nv->mr, nv->wc, nv->nch, nv->smr, nv->sw, nv->ss, nv->st, nv->split, nv->ldsm,
-        nv->cpasync, nv->f8, extra ? " " : "", extra ? extra : "");
+        nv->cpasync, nv->f8, nv->ring, nv->warps, nv->nt, nv->rtfast, nv->sumb, extra ? " " : "",
+        extra ? extra : "");
     if (ms_cl_program(s->cl, "maxsim_nv.cl", opts, &nv->prog, err) != MS_OK)
         return ms_err_prefix(err, "NVIDIA tensor-core path (MAXSIM_NV_MMA=0 turns it off)");
     if (ms_cl_kernel(nv->prog, "ms_nv_prep_f32", &nv->prep_f32, err) != MS_OK ||
@@ -440,7 +491,7 @@ static int nv_staged_group(struct ms_scorer *s, const struct qgroup *g, cl_mem d
 {
     struct nvpath *nv = &s->nv;
     const cl_uint n_rb = g->n_rb, n_q = (cl_uint)g->nq, n_docs = (cl_uint)nd;
-    const uint64_t tile_rb = (uint64_t)(4 / nv->wc) * (uint64_t)nv->mr;
+    const uint64_t tile_rb = (uint64_t)(nv->warps / nv->wc) * (uint64_t)nv->mr;
     const uint64_t n_rt = ms_ceil_div(n_rb, tile_rb);
     /* Enough work-groups to fill the device several times over, each a run of documents long
      * enough that its register-resident query fragments are reused. */
@@ -450,8 +501,12 @@ static int nv_staged_group(struct ms_scorer *s, const struct qgroup *g, cl_mem d
         per = 1;
     const cl_uint docs_per_wg = (cl_uint)per;
     if (n_rb) {
-        const size_t local[2] = { 128, 1 };
-        const size_t global[2] = { ms_ceil_div(nd, per) * 128, n_rt };
+        /* rtfast: the row tiles of a run of documents are neighbours in the grid, so they run
+         * together and read the run's chunks from L2 rather than memory */
+        const size_t wg = 32 * (size_t)nv->warps, n_runs = ms_ceil_div(nd, per);
+        const size_t local[2] = { wg, 1 };
+        const size_t global[2] = { nv->rtfast ? n_rt * wg : n_runs * wg,
+                                   nv->rtfast ? n_runs : n_rt };
         if (MS_CL_SET_ARGS(nv->score, "ms_nv_score", err, MS_ARG(dsrc), MS_ARG(s->doc_tile),
                            MS_ARG(s->doc_len), MS_ARG(n_docs), MS_ARG(docs_per_wg), MS_ARG(g->nv_q),
                            MS_ARG(g->nv_rb_valid), MS_ARG(n_rb), MS_ARG(nv->part)) != MS_OK ||

@@ -39,6 +39,10 @@ struct nvpath {
     /* staged: row blocks per warp, warps splitting the columns, tokens per chunk;
      * stream: row blocks per warp (smr), warps per work-group (sw), ring stages (ss). */
     int mr, wc, nch, smr, sw, ss, ldsm, cpasync;
+    /* staged: chunk slots (0: the double buffer with two barriers a chunk, 2..4: a ring with
+     * one), warps a work-group (4, 8), column tiles a step (1, 2), row tile in dimension 0 */
+    int ring, warps, nt, rtfast;
+    int sumb;          /* ms_nv_sum: partial scores loaded at a time (MAXSIM_NV_SUM_BATCH) */
     int st;            /* stream: tokens per ring slot (16, 32, 64) */
     int warps_per_cu;  /* stream: warps in the grid per compute unit */
     int split;         /* stream: the warps of a work-group share each document */

@@ -713,4 +713,100 @@ Test(nv_layout, top2_take_run)
                   "run of %d after %d: (%u, %g, %g), the takes give (%u, %g, %g)", ns, pre, a2, b2,
                   s2, a1, b1, s1);
     }
+/* ms_nv_score's column steps (MS_NV_STEP0, MS_NV_STEP_STRIDE): for every split of a chunk over
+ * WC warp columns, NT tiles a step and every count of valid tokens, each 16-token tile that holds
+ * a valid token is scored exactly once, by the kernel's own loop (a step's second tile only when
+ * it starts before `valid`), and no tile reads past the chunk's NCH rows of __local. */
+Test(nv_layout, staged_steps)
+{
+    static const int wcs[] = { 1, 2, 4 };
+    for (size_t w = 0; w < sizeof wcs / sizeof wcs[0]; w++)
+        for (int nt = 1; nt <= 2; nt++)
+            for (int nch = 16 * wcs[w]; nch <= 128; nch += 16 * wcs[w])
+                for (int valid = 1; valid <= nch; valid++) {
+                    int seen[8] = { 0 };
+                    for (int wc = 0; wc < wcs[w]; wc++)
+                        for (int t = MS_NV_STEP0(wc, nt); t * 16 < valid;
+                             t += MS_NV_STEP_STRIDE(wcs[w], nt))
+                            for (int u = 0; u < nt && (t + u) * 16 < valid; u++) {
+                                cr_assert((t + u + 1) * 16 <= nch, "tile %d past chunk %d", t + u,
+                                          nch);
+                                seen[t + u]++;
+                            }
+                    for (int t = 0; t < 8; t++)
+                        cr_assert_eq(seen[t], t * 16 < valid,
+                                     "WC %d NT %d NCH %d valid %d: tile %d scored %d times", wcs[w],
+                                     nt, nch, valid, t, seen[t]);
+                }
+}
+
+/*
+ * ms_nv_score's ring of R chunk slots (MS_NV_RING_FILL, MS_NV_RING_NEXT) played through for runs
+ * of documents of mixed lengths (empty ones included): the prologue stages R - 1 chunks, then
+ * each chunk waits for all commit groups but the newest R - 2 (cp.async.wait_group R - 2),
+ * passes the barrier, refills one slot and is scored. The chunk scored must be the one staged in
+ * its slot and landed, and a refill may only overwrite a slot that every warp has scored before
+ * the barrier (or an unused one). The prefetch order is ms_nv_next's: the next chunk of the
+ * document, else the first of the next document that has tokens.
+ */
+static void check_ring(int ring, int nch, const int *len, int n_docs)
+{
+    int slot_chunk[4], pj = 0, pc = 0, n_groups = 0, landed = 0, scored = 0, cur = 0;
+    int group_chunk[64];
+    for (int s = 0; s < ring; s++)
+        slot_chunk[s] = -1;
+    while (pj < n_docs && len[pj] == 0)
+        pj++;
+        /* stage the next chunk (or an empty group) into slot s; chunks are numbered in order */
+#define RING_STAGE(s)                                                                              \
+    do {                                                                                           \
+        cr_assert(n_groups < 64);                                                                  \
+        if (pj < n_docs) {                                                                         \
+            group_chunk[n_groups] = n_groups;                                                      \
+            slot_chunk[(s)] = n_groups;                                                            \
+            if ((pc + 1) * nch < len[pj]) {                                                        \
+                pc++;                                                                              \
+            } else {                                                                               \
+                pc = 0;                                                                            \
+                for (pj++; pj < n_docs && len[pj] == 0; pj++)                                      \
+                    ;                                                                              \
+            }                                                                                      \
+        } else {                                                                                   \
+            group_chunk[n_groups] = -1;                                                            \
+        }                                                                                          \
+        n_groups++;                                                                                \
+    } while (0)
+    for (int i = 0; i < ring - 1; i++)
+        RING_STAGE(i);
+    for (int j = 0; j < n_docs; j++)
+        for (int c = 0; c * nch < len[j]; c++) {
+            landed = n_groups - (ring - 2); /* wait_group R - 2: the older groups are complete */
+            const int fill = MS_NV_RING_FILL(cur, ring);
+            cr_assert(fill != cur, "R %d: refilling the slot about to be scored", ring);
+            cr_assert(slot_chunk[fill] < scored, "R %d: slot %d holds chunk %d, not yet scored",
+                      ring, fill, slot_chunk[fill]);
+            RING_STAGE(fill);
+            cr_assert_eq(slot_chunk[cur], scored, "R %d: slot %d holds chunk %d, scoring %d", ring,
+                         cur, slot_chunk[cur], scored);
+            cr_assert(scored < landed && group_chunk[scored] == scored,
+                      "R %d: chunk %d scored before its copies landed", ring, scored);
+            scored++;
+            cur = MS_NV_RING_NEXT(cur, ring);
+        }
+#undef RING_STAGE
+    int want = 0;
+    for (int j = 0; j < n_docs; j++)
+        want += (len[j] + nch - 1) / nch;
+    cr_assert_eq(scored, want);
+}
+
+Test(nv_layout, staged_ring)
+{
+    static const int runs[][6] = { { 300, 300, 300, 0, 0, 0 }, { 0, 17, 0, 0, 64, 1 },
+                                   { 1, 1, 1, 1, 1, 1 },       { 0, 0, 0, 0, 0, 0 },
+                                   { 128, 0, 129, 33, 0, 0 },  { 47, 48, 49, 0, 96, 95 } };
+    for (int ring = 2; ring <= 4; ring++)
+        for (int nch = 16; nch <= 64; nch += 16)
+            for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++)
+                check_ring(ring, nch, runs[r], 6);
 }

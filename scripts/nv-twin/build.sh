@@ -9,12 +9,21 @@ NVCC=${NVCC:-/usr/local/cuda/bin/nvcc}
 out=${TMPDIR:-/tmp}/maxsim-nv-twin
 mkdir -p "$out"
 fail=0
-# KP MR WC NCH LDSM CPASYNC: the host's choices (src/maxsim_cl.c nv_pick) plus the fallbacks.
-while read -r kp mr wc nch ldsm cpa; do
-    tag="kp$kp-mr$mr-wc$wc-nch$nch-ldsm$ldsm-cp$cpa"
+# KP MR WC NCH LDSM CPASYNC [RING WARPS NT RTFAST SUMB]: the host's choices (src/maxsim_nv.c
+# nv_pick, the staged variants of MAXSIM_NV_VARIANT and bench --tune, MAXSIM_NV_SUM_BATCH) plus
+# the fallbacks; the last five default to the double buffer, 4 warps, one tile a step, row tiles
+# in dimension 1, ms_nv_sum one load at a time.
+while read -r kp mr wc nch ldsm cpa ring warps nt rtfast sumb; do
+    ring=${ring:-0} warps=${warps:-4} nt=${nt:-1} rtfast=${rtfast:-0} sumb=${sumb:-1}
+    # the stream kernel in the same file: one warp of two 16-token slots above KP 128, as the
+    # host's stream_ring shrinks it to fit 40 KiB of __local
+    stream="-DMS_NV_SW=1 -DMS_NV_SS=2"
+    [ "$kp" -le 128 ] && stream=""
+    tag="kp$kp-mr$mr-wc$wc-nch$nch-ldsm$ldsm-cp$cpa-ring$ring-w$warps-nt$nt-rt$rtfast-sb$sumb"
     if "$NVCC" -arch=sm_90 -O3 -c -Xptxas -v,-warn-spills,-warn-lmem-usage \
         -DMS_NV_KP="$kp" -DMS_NV_MR="$mr" -DMS_NV_WC="$wc" -DMS_NV_NCH="$nch" \
-        -DMS_NV_LDSM="$ldsm" -DMS_NV_CPASYNC="$cpa" \
+        -DMS_NV_LDSM="$ldsm" -DMS_NV_CPASYNC="$cpa" -DMS_NV_RING="$ring" \
+        -DMS_NV_WARPS="$warps" -DMS_NV_NT="$nt" -DMS_NV_RTFAST="$rtfast" -DMS_NV_SUMB="$sumb" $stream \
         -o "$out/$tag.o" "$here/maxsim_nv_twin.cu" >"$out/$tag.log" 2>&1; then
         info=$(grep -A2 "ms_nv_score" "$out/$tag.log" | grep -o 'Used [0-9]* registers.*' | head -1)
         spill=$(grep -A2 "ms_nv_score" "$out/$tag.log" | grep -o '[0-9]* bytes spill stores' | head -1)
@@ -36,6 +45,24 @@ done <<'VARIANTS'
 256 2 1 32 1 1
 256 1 2 32 1 1
 512 1 1 16 1 1
+128 4 1 64 1 1
+128 4 1 64 1 1 2
+128 4 1 48 1 1 3
+128 4 1 32 1 1 4
+128 4 1 64 1 1 2 4 2
+128 4 1 48 1 1 3 4 2
+128 4 1 64 1 1 2 8
+128 4 1 48 1 1 3 8
+128 4 1 48 1 1 3 8 2
+128 2 1 64 1 1 2 8
+128 3 1 64 1 1 2
+128 3 1 48 1 1 3
+128 4 1 64 1 1 2 4 1 1 8
+128 4 1 64 1 1 0 4 1 1 16
+128 4 1 64 1 1 0 4 2
+128 4 2 64 1 1 2 8 2
+128 4 1 48 0 0 3 4 2
+128 2 1 32 1 1 4 4 2
 VARIANTS
 # index_assign_nv_tiled: KS (dim / 16) W MT NT CT ST CP, as src/index_cl.c's nv_variant takes them
 # (MAXSIM_INDEX_NV_KERNEL=tiled:W:MT:NT:CT:ST:CP); the first line per dim is its default.
