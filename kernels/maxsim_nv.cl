@@ -43,10 +43,11 @@
  * multiple of 16), -DMS_NV_MR (1|2 row blocks per warp), -DMS_NV_WC (1|2|4 warps splitting the
  * columns; WR = 4 / WC), -DMS_NV_NCH (tokens per chunk, a multiple of 16 * WC),
  * -DMS_NV_LDSM=0|1 (ldmatrix, else plain __local loads), -DMS_NV_CPASYNC=0|1 (cp.async, else
- * plain copies), -DMS_NV_F8=1 (e4m3 operands), -DMS_NV_TF32=1 (float32 operands multiplied as
- * tf32 by mma.m16n8k8: the tf32 section) with -DMS_NV_TF32_CVT=0|1. The fallbacks exist because two points are unverified on NVIDIA's OpenCL:
+ * plain copies). The fallbacks exist because two points are unverified on NVIDIA's OpenCL:
  * that a __local pointer converted to an integer is the .shared address ldmatrix/cp.async take,
  * and that cp.async completes as written; scripts/gpu-check tests every combination.
+ * -DMS_NV_F8=1: e4m3 operands; -DMS_NV_TF32=1 with -DMS_NV_TF32_CVT=0|1|2: float32 operands
+ * multiplied as tf32 by mma.m16n8k8 (the tf32 section).
  * Without MS_NVIDIA only the portable helpers (prep, sum) are compiled: the host never builds
  * this file for another device, and `make check-kernels` checks it both ways.
  */
@@ -104,7 +105,7 @@
 #define MS_NV_F8 0
 #endif
 /* tf32 operands (--precision tf32, sm_80+): rows of KP "halves" hold KP / 2 float32 (the tf32
- * section below); MS_NV_TF32_CVT: the kernel rounds B with cvt.rna.tf32.f32 itself. */
+ * section below); MS_NV_TF32_CVT 1|2: the kernel rounds B itself (arithmetic | cvt.rna). */
 #ifndef MS_NV_TF32
 #define MS_NV_TF32 0
 #endif
@@ -292,12 +293,18 @@ MS_KERNEL void ms_nv_prep32_f16(MS_GLOBAL const half *restrict src, const uint n
  * here, and the registers the kernels load for it are the m16n8k8 .tf32 fragments (the
  * MS_NV_TF32_* maps above), so ms_nv_score and ms_nv_stream run unchanged around it. With
  * MS_NV_TF32_CVT the B registers, raw float32 from the documents as uploaded, are rounded here
- * (cvt.rna.tf32.f32; A was rounded on the host); else they come rounded from ms_nv_prep32_*
+ * (1: ms_nv_tf32_rna's integer arithmetic, 2: cvt.rna.tf32.f32, the same bits; A was rounded
+ * on the host); else they come rounded from ms_nv_prep32_*
  * (or, MAXSIM_NV_TF32=raw, not at all: the PTX ISA does not say what mma makes of the low 13
  * bits of a .tf32 operand). */
 static inline void ms_nv_mma_tf32(float *c, const uint *a, uint b0, uint b1)
 {
-#if MS_NV_TF32_CVT
+#if MS_NV_TF32_CVT == 1
+    /* plain arithmetic: the compiler converts each register once for all MR row blocks */
+    b0 = as_uint(ms_nv_tf32_rna(as_float(b0)));
+    b1 = as_uint(ms_nv_tf32_rna(as_float(b1)));
+#elif MS_NV_TF32_CVT == 2
+    /* the instruction (volatile asm: once per mma, MR times per register) */
     MS_ASM("cvt.rna.tf32.f32 %0, %1;" : "=r"(b0) : "f"(as_float(b0)));
     MS_ASM("cvt.rna.tf32.f32 %0, %1;" : "=r"(b1) : "f"(as_float(b1)));
 #endif

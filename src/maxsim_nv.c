@@ -58,10 +58,11 @@ int ms_scorer_tf32_ok(const struct ms_cl *cl, uint32_t dim)
 }
 
 /* MAXSIM_NV_TF32, how tf32 operands are rounded: prep (the default: a pass rounds the documents
- * to nearest into their own buffer), fused (the kernel rounds them with cvt.rna.tf32.f32 from
- * the float32 as uploaded, no pass and no second buffer), raw (nothing rounded: the hardware
- * gets float32 bits; for measuring what it does with them). Queries are rounded on the host
- * except under raw. The first two give the same bits. */
+ * to nearest into their own buffer), fused (the kernel rounds them from the float32 as uploaded,
+ * by ms_nv_tf32_rna's arithmetic: no pass and no second buffer), cvt (the same with the
+ * cvt.rna.tf32.f32 instruction), raw (nothing rounded: the hardware gets float32 bits; for
+ * measuring what it does with them). Queries are rounded on the host except under raw. All but
+ * raw give the same bits. */
 static int nv_tf32_mode(int *mode, struct ms_err *err)
 {
     const char *e = getenv("MAXSIM_NV_TF32");
@@ -69,17 +70,19 @@ static int nv_tf32_mode(int *mode, struct ms_err *err)
         *mode = NV_TF32_PREP;
     else if (strcmp(e, "fused") == 0)
         *mode = NV_TF32_FUSED;
+    else if (strcmp(e, "cvt") == 0)
+        *mode = NV_TF32_CVT;
     else if (strcmp(e, "raw") == 0)
         *mode = NV_TF32_RAW;
     else
-        return ms_err_set(err, MS_ERR_INPUT, "MAXSIM_NV_TF32 takes prep, fused or raw, got '%s'",
-                          e);
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "MAXSIM_NV_TF32 takes prep, fused, cvt or raw, got '%s'", e);
     return MS_OK;
 }
 
 /* Whether tf32 documents are scored from the float32 upload itself: not rounded by a pass (fused
- * rounds in the kernel, raw not at all), rows already [token][kp / 2] (dim % 8 == 0) and nothing
- * to normalize. */
+ * and cvt round in the kernel, raw not at all), rows already [token][kp / 2] (dim % 8 == 0) and
+ * nothing to normalize. */
 static int tf32_direct(const struct ms_scorer *s, const struct ms_emb *docs)
 {
     return s->nv.tf32 != NV_TF32_PREP && docs->dtype == MS_DTYPE_F32 && 2 * s->dim == s->nv.kp &&
@@ -88,7 +91,8 @@ static int tf32_direct(const struct ms_scorer *s, const struct ms_emb *docs)
 
 static const char *tf32_mode_name(int mode)
 {
-    return mode == NV_TF32_FUSED ? "tf32 rounded in the kernel (cvt.rna)"
+    return mode == NV_TF32_FUSED ? "tf32 rounded in the kernel"
+           : mode == NV_TF32_CVT ? "tf32 rounded in the kernel by cvt.rna"
            : mode == NV_TF32_RAW ? "tf32 from unrounded float32 bits"
                                  : "tf32 rounded by the prep pass";
 }
@@ -455,8 +459,11 @@ int ms_nv_create(struct ms_scorer *s, const struct ms_emb *q, struct ms_err *err
         "-DMS_NV_NCH=%d -DMS_NV_SMR=%d -DMS_NV_SW=%d -DMS_NV_SS=%d -DMS_NV_ST=%d -DMS_NV_SPLIT=%d "
         "-DMS_NV_LDSM=%d -DMS_NV_CPASYNC=%d -DMS_NV_F8=%d -DMS_NV_TF32=%d -DMS_NV_TF32_CVT=%d%s%s",
         nv->kp, nv->mr, nv->wc, nv->nch, nv->smr, nv->sw, nv->ss, nv->st, nv->split, nv->ldsm,
-        nv->cpasync, nv->f8, nv->tf32 != 0, nv->tf32 == NV_TF32_FUSED, extra ? " " : "",
-        extra ? extra : "");
+        nv->cpasync, nv->f8, nv->tf32 != 0,
+        nv->tf32 == NV_TF32_FUSED ? 1
+        : nv->tf32 == NV_TF32_CVT ? 2
+                                  : 0,
+        extra ? " " : "", extra ? extra : "");
     if (ms_cl_program(s->cl, "maxsim_nv.cl", opts, &nv->prog, err) != MS_OK)
         return ms_err_prefix(err, "NVIDIA tensor-core path (MAXSIM_NV_MMA=0 turns it off)");
     if (ms_cl_kernel(nv->prog, "ms_nv_prep_f32", &nv->prep_f32, err) != MS_OK ||

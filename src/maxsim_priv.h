@@ -32,8 +32,9 @@ enum nv_kernel {
 /* How --precision tf32 rounds (MAXSIM_NV_TF32, src/maxsim_nv.c nv_tf32_mode). */
 enum nv_tf32 {
     NV_TF32_PREP = 1,  /* prep pass rounds the documents (rna) into their own buffer */
-    NV_TF32_FUSED = 2, /* the kernel rounds B (cvt.rna) from the documents as uploaded */
+    NV_TF32_FUSED = 2, /* the kernel rounds B (integer arithmetic) from the upload itself */
     NV_TF32_RAW = 3,   /* no rounding: float32 bits straight to mma (what the hardware does) */
+    NV_TF32_CVT = 4,   /* as fused, rounding with the cvt.rna.tf32.f32 instruction */
 };
 
 /* The tensor-core path's programs, variant and buffers (on == 0: not in use). */
