@@ -1061,7 +1061,7 @@ static float *tf32_case(const char *mode, const struct ms_emb *q, const struct m
 
 /* On an NVIDIA GPU of cc >= 8.0 only (skipped elsewhere, PoCL included): every rounding mode, the
  * stream kernel (two queries) and the staged one (five), float32 and float16 documents,
- * normalization, a dim that is not a multiple of 8 (always the prep pass); prep and fused give
+ * normalization, a dim that is not a multiple of 8 (always the prep pass); prep, fused and cvt give
  * the same bits. */
 Test(maxsim_tf32, tensor_cores_against_reference, .timeout = 300)
 {
@@ -1084,13 +1084,83 @@ Test(maxsim_tf32, tensor_cores_against_reference, .timeout = 300)
                              normalize ? " normalized" : "");
                     float *prep = tf32_case("prep", &q, &d, normalize, what);
                     float *fused = tf32_case("fused", &q, &d, normalize, what);
+                    float *cvt = tf32_case("cvt", &q, &d, normalize, what);
                     float *raw = tf32_case("raw", &q, &d, normalize, what);
                     cr_assert(memcmp(prep, fused, q.n_rows * d.n_rows * sizeof(float)) == 0,
                               "%s: prep and fused rounding differ", what);
+                    cr_assert(memcmp(prep, cvt, q.n_rows * d.n_rows * sizeof(float)) == 0,
+                              "%s: prep and cvt.rna rounding differ", what);
                     free(prep);
                     free(fused);
+                    free(cvt);
                     free(raw);
                     ms_emb_release(&q);
                     ms_emb_release(&d);
                 }
+}
+
+/* Random data cannot tell rounding from none: the products' rounding errors cancel to about the
+ * float32 sums' error. Here every value is positive and 1, 2 or 3 units of 2^-12 above a power
+ * of two (a quarter, a half and three quarters of tf32's last bit: down, a tie away from zero,
+ * up), so rounding to nearest moves every score by about 2^-12 of itself, truncation by minus
+ * that, and nothing cancels: prep, fused and cvt must follow the model of operands rounded to
+ * nearest within the float32 sums' error, which is 10x smaller than the distance of that model
+ * to the unrounded scores (checked on the host, so it fails here too if the data stops telling
+ * them apart). Raw mode's distances to both models are printed for the lead. */
+Test(maxsim_tf32, rounding_is_to_nearest, .timeout = 120)
+{
+    enum { DIM = 128 };
+    uint64_t seed = 77;
+    struct ms_emb q, d;
+    struct ms_err err = { 0 };
+    test_random_emb(&q, MS_DTYPE_F32, DIM, 3, 1, 24, &seed);
+    test_random_emb(&d, MS_DTYPE_F32, DIM, 40, 1, 60, &seed);
+    struct ms_emb *e[2] = { &q, &d };
+    for (int w = 0; w < 2; w++)
+        for (uint64_t i = 0; i < ms_emb_n_tokens(e[w]) * DIM; i++)
+            ((float *)e[w]->tokens)[i] =
+                ldexpf(1.0f + (float)(1 + test_rand_below(&seed, 3)) * 0x1p-12f,
+                       (int)test_rand_below(&seed, 4) - 2);
+    const uint64_t n = q.n_rows * d.n_rows;
+    double *ref = malloc(n * sizeof *ref), *rna = model_scores(&q, &d, ms_round_tf32),
+           *trn = model_scores(&q, &d, trunc_tf32);
+    ms_ref_scores(&q, &d, 0, ref);
+    const double tol = (DIM + 24 + 16) * 0x1p-23; /* relative: all terms positive */
+    for (uint64_t p = 0; p < n; p++)
+        cr_assert(fabs(rna[p] - ref[p]) > 10 * tol * ref[p],
+                  "the data no longer tells rounded from unrounded operands (score %llu)",
+                  (unsigned long long)p);
+    if (!ms_scorer_tf32_ok(&cl, DIM))
+        cr_skip_test("no tf32 tensor cores on '%s' (the data check above ran)", cl.info.name);
+    static const char *modes[] = { "prep", "fused", "cvt", "raw" };
+    for (int m = 0; m < 4; m++) {
+        const struct ms_scorer_opts o = { 0, d.n_rows, ms_emb_n_tokens(&d), 0,   0,
+                                          0, 0,        MS_PREC_TF32,        NULL };
+        struct ms_scorer *s;
+        float *got = malloc(n * sizeof *got);
+        double to_rna = 0, to_trunc = 0;
+        setenv("MAXSIM_NV_TF32", modes[m], 1);
+        cr_assert(ms_scorer_create(&s, &cl, &q, &o, &err) == MS_OK, "%s", err.msg);
+        cr_assert(ms_scorer_run(s, &d, got, d.n_rows, &err) == MS_OK, "%s", err.msg);
+        for (uint64_t p = 0; p < n; p++) {
+            to_rna = fmax(to_rna, fabs(got[p] - rna[p]) / ref[p]);
+            to_trunc = fmax(to_trunc, fabs(got[p] - trn[p]) / ref[p]);
+            if (m < 3)
+                cr_assert(fabs(got[p] - rna[p]) <= tol * ref[p],
+                          "%s: score %llu = %.9g, rounded-operand model %.9g, unrounded %.9g",
+                          modes[m], (unsigned long long)p, got[p], rna[p], ref[p]);
+        }
+        fprintf(stderr,
+                "tf32 %s rounding data: max relative distance to the rounded-operand model %.3g, "
+                "to the truncated-operand model %.3g (unrounded is %.3g from rounded)\n",
+                modes[m], to_rna, to_trunc, fabs(rna[0] - ref[0]) / ref[0]);
+        ms_scorer_free(s);
+        free(got);
+    }
+    unsetenv("MAXSIM_NV_TF32");
+    free(ref);
+    free(rna);
+    free(trn);
+    ms_emb_release(&q);
+    ms_emb_release(&d);
 }
