@@ -49,6 +49,8 @@
  * plain copies). The fallbacks exist because two points are unverified on NVIDIA's OpenCL:
  * that a __local pointer converted to an integer is the .shared address ldmatrix/cp.async take,
  * and that cp.async completes as written; scripts/gpu-check tests every combination.
+ * -DMS_NV_F8=1: e4m3 operands; -DMS_NV_TF32=1 with -DMS_NV_TF32_CVT=0|1|2: float32 operands
+ * multiplied as tf32 by mma.m16n8k8 (the tf32 section).
  * Without MS_NVIDIA only the portable helpers (prep, sum) are compiled: the host never builds
  * this file for another device, and `make check-kernels` checks it both ways.
  */
@@ -133,6 +135,14 @@
 #ifndef MS_NV_F8
 #define MS_NV_F8 0
 #endif
+/* tf32 operands (--precision tf32, sm_80+): rows of KP "halves" hold KP / 2 float32 (the tf32
+ * section below); MS_NV_TF32_CVT 1|2: the kernel rounds B itself (arithmetic | cvt.rna). */
+#ifndef MS_NV_TF32
+#define MS_NV_TF32 0
+#endif
+#ifndef MS_NV_TF32_CVT
+#define MS_NV_TF32_CVT 0
+#endif
 #if MS_NV_SPLIT
 #define MS_NV_TSTEP MS_NV_SW
 #else
@@ -181,6 +191,16 @@
  * before, which every warp has left at the barrier), and the slot scored next. */
 #define MS_NV_RING_FILL(cur, R) ((cur) == 0 ? (R) - 1 : (cur) - 1)
 #define MS_NV_RING_NEXT(cur, R) ((cur) + 1 == (R) ? 0 : (cur) + 1)
+/* mma.m16n8k8 with .tf32 A and B (PTX ISA, "Matrix fragments for mma.m16n8k8"): A register r
+ * holds A[g + 8(r & 1)][t + 4(r >> 1)], B register r holds B[t + 4r][g], one 32-bit element
+ * each; C as above. Counted in 16-bit "halves" of a row, element c of a float32 row starts at
+ * half 2c: A_COL / 2 and B_K / 2 of the float16 maps, so the float16 kernels' loads (plain and
+ * ldmatrix .b16) fetch exactly these registers when a k-step of 16 halves is 8 float32 (the
+ * tf32 section below). tests/test_nv_layout.c checks the equalities. */
+#define MS_NV_TF32_A_ROW(lane, r) (MS_NV_G(lane) + 8 * ((r) & 1))
+#define MS_NV_TF32_A_K(lane, r) (MS_NV_T(lane) + 4 * ((r) >> 1))
+#define MS_NV_TF32_B_K(lane, r) (MS_NV_T(lane) + 4 * (r))
+#define MS_NV_TF32_B_COL(lane) MS_NV_G(lane)
 
 #ifndef MS_NV_INDEX_ONLY
 
@@ -288,12 +308,83 @@ MS_KERNEL void ms_nv_sum(MS_GLOBAL const float *restrict part, const uint n_docs
     out[(size_t)i * n_docs + j] = s;
 }
 
+/* ---- tf32 (--precision tf32): layout and prep, any device ----
+ * Documents and queries as float32, [token][KP / 2] (KP halves = dim rounded up to 8 float32,
+ * times 2), zero columns from dim on, so that the staging (16-byte cp.async pieces, ldmatrix
+ * .b16 rows of 16 bytes, the LDS padding) is byte for byte that of float16 rows of KP halves:
+ * twice the bytes of float16 for the same dim. Operands are rounded to tf32 to nearest, ties
+ * away from zero (what cvt.rna.tf32.f32 does): keep 10 of the 23 mantissa bits, adding half of
+ * the last kept bit first; infinities and NaN as they are (inputs never hold them). The same
+ * integer arithmetic as the host's ms_round_tf32 (src/maxsim_nv.c), so prep and host agree on
+ * every bit; plain OpenCL C, so PoCL runs it too (tests/test_maxsim.c). */
+static inline float ms_nv_tf32_rna(const float x)
+{
+    const uint u = as_uint(x);
+    return (u & 0x7f800000u) == 0x7f800000u ? x : as_float((u + 0x1000u) & 0xffffe000u);
+}
+
+/* One work-item per element, so that neighbouring work-items read neighbouring values: element
+ * g of [n_tok][KP / 2], normalized in float32 if asked, rounded when rna is set (else the
+ * float32 as it is: MAXSIM_NV_TF32=raw). Global size >= n_tok * KP / 2. */
+#define MS_NV_PREP32_BODY(LOAD, NORM)                                                             \
+    const size_t g = get_global_id(0), tok = g / (MS_NV_KP / 2), k = g % (MS_NV_KP / 2);        \
+    if (tok >= n_tok)                                                                            \
+        return;                                                                                  \
+    const size_t base = tok * dim;                                                               \
+    const float scale = normalize ? NORM(src, base, dim) : 1.0f;                                 \
+    const float x = k < dim ? LOAD(base + k) * scale : 0.0f;                                     \
+    dst[g] = rna ? ms_nv_tf32_rna(x) : x;
+
+MS_KERNEL void ms_nv_prep32_f32(MS_GLOBAL const float *restrict src, const uint n_tok,
+                                const uint dim, const int normalize, const int rna,
+                                MS_GLOBAL float *restrict dst)
+{
+    MS_NV_PREP32_BODY(MS_NV_LOAD_F32, ms_nv_inv_norm_f32)
+}
+
+MS_KERNEL void ms_nv_prep32_f16(MS_GLOBAL const half *restrict src, const uint n_tok,
+                                const uint dim, const int normalize, const int rna,
+                                MS_GLOBAL float *restrict dst)
+{
+    MS_NV_PREP32_BODY(MS_NV_LOAD_F16, ms_nv_inv_norm_f16)
+}
+
 #if defined(MS_NVIDIA) && MS_NVIDIA
+
+/* ---- tf32 on the tensor cores ----
+ * D += A * B on a 16x8x8 tf32 tile: a k-step of 16 halves of the float16 layout is 8 float32
+ * here, and the registers the kernels load for it are the m16n8k8 .tf32 fragments (the
+ * MS_NV_TF32_* maps above), so ms_nv_score and ms_nv_stream run unchanged around it. With
+ * MS_NV_TF32_CVT the B registers, raw float32 from the documents as uploaded, are rounded here
+ * (1: ms_nv_tf32_rna's integer arithmetic, 2: cvt.rna.tf32.f32, the same bits; A was rounded
+ * on the host); else they come rounded from ms_nv_prep32_*
+ * (or, MAXSIM_NV_TF32=raw, not at all: the PTX ISA does not say what mma makes of the low 13
+ * bits of a .tf32 operand). */
+static inline void ms_nv_mma_tf32(float *c, const uint *a, uint b0, uint b1)
+{
+#if MS_NV_TF32_CVT == 1
+    /* plain arithmetic: the compiler converts each register once for all MR row blocks */
+    b0 = as_uint(ms_nv_tf32_rna(as_float(b0)));
+    b1 = as_uint(ms_nv_tf32_rna(as_float(b1)));
+#elif MS_NV_TF32_CVT == 2
+    /* the instruction (volatile asm: once per mma, MR times per register) */
+    MS_ASM("cvt.rna.tf32.f32 %0, %1;" : "=r"(b0) : "f"(as_float(b0)));
+    MS_ASM("cvt.rna.tf32.f32 %0, %1;" : "=r"(b1) : "f"(as_float(b1)));
+#endif
+    MS_ASM("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+           "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+           : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+           : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
 
 /* D += A * B on one 16x8x16 tile (MS_NV_F8: 16x8x32 of e4m3 bytes, the same registers and byte
  * positions: a "half" of the layout is then two e4m3 values); c, a: the lane's fragments. */
 static inline void ms_nv_mma(float *c, const uint *a, const uint b0, const uint b1)
 {
+#if MS_NV_TF32
+    ms_nv_mma_tf32(c, a, b0, b1);
+    return;
+#endif
 #if MS_NV_F8
     MS_ASM("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 "
 #else

@@ -25,7 +25,8 @@
 static const char usage_text[] =
     "usage: maxsim bench --shape <nq>,<nd>,<lq>,<ld>,<dim> [--dtype (f16 | f32)]\n"
     "                    [--op (score | search | rerank)] [--reps <n>] [--normalize]\n"
-    "                    [--precision (exact | f16 | f8)] [--peak-tflops <x>] [--json] [--tune]\n"
+    "                    [--precision (exact | tf32 | f16 | f8)] [--peak-tflops <x>] [--json] "
+    "[--tune]\n"
     "\n"
     "Time the MaxSim kernels on random data of one shape: nq queries of lq tokens\n"
     "against nd documents of ld tokens, dim dimensions.\n"
@@ -36,8 +37,9 @@ static const char usage_text[] =
     "                       rerank (nd candidates per query, through the pair kernel)\n"
     "  --reps <n>           timed runs after one warm-up (default 20)\n"
     "  --normalize          normalize tokens inside the kernels\n"
-    "  --precision <p>      exact (default), f16 or f8, as for search; f16 and f8 also print\n"
-    "                       their ranking agreement with exact scores of the same data\n"
+    "  --precision <p>      exact (default), tf32, f16 or f8, as for search; all but exact\n"
+    "                       also print their ranking agreement with exact scores of the same\n"
+    "                       data\n"
     "  --peak-tflops <x>    the device's arithmetic ceiling, for the floor\n"
     "  --json               one JSON object\n"
     "  --tune               time every variant of the GPU path (tensor-core kernels, or the\n"
@@ -127,7 +129,7 @@ static double copy_rate(struct ms_cl *cl)
 
 static const char *precision_name(int p)
 {
-    return p == MS_PREC_F8 ? "f8" : p == MS_PREC_F16 ? "f16" : "exact";
+    return p == MS_PREC_F8 ? "f8" : p == MS_PREC_F16 ? "f16" : p == MS_PREC_TF32 ? "tf32" : "exact";
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -491,6 +493,9 @@ int cmd_bench(int argc, char **argv)
     ms_emb_init(&d);
     if ((rc = ms_cl_open(&cl, ms_global.device, &err)) != MS_OK)
         return ms_report(&err);
+    /* tf32 where the device cannot: exact with a warning, and no agreement line (exact is
+     * compared with nothing) */
+    a.precision = ms_precision_settle(&cl, 1, a.precision, (uint32_t)a.dim);
     if ((rc = make_rows(&q, a.dtype, (uint32_t)a.dim, a.nq, a.lq, &err)) != MS_OK ||
         (rc = make_rows(&d, a.dtype, (uint32_t)a.dim, n_docs, a.ld, &err)) != MS_OK)
         goto done;

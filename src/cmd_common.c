@@ -56,9 +56,31 @@ int ms_parse_precision(const char *cmd, const char *arg, int *out)
         *out = MS_PREC_F16;
     else if (strcmp(arg, "f8") == 0)
         *out = MS_PREC_F8;
+    else if (strcmp(arg, "tf32") == 0)
+        *out = MS_PREC_TF32;
     else
-        return ms_usage_error(cmd, "--precision takes exact, f16 or f8, got '%s'", arg);
+        return ms_usage_error(cmd, "--precision takes exact, tf32, f16 or f8, got '%s'", arg);
     return 0;
+}
+
+/* tf32 is a licence to round float32 operands for the tensor cores' speed, and exact float32 is
+ * never a worse answer: where no device of the run can take it, the run goes on in exact
+ * float32, said once (a script run on a CPU box and on a GPU box stays one script), rather than
+ * stopping as f8 does (which has no exact stand-in of its speed). Every device must take it, so
+ * that all of a run's scores come from one arithmetic. */
+int ms_precision_settle(const struct ms_cl *cls, int n, int precision, uint32_t dim)
+{
+    if (precision != MS_PREC_TF32)
+        return precision;
+    for (int i = 0; i < n; i++)
+        if (!ms_scorer_tf32_ok(&cls[i], dim)) {
+            ms_warn("--precision tf32: '%s' has no tf32 tensor-core path for dim %u (NVIDIA "
+                    "compute capability 8.0+, dim <= 256, MAXSIM_NV_MMA not 0): scoring in exact "
+                    "float32",
+                    cls[i].info.name, dim);
+            return MS_PREC_EXACT;
+        }
+    return precision;
 }
 
 /* A decimal number of 1 to 18 digits, the whole of s[0, len). */
@@ -715,7 +737,10 @@ int ms_score_all(struct ms_devset *devs, const struct ms_inputs_opts *o, struct 
                  struct ms_progress *prog, struct ms_run_stats *stats, struct ms_err *err)
 {
     int rc = MS_OK;
+    struct ms_inputs_opts eff = *o; /* the precision the devices can give */
 
+    eff.precision = ms_precision_settle(devs->cl, devs->n, o->precision, q->dim);
+    o = &eff;
     for (uint64_t q0 = 0; q0 < q->n_rows && rc == MS_OK; q0 += query_batch) {
         const uint64_t nq = q->n_rows - q0 < query_batch ? q->n_rows - q0 : query_batch;
         if (q0 > 0 && d->sequential_only) { /* a stream is read again from its start */

@@ -72,6 +72,10 @@ struct ms_inputs_opts {
  * error. */
 int ms_parse_precision(const char *cmd, const char *arg, int *out);
 
+/* The precision a run of n devices uses for inputs of this dim: `precision`, except tf32 where
+ * some device cannot give it (ms_scorer_tf32_ok): then exact, after one warning. */
+int ms_precision_settle(const struct ms_cl *cls, int n, int precision, uint32_t dim);
+
 /* Parse --shard I/N (0 <= I < N) into o; 0, or 2 after a usage error. */
 int ms_parse_shard(const char *cmd, const char *arg, struct ms_inputs_opts *o);
 

@@ -32,7 +32,7 @@ static const char usage_text[] =
     "<file.npy>]\n"
     "                     [--query-ids <file>] [--doc-ids <file>]\n"
     "                     [--chunk-docs <n>] [--query-batch <n>] [--progress]\n"
-    "                     [--precision (exact | f16 | f8)]\n"
+    "                     [--precision (exact | tf32 | f16 | f8)]\n"
     "\n"
     "Rescore the candidates of a run (TREC or QID<TAB>DOCID lines; '-' for stdin;\n"
     "zstd-compressed accepted) with exact MaxSim.\n"
@@ -42,8 +42,10 @@ static const char usage_text[] =
     "  -c, --candidates <run>   the candidate run\n"
     "  -k <n>                   results per query (default: all candidates)\n"
     "  --normalize              L2-normalize every token before scoring\n"
-    "  --precision <p>          exact (default), f16 (float32 inputs rounded to float16) or\n"
-    "                           f8 (e4m3 on NVIDIA tensor cores, cc >= 8.9)\n"
+    "  --precision <p>          exact (default), tf32 (float32 inputs rounded to tf32 on NVIDIA\n"
+    "                           tensor cores, cc >= 8.0; elsewhere exact, with a warning),\n"
+    "                           f16 (float32 inputs rounded to float16) or f8 (e4m3 on NVIDIA\n"
+    "                           tensor cores, cc >= 8.9)\n"
     "  -o, --output <file>      write here instead of stdout (.trec .tsv, + .zst)\n"
     "  --format <fmt>           trec (default) or tsv\n"
     "  --run-tag <tag>          the TREC run tag (default maxsim)\n"
@@ -262,7 +264,7 @@ int cmd_rerank(int argc, char **argv)
                              .q = &q,
                              .d = &d,
                              .normalize = in.normalize,
-                             .precision = in.precision,
+                             .precision = ms_precision_settle(devs.cl, devs.n, in.precision, q.dim),
                              .max_docs = max_docs,
                              .max_tokens = max_tokens,
                              .prog = &prog,

@@ -32,11 +32,15 @@ struct ms_scorer;
  * the NVIDIA tensor-core path takes them; float16 inputs score the same either way. F8: every
  * operand rounded to float8 e4m3 (nearest even, saturated at +-448), float32 sums: twice the
  * tensor-core rate, half the bytes of the prepared documents; ranking agreement is measured by
- * `maxsim bench --precision f8` (docs/kernel-notes.md). */
+ * `maxsim bench --precision f8` (docs/kernel-notes.md). TF32: float32 operands rounded to tf32 (10
+ * mantissa bits, nearest, ties away from zero) and multiplied on the NVIDIA tensor cores (cc >=
+ * 8.0) with float32 sums; a scorer refuses it where that path cannot run (MS_ERR_INPUT), and the
+ * commands ask ms_scorer_tf32_ok first and fall back to EXACT with a warning. */
 enum ms_precision {
     MS_PREC_EXACT = 0,
     MS_PREC_F16 = 1,
-    MS_PREC_F8 = 2, /* float8 e4m3 operands (NVIDIA sm_89+ tensor cores only), float32 sums */
+    MS_PREC_F8 = 2,   /* float8 e4m3 operands (NVIDIA sm_89+ tensor cores only), float32 sums */
+    MS_PREC_TF32 = 3, /* tf32 operands (NVIDIA sm_80+ tensor cores only), float32 sums */
 };
 
 struct ms_scorer_opts {
@@ -59,6 +63,15 @@ struct ms_scorer_opts {
      * MAXSIM_NV_VARIANT spells it (bench --tune); NULL for none. */
     const char *variant;
 };
+
+/* Whether MS_PREC_TF32 can be honoured on this device for inputs of this dim: an NVIDIA GPU of
+ * compute capability >= 8.0, the tensor-core path not turned off (MAXSIM_NV_MMA=0), dim <= 256
+ * (the query fragments live in registers). */
+int ms_scorer_tf32_ok(const struct ms_cl *cl, uint32_t dim);
+/* x rounded to tf32 (10 of float32's 23 mantissa bits kept), to nearest with ties away from zero
+ * as cvt.rna.tf32.f32 rounds; infinities and NaN unchanged. What --precision tf32 does to every
+ * operand (the kernels' ms_nv_tf32_rna is the same arithmetic). */
+float ms_round_tf32(float x);
 
 /* Prepare for scoring against `queries` (any number of rows, any length). */
 int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_emb *queries,

@@ -252,6 +252,14 @@ int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_e
                    cl->info.name);
         goto fail;
     }
+    if (opts->precision == MS_PREC_TF32 && !s->nv.on) {
+        ms_err_set(err, MS_ERR_INPUT,
+                   "--precision tf32 needs the tensor cores of an NVIDIA GPU of compute capability "
+                   "8.0 or more (MAXSIM_NV_MMA not 0) and dim <= 256, and '%s' with dim %u is not "
+                   "that (use exact)",
+                   cl->info.name, s->dim);
+        goto fail;
+    }
     /* Under the tensor cores every block of one corpus takes them (a corpus has one dtype), so
      * the portable GPU kernel is built only where they do not score: no program and no buffers
      * that a run would never use. */

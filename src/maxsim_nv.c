@@ -31,6 +31,83 @@ static int env_int(const char *name, int dflt)
     return e && *e ? atoi(e) : dflt;
 }
 
+/* ---- tf32 (--precision tf32): rounding, availability, mode ---- */
+
+float ms_round_tf32(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7f800000u) != 0x7f800000u) /* finite: add half of the last kept bit, cut 13 */
+        u = (u + 0x1000u) & 0xffffe000u;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* Row width in halves of tf32 rows: dim float32 rounded up to 8 (one m16n8k8 k-step), 2 halves
+ * each; the A fragments take as many registers as float16 rows of this many halves. */
+static uint32_t tf32_kp(uint32_t dim)
+{
+    return (dim + 7) / 8 * 16;
+}
+
+int ms_scorer_tf32_ok(const struct ms_cl *cl, uint32_t dim)
+{
+    const char *e = getenv("MAXSIM_NV_MMA");
+    return !(e && strcmp(e, "0") == 0) && cl->info.is_nvidia && cl->info.nv_cc_major >= 8 &&
+           dim >= 1 && tf32_kp(dim) <= 512;
+}
+
+/* MAXSIM_NV_TF32, how tf32 operands are rounded: prep (the default: a pass rounds the documents
+ * to nearest into their own buffer), fused (the kernel rounds them from the float32 as uploaded,
+ * by ms_nv_tf32_rna's arithmetic: no pass and no second buffer), cvt (the same with the
+ * cvt.rna.tf32.f32 instruction), raw (nothing rounded: the hardware gets float32 bits; for
+ * measuring what it does with them). Queries are rounded on the host except under raw. All but
+ * raw give the same bits. */
+static int nv_tf32_mode(int *mode, struct ms_err *err)
+{
+    const char *e = getenv("MAXSIM_NV_TF32");
+    if (!e || !*e || strcmp(e, "prep") == 0)
+        *mode = NV_TF32_PREP;
+    else if (strcmp(e, "fused") == 0)
+        *mode = NV_TF32_FUSED;
+    else if (strcmp(e, "cvt") == 0)
+        *mode = NV_TF32_CVT;
+    else if (strcmp(e, "raw") == 0)
+        *mode = NV_TF32_RAW;
+    else
+        return ms_err_set(err, MS_ERR_INPUT,
+                          "MAXSIM_NV_TF32 takes prep, fused, cvt or raw, got '%s'", e);
+    return MS_OK;
+}
+
+/* Whether tf32 documents are scored from the float32 upload itself: not rounded by a pass (fused
+ * and cvt round in the kernel, raw not at all), rows already [token][kp / 2] (dim % 8 == 0) and
+ * nothing to normalize. */
+static int tf32_direct(const struct ms_scorer *s, const struct ms_emb *docs)
+{
+    return s->nv.tf32 != NV_TF32_PREP && docs->dtype == MS_DTYPE_F32 && 2 * s->dim == s->nv.kp &&
+           !s->normalize;
+}
+
+static const char *tf32_mode_name(int mode)
+{
+    return mode == NV_TF32_FUSED ? "tf32 rounded in the kernel"
+           : mode == NV_TF32_CVT ? "tf32 rounded in the kernel by cvt.rna"
+           : mode == NV_TF32_RAW ? "tf32 from unrounded float32 bits"
+                                 : "tf32 rounded by the prep pass";
+}
+
+/* A prepared row's width in 16-bit "halves", what the kernels' KP counts: f8, dim bytes padded
+ * to a k-step of 32; tf32, float32 padded to a k-step of 8, two halves each; else float16 padded
+ * to a k-step of 16. The tuning keys and candidates use it too, so that they describe the
+ * kernel that runs. */
+static uint32_t nv_kp(uint32_t dim, int precision)
+{
+    return precision == MS_PREC_F8     ? (dim + 31) / 32 * 16
+           : precision == MS_PREC_TF32 ? tf32_kp(dim)
+                                       : (dim + 15) / 16 * 16;
+}
+
 int ms_nv_wanted(const struct ms_cl *cl, const struct ms_emb *q, const struct ms_scorer_opts *o)
 {
     const char *e = getenv("MAXSIM_NV_MMA");
@@ -40,6 +117,8 @@ int ms_nv_wanted(const struct ms_cl *cl, const struct ms_emb *q, const struct ms
         return 0;
     if ((q->dim + 15) / 16 * 16 > 512) /* the query fragments live in registers */
         return 0;
+    if (o->precision == MS_PREC_TF32)
+        return ms_scorer_tf32_ok(cl, q->dim);
     if (o->precision == MS_PREC_F8) /* mma.m16n8k32 on e4m3: Ada and Hopper on */
         return cl->info.nv_cc_major > 8 || (cl->info.nv_cc_major == 8 && cl->info.nv_cc_minor >= 9);
     if (o->precision == MS_PREC_F16)
@@ -49,8 +128,9 @@ int ms_nv_wanted(const struct ms_cl *cl, const struct ms_emb *q, const struct ms
 
 int ms_nv_usable(const struct ms_scorer *s, const struct ms_emb *docs)
 {
-    return s->nv.on && (s->precision == MS_PREC_F16 || s->precision == MS_PREC_F8 ||
-                        (docs->dtype == MS_DTYPE_F16 && !s->normalize));
+    return s->nv.on &&
+           (s->precision == MS_PREC_F16 || s->precision == MS_PREC_F8 ||
+            s->precision == MS_PREC_TF32 || (docs->dtype == MS_DTYPE_F16 && !s->normalize));
 }
 
 /* Row blocks (of 16 rows) per warp that the stream kernel can hold in registers: its A
@@ -265,7 +345,7 @@ int ms_scorer_tune_keys(const struct ms_cl *cl, const struct ms_emb *q,
         return gpu_wanted(cl) ? gpu_tune_keys(cl, q, o, device, dcap, klass, kcap) : 0;
     const struct nv_shape sh = nv_shape_of(cl, q, o->max_docs ? o->max_docs : 1);
     device_key(cl, device, dcap);
-    shape_class((q->dim + 15) / 16 * 16, &sh, klass, kcap);
+    shape_class(nv_kp(q->dim, o->precision), &sh, klass, kcap);
     return 1;
 }
 
@@ -273,7 +353,7 @@ int ms_scorer_tune_candidates(const struct ms_cl *cl, const struct ms_emb *q,
                               const struct ms_scorer_opts *o, char (*out)[64], int max)
 {
     static const int ring[][2] = { { 1, 4 }, { 2, 4 }, { 4, 4 }, { 2, 3 }, { 4, 3 }, { 1, 6 } };
-    const uint32_t kp = (q->dim + 15) / 16 * 16;
+    const uint32_t kp = nv_kp(q->dim, o->precision);
     const struct nv_shape sh = nv_shape_of(cl, q, o->max_docs ? o->max_docs : 1);
     const int smr = sh.max_rb < 1 ? 1 : (int)sh.max_rb;
     int n = 0;
@@ -329,8 +409,9 @@ void ms_nv_release(struct ms_scorer *s)
     ms_cl_release(&nv->part);
     if (nv->tmp)
         ms_cl_pinned_free(s->cl, nv->tmp_handle);
-    cl_kernel *ks[] = { &nv->prep_f32, &nv->prep_f16, &nv->prep8_f32, &nv->prep8_f16,
-                        &nv->score,    &nv->sum,      &nv->stream };
+    cl_kernel *ks[] = { &nv->prep_f32,  &nv->prep_f16,   &nv->prep8_f32,
+                        &nv->prep8_f16, &nv->prep32_f32, &nv->prep32_f16,
+                        &nv->score,     &nv->sum,        &nv->stream };
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
         if (*ks[i])
             clReleaseKernel(*ks[i]);
@@ -367,7 +448,14 @@ static int nv_upload_group(struct ms_scorer *s, const struct ms_emb *q, struct q
             const uint64_t tok = q->offsets[qi] + t;
             uint16_t *dst = host + (n_rb * 16 + t) * kp;
             const double scale = s->normalize ? ms_emb_inv_norm(q, tok) : 1.0;
-            if (s->nv.f8) /* the row's 2 * kp bytes */
+            if (s->nv.tf32) /* the row's kp / 2 float32, rounded unless raw */
+                for (uint32_t k = 0; k < s->dim; k++) {
+                    float v = (float)(ms_emb_value(q, tok, k) * scale);
+                    if (s->nv.tf32 != NV_TF32_RAW)
+                        v = ms_round_tf32(v);
+                    memcpy(dst + 2 * k, &v, sizeof v);
+                }
+            else if (s->nv.f8) /* the row's 2 * kp bytes */
                 for (uint32_t k = 0; k < s->dim; k++)
                     ((uint8_t *)dst)[k] =
                         ms_float_to_e4m3((float)(ms_emb_value(q, tok, k) * scale));
@@ -405,12 +493,13 @@ int ms_nv_create(struct ms_scorer *s, const struct ms_emb *q, struct ms_err *err
 {
     struct nvpath *nv = &s->nv;
     uint64_t max_rb = 0;
-    char opts[448];
+    char opts[512];
     const char *extra = getenv("MAXSIM_NV_BUILD_OPTS"); /* e.g. -cl-nv-verbose */
 
     nv->f8 = s->precision == MS_PREC_F8;
-    /* f8: rows of dim bytes padded to a k-step of 32, counted in 16-bit "halves" */
-    nv->kp = nv->f8 ? (s->dim + 31) / 32 * 16 : (s->dim + 15) / 16 * 16;
+    if (s->precision == MS_PREC_TF32 && nv_tf32_mode(&nv->tf32, err) != MS_OK)
+        return err->status;
+    nv->kp = nv_kp(s->dim, s->precision);
     const struct nv_shape sh = nv_shape_of(s->cl, q, s->cap_docs);
     nv_pick(nv, s->cl, &sh, s->variant);
     snprintf(
@@ -418,16 +507,21 @@ int ms_nv_create(struct ms_scorer *s, const struct ms_emb *q, struct ms_err *err
         "-cl-std=CL1.2 -DMS_NVIDIA=1 -DMS_NV_KP=%u -DMS_NV_MR=%d -DMS_NV_WC=%d "
         "-DMS_NV_NCH=%d -DMS_NV_SMR=%d -DMS_NV_SW=%d -DMS_NV_SS=%d -DMS_NV_ST=%d -DMS_NV_SPLIT=%d "
         "-DMS_NV_LDSM=%d -DMS_NV_CPASYNC=%d -DMS_NV_F8=%d -DMS_NV_RING=%d -DMS_NV_WARPS=%d "
-        "-DMS_NV_NT=%d -DMS_NV_RTFAST=%d -DMS_NV_SUMB=%d%s%s",
+        "-DMS_NV_NT=%d -DMS_NV_RTFAST=%d -DMS_NV_SUMB=%d -DMS_NV_TF32=%d -DMS_NV_TF32_CVT=%d%s%s",
         nv->kp, nv->mr, nv->wc, nv->nch, nv->smr, nv->sw, nv->ss, nv->st, nv->split, nv->ldsm,
-        nv->cpasync, nv->f8, nv->ring, nv->warps, nv->nt, nv->rtfast, nv->sumb, extra ? " " : "",
-        extra ? extra : "");
+        nv->cpasync, nv->f8, nv->ring, nv->warps, nv->nt, nv->rtfast, nv->sumb, nv->tf32 != 0,
+        nv->tf32 == NV_TF32_FUSED ? 1
+        : nv->tf32 == NV_TF32_CVT ? 2
+                                  : 0,
+        extra ? " " : "", extra ? extra : "");
     if (ms_cl_program(s->cl, "maxsim_nv.cl", opts, &nv->prog, err) != MS_OK)
         return ms_err_prefix(err, "NVIDIA tensor-core path (MAXSIM_NV_MMA=0 turns it off)");
     if (ms_cl_kernel(nv->prog, "ms_nv_prep_f32", &nv->prep_f32, err) != MS_OK ||
         ms_cl_kernel(nv->prog, "ms_nv_prep_f16", &nv->prep_f16, err) != MS_OK ||
         ms_cl_kernel(nv->prog, "ms_nv_prep8_f32", &nv->prep8_f32, err) != MS_OK ||
         ms_cl_kernel(nv->prog, "ms_nv_prep8_f16", &nv->prep8_f16, err) != MS_OK ||
+        ms_cl_kernel(nv->prog, "ms_nv_prep32_f32", &nv->prep32_f32, err) != MS_OK ||
+        ms_cl_kernel(nv->prog, "ms_nv_prep32_f16", &nv->prep32_f16, err) != MS_OK ||
         ms_cl_kernel(nv->prog, "ms_nv_score", &nv->score, err) != MS_OK ||
         ms_cl_kernel(nv->prog, "ms_nv_sum", &nv->sum, err) != MS_OK ||
         ms_cl_kernel(nv->prog, "ms_nv_stream", &nv->stream, err) != MS_OK)
@@ -450,8 +544,9 @@ int ms_nv_create(struct ms_scorer *s, const struct ms_emb *q, struct ms_err *err
             return err->status;
     }
     nv->on = 1;
-    snprintf(s->path, sizeof s->path, "NVIDIA tensor cores (sm_%d%d), %s", s->cl->info.nv_cc_major,
-             s->cl->info.nv_cc_minor, nv->variant);
+    snprintf(s->path, sizeof s->path, "NVIDIA tensor cores (sm_%d%d), %s%s%s",
+             s->cl->info.nv_cc_major, s->cl->info.nv_cc_minor,
+             nv->tf32 ? tf32_mode_name(nv->tf32) : "", nv->tf32 ? ", " : "", nv->variant);
     ms_cl_note(s->cl, "scorer: %s", s->path);
     return MS_OK;
 }
@@ -539,7 +634,9 @@ static int nv_run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j
     struct nvpath *nv = &s->nv;
     const uint64_t tok0 = docs->offsets[j0], ntok = docs->offsets[j0 + nd] - tok0;
     const size_t esize = ms_dtype_size(docs->dtype);
-    const int direct = docs->dtype == MS_DTYPE_F16 && s->dim == nv->kp && !s->normalize && !nv->f8;
+    const int direct =
+        nv->tf32 ? tf32_direct(s, docs)
+                 : docs->dtype == MS_DTYPE_F16 && s->dim == nv->kp && !s->normalize && !nv->f8;
     const cl_uint dim = s->dim, n_tok = (cl_uint)ntok;
     const cl_int normalize = s->normalize;
     cl_command_queue qu = s->cl->queue;
@@ -565,7 +662,16 @@ static int nv_run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j
         !(nv->docs = ms_cl_buffer(s->cl, CL_MEM_READ_WRITE, s->cap_tokens * nv->kp * 2, NULL,
                                   "NV documents", err)))
         return err->status;
-    if (!direct && ntok) {
+    if (!direct && ntok && nv->tf32) { /* float32 rows, rounded unless raw */
+        cl_kernel prep = docs->dtype == MS_DTYPE_F16 ? nv->prep32_f16 : nv->prep32_f32;
+        const cl_int rna = nv->tf32 != NV_TF32_RAW;
+        const size_t local = 64, global = ms_ceil_div(ntok * (nv->kp / 2), 64) * 64;
+        if (MS_CL_SET_ARGS(prep, "ms_nv_prep32", err, MS_ARG(s->raw), MS_ARG(n_tok), MS_ARG(dim),
+                           MS_ARG(normalize), MS_ARG(rna), MS_ARG(nv->docs)) != MS_OK ||
+            ms_cl_launch(s->cl, prep, 1, &global, &local, "ms_nv_prep32", &s->last_kernel_s, err) !=
+                MS_OK)
+            return err->status;
+    } else if (!direct && ntok) {
         cl_kernel prep = nv->f8 ? (docs->dtype == MS_DTYPE_F16 ? nv->prep8_f16 : nv->prep8_f32)
                                 : (docs->dtype == MS_DTYPE_F16 ? nv->prep_f16 : nv->prep_f32);
         const size_t local = 64, global = ms_ceil_div(nv->f8 ? ntok * nv->kp : ntok, 64) * 64;

@@ -29,13 +29,22 @@ enum nv_kernel {
     NV_STREAM = 1, /* ms_nv_stream: a warp streams its own documents against a whole query */
 };
 
+/* How --precision tf32 rounds (MAXSIM_NV_TF32, src/maxsim_nv.c nv_tf32_mode). */
+enum nv_tf32 {
+    NV_TF32_PREP = 1,  /* prep pass rounds the documents (rna) into their own buffer */
+    NV_TF32_FUSED = 2, /* the kernel rounds B (integer arithmetic) from the upload itself */
+    NV_TF32_RAW = 3,   /* no rounding: float32 bits straight to mma (what the hardware does) */
+    NV_TF32_CVT = 4,   /* as fused, rounding with the cvt.rna.tf32.f32 instruction */
+};
+
 /* The tensor-core path's programs, variant and buffers (on == 0: not in use). */
 struct nvpath {
     int on;
     enum nv_kernel kernel;
     cl_program prog;
     cl_kernel prep_f32, prep_f16, prep8_f32, prep8_f16, score, sum, stream;
-    uint32_t kp; /* dim rounded up to 16 */
+    cl_kernel prep32_f32, prep32_f16; /* tf32: float32 rows, rounded (maxsim_nv.cl, tf32) */
+    uint32_t kp;                      /* dim rounded up to 16 */
     /* staged: row blocks per warp, warps splitting the columns, tokens per chunk;
      * stream: row blocks per warp (smr), warps per work-group (sw), ring stages (ss). */
     int mr, wc, nch, smr, sw, ss, ldsm, cpasync;
@@ -48,6 +57,7 @@ struct nvpath {
     int split;         /* stream: the warps of a work-group share each document */
     int tuned;         /* the variant came from the tuning table */
     int f8;            /* e4m3 operands: kp "halves" hold 2 * kp bytes */
+    int tf32;          /* enum nv_tf32 (0: not tf32): kp "halves" hold kp / 2 float32 */
     char variant[160]; /* what -v shows */
     cl_mem docs;       /* [cap_tokens][kp] float16 bits (prepared documents) */
     cl_mem part;       /* staged: [max group n_rb][cap_docs] float32 */
@@ -84,7 +94,7 @@ struct ms_scorer {
     double last_upload_s;       /* document uploads of the last run: event time */
     uint64_t last_upload_bytes; /* and bytes */
     int precision;
-    char path[224];      /* ms_scorer_path */
+    char path[288];      /* ms_scorer_path */
     const char *variant; /* ms_scorer_opts.variant */
     struct nvpath nv;
     struct ms_gpu *gpu; /* the portable GPU path (src/maxsim_gpu.c, maxsim_gpu.h) when on */

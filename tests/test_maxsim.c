@@ -792,3 +792,375 @@ Test(maxsim_ref, by_hand)
     ms_emb_release(&q);
     ms_emb_release(&d);
 }
+
+/* ---- --precision tf32 ---- */
+
+/* ms_round_tf32 on the edges: 10 mantissa bits kept, to nearest, ties away from zero (as
+ * cvt.rna.tf32.f32), carries into the exponent, infinities and NaN unchanged. */
+Test(maxsim_tf32, round_host)
+{
+    cr_assert_eq(ms_round_tf32(1.0f), 1.0f);
+    cr_assert_eq(ms_round_tf32(1.0f + 0x1p-11f), 1.0f + 0x1p-10f, "a tie rounds away from zero");
+    cr_assert_eq(ms_round_tf32(-1.0f - 0x1p-11f), -1.0f - 0x1p-10f, "a tie rounds away from zero");
+    cr_assert_eq(ms_round_tf32(1.0f + 0x1p-11f - 0x1p-23f), 1.0f, "below a tie rounds down");
+    cr_assert_eq(ms_round_tf32(1.0f + 0x1p-10f + 0x1p-11f), 1.0f + 0x1p-9f, "odd tie: away too");
+    cr_assert_eq(ms_round_tf32(2.0f - 0x1p-12f), 2.0f, "the carry goes into the exponent");
+    cr_assert_eq(ms_round_tf32(0x1p-130f), 0x1p-130f, "a subnormal with 10 bits is kept");
+    cr_assert_eq(ms_round_tf32(0x1p-140f), 0.0f, "below tf32's smallest subnormal (2^-136)");
+    cr_assert(isinf(ms_round_tf32(INFINITY)) && isnan(ms_round_tf32(NAN)));
+    uint64_t seed = 5;
+    for (int i = 0; i < 100000; i++) {
+        const float x = test_rand_f(&seed) * 1000.0f, r = ms_round_tf32(x);
+        uint32_t u;
+        memcpy(&u, &r, sizeof u);
+        cr_assert_eq(u & 0x1fffu, 0u, "%a: low 13 bits left in %a", x, r);
+        cr_assert(fabsf(r - x) <= 0x1p-11f * fabsf(x), "%a -> %a: more than half an ulp", x, r);
+    }
+}
+
+TestSuite(maxsim_tf32, .init = setup, .fini = teardown, .timeout = 180);
+
+/* kernels/maxsim_nv.cl's ms_nv_prep32_* is plain OpenCL C: on this device (PoCL in CI) it must
+ * give ms_round_tf32's bits for every element, zeros past dim, and normalize as the float16
+ * prep does; and without rounding (MAXSIM_NV_TF32=raw) the float32 as it is. */
+Test(maxsim_tf32, prep_kernel_rounds_as_the_host)
+{
+    enum { KP = 48, DIM = 21, NTOK = 37 }; /* KP halves: 24 float32 a row, 3 of them padding */
+    struct ms_err err = { 0 };
+    cl_program prog;
+    cl_kernel k32, k16;
+    float src[NTOK * DIM], out[NTOK * KP / 2];
+    uint16_t src16[NTOK * DIM];
+    uint64_t seed = 9;
+    for (int i = 0; i < NTOK * DIM; i++) {
+        src[i] = test_rand_f(&seed) * 4.0f;
+        src16[i] = ms_float_to_half(src[i]);
+    }
+    cr_assert(ms_cl_program(&cl, "maxsim_nv.cl", "-cl-std=CL1.2 -DMS_NV_KP=48", &prog, &err) ==
+                  MS_OK,
+              "%s", err.msg);
+    cr_assert(ms_cl_kernel(prog, "ms_nv_prep32_f32", &k32, &err) == MS_OK, "%s", err.msg);
+    cr_assert(ms_cl_kernel(prog, "ms_nv_prep32_f16", &k16, &err) == MS_OK, "%s", err.msg);
+    cl_mem in32 = ms_cl_buffer(&cl, CL_MEM_READ_ONLY, sizeof src, src, "src", &err);
+    cl_mem in16 = ms_cl_buffer(&cl, CL_MEM_READ_ONLY, sizeof src16, src16, "src16", &err);
+    cl_mem dst = ms_cl_buffer(&cl, CL_MEM_READ_WRITE, sizeof out, NULL, "dst", &err);
+    cr_assert(in32 && in16 && dst, "%s", err.msg);
+    for (int half_in = 0; half_in <= 1; half_in++)
+        for (int normalize = 0; normalize <= 1; normalize++)
+            for (int rna = 0; rna <= 1; rna++) {
+                const cl_uint n_tok = NTOK, dim = DIM;
+                const cl_int nz = normalize, rn = rna;
+                const size_t local = 64, global = (NTOK * KP / 2 + 63) / 64 * 64;
+                cl_kernel k = half_in ? k16 : k32;
+                cl_mem in = half_in ? in16 : in32;
+                cr_assert(MS_CL_SET_ARGS(k, "ms_nv_prep32", &err, MS_ARG(in), MS_ARG(n_tok),
+                                         MS_ARG(dim), MS_ARG(nz), MS_ARG(rn),
+                                         MS_ARG(dst)) == MS_OK &&
+                              ms_cl_launch(&cl, k, 1, &global, &local, "ms_nv_prep32", NULL,
+                                           &err) == MS_OK,
+                          "%s", err.msg);
+                cr_assert(clEnqueueReadBuffer(cl.queue, dst, CL_TRUE, 0, sizeof out, out, 0, NULL,
+                                              NULL) == CL_SUCCESS);
+                for (int t = 0; t < NTOK; t++) {
+                    double ss = 0.0;
+                    for (int c = 0; c < DIM; c++) {
+                        const double x =
+                            half_in ? ms_half_to_float(src16[t * DIM + c]) : src[t * DIM + c];
+                        ss += x * x;
+                    }
+                    for (int c = 0; c < KP / 2; c++) {
+                        const float got = out[t * KP / 2 + c];
+                        if (c >= DIM) {
+                            cr_assert(got == 0.0f && !signbit(got), "padding (%d, %d)", t, c);
+                            continue;
+                        }
+                        const float x =
+                            half_in ? ms_half_to_float(src16[t * DIM + c]) : src[t * DIM + c];
+                        if (!normalize) { /* bit for bit */
+                            const float want = rna ? ms_round_tf32(x) : x;
+                            cr_assert(memcmp(&got, &want, sizeof got) == 0,
+                                      "f16 %d rna %d (%d, %d): %a, want %a", half_in, rna, t, c,
+                                      got, want);
+                        } else { /* float32 normalization on the device, then the rounding */
+                            const double want = x / sqrt(ss);
+                            cr_assert(fabs(got - want) <=
+                                          (rna ? 0x1p-11 : 0) + 1e-6 * fabs(want) + 1e-7,
+                                      "normalized (%d, %d): %g, want %g", t, c, got, want);
+                            if (rna) {
+                                uint32_t u;
+                                memcpy(&u, &got, sizeof u);
+                                cr_assert_eq(u & 0x1fffu, 0u, "normalized, not rounded: %a", got);
+                            }
+                        }
+                    }
+                }
+            }
+    clReleaseMemObject(in32);
+    clReleaseMemObject(in16);
+    clReleaseMemObject(dst);
+    clReleaseKernel(k32);
+    clReleaseKernel(k16);
+    clReleaseProgram(prog);
+}
+
+/* Where the tensor-core path cannot take tf32 (every device but an NVIDIA GPU of cc >= 8.0; any
+ * device under MAXSIM_NV_MMA=0; dim > 256), a scorer refuses it (MS_ERR_INPUT) instead of running
+ * something else; the commands ask ms_scorer_tf32_ok first and fall back to exact, saying so
+ * (tests/cli/score.t). */
+Test(maxsim_tf32, refused_without_tensor_cores)
+{
+    uint64_t seed = 13;
+    struct ms_emb q;
+    struct ms_err err = { 0 };
+    struct ms_scorer *s = NULL;
+    const struct ms_scorer_opts o = { 0, 10, 1000, 0, 0, 0, 0, MS_PREC_TF32, NULL };
+
+    cr_assert_eq(ms_scorer_tf32_ok(&cl, 257), 0, "dim 257 cannot be tf32 anywhere");
+    setenv("MAXSIM_NV_MMA", "0", 1);
+    cr_assert_eq(ms_scorer_tf32_ok(&cl, 128), 0, "MAXSIM_NV_MMA=0 turns tf32 off");
+    test_random_emb(&q, MS_DTYPE_F32, 128, 2, 1, 9, &seed);
+    cr_assert_eq(ms_scorer_create(&s, &cl, &q, &o, &err), MS_ERR_INPUT);
+    cr_assert(strstr(err.msg, "--precision tf32") != NULL, "%s", err.msg);
+    unsetenv("MAXSIM_NV_MMA");
+    if (!cl.info.is_nvidia || cl.info.nv_cc_major < 8) {
+        cr_assert_eq(ms_scorer_tf32_ok(&cl, 128), 0, "'%s' has no tf32 tensor cores", cl.info.name);
+        err = (struct ms_err){ 0 };
+        cr_assert_eq(ms_scorer_create(&s, &cl, &q, &o, &err), MS_ERR_INPUT);
+    }
+    ms_emb_release(&q);
+}
+
+/* sum_i max_j sum_k |q_ik d_jk| for every pair: what the rounding errors are bounded by. */
+static double *abs_bounds(const struct ms_emb *q, const struct ms_emb *d, int normalize)
+{
+    double *b = calloc(q->n_rows * d->n_rows + 1, sizeof *b);
+    for (uint64_t i = 0; i < q->n_rows; i++)
+        for (uint64_t j = 0; j < d->n_rows; j++)
+            for (uint64_t a = q->offsets[i]; a < q->offsets[i + 1]; a++) {
+                double best = 0.0;
+                const double sa = normalize ? 1.0 / fmax(norm_of(q, a), 1e-12) : 1.0;
+                for (uint64_t t = d->offsets[j]; t < d->offsets[j + 1]; t++) {
+                    const double sb = normalize ? 1.0 / fmax(norm_of(d, t), 1e-12) : 1.0;
+                    double s = 0.0;
+                    for (uint32_t k = 0; k < q->dim; k++)
+                        s += fabs(ms_emb_value(q, a, k) * ms_emb_value(d, t, k));
+                    best = fmax(best, s * sa * sb);
+                }
+                b[i * d->n_rows + j] += best;
+            }
+    return b;
+}
+
+/* The scores of float32 copies of q and d with every value passed through round (the tf32 model
+ * of what the tensor cores multiply), in double. */
+static double *model_scores(const struct ms_emb *q, const struct ms_emb *d, float (*round)(float))
+{
+    struct ms_emb mq, md;
+    struct ms_err err;
+    double *out = malloc((q->n_rows * d->n_rows + 1) * sizeof *out);
+    const struct ms_emb *src[2] = { q, d };
+    struct ms_emb *dst[2] = { &mq, &md };
+    for (int e = 0; e < 2; e++) {
+        const struct ms_emb *a = src[e];
+        ms_emb_init(dst[e]);
+        cr_assert(
+            ms_emb_reserve(dst[e], MS_DTYPE_F32, a->dim, a->n_rows, ms_emb_n_tokens(a), &err) == 0);
+        memcpy(dst[e]->offsets, a->offsets, (a->n_rows + 1) * sizeof *a->offsets);
+        for (uint64_t t = 0; t < ms_emb_n_tokens(a); t++)
+            for (uint32_t k = 0; k < a->dim; k++)
+                ((float *)dst[e]->tokens)[t * a->dim + k] = round((float)ms_emb_value(a, t, k));
+    }
+    ms_ref_scores(&mq, &md, 0, out);
+    ms_emb_release(&mq);
+    ms_emb_release(&md);
+    return out;
+}
+
+/* What the hardware would do if it ignored the low 13 bits: truncation toward zero. */
+static float trunc_tf32(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    u &= 0xffffe000u;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* One case of the tf32 GPU test under MAXSIM_NV_TF32=mode: the path is the tf32 one; against the
+ * double reference within the tf32 bound (each product off by at most 2^-10 of |q_k d_k| when
+ * both operands are rounded to nearest, 2^-9 when truncated, plus float32 sums); for prep and
+ * fused on plain inputs, against the model of rounded operands within the float32 sums' error
+ * alone (this tells rounding to nearest from truncation and from no rounding at all); the pair
+ * kernel's bits equal the run's. Returns the scores ([nq][nd]). */
+static float *tf32_case(const char *mode, const struct ms_emb *q, const struct ms_emb *d,
+                        int normalize, const char *what)
+{
+    struct ms_err err = { 0 };
+    const struct ms_scorer_opts o = { normalize, d->n_rows, ms_emb_n_tokens(d) + 1, 0,   0,
+                                      0,         0,         MS_PREC_TF32,           NULL };
+    struct ms_scorer *s;
+    const uint64_t n = q->n_rows * d->n_rows;
+    float *got = malloc((n + 1) * sizeof *got), *pout = malloc((n + 1) * sizeof *pout);
+    uint32_t *pq = malloc((n + 1) * sizeof *pq), *pd = malloc((n + 1) * sizeof *pd);
+    double *ref = malloc((n + 1) * sizeof *ref), *bound = abs_bounds(q, d, normalize);
+    double *rna = model_scores(q, d, ms_round_tf32), *trn = model_scores(q, d, trunc_tf32);
+    uint64_t lq = 0;
+    double worst_rna = 0, worst_trunc = 0, worst_exact = 0;
+    const int plain = !normalize && q->dtype == MS_DTYPE_F32;
+
+    for (uint64_t i = 0; i < q->n_rows; i++)
+        lq = ms_emb_row_len(q, i) > lq ? ms_emb_row_len(q, i) : lq;
+    setenv("MAXSIM_NV_TF32", mode, 1);
+    ms_ref_scores(q, d, normalize, ref);
+    cr_assert(ms_scorer_create(&s, &cl, q, &o, &err) == MS_OK, "%s %s: %s", what, mode, err.msg);
+    cr_assert(strstr(ms_scorer_path(s), "tf32") != NULL, "%s: path %s", what, ms_scorer_path(s));
+    cr_assert(ms_scorer_run(s, d, got, d->n_rows, &err) == MS_OK, "%s", err.msg);
+    for (uint64_t p = 0; p < n; p++) {
+        pq[p] = (uint32_t)(p % q->n_rows);
+        pd[p] = (uint32_t)(d->n_rows - 1 - p / q->n_rows);
+    }
+    cr_assert(ms_scorer_run_pairs(s, d, pq, pd, n, pout, &err) == MS_OK, "%s", err.msg);
+    for (uint64_t p = 0; p < n; p++)
+        cr_assert(memcmp(&pout[p], &got[pq[p] * d->n_rows + pd[p]], sizeof(float)) == 0,
+                  "%s %s: pair (%u, %u) = %.9g, run %.9g", what, mode, pq[p], pd[p], pout[p],
+                  got[pq[p] * d->n_rows + pd[p]]);
+    const double sums = (q->dim + lq + 16) * 0x1p-22; /* float32 sums, tensor-core order */
+    const double per_product = strcmp(mode, "raw") == 0 ? 0x1p-9 : 0x1p-10;
+    for (uint64_t p = 0; p < n; p++) {
+        const double b = bound[p] > 0 ? bound[p] : 1.0;
+        cr_assert(fabs(got[p] - ref[p]) <= (per_product + sums) * bound[p],
+                  "%s %s: score %llu = %.9g, reference %.9g, |diff| %g > %g", what, mode,
+                  (unsigned long long)p, got[p], ref[p], fabs(got[p] - ref[p]),
+                  (per_product + sums) * bound[p]);
+        worst_exact = fmax(worst_exact, fabs(got[p] - ref[p]) / b);
+        worst_rna = fmax(worst_rna, fabs(got[p] - rna[p]) / b);
+        worst_trunc = fmax(worst_trunc, fabs(got[p] - trn[p]) / b);
+        if (plain && strcmp(mode, "raw") != 0)
+            cr_assert(fabs(got[p] - rna[p]) <= sums * bound[p],
+                      "%s %s: score %llu = %.9g, model of operands rounded to nearest %.9g, |diff| "
+                      "%g > %g",
+                      what, mode, (unsigned long long)p, got[p], rna[p], fabs(got[p] - rna[p]),
+                      sums * bound[p]);
+    }
+    /* what the lead reads off the GPU run: which model of the operands the results follow */
+    fprintf(stderr,
+            "tf32 %s %s: max |error| / sum|q d|: against float64 %.3g, rounded-operand model "
+            "%.3g, truncated-operand model %.3g (path: %s)\n",
+            mode, what, worst_exact, worst_rna, worst_trunc, ms_scorer_path(s));
+    ms_scorer_free(s);
+    unsetenv("MAXSIM_NV_TF32");
+    free(pout);
+    free(pq);
+    free(pd);
+    free(ref);
+    free(bound);
+    free(rna);
+    free(trn);
+    return got;
+}
+
+/* On an NVIDIA GPU of cc >= 8.0 only (skipped elsewhere, PoCL included): every rounding mode, the
+ * stream kernel (two queries) and the staged one (five), float32 and float16 documents,
+ * normalization, a dim that is not a multiple of 8 (always the prep pass); prep, fused and cvt give
+ * the same bits. */
+Test(maxsim_tf32, tensor_cores_against_reference, .timeout = 300)
+{
+    static const uint32_t dims[] = { 128, 100 };
+    if (!ms_scorer_tf32_ok(&cl, 128))
+        cr_skip_test("no tf32 tensor cores on '%s'", cl.info.name);
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
+        for (uint64_t nq = 2; nq <= 5; nq += 3)
+            for (int dt = 0; dt < 2; dt++)
+                for (int normalize = 0; normalize <= 1; normalize++) {
+                    uint64_t seed = 1000 + nq * 10 + (uint64_t)dt * 2 + (uint64_t)normalize;
+                    struct ms_emb q, d;
+                    char what[160];
+                    const enum ms_dtype dtype = dt ? MS_DTYPE_F16 : MS_DTYPE_F32;
+                    /* two queries of up to 32 tokens: the stream kernel; else staged */
+                    test_random_emb(&q, MS_DTYPE_F32, dims[di], nq, 0, nq == 2 ? 32 : 40, &seed);
+                    test_random_emb(&d, dtype, dims[di], 50, 0, 150, &seed);
+                    snprintf(what, sizeof what, "dim %u nq %llu %s documents%s", dims[di],
+                             (unsigned long long)nq, ms_dtype_name(dtype),
+                             normalize ? " normalized" : "");
+                    float *prep = tf32_case("prep", &q, &d, normalize, what);
+                    float *fused = tf32_case("fused", &q, &d, normalize, what);
+                    float *cvt = tf32_case("cvt", &q, &d, normalize, what);
+                    float *raw = tf32_case("raw", &q, &d, normalize, what);
+                    cr_assert(memcmp(prep, fused, q.n_rows * d.n_rows * sizeof(float)) == 0,
+                              "%s: prep and fused rounding differ", what);
+                    cr_assert(memcmp(prep, cvt, q.n_rows * d.n_rows * sizeof(float)) == 0,
+                              "%s: prep and cvt.rna rounding differ", what);
+                    free(prep);
+                    free(fused);
+                    free(cvt);
+                    free(raw);
+                    ms_emb_release(&q);
+                    ms_emb_release(&d);
+                }
+}
+
+/* Random data cannot tell rounding from none: the products' rounding errors cancel to about the
+ * float32 sums' error. Here every value is positive and 1, 2 or 3 units of 2^-12 above a power
+ * of two (a quarter, a half and three quarters of tf32's last bit: down, a tie away from zero,
+ * up), so rounding to nearest moves every score by about 2^-12 of itself, truncation by minus
+ * that, and nothing cancels: prep, fused and cvt must follow the model of operands rounded to
+ * nearest within the float32 sums' error, which is 10x smaller than the distance of that model
+ * to the unrounded scores (checked on the host, so it fails here too if the data stops telling
+ * them apart). Raw mode's distances to both models are printed for the lead. */
+Test(maxsim_tf32, rounding_is_to_nearest, .timeout = 120)
+{
+    enum { DIM = 128 };
+    uint64_t seed = 77;
+    struct ms_emb q, d;
+    struct ms_err err = { 0 };
+    test_random_emb(&q, MS_DTYPE_F32, DIM, 3, 1, 24, &seed);
+    test_random_emb(&d, MS_DTYPE_F32, DIM, 40, 1, 60, &seed);
+    struct ms_emb *e[2] = { &q, &d };
+    for (int w = 0; w < 2; w++)
+        for (uint64_t i = 0; i < ms_emb_n_tokens(e[w]) * DIM; i++)
+            ((float *)e[w]->tokens)[i] =
+                ldexpf(1.0f + (float)(1 + test_rand_below(&seed, 3)) * 0x1p-12f,
+                       (int)test_rand_below(&seed, 4) - 2);
+    const uint64_t n = q.n_rows * d.n_rows;
+    double *ref = malloc(n * sizeof *ref), *rna = model_scores(&q, &d, ms_round_tf32),
+           *trn = model_scores(&q, &d, trunc_tf32);
+    ms_ref_scores(&q, &d, 0, ref);
+    const double tol = (DIM + 24 + 16) * 0x1p-23; /* relative: all terms positive */
+    for (uint64_t p = 0; p < n; p++)
+        cr_assert(fabs(rna[p] - ref[p]) > 10 * tol * ref[p],
+                  "the data no longer tells rounded from unrounded operands (score %llu)",
+                  (unsigned long long)p);
+    if (!ms_scorer_tf32_ok(&cl, DIM))
+        cr_skip_test("no tf32 tensor cores on '%s' (the data check above ran)", cl.info.name);
+    static const char *modes[] = { "prep", "fused", "cvt", "raw" };
+    for (int m = 0; m < 4; m++) {
+        const struct ms_scorer_opts o = { 0, d.n_rows, ms_emb_n_tokens(&d), 0,   0,
+                                          0, 0,        MS_PREC_TF32,        NULL };
+        struct ms_scorer *s;
+        float *got = malloc(n * sizeof *got);
+        double to_rna = 0, to_trunc = 0;
+        setenv("MAXSIM_NV_TF32", modes[m], 1);
+        cr_assert(ms_scorer_create(&s, &cl, &q, &o, &err) == MS_OK, "%s", err.msg);
+        cr_assert(ms_scorer_run(s, &d, got, d.n_rows, &err) == MS_OK, "%s", err.msg);
+        for (uint64_t p = 0; p < n; p++) {
+            to_rna = fmax(to_rna, fabs(got[p] - rna[p]) / ref[p]);
+            to_trunc = fmax(to_trunc, fabs(got[p] - trn[p]) / ref[p]);
+            if (m < 3)
+                cr_assert(fabs(got[p] - rna[p]) <= tol * ref[p],
+                          "%s: score %llu = %.9g, rounded-operand model %.9g, unrounded %.9g",
+                          modes[m], (unsigned long long)p, got[p], rna[p], ref[p]);
+        }
+        fprintf(stderr,
+                "tf32 %s rounding data: max relative distance to the rounded-operand model %.3g, "
+                "to the truncated-operand model %.3g (unrounded is %.3g from rounded)\n",
+                modes[m], to_rna, to_trunc, fabs(rna[0] - ref[0]) / ref[0]);
+        ms_scorer_free(s);
+        free(got);
+    }
+    unsetenv("MAXSIM_NV_TF32");
+    free(ref);
+    free(rna);
+    free(trn);
+    ms_emb_release(&q);
+    ms_emb_release(&d);
+}

@@ -9,7 +9,10 @@
  * emulated lane by lane doing what ms_nv_score does (A fragments from global memory, B by
  * ldmatrix from a padded __local tile or by the plain-load fallback, mma over the k-steps, the
  * -INFINITY mask, the shfl.sync max over a row's 4 lanes and the butterfly sum over the 16
- * rows) and compared with a plain matrix product and a plain MaxSim. A layout bug in the
+ * rows) and compared with a plain matrix product and a plain MaxSim. The same loads feeding
+ * mma.m16n8k8 with .tf32 operands (--precision tf32: rows of float32 counted in halves) are
+ * checked against that instruction's own ISA layouts, and register orders of a wrong reading
+ * are shown to fail. A layout bug in the
  * kernel's index arithmetic shows here; a misreading of the ISA shared by both sides would not,
  * which is why scripts/gpu-check must still run on the H100. kernels/index.cl's
  * index_assign_nv (nearest centroid: A = points, B = centroids, a top-2 per row joined over a
@@ -201,6 +204,195 @@ Test(nv_layout, tile_float16)
     srand(2);
     for (int i = 0; i < 20; i++)
         check_tile(0);
+}
+
+/* ---- tf32: mma.m16n8k8 with .tf32 A and B (--precision tf32) ----
+ * The PTX ISA's layouts, written out from its text ("Matrix fragments for mma.m16n8k8", .tf32),
+ * not from the kernel's macros: A (16x8) in 4 .b32 registers, one element each, row = groupID
+ * for a0 and a2, groupID + 8 for a1 and a3, col = threadID_in_group for a0 and a1,
+ * threadID_in_group + 4 for a2 and a3; B (8x8) in 2 registers, row = threadID_in_group for b0,
+ * threadID_in_group + 4 for b1, col = groupID; C/D as for m16n8k16 (isa_c). */
+static void isa_tf32_a(int lane, int i, int *row, int *col)
+{
+    const int gid = lane >> 2, tig = lane % 4;
+    *row = (i == 0 || i == 2) ? gid : gid + 8;
+    *col = (i == 0 || i == 1) ? tig : tig + 4;
+}
+static void isa_tf32_b(int lane, int i, int *row, int *col)
+{
+    const int gid = lane >> 2, tig = lane % 4;
+    *row = i == 0 ? tig : tig + 4;
+    *col = gid;
+}
+
+/* Registers as bits: the kernel moves 32-bit words, the mma reads them as tf32 (float32 whose
+ * low 13 bits are zero: the test's values are tf32-exact). */
+static float bits_f(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+static uint32_t f_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 per the ISA layouts above. */
+static void isa_mma_tf32(struct frag_c *d, const uint32_t a[32][4], const uint32_t b[32][2])
+{
+    float am[16][8], bm[8][8];
+    int seen_a[16][8] = { { 0 } }, seen_b[8][8] = { { 0 } };
+    for (int l = 0; l < 32; l++) {
+        for (int i = 0; i < 4; i++) {
+            int r, c;
+            isa_tf32_a(l, i, &r, &c);
+            am[r][c] = bits_f(a[l][i]);
+            seen_a[r][c]++;
+        }
+        for (int i = 0; i < 2; i++) {
+            int r, c;
+            isa_tf32_b(l, i, &r, &c);
+            bm[r][c] = bits_f(b[l][i]);
+            seen_b[r][c]++;
+        }
+    }
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 8; c++)
+            cr_assert_eq(seen_a[r][c], 1, "ISA model: tf32 A[%d][%d] held %d times", r, c,
+                         seen_a[r][c]);
+    for (int r = 0; r < 8; r++)
+        for (int c = 0; c < 8; c++)
+            cr_assert_eq(seen_b[r][c], 1, "ISA model: tf32 B[%d][%d] held %d times", r, c,
+                         seen_b[r][c]);
+    for (int l = 0; l < 32; l++)
+        for (int i = 0; i < 4; i++) {
+            int r, c;
+            double s = d->v[l][i];
+            isa_c(l, i, &r, &c);
+            for (int k = 0; k < 8; k++)
+                s += (double)am[r][k] * bm[k][c];
+            d->v[l][i] = (float)s;
+        }
+}
+
+/* ldmatrix.x4 .b16 over memory of 16-bit words (bits), as isa_ldsm_x4: register m of lane L is
+ * the 32-bit word of elements 2 (L % 4), 2 (L % 4) + 1 of row L / 4 of matrix m, the lower
+ * address in the low half (little-endian, as the float32 words were stored). */
+static void isa_ldsm_x4_bits(uint32_t out[32][4], const uint16_t *mem, const int addr[32])
+{
+    for (int l = 0; l < 32; l++)
+        for (int m = 0; m < 4; m++) {
+            const int src = 8 * m + l / 4;
+            out[l][m] = (uint32_t)mem[addr[src] + 2 * (l % 4)] |
+                        (uint32_t)mem[addr[src] + 2 * (l % 4) + 1] << 16;
+        }
+}
+
+/*
+ * One 16-row query block against 16 document tokens of KPT / 2 float32 (three tf32 k-steps), the
+ * way the kernels run under MS_NV_TF32: rows of KPT "halves" holding float32, A loaded as 32-bit
+ * words at (MS_NV_A_ROW, MS_NV_A_COL), B by ldmatrix.x4 .b16 at (MS_NV_LDSM_TOK, MS_NV_LDSM_K)
+ * and by the plain loads at (MS_NV_B_TOK, MS_NV_B_K), a k-step of 16 halves fed to one m16n8k8
+ * per n8 tile. perm_a / perm_b reorder the registers before the mma (identity: what the kernel
+ * does); returns the number of wrong C entries (integer data: every product and sum is exact).
+ */
+static int tf32_tile_errors(const int perm_a[4], const int perm_b[2], int exact)
+{
+    float q[16][KPT / 2], ref[16][16];
+    uint16_t qmem[16 * KPT], tile[16 * LDST];
+    struct frag_c acc[2];
+    int wrong = 0;
+    memset(acc, 0, sizeof acc);
+    for (int i = 0; i < 16 * LDST; i++)
+        tile[i] = 0x7fc0; /* NaN halves in the padding: never read */
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < KPT / 2; c++) {
+            const uint32_t u = f_bits(q[r][c] = rnd_val(exact));
+            qmem[r * KPT + 2 * c] = (uint16_t)u;
+            qmem[r * KPT + 2 * c + 1] = (uint16_t)(u >> 16);
+        }
+    float dv[16][KPT / 2];
+    for (int t = 0; t < 16; t++)
+        for (int c = 0; c < KPT / 2; c++) {
+            const uint32_t u = f_bits(dv[t][c] = rnd_val(exact));
+            tile[t * LDST + 2 * c] = (uint16_t)u;
+            tile[t * LDST + 2 * c + 1] = (uint16_t)(u >> 16);
+        }
+    for (int r = 0; r < 16; r++)
+        for (int t = 0; t < 16; t++) {
+            double s = 0.0;
+            for (int c = 0; c < KPT / 2; c++)
+                s += (double)q[r][c] * dv[t][c];
+            ref[r][t] = (float)s;
+        }
+    for (int ks = 0; ks < KPT / 16; ks++) {
+        uint32_t a[32][4], ap[32][4], ld[32][4], b[2][32][2];
+        int addr[32];
+        for (int l = 0; l < 32; l++)
+            for (int r = 0; r < 4; r++) {
+                const int off = MS_NV_A_ROW(l, r) * KPT + ks * 16 + MS_NV_A_COL(l, r);
+                cr_assert(off % 2 == 0, "A word of lane %d reg %d is not 32-bit aligned", l, r);
+                a[l][r] = (uint32_t)qmem[off] | (uint32_t)qmem[off + 1] << 16;
+                /* the named maps say the same thing */
+                cr_assert(MS_NV_TF32_A_ROW(l, r) == MS_NV_A_ROW(l, r) &&
+                              2 * MS_NV_TF32_A_K(l, r) == MS_NV_A_COL(l, r),
+                          "MS_NV_TF32_A_* of lane %d reg %d", l, r);
+            }
+        for (int l = 0; l < 32; l++)
+            for (int r = 0; r < 4; r++)
+                ap[l][r] = a[l][perm_a[r]];
+        for (int l = 0; l < 32; l++)
+            addr[l] = MS_NV_LDSM_TOK(l) * LDST + ks * 16 + MS_NV_LDSM_K(l);
+        isa_ldsm_x4_bits(ld, tile, addr);
+        for (int l = 0; l < 32; l++)
+            for (int m = 0; m < 4; m++) {
+                const int off = MS_NV_B_TOK(l, m) * LDST + ks * 16 + MS_NV_B_K(l, m);
+                cr_assert(((uint32_t)tile[off] | (uint32_t)tile[off + 1] << 16) == ld[l][m],
+                          "tf32: fallback B register %d of lane %d differs from ldmatrix", m, l);
+                cr_assert(2 * MS_NV_TF32_B_K(l, m & 1) == MS_NV_B_K(l, m) &&
+                              8 * (m >> 1) + MS_NV_TF32_B_COL(l) == MS_NV_B_TOK(l, m),
+                          "MS_NV_TF32_B_* of lane %d reg %d", l, m);
+            }
+        /* registers {0, 1} feed the first n8 tile, {2, 3} the second, as ms_nv_mma is called */
+        for (int l = 0; l < 32; l++)
+            for (int n = 0; n < 2; n++)
+                for (int r = 0; r < 2; r++)
+                    b[n][l][r] = ld[l][2 * n + perm_b[r]];
+        isa_mma_tf32(&acc[0], ap, b[0]);
+        isa_mma_tf32(&acc[1], ap, b[1]);
+    }
+    for (int n = 0; n < 2; n++)
+        for (int l = 0; l < 32; l++)
+            for (int r = 0; r < 4; r++) {
+                const int row = MS_NV_C_ROW(l, r), col = n * 8 + MS_NV_C_COL(l, r);
+                const float got = acc[n].v[l][r], want = ref[row][col];
+                wrong += exact ? got != want : !(fabsf(got - want) <= 1e-5f * (1.0f + fabsf(want)));
+            }
+    return wrong;
+}
+
+static const int perm_id4[4] = { 0, 1, 2, 3 }, perm_id2[2] = { 0, 1 };
+
+Test(nv_layout, tile_tf32)
+{
+    srand(5);
+    for (int i = 0; i < 20; i++) {
+        cr_assert_eq(tf32_tile_errors(perm_id4, perm_id2, 1), 0, "integer data, case %d", i);
+        cr_assert_eq(tf32_tile_errors(perm_id4, perm_id2, 0), 0, "tf32-exact data, case %d", i);
+    }
+}
+
+/* The check can fail: registers fed in the order of another reading of the layout (A's row and
+ * k halves swapped, as if r & 1 chose the k half; B's two k halves swapped) give wrong scores. */
+Test(nv_layout, tile_tf32_mutations_fail)
+{
+    static const int a_swapped[4] = { 0, 2, 1, 3 }, b_swapped[2] = { 1, 0 };
+    srand(6);
+    cr_assert_gt(tf32_tile_errors(a_swapped, perm_id2, 1), 0, "A registers 1 and 2 swapped");
+    cr_assert_gt(tf32_tile_errors(perm_id4, b_swapped, 1), 0, "B registers swapped");
 }
 
 /* The shfl.sync.bfly the kernel uses: every lane gets lane ^ mask's value. */

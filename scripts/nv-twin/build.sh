@@ -94,4 +94,31 @@ done <<'VARIANTS'
 6 4 4 2 64 2 1
 16 4 2 2 32 2 1
 VARIANTS
+# --precision tf32 (-DMS_NV_TF32=1): KP counts halves of float32 rows (2 x dim), the host's
+# choices for dims 128 and 256 (stream ring of 1 warp), with the kernel's own rounding (CVT=1:
+# arithmetic, 2: cvt.rna) and without. KP MR WC NCH SMR SW SS CVT
+while read -r kp mr wc nch smr sw ss cvt; do
+    tag="tf32-kp$kp-mr$mr-wc$wc-nch$nch-smr$smr-sw$sw-ss$ss-cvt$cvt"
+    if "$NVCC" -arch=sm_90 -O3 -c -Xptxas -v,-warn-spills,-warn-lmem-usage \
+        -DMS_NV_TF32=1 -DMS_NV_TF32_CVT="$cvt" -DMS_NV_KP="$kp" -DMS_NV_MR="$mr" \
+        -DMS_NV_WC="$wc" -DMS_NV_NCH="$nch" -DMS_NV_SMR="$smr" -DMS_NV_SW="$sw" -DMS_NV_SS="$ss" \
+        -o "$out/$tag.o" "$here/maxsim_nv_twin.cu" >"$out/$tag.log" 2>&1; then
+        info=$(grep -A2 "ms_nv_score" "$out/$tag.log" | grep -o 'Used [0-9]* registers.*' | head -1)
+        sinfo=$(grep -A2 "ms_nv_stream" "$out/$tag.log" | grep -o 'Used [0-9]* registers.*' | head -1)
+        spill=$(grep -o "'ms_nv_[a-z]*', [0-9]* bytes spill stores" "$out/$tag.log" | tr '\n' ' ')
+        echo "ok   $tag: score $info; stream $sinfo${spill:+; spills: $spill}"
+    else
+        echo "FAIL $tag:"; grep -E "error|spill" "$out/$tag.log" | head -20; fail=1
+    fi
+done <<'TF32'
+256 2 1 32 2 1 4 0
+256 2 1 32 2 1 4 1
+256 2 1 32 2 1 4 2
+256 1 2 32 2 1 4 1
+256 2 2 32 1 1 4 1
+512 1 1 16 1 1 2 0
+512 1 1 16 1 1 2 1
+512 1 1 16 1 1 2 2
+16 2 1 64 2 4 4 1
+TF32
 exit $fail

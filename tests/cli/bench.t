@@ -26,7 +26,7 @@ $ MAXSIM_KERNEL=gpu MAXSIM_GPU_VARIANT=4,4,2 maxsim bench --shape 1,20,8,9,16 --
 
 $ maxsim bench --shape 1,20,8,9,16 --precision f4
 ? 2
-~ --precision takes exact, f16 or f8, got 'f4'
+~ --precision takes exact, tf32, f16 or f8, got 'f4'
 
 # f8 needs e4m3 tensor cores: an error elsewhere, before any output
 $ maxsim bench --shape 1,20,8,9,16 --precision f8
@@ -79,6 +79,43 @@ $ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIX
 $ cmp $TMP/a $TMP/b && echo same
 > same
 
-$ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --precision tf32 -o $TMP/s.npy
+$ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --precision tf64 -o $TMP/s.npy
 ? 2
-~ --precision takes exact, f16 or f8, got 'tf32'
+~ --precision takes exact, tf32, f16 or f8, got 'tf64'
+
+# tf32 needs the tensor cores of an NVIDIA GPU (compute capability 8.0+): elsewhere, and on any
+# device under MAXSIM_NV_MMA=0, the run goes on in exact float32 after one warning, and writes
+# the exact run's bytes
+$ MAXSIM_NV_MMA=0 maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 3 > $TMP/e3
+$ MAXSIM_NV_MMA=0 maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 3 --precision tf32 > $TMP/t3 2> $TMP/t3.err
+$ cmp $TMP/e3 $TMP/t3 && echo same
+> same
+
+$ cat $TMP/t3.err
+~ ^maxsim: warning: --precision tf32: '.*' has no tf32 tensor-core path for dim [0-9]+ .*: scoring in exact float32$
+
+$ wc -l < $TMP/t3.err
+> 1
+
+$ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy --precision tf32 -o $TMP/t.npy 2>&1
+@ needs cpu
+~ warning: --precision tf32: .*scoring in exact float32
+
+$ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -o $TMP/e.npy && cmp $TMP/e.npy $TMP/t.npy && echo same
+@ needs cpu
+> same
+
+# -q: no warning
+$ MAXSIM_NV_MMA=0 maxsim -q score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy --precision tf32 -o $TMP/t.npy 2>&1 | wc -c
+> 0
+
+$ MAXSIM_NV_MMA=0 maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -k 3 > $TMP/run3
+$ MAXSIM_NV_MMA=0 maxsim rerank -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -c $TMP/run3 --precision tf32 2>&1 >/dev/null
+~ warning: --precision tf32: .*scoring in exact float32
+
+# bench: the warning, the exact path, and no agreement line (exact against itself)
+$ MAXSIM_NV_MMA=0 MAXSIM_KERNEL=portable maxsim bench --shape 1,20,8,9,16 --reps 2 --precision tf32 2>&1 | grep -c -e '^agreement' -e 'warning: --precision tf32'
+> 1
+
+$ MAXSIM_NV_MMA=0 MAXSIM_KERNEL=portable maxsim bench --shape 1,20,8,9,16 --reps 2 --precision tf32 --json 2>/dev/null | grep -c '"precision": "exact"'
+> 1
