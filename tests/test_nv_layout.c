@@ -905,6 +905,8 @@ Test(nv_layout, top2_take_run)
                   "run of %d after %d: (%u, %g, %g), the takes give (%u, %g, %g)", ns, pre, a2, b2,
                   s2, a1, b1, s1);
     }
+}
+
 /* ms_nv_score's column steps (MS_NV_STEP0, MS_NV_STEP_STRIDE): for every split of a chunk over
  * WC warp columns, NT tiles a step and every count of valid tokens, each 16-token tile that holds
  * a valid token is scored exactly once, by the kernel's own loop (a step's second tile only when
