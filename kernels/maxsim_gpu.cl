@@ -26,7 +26,8 @@
  * overrides): MSG_TM, MSG_TN (multiples of 4: rows / columns per work-item), MSG_RX, MSG_CX (work-items
  * per tile row / column), MSG_BK (dims per staged slice, a multiple of 8), MSG_DIM, MSG_KP (dim
  * rounded up to BK), MSG_QRES (0/1), MSG_PF (0/1: fetch the next document slice into registers
- * while the current one is multiplied), MSG_DB (0/1: double-buffered __local slices, below).
+ * while the current one is multiplied), MSG_DB (0/1: double-buffered __local slices, below),
+ * MSG_LD (0/1: how float16 documents are loaded, msg_half8).
  * Work-item ownership is strided so that __local float4 reads are conflict-free: row block i4 of
  * work-item (tr, tc) is rows i4*RX*4 + tr*4 .. +3, column block j4 is j4*CX*4 + tc*4 .. +3.
  */
@@ -60,6 +61,9 @@
 #endif
 #ifndef MSG_DB
 #define MSG_DB 0
+#endif
+#ifndef MSG_LD
+#define MSG_LD 0
 #endif
 #if MSG_TM % 4 != 0 || MSG_TN % 4 != 0 || MSG_BK % 8 != 0 || MSG_KP % MSG_BK != 0
 #error "MSG_TM and MSG_TN must be multiples of 4, MSG_BK of 8, MSG_KP of MSG_BK"
@@ -114,6 +118,22 @@ __kernel void msg_norm_f16(__global const half *restrict src, const uint n_tok,
  * current one is multiplied (software pipelining: the global latency hides behind the FMAs).
  */
 #define MSG_UNITS (MSG_BN * (MSG_BK / 8))
+
+/* Eight float16 values at a 16-byte aligned address as float32. MSG_LD 0: vloada_half8, as the
+ * compiler lowers it; MSG_LD 1: one 16-byte integer load, converted from a private copy, for a
+ * compiler that would split vloada_half8 into narrower loads (each a separate memory
+ * transaction when consecutive work-items read different tokens). Same conversion, same bits.
+ * (OpenCL C 1.2 assumes no strict aliasing unless -cl-strict-aliasing, so the private uint4 may
+ * be read as halves.) */
+static inline float8 msg_half8(__global const half *restrict p)
+{
+#if MSG_LD
+    const uint4 w = *(__global const uint4 *)p;
+    return vload_half8(0, (__private const half *)&w);
+#else
+    return vloada_half8(0, p);
+#endif
+}
 #define MSG_U     ((MSG_UNITS + MSG_WG - 1) / MSG_WG)
 
 static inline void msg_fetch(const int f16, __global const half *restrict dh,
@@ -130,7 +150,7 @@ static inline void msg_fetch(const int f16, __global const half *restrict dh,
             const size_t at = (size_t)(tok + n) * MSG_DIM + k;
             if (MSG_VEC) {
                 if (k < MSG_DIM)
-                    x = f16 ? vloada_half8(0, dh + at) : vload8(0, df + at);
+                    x = !f16 ? vload8(0, df + at) : msg_half8(dh + at);
             } else {
                 float e[8];
 #pragma unroll
