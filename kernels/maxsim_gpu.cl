@@ -26,7 +26,8 @@
  * overrides): MSG_TM, MSG_TN (multiples of 4: rows / columns per work-item), MSG_RX, MSG_CX (work-items
  * per tile row / column), MSG_BK (dims per staged slice, a multiple of 8), MSG_DIM, MSG_KP (dim
  * rounded up to BK), MSG_QRES (0/1), MSG_PF (0/1: fetch the next document slice into registers
- * while the current one is multiplied).
+ * while the current one is multiplied), MSG_DB (0/1: double-buffered __local slices, below),
+ * MSG_LD (0/1: how float16 documents are loaded, msg_half8).
  * Work-item ownership is strided so that __local float4 reads are conflict-free: row block i4 of
  * work-item (tr, tc) is rows i4*RX*4 + tr*4 .. +3, column block j4 is j4*CX*4 + tc*4 .. +3.
  */
@@ -58,6 +59,12 @@
 #ifndef MSG_PF
 #define MSG_PF 1
 #endif
+#ifndef MSG_DB
+#define MSG_DB 0
+#endif
+#ifndef MSG_LD
+#define MSG_LD 0
+#endif
 #if MSG_TM % 4 != 0 || MSG_TN % 4 != 0 || MSG_BK % 8 != 0 || MSG_KP % MSG_BK != 0
 #error "MSG_TM and MSG_TN must be multiples of 4, MSG_BK of 8, MSG_KP of MSG_BK"
 #endif
@@ -65,7 +72,8 @@
 #define MSG_WG  (MSG_RX * MSG_CX)
 #define MSG_BM  (MSG_RX * MSG_TM)
 #define MSG_BN  (MSG_CX * MSG_TN)
-#define MSG_QK  (MSG_QRES ? MSG_KP : MSG_BK) /* dims of the query tile held in __local */
+#define MSG_NB  (MSG_DB ? 2 : 1)                      /* __local buffers of each streamed slice */
+#define MSG_QK  (MSG_QRES ? MSG_KP : MSG_BK * MSG_NB) /* dims of the query slices held in __local */
 #define MSG_VEC (MSG_DIM % 8 == 0)           /* documents read 8 dims at a time, aligned */
 
 /* The per-row maxima are combined in the document slice's __local space when it is large
@@ -110,6 +118,22 @@ __kernel void msg_norm_f16(__global const half *restrict src, const uint n_tok,
  * current one is multiplied (software pipelining: the global latency hides behind the FMAs).
  */
 #define MSG_UNITS (MSG_BN * (MSG_BK / 8))
+
+/* Eight float16 values at a 16-byte aligned address as float32. MSG_LD 0: vloada_half8, as the
+ * compiler lowers it; MSG_LD 1: one 16-byte integer load, converted from a private copy, for a
+ * compiler that would split vloada_half8 into narrower loads (each a separate memory
+ * transaction when consecutive work-items read different tokens). Same conversion, same bits.
+ * (OpenCL C 1.2 assumes no strict aliasing unless -cl-strict-aliasing, so the private uint4 may
+ * be read as halves.) */
+static inline float8 msg_half8(__global const half *restrict p)
+{
+#if MSG_LD
+    const uint4 w = *(__global const uint4 *)p;
+    return vload_half8(0, (__private const half *)&w);
+#else
+    return vloada_half8(0, p);
+#endif
+}
 #define MSG_U     ((MSG_UNITS + MSG_WG - 1) / MSG_WG)
 
 static inline void msg_fetch(const int f16, __global const half *restrict dh,
@@ -126,7 +150,7 @@ static inline void msg_fetch(const int f16, __global const half *restrict dh,
             const size_t at = (size_t)(tok + n) * MSG_DIM + k;
             if (MSG_VEC) {
                 if (k < MSG_DIM)
-                    x = f16 ? vloada_half8(0, dh + at) : vload8(0, df + at);
+                    x = !f16 ? vload8(0, df + at) : msg_half8(dh + at);
             } else {
                 float e[8];
 #pragma unroll
@@ -172,6 +196,36 @@ static inline void msg_stage_q(__global const float4 *restrict qt, const uint n_
 }
 
 /*
+ * The same query slice in two halves, for MSG_DB: msg_fetch_q reads a work-item's MSG_QU float4
+ * of dims kq .. kq+BK-1 into registers, msg_store_q writes them to qs[k][m] later, so the L2
+ * latency of streamed query slices hides behind the FMAs as the documents' does.
+ */
+#define MSG_QUNITS (MSG_BK * (MSG_BM / 4))
+#define MSG_QU     ((MSG_QUNITS + MSG_WG - 1) / MSG_WG)
+
+static inline void msg_fetch_q(__global const float4 *restrict qt, const uint n_rows,
+                               const uint row0, const uint kq, float4 *v, const uint lid)
+{
+#pragma unroll
+    for (int i = 0; i < MSG_QU; i++) {
+        const uint u = lid + (uint)i * MSG_WG;
+        v[i] = u < MSG_QUNITS ? qt[(size_t)(kq + u / (MSG_BM / 4)) * (n_rows / 4) + row0 / 4 +
+                                   u % (MSG_BM / 4)]
+                              : (float4)(0.0f);
+    }
+}
+
+static inline void msg_store_q(const float4 *v, __local float4 *qs1, const uint lid)
+{
+#pragma unroll
+    for (int i = 0; i < MSG_QU; i++) {
+        const uint u = lid + (uint)i * MSG_WG;
+        if (u < MSG_QUNITS)
+            qs1[u] = v[i];
+    }
+}
+
+/*
  * One work-group: rows row0 .. row0+BM-1 against documents j0 .. j1-1.
  *   docs      uploaded tokens of the block, [token][DIM]; doc_tok[j], doc_len[j] per document
  *   scale     per-token scale when normalize (msg_norm_*), else unused
@@ -179,6 +233,13 @@ static inline void msg_stage_q(__global const float4 *restrict qt, const uint n_
  *   rowmax    [n_docs][n_rows]: the max over document j's tokens of row r's dot products
  *             (-INFINITY for an empty document: msg_sum never reads it)
  * (qs, ds and red are not restrict: red may be ds itself, see MSG_RED_IN_DS.)
+ *
+ * Slices go through __local in one of two ways. Single-buffered (MSG_DB 0): per slice a barrier
+ * (the previous one consumed), the stores, a barrier, the FMAs. Double-buffered (MSG_DB 1): two
+ * document slices (and two query slices when streamed) in __local; while slice s is multiplied
+ * from buffer s % 2, slice s+1 is read from global memory into registers and then stored into
+ * the other buffer, so one barrier a slice suffices and no global read waits in front of the
+ * FMAs (streamed query slices included). The FMAs are the same, in the same order: same bits.
  */
 static inline void msg_score_body(const int f16, __global const half *restrict dh,
                                   __global const float *restrict df,
@@ -209,11 +270,26 @@ static inline void msg_score_body(const int f16, __global const half *restrict d
 #pragma unroll
         for (int i = 0; i < MSG_TM; i++)
             mx[i] = -INFINITY;
+#if MSG_DB
+        float4 qpf[MSG_QRES ? 1 : MSG_QU];
+        if (n_steps) { /* slice 0 into buffer 0 */
+            msg_fetch(f16, dh, df, base + t0, min((uint)MSG_BN, len - t0), 0, scale, normalize,
+                      pf, lid);
+            if (!MSG_QRES)
+                msg_fetch_q(qt, n_rows, row0, 0, qpf, lid);
+            barrier(CLK_LOCAL_MEM_FENCE); /* the previous document's maxima are out of red */
+            msg_store(pf, ds1, lid);
+            if (!MSG_QRES)
+                msg_store_q(qpf, qs, lid);
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+#else
         if (MSG_PF && n_steps)
             msg_fetch(f16, dh, df, base + t0, min((uint)MSG_BN, len - t0), 0, scale, normalize,
                       pf, lid);
+#endif
         for (uint st = 0; st < n_steps; st++) {
-            const uint nv = min((uint)MSG_BN, len - t0);
+            const uint nv = min((uint)MSG_BN, len - t0), buf = MSG_DB ? st & 1 : 0;
             if (k0 == 0) {
 #pragma unroll
                 for (int i = 0; i < MSG_TM; i++)
@@ -221,6 +297,16 @@ static inline void msg_score_body(const int f16, __global const half *restrict d
                     for (int c = 0; c < MSG_TN; c++)
                         acc[i][c] = 0.0f;
             }
+#if MSG_DB
+            if (st + 1 < n_steps) { /* slice st+1 into registers, behind the FMAs below */
+                const uint nk0 = k0 + MSG_BK == MSG_KP ? 0 : k0 + MSG_BK;
+                const uint nt0 = nk0 ? t0 : t0 + MSG_BN;
+                msg_fetch(f16, dh, df, base + nt0, min((uint)MSG_BN, len - nt0), nk0, scale,
+                          normalize, pf, lid);
+                if (!MSG_QRES)
+                    msg_fetch_q(qt, n_rows, row0, nk0, qpf, lid);
+            }
+#else
             barrier(CLK_LOCAL_MEM_FENCE); /* the previous slice is consumed */
             if (!MSG_PF)
                 msg_fetch(f16, dh, df, base + t0, nv, k0, scale, normalize, pf, lid);
@@ -234,9 +320,11 @@ static inline void msg_score_body(const int f16, __global const half *restrict d
                 msg_fetch(f16, dh, df, base + nt0, min((uint)MSG_BN, len - nt0), nk0, scale,
                           normalize, pf, lid);
             }
+#endif
             {
-                __local const float4 *qk = qs + (MSG_QRES ? k0 : 0) * (MSG_BM / 4) + tr;
-                __local const float4 *dk = ds + tc;
+                __local const float4 *qk =
+                    qs + (MSG_QRES ? k0 * (MSG_BM / 4) : buf * MSG_QUNITS) + tr;
+                __local const float4 *dk = ds + buf * (MSG_BK * MSG_BN / 4) + tc;
 #pragma unroll
                 for (int k = 0; k < MSG_BK; k++) {
                     float a[MSG_TM], b[MSG_TN];
@@ -263,6 +351,15 @@ static inline void msg_score_body(const int f16, __global const half *restrict d
                             acc[i][c] = fma(a[i], b[c], acc[i][c]);
                 }
             }
+#if MSG_DB
+            if (st + 1 < n_steps) { /* into the other buffer: its last readers passed the
+                                       barrier that ended slice st-1 */
+                msg_store(pf, ds1 + (buf ^ 1) * (MSG_BK * MSG_BN), lid);
+                if (!MSG_QRES)
+                    msg_store_q(qpf, qs + (buf ^ 1) * MSG_QUNITS, lid);
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+#endif
             k0 += MSG_BK;
             if (k0 == MSG_KP) {
                 /* The chunk is done. Tokens past the document's end must never win the max. */
@@ -295,12 +392,12 @@ static inline void msg_score_body(const int f16, __global const half *restrict d
 #if MSG_RED_IN_DS
 #define MSG_LOCALS                                                                                \
     __local float4 qs[MSG_QK * (MSG_BM / 4)];                                                    \
-    __local float4 ds[MSG_BK * (MSG_BN / 4)];                                                    \
+    __local float4 ds[MSG_NB * MSG_BK * (MSG_BN / 4)];                                           \
     __local float *red = (__local float *)ds;
 #else
 #define MSG_LOCALS                                                                                \
     __local float4 qs[MSG_QK * (MSG_BM / 4)];                                                    \
-    __local float4 ds[MSG_BK * (MSG_BN / 4)];                                                    \
+    __local float4 ds[MSG_NB * MSG_BK * (MSG_BN / 4)];                                           \
     __local float red[MSG_CX * MSG_BM];
 #endif
 

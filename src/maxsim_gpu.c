@@ -39,6 +39,10 @@ struct gpu_variant {
     int wgmul;  /* work-groups to aim for per compute unit (0: one document per work-group) */
     int pf;     /* fetch the next document slice while multiplying the current one */
     int split;  /* work-groups that share each document's chunks (their maxima meet in msg_sum) */
+    int db;     /* double-buffered __local slices: one barrier a slice, query slices prefetched */
+    int regs;   /* registers a work-item at most (-cl-nv-maxrregcount where the device takes it;
+                   0: the compiler's choice) */
+    int ld;     /* float16 documents: 0 vloada_half8, 1 one 16-byte integer load each 8 values */
 };
 
 struct ms_gpu {
@@ -65,7 +69,7 @@ struct ms_gpu {
     cl_mem out;              /* [max_group_nq][cap_docs] */
     uint32_t *h_doc_tok, *h_doc_len;
     uint32_t *h_q_row, *h_q_len; /* [n_queries]: first row in its group, token count */
-    char describe[160];          /* gpu_describe */
+    char describe[224];          /* gpu_describe */
     int tuned;                   /* the variant came from the tuning table */
     /* Pairs: the most row tiles one query spans, and lists grown on demand. */
     uint32_t max_span;
@@ -99,9 +103,10 @@ int gpu_wanted(const struct ms_cl *cl)
 static uint64_t local_bytes(const struct gpu_variant *v, uint32_t kp)
 {
     const uint64_t bm = (uint64_t)v->rx * v->tm, bn = (uint64_t)v->cx * v->tn;
-    const uint64_t qk = v->qres ? kp : (uint64_t)v->bk;
+    const uint64_t nb = v->db ? 2 : 1; /* buffers of each streamed slice */
+    const uint64_t qk = v->qres ? kp : (uint64_t)v->bk * nb;
     const uint64_t red = (uint64_t)v->cx * bm <= (uint64_t)v->bk * bn ? 0 : (uint64_t)v->cx * bm;
-    return 4 * (qk * bm + (uint64_t)v->bk * bn + red);
+    return 4 * (qk * bm + nb * (uint64_t)v->bk * bn + red);
 }
 
 /* The dims per slice that pad dim least (ties: the larger slice, fewer barriers). */
@@ -114,22 +119,31 @@ static int pick_bk(uint32_t dim)
     return best;
 }
 
-/* Parse a variant string "tm,tn,rx,cx,bk,qres,wgmul[,pf[,split]]" into *o (missing pf and split,
- * and bk 0, from *dflt); 0 when it does not parse or is out of range. */
+/* Parse a variant string "tm,tn,rx,cx,bk,qres,wgmul[,pf[,split[,db[,regs[,ld]]]]]" into *o
+ * (missing trailing fields, and bk 0, from *dflt); 0 when it does not parse or is out of range. */
 static int parse_variant(const char *e, const struct gpu_variant *dflt, struct gpu_variant *o)
 {
     char tail;
-    const int n = sscanf(e, "%d,%d,%d,%d,%d,%d,%d,%d,%d%c", &o->tm, &o->tn, &o->rx, &o->cx, &o->bk,
-                         &o->qres, &o->wgmul, &o->pf, &o->split, &tail);
+    const int n =
+        sscanf(e, "%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d%c", &o->tm, &o->tn, &o->rx, &o->cx, &o->bk,
+               &o->qres, &o->wgmul, &o->pf, &o->split, &o->db, &o->regs, &o->ld, &tail);
     if (n < 8)
         o->pf = dflt->pf;
     if (n < 9)
         o->split = dflt->split;
+    if (n < 10)
+        o->db = dflt->db;
+    if (n < 11)
+        o->regs = dflt->regs;
+    if (n < 12)
+        o->ld = dflt->ld;
     if (o->bk == 0)
         o->bk = dflt->bk;
-    return n >= 7 && n <= 9 && o->split >= 1 && o->split <= 64 && o->tm >= 4 && o->tm <= 16 &&
-           o->tm % 4 == 0 && o->tn >= 4 && o->tn <= 16 && o->tn % 4 == 0 && o->rx >= 1 &&
-           o->cx >= 1 && o->bk >= 8 && o->bk <= 64 && o->bk % 8 == 0 && o->wgmul >= 0;
+    return n >= 7 && n <= 12 && o->split >= 1 && o->split <= 64 && (o->db == 0 || o->db == 1) &&
+           (o->ld == 0 || o->ld == 1) && (o->regs == 0 || (o->regs >= 32 && o->regs <= 255)) &&
+           o->tm >= 4 && o->tm <= 16 && o->tm % 4 == 0 && o->tn >= 4 && o->tn <= 16 &&
+           o->tn % 4 == 0 && o->rx >= 1 && o->cx >= 1 && o->bk >= 8 && o->bk <= 64 &&
+           o->bk % 8 == 0 && o->wgmul >= 0;
 }
 
 /* The tuning table's keys (tune.h): the device with its driver, and the class of shapes that
@@ -170,14 +184,22 @@ int gpu_tune_keys(const struct ms_cl *cl, const struct ms_emb *q, const struct m
 int gpu_tune_candidates(const struct ms_cl *cl, const struct ms_emb *q,
                         const struct ms_scorer_opts *o, char (*out)[64], int max)
 {
-    /* The H200 sweep's winners and their neighbours (docs/kernel-notes.md). */
-    static const char *const few[] = { "8,4,4,16,0,1,64,1,1", "8,4,4,16,0,1,64,1,2",
-                                       "8,4,4,16,0,1,64,1,4", "4,4,8,16,0,1,64,1,1",
-                                       "4,8,8,8,0,1,64,1,1",  "8,8,4,8,0,1,64,1,2" };
-    static const char *const many[] = { "8,8,16,8,0,0,64,1,1",  "8,8,8,8,0,1,64,1,1",
-                                        "8,16,16,4,0,0,64,1,1", "16,8,8,8,0,0,64,1,1",
-                                        "8,16,8,4,0,1,64,1,1",  "8,8,16,8,16,0,64,1,1",
-                                        "8,8,16,8,0,0,64,1,2" };
+    /* The H200 sweep's winners and their neighbours (docs/kernel-notes.md), then the variants
+     * of 2026-12-03: 16 dims a slice, double-buffered slices (db), a register cap, 16-byte
+     * integer loads of float16 documents (ld). */
+    static const char *const few[] = { "8,4,4,16,0,1,64,1,1",       "8,4,4,16,0,1,64,1,2",
+                                       "8,4,4,16,0,1,64,1,4",       "4,4,8,16,0,1,64,1,1",
+                                       "4,8,8,8,0,1,64,1,1",        "8,8,4,8,0,1,64,1,2",
+                                       "8,4,4,16,16,1,64,1,1",      "8,4,4,16,0,1,64,1,1,1",
+                                       "8,4,4,16,16,1,64,1,1,1",    "4,4,8,16,16,1,64,1,1,1",
+                                       "8,4,4,16,0,1,64,1,1,0,0,1", "8,4,4,16,16,1,64,1,1,1,0,1" };
+    static const char *const many[] = {
+        "8,8,16,8,0,0,64,1,1",       "8,8,8,8,0,1,64,1,1",          "8,16,16,4,0,0,64,1,1",
+        "16,8,8,8,0,0,64,1,1",       "8,16,8,4,0,1,64,1,1",         "8,8,16,8,16,0,64,1,1",
+        "8,8,16,8,0,0,64,1,2",       "8,8,16,8,16,0,64,1,1,1",      "8,8,16,8,16,0,64,1,1,1,168",
+        "8,8,16,8,0,0,64,1,1,0,128", "8,8,16,8,16,0,64,1,1,0,128",  "8,8,8,8,0,1,64,1,1,1",
+        "8,8,16,8,0,0,64,1,1,0,0,1", "8,8,16,8,16,0,64,1,1,1,168,1"
+    };
     const int few_rows = total_rows_of(q) <= 32;
     const int n_list =
         few_rows ? (int)(sizeof few / sizeof few[0]) : (int)(sizeof many / sizeof many[0]);
@@ -202,9 +224,11 @@ int gpu_tune_candidates(const struct ms_cl *cl, const struct ms_emb *q,
  *     padded rows (not measured on a GPU).
  * BN = 64 keeps the padding of 300-token documents at 6%. Work-groups are shrunk to the device's
  * limit, the query tile streamed when it does not fit its local memory.
- * MAXSIM_GPU_VARIANT="tm,tn,rx,cx,bk,qres,wgmul[,pf[,split]]" replaces it
- * (scripts/gpu-portable-sweep). Planned: the fastest variant per device and shape class from the
- * tuning cache.
+ * Double-buffered slices (db), a register cap (regs) and 16-byte integer loads of float16
+ * documents (ld) are offered as variants, not defaults,
+ * until a GPU run has timed them (docs/kernel-notes.md, 2026-12-03).
+ * MAXSIM_GPU_VARIANT="tm,tn,rx,cx,bk,qres,wgmul[,pf[,split[,db[,regs[,ld]]]]]" replaces it
+ * (scripts/gpu-portable-sweep); then the tuning table (`maxsim bench --tune`).
  */
 static int gpu_pick(struct ms_gpu *g, uint64_t total_rows, const struct ms_scorer_opts *opts,
                     struct ms_err *err)
@@ -216,11 +240,11 @@ static int gpu_pick(struct ms_gpu *g, uint64_t total_rows, const struct ms_score
     const size_t max_wg = g->cl->info.max_work_group ? g->cl->info.max_work_group : 64;
 
     if (total_rows <= 32)
-        *v = (struct gpu_variant){ 8, 4, 4, 16, 0, 1, 64, 1, 1 };
+        *v = (struct gpu_variant){ 8, 4, 4, 16, 0, 1, 64, 1, 1, 0, 0, 0 };
     else if (total_rows <= 96)
-        *v = (struct gpu_variant){ 8, 8, 8, 8, 0, 1, 64, 1, 1 };
+        *v = (struct gpu_variant){ 8, 8, 8, 8, 0, 1, 64, 1, 1, 0, 0, 0 };
     else
-        *v = (struct gpu_variant){ 8, 8, 16, 8, 0, 0, 64, 1, 1 };
+        *v = (struct gpu_variant){ 8, 8, 16, 8, 0, 0, 64, 1, 1, 0, 0, 0 };
     v->bk = pick_bk(g->dim);
     /* First match wins: the scorer's forced variant (bench --tune; a tensor-core variant string
      * does not parse here and is not ours), MAXSIM_GPU_VARIANT, the tuning table. */
@@ -232,8 +256,9 @@ static int gpu_pick(struct ms_gpu *g, uint64_t total_rows, const struct ms_score
         if (!parse_variant(e, v, &o))
             return ms_err_set(err, MS_ERR_INPUT,
                               "MAXSIM_GPU_VARIANT='%s': expected tm,tn,rx,cx,bk,qres,wgmul[,pf[,"
-                              "split]] (tm, tn 4, 8, 12 or 16; bk a multiple of 8 up to 64, 0 for "
-                              "the default; split 1..64)",
+                              "split[,db[,regs[,ld]]]]] (tm, tn 4, 8, 12 or 16; bk a multiple of 8 "
+                              "up to 64, 0 for the default; split 1..64; db 0 or 1; regs 0 or "
+                              "32..255; ld 0 or 1)",
                               e);
         *v = o;
     } else {
@@ -254,6 +279,8 @@ static int gpu_pick(struct ms_gpu *g, uint64_t total_rows, const struct ms_score
     g->kp = (uint32_t)(ceil_div(g->dim, (uint64_t)v->bk) * (uint64_t)v->bk);
     if (v->qres && local_bytes(v, g->kp) > lmem)
         v->qres = 0;
+    if (v->db && local_bytes(v, g->kp) > lmem)
+        v->db = 0;
     /* Small local memories: thinner slices, then fewer rows a tile, before giving up. */
     while (local_bytes(v, g->kp) > lmem && (v->bk > 8 || v->rx > 1)) {
         if (v->bk > 8)
@@ -273,16 +300,37 @@ static int gpu_pick(struct ms_gpu *g, uint64_t total_rows, const struct ms_score
     return MS_OK;
 }
 
+/* Whether the device's extension string names ext (a whole word). */
+static int has_extension(const struct ms_cl *cl, const char *ext)
+{
+    char buf[8192] = { 0 };
+    const size_t n = strlen(ext);
+    if (clGetDeviceInfo(cl->info.device, CL_DEVICE_EXTENSIONS, sizeof buf - 1, buf, NULL) !=
+        CL_SUCCESS)
+        return 0;
+    for (const char *p = strstr(buf, ext); p; p = strstr(p + 1, ext))
+        if ((p == buf || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0))
+            return 1;
+    return 0;
+}
+
 static int build(struct ms_gpu *g, struct ms_err *err)
 {
-    const struct gpu_variant *v = &g->v;
-    char opts[256];
+    struct gpu_variant *v = &g->v;
+    char opts[320], regs[48] = "";
     cl_int rc = CL_SUCCESS;
 
+    /* A register cap is a compiler option only some vendors take (NVIDIA's
+     * cl_nv_compiler_options): fewer registers a work-item, more work-groups an SM. Elsewhere the
+     * field is dropped (and -v says so through the describe string). */
+    if (v->regs && has_extension(g->cl, "cl_nv_compiler_options"))
+        snprintf(regs, sizeof regs, " -cl-nv-maxrregcount=%d", v->regs);
+    else
+        v->regs = 0;
     snprintf(opts, sizeof opts,
              "-cl-std=CL1.2 -DMSG_TM=%d -DMSG_TN=%d -DMSG_RX=%d -DMSG_CX=%d -DMSG_BK=%d "
-             "-DMSG_DIM=%u -DMSG_KP=%u -DMSG_QRES=%d -DMSG_PF=%d",
-             v->tm, v->tn, v->rx, v->cx, v->bk, g->dim, g->kp, v->qres, v->pf);
+             "-DMSG_DIM=%u -DMSG_KP=%u -DMSG_QRES=%d -DMSG_PF=%d -DMSG_DB=%d -DMSG_LD=%d%s",
+             v->tm, v->tn, v->rx, v->cx, v->bk, g->dim, g->kp, v->qres, v->pf, v->db, v->ld, regs);
     if (ms_cl_program(g->cl, "maxsim_gpu.cl", opts, &g->prog, err) != MS_OK)
         return err->status;
     g->norm_f16 = clCreateKernel(g->prog, "msg_norm_f16", &rc);
@@ -304,9 +352,10 @@ static int build(struct ms_gpu *g, struct ms_err *err)
         return ms_cl_fail(err, "clCreateKernel(msg_*)", rc);
     snprintf(g->describe, sizeof g->describe,
              "portable GPU kernel (%dx%d per work-item, %dx%d work-items, %d dims a slice, query "
-             "tile %s, split %d)%s",
+             "tile %s, split %d%s%s%.0d%s)%s",
              v->tm, v->tn, v->rx, v->cx, v->bk, v->qres ? "resident" : "streamed", v->split,
-             g->tuned ? ", tuned" : "");
+             v->db ? ", double-buffered" : "", v->regs ? ", registers <= " : "", v->regs,
+             v->ld ? ", 16-byte loads" : "", g->tuned ? ", tuned" : "");
     ms_cl_note(g->cl,
                "portable GPU kernel (maxsim_gpu.cl), work-groups of %d, wgmul %d, split %d: %s",
                v->rx * v->cx, v->wgmul, v->split, opts);

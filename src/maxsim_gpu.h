@@ -7,8 +7,8 @@
  * gpu_wanted at creation and hands every ms_scorer_run / ms_scorer_run_pairs to it when it is on.
  * Environment: MAXSIM_KERNEL=gpu forces it on any device (PoCL included: that is how `make test`
  * runs the suite through it), MAXSIM_KERNEL=portable forbids it; MAXSIM_GPU_VARIANT=
- * "tm,tn,rx,cx,bk,qres,wgmul[,pf[,split]]" replaces the tiling chosen from the device limits (see
- * gpu_pick).
+ * "tm,tn,rx,cx,bk,qres,wgmul[,pf[,split[,db[,regs[,ld]]]]]" replaces the tiling chosen from the
+ * device limits (see gpu_pick).
  */
 #ifndef MS_MAXSIM_GPU_H
 #define MS_MAXSIM_GPU_H

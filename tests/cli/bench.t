@@ -19,6 +19,17 @@ $ MAXSIM_KERNEL=gpu MAXSIM_GPU_VARIANT=4,4,2,4,8,0,0 maxsim bench --shape 1,20,8
 @ needs cpu
 > path        portable GPU kernel (4x4 per work-item, 2x4 work-items, 8 dims a slice, query tile streamed, split 1)
 
+# double-buffered slices (10th field) are named; a register cap (11th) only where the device's
+# compiler takes one (NVIDIA's cl_nv_compiler_options), so PoCL drops it
+$ MAXSIM_KERNEL=gpu MAXSIM_GPU_VARIANT=4,4,2,4,8,0,0,1,1,1,128 maxsim bench --shape 1,20,8,9,16 --reps 2 | grep '^path'
+@ needs cpu
+> path        portable GPU kernel (4x4 per work-item, 2x4 work-items, 8 dims a slice, query tile streamed, split 1, double-buffered)
+
+$ MAXSIM_KERNEL=gpu MAXSIM_GPU_VARIANT=4,4,2,4,8,0,0,1,1,2 maxsim bench --shape 1,20,8,9,16 --reps 2
+@ needs cpu
+? 2
+~ db 0 or 1
+
 $ MAXSIM_KERNEL=gpu MAXSIM_GPU_VARIANT=4,4,2 maxsim bench --shape 1,20,8,9,16 --reps 2
 @ needs cpu
 ? 2
