@@ -568,6 +568,30 @@ Test(nv_layout, plaid_centroid_tile)
     check_centroid_tile(0);
 }
 
+/* The exact top-2 of point xp against k centroids (rows of cent, stride floats apart) plus
+ * their bias, in double: the best and second scores and the first centroid of the best. */
+static void exact_top2(const float *xp, const float *cent, int stride, const float *bias, int k,
+                       int dim, double *best, double *second, int *arg)
+{
+    double rb = -INFINITY, rs = -INFINITY;
+    int ra = -1;
+    for (int c = 0; c < k; c++) {
+        double v = bias[c];
+        for (int d = 0; d < dim; d++)
+            v += (double)xp[d] * cent[(size_t)c * stride + d];
+        if (v > rb) {
+            rs = rb;
+            rb = v;
+            ra = c;
+        } else if (v > rs) {
+            rs = v;
+        }
+    }
+    *best = rb;
+    *second = rs;
+    *arg = ra;
+}
+
 /* kernels/index.cl's index_assign_nv for one warp: 32 points (2 m-tiles, the last rows past
  * n_valid read as 0 and never written), k centroids 8 a step (the row index clamped to k - 1,
  * columns past k never taken), ks k-steps (even); A from the row-major points and B from the
@@ -671,20 +695,9 @@ static void check_assign_warp(int n_valid, int k, int ks, int ties)
             if ((l & 3) != 0 || p >= n_valid)
                 continue;
             written[p]++;
-            double rb = -INFINITY, rs = -INFINITY;
-            int ra = -1;
-            for (int c = 0; c < k; c++) {
-                double v = bias[c];
-                for (int d = 0; d < dim; d++)
-                    v += (double)x[p][d] * cent[c][d];
-                if (v > rb) {
-                    rs = rb;
-                    rb = v;
-                    ra = c;
-                } else if (v > rs) {
-                    rs = v;
-                }
-            }
+            double rb, rs;
+            int ra;
+            exact_top2(x[p], &cent[0][0], DMAX, bias, k, dim, &rb, &rs, &ra);
             cr_assert(arg[l][sl] == (uint)ra && best[l][sl] == (float)rb &&
                           second[l][sl] == (float)rs,
                       "n %d k %d dim %d point %d: (%u, %g, %g), want (%d, %g, %g)", n_valid, k, dim,
@@ -835,20 +848,9 @@ static void check_assign_tiled(int n_valid, int k, int ks, int ties, int nw, int
             if (p >= n_valid)
                 continue;
             written[p - p0]++;
-            double rb = -INFINITY, rs = -INFINITY;
-            int ra = -1;
-            for (int c = 0; c < k; c++) {
-                double v = tbias[c];
-                for (int d = 0; d < dim; d++)
-                    v += (double)tx[p][d] * tcent[c][d];
-                if (v > rb) {
-                    rs = rb;
-                    rb = v;
-                    ra = c;
-                } else if (v > rs) {
-                    rs = v;
-                }
-            }
+            double rb, rs;
+            int ra;
+            exact_top2(tx[p], &tcent[0][0], TMAX_D, tbias, k, dim, &rb, &rs, &ra);
             cr_assert(arg[l][s] == (uint)ra && best[l][s] == (float)rb && second[l][s] == (float)rs,
                       "tiled mt %d nt %d ct %d, n %d k %d dim %d point %d: (%u, %g, %g), want (%d, "
                       "%g, %g)",
