@@ -26,22 +26,7 @@
 #define IX_ASM                     asm volatile
 #define restrict                   __restrict__
 
-__device__ static inline size_t get_local_id(int d)
-{
-    return d == 0 ? threadIdx.x : threadIdx.y;
-}
-__device__ static inline size_t get_group_id(int d)
-{
-    return d == 0 ? blockIdx.x : blockIdx.y;
-}
-__device__ static inline uint as_uint(float v)
-{
-    return __float_as_uint(v);
-}
-__device__ static inline float as_float(uint v)
-{
-    return __uint_as_float(v);
-}
+#include "ocl_builtins.cuh"
 
 /* OpenCL's `static inline` helpers become device functions. */
 #define static static __device__

@@ -32,22 +32,7 @@ __device__ static inline size_t get_global_id(int d)
     return d == 0 ? (size_t)blockIdx.x * blockDim.x + threadIdx.x
                   : (size_t)blockIdx.y * blockDim.y + threadIdx.y;
 }
-__device__ static inline size_t get_local_id(int d)
-{
-    return d == 0 ? threadIdx.x : threadIdx.y;
-}
-__device__ static inline size_t get_group_id(int d)
-{
-    return d == 0 ? blockIdx.x : blockIdx.y;
-}
-__device__ static inline uint as_uint(float v)
-{
-    return __float_as_uint(v);
-}
-__device__ static inline float as_float(uint v)
-{
-    return __uint_as_float(v);
-}
+#include "ocl_builtins.cuh"
 __device__ static inline float vload_half(size_t i, const half *p)
 {
     return __half2float(p[i]);
