@@ -136,13 +136,16 @@ int main(int argc, char **argv)
             int subc = argc - optind;
             optind = 0;
             opterr = 0;
-            const double before_main = since_exec(), t_main = ms_now();
+            const double t_main = ms_now();
             const int status = ms_mpi_run(commands[i].name, commands[i].run, subc, sub);
-            if (ms_global.verbose && ms_global.used_device)
+            if (ms_global.verbose && ms_global.used_device) {
+                /* the process's age is read once, here, not on every start */
+                const double in_command = ms_now() - t_main, age = since_exec();
                 fprintf(stderr,
                         "maxsim: process: %.3f s from its start to main (loading libraries), "
                         "%.3f s in the command\n",
-                        before_main, ms_now() - t_main);
+                        age < 0 ? -1.0 : age - in_command, in_command);
+            }
             /* standard output is closed here, once, for every command
              * (git's run_builtin): a failed write (`> /dev/full`) is an error */
             const int code = status == 0 ? ms_close_stdout() : status;
