@@ -233,6 +233,9 @@ static int bench_tune(struct ms_cl *cl, const struct ms_emb *q, const struct ms_
     if (dflt < 0)
         return err->status;
     printf("            %.4f ms\n", dflt * 1e3);
+    /* each line as it is timed: a tuning of many variants takes minutes, and a pipe or a
+     * timeout must not lose what was measured */
+    fflush(stdout);
     for (int i = 0; i < n; i++) {
         struct ms_scorer_opts o = *so;
         struct ms_err e = { 0 };
@@ -244,9 +247,11 @@ static int bench_tune(struct ms_cl *cl, const struct ms_emb *q, const struct ms_
         ms_scorer_free(s);
         if (t < 0) {
             printf("%-28s failed: %s\n", cand[i], e.msg);
+            fflush(stdout);
             continue;
         }
         printf("%-28s %.4f ms\n", cand[i], t * 1e3);
+        fflush(stdout);
         if (best < 0 || t < best) {
             best = t;
             best_i = i;
