@@ -10,8 +10,9 @@
  *      nearest centroid on the device and takes the means on the host (an
  *      empty cluster restarts at a random point); then normalized and
  *      stored as float16 (float32 for NextPlaid);
- *   3. the held-out tokens (the sample's last min(5%, 50000)) are coded by
- *      the largest dot product with the stored centroids; the quantiles of
+ *   3. the held-out tokens (min(5% of the sample's, 50000), from documents
+ *      drawn apart from the sample, as fast-plaid's create() draws its own)
+ *      are coded by the largest dot product with the stored centroids; the quantiles of
  *      their flattened residuals give the 2^nbits - 1 bucket cutoffs (i/n)
  *      and the 2^nbits bucket weights ((i + 0.5)/n); avg_residual and
  *      cluster_threshold come from them too;
@@ -361,21 +362,168 @@ static void point_f32(const struct points *p, uint64_t i, float *out)
         out[d] = half_value(h[d]);
 }
 
-/* Step 1: the sample's tokens in document order, as stored (float16 or
- * float32), in one read: a .npy is read by several threads at once, each
- * its own rows, straight into the buffer that k-means uses (ms_src_read_rows),
- * so nothing is converted or copied on one thread. */
-static int read_sample(struct ms_src *src, uint64_t n_pick, struct rng *r, struct ms_emb *e,
-                       struct ms_err *err)
+/* Step 1: the sample's rows: n_pick of the source's, ascending (the draw
+ * that k-means' sample takes from r). */
+static uint64_t *sample_rows(const struct ms_src *src, uint64_t n_pick, struct rng *r,
+                             struct ms_err *err)
 {
     uint64_t *rows = ms_malloc((n_pick ? n_pick : 1) * sizeof *rows, err);
-    int rc;
+    if (rows)
+        pick_sorted(r, src->n_rows, n_pick, rows);
+    return rows;
+}
 
-    if (!rows)
+/*
+ * The held-out documents, from which the codec's cutoffs and weights come:
+ * documents drawn at random (own generator, seeded from --seed, so the
+ * k-means sample and start are not changed by it) until they hold `held`
+ * tokens, the last one drawn giving only its last tokens, as fast-plaid's
+ * create() takes them from the end of its own shuffle of the documents.
+ * That shuffle is not compute_kmeans' sample, so most held-out tokens (82%
+ * at 1M documents) are not k-means points: their residuals are those of the
+ * tokens the codec will code. The sample's own tail (training points, nearer
+ * their centroids) gave cutoffs about 3% narrower than fast-plaid's on the
+ * same centroids and recall@10 0.805 against 0.809 at 1M (docs/index-notes.md).
+ * rows: ascending; the partly taken row is `part_row` (its last `part_take`
+ * tokens), or UINT64_MAX when every row is taken whole.
+ */
+static int cmp_u64(const void *a, const void *b)
+{
+    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+struct heldout {
+    uint64_t *rows, n, part_row, part_take, tokens;
+};
+
+static int pick_heldout(const struct ms_src *src, uint64_t held, uint64_t seed, struct heldout *h,
+                        struct ms_err *err)
+{
+    struct rng r = { seed ^ 0x5DEECE66DA3C2F17ull }; /* an independent stream */
+    uint8_t *seen = ms_calloc(src->n_rows / 8 + 1, 1, err);
+    uint64_t cap = 64, got = 0;
+    memset(h, 0, sizeof *h);
+    h->part_row = UINT64_MAX;
+    h->rows = ms_malloc(cap * sizeof *h->rows, err);
+    if (!seen || !h->rows) {
+        free(seen);
+        free(h->rows);
+        h->rows = NULL;
         return err->status;
-    pick_sorted(r, src->n_rows, n_pick, rows);
-    rc = ms_src_read_rows(src, rows, n_pick, e, err);
-    free(rows);
+    }
+    /* held <= the sample's tokens <= the corpus's, so the draw ends */
+    for (uint64_t drawn = 0; got < held && drawn < src->n_rows;) {
+        const uint64_t j = rng_below(&r, src->n_rows);
+        if (seen[j >> 3] & (1u << (j & 7)))
+            continue;
+        seen[j >> 3] |= (uint8_t)(1u << (j & 7));
+        drawn++;
+        const uint64_t len = ms_src_row_len(src, j);
+        if (len == 0)
+            continue;
+        if (h->n == cap) {
+            uint64_t *more = realloc(h->rows, 2 * cap * sizeof *more);
+            if (!more) {
+                free(seen);
+                free(h->rows);
+                h->rows = NULL;
+                return ms_err_set(err, MS_ERR_RUNTIME, "out of memory (held-out rows)");
+            }
+            h->rows = more;
+            cap *= 2;
+        }
+        h->rows[h->n++] = j;
+        if (got + len > held) {
+            h->part_row = j;
+            h->part_take = held - got;
+        }
+        got += len < held - got ? len : held - got;
+    }
+    free(seen);
+    h->tokens = got;
+    qsort(h->rows, h->n, sizeof *h->rows, cmp_u64);
+    return MS_OK;
+}
+
+/* The held-out tokens of h out of e (which holds, in ascending order, at
+ * least h's rows; e_rows[i] is the source row of e's row i), contiguous in
+ * ascending row order, into *out (malloc'd, h->tokens points). */
+static int gather_heldout(const struct ms_emb *e, const uint64_t *e_rows, const struct heldout *h,
+                          void **out, struct ms_err *err)
+{
+    const size_t pt = e->dim * ms_dtype_size(e->dtype);
+    char *dst = ms_malloc((h->tokens ? h->tokens : 1) * pt, err);
+    uint64_t at = 0;
+    if (!(*out = dst))
+        return err->status;
+    for (uint64_t i = 0, k = 0; i < e->n_rows && k < h->n; i++) {
+        if (e_rows[i] != h->rows[k])
+            continue;
+        uint64_t a = e->offsets[i], len = e->offsets[i + 1] - a;
+        if (h->rows[k] == h->part_row) {
+            a += len - h->part_take;
+            len = h->part_take;
+        }
+        memcpy(dst + at * pt, (const char *)e->tokens + a * pt, len * pt);
+        at += len;
+        k++;
+    }
+    return MS_OK;
+}
+
+/* The sample's tokens (rows `rows`, ascending) and the held-out ones (h),
+ * read once: a .npy or HDF5 file in two reads, by several threads each,
+ * straight into the buffer k-means uses (ms_src_read_rows); a stream, which
+ * reads each row once and in order, in one read of both sets of rows, the
+ * rows not in the sample then squeezed out of the buffer. */
+static int read_sample(struct ms_src *src, const uint64_t *rows, uint64_t n_pick,
+                       const struct heldout *h, struct ms_emb *e, void **held_x, struct ms_err *err)
+{
+    int rc;
+    if (!src->sequential_only) {
+        struct ms_emb he;
+        ms_emb_init(&he);
+        if ((rc = ms_src_read_rows(src, rows, n_pick, e, err)) == MS_OK &&
+            (rc = ms_src_read_rows(src, h->rows, h->n, &he, err)) == MS_OK)
+            rc = gather_heldout(&he, h->rows, h, held_x, err);
+        ms_emb_release(&he);
+        return rc;
+    }
+    /* the union of both row sets, ascending */
+    uint64_t *all = ms_malloc((n_pick + h->n + 1) * sizeof *all, err), n_all = 0;
+    if (!all)
+        return err->status;
+    for (uint64_t i = 0, k = 0; i < n_pick || k < h->n;) {
+        if (k == h->n || (i < n_pick && rows[i] < h->rows[k]))
+            all[n_all++] = rows[i++];
+        else if (i == n_pick || h->rows[k] < rows[i])
+            all[n_all++] = h->rows[k++];
+        else {
+            all[n_all++] = rows[i++];
+            k++;
+        }
+    }
+    if ((rc = ms_src_read_rows(src, all, n_all, e, err)) == MS_OK &&
+        (rc = gather_heldout(e, all, h, held_x, err)) == MS_OK) {
+        /* keep the sample's rows only, in place (they only move towards the front) */
+        const size_t pt = e->dim * ms_dtype_size(e->dtype);
+        uint64_t at = 0, r = 0;
+        for (uint64_t i = 0; i < n_all; i++) {
+            const uint64_t a = e->offsets[i], len = e->offsets[i + 1] - a;
+            if (r < n_pick && all[i] == rows[r]) {
+                if (at != a)
+                    memmove((char *)e->tokens + at * pt, (char *)e->tokens + a * pt, len * pt);
+                e->offsets[r] = at;
+                at += len;
+                r++;
+            }
+        }
+        e->offsets[n_pick] = at;
+        e->n_rows = n_pick;
+        e->first_row = n_pick ? rows[0] : 0;
+    }
+    free(all);
     return rc;
 }
 
@@ -1192,6 +1340,8 @@ int ms_index_build(struct ms_cl *cl, struct ms_src *docs, struct ms_src *again, 
     struct ms_index_dev *dev = NULL;
     struct codec c = { 0 };
     struct ms_emb sample;
+    struct heldout hold = { 0 };
+    void *held_x = NULL; /* the held-out tokens, as stored */
     uint64_t n_pts = 0;
     char tmp[4096] = "";
     int rc;
@@ -1223,7 +1373,21 @@ int ms_index_build(struct ms_cl *cl, struct ms_src *docs, struct ms_src *again, 
     n_sample = n_sample < docs->n_rows ? n_sample : docs->n_rows;
     if (fn)
         fn(ctx, "sample", 0, n_sample);
-    if ((rc = read_sample(docs, n_sample, &r, &sample, err)) != MS_OK)
+    uint64_t *rows = sample_rows(docs, n_sample, &r, err);
+    if (!rows) {
+        rc = err->status;
+        goto out;
+    }
+    for (uint64_t i = 0; i < n_sample; i++)
+        n_pts += ms_src_row_len(docs, rows[i]);
+    /* the held-out's size: fast-plaid's min(5% of the sample's tokens, 50,000) */
+    uint64_t held = n_pts / 20 < MAX_HELDOUT ? n_pts / 20 : MAX_HELDOUT;
+    held = held ? held : n_pts;
+    rc = pick_heldout(docs, held, o->seed, &hold, err);
+    if (rc == MS_OK)
+        rc = read_sample(docs, rows, n_sample, &hold, &sample, &held_x, err);
+    free(rows);
+    if (rc != MS_OK)
         goto out;
     n_pts = ms_emb_n_tokens(&sample);
     const struct points pts = { sample.tokens, sample.dtype, dim };
@@ -1298,15 +1462,13 @@ int ms_index_build(struct ms_cl *cl, struct ms_src *docs, struct ms_src *again, 
     st->train_points = n_train;
     st->kmeans_s = ms_now() - t;
 
-    /* 3. bucket cutoffs and weights from the held-out tail of the sample */
+    /* 3. bucket cutoffs and weights from the held-out documents */
     t = ms_now();
-    uint64_t held = n_pts / 20 < MAX_HELDOUT ? n_pts / 20 : MAX_HELDOUT;
-    held = held ? held : n_pts;
     if ((rc = ms_index_dev_set_centroids(dev, c.cents, NULL, c.k, err)) != MS_OK ||
-        (rc = residual_stats(dev, &(struct points){ point_at(&pts, n_pts - held), pts.dtype, dim },
-                             held, &c, err)) != MS_OK)
+        (rc = residual_stats(dev, &(struct points){ held_x, pts.dtype, dim }, hold.tokens, &c,
+                             err)) != MS_OK)
         goto out;
-    st->heldout = held;
+    st->heldout = hold.tokens;
     st->codec_s = ms_now() - t;
     ms_emb_release(&sample);
 
@@ -1341,6 +1503,8 @@ out:
     ms_index_dev_free(dev);
     codec_release(&c);
     ms_emb_release(&sample);
+    free(hold.rows);
+    free(held_x);
     return rc;
 }
 

@@ -9,7 +9,7 @@
 # Run from the repository root after `. .gpu/env.sh`: sh scripts/nv-twin/index-h200.sh
 set -u
 export MAXSIM_FIXTURES=${MAXSIM_FIXTURES:-build/fixtures}
-REF=f197abd424cde3e0080ef46a7671827b0ae881621427230ce9ae5761231b33af
+REF=adc1b0da74ba8fdd94a0ec39fe32e9f36970c8e20176578a04d9b1d23902f40b
 TMP=${TMPDIR:-/tmp}/ixh200
 DOCS=${DOCS:-12000} # the timing corpus: DOCS documents of 100..250 tokens, K centroids
 K=${K:-65536}
