@@ -194,11 +194,16 @@ int gpu_tune_candidates(const struct ms_cl *cl, const struct ms_emb *q,
                                        "8,4,4,16,16,1,64,1,1,1",    "4,4,8,16,16,1,64,1,1,1",
                                        "8,4,4,16,0,1,64,1,1,0,0,1", "8,4,4,16,16,1,64,1,1,1,0,1" };
     static const char *const many[] = {
-        "8,8,16,8,0,0,64,1,1",       "8,8,8,8,0,1,64,1,1",          "8,16,16,4,0,0,64,1,1",
-        "16,8,8,8,0,0,64,1,1",       "8,16,8,4,0,1,64,1,1",         "8,8,16,8,16,0,64,1,1",
-        "8,8,16,8,0,0,64,1,2",       "8,8,16,8,16,0,64,1,1,1",      "8,8,16,8,16,0,64,1,1,1,168",
-        "8,8,16,8,0,0,64,1,1,0,128", "8,8,16,8,16,0,64,1,1,0,128",  "8,8,8,8,0,1,64,1,1,1",
-        "8,8,16,8,0,0,64,1,1,0,0,1", "8,8,16,8,16,0,64,1,1,1,168,1"
+        "8,8,16,8,0,0,64,1,1",          "8,8,8,8,0,1,64,1,1",
+        "8,16,16,4,0,0,64,1,1",         "16,8,8,8,0,0,64,1,1",
+        "8,16,8,4,0,1,64,1,1",          "8,8,16,8,16,0,64,1,1",
+        "8,8,16,8,0,0,64,1,2",          "8,8,16,8,16,0,64,1,1,1",
+        "8,8,16,8,16,0,64,1,1,1,168",   "8,8,16,8,0,0,64,1,1,0,128",
+        "8,8,16,8,16,0,64,1,1,0,128",   "8,8,8,8,0,1,64,1,1,1",
+        "8,8,16,8,0,0,64,1,1,0,0,1",    "8,8,16,8,16,0,64,1,1,1,168,1",
+        "8,8,16,8,16,0,64,1,1,1,0,1",   "8,8,16,8,16,0,64,1,1,0,0,1",
+        "8,8,16,8,32,0,64,1,1,1,168,1", "8,8,16,8,16,0,64,1,1,1,128,1",
+        "8,16,16,4,16,0,64,1,1,1,168,1"
     };
     const int few_rows = total_rows_of(q) <= 32;
     const int n_list =
@@ -214,19 +219,20 @@ int gpu_tune_candidates(const struct ms_cl *cl, const struct ms_emb *q,
 /*
  * The tiling. A row tile of BM = rx * tm query rows against chunks of BN = cx * tn document
  * tokens; each work-item an SGEMM register block (per k, tm/4 + tn/4 float4 reads of __local feed
- * tm * tn fma). The defaults are the fastest of the sweep on an H200 through NVIDIA's OpenCL
- * (docs/kernel-notes.md, run1, 2026-12-02):
+ * tm * tn fma). The defaults are the fastest of `bench --tune` on an H200 through NVIDIA's OpenCL
+ * (docs/kernel-notes.md, 2026-12-02 and 2026-12-03):
  *   <= 32 rows (one text query): 8 x 4 blocks, 4 x 16 work-items (BM 32, BN 64), query tile
- *     resident: text-1q 0.243 ms (4x4 blocks, 8 x 16: 0.277).
+ *     resident, 16 dims a slice, double-buffered, 16-byte float16 loads: text-1q 0.126 ms (the
+ *     same without the last three: 0.243).
  *   more rows: 8 x 8 blocks, 16 x 8 work-items (BM 128, BN 64), query slices streamed beside the
- *     document slices: text-64q-10k 56.9 ms, colpali-1q 9.4 ms (BM 64 with the query tile
- *     resident: 76.7 and 12.7 ms). Up to 96 rows BM 64 (8 x 8, 8 x 8, resident) wastes fewer
- *     padded rows (not measured on a GPU).
+ *     document slices, 16 dims a slice, double-buffered, at most 168 registers, 16-byte loads:
+ *     text-64q-10k 40.9 ms (without the last four: 57.0; BM 64 with the query tile resident:
+ *     76.7). Up to 96 rows BM 64 (8 x 8, 8 x 8, resident) wastes fewer padded rows (not
+ *     measured on a GPU).
  * BN = 64 keeps the padding of 300-token documents at 6%. Work-groups are shrunk to the device's
- * limit, the query tile streamed when it does not fit its local memory.
- * Double-buffered slices (db), a register cap (regs) and 16-byte integer loads of float16
- * documents (ld) are offered as variants, not defaults,
- * until a GPU run has timed them (docs/kernel-notes.md, 2026-12-03).
+ * limit, the query tile streamed when it does not fit its local memory. The 16-byte loads are
+ * most of the gain (NVIDIA's compiler evidently splits vloada_half8); every variant gives the
+ * same bits.
  * MAXSIM_GPU_VARIANT="tm,tn,rx,cx,bk,qres,wgmul[,pf[,split[,db[,regs[,ld]]]]]" replaces it
  * (scripts/gpu-portable-sweep); then the tuning table (`maxsim bench --tune`).
  */
@@ -240,12 +246,14 @@ static int gpu_pick(struct ms_gpu *g, uint64_t total_rows, const struct ms_score
     const size_t max_wg = g->cl->info.max_work_group ? g->cl->info.max_work_group : 64;
 
     if (total_rows <= 32)
-        *v = (struct gpu_variant){ 8, 4, 4, 16, 0, 1, 64, 1, 1, 0, 0, 0 };
+        *v = (struct gpu_variant){ 8, 4, 4, 16, 0, 1, 64, 1, 1, 1, 0, 1 };
     else if (total_rows <= 96)
         *v = (struct gpu_variant){ 8, 8, 8, 8, 0, 1, 64, 1, 1, 0, 0, 0 };
     else
-        *v = (struct gpu_variant){ 8, 8, 16, 8, 0, 0, 64, 1, 1, 0, 0, 0 };
-    v->bk = pick_bk(g->dim);
+        *v = (struct gpu_variant){ 8, 8, 16, 8, 0, 0, 64, 1, 1, 1, 168, 1 };
+    /* double-buffered slices were timed with 16 dims a slice */
+    v->bk =
+        v->db ? (ceil_div(g->dim, 8) * 8 < ceil_div(g->dim, 16) * 16 ? 8 : 16) : pick_bk(g->dim);
     /* First match wins: the scorer's forced variant (bench --tune; a tensor-core variant string
      * does not parse here and is not ours), MAXSIM_GPU_VARIANT, the tuning table. */
     struct gpu_variant o = { 0 };
