@@ -50,7 +50,8 @@
  * that a __local pointer converted to an integer is the .shared address ldmatrix/cp.async take,
  * and that cp.async completes as written; scripts/gpu-check tests every combination.
  * -DMS_NV_F8=1: e4m3 operands; -DMS_NV_TF32=1 with -DMS_NV_TF32_CVT=0|1|2: float32 operands
- * multiplied as tf32 by mma.m16n8k8 (the tf32 section).
+ * multiplied as tf32 by mma.m16n8k8 (the tf32 section); -DMS_NV_I8=1: int8 operands with scales
+ * (the int8 section).
  * Without MS_NVIDIA only the portable helpers (prep, sum) are compiled: the host never builds
  * this file for another device, and `make check-kernels` checks it both ways.
  */
@@ -142,6 +143,14 @@
 #endif
 #ifndef MS_NV_TF32_CVT
 #define MS_NV_TF32_CVT 0
+#endif
+/* int8 operands (--precision int8, sm_80+): the f8 layout (a "half" holds two int8 codes), int32
+ * products and sums by mma.m16n8k32 .s8, scales applied to the row maxima (the int8 section). */
+#ifndef MS_NV_I8
+#define MS_NV_I8 0
+#endif
+#if MS_NV_I8 + MS_NV_F8 + MS_NV_TF32 > 1
+#error "at most one of MS_NV_I8, MS_NV_F8 and MS_NV_TF32"
 #endif
 #if MS_NV_SPLIT
 #define MS_NV_TSTEP MS_NV_SW
@@ -349,6 +358,152 @@ MS_KERNEL void ms_nv_prep32_f16(MS_GLOBAL const half *restrict src, const uint n
     MS_NV_PREP32_BODY(MS_NV_LOAD_F16, ms_nv_inv_norm_f16)
 }
 
+/* ---- int8 (--precision int8): the documents' scale and codes, any device ----
+ * A block of documents is quantized with ONE scale, so that the scale can be applied after the
+ * max over a document's tokens (it is positive and the same for every token): s_d = 127 / M, M
+ * the largest |value| of the block (after --normalize when on), code = the nearest integer to
+ * value * s_d, ties to even, clamped to +-127 (M = 0: every code 0). Two passes: ms_nv_absmax_*
+ * (M, as the bits of a non-negative float32, whose unsigned order is the float order, by one
+ * atomic_max a work-group into a word the host zeroes first), then ms_nv_prepi8_* (the codes in
+ * the f8 layout: [token][KP] "halves" of two codes, zeros from dim on). M does not depend on the
+ * order of the work (max is exact), nor the codes on the device: s_d by a correctly rounded
+ * division (div.rn on NVIDIA, whose OpenCL `/` need not be), products rounded once, rint. Plain
+ * OpenCL C but for that division, so PoCL runs both passes in the tests. */
+static inline float ms_nv_div_rn(const float a, const float b)
+{
+#if defined(MS_NVIDIA) && MS_NVIDIA
+    float r = a; /* "+f": clang's OpenCL mode (make check-kernels) rejects an "=f" output */
+    MS_ASM("div.rn.f32 %0, %0, %1;" : "+f"(r) : "f"(b));
+    return r;
+#else
+    return a / b; /* IEEE division on the CPU devices the tests run on */
+#endif
+}
+
+/* The int8 code of y at scale s (s = 127 / M, |y| <= M): nearest, ties to even, within +-127. */
+static inline int ms_nv_code8(const float y, const float s)
+{
+    return (int)fmin(fmax(rint(y * s), -127.0f), 127.0f);
+}
+
+/* The 8 float16 or 4 float32 of a 16-byte piece at p (16-byte aligned) by one load: NVIDIA's
+ * compiler splits vector loads of half (docs/kernel-notes.md, portable kernel). */
+static inline void ms_nv_piece_f16(MS_GLOBAL const half *p, float *v)
+{
+    const uint4 w = *(MS_GLOBAL const uint4 *)p;
+    for (int i = 0; i < 8; i++)
+        v[i] = vload_half(i, (const half *)&w);
+}
+static inline void ms_nv_piece_f32(MS_GLOBAL const float *p, float *v)
+{
+    const uint4 w = *(MS_GLOBAL const uint4 *)p;
+    v[0] = as_float(w.x);
+    v[1] = as_float(w.y);
+    v[2] = as_float(w.z);
+    v[3] = as_float(w.w);
+}
+
+/* Pass 1: work-groups of MS_NV_RED_WG work-items, any number of them (each work-item strides
+ * over the block); without normalization over the block's values in 16-byte pieces (the upload
+ * starts 16-byte aligned) and the tail one by one, with it a token at a time: the largest |x|
+ * times the token's 1 / norm, which is exactly the largest |x / norm| that pass 2 meets
+ * (rounding is monotonic). */
+#define MS_NV_RED_WG 256
+#ifdef MS_NV_CUDA
+#define MS_REQD_WG_RED __launch_bounds__(MS_NV_RED_WG)
+#define MS_NV_RED_DECL __shared__ float red[MS_NV_RED_WG];
+#else
+#define MS_REQD_WG_RED __attribute__((reqd_work_group_size(MS_NV_RED_WG, 1, 1)))
+#define MS_NV_RED_DECL __local float red[MS_NV_RED_WG];
+#endif
+#define MS_NV_ABSMAX_BODY(LOAD, NORM, PIECE, PER)                                                 \
+    MS_NV_RED_DECL                                                                               \
+    const size_t lid = get_local_id(0), stride = get_global_size(0);                            \
+    float m = 0.0f;                                                                              \
+    if (normalize) {                                                                             \
+        for (size_t t = get_global_id(0); t < n_tok; t += stride) {                             \
+            const size_t base = t * dim;                                                         \
+            float mt = 0.0f;                                                                     \
+            for (uint k = 0; k < dim; k++)                                                       \
+                mt = fmax(mt, fabs(LOAD(base + k)));                                             \
+            m = fmax(m, mt * NORM(src, base, dim));                                              \
+        }                                                                                        \
+    } else {                                                                                     \
+        const size_t n = (size_t)n_tok * dim, pieces = n / (PER);                                \
+        float v[PER];                                                                            \
+        for (size_t i = get_global_id(0); i < pieces; i += stride) {                            \
+            PIECE(src + i * (PER), v);                                                           \
+            for (int u = 0; u < (PER); u++)                                                      \
+                m = fmax(m, fabs(v[u]));                                                         \
+        }                                                                                        \
+        for (size_t i = pieces * (PER) + get_global_id(0); i < n; i += stride)                  \
+            m = fmax(m, fabs(LOAD(i)));                                                          \
+    }                                                                                            \
+    red[lid] = m;                                                                                \
+    MS_BARRIER();                                                                                \
+    for (uint h = MS_NV_RED_WG / 2; h > 0; h >>= 1) {                                            \
+        if (lid < h)                                                                             \
+            red[lid] = fmax(red[lid], red[lid + h]);                                             \
+        MS_BARRIER();                                                                            \
+    }                                                                                            \
+    if (lid == 0)                                                                                \
+        atomic_max(dmax, as_uint(red[0]));
+
+MS_KERNEL MS_REQD_WG_RED void ms_nv_absmax_f32(MS_GLOBAL const float *restrict src,
+                                               const uint n_tok, const uint dim,
+                                               const int normalize, MS_GLOBAL uint *restrict dmax)
+{
+    MS_NV_ABSMAX_BODY(MS_NV_LOAD_F32, ms_nv_inv_norm_f32, ms_nv_piece_f32, 4)
+}
+
+MS_KERNEL MS_REQD_WG_RED void ms_nv_absmax_f16(MS_GLOBAL const half *restrict src,
+                                               const uint n_tok, const uint dim,
+                                               const int normalize, MS_GLOBAL uint *restrict dmax)
+{
+    MS_NV_ABSMAX_BODY(MS_NV_LOAD_F16, ms_nv_inv_norm_f16, ms_nv_piece_f16, 8)
+}
+
+/* Pass 2: one work-item per 8 codes (8 bytes of [token][KP] halves), so that neighbouring
+ * work-items read neighbouring values, by 16-byte loads where the row allows them (dim a
+ * multiple of the piece: 8 float16 or 4 float32); normalized in float32 first if asked (the
+ * norm as the other preps take it). Global size >= n_tok * KP / 4. */
+#define MS_NV_PREPI8_BODY(LOAD, NORM, PIECE, PER)                                                 \
+    const size_t g = get_global_id(0), tok = g / (MS_NV_KP / 4);                                \
+    const uint k0 = 8 * (uint)(g % (MS_NV_KP / 4));                                              \
+    if (tok >= n_tok)                                                                            \
+        return;                                                                                  \
+    const size_t base = tok * dim;                                                               \
+    const float mx = as_float(dmax[0]);                                                          \
+    const float s = mx > 0.0f ? ms_nv_div_rn(127.0f, mx) : 0.0f;                                 \
+    const float scale = normalize ? NORM(src, base, dim) : 1.0f;                                 \
+    float v[8];                                                                                  \
+    if (dim % (PER) == 0 && k0 + 8 <= dim) {                                                     \
+        for (int u = 0; u < 8; u += (PER))                                                       \
+            PIECE(src + base + k0 + (uint)u, v + u);                                             \
+    } else {                                                                                     \
+        for (int u = 0; u < 8; u++)                                                              \
+            v[u] = k0 + (uint)u < dim ? LOAD(base + k0 + (uint)u) : 0.0f;                        \
+    }                                                                                            \
+    uint w[2] = { 0u, 0u };                                                                      \
+    for (int u = 0; u < 8; u++)                                                                  \
+        w[u >> 2] |= ((uint)ms_nv_code8(v[u] * scale, s) & 0xffu) << (8 * (u & 3));             \
+    dst[2 * g] = w[0];                                                                           \
+    dst[2 * g + 1] = w[1];
+
+MS_KERNEL void ms_nv_prepi8_f32(MS_GLOBAL const float *restrict src, const uint n_tok,
+                                const uint dim, const int normalize,
+                                MS_GLOBAL const uint *restrict dmax, MS_GLOBAL uint *restrict dst)
+{
+    MS_NV_PREPI8_BODY(MS_NV_LOAD_F32, ms_nv_inv_norm_f32, ms_nv_piece_f32, 4)
+}
+
+MS_KERNEL void ms_nv_prepi8_f16(MS_GLOBAL const half *restrict src, const uint n_tok,
+                                const uint dim, const int normalize,
+                                MS_GLOBAL const uint *restrict dmax, MS_GLOBAL uint *restrict dst)
+{
+    MS_NV_PREPI8_BODY(MS_NV_LOAD_F16, ms_nv_inv_norm_f16, ms_nv_piece_f16, 8)
+}
+
 #if defined(MS_NVIDIA) && MS_NVIDIA
 
 /* ---- tf32 on the tensor cores ----
@@ -377,12 +532,76 @@ static inline void ms_nv_mma_tf32(float *c, const uint *a, uint b0, uint b1)
            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+/* ---- int8 on the tensor cores ----
+ * D += A * B on a 16x8x32 tile of int8 codes into int32: the .s8 fragments of m16n8k32 sit in
+ * the registers and byte positions of the e4m3 ones (PTX ISA, "Matrix fragments for
+ * mma.m16n8k32": one layout for .s8/.u8/.e4m3/.e5m2), so the f8 loads feed it unchanged. The
+ * float accumulator arrays carry the int32 bits (as_uint / as_float are moves): exact, |sum| <=
+ * KP * 2 * 127 * 127 < 2^24 for KP <= 512, so even the float conversion at the end is exact. On
+ * sm_90 this is IMMA.16832.S8.S8 (native; the e4m3 mma is emulated there: docs/kernel-notes.md). */
+static inline void ms_nv_mma_i8(float *c, const uint *a, const uint b0, const uint b1)
+{
+    uint d0 = as_uint(c[0]), d1 = as_uint(c[1]), d2 = as_uint(c[2]), d3 = as_uint(c[3]);
+    MS_ASM("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
+           "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+           : "+r"(d0), "+r"(d1), "+r"(d2), "+r"(d3)
+           : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    c[0] = as_float(d0);
+    c[1] = as_float(d1);
+    c[2] = as_float(d2);
+    c[3] = as_float(d3);
+}
+
+/* The running max over document tokens and its start: float maxima, or under MS_NV_I8 the int32
+ * products compared as integers (bits in the float arrays) and converted once a document row
+ * (MS_NV_ROW_VALUE) rather than once a product: a conversion issues at a quarter of the rate of
+ * a max (16 against 64 a clock and multiprocessor on sm_80/90), as many a tile as the IMMA. */
+#if MS_NV_I8
+#define MS_NV_MAX2(x, y) as_float(max(as_int(x), as_int(y)))
+#define MS_NV_NEG as_float(0x80000000u) /* INT_MIN: below any product */
+#else
+#define MS_NV_MAX2(x, y) fmax((x), (y))
+#define MS_NV_NEG (-INFINITY)
+#endif
+
+/* What a valid query row adds to its block's sum: its max over the document's tokens; under
+ * MS_NV_I8 that max (an integer) times the row's scale rs (the query row's 1 / s_q times the
+ * block's 1 / s_d = M / 127: both scales are positive, so they commute with the max). Both
+ * kernels take it the same way, so they still give the same bits. */
+#if MS_NV_I8
+#define MS_NV_ROW_VALUE(v, scale) ((float)as_int(v) * (scale))
+#else
+#define MS_NV_ROW_VALUE(v, scale) (v)
+#endif
+
+/* Under MS_NV_I8, rs[m][h] = the scale of row g + 8h of row block rb0 + m (0 past n_rb):
+ * inv_q[row] (the host's 1 / s_q of each query row) times M / 127, M from dmax (pass 1). */
+#if MS_NV_I8
+#define MS_NV_ROW_SCALES(NM, rb0, n_rb)                                                          \
+    float rs[NM][2];                                                                             \
+    {                                                                                            \
+        const float inv_d = ms_nv_div_rn(as_float(dmax[0]), 127.0f);                             \
+        _Pragma("unroll") for (int m = 0; m < (NM); m++)                                         \
+        {                                                                                        \
+            const uint rb = (rb0) + (uint)m;                                                     \
+            rs[m][0] = rb < (n_rb) ? inv_q[(size_t)rb * 16 + g] * inv_d : 0.0f;                 \
+            rs[m][1] = rb < (n_rb) ? inv_q[(size_t)rb * 16 + g + 8] * inv_d : 0.0f;             \
+        }                                                                                        \
+    }
+#else
+#define MS_NV_ROW_SCALES(NM, rb0, n_rb)
+#endif
+
 /* D += A * B on one 16x8x16 tile (MS_NV_F8: 16x8x32 of e4m3 bytes, the same registers and byte
  * positions: a "half" of the layout is then two e4m3 values); c, a: the lane's fragments. */
 static inline void ms_nv_mma(float *c, const uint *a, const uint b0, const uint b1)
 {
 #if MS_NV_TF32
     ms_nv_mma_tf32(c, a, b0, b1);
+    return;
+#endif
+#if MS_NV_I8
+    ms_nv_mma_i8(c, a, b0, b1);
     return;
 #endif
 #if MS_NV_F8
@@ -481,7 +700,7 @@ static inline float ms_nv_shfl_xor(const float v, const uint mask)
     if ((valid) >= 16) {                                                                         \
         _Pragma("unroll") for (int m = 0; m < (NM); m++)                                         \
             _Pragma("unroll") for (int r = 0; r < 4; r++)                                        \
-                mx[m][r >> 1] = fmax(mx[m][r >> 1], fmax(acc[m][0][r], acc[m][1][r]));           \
+                mx[m][r >> 1] = MS_NV_MAX2(mx[m][r >> 1], MS_NV_MAX2(acc[m][0][r], acc[m][1][r])); \
     } else {                                                                                     \
         _Pragma("unroll") for (int n = 0; n < 2; n++)                                            \
             _Pragma("unroll") for (int r = 0; r < 4; r++)                                        \
@@ -489,8 +708,8 @@ static inline float ms_nv_shfl_xor(const float v, const uint mask)
                 const uint col = (uint)n * 8 + MS_NV_C_COL(lane, r);                             \
                 _Pragma("unroll") for (int m = 0; m < (NM); m++)                                 \
                 {                                                                                \
-                    const float v = col < (valid) ? acc[m][n][r] : -INFINITY;                    \
-                    mx[m][r >> 1] = fmax(mx[m][r >> 1], v);                                      \
+                    const float v = col < (valid) ? acc[m][n][r] : MS_NV_NEG;                    \
+                    mx[m][r >> 1] = MS_NV_MAX2(mx[m][r >> 1], v);                                \
                 }                                                                                \
             }                                                                                    \
     }
@@ -601,6 +820,8 @@ static inline void ms_nv_load_b(uint *b, MS_LOCAL_PTR const ushort *buf, const u
  *   docs       [tokens][KP] float16 bits; document j is tokens doc_tok[j] .. + doc_len[j] - 1
  *   queries    [n_rb * 16][KP] float16 bits; rb_nvalid[rb] valid rows in row block rb
  *   part       [n_rb][n_docs]: sum over the valid rows of rb of their max over document j
+ *   inv_q, dmax  MS_NV_I8 only (set always): [n_rb * 16] the query rows' 1 / s_q, and M (the
+ *              float bits written by ms_nv_absmax_*); the row maxima are scaled by them
  * Work-group x scores documents x * docs_per_wg .. + docs_per_wg - 1.
  * Chunks go through MS_NV_SLOTS slots of __local: RING = 0, a double buffer (the next chunk's
  * copies issued, wait for the current one, barrier, compute, barrier); RING >= 2, a ring with
@@ -612,7 +833,8 @@ MS_KERNEL MS_REQD_WG void
 ms_nv_score(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restrict doc_tok,
             MS_GLOBAL const uint *restrict doc_len, const uint n_docs, const uint docs_per_wg,
             MS_GLOBAL const ushort *restrict queries, MS_GLOBAL const uint *restrict rb_nvalid,
-            const uint n_rb, MS_GLOBAL float *restrict part)
+            const uint n_rb, MS_GLOBAL float *restrict part, MS_GLOBAL const float *restrict inv_q,
+            MS_GLOBAL const uint *restrict dmax)
 {
 #ifdef MS_NV_CUDA
     __shared__ __align__(16) ushort sbuf[MS_NV_SLOTS][MS_NV_NCH * MS_NV_LDS];
@@ -650,6 +872,7 @@ ms_nv_score(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restric
                 a[m][ks][r] = rb < n_rb ? *(MS_GLOBAL const uint *)(queries + off) : 0u;
             }
     }
+    MS_NV_ROW_SCALES(MS_NV_MR, rb0, n_rb)
     if (j_begin >= j_end)
         return; /* the whole work-group: no barrier is left behind */
 
@@ -689,7 +912,7 @@ ms_nv_score(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restric
         float mx[MS_NV_MR][2];
 #pragma unroll
         for (int m = 0; m < MS_NV_MR; m++)
-            mx[m][0] = mx[m][1] = -INFINITY;
+            mx[m][0] = mx[m][1] = MS_NV_NEG;
 
         for (uint c = 0; c * MS_NV_NCH < len; c++) {
 #if MS_NV_RING
@@ -750,8 +973,8 @@ ms_nv_score(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restric
         for (int m = 0; m < MS_NV_MR; m++)
 #pragma unroll
             for (int h = 0; h < 2; h++) {
-                mx[m][h] = fmax(mx[m][h], ms_nv_shfl_xor(mx[m][h], 1));
-                mx[m][h] = fmax(mx[m][h], ms_nv_shfl_xor(mx[m][h], 2));
+                mx[m][h] = MS_NV_MAX2(mx[m][h], ms_nv_shfl_xor(mx[m][h], 1));
+                mx[m][h] = MS_NV_MAX2(mx[m][h], ms_nv_shfl_xor(mx[m][h], 2));
             }
 #if MS_NV_WC > 1
         /* Warps that split the columns combine their maxima (order-free: max is exact). */
@@ -768,8 +991,8 @@ ms_nv_score(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restric
             for (int w = 1; w < MS_NV_WC; w++) {
 #pragma unroll
                 for (int m = 0; m < MS_NV_MR; m++) {
-                    mx[m][0] = fmax(mx[m][0], red[warp + w][m * 16 + g]);
-                    mx[m][1] = fmax(mx[m][1], red[warp + w][m * 16 + g + 8]);
+                    mx[m][0] = MS_NV_MAX2(mx[m][0], red[warp + w][m * 16 + g]);
+                    mx[m][1] = MS_NV_MAX2(mx[m][1], red[warp + w][m * 16 + g + 8]);
                 }
             }
         }
@@ -781,8 +1004,8 @@ ms_nv_score(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restric
                 /* Rows past the query's tokens count 0; an empty document scores 0. */
                 float x = 0.0f;
                 if (len > 0) {
-                    x = g < nvalid[m] ? mx[m][0] : 0.0f;
-                    x += g + 8 < nvalid[m] ? mx[m][1] : 0.0f;
+                    x = g < nvalid[m] ? MS_NV_ROW_VALUE(mx[m][0], rs[m][0]) : 0.0f;
+                    x += g + 8 < nvalid[m] ? MS_NV_ROW_VALUE(mx[m][1], rs[m][1]) : 0.0f;
                 }
                 /* Sum over the 8 row pairs: a fixed butterfly, the same order every time. */
                 x += ms_nv_shfl_xor(x, 4);
@@ -888,13 +1111,15 @@ static inline void ms_nv_next_tile(uint *j, uint *t, const uint t0, const uint s
  *   queries, rb_nvalid               the group's row blocks; q_blk[q] .. q_blk[q+1]-1 are query
  *                                    q's (at most SMR of them: the host checks)
  *   out                              [n_q][n_docs] float32
+ *   inv_q, dmax                      as for ms_nv_score (MS_NV_I8 only)
  * Global size (warp_stride / SW * 32 * SW, n_q), local (32 * SW, 1).
  */
 MS_KERNEL MS_REQD_WG_STREAM void
 ms_nv_stream(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restrict doc_tok,
              MS_GLOBAL const uint *restrict doc_len, const uint n_docs, const uint warp_stride,
              MS_GLOBAL const ushort *restrict queries, MS_GLOBAL const uint *restrict rb_nvalid,
-             MS_GLOBAL const uint *restrict q_blk, MS_GLOBAL float *restrict out)
+             MS_GLOBAL const uint *restrict q_blk, MS_GLOBAL float *restrict out,
+             MS_GLOBAL const float *restrict inv_q, MS_GLOBAL const uint *restrict dmax)
 {
 #ifdef MS_NV_CUDA
     __shared__ __align__(16) ushort ring[MS_NV_SW][MS_NV_SS][MS_NV_ST * MS_NV_LDS];
@@ -936,6 +1161,7 @@ ms_nv_stream(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restri
                 a[m][ks][r] = (uint)m < nrb ? *(MS_GLOBAL const uint *)(queries + off) : 0u;
             }
     }
+    MS_NV_ROW_SCALES(MS_NV_SMR, rb0, rb0 + nrb)
 
     MS_LOCAL_PTR ushort *myring = ring[warp][0];
     /* Prologue: slots 0 .. SS-2 in flight (empty groups past the last document). */
@@ -963,7 +1189,7 @@ ms_nv_stream(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restri
         float mx[MS_NV_SMR][2];
 #pragma unroll
         for (int m = 0; m < MS_NV_SMR; m++)
-            mx[m][0] = mx[m][1] = -INFINITY;
+            mx[m][0] = mx[m][1] = MS_NV_NEG;
 
         for (uint t = t0; t * MS_NV_ST < len; t += MS_NV_TSTEP) {
             ms_nv_warp_sync(); /* every lane has read the slot refilled now */
@@ -1025,8 +1251,8 @@ ms_nv_stream(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restri
         for (int m = 0; m < MS_NV_SMR; m++)
 #pragma unroll
             for (int h = 0; h < 2; h++) {
-                mx[m][h] = fmax(mx[m][h], ms_nv_shfl_xor(mx[m][h], 1));
-                mx[m][h] = fmax(mx[m][h], ms_nv_shfl_xor(mx[m][h], 2));
+                mx[m][h] = MS_NV_MAX2(mx[m][h], ms_nv_shfl_xor(mx[m][h], 1));
+                mx[m][h] = MS_NV_MAX2(mx[m][h], ms_nv_shfl_xor(mx[m][h], 2));
             }
 #if MS_NV_SPLIT
         /* The warps' maxima of each row meet (max is exact: any order gives the same bits);
@@ -1043,8 +1269,8 @@ ms_nv_stream(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restri
         for (int w = 0; w < MS_NV_SW; w++)
 #pragma unroll
             for (int m = 0; m < MS_NV_SMR; m++) {
-                mx[m][0] = fmax(mx[m][0], red[parity][w][m][g]);
-                mx[m][1] = fmax(mx[m][1], red[parity][w][m][g + 8]);
+                mx[m][0] = MS_NV_MAX2(mx[m][0], red[parity][w][m][g]);
+                mx[m][1] = MS_NV_MAX2(mx[m][1], red[parity][w][m][g + 8]);
             }
         parity ^= 1;
 #endif
@@ -1052,8 +1278,8 @@ ms_nv_stream(MS_GLOBAL const ushort *restrict docs, MS_GLOBAL const uint *restri
         for (int m = 0; m < MS_NV_SMR; m++) {
             float x = 0.0f;
             if (len > 0) {
-                x = g < nvalid[m] ? mx[m][0] : 0.0f;
-                x += g + 8 < nvalid[m] ? mx[m][1] : 0.0f;
+                x = g < nvalid[m] ? MS_NV_ROW_VALUE(mx[m][0], rs[m][0]) : 0.0f;
+                x += g + 8 < nvalid[m] ? MS_NV_ROW_VALUE(mx[m][1], rs[m][1]) : 0.0f;
             }
             x += ms_nv_shfl_xor(x, 4);
             x += ms_nv_shfl_xor(x, 8);

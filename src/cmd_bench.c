@@ -25,8 +25,8 @@
 static const char usage_text[] =
     "usage: maxsim bench --shape <nq>,<nd>,<lq>,<ld>,<dim> [--dtype (f16 | f32)]\n"
     "                    [--op (score | search | rerank)] [--reps <n>] [--normalize]\n"
-    "                    [--precision (exact | tf32 | f16 | f8)] [--peak-tflops <x>] [--json] "
-    "[--tune]\n"
+    "                    [--precision (exact | tf32 | f16 | f8 | int8)] [--peak-tflops <x>]\n"
+    "                    [--json] [--tune]\n"
     "\n"
     "Time the MaxSim kernels on random data of one shape: nq queries of lq tokens\n"
     "against nd documents of ld tokens, dim dimensions.\n"
@@ -37,9 +37,9 @@ static const char usage_text[] =
     "                       rerank (nd candidates per query, through the pair kernel)\n"
     "  --reps <n>           timed runs after one warm-up (default 20)\n"
     "  --normalize          normalize tokens inside the kernels\n"
-    "  --precision <p>      exact (default), tf32, f16 or f8, as for search; all but exact\n"
-    "                       also print their ranking agreement with exact scores of the same\n"
-    "                       data\n"
+    "  --precision <p>      exact (default), tf32, f16, f8 or int8, as for search; all but\n"
+    "                       exact also print their ranking agreement with exact scores of\n"
+    "                       the same data\n"
     "  --peak-tflops <x>    the device's arithmetic ceiling, for the floor\n"
     "  --json               one JSON object\n"
     "  --tune               time every variant of the GPU path (tensor-core kernels, or the\n"
@@ -129,7 +129,11 @@ static double copy_rate(struct ms_cl *cl)
 
 static const char *precision_name(int p)
 {
-    return p == MS_PREC_F8 ? "f8" : p == MS_PREC_F16 ? "f16" : p == MS_PREC_TF32 ? "tf32" : "exact";
+    return p == MS_PREC_F8     ? "f8"
+           : p == MS_PREC_F16  ? "f16"
+           : p == MS_PREC_TF32 ? "tf32"
+           : p == MS_PREC_I8   ? "int8"
+                               : "exact";
 }
 
 static int cmp_double(const void *a, const void *b)

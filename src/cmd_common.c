@@ -58,16 +58,18 @@ int ms_parse_precision(const char *cmd, const char *arg, int *out)
         *out = MS_PREC_F8;
     else if (strcmp(arg, "tf32") == 0)
         *out = MS_PREC_TF32;
+    else if (strcmp(arg, "int8") == 0)
+        *out = MS_PREC_I8;
     else
-        return ms_usage_error(cmd, "--precision takes exact, tf32, f16 or f8, got '%s'", arg);
+        return ms_usage_error(cmd, "--precision takes exact, tf32, f16, f8 or int8, got '%s'", arg);
     return 0;
 }
 
 /* tf32 is a licence to round float32 operands for the tensor cores' speed, and exact float32 is
  * never a worse answer: where no device of the run can take it, the run goes on in exact
  * float32, said once (a script run on a CPU box and on a GPU box stays one script), rather than
- * stopping as f8 does (which has no exact stand-in of its speed). Every device must take it, so
- * that all of a run's scores come from one arithmetic. */
+ * stopping as f8 and int8 do (which have no exact stand-in of their speed). Every device must take
+ * it, so that all of a run's scores come from one arithmetic. */
 int ms_precision_settle(const struct ms_cl *cls, int n, int precision, uint32_t dim)
 {
     if (precision != MS_PREC_TF32)

@@ -35,12 +35,17 @@ struct ms_scorer;
  * `maxsim bench --precision f8` (docs/kernel-notes.md). TF32: float32 operands rounded to tf32 (10
  * mantissa bits, nearest, ties away from zero) and multiplied on the NVIDIA tensor cores (cc >=
  * 8.0) with float32 sums; a scorer refuses it where that path cannot run (MS_ERR_INPUT), and the
- * commands ask ms_scorer_tf32_ok first and fall back to EXACT with a warning. */
+ * commands ask ms_scorer_tf32_ok first and fall back to EXACT with a warning. I8: int8 codes on
+ * the NVIDIA tensor cores (cc >= 8.0, dim <= 512), int32 products and sums: each query row
+ * scaled by 127 / its largest |value|, each block of documents by 127 / the block's largest
+ * |value| (so a score depends a little on the block its document is scored in), the scales
+ * applied to the exact integer maxima; refused elsewhere (MS_ERR_INPUT), as F8 is. */
 enum ms_precision {
     MS_PREC_EXACT = 0,
     MS_PREC_F16 = 1,
     MS_PREC_F8 = 2,   /* float8 e4m3 operands (NVIDIA sm_89+ tensor cores only), float32 sums */
     MS_PREC_TF32 = 3, /* tf32 operands (NVIDIA sm_80+ tensor cores only), float32 sums */
+    MS_PREC_I8 = 4,   /* int8 codes with scales (NVIDIA sm_80+ tensor cores only), int32 sums */
 };
 
 struct ms_scorer_opts {
@@ -72,6 +77,13 @@ int ms_scorer_tf32_ok(const struct ms_cl *cl, uint32_t dim);
  * as cvt.rna.tf32.f32 rounds; infinities and NaN unchanged. What --precision tf32 does to every
  * operand (the kernels' ms_nv_tf32_rna is the same arithmetic). */
 float ms_round_tf32(float x);
+/* The int8 code of x at scale s (--precision int8): the nearest integer to the float32 product
+ * x * s, ties to even, clamped to -127..127 (what the kernels' ms_nv_code8 computes). */
+int8_t ms_quantize_i8(float x, float s);
+/* A query row of n values into int8 codes with its own scale s = 127 / max |x| (a float32
+ * division): out[k] = ms_quantize_i8(x[k], s). Returns 1 / s = max |x| / 127, what the row's
+ * integer maxima are multiplied by; a row of zeros gets scale 0, codes 0 and returns 0. */
+float ms_quantize_i8_row(const float *x, uint32_t n, int8_t *out);
 
 /* Prepare for scoring against `queries` (any number of rows, any length). */
 int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_emb *queries,

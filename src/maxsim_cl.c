@@ -252,6 +252,14 @@ int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_e
                    cl->info.name);
         goto fail;
     }
+    if (opts->precision == MS_PREC_I8 && !s->nv.on) {
+        ms_err_set(err, MS_ERR_INPUT,
+                   "--precision int8 needs the tensor cores of an NVIDIA GPU of compute capability "
+                   "8.0 or more (MAXSIM_NV_MMA not 0) and dim <= 512, and '%s' with dim %u is not "
+                   "that (use exact or f16)",
+                   cl->info.name, s->dim);
+        goto fail;
+    }
     if (opts->precision == MS_PREC_TF32 && !s->nv.on) {
         ms_err_set(err, MS_ERR_INPUT,
                    "--precision tf32 needs the tensor cores of an NVIDIA GPU of compute capability "

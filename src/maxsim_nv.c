@@ -5,6 +5,8 @@
  * normalized inputs under --precision f16); MAXSIM_NV_MMA=0 turns it off. Queries are uploaded
  * once per group as float16 row blocks of 16 rows; documents are used as uploaded when they are
  * float16 with dim % 16 == 0 and no normalization, and converted by ms_nv_prep_* otherwise.
+ * The lower precisions change only the operands: tf32 rows, e4m3 or int8 codes (int8 with a
+ * scale a query row, quantized here, and one a document block, by two device passes).
  *
  * Two kernels, picked per scorer from the query batch (nv_pick), never from the document block,
  * so that every block of a run, and `score`, `search` and `rerank` alike, use the same kernel
@@ -97,15 +99,34 @@ static const char *tf32_mode_name(int mode)
                                  : "tf32 rounded by the prep pass";
 }
 
-/* A prepared row's width in 16-bit "halves", what the kernels' KP counts: f8, dim bytes padded
- * to a k-step of 32; tf32, float32 padded to a k-step of 8, two halves each; else float16 padded
- * to a k-step of 16. The tuning keys and candidates use it too, so that they describe the
+/* ---- int8 (--precision int8): the host's query quantizer ---- */
+
+int8_t ms_quantize_i8(float x, float s)
+{
+    const float r = rintf(x * s); /* the default rounding mode: to nearest, ties to even */
+    return (int8_t)(r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r);
+}
+
+float ms_quantize_i8_row(const float *x, uint32_t n, int8_t *out)
+{
+    float m = 0.0f;
+    for (uint32_t k = 0; k < n; k++)
+        m = fabsf(x[k]) > m ? fabsf(x[k]) : m;
+    const float s = m > 0.0f ? 127.0f / m : 0.0f;
+    for (uint32_t k = 0; k < n; k++)
+        out[k] = ms_quantize_i8(x[k], s);
+    return m / 127.0f;
+}
+
+/* A prepared row's width in 16-bit "halves", what the kernels' KP counts: f8 and int8, dim bytes
+ * padded to a k-step of 32; tf32, float32 padded to a k-step of 8, two halves each; else float16
+ * padded to a k-step of 16. The tuning keys and candidates use it too, so that they describe the
  * kernel that runs. */
 static uint32_t nv_kp(uint32_t dim, int precision)
 {
-    return precision == MS_PREC_F8     ? (dim + 31) / 32 * 16
-           : precision == MS_PREC_TF32 ? tf32_kp(dim)
-                                       : (dim + 15) / 16 * 16;
+    return precision == MS_PREC_F8 || precision == MS_PREC_I8 ? (dim + 31) / 32 * 16
+           : precision == MS_PREC_TF32                        ? tf32_kp(dim)
+                                                              : (dim + 15) / 16 * 16;
 }
 
 int ms_nv_wanted(const struct ms_cl *cl, const struct ms_emb *q, const struct ms_scorer_opts *o)
@@ -121,6 +142,8 @@ int ms_nv_wanted(const struct ms_cl *cl, const struct ms_emb *q, const struct ms
         return ms_scorer_tf32_ok(cl, q->dim);
     if (o->precision == MS_PREC_F8) /* mma.m16n8k32 on e4m3: Ada and Hopper on */
         return cl->info.nv_cc_major > 8 || (cl->info.nv_cc_major == 8 && cl->info.nv_cc_minor >= 9);
+    if (o->precision == MS_PREC_I8) /* mma.m16n8k32 on s8: Ampere on (checked above) */
+        return 1;
     if (o->precision == MS_PREC_F16)
         return 1;
     return o->precision == MS_PREC_EXACT && q->dtype == MS_DTYPE_F16 && !o->normalize;
@@ -128,9 +151,9 @@ int ms_nv_wanted(const struct ms_cl *cl, const struct ms_emb *q, const struct ms
 
 int ms_nv_usable(const struct ms_scorer *s, const struct ms_emb *docs)
 {
-    return s->nv.on &&
-           (s->precision == MS_PREC_F16 || s->precision == MS_PREC_F8 ||
-            s->precision == MS_PREC_TF32 || (docs->dtype == MS_DTYPE_F16 && !s->normalize));
+    return s->nv.on && (s->precision == MS_PREC_F16 || s->precision == MS_PREC_F8 ||
+                        s->precision == MS_PREC_TF32 || s->precision == MS_PREC_I8 ||
+                        (docs->dtype == MS_DTYPE_F16 && !s->normalize));
 }
 
 /* Row blocks (of 16 rows) per warp that the stream kernel can hold in registers: its A
@@ -193,15 +216,18 @@ static void device_key(const struct ms_cl *cl, char *buf, size_t cap)
 
 /* The class of shapes that share a tuned variant: what changes the best choice (dim, queries,
  * rows a query, all rows, documents a block), bucketed so that a handful of tunings cover a
- * workload. */
-static void shape_class(uint32_t kp, const struct nv_shape *sh, char *buf, size_t cap)
+ * workload; int8 is a class of its own (its kp is f8's, its instructions and epilogue are not),
+ * the other precisions keep the keys they had. */
+static void shape_class(uint32_t kp, int precision, const struct nv_shape *sh, char *buf,
+                        size_t cap)
 {
     static const uint64_t rb_edges[] = { 1, 2, 4, 8, 16, 64 };
     static const char *const small[] = { "0", "1", "2", "3", "4" };
     int b = 0;
     while (b + 1 < 6 && sh->total_rb >= rb_edges[b + 1])
         b++;
-    snprintf(buf, cap, "nv kp=%u nq=%s maxrb=%s rb>=%llu docs=%s", kp,
+    snprintf(buf, cap, "nv kp=%u%s nq=%s maxrb=%s rb>=%llu docs=%s", kp,
+             precision == MS_PREC_I8 ? " int8" : "",
              sh->n_q <= 2 ? (sh->n_q <= 1 ? "1" : "2") : "3+",
              sh->max_rb <= 4 ? small[sh->max_rb] : "5+", (unsigned long long)rb_edges[b],
              sh->cap_docs > 16 * sh->cus ? "many" : "few");
@@ -304,7 +330,7 @@ static void nv_pick(struct nvpath *nv, const struct ms_cl *cl, const struct nv_s
     nv->tuned = 0;
     if (!apply_variant(nv, forced, sh) && !apply_variant(nv, getenv("MAXSIM_NV_VARIANT"), sh)) {
         device_key(cl, dev, sizeof dev);
-        shape_class(nv->kp, sh, klass, sizeof klass);
+        shape_class(nv->kp, nv->i8 ? MS_PREC_I8 : 0, sh, klass, sizeof klass);
         if (ms_tune_lookup(dev, klass, tuned, sizeof tuned))
             nv->tuned = apply_variant(nv, tuned, sh);
     }
@@ -345,7 +371,7 @@ int ms_scorer_tune_keys(const struct ms_cl *cl, const struct ms_emb *q,
         return gpu_wanted(cl) ? gpu_tune_keys(cl, q, o, device, dcap, klass, kcap) : 0;
     const struct nv_shape sh = nv_shape_of(cl, q, o->max_docs ? o->max_docs : 1);
     device_key(cl, device, dcap);
-    shape_class(nv_kp(q->dim, o->precision), &sh, klass, kcap);
+    shape_class(nv_kp(q->dim, o->precision), o->precision, &sh, klass, kcap);
     return 1;
 }
 
@@ -404,14 +430,17 @@ void ms_nv_release(struct ms_scorer *s)
         ms_cl_release(&s->groups[i].nv_q);
         ms_cl_release(&s->groups[i].nv_rb_valid);
         ms_cl_release(&s->groups[i].nv_q_blk);
+        ms_cl_release(&s->groups[i].nv_inv_q);
     }
     ms_cl_release(&nv->docs);
     ms_cl_release(&nv->part);
+    ms_cl_release(&nv->dmax);
     if (nv->tmp)
         ms_cl_pinned_free(s->cl, nv->tmp_handle);
-    cl_kernel *ks[] = { &nv->prep_f32,  &nv->prep_f16,   &nv->prep8_f32,
-                        &nv->prep8_f16, &nv->prep32_f32, &nv->prep32_f16,
-                        &nv->score,     &nv->sum,        &nv->stream };
+    cl_kernel *ks[] = { &nv->prep_f32,   &nv->prep_f16,   &nv->prep8_f32,  &nv->prep8_f16,
+                        &nv->prep32_f32, &nv->prep32_f16, &nv->absmax_f32, &nv->absmax_f16,
+                        &nv->prepi8_f32, &nv->prepi8_f16, &nv->score,      &nv->sum,
+                        &nv->stream };
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
         if (*ks[i])
             clReleaseKernel(*ks[i]);
@@ -420,7 +449,8 @@ void ms_nv_release(struct ms_scorer *s)
     memset(nv, 0, sizeof *nv);
 }
 
-/* Queries of group g as float16 bits, each padded to a multiple of 16 rows and kp columns. */
+/* Queries of group g as float16 bits (or the precision's operands), each padded to a multiple of
+ * 16 rows and kp columns; under int8 also each row's 1 / s_q (zeros elsewhere). */
 static int nv_upload_group(struct ms_scorer *s, const struct ms_emb *q, struct qgroup *g,
                            struct ms_err *err)
 {
@@ -428,6 +458,7 @@ static int nv_upload_group(struct ms_scorer *s, const struct ms_emb *q, struct q
     uint64_t n_rb = 0;
     uint16_t *host = NULL;
     uint32_t *valid = NULL, *blk = NULL;
+    float *inv_q = NULL, *row = NULL;
     int status = MS_OK;
 
     for (uint64_t i = 0; i < g->nq; i++)
@@ -436,7 +467,9 @@ static int nv_upload_group(struct ms_scorer *s, const struct ms_emb *q, struct q
         return ms_err_set(err, MS_ERR_RUNTIME, "too many query tokens for the NVIDIA path");
     if (!(host = ms_calloc(n_rb ? n_rb * 16 * kp : 1, sizeof *host, err)) ||
         !(valid = ms_malloc((n_rb ? n_rb : 1) * sizeof *valid, err)) ||
-        !(blk = ms_malloc((g->nq + 1) * sizeof *blk, err))) {
+        !(blk = ms_malloc((g->nq + 1) * sizeof *blk, err)) ||
+        !(inv_q = ms_calloc(n_rb ? n_rb * 16 : 1, sizeof *inv_q, err)) ||
+        !(row = ms_malloc((s->dim ? s->dim : 1) * sizeof *row, err))) {
         status = err->status;
         goto done;
     }
@@ -459,7 +492,11 @@ static int nv_upload_group(struct ms_scorer *s, const struct ms_emb *q, struct q
                 for (uint32_t k = 0; k < s->dim; k++)
                     ((uint8_t *)dst)[k] =
                         ms_float_to_e4m3((float)(ms_emb_value(q, tok, k) * scale));
-            else
+            else if (s->nv.i8) { /* the row's 2 * kp bytes of codes, and its scale */
+                for (uint32_t k = 0; k < s->dim; k++)
+                    row[k] = (float)(ms_emb_value(q, tok, k) * scale);
+                inv_q[n_rb * 16 + t] = ms_quantize_i8_row(row, s->dim, (int8_t *)dst);
+            } else
                 for (uint32_t k = 0; k < s->dim; k++)
                     dst[k] = q->dtype == MS_DTYPE_F16 && !s->normalize
                                  ? ((const uint16_t *)q->tokens)[tok * s->dim + k]
@@ -474,13 +511,17 @@ static int nv_upload_group(struct ms_scorer *s, const struct ms_emb *q, struct q
               ms_cl_buffer(s->cl, CL_MEM_READ_ONLY, n_rb * 16 * kp * 2, host, "NV queries", err)) ||
         !(g->nv_rb_valid =
               ms_cl_buffer(s->cl, CL_MEM_READ_ONLY, n_rb * 4, valid, "NV row blocks", err)) ||
-        !(g->nv_q_blk =
-              ms_cl_buffer(s->cl, CL_MEM_READ_ONLY, (g->nq + 1) * 4, blk, "NV query blocks", err)))
+        !(g->nv_q_blk = ms_cl_buffer(s->cl, CL_MEM_READ_ONLY, (g->nq + 1) * 4, blk,
+                                     "NV query blocks", err)) ||
+        !(g->nv_inv_q = ms_cl_buffer(s->cl, CL_MEM_READ_ONLY, n_rb * 16 * sizeof *inv_q, inv_q,
+                                     "NV query scales", err)))
         status = err->status;
 done:
     free(host);
     free(valid);
     free(blk);
+    free(inv_q);
+    free(row);
     return status;
 }
 
@@ -497,6 +538,7 @@ int ms_nv_create(struct ms_scorer *s, const struct ms_emb *q, struct ms_err *err
     const char *extra = getenv("MAXSIM_NV_BUILD_OPTS"); /* e.g. -cl-nv-verbose */
 
     nv->f8 = s->precision == MS_PREC_F8;
+    nv->i8 = s->precision == MS_PREC_I8;
     if (s->precision == MS_PREC_TF32 && nv_tf32_mode(&nv->tf32, err) != MS_OK)
         return err->status;
     nv->kp = nv_kp(s->dim, s->precision);
@@ -507,13 +549,14 @@ int ms_nv_create(struct ms_scorer *s, const struct ms_emb *q, struct ms_err *err
         "-cl-std=CL1.2 -DMS_NVIDIA=1 -DMS_NV_KP=%u -DMS_NV_MR=%d -DMS_NV_WC=%d "
         "-DMS_NV_NCH=%d -DMS_NV_SMR=%d -DMS_NV_SW=%d -DMS_NV_SS=%d -DMS_NV_ST=%d -DMS_NV_SPLIT=%d "
         "-DMS_NV_LDSM=%d -DMS_NV_CPASYNC=%d -DMS_NV_F8=%d -DMS_NV_RING=%d -DMS_NV_WARPS=%d "
-        "-DMS_NV_NT=%d -DMS_NV_RTFAST=%d -DMS_NV_SUMB=%d -DMS_NV_TF32=%d -DMS_NV_TF32_CVT=%d%s%s",
+        "-DMS_NV_NT=%d -DMS_NV_RTFAST=%d -DMS_NV_SUMB=%d -DMS_NV_TF32=%d -DMS_NV_TF32_CVT=%d "
+        "-DMS_NV_I8=%d%s%s",
         nv->kp, nv->mr, nv->wc, nv->nch, nv->smr, nv->sw, nv->ss, nv->st, nv->split, nv->ldsm,
         nv->cpasync, nv->f8, nv->ring, nv->warps, nv->nt, nv->rtfast, nv->sumb, nv->tf32 != 0,
         nv->tf32 == NV_TF32_FUSED ? 1
         : nv->tf32 == NV_TF32_CVT ? 2
                                   : 0,
-        extra ? " " : "", extra ? extra : "");
+        nv->i8, extra ? " " : "", extra ? extra : "");
     if (ms_cl_program(s->cl, "maxsim_nv.cl", opts, &nv->prog, err) != MS_OK)
         return ms_err_prefix(err, "NVIDIA tensor-core path (MAXSIM_NV_MMA=0 turns it off)");
     if (ms_cl_kernel(nv->prog, "ms_nv_prep_f32", &nv->prep_f32, err) != MS_OK ||
@@ -522,9 +565,16 @@ int ms_nv_create(struct ms_scorer *s, const struct ms_emb *q, struct ms_err *err
         ms_cl_kernel(nv->prog, "ms_nv_prep8_f16", &nv->prep8_f16, err) != MS_OK ||
         ms_cl_kernel(nv->prog, "ms_nv_prep32_f32", &nv->prep32_f32, err) != MS_OK ||
         ms_cl_kernel(nv->prog, "ms_nv_prep32_f16", &nv->prep32_f16, err) != MS_OK ||
+        ms_cl_kernel(nv->prog, "ms_nv_absmax_f32", &nv->absmax_f32, err) != MS_OK ||
+        ms_cl_kernel(nv->prog, "ms_nv_absmax_f16", &nv->absmax_f16, err) != MS_OK ||
+        ms_cl_kernel(nv->prog, "ms_nv_prepi8_f32", &nv->prepi8_f32, err) != MS_OK ||
+        ms_cl_kernel(nv->prog, "ms_nv_prepi8_f16", &nv->prepi8_f16, err) != MS_OK ||
         ms_cl_kernel(nv->prog, "ms_nv_score", &nv->score, err) != MS_OK ||
         ms_cl_kernel(nv->prog, "ms_nv_sum", &nv->sum, err) != MS_OK ||
         ms_cl_kernel(nv->prog, "ms_nv_stream", &nv->stream, err) != MS_OK)
+        return err->status;
+    /* int8's M (the kernels take the argument in every build) */
+    if (!(nv->dmax = ms_cl_buffer(s->cl, CL_MEM_READ_WRITE, 4, NULL, "NV document scale", err)))
         return err->status;
     for (int i = 0; i < s->n_groups; i++) {
         if (nv_upload_group(s, q, &s->groups[i], err) != MS_OK)
@@ -546,7 +596,10 @@ int ms_nv_create(struct ms_scorer *s, const struct ms_emb *q, struct ms_err *err
     nv->on = 1;
     snprintf(s->path, sizeof s->path, "NVIDIA tensor cores (sm_%d%d), %s%s%s",
              s->cl->info.nv_cc_major, s->cl->info.nv_cc_minor,
-             nv->tf32 ? tf32_mode_name(nv->tf32) : "", nv->tf32 ? ", " : "", nv->variant);
+             nv->tf32 ? tf32_mode_name(nv->tf32)
+             : nv->i8 ? "int8 (a scale a query row, one a document block)"
+                      : "",
+             nv->tf32 || nv->i8 ? ", " : "", nv->variant);
     ms_cl_note(s->cl, "scorer: %s", s->path);
     return MS_OK;
 }
@@ -574,7 +627,8 @@ static int nv_stream_group(struct ms_scorer *s, const struct qgroup *g, cl_mem d
     const size_t global[2] = { n_wg * local[0], g->nq };
     if (MS_CL_SET_ARGS(nv->stream, "ms_nv_stream", err, MS_ARG(dsrc), MS_ARG(s->doc_tile),
                        MS_ARG(s->doc_len), MS_ARG(n_docs), MS_ARG(warp_stride), MS_ARG(g->nv_q),
-                       MS_ARG(g->nv_rb_valid), MS_ARG(g->nv_q_blk), MS_ARG(s->out)) != MS_OK)
+                       MS_ARG(g->nv_rb_valid), MS_ARG(g->nv_q_blk), MS_ARG(s->out),
+                       MS_ARG(g->nv_inv_q), MS_ARG(nv->dmax)) != MS_OK)
         return err->status;
     return ms_cl_launch(s->cl, nv->stream, 2, global, local, "ms_nv_stream", &s->last_kernel_s,
                         err);
@@ -604,7 +658,8 @@ static int nv_staged_group(struct ms_scorer *s, const struct qgroup *g, cl_mem d
                                    nv->rtfast ? n_runs : n_rt };
         if (MS_CL_SET_ARGS(nv->score, "ms_nv_score", err, MS_ARG(dsrc), MS_ARG(s->doc_tile),
                            MS_ARG(s->doc_len), MS_ARG(n_docs), MS_ARG(docs_per_wg), MS_ARG(g->nv_q),
-                           MS_ARG(g->nv_rb_valid), MS_ARG(n_rb), MS_ARG(nv->part)) != MS_OK ||
+                           MS_ARG(g->nv_rb_valid), MS_ARG(n_rb), MS_ARG(nv->part),
+                           MS_ARG(g->nv_inv_q), MS_ARG(nv->dmax)) != MS_OK ||
             ms_cl_launch(s->cl, nv->score, 2, global, local, "ms_nv_score", &s->last_kernel_s,
                          err) != MS_OK)
             return err->status;
@@ -617,6 +672,48 @@ static int nv_staged_group(struct ms_scorer *s, const struct qgroup *g, cl_mem d
     return g->nq
                ? ms_cl_launch(s->cl, nv->sum, 2, global, local, "ms_nv_sum", &s->last_kernel_s, err)
                : MS_OK;
+}
+
+/*
+ * int8: the block's ntok tokens, uploaded to s->raw, into codes in nv->docs with one scale: M
+ * zeroed (also for a block without tokens, whose scores are 0 whatever M is), M by
+ * ms_nv_absmax_* (work-groups enough to fill the device a few times, each a grid-stride loop, so
+ * that few atomics meet on M), then the codes by ms_nv_prepi8_* (one work-item per 8 codes).
+ */
+static int nv_prep_i8(struct ms_scorer *s, const struct ms_emb *docs, uint64_t ntok,
+                      struct ms_err *err)
+{
+    struct nvpath *nv = &s->nv;
+    const cl_uint dim = s->dim, n_tok = (cl_uint)ntok;
+    const cl_int normalize = s->normalize;
+    const cl_uint zero = 0;
+    const int f16 = docs->dtype == MS_DTYPE_F16;
+    const cl_int rc =
+        clEnqueueFillBuffer(s->cl->queue, nv->dmax, &zero, sizeof zero, 0, 4, 0, NULL, NULL);
+    if (rc != CL_SUCCESS)
+        return ms_cl_fail(err, "clEnqueueFillBuffer(NV document scale)", rc);
+    if (!ntok)
+        return MS_OK;
+    const uint64_t cus = s->cl->info.compute_units ? s->cl->info.compute_units : 1;
+    /* normalize: a work-item a token; else one a 16-byte piece (8 float16 or 4 float32) */
+    const uint64_t units = normalize ? ntok : ms_ceil_div(ntok * dim, f16 ? 8 : 4);
+    uint64_t groups = ms_ceil_div(units, 256);
+    if (groups > 4 * cus)
+        groups = 4 * cus;
+    const size_t rlocal = 256, rglobal = (size_t)groups * 256;
+    const size_t local = 64, global = ms_ceil_div(ntok * (nv->kp / 4), 64) * 64;
+    cl_kernel absmax = f16 ? nv->absmax_f16 : nv->absmax_f32;
+    cl_kernel prep = f16 ? nv->prepi8_f16 : nv->prepi8_f32;
+    if (MS_CL_SET_ARGS(absmax, "ms_nv_absmax", err, MS_ARG(s->raw), MS_ARG(n_tok), MS_ARG(dim),
+                       MS_ARG(normalize), MS_ARG(nv->dmax)) != MS_OK ||
+        ms_cl_launch(s->cl, absmax, 1, &rglobal, &rlocal, "ms_nv_absmax", &s->last_kernel_s, err) !=
+            MS_OK ||
+        MS_CL_SET_ARGS(prep, "ms_nv_prepi8", err, MS_ARG(s->raw), MS_ARG(n_tok), MS_ARG(dim),
+                       MS_ARG(normalize), MS_ARG(nv->dmax), MS_ARG(nv->docs)) != MS_OK ||
+        ms_cl_launch(s->cl, prep, 1, &global, &local, "ms_nv_prepi8", &s->last_kernel_s, err) !=
+            MS_OK)
+        return err->status;
+    return MS_OK;
 }
 
 /*
@@ -634,9 +731,9 @@ static int nv_run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j
     struct nvpath *nv = &s->nv;
     const uint64_t tok0 = docs->offsets[j0], ntok = docs->offsets[j0 + nd] - tok0;
     const size_t esize = ms_dtype_size(docs->dtype);
-    const int direct =
-        nv->tf32 ? tf32_direct(s, docs)
-                 : docs->dtype == MS_DTYPE_F16 && s->dim == nv->kp && !s->normalize && !nv->f8;
+    const int direct = nv->tf32 ? tf32_direct(s, docs)
+                                : docs->dtype == MS_DTYPE_F16 && s->dim == nv->kp &&
+                                      !s->normalize && !nv->f8 && !nv->i8;
     const cl_uint dim = s->dim, n_tok = (cl_uint)ntok;
     const cl_int normalize = s->normalize;
     cl_command_queue qu = s->cl->queue;
@@ -662,7 +759,10 @@ static int nv_run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j
         !(nv->docs = ms_cl_buffer(s->cl, CL_MEM_READ_WRITE, s->cap_tokens * nv->kp * 2, NULL,
                                   "NV documents", err)))
         return err->status;
-    if (!direct && ntok && nv->tf32) { /* float32 rows, rounded unless raw */
+    if (nv->i8) { /* codes and M: two passes, also without tokens (M = 0) */
+        if (nv_prep_i8(s, docs, ntok, err) != MS_OK)
+            return err->status;
+    } else if (!direct && ntok && nv->tf32) { /* float32 rows, rounded unless raw */
         cl_kernel prep = docs->dtype == MS_DTYPE_F16 ? nv->prep32_f16 : nv->prep32_f32;
         const cl_int rna = nv->tf32 != NV_TF32_RAW;
         const size_t local = 64, global = ms_ceil_div(ntok * (nv->kp / 2), 64) * 64;

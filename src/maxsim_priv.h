@@ -17,8 +17,9 @@ struct qgroup {
     cl_mem queries;      /* [blocks * QB][dim] float32 */
     cl_mem q_blk, q_len; /* [nq + 1] first block of each query, [nq] lengths */
     /* NVIDIA path: [n_rb * 16][kp] float16 bits, valid rows per row block, first row block
-     * of each query [nq + 1]. */
-    cl_mem nv_q, nv_rb_valid, nv_q_blk;
+     * of each query [nq + 1]; [n_rb * 16] float32, each row's 1 / s_q under int8 (0 elsewhere:
+     * the kernels take the argument in every build). */
+    cl_mem nv_q, nv_rb_valid, nv_q_blk, nv_inv_q;
     uint32_t n_rb;
 };
 
@@ -44,7 +45,8 @@ struct nvpath {
     cl_program prog;
     cl_kernel prep_f32, prep_f16, prep8_f32, prep8_f16, score, sum, stream;
     cl_kernel prep32_f32, prep32_f16; /* tf32: float32 rows, rounded (maxsim_nv.cl, tf32) */
-    uint32_t kp;                      /* dim rounded up to 16 */
+    cl_kernel absmax_f32, absmax_f16, prepi8_f32, prepi8_f16; /* int8: M, then the codes */
+    uint32_t kp;                                              /* dim rounded up to 16 */
     /* staged: row blocks per warp, warps splitting the columns, tokens per chunk;
      * stream: row blocks per warp (smr), warps per work-group (sw), ring stages (ss). */
     int mr, wc, nch, smr, sw, ss, ldsm, cpasync;
@@ -57,10 +59,12 @@ struct nvpath {
     int split;         /* stream: the warps of a work-group share each document */
     int tuned;         /* the variant came from the tuning table */
     int f8;            /* e4m3 operands: kp "halves" hold 2 * kp bytes */
+    int i8;            /* int8 codes, the f8 layout; scales from nv_inv_q and dmax */
     int tf32;          /* enum nv_tf32 (0: not tf32): kp "halves" hold kp / 2 float32 */
     char variant[160]; /* what -v shows */
     cl_mem docs;       /* [cap_tokens][kp] float16 bits (prepared documents) */
     cl_mem part;       /* staged: [max group n_rb][cap_docs] float32 */
+    cl_mem dmax;       /* int8: the block's largest |value| M, float32 bits (4 bytes, always) */
     /* pairs: one group's [nq][cap_docs] scores on the host, allocated once per scorer (pinned
      * when the driver gives it: a fresh allocation a block cost more than the copy) */
     float *tmp;

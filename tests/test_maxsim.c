@@ -10,6 +10,7 @@
  * float32 exactly and their products are exact in float32, so the same
  * bound holds. We allow (dim + Lq + 16) * 2^-23 * sum_i |q_i| max_j |d_j|.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1168,4 +1169,431 @@ Test(maxsim_tf32, rounding_is_to_nearest, .timeout = 120)
     free(trn);
     ms_emb_release(&q);
     ms_emb_release(&d);
+}
+
+/* ---- --precision int8 ---- */
+
+TestSuite(maxsim_int8, .init = setup, .fini = teardown, .timeout = 180);
+
+/* The host's quantizer, table-driven: rounding to nearest with ties to even (at scale 1 the
+ * products are the inputs), saturation at +-127 (never -128), zeros; a row takes its own scale
+ * 127 / max |x| and returns max |x| / 127. */
+Test(maxsim_int8, quantize_host)
+{
+    static const struct {
+        float x, s;
+        int8_t want;
+    } one[] = {
+        { 0.0f, 1.0f, 0 },
+        { -0.0f, 1.0f, 0 },
+        { 0.5f, 1.0f, 0 },
+        { 1.5f, 1.0f, 2 },
+        { 2.5f, 1.0f, 2 },
+        { 3.5f, 1.0f, 4 },
+        { -2.5f, 1.0f, -2 },
+        { -3.5f, 1.0f, -4 },
+        { 0.49999997f, 1.0f, 0 },
+        { 2.5000002f, 1.0f, 3 },
+        { 126.5f, 1.0f, 126 },
+        { 127.5f, 1.0f, 127 },
+        { -127.5f, 1.0f, -127 },
+        { 200.0f, 1.0f, 127 },
+        { -300.0f, 1.0f, -127 },
+        { 1e30f, 1.0f, 127 },
+        { 1.0f, 0.0f, 0 },
+        { 0.25f, 10.0f, 2 },
+        { 0.35f, 10.0f, 4 } /* 3.5: even 4 */,
+    };
+    for (size_t i = 0; i < sizeof one / sizeof one[0]; i++)
+        cr_assert_eq(ms_quantize_i8(one[i].x, one[i].s), one[i].want, "code of %a at scale %g: %d",
+                     one[i].x, one[i].s, ms_quantize_i8(one[i].x, one[i].s));
+
+    static const struct {
+        float x[6];
+        uint32_t n;
+        int8_t want[6];
+        float inv;
+    } rows[] = {
+        { { 0, 0, 0 }, 3, { 0, 0, 0 }, 0.0f },
+        { { 127, -63.5f, 0.5f, 1.5f, -2.5f, 126.5f }, 6, { 127, -64, 0, 2, -2, 126 }, 1.0f },
+        /* scale 63.5: 63.5 -> 64 (tie, even), 31.75 -> 32, -127 from the largest |x| */
+        { { -2, 1, 0.5f }, 3, { -127, 64, 32 }, 2.0f / 127.0f },
+        /* a tiny row keeps its resolution: the scale is its own */
+        { { 1e-30f, -1e-30f, 5e-31f }, 3, { 127, -127, 64 }, 1e-30f / 127.0f },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        int8_t got[6];
+        const float inv = ms_quantize_i8_row(rows[i].x, rows[i].n, got);
+        cr_assert_eq(inv, rows[i].inv, "row %zu: 1 / scale %a, want %a", i, inv, rows[i].inv);
+        for (uint32_t k = 0; k < rows[i].n; k++)
+            cr_assert_eq(got[k], rows[i].want[k], "row %zu value %u: code %d, want %d", i, k,
+                         got[k], rows[i].want[k]);
+    }
+    uint64_t seed = 31;
+    for (int r = 0; r < 1000; r++) {
+        float x[40];
+        int8_t c[40];
+        float m = 0;
+        for (int k = 0; k < 40; k++) {
+            x[k] = test_rand_f(&seed) * (float)(r + 1);
+            m = fmaxf(m, fabsf(x[k]));
+        }
+        const float inv = ms_quantize_i8_row(x, 40, c);
+        int top = 0;
+        for (int k = 0; k < 40; k++) {
+            cr_assert(fabs((double)c[k] - (double)x[k] * (127.0f / m)) <= 0.5, "%a -> %d", x[k],
+                      c[k]);
+            top = abs(c[k]) > top ? abs(c[k]) : top;
+        }
+        cr_assert_eq(top, 127, "the largest |x| must map to 127");
+        cr_assert_eq(inv, m / 127.0f);
+    }
+}
+
+/* The codes the int8 passes must write for a block: the float32 model of the kernel comment
+ * (M the largest |value|, s = 127 / M by float32 division, ms_quantize_i8). */
+static void model_block_codes(const float *x, uint64_t n, float *m_out, int8_t *codes)
+{
+    float m = 0.0f;
+    for (uint64_t i = 0; i < n; i++)
+        m = fmaxf(m, fabsf(x[i]));
+    const float s = m > 0.0f ? 127.0f / m : 0.0f;
+    for (uint64_t i = 0; i < n; i++)
+        codes[i] = ms_quantize_i8(x[i], s);
+    *m_out = m;
+}
+
+/* kernels/maxsim_nv.cl's ms_nv_absmax_* and ms_nv_prepi8_* are plain OpenCL C but for the NVIDIA
+ * division: on this device (PoCL in CI) M must be the block's largest |value| bit for bit (with
+ * several work-groups striding, a 16-byte-piece path and a tail), the codes the model's, bit for
+ * bit, zeros past dim up to the padded row; normalized, M and the codes those of the normalized
+ * values (within float32 rounding of the norm); an all-zero block gives M = 0 and codes 0; and
+ * data of halves with M = 127 (scale 1: every product a tie) are rounded to even. */
+Test(maxsim_int8, prep_kernels_match_the_model)
+{
+    static const uint32_t dims[] = { 40, 21 }; /* 16-byte pieces (and a tail) / one by one */
+    enum { NTOK = 301, MAXKP = 32 };
+    struct ms_err err = { 0 };
+    uint64_t seed = 17;
+    for (size_t di = 0; di < 2; di++) {
+        const uint32_t dim = dims[di], kp = (dim + 31) / 32 * 16;
+        char opts[64];
+        cl_program prog;
+        cl_kernel am[2], pq[2];
+        float *src = malloc(NTOK * dim * sizeof *src), *val = malloc(NTOK * dim * sizeof *val);
+        uint16_t *src16 = malloc(NTOK * dim * sizeof *src16);
+        int8_t *want = malloc(NTOK * dim), out[NTOK * MAXKP * 2];
+        snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DMS_NV_KP=%u", kp);
+        cr_assert(ms_cl_program(&cl, "maxsim_nv.cl", opts, &prog, &err) == MS_OK, "%s", err.msg);
+        cr_assert(ms_cl_kernel(prog, "ms_nv_absmax_f32", &am[0], &err) == MS_OK, "%s", err.msg);
+        cr_assert(ms_cl_kernel(prog, "ms_nv_absmax_f16", &am[1], &err) == MS_OK, "%s", err.msg);
+        cr_assert(ms_cl_kernel(prog, "ms_nv_prepi8_f32", &pq[0], &err) == MS_OK, "%s", err.msg);
+        cr_assert(ms_cl_kernel(prog, "ms_nv_prepi8_f16", &pq[1], &err) == MS_OK, "%s", err.msg);
+        cl_mem in32 =
+            ms_cl_buffer(&cl, CL_MEM_READ_ONLY, NTOK * dim * sizeof *src, NULL, "src", &err);
+        cl_mem in16 =
+            ms_cl_buffer(&cl, CL_MEM_READ_ONLY, NTOK * dim * sizeof *src16, NULL, "src16", &err);
+        cl_mem dmax = ms_cl_buffer(&cl, CL_MEM_READ_WRITE, 4, NULL, "dmax", &err);
+        cl_mem dst = ms_cl_buffer(&cl, CL_MEM_READ_WRITE, sizeof out, NULL, "dst", &err);
+        cr_assert(in32 && in16 && dmax && dst, "%s", err.msg);
+        for (int ties = 0; ties <= 1; ties++) {
+            /* random values, or k + 1/2 for k in -127..126 with one 127: M = 127, scale 1 */
+            for (uint32_t i = 0; i < NTOK * dim; i++) {
+                src[i] = ties ? (float)((int)test_rand_below(&seed, 254) - 127) + 0.5f
+                              : test_rand_f(&seed) * 3.0f;
+                if (ties && i == NTOK * dim / 2)
+                    src[i] = 127.0f;
+                src16[i] = ms_float_to_half(src[i]);
+            }
+            cr_assert(clEnqueueWriteBuffer(cl.queue, in32, CL_TRUE, 0, NTOK * dim * sizeof *src,
+                                           src, 0, NULL, NULL) == CL_SUCCESS &&
+                      clEnqueueWriteBuffer(cl.queue, in16, CL_TRUE, 0, NTOK * dim * sizeof *src16,
+                                           src16, 0, NULL, NULL) == CL_SUCCESS);
+            for (int half_in = 0; half_in <= 1; half_in++)
+                for (int normalize = 0; normalize <= !ties; normalize++)
+                    for (int zero = 0; zero <= !ties; zero++) {
+                        /* zero: an all-zero block, read from the same buffers */
+                        const cl_uint n_tok = zero ? 0 : NTOK, ndim = dim, ntok_p = NTOK;
+                        const cl_int nz = normalize;
+                        const cl_uint z = 0;
+                        const size_t rl = 256, rg = 2 * 256, pl = 64,
+                                     pg = ((size_t)NTOK * kp / 4 + 63) / 64 * 64;
+                        cl_mem in = half_in ? in16 : in32;
+                        float m_dev, m_want;
+                        uint32_t mbits;
+                        for (uint32_t t = 0; t < NTOK; t++) {
+                            double ss = 0.0;
+                            for (uint32_t k = 0; k < dim; k++) {
+                                const double x = half_in ? ms_half_to_float(src16[t * dim + k])
+                                                         : src[t * dim + k];
+                                ss += x * x;
+                            }
+                            for (uint32_t k = 0; k < dim; k++) {
+                                const double x = half_in ? ms_half_to_float(src16[t * dim + k])
+                                                         : src[t * dim + k];
+                                val[t * dim + k] =
+                                    zero ? 0.0f : (float)(normalize ? x / sqrt(ss) : x);
+                            }
+                        }
+                        model_block_codes(val, (uint64_t)NTOK * dim, &m_want, want);
+                        cr_assert(clEnqueueFillBuffer(cl.queue, dmax, &z, 4, 0, 4, 0, NULL, NULL) ==
+                                  CL_SUCCESS);
+                        /* the zero block: M stays 0 (no token counted), codes from M = 0 */
+                        cr_assert(MS_CL_SET_ARGS(am[half_in], "absmax", &err, MS_ARG(in),
+                                                 MS_ARG(n_tok), MS_ARG(ndim), MS_ARG(nz),
+                                                 MS_ARG(dmax)) == MS_OK &&
+                                      ms_cl_launch(&cl, am[half_in], 1, &rg, &rl, "absmax", NULL,
+                                                   &err) == MS_OK,
+                                  "%s", err.msg);
+                        cr_assert(MS_CL_SET_ARGS(pq[half_in], "prepi8", &err, MS_ARG(in),
+                                                 MS_ARG(ntok_p), MS_ARG(ndim), MS_ARG(nz),
+                                                 MS_ARG(dmax), MS_ARG(dst)) == MS_OK &&
+                                      ms_cl_launch(&cl, pq[half_in], 1, &pg, &pl, "prepi8", NULL,
+                                                   &err) == MS_OK,
+                                  "%s", err.msg);
+                        cr_assert(clEnqueueReadBuffer(cl.queue, dmax, CL_TRUE, 0, 4, &mbits, 0,
+                                                      NULL, NULL) == CL_SUCCESS);
+                        cr_assert(clEnqueueReadBuffer(cl.queue, dst, CL_TRUE, 0,
+                                                      (size_t)NTOK * kp * 2, out, 0, NULL,
+                                                      NULL) == CL_SUCCESS);
+                        memcpy(&m_dev, &mbits, 4);
+                        if (zero) {
+                            cr_assert_eq(mbits, 0u, "no tokens: M %a", m_dev);
+                            for (uint32_t i = 0; i < NTOK * kp * 2; i++)
+                                cr_assert_eq(out[i], 0, "M = 0: code %u is %d", i, out[i]);
+                            continue;
+                        }
+                        if (!normalize)
+                            cr_assert_eq(m_dev, m_want, "dim %u f16 %d: M %a, want %a", dim,
+                                         half_in, m_dev, m_want);
+                        else
+                            cr_assert(fabsf(m_dev - m_want) <= 1e-6f * m_want,
+                                      "normalized M %a, %a", m_dev, m_want);
+                        const float s = 127.0f / m_dev;
+                        int top = 0;
+                        for (uint32_t t = 0; t < NTOK; t++)
+                            for (uint32_t k = 0; k < 2 * kp; k++) {
+                                const int8_t got = out[t * 2 * kp + k];
+                                if (k >= dim) {
+                                    cr_assert_eq(got, 0, "padding (%u, %u): %d", t, k, got);
+                                    continue;
+                                }
+                                top = abs(got) > top ? abs(got) : top;
+                                if (!normalize)
+                                    cr_assert_eq(got, want[t * dim + k],
+                                                 "dim %u f16 %d (%u, %u): code %d, want %d", dim,
+                                                 half_in, t, k, got, want[t * dim + k]);
+                                else /* the device's norm may differ in the last bit */
+                                    cr_assert(fabs(got - (double)val[t * dim + k] * s) <=
+                                                  0.5 + 1e-4,
+                                              "normalized (%u, %u): code %d for %g", t, k, got,
+                                              (double)val[t * dim + k] * s);
+                            }
+                        cr_assert_eq(top, 127, "the largest |value| must map to 127");
+                        if (ties) /* the model itself rounds ties to even */
+                            cr_assert(want[0] % 2 == 0 && fabsf(src[0] - (float)want[0]) == 0.5f,
+                                      "tie %g -> %d", src[0], want[0]);
+                    }
+        }
+        clReleaseMemObject(in32);
+        clReleaseMemObject(in16);
+        clReleaseMemObject(dmax);
+        clReleaseMemObject(dst);
+        for (int i = 0; i < 2; i++) {
+            clReleaseKernel(am[i]);
+            clReleaseKernel(pq[i]);
+        }
+        clReleaseProgram(prog);
+        free(src);
+        free(src16);
+        free(val);
+        free(want);
+    }
+}
+
+/* Where the tensor-core path cannot take int8 (every device but an NVIDIA GPU of cc >= 8.0; any
+ * device under MAXSIM_NV_MMA=0; dim > 512) a scorer refuses it (MS_ERR_INPUT), as f8. */
+Test(maxsim_int8, refused_without_tensor_cores)
+{
+    uint64_t seed = 14;
+    struct ms_emb q, q600;
+    struct ms_err err = { 0 };
+    struct ms_scorer *s = NULL;
+    const struct ms_scorer_opts o = { 0, 10, 1000, 0, 0, 0, 0, MS_PREC_I8, NULL };
+    test_random_emb(&q, MS_DTYPE_F16, 128, 2, 1, 9, &seed);
+    test_random_emb(&q600, MS_DTYPE_F16, 600, 1, 1, 3, &seed);
+    cr_assert_eq(ms_scorer_create(&s, &cl, &q600, &o, &err), MS_ERR_INPUT, "dim 600");
+    cr_assert(strstr(err.msg, "--precision int8") != NULL, "%s", err.msg);
+    setenv("MAXSIM_NV_MMA", "0", 1);
+    err = (struct ms_err){ 0 };
+    cr_assert_eq(ms_scorer_create(&s, &cl, &q, &o, &err), MS_ERR_INPUT);
+    cr_assert(strstr(err.msg, "--precision int8") != NULL, "%s", err.msg);
+    unsetenv("MAXSIM_NV_MMA");
+    if (!cl.info.is_nvidia || cl.info.nv_cc_major < 8) {
+        err = (struct ms_err){ 0 };
+        cr_assert_eq(ms_scorer_create(&s, &cl, &q, &o, &err), MS_ERR_INPUT);
+    }
+    ms_emb_release(&q);
+    ms_emb_release(&q600);
+}
+
+/*
+ * One int8 GPU case: the scorer with blocks of `block` documents (each its own M), against
+ * (1) a float64 model of the same quantization (the host's query codes and scales, each block's
+ * codes by model_block_codes, exact integer products, maxima times the scales), to float32
+ * rounding: the row values carry about 3 roundings (the scales' product, the conversion is exact)
+ * and the sums over lq rows one each, so |got - model| <= (lq + 8) 2^-23 sum_rows |value|
+ * (without --normalize; normalized, the device's norm may move a code by one, so only (2)); and
+ * (2) the unquantized float64 scores within the quantization bound: a code is off its scaled
+ * value by at most 1/2, so a product sum_k q_k d_k moves by at most 1/2 (M_b / 127) |q|_1 +
+ * 1/2 (M_q / 127) |d|_1 + dim / 4 (M_q / 127)(M_b / 127), and a max by at most the largest
+ * such move over the document's tokens; plus the float32 sums. Pairs give the run's bits.
+ */
+static void int8_case(const struct ms_emb *q, const struct ms_emb *d, int normalize, uint64_t block,
+                      const char *what)
+{
+    struct ms_err err = { 0 };
+    const struct ms_scorer_opts o = { normalize,  block, ms_emb_n_tokens(d) + 1, 0, 0, 0, 0,
+                                      MS_PREC_I8, NULL };
+    const uint32_t dim = q->dim;
+    const uint64_t nq = q->n_rows, nd = d->n_rows, n = nq * nd;
+    const uint64_t qtok = ms_emb_n_tokens(q), dtok = ms_emb_n_tokens(d);
+    struct ms_scorer *s;
+    float *got = malloc((n + 1) * sizeof *got), *pout = malloc((n + 1) * sizeof *pout);
+    uint32_t *pq = malloc((n + 1) * sizeof *pq), *pd = malloc((n + 1) * sizeof *pd);
+    double *ref = malloc((n + 1) * sizeof *ref);
+    float *qv = malloc((qtok * dim + 1) * sizeof *qv), *dv = malloc((dtok * dim + 1) * sizeof *dv);
+    float *qinv = malloc((qtok + 1) * sizeof *qinv), *dm = malloc((nd + 1) * sizeof *dm);
+    int8_t *qc = malloc(qtok * dim + 1), *dc = malloc(dtok * dim + 1);
+    double worst_model = 0, worst_exact = 0;
+
+    /* the values the kernels quantize (normalized in double here) */
+    const struct ms_emb *src[2] = { q, d };
+    float *dstv[2] = { qv, dv };
+    for (int e = 0; e < 2; e++)
+        for (uint64_t t = 0; t < ms_emb_n_tokens(src[e]); t++) {
+            double ss = 0.0;
+            for (uint32_t k = 0; k < dim; k++)
+                ss += ms_emb_value(src[e], t, k) * ms_emb_value(src[e], t, k);
+            const double sc = normalize ? 1.0 / fmax(sqrt(ss), 1e-12) : 1.0;
+            for (uint32_t k = 0; k < dim; k++)
+                dstv[e][t * dim + k] = (float)(ms_emb_value(src[e], t, k) * sc);
+        }
+    for (uint64_t t = 0; t < qtok; t++)
+        qinv[t] = ms_quantize_i8_row(qv + t * dim, dim, qc + t * dim);
+    for (uint64_t j0 = 0; j0 < nd; j0 += block) { /* the scorer's blocks: `block` documents */
+        const uint64_t j1 = j0 + block < nd ? j0 + block : nd;
+        const uint64_t t0 = d->offsets[j0], t1 = d->offsets[j1];
+        float m;
+        model_block_codes(dv + t0 * dim, (t1 - t0) * dim, &m, dc + t0 * dim);
+        for (uint64_t j = j0; j < j1; j++)
+            dm[j] = m;
+    }
+
+    cr_assert(ms_scorer_create(&s, &cl, q, &o, &err) == MS_OK, "%s: %s", what, err.msg);
+    cr_assert(strstr(ms_scorer_path(s), "int8") != NULL, "%s: path %s", what, ms_scorer_path(s));
+    cr_assert(ms_scorer_run(s, d, got, nd, &err) == MS_OK, "%s", err.msg);
+    for (uint64_t p = 0; p < n; p++) {
+        pq[p] = (uint32_t)(p % nq);
+        pd[p] = (uint32_t)(nd - 1 - p / nq);
+    }
+    cr_assert(ms_scorer_run_pairs(s, d, pq, pd, n, pout, &err) == MS_OK, "%s", err.msg);
+    for (uint64_t p = 0; p < n; p++)
+        cr_assert(memcmp(&pout[p], &got[pq[p] * nd + pd[p]], sizeof(float)) == 0,
+                  "%s: pair (%u, %u) = %.9g, run %.9g", what, pq[p], pd[p], pout[p],
+                  got[pq[p] * nd + pd[p]]);
+    ms_ref_scores(q, d, normalize, ref);
+    for (uint64_t i = 0; i < nq; i++)
+        for (uint64_t j = 0; j < nd; j++) {
+            const double g = got[i * nd + j], inv_d = dm[j] / 127.0;
+            const uint64_t lq = ms_emb_row_len(q, i);
+            double model = 0, mag = 0, qbound = 0;
+            if (lq == 0 || ms_emb_row_len(d, j) == 0) {
+                cr_assert(g == 0.0 && !signbit(g), "%s: empty row: score(%llu, %llu) = %g", what,
+                          (unsigned long long)i, (unsigned long long)j, g);
+                continue;
+            }
+            for (uint64_t a = q->offsets[i]; a < q->offsets[i + 1]; a++) {
+                long best = LONG_MIN;
+                double move = 0, q1 = 0;
+                for (uint32_t k = 0; k < dim; k++)
+                    q1 += fabs(qv[a * dim + k]);
+                for (uint64_t t = d->offsets[j]; t < d->offsets[j + 1]; t++) {
+                    long dot = 0;
+                    double d1 = 0;
+                    for (uint32_t k = 0; k < dim; k++) {
+                        dot += (long)qc[a * dim + k] * dc[t * dim + k];
+                        d1 += fabs(dv[t * dim + k]);
+                    }
+                    best = dot > best ? dot : best;
+                    move = fmax(move, 0.5 * inv_d * q1 + 0.5 * qinv[a] * d1 +
+                                          0.25 * dim * qinv[a] * inv_d);
+                }
+                const double v = (double)best * qinv[a] * inv_d;
+                model += v;
+                mag += fabs(v);
+                qbound += move;
+            }
+            const double sums = (double)(lq + 8) * 0x1p-23 * mag + 1e-30;
+            worst_model = fmax(worst_model, fabs(g - model) / (mag > 0 ? mag : 1));
+            worst_exact = fmax(worst_exact, fabs(g - ref[i * nd + j]) / (qbound > 0 ? qbound : 1));
+            if (!normalize)
+                cr_assert(fabs(g - model) <= sums,
+                          "%s: score(%llu, %llu) = %.9g, same-quantization model %.9g, |diff| %g "
+                          "> %g",
+                          what, (unsigned long long)i, (unsigned long long)j, g, model,
+                          fabs(g - model), sums);
+            cr_assert(fabs(g - ref[i * nd + j]) <= qbound * 1.001 + 2 * sums,
+                      "%s: score(%llu, %llu) = %.9g, float64 %.9g, |diff| %g > quantization "
+                      "bound %g",
+                      what, (unsigned long long)i, (unsigned long long)j, g, ref[i * nd + j],
+                      fabs(g - ref[i * nd + j]), qbound);
+        }
+    /* what the lead reads off the GPU run */
+    fprintf(stderr,
+            "int8 %s: max |error| against the same-quantization model / sum |row value| %.3g; "
+            "against float64 / quantization bound %.3g (path: %s)\n",
+            what, worst_model, worst_exact, ms_scorer_path(s));
+    ms_scorer_free(s);
+    free(got);
+    free(pout);
+    free(pq);
+    free(pd);
+    free(ref);
+    free(qv);
+    free(dv);
+    free(qinv);
+    free(dm);
+    free(qc);
+    free(dc);
+}
+
+/* On an NVIDIA GPU of cc >= 8.0 only (skipped elsewhere, PoCL included): the stream kernel (two
+ * queries) and the staged one (five), float16 and float32 documents in blocks of 17 of 50 (each
+ * its own M; lengths from 0: empty documents and queries), dims 128 (16-byte pieces), 100 and 40
+ * (not multiples of 32: zero padding in the last k-step; 100 read one by one), normalization. */
+Test(maxsim_int8, tensor_cores_against_reference, .timeout = 300)
+{
+    static const uint32_t dims[] = { 128, 100, 40 };
+    const char *e = getenv("MAXSIM_NV_MMA");
+    if (!cl.info.is_nvidia || cl.info.nv_cc_major < 8 || (e && strcmp(e, "0") == 0))
+        cr_skip_test("no int8 tensor cores on '%s'", cl.info.name);
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
+        for (uint64_t nq = 2; nq <= 5; nq += 3)
+            for (int dt = 0; dt < 2; dt++)
+                for (int normalize = 0; normalize <= 1; normalize++) {
+                    uint64_t seed =
+                        2000 + di * 100 + nq * 10 + (uint64_t)dt * 2 + (uint64_t)normalize;
+                    struct ms_emb q, d;
+                    char what[160];
+                    const enum ms_dtype dtype = dt ? MS_DTYPE_F16 : MS_DTYPE_F32;
+                    test_random_emb(&q, MS_DTYPE_F16, dims[di], nq, 0, nq == 2 ? 32 : 40, &seed);
+                    test_random_emb(&d, dtype, dims[di], 50, 0, 150, &seed);
+                    snprintf(what, sizeof what, "dim %u nq %llu %s documents%s", dims[di],
+                             (unsigned long long)nq, ms_dtype_name(dtype),
+                             normalize ? " normalized" : "");
+                    int8_case(&q, &d, normalize, 17, what);
+                    ms_emb_release(&q);
+                    ms_emb_release(&d);
+                }
 }

@@ -11,8 +11,9 @@
  * -INFINITY mask, the shfl.sync max over a row's 4 lanes and the butterfly sum over the 16
  * rows) and compared with a plain matrix product and a plain MaxSim. The same loads feeding
  * mma.m16n8k8 with .tf32 operands (--precision tf32: rows of float32 counted in halves) are
- * checked against that instruction's own ISA layouts, and register orders of a wrong reading
- * are shown to fail. A layout bug in the
+ * checked against that instruction's own ISA layouts, and so are the same loads feeding
+ * mma.m16n8k32 with .s8 operands (--precision int8: two codes a half), and register orders of
+ * a wrong reading are shown to fail. A layout bug in the
  * kernel's index arithmetic shows here; a misreading of the ISA shared by both sides would not,
  * which is why scripts/gpu-check must still run on the H100. kernels/index.cl's
  * index_assign_nv (nearest centroid: A = points, B = centroids, a top-2 per row joined over a
@@ -393,6 +394,141 @@ Test(nv_layout, tile_tf32_mutations_fail)
     srand(6);
     cr_assert_gt(tf32_tile_errors(a_swapped, perm_id2, 1), 0, "A registers 1 and 2 swapped");
     cr_assert_gt(tf32_tile_errors(perm_id4, b_swapped, 1), 0, "B registers swapped");
+}
+
+/* ---- mma.m16n8k32 with .s8 operands (--precision int8) ----
+ * The PTX ISA's layouts for m16n8k32 .s8 (written out from "Matrix fragments for mma.m16n8k32",
+ * independently of the kernel's maps): A 16x32, four .b32 registers of four .s8 each, element
+ * a_i (i = 0..15, byte i % 4 of register i / 4) at row g for i in 0..3 and 8..11, g + 8 for
+ * 4..7 and 12..15, column 4t + (i % 4) + 16 (i >= 8); B 32x8, two registers, b_i at row (k)
+ * 4t + (i % 4) + 16 (i >= 4), column g; C/D int32 as the f32 layout. */
+static void isa_s8_a(int lane, int i, int *row, int *col)
+{
+    const int g = lane >> 2, t = lane % 4;
+    *row = ((i >> 2) & 1) ? g + 8 : g;
+    *col = 4 * t + (i % 4) + (i >= 8 ? 16 : 0);
+}
+static void isa_s8_b(int lane, int i, int *row, int *col)
+{
+    *row = 4 * (lane % 4) + (i % 4) + (i >= 4 ? 16 : 0);
+    *col = lane >> 2;
+}
+static void isa_mma_s8(int32_t d[32][4], const uint32_t a[32][4], const uint32_t b[32][2])
+{
+    int am[16][32], bm[32][8], seen_a[16][32] = { { 0 } }, seen_b[32][8] = { { 0 } };
+    for (int l = 0; l < 32; l++) {
+        for (int i = 0; i < 16; i++) {
+            int r, c;
+            isa_s8_a(l, i, &r, &c);
+            am[r][c] = (int8_t)(a[l][i / 4] >> (8 * (i % 4)));
+            seen_a[r][c]++;
+        }
+        for (int i = 0; i < 8; i++) {
+            int r, c;
+            isa_s8_b(l, i, &r, &c);
+            bm[r][c] = (int8_t)(b[l][i / 4] >> (8 * (i % 4)));
+            seen_b[r][c]++;
+        }
+    }
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 32; c++)
+            cr_assert_eq(seen_a[r][c], 1, "ISA model: s8 A[%d][%d] held %d times", r, c,
+                         seen_a[r][c]);
+    for (int r = 0; r < 32; r++)
+        for (int c = 0; c < 8; c++)
+            cr_assert_eq(seen_b[r][c], 1, "ISA model: s8 B[%d][%d] held %d times", r, c,
+                         seen_b[r][c]);
+    for (int l = 0; l < 32; l++)
+        for (int i = 0; i < 4; i++) {
+            int r, c;
+            isa_c(l, i, &r, &c);
+            for (int k = 0; k < 32; k++)
+                d[l][i] += am[r][k] * bm[k][c];
+        }
+}
+
+/*
+ * One 16-row query block against 16 document tokens of 2 * KPT int8 codes (three k-steps of 32),
+ * the way the kernels run under MS_NV_I8 (and MS_NV_F8: the same loads): rows of KPT "halves"
+ * holding two codes each, A loaded as 32-bit words at (MS_NV_A_ROW, MS_NV_A_COL), B by
+ * ldmatrix.x4 .b16 at (MS_NV_LDSM_TOK, MS_NV_LDSM_K) and by the plain loads at (MS_NV_B_TOK,
+ * MS_NV_B_K), a k-step of 16 halves fed to one m16n8k32 per n8 tile; the int32 results against
+ * the integer product (exact). perm_a / perm_b reorder the registers first (identity: what the
+ * kernel does); returns the number of wrong C entries.
+ */
+static int s8_tile_errors(const int perm_a[4], const int perm_b[2])
+{
+    int8_t q[16][2 * KPT], dv[16][2 * KPT];
+    uint16_t qmem[16 * KPT], tile[16 * LDST];
+    int32_t acc[2][32][4], ref[16][16];
+    int wrong = 0;
+    memset(acc, 0, sizeof acc);
+    for (int i = 0; i < 16 * LDST; i++)
+        tile[i] = 0x8080; /* -128 codes in the padding: never read */
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 2 * KPT; c++) {
+            q[r][c] = (int8_t)(rand() % 255 - 127);
+            dv[r][c] = (int8_t)(rand() % 255 - 127);
+        }
+    for (int r = 0; r < 16; r++)
+        for (int h = 0; h < KPT; h++) { /* little-endian: the lower code in the low byte */
+            qmem[r * KPT + h] = (uint16_t)((uint8_t)q[r][2 * h] | (uint8_t)q[r][2 * h + 1] << 8);
+            tile[r * LDST + h] = (uint16_t)((uint8_t)dv[r][2 * h] | (uint8_t)dv[r][2 * h + 1] << 8);
+        }
+    for (int r = 0; r < 16; r++)
+        for (int t = 0; t < 16; t++) {
+            ref[r][t] = 0;
+            for (int c = 0; c < 2 * KPT; c++)
+                ref[r][t] += q[r][c] * dv[t][c];
+        }
+    for (int ks = 0; ks < KPT / 16; ks++) {
+        uint32_t a[32][4], ap[32][4], ld[32][4], b[2][32][2];
+        int addr[32];
+        for (int l = 0; l < 32; l++)
+            for (int r = 0; r < 4; r++) {
+                const int off = MS_NV_A_ROW(l, r) * KPT + ks * 16 + MS_NV_A_COL(l, r);
+                a[l][r] = (uint32_t)qmem[off] | (uint32_t)qmem[off + 1] << 16;
+            }
+        for (int l = 0; l < 32; l++)
+            for (int r = 0; r < 4; r++)
+                ap[l][r] = a[l][perm_a[r]];
+        for (int l = 0; l < 32; l++)
+            addr[l] = MS_NV_LDSM_TOK(l) * LDST + ks * 16 + MS_NV_LDSM_K(l);
+        isa_ldsm_x4_bits(ld, tile, addr);
+        for (int l = 0; l < 32; l++)
+            for (int m = 0; m < 4; m++) {
+                const int off = MS_NV_B_TOK(l, m) * LDST + ks * 16 + MS_NV_B_K(l, m);
+                cr_assert(((uint32_t)tile[off] | (uint32_t)tile[off + 1] << 16) == ld[l][m],
+                          "s8: fallback B register %d of lane %d differs from ldmatrix", m, l);
+            }
+        for (int l = 0; l < 32; l++)
+            for (int n = 0; n < 2; n++)
+                for (int r = 0; r < 2; r++)
+                    b[n][l][r] = ld[l][2 * n + perm_b[r]];
+        isa_mma_s8(acc[0], ap, b[0]);
+        isa_mma_s8(acc[1], ap, b[1]);
+    }
+    for (int n = 0; n < 2; n++)
+        for (int l = 0; l < 32; l++)
+            for (int r = 0; r < 4; r++)
+                wrong += acc[n][l][r] != ref[MS_NV_C_ROW(l, r)][n * 8 + MS_NV_C_COL(l, r)];
+    return wrong;
+}
+
+Test(nv_layout, tile_s8)
+{
+    srand(8);
+    for (int i = 0; i < 20; i++)
+        cr_assert_eq(s8_tile_errors(perm_id4, perm_id2), 0, "case %d", i);
+}
+
+/* The check can fail: A's registers 1 and 2 (row and k halves) or B's two swapped. */
+Test(nv_layout, tile_s8_mutations_fail)
+{
+    static const int a_swapped[4] = { 0, 2, 1, 3 }, b_swapped[2] = { 1, 0 };
+    srand(9);
+    cr_assert_gt(s8_tile_errors(a_swapped, perm_id2), 0, "A registers 1 and 2 swapped");
+    cr_assert_gt(s8_tile_errors(perm_id4, b_swapped), 0, "B registers swapped");
 }
 
 /* The shfl.sync.bfly the kernel uses: every lane gets lane ^ mask's value. */

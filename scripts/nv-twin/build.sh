@@ -121,4 +121,38 @@ done <<'TF32'
 512 1 1 16 1 1 2 2
 16 2 1 64 2 4 4 1
 TF32
+# --precision int8 (-DMS_NV_I8=1): KP counts halves of two int8 codes (dim / 2 rounded up to 16),
+# the host's choices for dims 128, 256 and 512 (staged: MR 4 / 2 / 1 and the column splits of
+# small batches; the stream kernel beside it), rings and 8 warps, plain loads. KP MR WC NCH SMR SW
+# SS [RING WARPS NT LDSM CPASYNC]
+while read -r kp mr wc nch smr sw ss ring warps nt ldsm cpa; do
+    ring=${ring:-0} warps=${warps:-4} nt=${nt:-1} ldsm=${ldsm:-1} cpa=${cpa:-1}
+    tag="i8-kp$kp-mr$mr-wc$wc-nch$nch-smr$smr-sw$sw-ss$ss-ring$ring-w$warps-nt$nt-ldsm$ldsm-cp$cpa"
+    if "$NVCC" -arch=sm_90 -O3 -c -Xptxas -v,-warn-spills,-warn-lmem-usage \
+        -DMS_NV_I8=1 -DMS_NV_KP="$kp" -DMS_NV_MR="$mr" -DMS_NV_WC="$wc" -DMS_NV_NCH="$nch" \
+        -DMS_NV_SMR="$smr" -DMS_NV_SW="$sw" -DMS_NV_SS="$ss" -DMS_NV_RING="$ring" \
+        -DMS_NV_WARPS="$warps" -DMS_NV_NT="$nt" -DMS_NV_LDSM="$ldsm" -DMS_NV_CPASYNC="$cpa" \
+        -o "$out/$tag.o" "$here/maxsim_nv_twin.cu" >"$out/$tag.log" 2>&1; then
+        info=$(grep -A2 "ms_nv_score" "$out/$tag.log" | grep -o 'Used [0-9]* registers.*' | head -1)
+        sinfo=$(grep -A2 "ms_nv_stream" "$out/$tag.log" | grep -o 'Used [0-9]* registers.*' | head -1)
+        spill=$(grep -o "'ms_nv_[a-z0-9_]*', [0-9]* bytes spill stores" "$out/$tag.log" | grep -v ' 0 bytes' | tr '\n' ' ')
+        echo "ok   $tag: score $info; stream $sinfo${spill:+; spills: $spill}"
+    else
+        echo "FAIL $tag:"; grep -E "error|spill" "$out/$tag.log" | head -20; fail=1
+    fi
+done <<'I8'
+64 4 1 64 2 4 4
+64 2 1 64 2 2 3
+64 2 2 64 1 4 4
+64 1 4 64 1 4 4
+64 4 1 64 2 4 4 2
+64 4 1 48 2 4 4 3
+64 4 1 64 2 4 4 2 4 2
+64 4 1 64 2 4 4 2 8
+64 4 1 64 2 4 4 0 4 1 0 0
+128 4 1 64 2 2 4
+128 2 4 64 2 2 3
+256 2 1 32 2 1 4
+256 1 2 32 1 1 4
+I8
 exit $fail

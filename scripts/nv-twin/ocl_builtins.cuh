@@ -19,3 +19,15 @@ __device__ static inline float as_float(uint v)
 {
     return __uint_as_float(v);
 }
+__device__ static inline int as_int(float v)
+{
+    return __float_as_int(v);
+}
+__device__ static inline size_t get_global_size(int d)
+{
+    return d == 0 ? (size_t)gridDim.x * blockDim.x : (size_t)gridDim.y * blockDim.y;
+}
+__device__ static inline uint atomic_max(uint *p, uint v)
+{
+    return atomicMax(p, v);
+}

@@ -39,7 +39,7 @@ $ MAXSIM_KERNEL=gpu MAXSIM_GPU_VARIANT=4,4,2 maxsim bench --shape 1,20,8,9,16 --
 
 $ maxsim bench --shape 1,20,8,9,16 --precision f4
 ? 2
-~ --precision takes exact, tf32, f16 or f8, got 'f4'
+~ --precision takes exact, tf32, f16, f8 or int8, got 'f4'
 
 # f8 needs e4m3 tensor cores: an error elsewhere, before any output
 $ maxsim bench --shape 1,20,8,9,16 --precision f8
@@ -53,6 +53,21 @@ $ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXT
 ~ --precision f8 needs
 
 $ test -e $TMP/f8.npy && echo written || echo none
+@ needs cpu
+> none
+
+# int8 needs s8 tensor cores: the same kind of error elsewhere, before any output
+$ maxsim bench --shape 1,20,8,9,16 --precision int8
+@ needs cpu
+? 2
+~ --precision int8 needs the tensor cores of an NVIDIA GPU of compute capability 8.0 or more
+
+$ maxsim search -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy --precision int8 -o $TMP/i8.trec
+@ needs cpu
+? 2
+~ --precision int8 needs
+
+$ test -e $TMP/i8.trec && echo written || echo none
 @ needs cpu
 > none
 
@@ -94,7 +109,7 @@ $ cmp $TMP/a $TMP/b && echo same
 
 $ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --precision tf64 -o $TMP/s.npy
 ? 2
-~ --precision takes exact, tf32, f16 or f8, got 'tf64'
+~ --precision takes exact, tf32, f16, f8 or int8, got 'tf64'
 
 # tf32 needs the tensor cores of an NVIDIA GPU (compute capability 8.0+): elsewhere, and on any
 # device under MAXSIM_NV_MMA=0, the run goes on in exact float32 after one warning, and writes
