@@ -149,6 +149,12 @@
 #ifndef MS_NV_I8
 #define MS_NV_I8 0
 #endif
+#ifndef MS_NV_HAS_F8 /* the device has the e4m3 conversions (sm_89 on); the host says */
+#define MS_NV_HAS_F8 1
+#endif
+#if MS_NV_F8 && !MS_NV_HAS_F8
+#error "MS_NV_F8 needs MS_NV_HAS_F8 (sm_89 or later)"
+#endif
 #if MS_NV_I8 + MS_NV_F8 + MS_NV_TF32 > 1
 #error "at most one of MS_NV_I8, MS_NV_F8 and MS_NV_TF32"
 #endif
@@ -645,6 +651,9 @@ static inline void ms_nv_cp_wait0(void)
 }
 #endif
 
+/* The e4m3 conversion is sm_89 PTX: ptxas for sm_80..sm_86 rejects it, and with it the whole
+ * program, so the host builds it only where the device has it (-DMS_NV_HAS_F8=1). */
+#if MS_NV_HAS_F8
 /* Two floats to two e4m3 bytes, rounded to nearest even and saturated to +-448 (lo at the lower
  * address). */
 static inline uint ms_nv_e4m3x2(const float lo, const float hi)
@@ -683,6 +692,7 @@ MS_KERNEL void ms_nv_prep8_f16(MS_GLOBAL const half *restrict src, const uint n_
 {
     MS_NV_PREP8_BODY(MS_NV_LOAD_F16, ms_nv_inv_norm_f16)
 }
+#endif
 
 /* Butterfly exchange within the warp; every lane must take part (no divergence here). */
 static inline float ms_nv_shfl_xor(const float v, const uint mask)

@@ -537,6 +537,9 @@ int ms_nv_create(struct ms_scorer *s, const struct ms_emb *q, struct ms_err *err
     char opts[512];
     const char *extra = getenv("MAXSIM_NV_BUILD_OPTS"); /* e.g. -cl-nv-verbose */
 
+    /* e4m3 conversions exist from sm_89 (Ada, Hopper) on */
+    const int has_f8 = s->cl->info.nv_cc_major > 8 ||
+                       (s->cl->info.nv_cc_major == 8 && s->cl->info.nv_cc_minor >= 9);
     nv->f8 = s->precision == MS_PREC_F8;
     nv->i8 = s->precision == MS_PREC_I8;
     if (s->precision == MS_PREC_TF32 && nv_tf32_mode(&nv->tf32, err) != MS_OK)
@@ -550,19 +553,19 @@ int ms_nv_create(struct ms_scorer *s, const struct ms_emb *q, struct ms_err *err
         "-DMS_NV_NCH=%d -DMS_NV_SMR=%d -DMS_NV_SW=%d -DMS_NV_SS=%d -DMS_NV_ST=%d -DMS_NV_SPLIT=%d "
         "-DMS_NV_LDSM=%d -DMS_NV_CPASYNC=%d -DMS_NV_F8=%d -DMS_NV_RING=%d -DMS_NV_WARPS=%d "
         "-DMS_NV_NT=%d -DMS_NV_RTFAST=%d -DMS_NV_SUMB=%d -DMS_NV_TF32=%d -DMS_NV_TF32_CVT=%d "
-        "-DMS_NV_I8=%d%s%s",
+        "-DMS_NV_I8=%d -DMS_NV_HAS_F8=%d%s%s",
         nv->kp, nv->mr, nv->wc, nv->nch, nv->smr, nv->sw, nv->ss, nv->st, nv->split, nv->ldsm,
         nv->cpasync, nv->f8, nv->ring, nv->warps, nv->nt, nv->rtfast, nv->sumb, nv->tf32 != 0,
         nv->tf32 == NV_TF32_FUSED ? 1
         : nv->tf32 == NV_TF32_CVT ? 2
                                   : 0,
-        nv->i8, extra ? " " : "", extra ? extra : "");
+        nv->i8, has_f8, extra ? " " : "", extra ? extra : "");
     if (ms_cl_program(s->cl, "maxsim_nv.cl", opts, &nv->prog, err) != MS_OK)
         return ms_err_prefix(err, "NVIDIA tensor-core path (MAXSIM_NV_MMA=0 turns it off)");
     if (ms_cl_kernel(nv->prog, "ms_nv_prep_f32", &nv->prep_f32, err) != MS_OK ||
         ms_cl_kernel(nv->prog, "ms_nv_prep_f16", &nv->prep_f16, err) != MS_OK ||
-        ms_cl_kernel(nv->prog, "ms_nv_prep8_f32", &nv->prep8_f32, err) != MS_OK ||
-        ms_cl_kernel(nv->prog, "ms_nv_prep8_f16", &nv->prep8_f16, err) != MS_OK ||
+        (has_f8 && ms_cl_kernel(nv->prog, "ms_nv_prep8_f32", &nv->prep8_f32, err) != MS_OK) ||
+        (has_f8 && ms_cl_kernel(nv->prog, "ms_nv_prep8_f16", &nv->prep8_f16, err) != MS_OK) ||
         ms_cl_kernel(nv->prog, "ms_nv_prep32_f32", &nv->prep32_f32, err) != MS_OK ||
         ms_cl_kernel(nv->prog, "ms_nv_prep32_f16", &nv->prep32_f16, err) != MS_OK ||
         ms_cl_kernel(nv->prog, "ms_nv_absmax_f32", &nv->absmax_f32, err) != MS_OK ||
