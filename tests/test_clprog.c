@@ -164,7 +164,10 @@ Test(clprog, cache_off, .timeout = 60)
     cr_assert(ms_cl_program(&cl, "maxsim.cl", "-DMS_TN=16 -DMS_QB=2", &p, &err) == MS_OK, "%s",
               err.msg);
     clReleaseProgram(p);
-    cr_assert(!strstr(cl.notes, "cache"), "%s", cl.notes);
+    /* maxsim's own cache notes; a build log may name the driver's cache (PoCL's kcache) */
+    cr_assert(!strstr(cl.notes, "cache HIT") && !strstr(cl.notes, "cache SAVE") &&
+                  !strstr(cl.notes, "cache:"),
+              "%s", cl.notes);
     ms_cl_close(&cl);
 }
 
