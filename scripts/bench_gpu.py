@@ -44,15 +44,17 @@ SWEEP = {
 }
 
 
-def maxsim_bench(shape, env_add, reps=50):
+def maxsim_bench(shape, env_add, reps=50, extra=(), agreement=None):
     _, nq, nd, lq, ld, dim = shape
     env = dict(os.environ, **env_add)
     r = subprocess.run(["./maxsim", "bench", "--shape", f"{nq},{nd},{lq},{ld},{dim}",
-                        "--dtype", "f16", "--reps", str(reps), "--json"],
+                        "--dtype", "f16", "--reps", str(reps), "--json", *extra],
                        env=env, capture_output=True, text=True)
     if r.returncode != 0:
         return None, r.stderr.strip()
     j = json.loads(r.stdout.strip().splitlines()[-1])
+    if agreement is not None and j.get("recall_at_10", -1) >= 0:
+        agreement.append((shape[0], j["recall_at_10"], j["kendall_tau"]))
     return j["kernel_ms_median"], j.get("path", "")
 
 
@@ -88,7 +90,7 @@ def main():
     except Exception as e:  # noqa: BLE001
         print(f"late-interaction-kernels unavailable: {e}", file=sys.stderr)
 
-    rows, sweeps = [], []
+    rows, sweeps, agree = [], [], []
     for shape in SHAPES:
         name, nq, nd, lq, ld, dim = shape
         gflop = 2 * nq * nd * lq * ld * dim / 1e9
@@ -102,6 +104,10 @@ def main():
         if "--no-portable" not in args:
             t["maxsim portable"], info = maxsim_bench(shape, {"MAXSIM_NV_MMA": "0"}, portable_reps)
             print(f"{name}: maxsim portable: {t['maxsim portable']} ms [{info}]", flush=True)
+        if "--no-int8" not in args:
+            t["maxsim int8"], info = maxsim_bench(shape, {}, 20, ("--precision", "int8"),
+                                                  agree)
+            print(f"{name}: maxsim int8: {t['maxsim int8']} ms [{info}]", flush=True)
         if sweep:
             for v in SWEEP.get(name, []):
                 ms, info = maxsim_bench(shape, {"MAXSIM_NV_VARIANT": v})
@@ -146,6 +152,12 @@ def main():
         vp = f"{min(peer) / ours:.2f}x" if ours and peer else "-"
         lines.append(f"| {name} ({nq}, {nd}, {lq}, {ld}, {dim}) | {gflop:.1f} | {floor:.3f} | " +
                      " | ".join(cells) + f" | {tf} | {xf} | {vp} |")
+    if agree:
+        lines += ["", "--precision int8 against exact on the same random data (`maxsim bench "
+                  "--precision int8`): recall@10 of the exact top-10, Kendall tau over each "
+                  "query's exact top-100:", "", "| shape | recall@10 | Kendall tau |",
+                  "|---|---|---|"]
+        lines += [f"| {n} | {r:.4f} | {k:.4f} |" for n, r, k in agree]
     if sweeps:
         lines += ["", "Tensor-core variants (MAXSIM_NV_VARIANT), same run:", "",
                   "| shape | variant | ms | TFLOP/s |", "|---|---|---|---|"]
