@@ -46,9 +46,10 @@
  * with two barriers a chunk; 2..4: a ring of chunk slots with one), -DMS_NV_NT (1|2 column
  * tiles a warp scores per step), -DMS_NV_RTFAST (0|1: the row tile in grid dimension 0),
  * -DMS_NV_LDSM=0|1 (ldmatrix, else plain __local loads), -DMS_NV_CPASYNC=0|1 (cp.async, else
- * plain copies). The fallbacks exist because two points are unverified on NVIDIA's OpenCL:
+ * plain copies). The fallbacks were written while two points were open on NVIDIA's OpenCL:
  * that a __local pointer converted to an integer is the .shared address ldmatrix/cp.async take,
- * and that cp.async completes as written; scripts/gpu-check tests every combination.
+ * and that cp.async completes as written. Both held on the H200 (docs/kernel-notes.md); the
+ * fallbacks stay as switches, and scripts/gpu-check still tests every combination.
  * -DMS_NV_F8=1: e4m3 operands; -DMS_NV_TF32=1 with -DMS_NV_TF32_CVT=0|1|2: float32 operands
  * multiplied as tf32 by mma.m16n8k8 (the tf32 section); -DMS_NV_I8=1: int8 operands with scales
  * (the int8 section).
