@@ -7,6 +7,7 @@
  * TSV lines (query by query, documents in order) are printed at the end.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +83,22 @@ static int write_rows(struct sink *s, uint64_t q0, uint64_t nq, uint64_t d0, uin
                           strerror(errno));
     s->write_s += ms_now() - t0;
     return MS_OK;
+}
+
+/* The .npy file at its full size before any score is written. Where the file system can,
+ * its blocks are allocated now, in one call, while the device starts: rows written later into
+ * a sparse file allocate blocks write by write (ext4: 400 MB of row pieces at 1.6 GB/s sparse
+ * against 2.2 GB/s allocated), and a full disk fails here, before any scoring. Elsewhere
+ * (fallocate unsupported) the file is extended sparse. */
+static int reserve(int fd, uint64_t size)
+{
+#ifdef __linux__
+    if (fallocate(fd, 0, 0, (off_t)size) == 0)
+        return 0;
+    if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL)
+        return -1;
+#endif
+    return ftruncate(fd, (off_t)size);
 }
 
 static int flush_panel(struct sink *s, struct ms_err *err)
@@ -223,9 +240,13 @@ int cmd_score(int argc, char **argv)
         const size_t hlen = ms_npy_header(hdr, "<f4", 2, shape);
         sink.fd = ms_wfile_fd(w);
         sink.data_off = hlen;
-        if (ms_pwrite_all(sink.fd, hdr, hlen, 0) != 0 ||
-            ftruncate(sink.fd, (off_t)(hlen + sink.nq * sink.nd * sizeof(float))) != 0) {
-            rc = ms_fail(MS_ERR_RUNTIME, "cannot write to '%s': %s", in.out_path, strerror(errno));
+        const uint64_t size = hlen + sink.nq * sink.nd * sizeof(float);
+        if (ms_pwrite_all(sink.fd, hdr, hlen, 0) != 0 || reserve(sink.fd, size) != 0) {
+            rc = errno == ENOSPC
+                     ? ms_fail(MS_ERR_RUNTIME, "cannot write to '%s': no room for its %llu bytes",
+                               in.out_path, (unsigned long long)size)
+                     : ms_fail(MS_ERR_RUNTIME, "cannot write to '%s': %s", in.out_path,
+                               strerror(errno));
             goto close_output;
         }
     } else if (!(scratch = tmpfile())) {

@@ -76,11 +76,12 @@ $ maxsim plaid -q missing.npy -i missing -o nodir/r.trec
 ? 2
 ! maxsim: error: -o: cannot create 'nodir/r.trec': No such file or directory
 
-# A short write says why (it said "File exists" on a full disk): a 4 KiB
-# tmpfs takes half of the 8 KB matrix; no partial file is left.
+# A full disk says why (it said "File exists" once): a 4 KiB tmpfs has no
+# room for the 8 KB matrix, which is allocated whole before any scoring; no
+# partial file is left.
 $ mkdir mnt && mount -t tmpfs -o size=4k tmpfs mnt && { maxsim score -q $DATA/sample.h5:/queries -d $DATA/sample.h5:/docs -o mnt/s.npy; s=$?; ls mnt; umount mnt; exit $s; }
 ? 1
-! maxsim: error: cannot write to 'mnt/s.npy': No space left on device
+! maxsim: error: cannot write to 'mnt/s.npy': no room for its 8128 bytes
 
 # The format (issue 12): the name's suffix picks it, --format overrides a
 # name without one, a contradiction is an error; checked before any work.
