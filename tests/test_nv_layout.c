@@ -72,6 +72,16 @@ struct frag_c {
     float v[32][4];
 };
 
+/* An ISA fragment model must place every element of an operand exactly once: seen[r * cols + c]
+ * counts the lanes and registers that held element (r, c) of operand `what`. */
+static void assert_each_once(const int *seen, int rows, int cols, const char *what)
+{
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++)
+            cr_assert_eq(seen[r * cols + c], 1, "ISA model: %s[%d][%d] held %d times", what, r, c,
+                         seen[r * cols + c]);
+}
+
 /* mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32, D = A * B + C, per the ISA layouts
  * (accumulated in double: exact for the integer data, within rounding otherwise). */
 static void isa_mma(struct frag_c *d, const struct frag_a *a, const struct frag_b *b)
@@ -92,12 +102,8 @@ static void isa_mma(struct frag_c *d, const struct frag_a *a, const struct frag_
             seen_b[r][c]++;
         }
     }
-    for (int r = 0; r < 16; r++)
-        for (int c = 0; c < 16; c++)
-            cr_assert_eq(seen_a[r][c], 1, "ISA model: A[%d][%d] held %d times", r, c, seen_a[r][c]);
-    for (int r = 0; r < 16; r++)
-        for (int c = 0; c < 8; c++)
-            cr_assert_eq(seen_b[r][c], 1, "ISA model: B[%d][%d] held %d times", r, c, seen_b[r][c]);
+    assert_each_once(&seen_a[0][0], 16, 16, "A");
+    assert_each_once(&seen_b[0][0], 16, 8, "B");
     for (int l = 0; l < 32; l++)
         for (int i = 0; i < 4; i++) {
             int r, c;
@@ -260,14 +266,8 @@ static void isa_mma_tf32(struct frag_c *d, const uint32_t a[32][4], const uint32
             seen_b[r][c]++;
         }
     }
-    for (int r = 0; r < 16; r++)
-        for (int c = 0; c < 8; c++)
-            cr_assert_eq(seen_a[r][c], 1, "ISA model: tf32 A[%d][%d] held %d times", r, c,
-                         seen_a[r][c]);
-    for (int r = 0; r < 8; r++)
-        for (int c = 0; c < 8; c++)
-            cr_assert_eq(seen_b[r][c], 1, "ISA model: tf32 B[%d][%d] held %d times", r, c,
-                         seen_b[r][c]);
+    assert_each_once(&seen_a[0][0], 16, 8, "tf32 A");
+    assert_each_once(&seen_b[0][0], 8, 8, "tf32 B");
     for (int l = 0; l < 32; l++)
         for (int i = 0; i < 4; i++) {
             int r, c;
@@ -430,14 +430,8 @@ static void isa_mma_s8(int32_t d[32][4], const uint32_t a[32][4], const uint32_t
             seen_b[r][c]++;
         }
     }
-    for (int r = 0; r < 16; r++)
-        for (int c = 0; c < 32; c++)
-            cr_assert_eq(seen_a[r][c], 1, "ISA model: s8 A[%d][%d] held %d times", r, c,
-                         seen_a[r][c]);
-    for (int r = 0; r < 32; r++)
-        for (int c = 0; c < 8; c++)
-            cr_assert_eq(seen_b[r][c], 1, "ISA model: s8 B[%d][%d] held %d times", r, c,
-                         seen_b[r][c]);
+    assert_each_once(&seen_a[0][0], 16, 32, "s8 A");
+    assert_each_once(&seen_b[0][0], 32, 8, "s8 B");
     for (int l = 0; l < 32; l++)
         for (int i = 0; i < 4; i++) {
             int r, c;
