@@ -129,6 +129,12 @@ static uint32_t nv_kp(uint32_t dim, int precision)
                                                               : (dim + 15) / 16 * 16;
 }
 
+/* e4m3 operands (mma.m16n8k32 .e4m3, cvt.e4m3x2) exist from sm_89 (Ada, Hopper) on */
+static int nv_has_f8(const struct ms_cl *cl)
+{
+    return cl->info.nv_cc_major > 8 || (cl->info.nv_cc_major == 8 && cl->info.nv_cc_minor >= 9);
+}
+
 int ms_nv_wanted(const struct ms_cl *cl, const struct ms_emb *q, const struct ms_scorer_opts *o)
 {
     const char *e = getenv("MAXSIM_NV_MMA");
@@ -140,8 +146,8 @@ int ms_nv_wanted(const struct ms_cl *cl, const struct ms_emb *q, const struct ms
         return 0;
     if (o->precision == MS_PREC_TF32)
         return ms_scorer_tf32_ok(cl, q->dim);
-    if (o->precision == MS_PREC_F8) /* mma.m16n8k32 on e4m3: Ada and Hopper on */
-        return cl->info.nv_cc_major > 8 || (cl->info.nv_cc_major == 8 && cl->info.nv_cc_minor >= 9);
+    if (o->precision == MS_PREC_F8) /* mma.m16n8k32 on e4m3 */
+        return nv_has_f8(cl);
     if (o->precision == MS_PREC_I8) /* mma.m16n8k32 on s8: Ampere on (checked above) */
         return 1;
     if (o->precision == MS_PREC_F16)
@@ -537,9 +543,7 @@ int ms_nv_create(struct ms_scorer *s, const struct ms_emb *q, struct ms_err *err
     char opts[512];
     const char *extra = getenv("MAXSIM_NV_BUILD_OPTS"); /* e.g. -cl-nv-verbose */
 
-    /* e4m3 conversions exist from sm_89 (Ada, Hopper) on */
-    const int has_f8 = s->cl->info.nv_cc_major > 8 ||
-                       (s->cl->info.nv_cc_major == 8 && s->cl->info.nv_cc_minor >= 9);
+    const int has_f8 = nv_has_f8(s->cl);
     nv->f8 = s->precision == MS_PREC_F8;
     nv->i8 = s->precision == MS_PREC_I8;
     if (s->precision == MS_PREC_TF32 && nv_tf32_mode(&nv->tf32, err) != MS_OK)
