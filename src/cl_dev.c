@@ -164,7 +164,7 @@ static void plat_str(cl_platform_id p, cl_platform_info what, char *buf, size_t 
     buf[cap - 1] = '\0';
 }
 
-static int has_extension(cl_device_id d, const char *ext)
+int ms_cl_has_extension(cl_device_id d, const char *ext)
 {
     size_t len = 0, n = strlen(ext);
     char *all;
@@ -211,7 +211,7 @@ static void fill_info(struct ms_cl_devinfo *di, cl_platform_id p, cl_device_id d
     clGetDeviceInfo(d, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof di->max_work_group,
                     &di->max_work_group, NULL);
     di->is_nvidia = strstr(di->vendor, "NVIDIA") != NULL || strstr(di->platform_name, "NVIDIA");
-    if (has_extension(d, "cl_nv_device_attribute_query")) {
+    if (ms_cl_has_extension(d, "cl_nv_device_attribute_query")) {
         cl_uint v = 0;
         if (clGetDeviceInfo(d, MS_CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV, sizeof v, &v, NULL) ==
             CL_SUCCESS)

@@ -48,6 +48,8 @@ int ms_cl_list(struct ms_cl_devinfo **list, int *n, struct ms_err *err);
 int ms_cl_pick(const struct ms_cl_devinfo *list, int n, const char *spec, struct ms_err *err);
 /* "GPU", "CPU", "ACCELERATOR", ... */
 const char *ms_cl_type_name(cl_device_type type);
+/* Whether the device's extension string names ext, as a whole word. */
+int ms_cl_has_extension(cl_device_id d, const char *ext);
 /* "CL_OUT_OF_RESOURCES (-5)" */
 const char *ms_cl_strerror(cl_int code);
 

@@ -308,20 +308,6 @@ static int gpu_pick(struct ms_gpu *g, uint64_t total_rows, const struct ms_score
     return MS_OK;
 }
 
-/* Whether the device's extension string names ext (a whole word). */
-static int has_extension(const struct ms_cl *cl, const char *ext)
-{
-    char buf[8192] = { 0 };
-    const size_t n = strlen(ext);
-    if (clGetDeviceInfo(cl->info.device, CL_DEVICE_EXTENSIONS, sizeof buf - 1, buf, NULL) !=
-        CL_SUCCESS)
-        return 0;
-    for (const char *p = strstr(buf, ext); p; p = strstr(p + 1, ext))
-        if ((p == buf || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0))
-            return 1;
-    return 0;
-}
-
 static int build(struct ms_gpu *g, struct ms_err *err)
 {
     struct gpu_variant *v = &g->v;
@@ -331,7 +317,7 @@ static int build(struct ms_gpu *g, struct ms_err *err)
     /* A register cap is a compiler option only some vendors take (NVIDIA's
      * cl_nv_compiler_options): fewer registers a work-item, more work-groups an SM. Elsewhere the
      * field is dropped (and -v says so through the describe string). */
-    if (v->regs && has_extension(g->cl, "cl_nv_compiler_options"))
+    if (v->regs && ms_cl_has_extension(g->cl->info.device, "cl_nv_compiler_options"))
         snprintf(regs, sizeof regs, " -cl-nv-maxrregcount=%d", v->regs);
     else
         v->regs = 0;
