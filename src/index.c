@@ -373,6 +373,16 @@ static uint64_t *sample_rows(const struct ms_src *src, uint64_t n_pick, struct r
     return rows;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+struct heldout {
+    uint64_t *rows, n, part_row, part_take, tokens;
+};
+
 /*
  * The held-out documents, from which the codec's cutoffs and weights come:
  * documents drawn at random (own generator, seeded from --seed, so the
@@ -387,16 +397,6 @@ static uint64_t *sample_rows(const struct ms_src *src, uint64_t n_pick, struct r
  * rows: ascending; the partly taken row is `part_row` (its last `part_take`
  * tokens), or UINT64_MAX when every row is taken whole.
  */
-static int cmp_u64(const void *a, const void *b)
-{
-    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-struct heldout {
-    uint64_t *rows, n, part_row, part_take, tokens;
-};
-
 static int pick_heldout(const struct ms_src *src, uint64_t held, uint64_t seed, struct heldout *h,
                         struct ms_err *err)
 {
