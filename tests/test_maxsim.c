@@ -1472,10 +1472,7 @@ static void int8_case(const struct ms_emb *q, const struct ms_emb *d, int normal
     float *dstv[2] = { qv, dv };
     for (int e = 0; e < 2; e++)
         for (uint64_t t = 0; t < ms_emb_n_tokens(src[e]); t++) {
-            double ss = 0.0;
-            for (uint32_t k = 0; k < dim; k++)
-                ss += ms_emb_value(src[e], t, k) * ms_emb_value(src[e], t, k);
-            const double sc = normalize ? 1.0 / fmax(sqrt(ss), 1e-12) : 1.0;
+            const double sc = normalize ? 1.0 / fmax(norm_of(src[e], t), 1e-12) : 1.0;
             for (uint32_t k = 0; k < dim; k++)
                 dstv[e][t * dim + k] = (float)(ms_emb_value(src[e], t, k) * sc);
         }
