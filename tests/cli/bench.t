@@ -96,6 +96,7 @@ $ MAXSIM_KERNEL=gpu maxsim bench --shape 2,20,8,9,16 --reps 1 | grep -c '^path .
 > 1
 
 $ rm "$MAXSIM_CACHE_DIR/tune.tsv"
+@ needs cpu
 
 $ maxsim bench --tune --op search --shape 1,20,8,9,16
 ? 2
