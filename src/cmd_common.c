@@ -345,11 +345,13 @@ static void print_notes(const struct ms_cl *cl)
 }
 
 /* Whether a command's devices may be left to the process's exit rather than released. On
- * the H200, NVIDIA's driver took 0.06 s to release a context and its exit handlers 0.05 s
- * more, a quarter of a 2 GB search's 0.47 s; the kernel driver reclaims a process's contexts
- * when it exits (as when it is killed) and the command's outputs are complete by then. CPU
- * devices (PoCL: tests, sanitizer runs that check everything is released) are always
- * released, and MAXSIM_RELEASE_DEVICES=1 releases every device. */
+ * the H200, NVIDIA's driver took 0.05-0.07 s to release a context and 0.04-0.06 s more at
+ * the exit; left to the exit, the kernel driver's teardown took 0.11-0.14 s there, which
+ * main's leave_now hands to a child so that the process ends without it. The kernel driver
+ * reclaims a process's contexts when it exits (as when it is killed) and the command's
+ * outputs are complete by then. CPU devices (PoCL: tests, sanitizer runs that check
+ * everything is released) are always released, and MAXSIM_RELEASE_DEVICES=1 releases every
+ * device. */
 static int leave_to_exit(const struct ms_cl *cl, int n)
 {
     const char *env = getenv("MAXSIM_RELEASE_DEVICES");
@@ -628,6 +630,10 @@ static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, st
     ms_emb_init(&queries);
     if ((rc = ms_src_read(q, q0, nq, &queries, err)) != MS_OK)
         goto done;
+    /* The reader starts first: it makes its pinned slots and reads the first block while the
+     * scorer loads its programs and uploads the queries. */
+    if ((rc = ms_stream_start(&stream, d, first, n_docs, max_docs, max_tokens, pin, err)) != MS_OK)
+        goto done;
     const double setup_t0 = ms_now();
     if (devs->n > 1) {
         if ((rc = ms_pool_start(&pool, devs->cl, devs->n, &queries, q0, &so, fn, device_k, tfn, ctx,
@@ -650,8 +656,6 @@ static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, st
         }
     }
     stats->setup_s += ms_now() - setup_t0;
-    if ((rc = ms_stream_start(&stream, d, first, n_docs, max_docs, max_tokens, pin, err)) != MS_OK)
-        goto done;
     double t_next = ms_now();
     while ((rc = ms_stream_next(stream, &block, err)) == MS_OK && block) {
         if (pool) {
