@@ -1,9 +1,11 @@
 /*
- * par.h - a few work items run at once: the first on the calling thread, each
- * other on a thread of its own, or on the calling thread when that thread
- * cannot be started (or its bookkeeping allocated). Callers make the result
- * independent of which: every item writes only its own part. What the
- * readers, the writers and the index build split their host work with.
+ * par.h - a few work items run at once: the first on the calling thread, the
+ * others on worker threads kept for the process (when another batch holds them:
+ * on threads of their own), or on the calling thread when no thread can be
+ * started (or its bookkeeping allocated). Callers make the result independent
+ * of which, and of the order: every item writes only its own part and waits
+ * for no other. What the readers, the writers and the index build split their
+ * host work with.
  */
 #ifndef MS_PAR_H
 #define MS_PAR_H
