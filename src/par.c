@@ -31,9 +31,10 @@ static struct {
 static void claim_and_run(void)
 {
     while (pool.next < pool.n) {
-        const size_t i = pool.next++;
+        void *(*const fn)(void *) = pool.fn;
+        void *const item = pool.items + pool.next++ * pool.item_size;
         pthread_mutex_unlock(&pool.mu);
-        pool.fn(pool.items + i * pool.item_size);
+        fn(item);
         pthread_mutex_lock(&pool.mu);
         if (--pool.left == 0)
             pthread_cond_signal(&pool.done);
