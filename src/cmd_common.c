@@ -350,13 +350,20 @@ static void print_notes(const struct ms_cl *cl)
  * main's leave_now hands to a child so that the process ends without it. The kernel driver
  * reclaims a process's contexts when it exits (as when it is killed) and the command's
  * outputs are complete by then. CPU devices (PoCL: tests, sanitizer runs that check
- * everything is released) are always released, and MAXSIM_RELEASE_DEVICES=1 releases every
- * device. */
+ * everything is released) are released unless MAXSIM_RELEASE_DEVICES=0 leaves every device;
+ * MAXSIM_RELEASE_DEVICES=1 releases every device. */
 static int leave_to_exit(const struct ms_cl *cl, int n)
 {
     const char *env = getenv("MAXSIM_RELEASE_DEVICES");
-    if (env && strcmp(env, "1") == 0)
-        return 0;
+    if (env && *env) {
+        if (strcmp(env, "1") == 0)
+            return 0;
+        if (strcmp(env, "0") == 0) /* every device left, CPUs too (what tests the exit's path) */
+            return n > 0;
+        ms_warn("MAXSIM_RELEASE_DEVICES takes 0 or 1, got '%s': a GPU's context is left to the "
+                "exit, a CPU's released",
+                env);
+    }
     for (int i = 0; i < n; i++)
         if (cl[i].info.type & CL_DEVICE_TYPE_CPU)
             return 0;

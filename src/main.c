@@ -115,8 +115,13 @@ static void leave_now(int code)
     const int top =
         getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < 4096 ? (int)lim.rlim_cur : 4096;
     if (ms_mpi_size() <= 1 && pipe(fds) == 0 && fork() == 0) {
+        struct sigaction dfl = { .sa_handler = SIG_DFL };
         struct stat st;
         char c;
+        /* on_signal is the parent's: the outputs are in place, nothing is the child's to remove */
+        sigaction(SIGINT, &dfl, NULL);
+        sigaction(SIGTERM, &dfl, NULL);
+        sigaction(SIGHUP, &dfl, NULL);
         for (int fd = 0; fd < top; fd++)
             if (fd != fds[0] &&
                 (fd <= STDERR_FILENO || (fstat(fd, &st) == 0 && !S_ISCHR(st.st_mode))))
