@@ -141,14 +141,11 @@ static void *reader(void *arg)
         } else {
             const double t0 = ms_now();
             uint64_t end;
-            if (sl == &s->slots[1] && s->second_busy) {
-                wait_second(s);
-                if (sl->rc != MS_OK) {
-                    sl->last = 1;
-                    goto hand_over;
-                }
-            }
-            if (sl->emb.alloc && !sl->emb.tokens && (reserve_slot(sl), sl->rc != MS_OK)) {
+            if (sl == &s->slots[1])
+                wait_second(s); /* its storage, or why there is none, in sl->rc */
+            if (sl->rc == MS_OK && sl->emb.alloc && !sl->emb.tokens)
+                reserve_slot(sl);
+            if (sl->rc != MS_OK) {
                 sl->last = 1;
                 goto hand_over;
             }
