@@ -300,6 +300,42 @@ static void isa_ldsm_x4_bits(uint32_t out[32][4], const uint16_t *mem, const int
  * per n8 tile. perm_a / perm_b reorder the registers before the mma (identity: what the kernel
  * does); returns the number of wrong C entries (integer data: every product and sum is exact).
  */
+/* One k-step's registers of a 32-bit-word tile (tf32 halves of a float, four s8 codes), as
+ * the kernel's fallback and ldmatrix paths load them: A from the queries' rows (as 16-bit
+ * pairs through MS_NV_A_*, taken in the order perm_a), B by ldmatrix.x4 from the documents'
+ * tile (each register checked against the fallback's MS_NV_B_* words), registers {0, 1} for the
+ * first n8 tile and {2, 3} for the second in the order perm_b, as ms_nv_mma is called. */
+static void word_fragments(const uint16_t *qmem, const uint16_t *tile, int ks, const int perm_a[4],
+                           const int perm_b[2], const char *what, uint32_t ap[32][4],
+                           uint32_t b[2][32][2])
+{
+    uint32_t a[32][4], ld[32][4];
+    int addr[32];
+    for (int l = 0; l < 32; l++)
+        for (int r = 0; r < 4; r++) {
+            const int off = MS_NV_A_ROW(l, r) * KPT + ks * 16 + MS_NV_A_COL(l, r);
+            cr_assert(off % 2 == 0, "%s: A word of lane %d reg %d is not 32-bit aligned", what, l,
+                      r);
+            a[l][r] = (uint32_t)qmem[off] | (uint32_t)qmem[off + 1] << 16;
+        }
+    for (int l = 0; l < 32; l++)
+        for (int r = 0; r < 4; r++)
+            ap[l][r] = a[l][perm_a[r]];
+    for (int l = 0; l < 32; l++)
+        addr[l] = MS_NV_LDSM_TOK(l) * LDST + ks * 16 + MS_NV_LDSM_K(l);
+    isa_ldsm_x4_bits(ld, tile, addr);
+    for (int l = 0; l < 32; l++)
+        for (int m = 0; m < 4; m++) {
+            const int off = MS_NV_B_TOK(l, m) * LDST + ks * 16 + MS_NV_B_K(l, m);
+            cr_assert(((uint32_t)tile[off] | (uint32_t)tile[off + 1] << 16) == ld[l][m],
+                      "%s: fallback B register %d of lane %d differs from ldmatrix", what, m, l);
+        }
+    for (int l = 0; l < 32; l++)
+        for (int n = 0; n < 2; n++)
+            for (int r = 0; r < 2; r++)
+                b[n][l][r] = ld[l][2 * n + perm_b[r]];
+}
+
 static int tf32_tile_errors(const int perm_a[4], const int perm_b[2], int exact)
 {
     float q[16][KPT / 2], ref[16][16];
@@ -329,39 +365,19 @@ static int tf32_tile_errors(const int perm_a[4], const int perm_b[2], int exact)
                 s += (double)q[r][c] * dv[t][c];
             ref[r][t] = (float)s;
         }
+    /* the named tf32 maps say what the 16-bit word maps say */
+    for (int l = 0; l < 32; l++)
+        for (int r = 0; r < 4; r++) {
+            cr_assert(MS_NV_TF32_A_ROW(l, r) == MS_NV_A_ROW(l, r) &&
+                          2 * MS_NV_TF32_A_K(l, r) == MS_NV_A_COL(l, r),
+                      "MS_NV_TF32_A_* of lane %d reg %d", l, r);
+            cr_assert(2 * MS_NV_TF32_B_K(l, r & 1) == MS_NV_B_K(l, r) &&
+                          8 * (r >> 1) + MS_NV_TF32_B_COL(l) == MS_NV_B_TOK(l, r),
+                      "MS_NV_TF32_B_* of lane %d reg %d", l, r);
+        }
     for (int ks = 0; ks < KPT / 16; ks++) {
-        uint32_t a[32][4], ap[32][4], ld[32][4], b[2][32][2];
-        int addr[32];
-        for (int l = 0; l < 32; l++)
-            for (int r = 0; r < 4; r++) {
-                const int off = MS_NV_A_ROW(l, r) * KPT + ks * 16 + MS_NV_A_COL(l, r);
-                cr_assert(off % 2 == 0, "A word of lane %d reg %d is not 32-bit aligned", l, r);
-                a[l][r] = (uint32_t)qmem[off] | (uint32_t)qmem[off + 1] << 16;
-                /* the named maps say the same thing */
-                cr_assert(MS_NV_TF32_A_ROW(l, r) == MS_NV_A_ROW(l, r) &&
-                              2 * MS_NV_TF32_A_K(l, r) == MS_NV_A_COL(l, r),
-                          "MS_NV_TF32_A_* of lane %d reg %d", l, r);
-            }
-        for (int l = 0; l < 32; l++)
-            for (int r = 0; r < 4; r++)
-                ap[l][r] = a[l][perm_a[r]];
-        for (int l = 0; l < 32; l++)
-            addr[l] = MS_NV_LDSM_TOK(l) * LDST + ks * 16 + MS_NV_LDSM_K(l);
-        isa_ldsm_x4_bits(ld, tile, addr);
-        for (int l = 0; l < 32; l++)
-            for (int m = 0; m < 4; m++) {
-                const int off = MS_NV_B_TOK(l, m) * LDST + ks * 16 + MS_NV_B_K(l, m);
-                cr_assert(((uint32_t)tile[off] | (uint32_t)tile[off + 1] << 16) == ld[l][m],
-                          "tf32: fallback B register %d of lane %d differs from ldmatrix", m, l);
-                cr_assert(2 * MS_NV_TF32_B_K(l, m & 1) == MS_NV_B_K(l, m) &&
-                              8 * (m >> 1) + MS_NV_TF32_B_COL(l) == MS_NV_B_TOK(l, m),
-                          "MS_NV_TF32_B_* of lane %d reg %d", l, m);
-            }
-        /* registers {0, 1} feed the first n8 tile, {2, 3} the second, as ms_nv_mma is called */
-        for (int l = 0; l < 32; l++)
-            for (int n = 0; n < 2; n++)
-                for (int r = 0; r < 2; r++)
-                    b[n][l][r] = ld[l][2 * n + perm_b[r]];
+        uint32_t ap[32][4], b[2][32][2];
+        word_fragments(qmem, tile, ks, perm_a, perm_b, "tf32", ap, b);
         isa_mma_tf32(&acc[0], ap, b[0]);
         isa_mma_tf32(&acc[1], ap, b[1]);
     }
@@ -476,29 +492,8 @@ static int s8_tile_errors(const int perm_a[4], const int perm_b[2])
                 ref[r][t] += q[r][c] * dv[t][c];
         }
     for (int ks = 0; ks < KPT / 16; ks++) {
-        uint32_t a[32][4], ap[32][4], ld[32][4], b[2][32][2];
-        int addr[32];
-        for (int l = 0; l < 32; l++)
-            for (int r = 0; r < 4; r++) {
-                const int off = MS_NV_A_ROW(l, r) * KPT + ks * 16 + MS_NV_A_COL(l, r);
-                a[l][r] = (uint32_t)qmem[off] | (uint32_t)qmem[off + 1] << 16;
-            }
-        for (int l = 0; l < 32; l++)
-            for (int r = 0; r < 4; r++)
-                ap[l][r] = a[l][perm_a[r]];
-        for (int l = 0; l < 32; l++)
-            addr[l] = MS_NV_LDSM_TOK(l) * LDST + ks * 16 + MS_NV_LDSM_K(l);
-        isa_ldsm_x4_bits(ld, tile, addr);
-        for (int l = 0; l < 32; l++)
-            for (int m = 0; m < 4; m++) {
-                const int off = MS_NV_B_TOK(l, m) * LDST + ks * 16 + MS_NV_B_K(l, m);
-                cr_assert(((uint32_t)tile[off] | (uint32_t)tile[off + 1] << 16) == ld[l][m],
-                          "s8: fallback B register %d of lane %d differs from ldmatrix", m, l);
-            }
-        for (int l = 0; l < 32; l++)
-            for (int n = 0; n < 2; n++)
-                for (int r = 0; r < 2; r++)
-                    b[n][l][r] = ld[l][2 * n + perm_b[r]];
+        uint32_t ap[32][4], b[2][32][2];
+        word_fragments(qmem, tile, ks, perm_a, perm_b, "s8", ap, b);
         isa_mma_s8(acc[0], ap, b[0]);
         isa_mma_s8(acc[1], ap, b[1]);
     }
