@@ -60,9 +60,11 @@ struct sink {
     uint64_t data_off; /* bytes before the matrix in fd */
     const char *name;  /* for messages */
     struct ms_h5_out *h5;
-    int h5_set;     /* the 'scores' dataset */
-    int threads;    /* writing a block's rows */
-    double write_s; /* time spent writing blocks (-v) */
+    int h5_set;         /* the 'scores' dataset */
+    int threads;        /* writing a block's rows */
+    struct ms_wmap map; /* npy: the file mapped for writing in place (map.base NULL: pwrite) */
+    int mapped;         /* it was (-v) */
+    double write_s;     /* time spent writing blocks (-v) */
     /* Adjacent blocks gathered into a panel of columns [d0, d0 + n) of queries [q0, q0 + nq)
      * before they are written: a block of 1,900 documents makes 7.6 KB pieces of rows, and
      * 53,000 such writes (a [1,000 x 100,000] matrix) cost more than the kernels. */
@@ -76,9 +78,12 @@ static int write_rows(struct sink *s, uint64_t q0, uint64_t nq, uint64_t d0, uin
                       const float *scores, uint64_t ld, struct ms_err *err)
 {
     const double t0 = ms_now();
-    if (ms_pwrite_rows(s->fd, scores, n * sizeof(float), ld * sizeof(float), nq,
-                       (off_t)(s->data_off + (q0 * s->nd + d0) * sizeof(float)),
-                       (off_t)(s->nd * sizeof(float)), s->threads) != 0)
+    const uint64_t off = s->data_off + (q0 * s->nd + d0) * sizeof(float);
+    if (s->map.base)
+        ms_wmap_copy_rows(&s->map, scores, n * sizeof(float), ld * sizeof(float), nq, off,
+                          s->nd * sizeof(float), s->threads);
+    else if (ms_pwrite_rows(s->fd, scores, n * sizeof(float), ld * sizeof(float), nq, (off_t)off,
+                            (off_t)(s->nd * sizeof(float)), s->threads) != 0)
         return ms_err_set(err, MS_ERR_RUNTIME, "cannot write to '%s': %s", s->name,
                           strerror(errno));
     s->write_s += ms_now() - t0;
@@ -89,16 +94,24 @@ static int write_rows(struct sink *s, uint64_t q0, uint64_t nq, uint64_t d0, uin
  * its blocks are allocated now, in one call, while the device starts: rows written later into
  * a sparse file allocate blocks write by write (ext4: 400 MB of row pieces at 1.6 GB/s sparse
  * against 2.2 GB/s allocated), and a full disk fails here, before any scoring. Elsewhere
- * (fallocate unsupported) the file is extended sparse. */
+ * (fallocate unsupported) the file is extended sparse. 1: allocated, 0: sparse, -1: errno. */
 static int reserve(int fd, uint64_t size)
 {
 #ifdef __linux__
     if (fallocate(fd, 0, 0, (off_t)size) == 0)
-        return 0;
+        return 1;
     if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL)
         return -1;
 #endif
-    return ftruncate(fd, (off_t)size);
+    return ftruncate(fd, (off_t)size) == 0 ? 0 : -1;
+}
+
+/* Whether an allocated .npy output is written through a mapping (tempfile.h, ms_wmap):
+ * MAXSIM_OUTPUT_MAP=0 keeps pwrite, for comparison. */
+static int map_wanted(void)
+{
+    const char *v = getenv("MAXSIM_OUTPUT_MAP");
+    return !v || strcmp(v, "0") != 0;
 }
 
 static int flush_panel(struct sink *s, struct ms_err *err)
@@ -241,7 +254,8 @@ int cmd_score(int argc, char **argv)
         sink.fd = ms_wfile_fd(w);
         sink.data_off = hlen;
         const uint64_t size = hlen + sink.nq * sink.nd * sizeof(float);
-        if (ms_pwrite_all(sink.fd, hdr, hlen, 0) != 0 || reserve(sink.fd, size) != 0) {
+        int allocated = 0;
+        if (ms_pwrite_all(sink.fd, hdr, hlen, 0) != 0 || (allocated = reserve(sink.fd, size)) < 0) {
             rc = errno == ENOSPC
                      ? ms_fail(MS_ERR_RUNTIME, "cannot write to '%s': no room for its %llu bytes",
                                in.out_path, (unsigned long long)size)
@@ -249,6 +263,10 @@ int cmd_score(int argc, char **argv)
                                strerror(errno));
             goto close_output;
         }
+        /* its pages faulted in on threads while the device starts; pwrite where it cannot */
+        if (allocated && map_wanted() && sink.nq * sink.nd > 0 &&
+            ms_wmap_open(&sink.map, sink.fd, size, sink.threads < 8 ? sink.threads : 8) == 0)
+            sink.mapped = 1;
     } else if (!(scratch = tmpfile())) {
         rc = ms_fail(MS_ERR_RUNTIME, "cannot create a scratch file: %s", strerror(errno));
         goto close_output;
@@ -261,7 +279,8 @@ int cmd_score(int argc, char **argv)
     ms_plan_blocks(devs.cl, &in, &q, &d, &nqb, &max_docs, &max_tokens);
     ms_progress_init(&prog, in.progress, "score",
                      d.n_rows * ((q.n_rows + nqb - 1) / (nqb ? nqb : 1)));
-    if (sink.fmt != MS_FMT_H5) { /* 64 MiB of panel, when it holds more than a block */
+    if (sink.fmt != MS_FMT_H5 &&
+        !sink.map.base) { /* 64 MiB of panel, when it holds more than a block */
         const uint64_t cap = (64ull << 20) / (sizeof(float) * nqb);
         if (cap > max_docs && (sink.panel = malloc(cap * nqb * sizeof(float))) != NULL) {
             sink.panel_cap = cap;
@@ -280,17 +299,22 @@ int cmd_score(int argc, char **argv)
         rc = ms_h5_out_close(sink.h5, &err);
         sink.h5 = NULL;
     }
+    const double t_unmap = ms_now();
+    ms_wmap_close(&sink.map); /* the stores are in the page cache: the file is whole */
+    sink.write_s += ms_now() - t_unmap;
     if ((rc = ms_output_finish(&w, rc, &err)) == MS_OK && ms_global.verbose) {
         fprintf(stderr, "maxsim: score: %llu x %llu in %llu blocks: read %.3f s, kernels %.3f s\n",
                 (unsigned long long)q.n_rows, (unsigned long long)d.n_rows,
                 (unsigned long long)stats.blocks, stats.read_s, stats.kernel_s);
         ms_run_stats_print("score", &stats, ms_now() - t0);
         if (sink.fmt == MS_FMT_NPY || sink.fmt == MS_FMT_TSV)
-            fprintf(stderr, "maxsim: score: host: blocks written in %.3f s (%d threads)\n",
-                    sink.write_s, sink.threads);
+            fprintf(stderr, "maxsim: score: host: blocks written in %.3f s (%d threads, %s)\n",
+                    sink.write_s, sink.threads,
+                    sink.mapped ? "copies into the mapped file, its unmapping included" : "pwrite");
     }
     ms_devices_close(&devs);
 close_output:
+    ms_wmap_close(&sink.map);
     free(sink.panel);
     ms_devset_cancel(&start); /* nothing left there once finished */
     if (sink.h5)

@@ -1,6 +1,7 @@
 /*
  * tempfile.c - create, commit and abort of output files (tempfile.h), the
- * signal-cleanup list of temporaries, and writes that finish or say why.
+ * signal-cleanup list of temporaries, writes that finish or say why, and outputs
+ * written in place through a mapping.
  */
 #include "tempfile.h"
 
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -321,7 +323,11 @@ int ms_tempfile_create(struct ms_tempfile *t, const char *opt, const char *path,
             sprintf(t->path, "%s.tmp.%ld", t->target, (long)getpid());
         else /* a leftover of a killed process that had our pid */
             sprintf(t->path, "%s.tmp.%ld.%u", t->target, (long)getpid(), attempt);
-        t->fd = open(t->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        /* seekable outputs may be mapped for writing (ms_wmap), which needs read access */
+        t->fd = open(t->path,
+                     ((flags & MS_TEMPFILE_SEEKABLE) ? O_RDWR : O_WRONLY) | O_CREAT | O_EXCL |
+                         O_CLOEXEC,
+                     0666);
         if (t->fd < 0 && errno != EEXIST)
             break;
     }
@@ -407,4 +413,119 @@ void ms_tempfile_abort(struct ms_tempfile *t)
     free(t->target);
     memset(t, 0, sizeof *t);
     t->fd = t->out_fd = -1;
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older kernels answer EINVAL: pages fault later */
+#endif
+
+struct wmap_range {
+    char *base;
+    size_t len;
+    int unmap; /* munmap instead of faulting in */
+};
+
+static void *wmap_range_run(void *arg)
+{
+    const struct wmap_range *r = arg;
+    if (r->unmap)
+        munmap(r->base, r->len);
+    else
+        madvise(r->base, r->len, MADV_POPULATE_WRITE); /* a failure only leaves faults for later */
+    return NULL;
+}
+
+/* [base, base + size) cut into n page-aligned ranges (n >= 1; fewer when small). */
+static int wmap_cut(struct wmap_range *r, char *base, size_t size, int n, int unmap)
+{
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    const size_t step = (size / (size_t)n + page - 1) / page * page;
+    int k = 0;
+    for (size_t off = 0; off < size && k < n; off += step, k++)
+        r[k] = (struct wmap_range){ base + off, size - off < step ? size - off : step, unmap };
+    return k;
+}
+
+int ms_wmap_open(struct ms_wmap *m, int fd, size_t size, int threads)
+{
+    memset(m, 0, sizeof *m);
+    if (threads < 1)
+        threads = 1;
+    if (threads > 16)
+        threads = 16;
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    m->base = p;
+    m->size = size;
+    m->ranges = calloc((size_t)threads, sizeof *m->ranges);
+    m->tasks = calloc((size_t)threads, sizeof *m->tasks);
+    if (!m->ranges || !m->tasks) { /* no faulting ahead: the copies fault the pages */
+        free(m->ranges);
+        free(m->tasks);
+        m->ranges = NULL;
+        m->tasks = NULL;
+        return 0;
+    }
+    m->n_tasks = wmap_cut(m->ranges, m->base, size, threads, 0);
+    for (int i = 0; i < m->n_tasks; i++)
+        ms_par_start(&m->tasks[i], wmap_range_run, &m->ranges[i]);
+    return 0;
+}
+
+struct copy_part {
+    char *dst;
+    const char *buf;
+    size_t bytes, ld;
+    uint64_t first, end, stride;
+};
+
+static void *copy_rows(void *arg)
+{
+    const struct copy_part *p = arg;
+    for (uint64_t i = p->first; i < p->end; i++)
+        memcpy(p->dst + i * p->stride, p->buf + i * p->ld, p->bytes);
+    return NULL;
+}
+
+void ms_wmap_copy_rows(struct ms_wmap *m, const void *buf, size_t bytes, size_t ld, uint64_t n,
+                       uint64_t off, uint64_t stride, int threads)
+{
+    struct copy_part parts[16];
+    /* a thread for every 4 MB at least, as ms_pwrite_rows */
+    const uint64_t most = (uint64_t)bytes * n / (4u << 20) + 1;
+    if (threads > 16)
+        threads = 16;
+    if ((uint64_t)threads > most)
+        threads = (int)most;
+    if ((uint64_t)threads > n)
+        threads = n ? (int)n : 1;
+    if (threads < 1)
+        threads = 1;
+    for (int t = 0; t < threads; t++)
+        parts[t] = (struct copy_part){ .dst = m->base + off,
+                                       .buf = buf,
+                                       .bytes = bytes,
+                                       .ld = ld,
+                                       .first = n * (uint64_t)t / (uint64_t)threads,
+                                       .end = n * (uint64_t)(t + 1) / (uint64_t)threads,
+                                       .stride = stride };
+    ms_par_run(copy_rows, parts, sizeof *parts, (size_t)threads);
+}
+
+void ms_wmap_close(struct ms_wmap *m)
+{
+    if (!m->base)
+        return;
+    for (int i = 0; i < m->n_tasks; i++)
+        ms_par_wait(&m->tasks[i]);
+    if (m->ranges && m->n_tasks > 1) {
+        const int n = wmap_cut(m->ranges, m->base, m->size, m->n_tasks, 1);
+        ms_par_run(wmap_range_run, m->ranges, sizeof *m->ranges, (size_t)n);
+    } else {
+        munmap(m->base, m->size);
+    }
+    free(m->ranges);
+    free(m->tasks);
+    memset(m, 0, sizeof *m);
 }

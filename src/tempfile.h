@@ -25,6 +25,7 @@
 #include <sys/types.h>
 
 #include "err.h"
+#include "par.h"
 
 enum { MS_TEMPFILE_SEEKABLE = 1 };
 
@@ -64,6 +65,31 @@ int ms_pwrite_all(int fd, const void *buf, size_t len, off_t off);
  * -1 with errno from the first row (in row order) that failed. */
 int ms_pwrite_rows(int fd, const void *buf, size_t bytes, size_t ld, uint64_t n, off_t off,
                    off_t stride, int threads);
+
+/*
+ * A seekable output written in place through a shared mapping of its first `size` bytes, for
+ * score's .npy matrix: each column block is a memcpy into the page cache, where pwrite of the
+ * same row pieces takes the file's lock and allocates pages one call at a time (on ext4, 16
+ * threads of pwrite ran no faster than one). Only for a file whose blocks are allocated
+ * (fallocate), so that no store can fault for want of space. ms_wmap_open starts `threads`
+ * threads that fault every page in (MADV_POPULATE_WRITE, which never changes the contents:
+ * copies may run beside it), so that this runs while the device starts; without that call the
+ * pages fault on first store. Returns 0, or -1 with errno (nothing to undo).
+ */
+struct ms_wmap {
+    char *base;
+    size_t size;
+    int n_tasks;
+    struct ms_par_task *tasks;
+    struct wmap_range *ranges;
+};
+int ms_wmap_open(struct ms_wmap *m, int fd, size_t size, int threads);
+/* ms_pwrite_rows into the mapping: row i of buf to base + off + i * stride. */
+void ms_wmap_copy_rows(struct ms_wmap *m, const void *buf, size_t bytes, size_t ld, uint64_t n,
+                       uint64_t off, uint64_t stride, int threads);
+/* Wait for the faulting threads and unmap (by ranges on several threads: the unmap of a range
+ * runs beside the others'). Safe on a zeroed or closed struct. */
+void ms_wmap_close(struct ms_wmap *m);
 
 /* Remove every temporary still listed: async-signal-safe (only unlink). */
 void ms_tempfile_remove_all(void);
