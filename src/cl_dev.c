@@ -525,15 +525,23 @@ double ms_cl_event_s(cl_event ev)
     return (double)(b - a) * 1e-9;
 }
 
+int ms_cl_enqueue(struct ms_cl *cl, cl_kernel k, cl_uint dims, const size_t *global,
+                  const size_t *local, const char *name, cl_event *ev, struct ms_err *err)
+{
+    const cl_int rc = clEnqueueNDRangeKernel(cl->queue, k, dims, NULL, global, local, 0, NULL, ev);
+    return rc == CL_SUCCESS
+               ? MS_OK
+               : ms_err_set(err, MS_ERR_RUNTIME, "clEnqueueNDRangeKernel(%s) failed on '%s': %s",
+                            name, cl->info.name, ms_cl_strerror(rc));
+}
+
 int ms_cl_launch(struct ms_cl *cl, cl_kernel k, cl_uint dims, const size_t *global,
                  const size_t *local, const char *name, double *time_s, struct ms_err *err)
 {
     cl_event ev = NULL;
-    cl_int rc = clEnqueueNDRangeKernel(cl->queue, k, dims, NULL, global, local, 0, NULL, &ev);
-    if (rc != CL_SUCCESS)
-        return ms_err_set(err, MS_ERR_RUNTIME, "clEnqueueNDRangeKernel(%s) failed on '%s': %s",
-                          name, cl->info.name, ms_cl_strerror(rc));
-    rc = clWaitForEvents(1, &ev);
+    if (ms_cl_enqueue(cl, k, dims, global, local, name, &ev, err) != MS_OK)
+        return err->status;
+    cl_int rc = clWaitForEvents(1, &ev);
     if (rc == CL_SUCCESS && time_s)
         *time_s += ms_cl_event_s(ev);
     clReleaseEvent(ev);

@@ -110,6 +110,10 @@ double ms_cl_event_s(cl_event ev);
  * profiling event to *time_s (when not NULL). */
 int ms_cl_launch(struct ms_cl *cl, cl_kernel k, cl_uint dims, const size_t *global,
                  const size_t *local, const char *name, double *time_s, struct ms_err *err);
+/* Enqueue kernel `name` on the device's queue without waiting; *ev is its event (the caller
+ * waits for it and releases it). */
+int ms_cl_enqueue(struct ms_cl *cl, cl_kernel k, cl_uint dims, const size_t *global,
+                  const size_t *local, const char *name, cl_event *ev, struct ms_err *err);
 /* Copy `bytes` from host memory to the start of buf on the device's queue and wait; the
  * copy's time from its profiling event is added to *time_s (when not NULL), so that -v
  * can give the host-to-device rate. */

@@ -535,8 +535,10 @@ void ms_run_stats_print(const char *cmd, const struct ms_run_stats *st, double t
     if (st->loop_run_s > 0)
         fprintf(stderr,
                 "maxsim: %s: host: scoring loop: %.3f s waiting for blocks, %.3f s in device "
-                "calls (copies, kernels, read-back), %.3f s handing scores on\n",
-                cmd, st->loop_next_s, st->loop_run_s, st->loop_hand_s);
+                "calls (copies, kernels, read-back), %.3f s handing scores on; before it %.3f s "
+                "(queries read, reader started), after it %.3f s (reader stopped, scorer and "
+                "buffers freed)\n",
+                cmd, st->loop_next_s, st->loop_run_s, st->loop_hand_s, st->before_s, st->after_s);
 }
 
 /* The host matrix a block's scores are read back into: pinned like the blocks when there is one
@@ -589,6 +591,36 @@ static int hand_off_wait(struct hand_off *h, struct ms_err *err)
     return h->rc;
 }
 
+/* The last block's kernel and upload times into the run's. */
+static void add_device_stats(const struct ms_scorer *scorer, struct ms_run_stats *stats)
+{
+    double up_s;
+    uint64_t up_bytes;
+    stats->kernel_s += ms_scorer_last_kernel_s(scorer);
+    ms_scorer_last_upload(scorer, &up_s, &up_bytes);
+    stats->upload_s += up_s;
+    stats->upload_bytes += up_bytes;
+}
+
+/* Finish the block in flight (rows, read back into buf) and hand it on: the hand-off owns buf
+ * until hand_off_wait. The caller has waited for the hand-off before. */
+static int finish_and_hand(struct ms_scorer *scorer, struct hand_off *hand,
+                           const struct ms_emb *rows, float *buf, struct ms_run_stats *stats,
+                           struct ms_err *err)
+{
+    const int rc = ms_scorer_finish(scorer, err);
+    add_device_stats(scorer, stats);
+    if (rc != MS_OK)
+        return rc;
+    hand->scores = buf;
+    hand->ld = rows->n_rows;
+    hand->rows.first_row = rows->first_row;
+    hand->rows.n_rows = rows->n_rows;
+    hand->busy = 1;
+    ms_par_start(&hand->task, hand_off_run, hand);
+    return MS_OK;
+}
+
 /* The most documents a block of rows [first, first + n) holds under these limits (as the
  * stream cuts them): score buffers are sized for it rather than for max_docs, since blocks
  * are mostly cut by their tokens (1,000 queries allow 16,777 documents a block; 190,650
@@ -633,6 +665,8 @@ static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, st
                                        .max_tokens = max_tokens,
                                        .precision = o->precision };
     int rc;
+    const double before_t0 = ms_now();
+    double after_t0 = 0;
 
     ms_emb_init(&queries);
     if ((rc = ms_src_read(q, q0, nq, &queries, err)) != MS_OK)
@@ -642,6 +676,7 @@ static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, st
     if ((rc = ms_stream_start(&stream, d, first, n_docs, max_docs, max_tokens, pin, err)) != MS_OK)
         goto done;
     const double setup_t0 = ms_now();
+    stats->before_s += setup_t0 - before_t0;
     if (devs->n > 1) {
         if ((rc = ms_pool_start(&pool, devs->cl, devs->n, &queries, q0, &so, fn, device_k, tfn, ctx,
                                 err)) != MS_OK)
@@ -664,50 +699,66 @@ static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, st
     }
     stats->setup_s += ms_now() - setup_t0;
     double t_next = ms_now();
+    /* Score matrices on one device overlap blocks (ms_scorer_start): block k is started, its
+     * tokens then on the device, before block k - 1 is finished and handed on, so the device
+     * copies block k while it scores block k - 1. pend: block k - 1's rows, in flight. */
+    struct ms_emb pend = { 0 };
+    int pending = 0;
     while ((rc = ms_stream_next(stream, &block, err)) == MS_OK && block) {
         if (pool) {
             if ((rc = ms_pool_submit(pool, block, err)) != MS_OK)
                 break;
             stats->topk_blocks += dev_topk;
-        } else {
+        } else if (dev_topk) {
             const double t_run = ms_now();
             stats->loop_next_s += t_run - t_next;
-            if ((rc = dev_topk ? ms_scorer_run_topk(scorer, block, device_k, top_s, top_i, err)
-                               : ms_scorer_run(scorer, block, scores, block->n_rows, err)) != MS_OK)
+            if ((rc = ms_scorer_run_topk(scorer, block, device_k, top_s, top_i, err)) != MS_OK)
                 break;
             const double t_hand = ms_now();
             stats->loop_run_s += t_hand - t_run;
-            stats->kernel_s += ms_scorer_last_kernel_s(scorer);
-            double up_s;
-            uint64_t up_bytes;
-            ms_scorer_last_upload(scorer, &up_s, &up_bytes);
-            stats->upload_s += up_s;
-            stats->upload_bytes += up_bytes;
-            if (dev_topk) {
-                rc = tfn(ctx, q0, nq, device_k, top_s, top_i, block, err);
-            } else if ((rc = hand_off_wait(&hand, err)) == MS_OK) {
-                /* the previous block's callback is done with its buffer: it takes this one */
-                float *const swap = scores;
-                void *const swap_handle = scores_handle;
-                hand.scores = scores;
-                hand.ld = block->n_rows;
-                hand.rows.first_row = block->first_row;
-                hand.rows.n_rows = block->n_rows;
-                hand.busy = 1;
-                ms_par_start(&hand.task, hand_off_run, &hand);
-                scores = spare;
-                scores_handle = spare_handle;
-                spare = swap;
-                spare_handle = swap_handle;
-            }
+            add_device_stats(scorer, stats);
+            rc = tfn(ctx, q0, nq, device_k, top_s, top_i, block, err);
             stats->loop_hand_s += ms_now() - t_hand;
             if (rc != MS_OK)
                 break;
-            stats->topk_blocks += dev_topk;
+            stats->topk_blocks++;
+        } else {
+            const double t_hand = ms_now();
+            stats->loop_next_s += t_hand - t_next;
+            /* `scores` was handed on two blocks ago: wait until that is done with it */
+            if ((rc = hand_off_wait(&hand, err)) != MS_OK)
+                break;
+            const double t_run = ms_now();
+            stats->loop_hand_s += t_run - t_hand;
+            if ((rc = ms_scorer_start(scorer, block, scores, block->n_rows, err)) != MS_OK)
+                break;
+            /* block k - 1 went into `spare` (the buffers swap at every block) */
+            if (pending && (rc = finish_and_hand(scorer, &hand, &pend, spare, stats, err)) != MS_OK)
+                break;
+            /* this block is now in flight in `scores`; the next block takes `spare` */
+            float *const swap = scores;
+            void *const swap_handle = scores_handle;
+            scores = spare;
+            scores_handle = spare_handle;
+            spare = swap;
+            spare_handle = swap_handle;
+            pend.first_row = block->first_row;
+            pend.n_rows = block->n_rows;
+            pending = 1;
+            stats->loop_run_s += ms_now() - t_run;
         }
         ms_progress_add(prog, block->n_rows);
         stats->blocks++;
         t_next = ms_now();
+    }
+    if (pending && rc == MS_OK) { /* the last block */
+        const double t_hand = ms_now();
+        if ((rc = hand_off_wait(&hand, err)) == MS_OK) {
+            const double t_run = ms_now();
+            stats->loop_hand_s += t_run - t_hand;
+            rc = finish_and_hand(scorer, &hand, &pend, spare, stats, err);
+            stats->loop_run_s += ms_now() - t_run;
+        }
     }
     if (!pool) {
         const double t_hand = ms_now();
@@ -718,6 +769,7 @@ static int score_pass(struct ms_devset *devs, const struct ms_inputs_opts *o, st
     stats->read_s += ms_stream_read_s(stream);
     stats->wait_s += ms_stream_wait_s(stream);
     stats->read_bytes += ms_stream_bytes(stream);
+    after_t0 = ms_now();
 done:
     if (pool) { /* every block handed over is scored (or the first error kept) */
         struct ms_err perr;
@@ -741,6 +793,8 @@ done:
     free(top_s);
     free(top_i);
     ms_emb_release(&queries);
+    if (after_t0 > 0)
+        stats->after_s += ms_now() - after_t0;
     return rc;
 }
 

@@ -173,6 +173,9 @@ struct ms_run_stats {
     /* the scoring loop's wall time (one device): waiting for the reader, in the scorer's calls
      * (copies, kernels, read-back), waiting for the previous block's callback */
     double loop_next_s, loop_run_s, loop_hand_s;
+    /* around the loop (one device): reading the queries and starting the reader before it,
+     * stopping the reader and freeing the scorer and buffers after it */
+    double before_s, after_s;
 };
 
 /* With -v: one line of read, host-to-device and kernel rates and which of them bounds the

@@ -95,6 +95,17 @@ int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_e
  * is scored in several launches with the same result. */
 int ms_scorer_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores, uint64_t ld,
                   struct ms_err *err);
+/* ms_scorer_run in two halves, so that blocks overlap: ms_scorer_start returns once the block's
+ * tokens are on the device (the caller may then reuse docs' memory) with its kernels and the
+ * read-back into scores possibly still running, and ms_scorer_finish waits for the oldest
+ * started block and gives its result (ms_scorer_last_kernel_s and _upload then describe it).
+ * At most two blocks are started and not finished; every started block is finished, in order,
+ * before another call on the scorer. On the tensor-core path the next block's upload runs
+ * beside the kernels of the one before; elsewhere (or a block in several pieces) start does the
+ * whole block and finish only reports. The scores are ms_scorer_run's bit for bit. */
+int ms_scorer_start(struct ms_scorer *s, const struct ms_emb *docs, float *scores, uint64_t ld,
+                    struct ms_err *err);
+int ms_scorer_finish(struct ms_scorer *s, struct ms_err *err);
 /* The best min(k, docs->n_rows) documents of the block for every query of the batch, selected
  * on the device (src/topk_cl.c) so that only they come back: top_scores[i * k + r] and
  * top_idx[i * k + r] (a row of docs) are query i's r-th best, in topk.h's order (score

@@ -68,6 +68,19 @@ static int build(struct ms_scorer *s, struct ms_err *err)
     return MS_OK;
 }
 
+/* A private copy of e (offsets and tokens), for what must outlive the caller's. */
+static int emb_copy(struct ms_emb *out, const struct ms_emb *e, struct ms_err *err)
+{
+    const uint64_t nt = ms_emb_n_tokens(e);
+    ms_emb_init(out);
+    if (ms_emb_reserve(out, e->dtype, e->dim, e->n_rows, nt, err) != MS_OK)
+        return err->status;
+    out->first_row = e->first_row;
+    memcpy(out->offsets, e->offsets, (e->n_rows + 1) * sizeof *out->offsets);
+    memcpy(out->tokens, e->tokens, nt * e->dim * ms_dtype_size(e->dtype));
+    return MS_OK;
+}
+
 /* Padded query tokens of queries a .. b-1. */
 static uint64_t padded_tokens(const struct ms_scorer *s, const struct ms_emb *q, uint64_t a,
                               uint64_t b)
@@ -147,6 +160,7 @@ int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_e
     if (!s)
         return err->status;
     s->cl = cl;
+    ms_emb_init(&s->base_q);
     s->normalize = opts->normalize;
     s->tn = opts->tile_tokens ? opts->tile_tokens : DEFAULT_TN;
     s->qb = opts->query_block ? opts->query_block : DEFAULT_QB;
@@ -161,7 +175,10 @@ int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_e
     s->n_queries = queries->n_rows;
     /* -v: where making the first scorer went (on the H200 0.007-0.08 s, on the critical path) */
     const double t_begin = ms_now();
-    if (build(s, err) != MS_OK)
+    /* Under the tensor cores the portable program and its queries wait until a block needs
+     * them (on the H200 they were 0.05-0.08 s of a scorer's 0.09 s, for no block). */
+    const int nv_wanted = ms_nv_wanted(cl, queries, opts);
+    if (nv_wanted ? emb_copy(&s->base_q, queries, err) != MS_OK : build(s, err) != MS_OK)
         goto fail;
     const double t_built = ms_now();
 
@@ -201,7 +218,7 @@ int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_e
         g->q0 = q;
         g->nq = n;
         s->n_groups++;
-        if (upload_group(s, queries, g, err) != MS_OK)
+        if (!nv_wanted && upload_group(s, queries, g, err) != MS_OK)
             goto fail;
         if (n > max_group_nq)
             max_group_nq = n;
@@ -249,7 +266,8 @@ int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_e
     const double t_buffers = ms_now();
     snprintf(s->path, sizeof s->path, "portable kernels (tile %d tokens, query block %d)", s->tn,
              s->qb);
-    if (ms_nv_wanted(cl, queries, opts) && ms_nv_create(s, queries, err) != MS_OK)
+    s->base_ready = !nv_wanted;
+    if (nv_wanted && ms_nv_create(s, queries, err) != MS_OK)
         goto fail;
     if (opts->precision == MS_PREC_F8 && !s->nv.on) {
         ms_err_set(err, MS_ERR_INPUT,
@@ -301,6 +319,21 @@ int ms_scorer_create(struct ms_scorer **out, struct ms_cl *cl, const struct ms_e
 fail:
     ms_scorer_free(s);
     return err->status ? err->status : MS_ERR_RUNTIME;
+}
+
+/* The portable program and query groups, made on first need when the scorer deferred them. */
+static int ensure_base(struct ms_scorer *s, struct ms_err *err)
+{
+    if (s->base_ready)
+        return MS_OK;
+    if (build(s, err) != MS_OK)
+        return err->status;
+    for (int i = 0; i < s->n_groups; i++)
+        if (upload_group(s, &s->base_q, &s->groups[i], err) != MS_OK)
+            return err->status;
+    s->base_ready = 1;
+    ms_emb_release(&s->base_q);
+    return MS_OK;
 }
 
 static int run_kernel(struct ms_scorer *s, cl_kernel k, cl_uint dims, const size_t *global,
@@ -470,6 +503,8 @@ static int run_block(struct ms_scorer *s, const struct ms_emb *docs, float *scor
         s->last_upload_bytes = b1 - b0;
         return rc;
     }
+    if (ensure_base(s, err) != MS_OK)
+        return err->status;
     /* Greedy sub-blocks that fit the buffers; normally the whole block. */
     while (j0 < docs->n_rows) {
         const uint64_t nd = ms_scorer_fit(s, docs, j0, NULL, err);
@@ -486,6 +521,70 @@ int ms_scorer_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores,
                   struct ms_err *err)
 {
     return run_block(s, docs, scores, ld, NULL, err);
+}
+
+/* Release a finished (or abandoned) entry's events; with wait, first wait for them and take
+ * its kernel time, a failure into its result. */
+static void inflight_settle(struct inflight *f, int wait)
+{
+    cl_event all[2 * MS_INFLIGHT_EVENTS];
+    int n = 0;
+    for (int i = 0; i < f->n_kev; i++)
+        all[n++] = f->kev[i];
+    for (int i = 0; i < f->n_rev; i++)
+        all[n++] = f->rev[i];
+    if (wait && n && f->rc == MS_OK) {
+        const cl_int rc = clWaitForEvents((cl_uint)n, all);
+        if (rc != CL_SUCCESS)
+            f->rc = ms_cl_fail(&f->err, "scoring a block (kernels, read-back)", rc);
+        for (int i = 0; rc == CL_SUCCESS && i < f->n_kev; i++)
+            f->kernel_s += ms_cl_event_s(f->kev[i]);
+    }
+    for (int i = 0; i < n; i++)
+        clReleaseEvent(all[i]);
+    f->n_kev = f->n_rev = 0;
+}
+
+int ms_scorer_start(struct ms_scorer *s, const struct ms_emb *docs, float *scores, uint64_t ld,
+                    struct ms_err *err)
+{
+    if (s->n_inflight == 2)
+        return ms_err_set(err, MS_ERR_RUNTIME,
+                          "internal: a third block started before the "
+                          "first was finished");
+    struct inflight *f = &s->inflight[(s->first_inflight + s->n_inflight) % 2];
+    memset(f, 0, sizeof *f);
+    s->n_inflight++;
+    if (docs->dim == s->dim && ld >= docs->n_rows && s->n_queries > 0 && ms_nv_can_start(s, docs)) {
+        s->rec = f;
+        f->rc = ms_nv_start(s, docs, scores, ld, &f->err);
+        s->rec = NULL;
+        if (f->rc != MS_OK) /* what was enqueued runs out before the buffers can go */
+            clFinish(s->cl->queue);
+    } else { /* the whole block now, its result kept for finish */
+        f->rc = run_block(s, docs, scores, ld, NULL, &f->err);
+        f->kernel_s = s->last_kernel_s;
+        f->upload_s = s->last_upload_s;
+        f->upload_bytes = s->last_upload_bytes;
+    }
+    (void)err; /* a failure is reported by ms_scorer_finish, in order */
+    return MS_OK;
+}
+
+int ms_scorer_finish(struct ms_scorer *s, struct ms_err *err)
+{
+    if (s->n_inflight == 0)
+        return ms_err_set(err, MS_ERR_RUNTIME, "internal: no block started to finish");
+    struct inflight *f = &s->inflight[s->first_inflight];
+    s->first_inflight = (s->first_inflight + 1) % 2;
+    s->n_inflight--;
+    inflight_settle(f, 1);
+    s->last_kernel_s = f->kernel_s;
+    s->last_upload_s = f->upload_s;
+    s->last_upload_bytes = f->upload_bytes;
+    if (f->rc != MS_OK)
+        *err = f->err;
+    return f->rc;
 }
 
 uint32_t ms_scorer_topk_max(const struct ms_scorer *s)
@@ -626,6 +725,8 @@ int ms_scorer_run_pairs(struct ms_scorer *s, const struct ms_emb *docs, const ui
         s->last_upload_bytes = b1 - b0;
         return rc;
     }
+    if (!nv && ensure_base(s, err) != MS_OK)
+        return err->status;
     /* Counting sort: order[start[j] .. start[j+1]-1] are the pairs of row j,
      * in the caller's order. */
     if (!(start = ms_calloc(docs->n_rows + 2, sizeof *start, err)) ||
@@ -726,6 +827,18 @@ void ms_scorer_free(struct ms_scorer *s)
 {
     if (!s)
         return;
+    if (s->n_inflight) { /* abandoned after an error: nothing may still write the buffers */
+        clFinish(s->cl->queue);
+        for (int i = 0; i < s->n_inflight; i++)
+            inflight_settle(&s->inflight[(s->first_inflight + i) % 2], 0);
+    }
+    if (s->copy_q) {
+        clFinish(s->copy_q);
+        clReleaseCommandQueue(s->copy_q);
+    }
+    ms_cl_release(&s->raw2);
+    ms_cl_release(&s->doc_tile2);
+    ms_cl_release(&s->doc_len2);
     ms_nv_release(s);
     gpu_release(s->gpu);
     ms_topk_cl_free(s->topk);
@@ -760,5 +873,6 @@ void ms_scorer_free(struct ms_scorer *s)
     free(s->h_tile_cnt);
     free(s->h_doc_tile);
     free(s->h_doc_len);
+    ms_emb_release(&s->base_q);
     free(s);
 }

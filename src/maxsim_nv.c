@@ -611,6 +611,23 @@ int ms_nv_create(struct ms_scorer *s, const struct ms_emb *q, struct ms_err *err
     return MS_OK;
 }
 
+/* A launch of the scoring path: waited for and timed into last_kernel_s, or, while
+ * ms_scorer_start enqueues a block (s->rec), only recorded there. */
+static int nv_launch(struct ms_scorer *s, cl_kernel k, cl_uint dims, const size_t *global,
+                     const size_t *local, const char *name, struct ms_err *err)
+{
+    struct inflight *f = s->rec;
+    if (!f)
+        return ms_cl_launch(s->cl, k, dims, global, local, name, &s->last_kernel_s, err);
+    if (f->n_kev == MS_INFLIGHT_EVENTS) /* ms_nv_can_start counts them: never */
+        return ms_err_set(err, MS_ERR_RUNTIME, "internal: more than %d kernels in one block",
+                          MS_INFLIGHT_EVENTS);
+    if (ms_cl_enqueue(s->cl, k, dims, global, local, name, &f->kev[f->n_kev], err) != MS_OK)
+        return err->status;
+    f->n_kev++;
+    return MS_OK;
+}
+
 /* The stream kernel on group g: scores straight into s->out ([nq][nd]). */
 static int nv_stream_group(struct ms_scorer *s, const struct qgroup *g, cl_mem dsrc, uint64_t nd,
                            struct ms_err *err)
@@ -637,8 +654,7 @@ static int nv_stream_group(struct ms_scorer *s, const struct qgroup *g, cl_mem d
                        MS_ARG(g->nv_rb_valid), MS_ARG(g->nv_q_blk), MS_ARG(s->out),
                        MS_ARG(g->nv_inv_q), MS_ARG(nv->dmax)) != MS_OK)
         return err->status;
-    return ms_cl_launch(s->cl, nv->stream, 2, global, local, "ms_nv_stream", &s->last_kernel_s,
-                        err);
+    return nv_launch(s, nv->stream, 2, global, local, "ms_nv_stream", err);
 }
 
 /* The staged kernel on group g, then the sum of each query's row blocks into s->out. */
@@ -667,8 +683,7 @@ static int nv_staged_group(struct ms_scorer *s, const struct qgroup *g, cl_mem d
                            MS_ARG(s->doc_len), MS_ARG(n_docs), MS_ARG(docs_per_wg), MS_ARG(g->nv_q),
                            MS_ARG(g->nv_rb_valid), MS_ARG(n_rb), MS_ARG(nv->part),
                            MS_ARG(g->nv_inv_q), MS_ARG(nv->dmax)) != MS_OK ||
-            ms_cl_launch(s->cl, nv->score, 2, global, local, "ms_nv_score", &s->last_kernel_s,
-                         err) != MS_OK)
+            nv_launch(s, nv->score, 2, global, local, "ms_nv_score", err) != MS_OK)
             return err->status;
     }
     const size_t local[2] = { 64, 1 };
@@ -676,9 +691,7 @@ static int nv_staged_group(struct ms_scorer *s, const struct qgroup *g, cl_mem d
     if (MS_CL_SET_ARGS(nv->sum, "ms_nv_sum", err, MS_ARG(nv->part), MS_ARG(n_docs),
                        MS_ARG(g->nv_q_blk), MS_ARG(n_q), MS_ARG(s->out)) != MS_OK)
         return err->status;
-    return g->nq
-               ? ms_cl_launch(s->cl, nv->sum, 2, global, local, "ms_nv_sum", &s->last_kernel_s, err)
-               : MS_OK;
+    return g->nq ? nv_launch(s, nv->sum, 2, global, local, "ms_nv_sum", err) : MS_OK;
 }
 
 /*
@@ -713,12 +726,10 @@ static int nv_prep_i8(struct ms_scorer *s, const struct ms_emb *docs, uint64_t n
     cl_kernel prep = f16 ? nv->prepi8_f16 : nv->prepi8_f32;
     if (MS_CL_SET_ARGS(absmax, "ms_nv_absmax", err, MS_ARG(s->raw), MS_ARG(n_tok), MS_ARG(dim),
                        MS_ARG(normalize), MS_ARG(nv->dmax)) != MS_OK ||
-        ms_cl_launch(s->cl, absmax, 1, &rglobal, &rlocal, "ms_nv_absmax", &s->last_kernel_s, err) !=
-            MS_OK ||
+        nv_launch(s, absmax, 1, &rglobal, &rlocal, "ms_nv_absmax", err) != MS_OK ||
         MS_CL_SET_ARGS(prep, "ms_nv_prepi8", err, MS_ARG(s->raw), MS_ARG(n_tok), MS_ARG(dim),
                        MS_ARG(normalize), MS_ARG(nv->dmax), MS_ARG(nv->docs)) != MS_OK ||
-        ms_cl_launch(s->cl, prep, 1, &global, &local, "ms_nv_prepi8", &s->last_kernel_s, err) !=
-            MS_OK)
+        nv_launch(s, prep, 1, &global, &local, "ms_nv_prepi8", err) != MS_OK)
         return err->status;
     return MS_OK;
 }
@@ -750,18 +761,44 @@ static int nv_run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j
         s->h_doc_tile[j] = (uint32_t)(docs->offsets[j0 + j] - tok0); /* first token */
         s->h_doc_len[j] = ms_row_used(start, j0 + j) ? (uint32_t)ms_emb_row_len(docs, j0 + j) : 0;
     }
-    if (ntok) {
-        if (ms_cl_write(s->cl, s->raw, ntok * dim * esize,
-                        (const char *)docs->tokens + tok0 * dim * esize, &s->last_upload_s,
-                        "NV documents", err) != MS_OK)
-            return err->status;
-        s->last_upload_bytes += ntok * dim * esize;
+    if (s->rec) { /* ms_scorer_start: on the copy queue, beside the block before's kernels */
+        cl_event up = NULL;
+        if (ntok)
+            rc =
+                clEnqueueWriteBuffer(s->copy_q, s->raw, CL_FALSE, 0, ntok * dim * esize,
+                                     (const char *)docs->tokens + tok0 * dim * esize, 0, NULL, &up);
+        /* blocking, after the tokens on the same in-order queue: all three are in on return */
+        if (rc == CL_SUCCESS)
+            rc = clEnqueueWriteBuffer(s->copy_q, s->doc_tile, CL_TRUE, 0, nd * 4, s->h_doc_tile, 0,
+                                      NULL, NULL);
+        if (rc == CL_SUCCESS)
+            rc = clEnqueueWriteBuffer(s->copy_q, s->doc_len, CL_TRUE, 0, nd * 4, s->h_doc_len, 0,
+                                      NULL, NULL);
+        if (up) {
+            if (rc == CL_SUCCESS)
+                rc = clWaitForEvents(1, &up);
+            s->rec->upload_s += rc == CL_SUCCESS ? ms_cl_event_s(up) : 0.0;
+            s->rec->upload_bytes += ntok * dim * esize;
+            clReleaseEvent(up);
+        }
+        if (rc != CL_SUCCESS)
+            return ms_cl_fail(err, "clEnqueueWriteBuffer(NV documents, copy queue)", rc);
+    } else {
+        if (ntok) {
+            if (ms_cl_write(s->cl, s->raw, ntok * dim * esize,
+                            (const char *)docs->tokens + tok0 * dim * esize, &s->last_upload_s,
+                            "NV documents", err) != MS_OK)
+                return err->status;
+            s->last_upload_bytes += ntok * dim * esize;
+        }
+        rc =
+            clEnqueueWriteBuffer(qu, s->doc_tile, CL_TRUE, 0, nd * 4, s->h_doc_tile, 0, NULL, NULL);
+        if (rc == CL_SUCCESS)
+            rc = clEnqueueWriteBuffer(qu, s->doc_len, CL_TRUE, 0, nd * 4, s->h_doc_len, 0, NULL,
+                                      NULL);
+        if (rc != CL_SUCCESS)
+            return ms_cl_fail(err, "clEnqueueWriteBuffer(NV documents)", rc);
     }
-    rc = clEnqueueWriteBuffer(qu, s->doc_tile, CL_TRUE, 0, nd * 4, s->h_doc_tile, 0, NULL, NULL);
-    if (rc == CL_SUCCESS)
-        rc = clEnqueueWriteBuffer(qu, s->doc_len, CL_TRUE, 0, nd * 4, s->h_doc_len, 0, NULL, NULL);
-    if (rc != CL_SUCCESS)
-        return ms_cl_fail(err, "clEnqueueWriteBuffer(NV documents)", rc);
     if (!direct && !nv->docs &&
         !(nv->docs = ms_cl_buffer(s->cl, CL_MEM_READ_WRITE, s->cap_tokens * nv->kp * 2, NULL,
                                   "NV documents", err)))
@@ -775,8 +812,7 @@ static int nv_run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j
         const size_t local = 64, global = ms_ceil_div(ntok * (nv->kp / 2), 64) * 64;
         if (MS_CL_SET_ARGS(prep, "ms_nv_prep32", err, MS_ARG(s->raw), MS_ARG(n_tok), MS_ARG(dim),
                            MS_ARG(normalize), MS_ARG(rna), MS_ARG(nv->docs)) != MS_OK ||
-            ms_cl_launch(s->cl, prep, 1, &global, &local, "ms_nv_prep32", &s->last_kernel_s, err) !=
-                MS_OK)
+            nv_launch(s, prep, 1, &global, &local, "ms_nv_prep32", err) != MS_OK)
             return err->status;
     } else if (!direct && ntok) {
         cl_kernel prep = nv->f8 ? (docs->dtype == MS_DTYPE_F16 ? nv->prep8_f16 : nv->prep8_f32)
@@ -784,8 +820,7 @@ static int nv_run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j
         const size_t local = 64, global = ms_ceil_div(nv->f8 ? ntok * nv->kp : ntok, 64) * 64;
         if (MS_CL_SET_ARGS(prep, "ms_nv_prep", err, MS_ARG(s->raw), MS_ARG(n_tok), MS_ARG(dim),
                            MS_ARG(normalize), MS_ARG(nv->docs)) != MS_OK ||
-            ms_cl_launch(s->cl, prep, 1, &global, &local, "ms_nv_prep", &s->last_kernel_s, err) !=
-                MS_OK)
+            nv_launch(s, prep, 1, &global, &local, "ms_nv_prep", err) != MS_OK)
             return err->status;
     }
     const cl_mem dsrc = direct ? s->raw : nv->docs;
@@ -826,11 +861,20 @@ static int nv_sink_run(void *ctx, int gi, cl_mem out, struct ms_err *err)
 {
     const struct nv_ctx *c = ctx;
     const struct qgroup *g = &c->s->groups[gi];
+    struct inflight *f = c->s->rec; /* ms_scorer_start: not waited for here */
+    if (f && f->n_rev == MS_INFLIGHT_EVENTS)
+        return ms_err_set(err, MS_ERR_RUNTIME, "internal: more than %d read-backs in one block",
+                          MS_INFLIGHT_EVENTS);
     const size_t origin[3] = { 0, 0, 0 }, region[3] = { c->nd * sizeof(float), g->nq, 1 };
-    const cl_int rc = clEnqueueReadBufferRect(c->s->cl->queue, out, CL_TRUE, origin, origin, region,
-                                              c->nd * sizeof(float), 0, c->ld * sizeof(float), 0,
-                                              c->scores + g->q0 * c->ld + c->j0, 0, NULL, NULL);
-    return rc == CL_SUCCESS ? MS_OK : ms_cl_fail(err, "clEnqueueReadBufferRect(NV scores)", rc);
+    const cl_int rc = clEnqueueReadBufferRect(
+        c->s->cl->queue, out, f ? CL_FALSE : CL_TRUE, origin, origin, region, c->nd * sizeof(float),
+        0, c->ld * sizeof(float), 0, c->scores + g->q0 * c->ld + c->j0, 0, NULL,
+        f ? &f->rev[f->n_rev] : NULL);
+    if (rc != CL_SUCCESS)
+        return ms_cl_fail(err, "clEnqueueReadBufferRect(NV scores)", rc);
+    if (f)
+        f->n_rev++;
+    return MS_OK;
 }
 
 static int nv_sink_pairs(void *ctx, int gi, cl_mem out, struct ms_err *err)
@@ -877,6 +921,56 @@ int ms_nv_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores, uin
         if (c.nd == 0 || nv_run_sub(s, docs, j0, c.nd, NULL, nv_sink_run, &c, sink, err) != MS_OK)
             status = err->status;
     }
+    return status;
+}
+
+int ms_nv_can_start(struct ms_scorer *s, const struct ms_emb *docs)
+{
+    struct ms_err ignored;
+    int groups = 0;
+    for (int i = 0; i < s->n_groups; i++)
+        groups += s->groups[i].nq > 0;
+    /* kernels: two a group and two of preparation at most; a read-back a group */
+    return ms_nv_usable(s, docs) && docs->n_rows > 0 && 2 * groups + 2 <= MS_INFLIGHT_EVENTS &&
+           ms_scorer_fit(s, docs, 0, NULL, &ignored) == docs->n_rows;
+}
+
+int ms_nv_start(struct ms_scorer *s, const struct ms_emb *docs, float *scores, uint64_t ld,
+                struct ms_err *err)
+{
+    struct nv_ctx c = { .s = s, .scores = scores, .ld = ld, .j0 = 0, .nd = docs->n_rows };
+    cl_int rc = CL_SUCCESS;
+    if (!s->copy_q) {
+        s->copy_q =
+            clCreateCommandQueue(s->cl->ctx, s->cl->info.device, CL_QUEUE_PROFILING_ENABLE, &rc);
+        if (!s->copy_q)
+            return ms_cl_fail(err, "clCreateCommandQueue(copy queue)", rc);
+    }
+    if (!s->raw2) { /* the second set, as ms_scorer_create sized the first */
+        size_t raw = 0, tile = 0, len = 0;
+        clGetMemObjectInfo(s->raw, CL_MEM_SIZE, sizeof raw, &raw, NULL);
+        clGetMemObjectInfo(s->doc_tile, CL_MEM_SIZE, sizeof tile, &tile, NULL);
+        clGetMemObjectInfo(s->doc_len, CL_MEM_SIZE, sizeof len, &len, NULL);
+        if (!(s->doc_tile2 =
+                  ms_cl_buffer(s->cl, CL_MEM_READ_ONLY, tile, NULL, "document tiles", err)) ||
+            !(s->doc_len2 =
+                  ms_cl_buffer(s->cl, CL_MEM_READ_ONLY, len, NULL, "document lengths", err)) ||
+            !(s->raw2 = ms_cl_buffer(s->cl, CL_MEM_READ_ONLY, raw, NULL, "documents", err)))
+            return err->status;
+    }
+    /* this block takes the set the block before the last used (finished by now) */
+    cl_mem t = s->raw;
+    s->raw = s->raw2;
+    s->raw2 = t;
+    t = s->doc_tile;
+    s->doc_tile = s->doc_tile2;
+    s->doc_tile2 = t;
+    t = s->doc_len;
+    s->doc_len = s->doc_len2;
+    s->doc_len2 = t;
+    const int status = nv_run_sub(s, docs, 0, docs->n_rows, NULL, nv_sink_run, &c, NULL, err);
+    if (status == MS_OK)
+        clFlush(s->cl->queue); /* the kernels start now, not at the next blocking call */
     return status;
 }
 

@@ -71,8 +71,26 @@ struct nvpath {
     void *tmp_handle;
 };
 
+/* A block started by ms_scorer_start and not finished. Overlapped (tensor cores): the events
+ * of its kernels and read-backs, which finish waits for; else the result start already has. */
+#define MS_INFLIGHT_EVENTS 16
+struct inflight {
+    int rc;
+    struct ms_err err;
+    double kernel_s, upload_s;
+    uint64_t upload_bytes;
+    cl_event kev[MS_INFLIGHT_EVENTS]; /* kernels (timed) */
+    cl_event rev[MS_INFLIGHT_EVENTS]; /* read-backs */
+    int n_kev, n_rev;
+};
+
 struct ms_scorer {
     struct ms_cl *cl;
+    /* The portable kernels (kernels/maxsim.cl) and their float32 query groups. Under the tensor
+     * cores they are made only when a block needs them (base_ready 0 until then; the queries
+     * kept in base_q for it): a float32 corpus scored exactly. */
+    int base_ready;
+    struct ms_emb base_q;
     cl_program prog;
     cl_kernel prep_f32, prep_f16, score, score_pairs;
     int normalize, tn, qb, wg;
@@ -106,6 +124,15 @@ struct ms_scorer {
      * counts of its lists [n_queries] */
     struct ms_topk_cl *topk;
     uint32_t *topk_count;
+    /* ms_scorer_start / _finish: the blocks in flight, oldest first at inflight[first]; while
+     * a start enqueues, rec is its entry (launches then record events instead of waiting). The
+     * overlapped blocks upload on copy_q and take turns with the second set of document
+     * buffers (swapped into raw, doc_tile, doc_len at each start). */
+    struct inflight inflight[2];
+    int n_inflight, first_inflight;
+    struct inflight *rec;
+    cl_command_queue copy_q;
+    cl_mem raw2, doc_tile2, doc_len2;
 };
 
 static inline uint64_t ms_ceil_div(uint64_t a, uint64_t b)
@@ -140,6 +167,12 @@ int ms_nv_usable(const struct ms_scorer *s, const struct ms_emb *docs);
  * go to it instead of `scores`. */
 int ms_nv_run(struct ms_scorer *s, const struct ms_emb *docs, float *scores, uint64_t ld,
               struct ms_topk_sink *sink, struct ms_err *err);
+/* ms_scorer_start's overlapped half: whether this block can go that way (the tensor cores, one
+ * piece, few query groups), and the enqueueing itself (s->rec set; the upload on s->copy_q,
+ * waited for; kernels and read-backs recorded in s->rec). */
+int ms_nv_can_start(struct ms_scorer *s, const struct ms_emb *docs);
+int ms_nv_start(struct ms_scorer *s, const struct ms_emb *docs, float *scores, uint64_t ld,
+                struct ms_err *err);
 /* The pairs of rows j0 .. j0+nd-1 (start, order as in ms_scorer_run_pairs) on the tensor
  * cores: every query of a group against the used rows, then the pairs picked out. */
 int ms_nv_run_pairs(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j0, uint64_t nd,
