@@ -184,7 +184,9 @@ struct ms_run_stats {
 void ms_run_stats_print(const char *cmd, const struct ms_run_stats *st, double total);
 
 /* The allocator of pinned host memory for the blocks a stream reads for devs (a, filled), or
- * NULL when blocks are spread over several devices (each copies from malloc'd memory). */
+ * NULL when blocks are spread over several devices (each copies from malloc'd memory). What it
+ * frees is kept for the next allocation of the run (another query batch pins nothing anew)
+ * and released by ms_devices_close, or left to the exit with the device. */
 const struct ms_alloc *ms_pinned_alloc(const struct ms_devset *devs, struct ms_alloc *a);
 
 /* Score every query against every document (of the shard, with --shard):

@@ -458,6 +458,11 @@ int ms_wmap_open(struct ms_wmap *m, int fd, size_t size, int threads)
         return -1;
     m->base = p;
     m->size = size;
+    /* Faulting in ahead takes the whole file's pages at once: only for outputs that memory
+     * holds easily (a larger one faults page by page as the copies reach it) */
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (size > (2ull << 30) || (pages > 0 && page > 0 && size > (uint64_t)pages * page / 8))
+        return 0;
     m->ranges = calloc((size_t)threads, sizeof *m->ranges);
     m->tasks = calloc((size_t)threads, sizeof *m->tasks);
     if (!m->ranges || !m->tasks) { /* no faulting ahead: the copies fault the pages */

@@ -73,8 +73,9 @@ int ms_pwrite_rows(int fd, const void *buf, size_t bytes, size_t ld, uint64_t n,
  * threads of pwrite ran no faster than one). Only for a file whose blocks are allocated
  * (fallocate), so that no store can fault for want of space. ms_wmap_open starts `threads`
  * threads that fault every page in (MADV_POPULATE_WRITE, which never changes the contents:
- * copies may run beside it), so that this runs while the device starts; without that call the
- * pages fault on first store. Returns 0, or -1 with errno (nothing to undo).
+ * copies may run beside it), so that this runs while the device starts; without that call, or
+ * for a file over 2 GiB or an eighth of memory, the pages fault on first store. Returns 0, or
+ * -1 with errno (nothing to undo).
  */
 struct ms_wmap {
     char *base;
