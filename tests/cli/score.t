@@ -14,6 +14,20 @@ $ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXT
 $ cmp a.npy b.npy && echo same
 > same
 
+# The .npy matrix written through a mapping (the default where the file's blocks can be
+# allocated), by pwrite, through a device path (a scratch file copied at the end), and with
+# -v saying which: the same bytes.
+$ MAXSIM_OUTPUT_MAP=0 maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy --chunk-docs 3 --query-batch 4 -o c.npy
+$ cmp a.npy c.npy && echo same
+> same
+
+$ maxsim score -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy --format npy -o /dev/stdout | cmp - a.npy && echo same
+> same
+
+$ maxsim score -v -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -o d.npy 2>&1 | grep -c 'copies into the mapped file'; MAXSIM_OUTPUT_MAP=0 maxsim score -v -q $FIXTURES/cli_q.npy -d $FIXTURES/cli_d.npy --doc-lengths $FIXTURES/cli_d_lengths.npy -o d.npy 2>&1 | grep -c 'threads, pwrite'
+> 1
+> 1
+
 $ maxsim score -q $FIXTURES/cli_d.h5:/queries -d $FIXTURES/cli_d.h5:/docs -o m.h5 && $PYTHON -c "
 $ import h5py, numpy as n
 $ s = h5py.File('m.h5')['scores'][()]
