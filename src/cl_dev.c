@@ -554,8 +554,14 @@ int ms_cl_launch(struct ms_cl *cl, cl_kernel k, cl_uint dims, const size_t *glob
 int ms_cl_write(struct ms_cl *cl, cl_mem buf, size_t bytes, const void *host, double *time_s,
                 const char *what, struct ms_err *err)
 {
+    return ms_cl_write_on(cl, cl->queue, buf, bytes, host, time_s, what, err);
+}
+
+int ms_cl_write_on(struct ms_cl *cl, cl_command_queue queue, cl_mem buf, size_t bytes,
+                   const void *host, double *time_s, const char *what, struct ms_err *err)
+{
     cl_event ev = NULL;
-    cl_int rc = clEnqueueWriteBuffer(cl->queue, buf, CL_TRUE, 0, bytes, host, 0, NULL, &ev);
+    cl_int rc = clEnqueueWriteBuffer(queue, buf, CL_TRUE, 0, bytes, host, 0, NULL, &ev);
 
     if (rc != CL_SUCCESS)
         return ms_err_set(err, MS_ERR_RUNTIME, "clEnqueueWriteBuffer(%s) failed on '%s': %s", what,

@@ -119,6 +119,9 @@ int ms_cl_enqueue(struct ms_cl *cl, cl_kernel k, cl_uint dims, const size_t *glo
  * can give the host-to-device rate. */
 int ms_cl_write(struct ms_cl *cl, cl_mem buf, size_t bytes, const void *host, double *time_s,
                 const char *what, struct ms_err *err);
+/* The same on another queue of cl's context (a copy queue beside the kernels'). */
+int ms_cl_write_on(struct ms_cl *cl, cl_command_queue queue, cl_mem buf, size_t bytes,
+                   const void *host, double *time_s, const char *what, struct ms_err *err);
 
 /* Pinned (page-locked) host memory for blocks of documents, as struct ms_alloc wants it
  * (ctx: the struct ms_cl): a CL_MEM_ALLOC_HOST_PTR buffer mapped for writing, the way

@@ -758,51 +758,28 @@ static int nv_run_sub(struct ms_scorer *s, const struct ms_emb *docs, uint64_t j
                                       !s->normalize && !nv->f8 && !nv->i8;
     const cl_uint dim = s->dim, n_tok = (cl_uint)ntok;
     const cl_int normalize = s->normalize;
-    cl_command_queue qu = s->cl->queue;
     cl_int rc = CL_SUCCESS;
 
     for (uint64_t j = 0; j < nd; j++) {
         s->h_doc_tile[j] = (uint32_t)(docs->offsets[j0 + j] - tok0); /* first token */
         s->h_doc_len[j] = ms_row_used(start, j0 + j) ? (uint32_t)ms_emb_row_len(docs, j0 + j) : 0;
     }
-    if (s->rec) { /* ms_scorer_start: on the copy queue, beside the block before's kernels */
-        cl_event up = NULL;
-        if (ntok)
-            rc =
-                clEnqueueWriteBuffer(s->copy_q, s->raw, CL_FALSE, 0, ntok * dim * esize,
-                                     (const char *)docs->tokens + tok0 * dim * esize, 0, NULL, &up);
-        /* blocking, after the tokens on the same in-order queue: all three are in on return */
-        if (rc == CL_SUCCESS)
-            rc = clEnqueueWriteBuffer(s->copy_q, s->doc_tile, CL_TRUE, 0, nd * 4, s->h_doc_tile, 0,
-                                      NULL, NULL);
-        if (rc == CL_SUCCESS)
-            rc = clEnqueueWriteBuffer(s->copy_q, s->doc_len, CL_TRUE, 0, nd * 4, s->h_doc_len, 0,
-                                      NULL, NULL);
-        if (up) {
-            if (rc == CL_SUCCESS)
-                rc = clWaitForEvents(1, &up);
-            s->rec->upload_s += rc == CL_SUCCESS ? ms_cl_event_s(up) : 0.0;
-            s->rec->upload_bytes += ntok * dim * esize;
-            clReleaseEvent(up);
-        }
-        if (rc != CL_SUCCESS)
-            return ms_cl_fail(err, "clEnqueueWriteBuffer(NV documents, copy queue)", rc);
-    } else {
-        if (ntok) {
-            if (ms_cl_write(s->cl, s->raw, ntok * dim * esize,
-                            (const char *)docs->tokens + tok0 * dim * esize, &s->last_upload_s,
-                            "NV documents", err) != MS_OK)
-                return err->status;
-            s->last_upload_bytes += ntok * dim * esize;
-        }
-        rc =
-            clEnqueueWriteBuffer(qu, s->doc_tile, CL_TRUE, 0, nd * 4, s->h_doc_tile, 0, NULL, NULL);
-        if (rc == CL_SUCCESS)
-            rc = clEnqueueWriteBuffer(qu, s->doc_len, CL_TRUE, 0, nd * 4, s->h_doc_len, 0, NULL,
-                                      NULL);
-        if (rc != CL_SUCCESS)
-            return ms_cl_fail(err, "clEnqueueWriteBuffer(NV documents)", rc);
+    /* ms_scorer_start (s->rec): on the copy queue, beside the block before's kernels, timed
+     * into its entry. Blocking either way, and in order: all three are in on return. */
+    cl_command_queue qu = s->rec ? s->copy_q : s->cl->queue;
+    if (ntok) {
+        const size_t bytes = ntok * dim * esize;
+        if (ms_cl_write_on(
+                s->cl, qu, s->raw, bytes, (const char *)docs->tokens + tok0 * dim * esize,
+                s->rec ? &s->rec->upload_s : &s->last_upload_s, "NV documents", err) != MS_OK)
+            return err->status;
+        *(s->rec ? &s->rec->upload_bytes : &s->last_upload_bytes) += bytes;
     }
+    rc = clEnqueueWriteBuffer(qu, s->doc_tile, CL_TRUE, 0, nd * 4, s->h_doc_tile, 0, NULL, NULL);
+    if (rc == CL_SUCCESS)
+        rc = clEnqueueWriteBuffer(qu, s->doc_len, CL_TRUE, 0, nd * 4, s->h_doc_len, 0, NULL, NULL);
+    if (rc != CL_SUCCESS)
+        return ms_cl_fail(err, "clEnqueueWriteBuffer(NV documents)", rc);
     if (!direct && !nv->docs &&
         !(nv->docs = ms_cl_buffer(s->cl, CL_MEM_READ_WRITE, s->cap_tokens * nv->kp * 2, NULL,
                                   "NV documents", err)))

@@ -14,8 +14,6 @@
 #include <string.h>
 #include <time.h>
 
-struct ms_stream;
-
 struct slot {
     struct ms_emb emb;
     const struct ms_stream *owner;
@@ -85,6 +83,13 @@ uint64_t ms_rows_block_end(const struct ms_src *src, const uint64_t *rows, uint6
     return end;
 }
 
+/* The end of the next block (a row number, or an index into rows). */
+static uint64_t next_end(const struct ms_stream *s)
+{
+    return s->rows ? ms_rows_block_end(s->src, s->rows, s->next, s->end, s->max_docs, s->max_tokens)
+                   : ms_block_end(s->src, s->next, s->end, s->max_docs, s->max_tokens);
+}
+
 /* Reserve a slot's storage for the largest block (the reader's, or ms_par_start's). */
 static void *reserve_slot(void *arg)
 {
@@ -100,12 +105,7 @@ static void *reserve_slot(void *arg)
  * stream has a second block; else the consumer would wait for it after the first block. */
 static void reserve_second(struct ms_stream *s)
 {
-    if (!s->slots[1].emb.alloc || s->next >= s->end)
-        return;
-    const uint64_t end =
-        s->rows ? ms_rows_block_end(s->src, s->rows, s->next, s->end, s->max_docs, s->max_tokens)
-                : ms_block_end(s->src, s->next, s->end, s->max_docs, s->max_tokens);
-    if (end >= s->end)
+    if (!s->slots[1].emb.alloc || s->next >= s->end || next_end(s) >= s->end)
         return;
     s->second_busy = 1;
     ms_par_start(&s->second, reserve_slot, &s->slots[1]);
@@ -149,15 +149,10 @@ static void *reader(void *arg)
                 sl->last = 1;
                 goto hand_over;
             }
-            if (s->rows) {
-                end =
-                    ms_rows_block_end(s->src, s->rows, s->next, s->end, s->max_docs, s->max_tokens);
-                sl->rc =
-                    ms_src_read_rows(s->src, s->rows + s->next, end - s->next, &sl->emb, &sl->err);
-            } else {
-                end = ms_block_end(s->src, s->next, s->end, s->max_docs, s->max_tokens);
-                sl->rc = ms_src_read(s->src, s->next, end - s->next, &sl->emb, &sl->err);
-            }
+            end = next_end(s);
+            sl->rc = s->rows ? ms_src_read_rows(s->src, s->rows + s->next, end - s->next, &sl->emb,
+                                                &sl->err)
+                             : ms_src_read(s->src, s->next, end - s->next, &sl->emb, &sl->err);
             s->read_s += ms_now() - t0;
             s->next = end;
             if (sl->rc != MS_OK)

@@ -105,12 +105,10 @@ static void *write_rows(void *arg)
     return NULL;
 }
 
-int ms_pwrite_rows(int fd, const void *buf, size_t bytes, size_t ld, uint64_t n, off_t off,
-                   off_t stride, int threads)
+/* Threads for n rows of `bytes` (1 to 16, at most `threads` and n): a thread for every 4 MB at
+ * least, since below that starting one costs more than it saves. */
+static int rows_threads(size_t bytes, uint64_t n, int threads)
 {
-    struct rows_part parts[16];
-
-    /* a thread for every 4 MB at least: below that, starting one costs more than it saves */
     const uint64_t most = (uint64_t)bytes * n / (4u << 20) + 1;
     if (threads > 16)
         threads = 16;
@@ -120,6 +118,15 @@ int ms_pwrite_rows(int fd, const void *buf, size_t bytes, size_t ld, uint64_t n,
         threads = n ? (int)n : 1;
     if (threads < 1)
         threads = 1;
+    return threads;
+}
+
+int ms_pwrite_rows(int fd, const void *buf, size_t bytes, size_t ld, uint64_t n, off_t off,
+                   off_t stride, int threads)
+{
+    struct rows_part parts[16];
+
+    threads = rows_threads(bytes, n, threads);
     for (int t = 0; t < threads; t++) {
         parts[t] = (struct rows_part){ .fd = fd,
                                        .buf = buf,
@@ -497,16 +504,7 @@ void ms_wmap_copy_rows(struct ms_wmap *m, const void *buf, size_t bytes, size_t 
                        uint64_t off, uint64_t stride, int threads)
 {
     struct copy_part parts[16];
-    /* a thread for every 4 MB at least, as ms_pwrite_rows */
-    const uint64_t most = (uint64_t)bytes * n / (4u << 20) + 1;
-    if (threads > 16)
-        threads = 16;
-    if ((uint64_t)threads > most)
-        threads = (int)most;
-    if ((uint64_t)threads > n)
-        threads = n ? (int)n : 1;
-    if (threads < 1)
-        threads = 1;
+    threads = rows_threads(bytes, n, threads);
     for (int t = 0; t < threads; t++)
         parts[t] = (struct copy_part){ .dst = m->base + off,
                                        .buf = buf,
